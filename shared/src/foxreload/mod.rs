@@ -1,0 +1,63 @@
+//! FoxReload, the supplier: its wire types, its client, and the port the
+//! functions use to reach it.
+
+mod client;
+mod error;
+mod types;
+
+pub use client::{ClientBuildError, FoxReloadClient};
+pub use error::{ErrorClass, Operation, SupplierError, Uncertainty};
+pub use types::{
+    CreateOrderItem, CreateOrderRequest, DeliveredCode, ErrorBody, Price, Product, ProductRef,
+    SupplierItem, SupplierOrder, SupplierStatus, Timestamp, parse_order_list,
+};
+
+use std::future::Future;
+
+/// The supplier port: what foxrelay needs from FoxReload. The real adapter is
+/// [`FoxReloadClient`]; domain unit tests use an in-memory one.
+pub trait Supplier: Send + Sync {
+    fn create_order(
+        &self,
+        request: &CreateOrderRequest,
+    ) -> impl Future<Output = Result<SupplierOrder, SupplierError>> + Send;
+    fn pay_order(
+        &self,
+        supplier_order_id: &str,
+    ) -> impl Future<Output = Result<SupplierOrder, SupplierError>> + Send;
+    fn get_order(
+        &self,
+        supplier_order_id: &str,
+    ) -> impl Future<Output = Result<SupplierOrder, SupplierError>> + Send;
+    fn list_recent_orders(
+        &self,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<SupplierOrder>, SupplierError>> + Send;
+}
+
+impl Supplier for FoxReloadClient {
+    fn create_order(
+        &self,
+        request: &CreateOrderRequest,
+    ) -> impl Future<Output = Result<SupplierOrder, SupplierError>> + Send {
+        FoxReloadClient::create_order(self, request)
+    }
+    fn pay_order(
+        &self,
+        supplier_order_id: &str,
+    ) -> impl Future<Output = Result<SupplierOrder, SupplierError>> + Send {
+        FoxReloadClient::pay_order(self, supplier_order_id)
+    }
+    fn get_order(
+        &self,
+        supplier_order_id: &str,
+    ) -> impl Future<Output = Result<SupplierOrder, SupplierError>> + Send {
+        FoxReloadClient::get_order(self, supplier_order_id)
+    }
+    fn list_recent_orders(
+        &self,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<SupplierOrder>, SupplierError>> + Send {
+        FoxReloadClient::list_recent_orders(self, limit)
+    }
+}

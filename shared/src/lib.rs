@@ -1,0 +1,8 @@
+//! foxrelay's ground floor, shared by every function: settings, the FoxReload
+//! client and its types, AWS client set-up, and telemetry. The domain knows
+//! nothing of AWS; adapters live beside the ports they implement.
+
+pub mod aws;
+pub mod foxreload;
+pub mod settings;
+pub mod telemetry;

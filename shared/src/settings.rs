@@ -1,0 +1,552 @@
+//! Every setting foxrelay reads, named in one place.
+//!
+//! Settings come from environment variables (the Lambda convention; the SAM
+//! template sets them from its Parameters) and are read once at start-up. A
+//! missing or malformed setting stops start-up with a message naming it; all
+//! problems are reported together so one deploy fixes them all.
+
+use std::fmt;
+use std::time::Duration;
+
+/// The names of every environment variable foxrelay reads.
+pub mod names {
+    /// The DynamoDB table holding orders, codes and idempotency records.
+    pub const TABLE_NAME: &str = "TABLE_NAME";
+    /// URL of the SQS queue carrying poll messages.
+    pub const POLL_QUEUE_URL: &str = "POLL_QUEUE_URL";
+    /// ARN of the SNS topic order events are published to.
+    pub const ORDER_EVENTS_TOPIC_ARN: &str = "ORDER_EVENTS_TOPIC_ARN";
+    /// ARN of the SNS topic operations alerts are published to.
+    pub const OPS_ALERTS_TOPIC_ARN: &str = "OPS_ALERTS_TOPIC_ARN";
+    /// FoxReload's API base URL.
+    pub const FOXRELOAD_BASE_URL: &str = "FOXRELOAD_BASE_URL";
+    /// ARN of the Secrets Manager secret holding the FoxReload API key.
+    pub const FOXRELOAD_API_KEY_SECRET_ARN: &str = "FOXRELOAD_API_KEY_SECRET_ARN";
+    /// The FoxReload API key itself: local runs only, refused inside Lambda.
+    pub const FOXRELOAD_API_KEY: &str = "FOXRELOAD_API_KEY";
+    /// Milliseconds allowed to open a connection to FoxReload.
+    pub const FOXRELOAD_CONNECT_TIMEOUT_MS: &str = "FOXRELOAD_CONNECT_TIMEOUT_MS";
+    /// Milliseconds allowed for a whole FoxReload request.
+    pub const FOXRELOAD_REQUEST_TIMEOUT_MS: &str = "FOXRELOAD_REQUEST_TIMEOUT_MS";
+    /// Pay each order from the account balance right after creating it.
+    pub const FOXRELOAD_AUTO_PAY: &str = "FOXRELOAD_AUTO_PAY";
+    /// Ask FoxReload for mock orders (no money moves).
+    pub const FOXRELOAD_MOCK_ORDERS: &str = "FOXRELOAD_MOCK_ORDERS";
+    /// Optional `X-Currency` header (`usd` or `rub`).
+    pub const FOXRELOAD_CURRENCY: &str = "FOXRELOAD_CURRENCY";
+    /// Optional `X-Language` header (`en` or `ru`).
+    pub const FOXRELOAD_LANGUAGE: &str = "FOXRELOAD_LANGUAGE";
+    /// Seconds without reaching a terminal status before an order is stalled.
+    pub const STALL_AFTER_SECS: &str = "STALL_AFTER_SECS";
+    /// Seconds before a stalled order is alerted again.
+    pub const STALL_REALERT_SECS: &str = "STALL_REALERT_SECS";
+    /// Seconds after placement past which an order is abandoned.
+    pub const POLL_HORIZON_SECS: &str = "POLL_HORIZON_SECS";
+    /// Set by the Lambda service inside a function; its presence means "in AWS".
+    pub const AWS_LAMBDA_FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
+    /// Points the AWS SDK at another endpoint (moto, locally).
+    pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+}
+
+/// Default FoxReload base URL.
+pub const DEFAULT_FOXRELOAD_BASE_URL: &str = "https://public-api.foxreload.com";
+
+/// Everything a foxrelay function needs to start.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub resources: Resources,
+    pub foxreload: FoxReloadSettings,
+    pub stall: StallSettings,
+    pub poll_horizon: Duration,
+}
+
+/// Names of the AWS resources created by `template.yaml`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resources {
+    pub table_name: String,
+    pub poll_queue_url: String,
+    pub order_events_topic_arn: String,
+    pub ops_alerts_topic_arn: String,
+}
+
+/// How to reach FoxReload.
+#[derive(Clone, Debug)]
+pub struct FoxReloadSettings {
+    /// Base URL without a trailing slash.
+    pub base_url: String,
+    pub api_key: ApiKeySource,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub auto_pay: bool,
+    pub mock_orders: bool,
+    pub currency: Option<String>,
+    pub language: Option<String>,
+}
+
+impl FoxReloadSettings {
+    /// Settings for a FoxReload (or simulator) at `base_url` with a plain key
+    /// and the default timeouts: what the local stack and tests use.
+    pub fn local(base_url: impl Into<String>, api_key: impl Into<String>) -> Self {
+        Self {
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            api_key: ApiKeySource::Plain(ApiKey::new(api_key)),
+            connect_timeout: Duration::from_millis(DEFAULT_CONNECT_TIMEOUT_MS),
+            request_timeout: Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS),
+            auto_pay: true,
+            mock_orders: false,
+            currency: None,
+            language: None,
+        }
+    }
+}
+
+/// Stall detection figures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StallSettings {
+    pub after: Duration,
+    pub realert: Duration,
+}
+
+const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
+const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 8_000;
+
+/// Where the FoxReload API key comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApiKeySource {
+    /// A Secrets Manager secret (its ARN); read once per container.
+    SecretArn(String),
+    /// The key itself: only outside Lambda, or against a local endpoint.
+    Plain(ApiKey),
+}
+
+/// The FoxReload API key. Its `Debug` and `Display` never show it, so it
+/// cannot leak into a log line or an error message by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> Self {
+        Self(key.into())
+    }
+
+    /// The key, for the one place that sends it: the `X-API-Key` header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// One thing wrong with the settings.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SettingProblem {
+    #[error("{name} is not set")]
+    Missing { name: &'static str },
+    #[error("{name} is invalid: {reason}")]
+    Invalid {
+        name: &'static str,
+        reason: String,
+    },
+}
+
+/// Every problem found while reading the settings.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("foxrelay cannot start, its settings are wrong: {}", list(.problems))]
+pub struct SettingsError {
+    pub problems: Vec<SettingProblem>,
+}
+
+impl SettingsError {
+    /// The names of the settings at fault.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.problems
+            .iter()
+            .map(|p| match p {
+                SettingProblem::Missing { name } | SettingProblem::Invalid { name, .. } => *name,
+            })
+            .collect()
+    }
+}
+
+fn list(problems: &[SettingProblem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Settings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let mut reader = Reader {
+            lookup: &lookup,
+            problems: Vec::new(),
+        };
+        let resources = Resources {
+            table_name: reader.required(names::TABLE_NAME),
+            poll_queue_url: reader.required_url(names::POLL_QUEUE_URL),
+            order_events_topic_arn: reader.required_arn(names::ORDER_EVENTS_TOPIC_ARN, "sns"),
+            ops_alerts_topic_arn: reader.required_arn(names::OPS_ALERTS_TOPIC_ARN, "sns"),
+        };
+        let foxreload = reader.foxreload();
+        let stall = StallSettings {
+            after: reader.seconds(names::STALL_AFTER_SECS, 600, 60..=86_400),
+            realert: reader.seconds(names::STALL_REALERT_SECS, 3_600, 60..=7 * 86_400),
+        };
+        let poll_horizon = reader.seconds(names::POLL_HORIZON_SECS, 86_400, 600..=14 * 86_400);
+        if reader.problems.is_empty() {
+            Ok(Settings {
+                resources,
+                foxreload,
+                stall,
+                poll_horizon,
+            })
+        } else {
+            Err(SettingsError {
+                problems: reader.problems,
+            })
+        }
+    }
+}
+
+struct Reader<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<SettingProblem>,
+}
+
+impl Reader<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn invalid(&mut self, name: &'static str, reason: impl Into<String>) {
+        self.problems.push(SettingProblem::Invalid {
+            name,
+            reason: reason.into(),
+        });
+    }
+
+    fn required(&mut self, name: &'static str) -> String {
+        self.get(name).unwrap_or_else(|| {
+            self.problems.push(SettingProblem::Missing { name });
+            String::new()
+        })
+    }
+
+    fn required_url(&mut self, name: &'static str) -> String {
+        let value = self.required(name);
+        if !value.is_empty() && !(value.starts_with("https://") || value.starts_with("http://")) {
+            self.invalid(name, "expected an http(s) URL");
+        }
+        value
+    }
+
+    fn required_arn(&mut self, name: &'static str, service: &str) -> String {
+        let value = self.required(name);
+        if !value.is_empty() && !is_arn_of(&value, service) {
+            self.invalid(name, format!("expected an {service} ARN (arn:aws:{service}:…)"));
+        }
+        value
+    }
+
+    fn flag(&mut self, name: &'static str, default: bool) -> bool {
+        match self.get(name).map(|v| v.to_ascii_lowercase()) {
+            None => default,
+            Some(v) if matches!(v.as_str(), "true" | "1" | "yes") => true,
+            Some(v) if matches!(v.as_str(), "false" | "0" | "no") => false,
+            Some(_) => {
+                self.invalid(name, "expected true or false");
+                default
+            }
+        }
+    }
+
+    fn number(
+        &mut self,
+        name: &'static str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> u64 {
+        let Some(raw) = self.get(name) else {
+            return default;
+        };
+        match raw.parse::<u64>() {
+            Ok(n) if range.contains(&n) => n,
+            _ => {
+                self.invalid(
+                    name,
+                    format!(
+                        "expected a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn seconds(
+        &mut self,
+        name: &'static str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Duration {
+        Duration::from_secs(self.number(name, default, range))
+    }
+
+    fn millis(
+        &mut self,
+        name: &'static str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Duration {
+        Duration::from_millis(self.number(name, default, range))
+    }
+
+    fn one_of(&mut self, name: &'static str, allowed: &[&str]) -> Option<String> {
+        let value = self.get(name)?.to_ascii_lowercase();
+        if allowed.contains(&value.as_str()) {
+            Some(value)
+        } else {
+            self.invalid(name, format!("expected one of {}", allowed.join(", ")));
+            None
+        }
+    }
+
+    fn foxreload(&mut self) -> FoxReloadSettings {
+        let base_url = self
+            .get(names::FOXRELOAD_BASE_URL)
+            .unwrap_or_else(|| DEFAULT_FOXRELOAD_BASE_URL.to_owned());
+        if let Err(reason) = check_base_url(&base_url) {
+            self.invalid(names::FOXRELOAD_BASE_URL, reason);
+        }
+        let api_key = self.api_key();
+        let connect_timeout = self.millis(
+            names::FOXRELOAD_CONNECT_TIMEOUT_MS,
+            DEFAULT_CONNECT_TIMEOUT_MS,
+            50..=30_000,
+        );
+        let request_timeout = self.millis(
+            names::FOXRELOAD_REQUEST_TIMEOUT_MS,
+            DEFAULT_REQUEST_TIMEOUT_MS,
+            100..=60_000,
+        );
+        if request_timeout < connect_timeout {
+            self.invalid(
+                names::FOXRELOAD_REQUEST_TIMEOUT_MS,
+                "must not be shorter than FOXRELOAD_CONNECT_TIMEOUT_MS",
+            );
+        }
+        FoxReloadSettings {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_key,
+            connect_timeout,
+            request_timeout,
+            auto_pay: self.flag(names::FOXRELOAD_AUTO_PAY, true),
+            mock_orders: self.flag(names::FOXRELOAD_MOCK_ORDERS, false),
+            currency: self.one_of(names::FOXRELOAD_CURRENCY, &["usd", "rub"]),
+            language: self.one_of(names::FOXRELOAD_LANGUAGE, &["en", "ru"]),
+        }
+    }
+
+    fn api_key(&mut self) -> ApiKeySource {
+        let arn = self.get(names::FOXRELOAD_API_KEY_SECRET_ARN);
+        let plain = self.get(names::FOXRELOAD_API_KEY);
+        let in_lambda = self.get(names::AWS_LAMBDA_FUNCTION_NAME).is_some();
+        let local_endpoint = self.get(names::AWS_ENDPOINT_URL).is_some();
+        match (arn, plain) {
+            (Some(arn), _) => {
+                if !is_arn_of(&arn, "secretsmanager") {
+                    self.invalid(
+                        names::FOXRELOAD_API_KEY_SECRET_ARN,
+                        "expected a Secrets Manager ARN (arn:aws:secretsmanager:…)",
+                    );
+                }
+                ApiKeySource::SecretArn(arn)
+            }
+            (None, Some(_)) if in_lambda && !local_endpoint => {
+                self.invalid(
+                    names::FOXRELOAD_API_KEY,
+                    "a plain API key is refused inside AWS Lambda; store it in Secrets Manager and set FOXRELOAD_API_KEY_SECRET_ARN",
+                );
+                ApiKeySource::Plain(ApiKey::new(String::new()))
+            }
+            (None, Some(key)) => ApiKeySource::Plain(ApiKey::new(key)),
+            (None, None) => {
+                self.problems.push(SettingProblem::Missing {
+                    name: names::FOXRELOAD_API_KEY_SECRET_ARN,
+                });
+                ApiKeySource::Plain(ApiKey::new(String::new()))
+            }
+        }
+    }
+}
+
+/// Production FoxReload is HTTPS only; plain HTTP is allowed for loopback
+/// (the simulator, tests).
+fn check_base_url(url: &str) -> Result<(), String> {
+    if let Some(rest) = url.strip_prefix("http://") {
+        let host = rest.split(['/', ':']).next().unwrap_or_default();
+        if host == "localhost" || host.starts_with("127.") || rest.starts_with("[::1]") {
+            return Ok(());
+        }
+        return Err("plain http is allowed for loopback addresses only; use https".into());
+    }
+    if url.strip_prefix("https://").is_some_and(|r| !r.is_empty()) {
+        Ok(())
+    } else {
+        Err("expected an https URL".into())
+    }
+}
+
+fn is_arn_of(value: &str, service: &str) -> bool {
+    let mut parts = value.splitn(6, ':');
+    parts.next() == Some("arn")
+        && parts.next().is_some_and(|p| p.starts_with("aws"))
+        && parts.next() == Some(service)
+        && parts.count() == 3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn minimal() -> HashMap<&'static str, String> {
+        HashMap::from([
+            (names::TABLE_NAME, "orders".to_owned()),
+            (
+                names::POLL_QUEUE_URL,
+                "https://sqs.us-east-1.amazonaws.com/123456789012/poll".to_owned(),
+            ),
+            (
+                names::ORDER_EVENTS_TOPIC_ARN,
+                "arn:aws:sns:us-east-1:123456789012:order-events".to_owned(),
+            ),
+            (
+                names::OPS_ALERTS_TOPIC_ARN,
+                "arn:aws:sns:us-east-1:123456789012:ops-alerts".to_owned(),
+            ),
+            (
+                names::FOXRELOAD_API_KEY_SECRET_ARN,
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:foxreload-AbCdEf".to_owned(),
+            ),
+        ])
+    }
+
+    fn load(env: &HashMap<&'static str, String>) -> Result<Settings, SettingsError> {
+        Settings::from_lookup(|name| env.get(name).cloned())
+    }
+
+    #[test]
+    fn minimal_settings_take_documented_defaults() {
+        let s = load(&minimal()).expect("valid");
+        assert_eq!(s.foxreload.base_url, DEFAULT_FOXRELOAD_BASE_URL);
+        assert_eq!(s.foxreload.connect_timeout, Duration::from_millis(2_000));
+        assert_eq!(s.foxreload.request_timeout, Duration::from_millis(8_000));
+        assert!(s.foxreload.auto_pay);
+        assert!(!s.foxreload.mock_orders);
+        assert_eq!(s.stall.after, Duration::from_secs(600));
+        assert_eq!(s.stall.realert, Duration::from_secs(3_600));
+        assert_eq!(s.poll_horizon, Duration::from_secs(86_400));
+        assert!(matches!(s.foxreload.api_key, ApiKeySource::SecretArn(_)));
+    }
+
+    #[test]
+    fn every_missing_required_setting_is_named() {
+        let err = load(&HashMap::new()).unwrap_err();
+        assert_eq!(
+            err.names(),
+            vec![
+                names::TABLE_NAME,
+                names::POLL_QUEUE_URL,
+                names::ORDER_EVENTS_TOPIC_ARN,
+                names::OPS_ALERTS_TOPIC_ARN,
+                names::FOXRELOAD_API_KEY_SECRET_ARN,
+            ]
+        );
+        assert!(err.to_string().contains("TABLE_NAME is not set"));
+    }
+
+    #[test]
+    fn malformed_settings_are_named_with_the_reason() {
+        let mut env = minimal();
+        env.insert(names::FOXRELOAD_AUTO_PAY, "maybe".into());
+        env.insert(names::FOXRELOAD_REQUEST_TIMEOUT_MS, "fast".into());
+        env.insert(names::ORDER_EVENTS_TOPIC_ARN, "order-events".into());
+        env.insert(names::FOXRELOAD_CURRENCY, "eur".into());
+        let err = load(&env).unwrap_err();
+        assert_eq!(
+            err.names(),
+            vec![
+                names::ORDER_EVENTS_TOPIC_ARN,
+                names::FOXRELOAD_REQUEST_TIMEOUT_MS,
+                names::FOXRELOAD_AUTO_PAY,
+                names::FOXRELOAD_CURRENCY,
+            ]
+        );
+        assert!(err.to_string().contains("expected true or false"));
+    }
+
+    #[test]
+    fn plain_http_base_url_is_refused_unless_loopback() {
+        let mut env = minimal();
+        env.insert(names::FOXRELOAD_BASE_URL, "http://api.example.com".into());
+        assert_eq!(
+            load(&env).unwrap_err().names(),
+            vec![names::FOXRELOAD_BASE_URL]
+        );
+        env.insert(names::FOXRELOAD_BASE_URL, "http://127.0.0.1:8090/".into());
+        assert_eq!(
+            load(&env).unwrap().foxreload.base_url,
+            "http://127.0.0.1:8090"
+        );
+    }
+
+    #[test]
+    fn plain_api_key_is_refused_inside_lambda_but_allowed_locally() {
+        let mut env = minimal();
+        env.remove(names::FOXRELOAD_API_KEY_SECRET_ARN);
+        env.insert(names::FOXRELOAD_API_KEY, "secret-key-value".into());
+        let local = load(&env).unwrap();
+        assert_eq!(
+            local.foxreload.api_key,
+            ApiKeySource::Plain(ApiKey::new("secret-key-value"))
+        );
+
+        env.insert(names::AWS_LAMBDA_FUNCTION_NAME, "poll-order".into());
+        let err = load(&env).unwrap_err();
+        assert_eq!(err.names(), vec![names::FOXRELOAD_API_KEY]);
+        assert!(!err.to_string().contains("secret-key-value"));
+
+        env.insert(names::AWS_ENDPOINT_URL, "http://127.0.0.1:5000".into());
+        assert!(load(&env).is_ok(), "a local endpoint allows a plain key");
+    }
+
+    #[test]
+    fn api_key_never_shows_in_debug_or_display() {
+        let key = ApiKey::new("k-123456");
+        let settings = FoxReloadSettings::local("http://127.0.0.1:1", "k-123456");
+        assert!(!format!("{key:?} {key} {settings:?}").contains("k-123456"));
+        assert_eq!(key.expose(), "k-123456");
+    }
+}
