@@ -5,4 +5,7 @@
 pub mod aws;
 pub mod foxreload;
 pub mod settings;
+pub mod startup;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,1 +1,8 @@
-fn main() {}
+use foxrelay_shared::startup::Context;
+use lambda_runtime::{Error, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let handler = &poll_order::Handler::new(Context::from_env_or_exit().await);
+    lambda_runtime::run(service_fn(move |event| handler.handle(event))).await
+}

@@ -1,1 +1,11 @@
+//! foxrelay on one machine, with no AWS account: moto's server for AWS, the
+//! resources of `template.yaml` created in it through the real SDK, and the
+//! FoxReload simulator.
 
+pub mod moto;
+pub mod provision;
+pub mod template;
+
+pub use moto::{MotoError, MotoServer};
+pub use provision::{ProvisionError, Provisioned, provision};
+pub use template::{StackTemplate, TemplateError};

@@ -1,0 +1,33 @@
+//! The release binary's shape: it starts under lambda_runtime, answers an
+//! API Gateway event, and refuses to start without its settings.
+
+use foxrelay_shared::testing::{Outcome, invoke_binary, start_binary_without};
+use serde_json::json;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_create-order");
+
+#[tokio::test]
+async fn binary_answers_an_http_api_event_under_lambda_runtime() {
+    let event = json!({
+        "version": "2.0", "routeKey": "GET /orders/{orderId}", "rawPath": "/nowhere",
+        "rawQueryString": "", "headers": {}, "isBase64Encoded": false,
+        "requestContext": {"http": {"method": "GET", "path": "/nowhere", "protocol": "HTTP/1.1",
+            "sourceIp": "127.0.0.1", "userAgent": "test"}, "requestId": "r1", "routeKey": "GET /orders/{orderId}",
+            "stage": "$default", "time": "28/Nov/2026:10:00:00 +0000", "timeEpoch": 0,
+            "accountId": "000000000000", "apiId": "api", "domainName": "localhost", "domainPrefix": "localhost"}
+    });
+    let Outcome::Response(response) = invoke_binary(BINARY, event).await else {
+        panic!("expected a response");
+    };
+    assert_eq!(response["statusCode"], 404);
+    let body: serde_json::Value =
+        serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn binary_without_table_name_stops_naming_it() {
+    let (code, stderr) = start_binary_without(BINARY, "TABLE_NAME").await;
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("TABLE_NAME is not set"), "{stderr}");
+}

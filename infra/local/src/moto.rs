@@ -1,0 +1,169 @@
+//! Starts moto's server (PyPI `moto[server]`) on a free loopback port.
+//!
+//! moto runs inside a small Python wrapper that stops the server when its
+//! standard input closes, so the server never outlives the process that
+//! started it, even when that process is killed or is a test binary whose
+//! statics are never dropped.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The interpreter that has moto installed; `python3` from `PATH` unless set.
+pub const PYTHON_ENV: &str = "FOXRELAY_PYTHON";
+
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+const WRAPPER: &str = r#"
+import socket, sys
+try:
+    from moto.server import ThreadedMotoServer
+except ImportError as e:
+    print("ERROR moto[server] is not installed for " + sys.executable + ": " + str(e), flush=True)
+    sys.exit(3)
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+port = s.getsockname()[1]
+s.close()
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+server.start()
+print("READY %d" % port, flush=True)
+sys.stdin.read()
+server.stop()
+"#;
+
+/// Why moto could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum MotoError {
+    #[error(
+        "cannot run {python} to start moto_server: {source}; install moto[server] (pip install 'moto[server]') or set {PYTHON_ENV}"
+    )]
+    Spawn {
+        python: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("moto_server did not start: {0}")]
+    Startup(String),
+}
+
+/// A running moto server; stopped when dropped.
+pub struct MotoServer {
+    child: Mutex<Child>,
+    stdin: Mutex<Option<ChildStdin>>,
+    addr: SocketAddr,
+}
+
+impl std::fmt::Debug for MotoServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MotoServer")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl MotoServer {
+    /// Starts moto on a free loopback port and waits until it answers.
+    pub fn start() -> Result<Self, MotoError> {
+        let python = std::env::var(PYTHON_ENV).unwrap_or_else(|_| "python3".to_owned());
+        let mut child = Command::new(&python)
+            .arg("-c")
+            .arg(WRAPPER)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|source| MotoError::Spawn {
+                python: python.clone(),
+                source,
+            })?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut first = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut first)
+            .map_err(|e| MotoError::Startup(e.to_string()))?;
+        let port: u16 = match first.trim().strip_prefix("READY ") {
+            Some(port) => port
+                .parse()
+                .map_err(|_| MotoError::Startup(format!("odd answer {first:?}")))?,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let said = first.trim();
+                return Err(MotoError::Startup(if said.is_empty() {
+                    format!("{python} exited without starting it")
+                } else {
+                    said.to_owned()
+                }));
+            }
+        };
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let server = Self {
+            child: Mutex::new(child),
+            stdin: Mutex::new(stdin),
+            addr,
+        };
+        server.wait_until_ready()?;
+        Ok(server)
+    }
+
+    fn wait_until_ready(&self) -> Result<(), MotoError> {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Ok(mut stream) = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)) {
+                let request = format!(
+                    "GET /moto-api/data.json HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                    self.addr
+                );
+                let mut status = String::new();
+                if stream.write_all(request.as_bytes()).is_ok()
+                    && BufReader::new(stream).read_line(&mut status).is_ok()
+                    && status.starts_with("HTTP/1.")
+                {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(MotoError::Startup(format!(
+                    "no answer on {} within {STARTUP_TIMEOUT:?}",
+                    self.addr
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The endpoint to give the AWS SDK (`AWS_ENDPOINT_URL`).
+    pub fn endpoint_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the server and waits for it to exit.
+    pub fn stop(&self) {
+        drop(self.stdin.lock().map(|mut s| s.take()));
+        if let Ok(mut child) = self.child.lock() {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,63 @@
+//! What every function does once, before its first event: logging, settings,
+//! AWS clients, the API key, the FoxReload client. Any failure stops start-up
+//! with a message that names the cause.
+
+use crate::aws::{self, ApiKeyError, AwsClients};
+use crate::foxreload::{ClientBuildError, FoxReloadClient};
+use crate::settings::{Settings, SettingsError};
+use crate::telemetry;
+
+/// Why a function could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    ApiKey(#[from] ApiKeyError),
+    #[error(transparent)]
+    Client(#[from] ClientBuildError),
+}
+
+/// Everything a handler needs, built once per container.
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub settings: Settings,
+    pub aws: AwsClients,
+    pub foxreload: FoxReloadClient,
+}
+
+impl Context {
+    /// Builds the context from the process environment, as in Lambda.
+    pub async fn from_env() -> Result<Self, StartupError> {
+        telemetry::init();
+        let settings = Settings::from_env()?;
+        let aws = AwsClients::new(&aws::load_from_env().await);
+        Self::build(settings, aws).await
+    }
+
+    /// [`Context::from_env`], or the process ends with the reason on standard
+    /// error and in the log, and a non-zero exit code (Lambda reports it as
+    /// an init failure).
+    pub async fn from_env_or_exit() -> Self {
+        match Self::from_env().await {
+            Ok(context) => context,
+            Err(error) => {
+                tracing::error!(%error, "start-up failed");
+                eprintln!("{error}");
+                std::process::exit(1);
+            }
+        }
+    }
+
+    /// Builds the context from given settings and clients (local runner,
+    /// tests).
+    pub async fn build(settings: Settings, aws: AwsClients) -> Result<Self, StartupError> {
+        let key = aws::resolve_api_key(&settings.foxreload.api_key, &aws.secrets).await?;
+        let foxreload = FoxReloadClient::new(&settings.foxreload, &key)?;
+        Ok(Self {
+            settings,
+            aws,
+            foxreload,
+        })
+    }
+}
