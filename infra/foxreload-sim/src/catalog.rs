@@ -129,18 +129,78 @@ const fn entry(
 
 static CATALOG: [Product; 14] = [
     entry(PRODUCT_FAST, "Game Wallet 10 USD", 1250, Behaviour::Fast),
-    entry(PRODUCT_SLOW, "Console Gift Card 25 USD (slow)", 2610, Behaviour::Slow),
-    entry(PRODUCT_NEVER, "Game Coins 800 (never delivered)", 999, Behaviour::Never),
-    entry(PRODUCT_FAIL, "Streaming 30 USD (fails)", 3175, Behaviour::Fail),
-    entry(PRODUCT_PARTIAL, "Console Store 10 USD (partial)", 1040, Behaviour::Partial),
-    entry(PRODUCT_ACTIVATION, "Travel eSIM 5 GB (activation)", 715, Behaviour::Activation),
-    entry(PRODUCT_MANY, "Micro Card bundle (50 codes a unit)", 5500, Behaviour::Many),
-    entry(PRODUCT_STALL_CREATE, "App Store 15 USD (create stalls)", 1560, Behaviour::StallCreate),
-    entry(PRODUCT_5XX, "Gift Card 20 USD (503 first)", 2080, Behaviour::ServerError),
-    entry(PRODUCT_429, "Handheld Store 20 USD (429 first)", 2070, Behaviour::Throttle),
-    entry(PRODUCT_GARBAGE, "Music 1 month (HTML first)", 1105, Behaviour::Garbage),
-    entry(PRODUCT_UNKNOWN_STATUS, "Marketplace 10 USD (on_hold)", 1025, Behaviour::UnknownStatus),
-    entry(PRODUCT_POOR, "Bulk card lot (too expensive)", 999999900, Behaviour::Poor),
+    entry(
+        PRODUCT_SLOW,
+        "Console Gift Card 25 USD (slow)",
+        2610,
+        Behaviour::Slow,
+    ),
+    entry(
+        PRODUCT_NEVER,
+        "Game Coins 800 (never delivered)",
+        999,
+        Behaviour::Never,
+    ),
+    entry(
+        PRODUCT_FAIL,
+        "Streaming 30 USD (fails)",
+        3175,
+        Behaviour::Fail,
+    ),
+    entry(
+        PRODUCT_PARTIAL,
+        "Console Store 10 USD (partial)",
+        1040,
+        Behaviour::Partial,
+    ),
+    entry(
+        PRODUCT_ACTIVATION,
+        "Travel eSIM 5 GB (activation)",
+        715,
+        Behaviour::Activation,
+    ),
+    entry(
+        PRODUCT_MANY,
+        "Micro Card bundle (50 codes a unit)",
+        5500,
+        Behaviour::Many,
+    ),
+    entry(
+        PRODUCT_STALL_CREATE,
+        "App Store 15 USD (create stalls)",
+        1560,
+        Behaviour::StallCreate,
+    ),
+    entry(
+        PRODUCT_5XX,
+        "Gift Card 20 USD (503 first)",
+        2080,
+        Behaviour::ServerError,
+    ),
+    entry(
+        PRODUCT_429,
+        "Handheld Store 20 USD (429 first)",
+        2070,
+        Behaviour::Throttle,
+    ),
+    entry(
+        PRODUCT_GARBAGE,
+        "Music 1 month (HTML first)",
+        1105,
+        Behaviour::Garbage,
+    ),
+    entry(
+        PRODUCT_UNKNOWN_STATUS,
+        "Marketplace 10 USD (on_hold)",
+        1025,
+        Behaviour::UnknownStatus,
+    ),
+    entry(
+        PRODUCT_POOR,
+        "Bulk card lot (too expensive)",
+        999999900,
+        Behaviour::Poor,
+    ),
     Product {
         id: PRODUCT_PLAYER,
         name: "Mobile Game 520 Gems (player id)",
@@ -191,7 +251,10 @@ mod tests {
         ids.sort_unstable();
         ids.dedup();
         assert_eq!(ids.len(), 14);
-        let mut behaviours: Vec<_> = catalog().iter().map(|p| format!("{:?}", p.behaviour)).collect();
+        let mut behaviours: Vec<_> = catalog()
+            .iter()
+            .map(|p| format!("{:?}", p.behaviour))
+            .collect();
         behaviours.sort_unstable();
         behaviours.dedup();
         assert_eq!(behaviours.len(), 14);
@@ -200,8 +263,14 @@ mod tests {
 
     #[test]
     fn product_lookup_finds_known_ids_only() {
-        assert_eq!(product(PRODUCT_FAST).map(|p| p.behaviour), Some(Behaviour::Fast));
+        assert_eq!(
+            product(PRODUCT_FAST).map(|p| p.behaviour),
+            Some(Behaviour::Fast)
+        );
         assert!(product("product_nope").is_none());
-        assert_eq!(product(PRODUCT_FAST).map(Product::price).as_deref(), Some("12.50"));
+        assert_eq!(
+            product(PRODUCT_FAST).map(Product::price).as_deref(),
+            Some("12.50")
+        );
     }
 }

@@ -55,7 +55,10 @@ pub(crate) fn code() -> String {
 /// A fresh activation identity: (4-digit pin, `SN-XXXX-XXXX-XXXX` serial).
 pub(crate) fn activation() -> (String, String) {
     let token = next_token();
-    (format!("{:04}", token % 10_000), format!("SN-{}", groups(token)))
+    (
+        format!("{:04}", token % 10_000),
+        format!("SN-{}", groups(token)),
+    )
 }
 
 #[cfg(test)]

@@ -1,1 +1,255 @@
+//! An in-memory FoxReload public API, served over real HTTP.
+//!
+//! Tests start one in-process on a free port ([`Simulator::start`]); the
+//! local stack runs the `foxreload-sim` binary. It follows FoxReload's public
+//! API as our client sees it, including the odd-but-legal shapes a faithful
+//! peer must produce: `totalPrice` as a string but item `price` as a number,
+//! extra fields (`customer`), activation entries without `code`, list
+//! envelopes of several forms, and undocumented statuses.
+//!
+//! What happens to an order is chosen by what it buys: the catalog holds one
+//! product per [`Behaviour`] (slow, never, failed, partial, throttled, stalled
+//! create, ...). Order status is never stored; it derives from the clock
+//! whenever the order is read, with the figures of [`Timing`].
+//!
+//! Besides FoxReload's routes (all under `/api`, all requiring `X-API-Key`),
+//! the server answers a few of its own, without key:
+//! - `GET /__admin/counters`: the [`Counters`] as JSON;
+//! - `POST /__admin/reset`: forget orders and counters (204);
+//! - `GET /__admin/orders/{id}`: the order as a read would render it, without
+//!   counting the read or applying read faults;
+//! - `POST /__admin/clock/advance?ms=N`: move the simulator's clock forward.
+//!
+//! As a process: `foxreload-sim --addr 127.0.0.1:8090 --api-key KEY
+//! [--fast-ms N] [--slow-secs N] [--envelope offset|cursor|bare]
+//! [--balance-cents N]` prints its base URL on one line once listening and
+//! stops on Ctrl-C or SIGTERM.
 
+mod catalog;
+mod codes;
+mod error;
+mod http;
+mod money;
+mod order;
+mod request;
+mod state;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use catalog::{
+    Behaviour, MAX_QUANTITY, MIN_QUANTITY, PRODUCT_5XX, PRODUCT_429, PRODUCT_ACTIVATION,
+    PRODUCT_FAIL, PRODUCT_FAST, PRODUCT_GARBAGE, PRODUCT_MANY, PRODUCT_NEVER, PRODUCT_PARTIAL,
+    PRODUCT_PLAYER, PRODUCT_POOR, PRODUCT_SLOW, PRODUCT_STALL_CREATE, PRODUCT_UNKNOWN_STATUS,
+    Product, catalog, product,
+};
+pub use http::{API_KEY_HEADER, router};
+pub use order::MANY_CODES_PER_UNIT;
+pub use request::MAX_ITEMS;
+pub use state::{
+    DEFAULT_LIST_LIMIT, GARBAGE_READS, MAX_LIST_LIMIT, RETRY_AFTER_SECS, SERVER_ERROR_READS,
+    SimState, THROTTLED_READS,
+};
+
+/// How long a graceful stop may wait for requests in flight before the
+/// server task is aborted.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How a simulator behaves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimConfig {
+    /// The only `X-API-Key` accepted.
+    pub api_key: String,
+    /// How fast orders move.
+    pub timing: Timing,
+    /// The shape of `GET /api/orders/`.
+    pub list_envelope: ListEnvelope,
+    /// The account balance that pays for orders, in cents.
+    pub balance_cents: i64,
+}
+
+impl Default for SimConfig {
+    /// Key `sim-key`, default timing, the offset envelope, and a balance of
+    /// one million dollars (far less than one `product_poor`).
+    fn default() -> Self {
+        SimConfig {
+            api_key: "sim-key".to_owned(),
+            timing: Timing::default(),
+            list_envelope: ListEnvelope::Offset,
+            balance_cents: 100_000_000,
+        }
+    }
+}
+
+/// How fast orders move. Every transition is measured from a stored
+/// timestamp when the order is read, so these can be changed per simulator
+/// without any background task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// `paid` → `processing`. Default 200 ms.
+    pub paid_to_processing: Duration,
+    /// `processing` → terminal for ordinary products. Default 1 s.
+    pub fast_fulfilment: Duration,
+    /// `processing` → `completed` for `product_slow`. Default 180 s.
+    pub slow_fulfilment: Duration,
+    /// `active` and unpaid → `cancelled` / `payment_expiration`. Default 15 min.
+    pub payment_window: Duration,
+    /// How long `product_stall_create` holds the create response after
+    /// committing the order. Default 30 s.
+    pub create_stall: Duration,
+    /// How long `product_unknown_status` reports `on_hold` once processing,
+    /// before completing. Default 2 s.
+    pub unknown_status_for: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            paid_to_processing: Duration::from_millis(200),
+            fast_fulfilment: Duration::from_secs(1),
+            slow_fulfilment: Duration::from_secs(180),
+            payment_window: Duration::from_secs(15 * 60),
+            create_stall: Duration::from_secs(30),
+            unknown_status_for: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The shape of the list answer, which FoxReload does not publish.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ListEnvelope {
+    /// `{"items": [...], "limit", "offset", "total"}`; pages by `offset`.
+    #[default]
+    Offset,
+    /// `{"items": [...], "limit", "nextCursor"}`; pages by `cursor`
+    /// (`nextCursor` is null on the last page; `offset` is ignored).
+    Cursor,
+    /// A bare JSON array; pages by `offset`.
+    BareArray,
+}
+
+/// What the simulator was asked, for tests to assert on.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Counters {
+    /// Per product id: create requests that committed an order holding it
+    /// (counted once per request, however many of its items hold it).
+    pub creates_by_product: BTreeMap<String, u64>,
+    /// Per order id: authenticated `GET /api/orders/{id}` requests, including
+    /// faulted ones and ids that do not exist.
+    pub gets_by_order: BTreeMap<String, u64>,
+    /// Per order id: authenticated pay requests, whatever their outcome.
+    pub pays_by_order: BTreeMap<String, u64>,
+    /// Authenticated list requests.
+    pub list_calls: u64,
+    /// Orders committed.
+    pub orders_created: u64,
+}
+
+/// A running simulator. Dropping it stops the server too; [`Simulator::shutdown`]
+/// also waits for it.
+pub struct Simulator {
+    addr: SocketAddr,
+    state: SimState,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Simulator {
+    /// Serves `config` on `127.0.0.1` on a free port.
+    pub async fn start(config: SimConfig) -> std::io::Result<Simulator> {
+        Self::start_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), config).await
+    }
+
+    /// Serves `config` on `addr` (port 0 picks a free port).
+    pub async fn start_on(addr: SocketAddr, config: SimConfig) -> std::io::Result<Simulator> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let state = SimState::new(config);
+        let app = router(state.clone());
+        let stopping = state.clone();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stopping.shutting_down().await })
+                .await
+        });
+        tracing::info!(%addr, "FoxReload simulator listening");
+        Ok(Simulator {
+            addr,
+            state,
+            task: Some(task),
+        })
+    }
+
+    /// The address served.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The accepted `X-API-Key`.
+    pub fn api_key(&self) -> &str {
+        &self.state.config().api_key
+    }
+
+    /// The shared state behind the server.
+    pub fn state(&self) -> &SimState {
+        &self.state
+    }
+
+    /// A snapshot of the counters (what `GET /__admin/counters` answers).
+    pub fn counters(&self) -> Counters {
+        self.state.counters()
+    }
+
+    /// The order exactly as a read would render it now, without counting a
+    /// read or applying read faults.
+    pub fn order(&self, id: &str) -> Option<Value> {
+        self.state.order(id)
+    }
+
+    /// Forgets every order and counter and restores the configured balance.
+    pub fn reset(&self) {
+        self.state.reset();
+    }
+
+    /// The balance left, in cents.
+    pub fn balance_cents(&self) -> i64 {
+        self.state.balance_cents()
+    }
+
+    /// Moves the simulator's clock forward, so tests can cross payment
+    /// windows and fulfilment times without waiting.
+    pub fn advance_clock(&self, by: Duration) {
+        self.state.advance_clock(by);
+    }
+
+    /// Stops accepting connections, lets requests in flight finish (a stalled
+    /// create is cut short), and waits for the server to end, at most a few
+    /// seconds.
+    pub async fn shutdown(mut self) {
+        self.state.begin_shutdown();
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.state.begin_shutdown();
+    }
+}

@@ -15,7 +15,6 @@ pub(crate) fn format_cents(cents: i64) -> String {
 /// (`1250` → `12.5`).
 pub(crate) fn cents_to_number(cents: i64) -> Value {
     // i64 cents of real prices are far below 2^53: the conversion is exact.
-    #[allow(clippy::cast_precision_loss)]
     let value = cents as f64 / 100.0;
     Number::from_f64(value).map_or(Value::Null, Value::Number)
 }

@@ -13,7 +13,7 @@ use crate::codes;
 use crate::money;
 
 /// Codes delivered per unit by [`Behaviour::Many`].
-pub(crate) const MANY_CODES_PER_UNIT: usize = 50;
+pub const MANY_CODES_PER_UNIT: usize = 50;
 /// How long activation data stays valid after payment.
 const ACTIVATION_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 
