@@ -321,7 +321,8 @@ async fn create_table(
         );
     }
     if props
-        .pointer("/SSESpecification/SSEEnabled")
+        .get("SSESpecification")
+        .and_then(|sse| sse.get("SSEEnabled"))
         .and_then(Value::as_bool)
         == Some(true)
     {

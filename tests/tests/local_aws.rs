@@ -1,0 +1,283 @@
+//! The template's resources, created in moto through the real SDK, behave as
+//! the functions need: an item round-trips through the table (and its sparse
+//! index), a delayed message stays hidden for its delay, a publish reaches a
+//! subscribed queue, the dead-letter redrive is wired, and the API key is read
+//! from Secrets Manager.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use foxrelay_shared::aws::resolve_api_key;
+use foxrelay_shared::settings::{ApiKeySource, names};
+use foxrelay_tests::stack;
+use std::time::{Duration, Instant};
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+#[tokio::test]
+async fn table_round_trips_an_item_and_indexes_only_pending_ones() {
+    let stack = stack().await;
+    let db = &stack.clients.dynamodb;
+    let table = stack.resources.table_name();
+
+    for (id, pending) in [("o1", true), ("o2", false)] {
+        let mut put = db
+            .put_item()
+            .table_name(table)
+            .item("pk", s(&format!("ORDER#{id}")))
+            .item("sk", s("ORDER"))
+            .item("status", s(if pending { "processing" } else { "completed" }))
+            .condition_expression("attribute_not_exists(pk)");
+        if pending {
+            put = put
+                .item("pendingPk", s("PENDING"))
+                .item("pendingSk", s(&format!("2026-11-28T10:00:00Z#{id}")));
+        }
+        put.send().await.expect("conditional put of a new item");
+    }
+
+    let got = db
+        .get_item()
+        .table_name(table)
+        .key("pk", s("ORDER#o1"))
+        .key("sk", s("ORDER"))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.item().unwrap()["status"], s("processing"));
+
+    let again = db
+        .put_item()
+        .table_name(table)
+        .item("pk", s("ORDER#o1"))
+        .item("sk", s("ORDER"))
+        .condition_expression("attribute_not_exists(pk)")
+        .send()
+        .await;
+    assert!(
+        again
+            .unwrap_err()
+            .into_service_error()
+            .is_conditional_check_failed_exception(),
+        "a second conditional put must be refused"
+    );
+
+    let pending = db
+        .query()
+        .table_name(table)
+        .index_name("pending-orders")
+        .key_condition_expression("pendingPk = :p")
+        .expression_attribute_values(":p", s("PENDING"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pending.count(), 1, "the sparse index holds only o1");
+    assert_eq!(pending.items()[0]["pk"], s("ORDER#o1"));
+
+    let ttl = db
+        .describe_time_to_live()
+        .table_name(table)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ttl.time_to_live_description().unwrap().attribute_name(),
+        Some("expiresAt")
+    );
+}
+
+#[tokio::test]
+async fn delayed_message_stays_hidden_until_its_delay_passes() {
+    let stack = stack().await;
+    let sqs = &stack.clients.sqs;
+    let queue = stack.resources.poll_queue_url();
+
+    let sent_at = Instant::now();
+    sqs.send_message()
+        .queue_url(queue)
+        .message_body(r#"{"orderId":"o1","seq":1}"#)
+        .delay_seconds(2)
+        .send()
+        .await
+        .unwrap();
+
+    let early = sqs
+        .receive_message()
+        .queue_url(queue)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        early.messages().is_empty(),
+        "visible before its delay passed"
+    );
+
+    let mut body = None;
+    while body.is_none() && sent_at.elapsed() < Duration::from_secs(10) {
+        let got = sqs
+            .receive_message()
+            .queue_url(queue)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        body = got.messages().first().and_then(|m| m.body().map(str::to_owned));
+    }
+    assert_eq!(body.as_deref(), Some(r#"{"orderId":"o1","seq":1}"#));
+    assert!(sent_at.elapsed() >= Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn poll_queue_redrives_to_the_dead_letter_queue_with_the_template_settings() {
+    let stack = stack().await;
+    let attributes = stack
+        .clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(stack.resources.poll_queue_url())
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let attributes = attributes.attributes().unwrap();
+    assert_eq!(attributes[&QueueAttributeName::VisibilityTimeout], "180");
+    let redrive: serde_json::Value =
+        serde_json::from_str(&attributes[&QueueAttributeName::RedrivePolicy]).unwrap();
+    assert_eq!(
+        redrive["deadLetterTargetArn"].as_str(),
+        stack.resources.arns.get("PollDeadLetterQueue").map(String::as_str)
+    );
+    assert_eq!(redrive["maxReceiveCount"].to_string().trim_matches('"'), "5");
+}
+
+#[tokio::test]
+async fn publish_reaches_a_subscribed_queue_with_its_attributes() {
+    let stack = stack().await;
+    let (sns, sqs) = (&stack.clients.sns, &stack.clients.sqs);
+    let subscriber = sqs
+        .create_queue()
+        .queue_name(format!("{}-subscriber", stack.prefix))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let subscriber_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&subscriber)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    sns.subscribe()
+        .topic_arn(stack.resources.order_events_topic_arn())
+        .protocol("sqs")
+        .endpoint(&subscriber_arn)
+        .attributes("RawMessageDelivery", "true")
+        .attributes("FilterPolicy", r#"{"type": ["order.completed"]}"#)
+        .send()
+        .await
+        .unwrap();
+
+    let publish = |kind: &'static str| {
+        sns.publish()
+            .topic_arn(stack.resources.order_events_topic_arn())
+            .message(format!(r#"{{"type":"{kind}"}}"#))
+            .message_attributes(
+                "type",
+                aws_sdk_sns::types::MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(kind)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+    };
+    publish("order.failed").await.unwrap();
+    publish("order.completed").await.unwrap();
+
+    let got = sqs
+        .receive_message()
+        .queue_url(&subscriber)
+        .max_number_of_messages(10)
+        .wait_time_seconds(2)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let bodies: Vec<_> = got.messages().iter().filter_map(|m| m.body()).collect();
+    assert_eq!(
+        bodies,
+        vec![r#"{"type":"order.completed"}"#],
+        "the filter policy lets only the completed event through, raw"
+    );
+}
+
+#[tokio::test]
+async fn api_key_is_read_once_from_secrets_manager() {
+    let stack = stack().await;
+    let secrets = &stack.clients.secrets;
+    let plain = secrets
+        .create_secret()
+        .name(format!("{}-plain", stack.prefix))
+        .secret_string("fr-live-123")
+        .send()
+        .await
+        .unwrap();
+    let as_json = secrets
+        .create_secret()
+        .name(format!("{}-json", stack.prefix))
+        .secret_string(r#"{"apiKey": "fr-live-456"}"#)
+        .send()
+        .await
+        .unwrap();
+
+    for (arn, expected) in [
+        (plain.arn().unwrap(), "fr-live-123"),
+        (as_json.arn().unwrap(), "fr-live-456"),
+    ] {
+        let key = resolve_api_key(&ApiKeySource::SecretArn(arn.to_owned()), secrets)
+            .await
+            .unwrap();
+        assert_eq!(key.expose(), expected);
+    }
+
+    let missing = format!(
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:{}-absent-AbCdEf",
+        stack.prefix
+    );
+    let err = resolve_api_key(&ApiKeySource::SecretArn(missing.clone()), secrets)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(&missing), "{err}");
+}
+
+#[tokio::test]
+async fn function_environment_from_the_template_names_the_created_resources() {
+    let stack = stack().await;
+    let env = stack
+        .resources
+        .function_environment(&stack.template)
+        .unwrap();
+    assert_eq!(env[names::TABLE_NAME], stack.resources.table_name());
+    assert_eq!(env[names::POLL_QUEUE_URL], stack.resources.poll_queue_url());
+    assert!(env[names::ORDER_EVENTS_TOPIC_ARN].contains("order-events"));
+    assert!(env[names::OPS_ALERTS_TOPIC_ARN].contains("ops-alerts"));
+    assert_eq!(env[names::FOXRELOAD_AUTO_PAY], "true");
+    assert!(!env.contains_key(names::FOXRELOAD_API_KEY_SECRET_ARN));
+
+    // Plus a plain key and a local endpoint, it is a complete set of settings.
+    let mut full = env.clone();
+    full.insert(names::FOXRELOAD_API_KEY.into(), "k".into());
+    full.insert(names::FOXRELOAD_BASE_URL.into(), "http://127.0.0.1:9".into());
+    let settings =
+        foxrelay_shared::settings::Settings::from_lookup(|n| full.get(n).cloned()).unwrap();
+    assert_eq!(settings.resources.table_name, stack.resources.table_name());
+}
