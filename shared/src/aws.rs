@@ -104,8 +104,10 @@ pub enum ApiKeyError {
     Unreadable {
         arn: String,
         #[source]
-        source: aws_sdk_secretsmanager::error::SdkError<
-            aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError,
+        source: Box<
+            aws_sdk_secretsmanager::error::SdkError<
+                aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError,
+            >,
         >,
     },
     #[error(
@@ -131,7 +133,7 @@ pub async fn resolve_api_key(
         .await
         .map_err(|source| ApiKeyError::Unreadable {
             arn: arn.clone(),
-            source,
+            source: Box::new(source),
         })?;
     let text = output.secret_string().unwrap_or_default().trim();
     let key = match serde_json::from_str::<serde_json::Value>(text) {

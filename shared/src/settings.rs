@@ -153,10 +153,7 @@ pub enum SettingProblem {
     #[error("{name} is not set")]
     Missing { name: &'static str },
     #[error("{name} is invalid: {reason}")]
-    Invalid {
-        name: &'static str,
-        reason: String,
-    },
+    Invalid { name: &'static str, reason: String },
 }
 
 /// Every problem found while reading the settings.
@@ -253,7 +250,7 @@ impl Reader<'_> {
 
     fn required_url(&mut self, name: &'static str) -> String {
         let value = self.required(name);
-        if !value.is_empty() && !(value.starts_with("https://") || value.starts_with("http://")) {
+        if !(value.is_empty() || value.starts_with("https://") || value.starts_with("http://")) {
             self.invalid(name, "expected an http(s) URL");
         }
         value
@@ -262,7 +259,10 @@ impl Reader<'_> {
     fn required_arn(&mut self, name: &'static str, service: &str) -> String {
         let value = self.required(name);
         if !value.is_empty() && !is_arn_of(&value, service) {
-            self.invalid(name, format!("expected an {service} ARN (arn:aws:{service}:…)"));
+            self.invalid(
+                name,
+                format!("expected an {service} ARN (arn:aws:{service}:…)"),
+            );
         }
         value
     }

@@ -196,11 +196,7 @@ impl FunctionProcess {
     /// Starts `binary` as Lambda would: the runtime variables, a region,
     /// static credentials, no instance metadata, and `env` on top. Nothing of
     /// the test's own environment leaks in.
-    pub fn spawn(
-        binary: &str,
-        api: &RuntimeApi,
-        env: &[(&str, String)],
-    ) -> std::io::Result<Self> {
+    pub fn spawn(binary: &str, api: &RuntimeApi, env: &[(&str, String)]) -> std::io::Result<Self> {
         let child = tokio::process::Command::new(binary)
             .env_clear()
             .env("AWS_LAMBDA_RUNTIME_API", api.address())

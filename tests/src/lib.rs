@@ -36,8 +36,8 @@ pub struct TestStack {
 /// unique to this call.
 pub async fn stack() -> TestStack {
     let clients = AwsClients::new(&aws_config().await);
-    let template = StackTemplate::load(&StackTemplate::repository_path())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let template =
+        StackTemplate::load(&StackTemplate::repository_path()).unwrap_or_else(|e| panic!("{e}"));
     let prefix = unique_prefix();
     let resources = provision(&template, &clients, &prefix)
         .await

@@ -2,16 +2,16 @@
 //! the simulator offers, and every way a call can fail, sorted into
 //! retryable, ambiguous and permanent.
 
-use foxreload_sim::{
-    ListEnvelope, PRODUCT_5XX, PRODUCT_429, PRODUCT_ACTIVATION, PRODUCT_FAIL, PRODUCT_FAST,
-    PRODUCT_GARBAGE, PRODUCT_MANY, PRODUCT_NEVER, PRODUCT_PARTIAL, PRODUCT_PLAYER, PRODUCT_POOR,
-    PRODUCT_SLOW, PRODUCT_STALL_CREATE, PRODUCT_UNKNOWN_STATUS, SimConfig, Simulator, Timing,
-};
 use foxrelay_shared::foxreload::{
     CreateOrderItem, CreateOrderRequest, DeliveredCode, ErrorClass, FoxReloadClient, Operation,
     SupplierError, SupplierOrder, SupplierStatus, Uncertainty,
 };
 use foxrelay_shared::settings::{ApiKey, FoxReloadSettings};
+use foxreload_sim::{
+    ListEnvelope, PRODUCT_5XX, PRODUCT_429, PRODUCT_ACTIVATION, PRODUCT_FAIL, PRODUCT_FAST,
+    PRODUCT_GARBAGE, PRODUCT_MANY, PRODUCT_NEVER, PRODUCT_PARTIAL, PRODUCT_PLAYER, PRODUCT_POOR,
+    PRODUCT_SLOW, PRODUCT_STALL_CREATE, PRODUCT_UNKNOWN_STATUS, SimConfig, Simulator, Timing,
+};
 use std::time::Duration;
 
 const KEY: &str = "fr-test-key-0123456789";
@@ -68,7 +68,10 @@ fn order_of(product: &str, quantity: u32) -> CreateOrderRequest {
 
 /// Creates and pays an order of `product`.
 async fn paid(client: &FoxReloadClient, product: &str, quantity: u32) -> SupplierOrder {
-    let created = client.create_order(&order_of(product, quantity)).await.unwrap();
+    let created = client
+        .create_order(&order_of(product, quantity))
+        .await
+        .unwrap();
     assert_eq!(created.status, SupplierStatus::Active);
     let paid = client.pay_order(&created.id).await.unwrap();
     assert_eq!(paid.status, SupplierStatus::Paid);
@@ -85,7 +88,10 @@ async fn until_terminal(client: &FoxReloadClient, id: &str, within: Duration) ->
             Ok(_) => {}
             Err(e) => assert_eq!(e.class(), ErrorClass::Retryable, "{e}"),
         }
-        assert!(tokio::time::Instant::now() < deadline, "order {id} never finished");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "order {id} never finished"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -120,7 +126,10 @@ async fn slow_and_never_finishing_orders_stay_processing() {
     let never = paid(&client, PRODUCT_NEVER, 1).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     for id in [&slow.id, &never.id] {
-        assert_eq!(client.get_order(id).await.unwrap().status, SupplierStatus::Processing);
+        assert_eq!(
+            client.get_order(id).await.unwrap().status,
+            SupplierStatus::Processing
+        );
     }
     sim.advance_clock(Duration::from_secs(601));
     assert_eq!(
@@ -153,7 +162,13 @@ async fn partial_fulfilment_completes_with_codes_and_an_item_error() {
     let done = until_terminal(&client, &order.id, Duration::from_secs(5)).await;
     assert_eq!(done.status, SupplierStatus::Completed);
     assert_eq!(codes(&done).len(), 2);
-    assert!(done.items[0].error.as_deref().unwrap().contains("not delivered"));
+    assert!(
+        done.items[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("not delivered")
+    );
 }
 
 #[tokio::test]
@@ -169,7 +184,10 @@ async fn activation_data_without_code_is_kept_whole() {
             panic!("activation data has no code field");
         };
         let entry: serde_json::Value = serde_json::from_str(&json).unwrap();
-        assert!(entry.get("pin").is_some() && entry.get("serial").is_some(), "{entry}");
+        assert!(
+            entry.get("pin").is_some() && entry.get("serial").is_some(),
+            "{entry}"
+        );
     }
 }
 
@@ -180,10 +198,10 @@ async fn many_codes_arrive_in_full_and_unique() {
     let order = paid(&client, PRODUCT_MANY, 4).await;
     let done = until_terminal(&client, &order.id, Duration::from_secs(5)).await;
     let mut got: Vec<String> = codes(&done).iter().map(|c| c.secret().to_owned()).collect();
-    assert_eq!(got.len(), 4 * foxreload_sim::MANY_CODES_PER_UNIT as usize);
+    assert_eq!(got.len(), 4 * foxreload_sim::MANY_CODES_PER_UNIT);
     got.sort();
     got.dedup();
-    assert_eq!(got.len(), 4 * foxreload_sim::MANY_CODES_PER_UNIT as usize);
+    assert_eq!(got.len(), 4 * foxreload_sim::MANY_CODES_PER_UNIT);
 }
 
 #[tokio::test]
@@ -216,8 +234,14 @@ async fn extra_fields_and_the_other_number_forms_are_ignored_or_read() {
     let client = client_for(&sim);
     let order = paid(&client, PRODUCT_FAST, 1).await;
     let raw = sim.order(&order.id).unwrap();
-    assert!(raw.get("customer").is_some(), "the simulator sends an extra field");
-    assert!(raw["items"][0]["price"].is_number(), "and a price as a number");
+    assert!(
+        raw.get("customer").is_some(),
+        "the simulator sends an extra field"
+    );
+    assert!(
+        raw["items"][0]["price"].is_number(),
+        "and a price as a number"
+    );
     let read = client.get_order(&order.id).await.unwrap();
     assert_eq!(read.id, order.id);
     assert_eq!(read.items[0].quantity, Some(1));
@@ -230,7 +254,10 @@ async fn server_errors_on_reads_are_retryable_until_they_pass() {
     let client = client_for(&sim);
     let order = paid(&client, PRODUCT_5XX, 1).await;
     let first = client.get_order(&order.id).await.unwrap_err();
-    assert!(matches!(first, SupplierError::Unavailable { status: 503, .. }), "{first}");
+    assert!(
+        matches!(first, SupplierError::Unavailable { status: 503, .. }),
+        "{first}"
+    );
     assert_eq!(first.class(), ErrorClass::Retryable);
     let done = until_terminal(&client, &order.id, Duration::from_secs(5)).await;
     assert_eq!(done.status, SupplierStatus::Completed);
@@ -256,7 +283,10 @@ async fn non_json_success_body_on_a_read_is_a_retryable_invalid_response() {
     let client = client_for(&sim);
     let order = paid(&client, PRODUCT_GARBAGE, 1).await;
     let err = client.get_order(&order.id).await.unwrap_err();
-    assert!(matches!(err, SupplierError::InvalidResponse { status: 200, .. }), "{err}");
+    assert!(
+        matches!(err, SupplierError::InvalidResponse { status: 200, .. }),
+        "{err}"
+    );
     assert_eq!(err.class(), ErrorClass::Retryable);
     let done = until_terminal(&client, &order.id, Duration::from_secs(5)).await;
     assert_eq!(done.status, SupplierStatus::Completed);
@@ -333,7 +363,10 @@ async fn wrong_api_key_is_a_permanent_configuration_error_that_never_shows_the_k
     let wrong = "fr-wrong-key-9876543210";
     let client = client_with(&sim, wrong, Duration::from_secs(2));
     let err = client.get_order("any").await.unwrap_err();
-    assert!(matches!(err, SupplierError::Unauthorized { status: 401, .. }), "{err}");
+    assert!(
+        matches!(err, SupplierError::Unauthorized { status: 401, .. }),
+        "{err}"
+    );
     assert_eq!(err.class(), ErrorClass::Permanent);
     let shown = format!("{err} {err:?} {client:?}");
     assert!(!shown.contains(wrong) && !shown.contains(KEY), "{shown}");
@@ -344,7 +377,10 @@ async fn refusals_are_permanent_and_carry_foxreload_code_and_detail() {
     let sim = simulator().await;
     let client = client_for(&sim);
 
-    let unknown = client.get_order("00000000-0000-0000-0000-000000000000").await.unwrap_err();
+    let unknown = client
+        .get_order("00000000-0000-0000-0000-000000000000")
+        .await
+        .unwrap_err();
     assert!(unknown.is_not_found(), "{unknown}");
     assert_eq!(unknown.supplier_code(), Some("NOT_FOUND"));
 
@@ -364,7 +400,10 @@ async fn refusals_are_permanent_and_carry_foxreload_code_and_detail() {
     let mismatch = client.create_order(&wrong_price).await.unwrap_err();
     assert_eq!(mismatch.supplier_code(), Some("OFFER_PRICE_NOT_MATCHED"));
 
-    let poor = client.create_order(&order_of(PRODUCT_POOR, 1)).await.unwrap();
+    let poor = client
+        .create_order(&order_of(PRODUCT_POOR, 1))
+        .await
+        .unwrap();
     let refused = client.pay_order(&poor.id).await.unwrap_err();
     assert_eq!(refused.class(), ErrorClass::Permanent);
     assert_eq!(refused.supplier_code(), Some("BALANCE_NOT_ENOUGH"));
@@ -379,7 +418,10 @@ async fn refusals_are_permanent_and_carry_foxreload_code_and_detail() {
 async fn unpaid_order_is_cancelled_for_payment_expiration() {
     let sim = simulator().await;
     let client = client_for(&sim);
-    let order = client.create_order(&order_of(PRODUCT_POOR, 1)).await.unwrap();
+    let order = client
+        .create_order(&order_of(PRODUCT_POOR, 1))
+        .await
+        .unwrap();
     sim.advance_clock(Duration::from_secs(601));
     let expired = client.get_order(&order.id).await.unwrap();
     assert_eq!(expired.status, SupplierStatus::Cancelled);
@@ -388,12 +430,22 @@ async fn unpaid_order_is_cancelled_for_payment_expiration() {
 
 #[tokio::test]
 async fn recent_orders_are_listed_newest_first_in_every_envelope() {
-    for envelope in [ListEnvelope::Offset, ListEnvelope::Cursor, ListEnvelope::BareArray] {
+    for envelope in [
+        ListEnvelope::Offset,
+        ListEnvelope::Cursor,
+        ListEnvelope::BareArray,
+    ] {
         let sim = simulator_with(envelope).await;
         let client = client_for(&sim);
         let mut ids = Vec::new();
         for _ in 0..3 {
-            ids.push(client.create_order(&order_of(PRODUCT_FAST, 1)).await.unwrap().id);
+            ids.push(
+                client
+                    .create_order(&order_of(PRODUCT_FAST, 1))
+                    .await
+                    .unwrap()
+                    .id,
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let listed: Vec<String> = client

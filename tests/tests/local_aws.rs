@@ -27,7 +27,10 @@ async fn table_round_trips_an_item_and_indexes_only_pending_ones() {
             .table_name(table)
             .item("pk", s(&format!("ORDER#{id}")))
             .item("sk", s("ORDER"))
-            .item("status", s(if pending { "processing" } else { "completed" }))
+            .item(
+                "status",
+                s(if pending { "processing" } else { "completed" }),
+            )
             .condition_expression("attribute_not_exists(pk)");
         if pending {
             put = put
@@ -124,7 +127,10 @@ async fn delayed_message_stays_hidden_until_its_delay_passes() {
             .send()
             .await
             .unwrap();
-        body = got.messages().first().and_then(|m| m.body().map(str::to_owned));
+        body = got
+            .messages()
+            .first()
+            .and_then(|m| m.body().map(str::to_owned));
     }
     assert_eq!(body.as_deref(), Some(r#"{"orderId":"o1","seq":1}"#));
     assert!(sent_at.elapsed() >= Duration::from_secs(2));
@@ -148,9 +154,16 @@ async fn poll_queue_redrives_to_the_dead_letter_queue_with_the_template_settings
         serde_json::from_str(&attributes[&QueueAttributeName::RedrivePolicy]).unwrap();
     assert_eq!(
         redrive["deadLetterTargetArn"].as_str(),
-        stack.resources.arns.get("PollDeadLetterQueue").map(String::as_str)
+        stack
+            .resources
+            .arns
+            .get("PollDeadLetterQueue")
+            .map(String::as_str)
     );
-    assert_eq!(redrive["maxReceiveCount"].to_string().trim_matches('"'), "5");
+    assert_eq!(
+        redrive["maxReceiveCount"].to_string().trim_matches('"'),
+        "5"
+    );
 }
 
 #[tokio::test]
@@ -276,7 +289,10 @@ async fn function_environment_from_the_template_names_the_created_resources() {
     // Plus a plain key and a local endpoint, it is a complete set of settings.
     let mut full = env.clone();
     full.insert(names::FOXRELOAD_API_KEY.into(), "k".into());
-    full.insert(names::FOXRELOAD_BASE_URL.into(), "http://127.0.0.1:9".into());
+    full.insert(
+        names::FOXRELOAD_BASE_URL.into(),
+        "http://127.0.0.1:9".into(),
+    );
     let settings =
         foxrelay_shared::settings::Settings::from_lookup(|n| full.get(n).cloned()).unwrap();
     assert_eq!(settings.resources.table_name, stack.resources.table_name());

@@ -20,8 +20,7 @@ async fn binary_answers_an_http_api_event_under_lambda_runtime() {
         panic!("expected a response");
     };
     assert_eq!(response["statusCode"], 404);
-    let body: serde_json::Value =
-        serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    let body: serde_json::Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["error"]["code"], "not_found");
 }
 

@@ -23,7 +23,10 @@ impl Handler {
     }
 
     #[instrument(skip_all, fields(messages = event.payload.records.len()))]
-    pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Infallible> {
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<SqsEvent>,
+    ) -> Result<SqsBatchResponse, Infallible> {
         let failures: Vec<BatchItemFailure> = event
             .payload
             .records
@@ -35,7 +38,10 @@ impl Handler {
             })
             .collect();
         if !failures.is_empty() {
-            warn!(kept = failures.len(), "poll messages kept for redelivery: polling is not enabled in this release");
+            warn!(
+                kept = failures.len(),
+                "poll messages kept for redelivery: polling is not enabled in this release"
+            );
         }
         let mut response = SqsBatchResponse::default();
         response.batch_item_failures = failures;

@@ -9,9 +9,11 @@ const BINARY: &str = env!("CARGO_BIN_EXE_poll-order");
 
 #[tokio::test]
 async fn binary_keeps_every_message_of_a_batch_for_redelivery() {
-    let record = |id: &str| json!({"messageId": id, "receiptHandle": "h", "body": "{}",
+    let record = |id: &str| {
+        json!({"messageId": id, "receiptHandle": "h", "body": "{}",
         "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:poll", "awsRegion": "us-east-1"});
+        "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:poll", "awsRegion": "us-east-1"})
+    };
     let event = json!({"Records": [record("m1"), record("m2")]});
     let Outcome::Response(response) = invoke_binary(BINARY, event).await else {
         panic!("expected a response");

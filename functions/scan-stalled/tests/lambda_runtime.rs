@@ -21,5 +21,8 @@ async fn binary_answers_a_scheduled_event_with_its_report() {
 async fn binary_without_ops_alerts_topic_stops_naming_it() {
     let (code, stderr) = start_binary_without(BINARY, "OPS_ALERTS_TOPIC_ARN").await;
     assert_ne!(code, Some(0));
-    assert!(stderr.contains("OPS_ALERTS_TOPIC_ARN is not set"), "{stderr}");
+    assert!(
+        stderr.contains("OPS_ALERTS_TOPIC_ARN is not set"),
+        "{stderr}"
+    );
 }

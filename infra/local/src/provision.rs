@@ -4,9 +4,8 @@
 
 use crate::template::{Resource, StackTemplate, kebab};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    Projection, ProjectionType, ScalarAttributeType, SseSpecification,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, SseSpecification, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use foxrelay_shared::aws::AwsClients;
@@ -113,21 +112,21 @@ impl Provisioned {
                     }
                     return Err(ProvisionError::template(
                         context,
-                        format!("Ref {target} is neither a created resource nor a parameter with a default"),
+                        format!(
+                            "Ref {target} is neither a created resource nor a parameter with a default"
+                        ),
                     ));
                 }
-                if let Some(Value::Array(parts)) = map.get("Fn::GetAtt") {
-                    if let [Value::String(target), Value::String(attr)] = parts.as_slice() {
-                        if attr == "Arn" {
-                            if let Some(arn) = self.arns.get(target) {
-                                return Ok(arn.clone());
-                            }
-                        }
-                        return Err(ProvisionError::template(
+                if let Some(Value::Array(parts)) = map.get("Fn::GetAtt")
+                    && let [Value::String(target), Value::String(attr)] = parts.as_slice()
+                {
+                    return match self.arns.get(target) {
+                        Some(arn) if attr == "Arn" => Ok(arn.clone()),
+                        _ => Err(ProvisionError::template(
                             context,
                             format!("Fn::GetAtt {target}.{attr} is not known locally"),
-                        ));
-                    }
+                        )),
+                    };
                 }
                 Err(ProvisionError::template(
                     context,
@@ -168,7 +167,11 @@ pub async fn provision(
     }
     // Queues that others point at (dead-letter queues) first.
     let mut queues = template.ids_of(QUEUE);
-    queues.sort_by_key(|id| template.resources[*id].properties.contains_key("RedrivePolicy"));
+    queues.sort_by_key(|id| {
+        template.resources[*id]
+            .properties
+            .contains_key("RedrivePolicy")
+    });
     for id in queues {
         create_queue(id, &template.resources[id], clients, prefix, &mut done).await?;
     }
@@ -245,11 +248,18 @@ fn str_field<'a>(id: &str, value: &'a Value, field: &str) -> Result<&'a str, Pro
         .ok_or_else(|| ProvisionError::template(id, format!("{field} missing or not a string")))
 }
 
-fn list<'a>(id: &str, value: Option<&'a Value>, field: &str) -> Result<&'a [Value], ProvisionError> {
+fn list<'a>(
+    id: &str,
+    value: Option<&'a Value>,
+    field: &str,
+) -> Result<&'a [Value], ProvisionError> {
     match value {
         Some(Value::Array(items)) => Ok(items),
         None => Ok(&[]),
-        Some(_) => Err(ProvisionError::template(id, format!("{field} must be a list"))),
+        Some(_) => Err(ProvisionError::template(
+            id,
+            format!("{field} must be a list"),
+        )),
     }
 }
 
@@ -280,11 +290,19 @@ async fn create_table(
         .create_table()
         .table_name(&name)
         .set_key_schema(Some(key_schema(id, props.get("KeySchema"))?));
-    for a in list(id, props.get("AttributeDefinitions"), "AttributeDefinitions")? {
+    for a in list(
+        id,
+        props.get("AttributeDefinitions"),
+        "AttributeDefinitions",
+    )? {
         request = request.attribute_definitions(
             AttributeDefinition::builder()
                 .attribute_name(str_field(id, a, "AttributeName")?)
-                .attribute_type(ScalarAttributeType::from(str_field(id, a, "AttributeType")?))
+                .attribute_type(ScalarAttributeType::from(str_field(
+                    id,
+                    a,
+                    "AttributeType",
+                )?))
                 .build()
                 .map_err(|e| ProvisionError::aws(id, e))?,
         );
@@ -300,7 +318,11 @@ async fn create_table(
         ));
     }
     request = request.billing_mode(BillingMode::PayPerRequest);
-    for index in list(id, props.get("GlobalSecondaryIndexes"), "GlobalSecondaryIndexes")? {
+    for index in list(
+        id,
+        props.get("GlobalSecondaryIndexes"),
+        "GlobalSecondaryIndexes",
+    )? {
         let projection = index.get("Projection").cloned().unwrap_or_default();
         let mut p = Projection::builder().projection_type(ProjectionType::from(
             projection
@@ -328,7 +350,10 @@ async fn create_table(
     {
         request = request.sse_specification(SseSpecification::builder().enabled(true).build());
     }
-    request.send().await.map_err(|e| ProvisionError::aws(id, e))?;
+    request
+        .send()
+        .await
+        .map_err(|e| ProvisionError::aws(id, e))?;
     if let Some(ttl) = props.get("TimeToLiveSpecification") {
         clients
             .dynamodb

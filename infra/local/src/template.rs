@@ -144,7 +144,9 @@ mod tests {
 
     #[test]
     fn short_form_tags_are_refused_loudly() {
-        let err = StackTemplate::parse("Resources:\n  X:\n    Type: T\n    Properties:\n      A: !Ref Y\n");
+        let err = StackTemplate::parse(
+            "Resources:\n  X:\n    Type: T\n    Properties:\n      A: !Ref Y\n",
+        );
         assert!(err.is_err(), "a !Ref tag must not be silently accepted");
     }
 

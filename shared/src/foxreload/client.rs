@@ -1,9 +1,7 @@
 //! The FoxReload HTTP client (reqwest, rustls).
 
 use super::error::{Operation, SupplierError, Uncertainty};
-use super::types::{
-    CreateOrderRequest, ErrorBody, Product, SupplierOrder, parse_order_list,
-};
+use super::types::{CreateOrderRequest, ErrorBody, Product, SupplierOrder, parse_order_list};
 use crate::settings::{ApiKey, FoxReloadSettings};
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, Response, StatusCode};
@@ -119,7 +117,10 @@ impl FoxReloadClient {
     /// must parse, or the call fails: reconciliation never decides on a list
     /// it could not read.
     #[instrument(skip(self))]
-    pub async fn list_recent_orders(&self, limit: u32) -> Result<Vec<SupplierOrder>, SupplierError> {
+    pub async fn list_recent_orders(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<SupplierOrder>, SupplierError> {
         let op = Operation::ListOrders;
         let path = format!("/api/orders/?limit={}", limit.clamp(1, 100));
         let (status, body) = self.send(op, Method::GET, &path, None).await?;
@@ -157,7 +158,9 @@ impl FoxReloadClient {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<(u16, Vec<u8>), SupplierError> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base_url));
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base_url));
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -275,7 +278,13 @@ async fn read_capped(mut response: Response) -> Vec<u8> {
 /// `Retry-After` in seconds (the HTTP-date form is not used by APIs like
 /// this one and is ignored), capped at the longest delay SQS can give.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    let secs: u64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 

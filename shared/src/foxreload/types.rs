@@ -108,7 +108,11 @@ impl Price {
             1 => frac.parse::<i64>().ok()? * 10,
             _ => frac.parse::<i64>().ok()?,
         };
-        let cents = whole.parse::<i64>().ok()?.checked_mul(100)?.checked_add(frac_cents)?;
+        let cents = whole
+            .parse::<i64>()
+            .ok()?
+            .checked_mul(100)?
+            .checked_add(frac_cents)?;
         Some(if negative { -cents } else { cents })
     }
 }
@@ -294,7 +298,12 @@ pub fn parse_order_list(body: &[u8]) -> Result<Vec<SupplierOrder>, String> {
             Some(Value::Array(entries)) => entries,
             _ => return Err("an object without an `items` array".into()),
         },
-        other => return Err(format!("expected an object or an array, got {}", kind(&other))),
+        other => {
+            return Err(format!(
+                "expected an object or an array, got {}",
+                kind(&other)
+            ));
+        }
     };
     entries
         .into_iter()
@@ -435,7 +444,10 @@ mod tests {
         assert_eq!(o.id, "42");
         assert_eq!(o.status, SupplierStatus::Processing);
         let created = o.created_at.unwrap();
-        assert_eq!((created.raw.as_str(), created.parsed), ("yesterday-ish", None));
+        assert_eq!(
+            (created.raw.as_str(), created.parsed),
+            ("yesterday-ish", None)
+        );
         assert_eq!(o.total_price.unwrap().cents(), Some(1250));
         assert_eq!(o.items[0].quantity, Some(3));
         assert!(o.items[0].external_data.is_empty());
@@ -465,7 +477,10 @@ mod tests {
             {"product": {"id": "a"}, "quantity": 2, "externalData": [{"code": "C1"}], "error": "1 of 2 units not delivered"}
         ]}));
         assert_eq!(o.delivered().count(), 1);
-        assert_eq!(o.items[0].error.as_deref(), Some("1 of 2 units not delivered"));
+        assert_eq!(
+            o.items[0].error.as_deref(),
+            Some("1 of 2 units not delivered")
+        );
     }
 
     #[test]
@@ -491,6 +506,9 @@ mod tests {
         }
         assert!(parse_order_list(b"<html>").is_err());
         assert!(parse_order_list(br#"{"orders": []}"#).is_err());
-        assert!(parse_order_list(br#"[{"id": "1"}]"#).is_err(), "an entry without status");
+        assert!(
+            parse_order_list(br#"[{"id": "1"}]"#).is_err(),
+            "an entry without status"
+        );
     }
 }
