@@ -11,8 +11,22 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The interpreter that has moto installed; `python3` from `PATH` unless set.
+/// The interpreter that has moto installed. Unset, the project's own
+/// virtualenv (`target/venv`, made by `.ci/setup`) is used when present, else
+/// `python3` from `PATH`.
 pub const PYTHON_ENV: &str = "FOXRELAY_PYTHON";
+
+const PROJECT_VENV_PYTHON: &str = "target/venv/bin/python";
+
+fn python() -> String {
+    if let Ok(python) = std::env::var(PYTHON_ENV) {
+        return python;
+    }
+    if std::path::Path::new(PROJECT_VENV_PYTHON).exists() {
+        return PROJECT_VENV_PYTHON.to_owned();
+    }
+    "python3".to_owned()
+}
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -21,7 +35,7 @@ import socket, sys
 try:
     from moto.server import ThreadedMotoServer
 except ImportError as e:
-    print("ERROR moto[server] is not installed for " + sys.executable + ": " + str(e), flush=True)
+    print("ERROR moto[server] is not installed for " + sys.executable + " (run bash .ci/setup): " + str(e), flush=True)
     sys.exit(3)
 s = socket.socket()
 s.bind(("127.0.0.1", 0))
@@ -38,7 +52,7 @@ server.stop()
 #[derive(Debug, thiserror::Error)]
 pub enum MotoError {
     #[error(
-        "cannot run {python} to start moto_server: {source}; install moto[server] (pip install 'moto[server]') or set {PYTHON_ENV}"
+        "cannot run {python} to start moto_server: {source}; run `bash .ci/setup` (it installs moto[server] into target/venv) or set {PYTHON_ENV}"
     )]
     Spawn {
         python: String,
@@ -67,7 +81,7 @@ impl std::fmt::Debug for MotoServer {
 impl MotoServer {
     /// Starts moto on a free loopback port and waits until it answers.
     pub fn start() -> Result<Self, MotoError> {
-        let python = std::env::var(PYTHON_ENV).unwrap_or_else(|_| "python3".to_owned());
+        let python = python();
         let mut child = Command::new(&python)
             .arg("-c")
             .arg(WRAPPER)
