@@ -96,6 +96,11 @@ impl Provisioned {
         Ok(env)
     }
 
+    fn created(&mut self, logical_id: &str, physical: String, arn: String) {
+        self.refs.insert(logical_id.to_owned(), physical);
+        self.arns.insert(logical_id.to_owned(), arn);
+    }
+
     /// Resolves a literal, `Ref` or `Fn::GetAtt [id, Arn]`.
     fn resolve(&self, context: &str, value: &Value) -> Result<String, ProvisionError> {
         match value {
@@ -162,8 +167,7 @@ pub async fn provision(
             .await
             .map_err(|e| ProvisionError::aws(id, e))?;
         let arn = out.topic_arn().unwrap_or_default().to_owned();
-        done.refs.insert(id.to_owned(), arn.clone());
-        done.arns.insert(id.to_owned(), arn);
+        done.created(id, arn.clone(), arn);
     }
     // Queues that others point at (dead-letter queues) first.
     let mut queues = template.ids_of(QUEUE);
@@ -236,8 +240,7 @@ async fn create_queue(
         .and_then(|a| a.get(&QueueAttributeName::QueueArn))
         .cloned()
         .ok_or_else(|| ProvisionError::template(id, "the created queue reports no ARN"))?;
-    done.refs.insert(id.to_owned(), url);
-    done.arns.insert(id.to_owned(), arn);
+    done.created(id, url, arn);
     Ok(())
 }
 
@@ -382,7 +385,6 @@ async fn create_table(
         .and_then(|t| t.table_arn())
         .unwrap_or_default()
         .to_owned();
-    done.refs.insert(id.to_owned(), name);
-    done.arns.insert(id.to_owned(), arn);
+    done.created(id, name, arn);
     Ok(())
 }
