@@ -3,9 +3,13 @@
 //! nothing of AWS; adapters live beside the ports they implement.
 
 pub mod aws;
+pub mod clock;
+pub mod domain;
 pub mod foxreload;
+pub mod queue;
 pub mod settings;
 pub mod startup;
+pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,0 +1,12 @@
+//! The domain: plain types and decisions. Nothing here calls AWS or
+//! FoxReload; it takes data in and returns decisions.
+
+pub mod idempotency;
+pub mod order;
+pub mod poll;
+pub mod reconcile;
+pub mod request;
+
+pub use order::{NewOrder, OrderLine, OrderStatus};
+pub use poll::{PollKind, PollMessage};
+pub use request::{FieldError, parse_new_order};

@@ -1,0 +1,685 @@
+//! The order store on DynamoDB: one table, every write conditional.
+//!
+//! Items (`pk`, `sk`):
+//! - `ORDER#{orderId}`, `ORDER`: the order. Non-terminal orders also carry
+//!   `pendingPk = "PENDING"` and `pendingSk = "{createdAt}#{orderId}"`, which
+//!   puts them in the sparse `pending-orders` index.
+//! - `SUPPLIER#{supplierOrderId}`, `CLAIM`: which of our orders holds a
+//!   FoxReload order; created only if absent, so a supplier order is held by
+//!   exactly one of ours.
+//! - `IDEMPOTENCY#{key}`, `IDEMPOTENCY`: a client's idempotency key, with
+//!   `expiresAt` (epoch seconds) as the table's TTL attribute.
+
+use super::{
+    Begin, Claim, IdempotencyClaim, IdempotencyRecord, OrderRecord, OrderStore, StoreError,
+    StoredResponse, SupplierProblem,
+};
+use crate::domain::{OrderLine, OrderStatus};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use std::collections::HashMap;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Name of the sparse index of non-terminal orders.
+pub const PENDING_INDEX: &str = "pending-orders";
+const PENDING: &str = "PENDING";
+
+/// The DynamoDB adapter of [`OrderStore`].
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+fn order_key(order_id: &str) -> Item {
+    key(format!("ORDER#{order_id}"), "ORDER")
+}
+
+fn claim_key(supplier_order_id: &str) -> Item {
+    key(format!("SUPPLIER#{supplier_order_id}"), "CLAIM")
+}
+
+fn idempotency_key(key_text: &str) -> Item {
+    key(format!("IDEMPOTENCY#{key_text}"), "IDEMPOTENCY")
+}
+
+fn key(pk: String, sk: &str) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(pk)),
+        ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
+    ])
+}
+
+fn s(text: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(text.into())
+}
+
+fn n(number: impl ToString) -> AttributeValue {
+    AttributeValue::N(number.to_string())
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).expect("a UTC time formats as RFC 3339")
+}
+
+fn millis(at: OffsetDateTime) -> i128 {
+    at.unix_timestamp_nanos() / 1_000_000
+}
+
+fn json<T: serde::Serialize>(value: &T) -> AttributeValue {
+    s(serde_json::to_string(value).expect("stored values are plain JSON"))
+}
+
+/// Sorts an SDK failure: throttling, 5xx and transport trouble are
+/// retryable; the rest is refused.
+fn sdk_error<E>(operation: &'static str, error: SdkError<E>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let retryable = match &error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => {
+            service.raw().status().is_server_error()
+                || matches!(
+                    service.err().code(),
+                    Some(
+                        "ProvisionedThroughputExceededException"
+                            | "RequestLimitExceeded"
+                            | "ThrottlingException"
+                            | "InternalServerError"
+                            | "TransactionConflictException"
+                            | "TransactionInProgressException"
+                    )
+                )
+        }
+        _ => false,
+    };
+    let source = Box::new(error);
+    if retryable {
+        StoreError::Unavailable { operation, source }
+    } else {
+        StoreError::Refused { operation, source }
+    }
+}
+
+fn is_condition_failure<E: ProvideErrorMetadata>(error: &SdkError<E>) -> bool {
+    matches!(error, SdkError::ServiceError(s) if s.err().code() == Some("ConditionalCheckFailedException"))
+}
+
+/// Which actions of a cancelled transaction failed their condition, in
+/// order; `None` when the failure was not a cancellation.
+fn cancelled_conditions(
+    error: &SdkError<TransactWriteItemsError>,
+    actions: usize,
+) -> Option<Vec<bool>> {
+    let TransactWriteItemsError::TransactionCanceledException(cancelled) =
+        error.as_service_error()?
+    else {
+        return None;
+    };
+    let flags: Vec<bool> = cancelled
+        .cancellation_reasons()
+        .iter()
+        .map(|reason| reason.code() == Some("ConditionalCheckFailed"))
+        .collect();
+    (flags.len() == actions).then_some(flags)
+}
+
+/// Reads attributes of a stored item, naming the item when one is wrong.
+struct Reader<'a> {
+    item: &'a Item,
+    key: String,
+}
+
+impl Reader<'_> {
+    fn corrupt(&self, reason: impl Into<String>) -> StoreError {
+        StoreError::Corrupt {
+            key: self.key.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    fn opt_s(&self, name: &str) -> Option<&str> {
+        self.item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+    }
+
+    fn s(&self, name: &str) -> Result<&str, StoreError> {
+        self.opt_s(name)
+            .ok_or_else(|| self.corrupt(format!("{name} is missing")))
+    }
+
+    fn opt_n(&self, name: &str) -> Result<Option<i128>, StoreError> {
+        match self.item.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .as_n()
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .map(Some)
+                .ok_or_else(|| self.corrupt(format!("{name} is not a number"))),
+        }
+    }
+
+    fn time(&self, name: &str) -> Result<OffsetDateTime, StoreError> {
+        OffsetDateTime::parse(self.s(name)?, &Rfc3339)
+            .map_err(|e| self.corrupt(format!("{name}: {e}")))
+    }
+
+    fn millis(&self, name: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+        self.opt_n(name)?
+            .map(|ms| {
+                OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000)
+                    .map_err(|e| self.corrupt(format!("{name}: {e}")))
+            })
+            .transpose()
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
+        self.opt_s(name)
+            .map(|text| serde_json::from_str(text).map_err(|e| self.corrupt(format!("{name}: {e}"))))
+            .transpose()
+    }
+}
+
+fn order_from_item(item: &Item) -> Result<OrderRecord, StoreError> {
+    let r = Reader {
+        item,
+        key: item
+            .get("pk")
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default(),
+    };
+    let status_text = r.s("status")?;
+    let status = OrderStatus::parse(status_text)
+        .ok_or_else(|| r.corrupt(format!("unknown status {status_text}")))?;
+    Ok(OrderRecord {
+        order_id: r.s("orderId")?.to_owned(),
+        status,
+        lines: r
+            .json::<Vec<OrderLine>>("lines")?
+            .ok_or_else(|| r.corrupt("lines is missing"))?,
+        customer_reference: r.opt_s("customerReference").map(str::to_owned),
+        total_price: r.opt_s("totalPrice").map(str::to_owned),
+        created_at: r.time("createdAt")?,
+        updated_at: r.time("updatedAt")?,
+        supplier_order_id: r.opt_s("supplierOrderId").map(str::to_owned),
+        supplier_status: r.opt_s("supplierStatus").map(str::to_owned),
+        payment_error: r.json("paymentError")?,
+        last_error: r.json("lastError")?,
+        cancel_reason: r.opt_s("cancelReason").map(str::to_owned),
+        poll_seq: r.opt_n("pollSeq")?.unwrap_or(0) as u64,
+        next_poll_due_at: r.millis("nextPollDueAt")?,
+        idempotency_key: r.opt_s("idempotencyKey").map(str::to_owned),
+    })
+}
+
+fn order_to_item(order: &OrderRecord) -> Item {
+    let mut item = order_key(&order.order_id);
+    let created = rfc3339(order.created_at);
+    item.insert("orderId".into(), s(&order.order_id));
+    item.insert("status".into(), s(order.status.as_str()));
+    item.insert("lines".into(), json(&order.lines));
+    item.insert("createdAt".into(), s(&created));
+    item.insert("updatedAt".into(), s(rfc3339(order.updated_at)));
+    item.insert("pollSeq".into(), n(order.poll_seq));
+    if !order.status.is_terminal() {
+        item.insert("pendingPk".into(), s(PENDING));
+        item.insert("pendingSk".into(), s(format!("{created}#{}", order.order_id)));
+    }
+    let optional = [
+        ("customerReference", order.customer_reference.clone()),
+        ("totalPrice", order.total_price.clone()),
+        ("supplierOrderId", order.supplier_order_id.clone()),
+        ("supplierStatus", order.supplier_status.clone()),
+        ("cancelReason", order.cancel_reason.clone()),
+        ("idempotencyKey", order.idempotency_key.clone()),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value {
+            item.insert(name.into(), s(value));
+        }
+    }
+    if let Some(problem) = &order.payment_error {
+        item.insert("paymentError".into(), json(problem));
+    }
+    if let Some(problem) = &order.last_error {
+        item.insert("lastError".into(), json(problem));
+    }
+    if let Some(due) = order.next_poll_due_at {
+        item.insert("nextPollDueAt".into(), n(millis(due)));
+    }
+    item
+}
+
+fn idempotency_from_item(item: &Item) -> Result<IdempotencyRecord, StoreError> {
+    let r = Reader {
+        item,
+        key: item
+            .get("pk")
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default(),
+    };
+    let response = match r.opt_n("responseStatus")? {
+        Some(status) => Some(StoredResponse {
+            status: u16::try_from(status).map_err(|_| r.corrupt("responseStatus out of range"))?,
+            body: r.s("responseBody")?.to_owned(),
+        }),
+        None => None,
+    };
+    let expires = r.opt_n("expiresAt")?.unwrap_or(0);
+    Ok(IdempotencyRecord {
+        key: r.s("idempotencyKey")?.to_owned(),
+        fingerprint: r.s("fingerprint")?.to_owned(),
+        order_id: r.s("orderId")?.to_owned(),
+        holder: r.s("holder")?.to_owned(),
+        locked_until: r
+            .millis("lockedUntil")?
+            .ok_or_else(|| r.corrupt("lockedUntil is missing"))?,
+        expires_at: OffsetDateTime::from_unix_timestamp(expires as i64)
+            .map_err(|e| r.corrupt(format!("expiresAt: {e}")))?,
+        response,
+    })
+}
+
+/// `status IN (creating, reconciling)`: the states a create may still change.
+const STILL_CREATING: &str = "#status IN (:creating, :reconciling)";
+
+fn creating_values() -> [(&'static str, AttributeValue); 2] {
+    [
+        (":creating", s(OrderStatus::Creating.as_str())),
+        (":reconciling", s(OrderStatus::Reconciling.as_str())),
+    ]
+}
+
+impl DynamoStore {
+    async fn get(&self, key: Item, operation: &'static str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error(operation, e))?;
+        Ok(out.item)
+    }
+
+    /// Applies `set` (an update expression) to a still-creating order.
+    async fn update_creating(
+        &self,
+        operation: &'static str,
+        order_id: &str,
+        set: &str,
+        values: Vec<(&'static str, AttributeValue)>,
+    ) -> Result<(), StoreError> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(order_key(order_id)))
+            .update_expression(set)
+            .condition_expression(format!("attribute_exists(pk) AND {STILL_CREATING}"))
+            .expression_attribute_names("#status", "status");
+        for (name, value) in values.into_iter().chain(creating_values()) {
+            request = request.expression_attribute_values(name, value);
+        }
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(StoreError::Conflict {
+                operation,
+                order_id: order_id.to_owned(),
+            }),
+            Err(e) => Err(sdk_error(operation, e)),
+        }
+    }
+}
+
+impl OrderStore for DynamoStore {
+    async fn begin(
+        &self,
+        order: &OrderRecord,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<Begin, StoreError> {
+        let put_order = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(order_to_item(order)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .expect("table, item and condition are set");
+        let mut actions = vec![TransactWriteItem::builder().put(put_order).build()];
+        if let Some(claim) = claim {
+            let mut item = idempotency_key(&claim.key);
+            item.insert("idempotencyKey".into(), s(&claim.key));
+            item.insert("fingerprint".into(), s(&claim.fingerprint));
+            item.insert("orderId".into(), s(&order.order_id));
+            item.insert("holder".into(), s(&claim.holder));
+            item.insert("lockedUntil".into(), n(millis(claim.locked_until)));
+            item.insert("expiresAt".into(), n(claim.expires_at.unix_timestamp()));
+            let put_key = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                // A key past its expiry is free again (TTL deletes lazily).
+                .condition_expression("attribute_not_exists(pk) OR expiresAt < :now")
+                .expression_attribute_values(":now", n(order.created_at.unix_timestamp()))
+                .build()
+                .expect("table, item and condition are set");
+            actions.push(TransactWriteItem::builder().put(put_key).build());
+        }
+        let count = actions.len();
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Begin::Started),
+            Err(e) => match (cancelled_conditions(&e, count), claim) {
+                (Some(flags), Some(claim)) if flags.get(1) == Some(&true) => {
+                    match self.idempotency(&claim.key).await? {
+                        Some(record) => Ok(Begin::KeyTaken(record)),
+                        // Gone (expired and deleted) in between: the caller
+                        // sees a retryable conflict and the client retries.
+                        None => Err(StoreError::Conflict {
+                            operation: "begin order",
+                            order_id: order.order_id.clone(),
+                        }),
+                    }
+                }
+                (Some(_), _) => Err(StoreError::Conflict {
+                    operation: "begin order",
+                    order_id: order.order_id.clone(),
+                }),
+                (None, _) => Err(sdk_error("begin order", e)),
+            },
+        }
+    }
+
+    async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.get(idempotency_key(key), "read idempotency key")
+            .await?
+            .as_ref()
+            .map(idempotency_from_item)
+            .transpose()
+    }
+
+    async fn take_over(
+        &self,
+        record: &IdempotencyRecord,
+        holder: &str,
+        locked_until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(idempotency_key(&record.key)))
+            .update_expression("SET holder = :new, lockedUntil = :until")
+            .condition_expression(
+                "holder = :old AND lockedUntil < :now AND attribute_not_exists(responseStatus)",
+            )
+            .expression_attribute_values(":new", s(holder))
+            .expression_attribute_values(":old", s(&record.holder))
+            .expression_attribute_values(":until", n(millis(locked_until)))
+            .expression_attribute_values(":now", n(millis(now)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(sdk_error("take over idempotency key", e)),
+        }
+    }
+
+    async fn finish(
+        &self,
+        key: &str,
+        holder: &str,
+        response: &StoredResponse,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(idempotency_key(key)))
+            .update_expression("SET responseStatus = :status, responseBody = :body")
+            .condition_expression("holder = :holder AND attribute_not_exists(responseStatus)")
+            .expression_attribute_values(":status", n(response.status))
+            .expression_attribute_values(":body", s(&response.body))
+            .expression_attribute_values(":holder", s(holder))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(StoreError::Conflict {
+                operation: "finish idempotency key",
+                order_id: key.to_owned(),
+            }),
+            Err(e) => Err(sdk_error("finish idempotency key", e)),
+        }
+    }
+
+    async fn release(&self, key: &str, holder: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(idempotency_key(key)))
+            .condition_expression("holder = :holder AND attribute_not_exists(responseStatus)")
+            .expression_attribute_values(":holder", s(holder))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Someone took it over: theirs to settle.
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(sdk_error("release idempotency key", e)),
+        }
+    }
+
+    async fn order(&self, order_id: &str) -> Result<Option<OrderRecord>, StoreError> {
+        self.get(order_key(order_id), "read order")
+            .await?
+            .as_ref()
+            .map(order_from_item)
+            .transpose()
+    }
+
+    async fn is_claimed(&self, supplier_order_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .get(claim_key(supplier_order_id), "read supplier claim")
+            .await?
+            .is_some())
+    }
+
+    async fn claim_supplier_order(
+        &self,
+        order_id: &str,
+        supplier_order_id: &str,
+        supplier_status: &str,
+        now: OffsetDateTime,
+    ) -> Result<Claim, StoreError> {
+        let mut claim = claim_key(supplier_order_id);
+        claim.insert("orderId".into(), s(order_id));
+        claim.insert("supplierOrderId".into(), s(supplier_order_id));
+        claim.insert("claimedAt".into(), s(rfc3339(now)));
+        let put_claim = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(claim))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .expect("table, item and condition are set");
+        let status = OrderStatus::from_supplier(&crate::foxreload::SupplierStatus::parse(
+            supplier_status,
+        ));
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(order_key(order_id)))
+            .update_expression(
+                "SET supplierOrderId = :sid, supplierStatus = :sst, #status = :status, updatedAt = :now REMOVE lastError",
+            )
+            .condition_expression(format!(
+                "attribute_exists(pk) AND attribute_not_exists(supplierOrderId) AND {STILL_CREATING}"
+            ))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":sid", s(supplier_order_id))
+            .expression_attribute_values(":sst", s(supplier_status))
+            .expression_attribute_values(":status", s(status.as_str()))
+            .expression_attribute_values(":now", s(rfc3339(now)));
+        for (name, value) in creating_values() {
+            update = update.expression_attribute_values(name, value);
+        }
+        let update = update.build().expect("table, key and expression are set");
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put_claim).build())
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Claim::Claimed),
+            Err(e) => match cancelled_conditions(&e, 2) {
+                Some(flags) if flags[0] => Ok(Claim::TakenByAnother),
+                Some(_) => Ok(Claim::OrderMoved),
+                None => Err(sdk_error("claim supplier order", e)),
+            },
+        }
+    }
+
+    async fn record_payment(
+        &self,
+        order_id: &str,
+        supplier_status: Option<&str>,
+        refusal: Option<&SupplierProblem>,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut sets = vec!["updatedAt = :now"];
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(order_key(order_id)))
+            .condition_expression("attribute_exists(supplierOrderId) AND NOT #status IN (:c, :x, :f, :a, :n)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":now", s(rfc3339(now)))
+            .expression_attribute_values(":c", s(OrderStatus::Completed.as_str()))
+            .expression_attribute_values(":x", s(OrderStatus::Cancelled.as_str()))
+            .expression_attribute_values(":f", s(OrderStatus::Failed.as_str()))
+            .expression_attribute_values(":a", s(OrderStatus::Abandoned.as_str()))
+            .expression_attribute_values(":n", s(OrderStatus::NotPlaced.as_str()));
+        if let Some(status) = supplier_status {
+            let ours = OrderStatus::from_supplier(&crate::foxreload::SupplierStatus::parse(status));
+            sets.push("supplierStatus = :sst");
+            request = request.expression_attribute_values(":sst", s(status));
+            if !ours.is_terminal() {
+                // Terminal statuses are poll-order's to record, with the codes.
+                sets.push("#status = :status");
+                request = request.expression_attribute_values(":status", s(ours.as_str()));
+            }
+        }
+        if let Some(problem) = refusal {
+            sets.push("paymentError = :perr");
+            request = request.expression_attribute_values(":perr", json(problem));
+        }
+        let result = request
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(StoreError::Conflict {
+                operation: "record payment",
+                order_id: order_id.to_owned(),
+            }),
+            Err(e) => Err(sdk_error("record payment", e)),
+        }
+    }
+
+    async fn mark_not_placed(
+        &self,
+        order_id: &str,
+        problem: &SupplierProblem,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.update_creating(
+            "mark order not placed",
+            order_id,
+            "SET #status = :np, lastError = :err, updatedAt = :now REMOVE pendingPk, pendingSk",
+            vec![
+                (":np", s(OrderStatus::NotPlaced.as_str())),
+                (":err", json(problem)),
+                (":now", s(rfc3339(now))),
+            ],
+        )
+        .await
+    }
+
+    async fn mark_reconciling(
+        &self,
+        order_id: &str,
+        problem: &SupplierProblem,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.update_creating(
+            "mark order reconciling",
+            order_id,
+            "SET #status = :rc, lastError = :err, updatedAt = :now",
+            vec![
+                (":rc", s(OrderStatus::Reconciling.as_str())),
+                (":err", json(problem)),
+                (":now", s(rfc3339(now))),
+            ],
+        )
+        .await
+    }
+
+    async fn schedule_poll(
+        &self,
+        order_id: &str,
+        seq: u64,
+        due_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(order_key(order_id)))
+            .update_expression("SET pollSeq = :seq, nextPollDueAt = :due, updatedAt = :now")
+            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(pollSeq) OR pollSeq < :seq)")
+            .expression_attribute_values(":seq", n(seq))
+            .expression_attribute_values(":due", n(millis(due_at)))
+            .expression_attribute_values(":now", s(rfc3339(now)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(StoreError::Conflict {
+                operation: "schedule poll",
+                order_id: order_id.to_owned(),
+            }),
+            Err(e) => Err(sdk_error("schedule poll", e)),
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! The order store port: orders, supplier-order claims and idempotency
+//! records, every write conditional. The real adapter is DynamoDB.
+
+mod dynamodb;
+
+pub use dynamodb::{DynamoStore, PENDING_INDEX};
+
+use crate::domain::{OrderLine, OrderStatus};
+use crate::foxreload::SupplierError;
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use time::OffsetDateTime;
+
+/// One of our orders as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderRecord {
+    pub order_id: String,
+    pub status: OrderStatus,
+    pub lines: Vec<OrderLine>,
+    pub customer_reference: Option<String>,
+    pub total_price: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub supplier_order_id: Option<String>,
+    /// FoxReload's status as it said it (kept even when unknown to us).
+    pub supplier_status: Option<String>,
+    pub payment_error: Option<SupplierProblem>,
+    pub last_error: Option<SupplierProblem>,
+    pub cancel_reason: Option<String>,
+    /// The sequence number of the newest poll message sent.
+    pub poll_seq: u64,
+    pub next_poll_due_at: Option<OffsetDateTime>,
+    pub idempotency_key: Option<String>,
+}
+
+impl OrderRecord {
+    /// A new order in `creating`, as recorded before FoxReload is called.
+    pub fn intent(
+        order_id: String,
+        order: &crate::domain::NewOrder,
+        idempotency_key: Option<String>,
+        now: OffsetDateTime,
+    ) -> Self {
+        Self {
+            order_id,
+            status: OrderStatus::Creating,
+            lines: order.lines.clone(),
+            customer_reference: order.customer_reference.clone(),
+            total_price: order.total_price.clone(),
+            created_at: now,
+            updated_at: now,
+            supplier_order_id: None,
+            supplier_status: None,
+            payment_error: None,
+            last_error: None,
+            cancel_reason: None,
+            poll_seq: 0,
+            next_poll_due_at: None,
+            idempotency_key,
+        }
+    }
+}
+
+/// What FoxReload said when it refused or failed, kept on the order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SupplierProblem {
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl From<&SupplierError> for SupplierProblem {
+    fn from(error: &SupplierError) -> Self {
+        Self {
+            kind: error.kind().to_owned(),
+            status: error.status(),
+            code: error.supplier_code().map(str::to_owned),
+            detail: error.supplier_detail().map(str::to_owned),
+        }
+    }
+}
+
+/// An idempotency record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub key: String,
+    pub fingerprint: String,
+    pub order_id: String,
+    /// Who is working on it; a takeover changes it.
+    pub holder: String,
+    /// Until when the holder's claim stands while in progress.
+    pub locked_until: OffsetDateTime,
+    /// When the key is forgotten (TTL; also checked on read).
+    pub expires_at: OffsetDateTime,
+    /// The answer, once there is one.
+    pub response: Option<StoredResponse>,
+}
+
+/// An HTTP answer kept for replays.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub body: String,
+}
+
+/// A claim on a new idempotency key.
+#[derive(Clone, Debug)]
+pub struct IdempotencyClaim {
+    pub key: String,
+    pub fingerprint: String,
+    pub holder: String,
+    pub locked_until: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// How [`OrderStore::begin`] went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Begin {
+    /// The intent (and the key, if any) are stored.
+    Started,
+    /// The key is held by an earlier request.
+    KeyTaken(IdempotencyRecord),
+}
+
+/// How [`OrderStore::claim_supplier_order`] went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The supplier order is ours now.
+    Claimed,
+    /// Another of our orders holds that supplier order.
+    TakenByAnother,
+    /// Our order already holds a supplier order or has moved on.
+    OrderMoved,
+}
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Throttling, a 5xx, a timeout: try again.
+    #[error("the order store is unavailable for {operation}: {source}")]
+    Unavailable {
+        operation: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A permission, validation or missing-table error: retrying will not
+    /// help.
+    #[error("the order store refused {operation}: {source}")]
+    Refused {
+        operation: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A stored item that does not read as what it should be.
+    #[error("stored item {key} is unreadable: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// A conditional write found the item not in the state expected.
+    #[error("{operation} found order {order_id} in another state")]
+    Conflict {
+        operation: &'static str,
+        order_id: String,
+    },
+}
+
+impl StoreError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// The order store port.
+pub trait OrderStore: Send + Sync {
+    /// Stores a new order's intent, and claims its idempotency key, in one
+    /// conditional transaction.
+    fn begin(
+        &self,
+        order: &OrderRecord,
+        claim: Option<&IdempotencyClaim>,
+    ) -> impl Future<Output = Result<Begin, StoreError>> + Send;
+
+    /// Reads an idempotency record (strongly consistent).
+    fn idempotency(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<IdempotencyRecord>, StoreError>> + Send;
+
+    /// Takes over an in-progress record whose holder's lock ran out. Returns
+    /// false when someone else moved first.
+    fn take_over(
+        &self,
+        record: &IdempotencyRecord,
+        holder: &str,
+        locked_until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Stores the answer for a key, if `holder` still holds it.
+    fn finish(
+        &self,
+        key: &str,
+        holder: &str,
+        response: &StoredResponse,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Forgets a key held by `holder`, so a retry starts afresh (used when
+    /// nothing was bought).
+    fn release(&self, key: &str, holder: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Reads an order (strongly consistent).
+    fn order(
+        &self,
+        order_id: &str,
+    ) -> impl Future<Output = Result<Option<OrderRecord>, StoreError>> + Send;
+
+    /// Whether any of our orders holds this supplier order.
+    fn is_claimed(
+        &self,
+        supplier_order_id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Claims `supplier_order_id` for our order (still `creating` or
+    /// `reconciling`, with no supplier order yet) and records its status.
+    fn claim_supplier_order(
+        &self,
+        order_id: &str,
+        supplier_order_id: &str,
+        supplier_status: &str,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
+
+    /// Records the outcome of paying: FoxReload's status after it, or why it
+    /// was refused.
+    fn record_payment(
+        &self,
+        order_id: &str,
+        supplier_status: Option<&str>,
+        refusal: Option<&SupplierProblem>,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Ends a create that bought nothing.
+    fn mark_not_placed(
+        &self,
+        order_id: &str,
+        problem: &SupplierProblem,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Leaves a create to reconciliation by poll-order.
+    fn mark_reconciling(
+        &self,
+        order_id: &str,
+        problem: &SupplierProblem,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records that poll message `seq` was (about to be) sent, due at
+    /// `due_at`; refused if a message with this or a later number was.
+    fn schedule_poll(
+        &self,
+        order_id: &str,
+        seq: u64,
+        due_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
