@@ -54,3 +54,80 @@ pub async fn stack() -> TestStack {
 pub fn unique_prefix() -> String {
     format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
 }
+
+/// Settings for the functions against a test stack and a FoxReload at
+/// `base_url` with `api_key`.
+pub fn settings(
+    stack: &TestStack,
+    base_url: &str,
+    api_key: &str,
+) -> foxrelay_shared::settings::Settings {
+    use foxrelay_shared::settings::{Settings, names};
+    let mut env = stack
+        .resources
+        .function_environment(&stack.template)
+        .unwrap_or_else(|e| panic!("{e}"));
+    env.insert(names::FOXRELOAD_BASE_URL.into(), base_url.into());
+    env.insert(names::FOXRELOAD_API_KEY.into(), api_key.into());
+    Settings::from_lookup(|name| env.get(name).cloned()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A test stack, a simulator, and the context a handler is built from.
+pub struct Harness {
+    pub stack: TestStack,
+    pub sim: foxreload_sim::Simulator,
+    pub context: foxrelay_shared::startup::Context,
+}
+
+/// A fresh stack and simulator; the FoxReload client's request timeout is
+/// `request_timeout`.
+pub async fn harness(
+    sim: foxreload_sim::SimConfig,
+    request_timeout: std::time::Duration,
+) -> Harness {
+    let stack = stack().await;
+    let sim = foxreload_sim::Simulator::start(sim)
+        .await
+        .expect("simulator starts");
+    let mut settings = settings(&stack, &sim.base_url(), sim.api_key());
+    settings.foxreload.request_timeout = request_timeout;
+    settings.foxreload.connect_timeout = request_timeout.min(settings.foxreload.connect_timeout);
+    let context = foxrelay_shared::startup::Context::build(settings, stack.clients.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    Harness {
+        stack,
+        sim,
+        context,
+    }
+}
+
+/// An API Gateway HTTP API (payload 2.0) event, with a Lambda deadline 30 s
+/// away.
+pub fn http_event(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> lambda_runtime::LambdaEvent<aws_lambda_events::apigw::ApiGatewayV2httpRequest> {
+    let headers: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), serde_json::Value::from(*v)))
+        .collect();
+    let request = serde_json::json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+        "headers": headers, "body": body, "isBase64Encoded": false,
+        "requestContext": {"http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+            "sourceIp": "127.0.0.1", "userAgent": "foxrelay-tests"}, "requestId": "test",
+            "routeKey": "$default", "stage": "$default", "time": "28/Nov/2026:10:00:00 +0000",
+            "timeEpoch": 0, "accountId": "000000000000", "apiId": "local",
+            "domainName": "localhost", "domainPrefix": "localhost"}
+    });
+    let payload = serde_json::from_value(request).expect("a valid HTTP API event");
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = (std::time::SystemTime::now() + std::time::Duration::from_secs(30))
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64;
+    lambda_runtime::LambdaEvent::new(payload, context)
+}

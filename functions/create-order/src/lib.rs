@@ -1,75 +1,99 @@
 //! create-order: the orders HTTP API behind API Gateway.
 //!
-//! This release answers every route with a clear JSON error: order creation
-//! arrives with issue #3 (idempotency, intent record, create-and-pay,
-//! reconciliation). The routing, the error shape and the start-up are final.
+//! `POST /orders` places an order without ever buying twice (see
+//! [`create`]); `GET /orders/{orderId}` shows it. The handler is thin: it
+//! decodes the request ([`http`]), hands it to the create flow or the store,
+//! and encodes the answer.
+
+pub mod create;
+pub mod error;
+pub mod http;
+pub mod view;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use aws_lambda_events::encodings::Body;
-use aws_lambda_events::http::{HeaderMap, HeaderValue, Method};
+use create::{CreateOptions, Creator};
+use error::ApiError;
+use foxrelay_shared::clock::SystemClock;
+use foxrelay_shared::foxreload::FoxReloadClient;
+use foxrelay_shared::queue::SqsPollQueue;
 use foxrelay_shared::startup::Context;
+use foxrelay_shared::store::{DynamoStore, OrderStore};
+use http::Route;
 use lambda_runtime::LambdaEvent;
-use serde_json::json;
 use std::convert::Infallible;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::instrument;
+
+/// The longest a request may work, whatever Lambda's deadline: API Gateway
+/// gives up at about 29 s.
+const MAX_BUDGET: Duration = Duration::from_secs(25);
+/// Kept back from Lambda's deadline to store and send the answer.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
 
 /// The create-order handler; built once per container.
 pub struct Handler {
-    #[allow(dead_code)] // used by the create flow (issue #3)
-    context: Context,
+    creator: Creator<DynamoStore, SqsPollQueue, FoxReloadClient, SystemClock>,
 }
 
 impl Handler {
     pub fn new(context: Context) -> Self {
-        Self { context }
+        let settings = &context.settings;
+        let options = CreateOptions {
+            is_mock: settings.foxreload.mock_orders,
+            auto_pay: settings.foxreload.auto_pay,
+            call_budget: settings.foxreload.request_timeout + Duration::from_secs(1),
+            ..CreateOptions::default()
+        };
+        Self::with_options(context, options)
     }
 
-    #[instrument(skip_all, fields(method = %event.payload.request_context.http.method, path = event.payload.raw_path.as_deref().unwrap_or("")))]
+    pub fn with_options(context: Context, options: CreateOptions) -> Self {
+        let resources = &context.settings.resources;
+        Self {
+            creator: Creator {
+                store: DynamoStore::new(context.aws.dynamodb.clone(), &resources.table_name),
+                queue: SqsPollQueue::new(context.aws.sqs.clone(), &resources.poll_queue_url),
+                supplier: context.foxreload.clone(),
+                clock: SystemClock,
+                options,
+            },
+        }
+    }
+
+    #[instrument(skip_all, fields(method = %event.payload.request_context.http.method))]
     pub async fn handle(
         &self,
         event: LambdaEvent<ApiGatewayV2httpRequest>,
     ) -> Result<ApiGatewayV2httpResponse, Infallible> {
-        let request = event.payload;
-        let method = request.request_context.http.method.clone();
-        let path = request.raw_path.as_deref().unwrap_or("/");
-        Ok(match route(&method, path) {
-            Route::Orders | Route::Order => error(
-                503,
-                "not_available",
-                "order creation is not available in this release of foxrelay",
-            ),
-            Route::MethodNotAllowed => error(405, "method_not_allowed", "method not allowed"),
-            Route::NotFound => error(404, "not_found", "no such route"),
+        let deadline = deadline(event.context.deadline);
+        Ok(match http::decode(&event.payload) {
+            Err(error) => error.response(),
+            Ok(Route::Create { order, key }) => {
+                match self.creator.create(order, key, deadline).await {
+                    Ok(answer) => {
+                        let location = (answer.status < 300).then(|| view::location(&answer.order_id));
+                        http::respond(answer.status, answer.body, location.as_deref())
+                    }
+                    Err(error) => error.response(),
+                }
+            }
+            Ok(Route::Read { order_id }) => match self.creator.store.order(&order_id).await {
+                Ok(Some(order)) => http::respond(200, view::order_json(&order).to_string(), None),
+                Ok(None) => ApiError::not_found("order").response(),
+                Err(error) => ApiError::store(&error).response(),
+            },
         })
     }
 }
 
-enum Route {
-    Orders,
-    Order,
-    MethodNotAllowed,
-    NotFound,
-}
-
-fn route(method: &Method, path: &str) -> Route {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (segments.as_slice(), method) {
-        (["orders"], &Method::POST) => Route::Orders,
-        (["orders", id], &Method::GET) if !id.is_empty() => Route::Order,
-        (["orders"], _) | (["orders", _], _) => Route::MethodNotAllowed,
-        _ => Route::NotFound,
-    }
-}
-
-/// The API's error shape: `{"error": {"code", "message"}}`.
-pub fn error(status: i64, code: &str, message: &str) -> ApiGatewayV2httpResponse {
-    let mut headers = HeaderMap::new();
-    headers.insert("content-type", HeaderValue::from_static("application/json"));
-    let mut response = ApiGatewayV2httpResponse::default();
-    response.status_code = status;
-    response.headers = headers;
-    response.body = Some(Body::Text(
-        json!({"error": {"code": code, "message": message}}).to_string(),
-    ));
-    response
+/// The time budget: Lambda's deadline less a margin, at most [`MAX_BUDGET`].
+fn deadline(lambda_deadline_ms: u64) -> tokio::time::Instant {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    let remaining = Duration::from_millis(lambda_deadline_ms.saturating_sub(now_ms))
+        .saturating_sub(DEADLINE_MARGIN)
+        .min(MAX_BUDGET);
+    tokio::time::Instant::now() + remaining
 }

@@ -30,6 +30,11 @@ impl IdempotencyKey {
         Ok(Self(raw.to_owned()))
     }
 
+    /// Parses a header's raw bytes (which need not be text).
+    pub fn parse_header(raw: &[u8]) -> Result<Self, FieldError> {
+        Self::parse(std::str::from_utf8(raw).unwrap_or("\u{7f}"))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -1,0 +1,135 @@
+//! From an API Gateway (HTTP API, payload 2.0) event to a request the API
+//! understands, and back. Everything here is pure: any request, however
+//! malformed, becomes either a route or a 4xx [`ApiError`].
+
+use crate::error::ApiError;
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::encodings::Body;
+use aws_lambda_events::http::{HeaderMap, HeaderValue, Method};
+use base64::Engine;
+use foxrelay_shared::domain::idempotency::{self, IdempotencyKey};
+use foxrelay_shared::domain::{NewOrder, parse_new_order};
+
+/// Largest body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// What a request asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    Create {
+        order: NewOrder,
+        key: Option<IdempotencyKey>,
+    },
+    Read {
+        order_id: String,
+    },
+}
+
+/// Routes and validates a request. Only `Ok` requests reach any I/O.
+pub fn decode(request: &ApiGatewayV2httpRequest) -> Result<Route, ApiError> {
+    let method = &request.request_context.http.method;
+    let path = request
+        .raw_path
+        .as_deref()
+        .or(request.request_context.http.path.as_deref())
+        .unwrap_or("/");
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // A stage name may come first (`/prod/orders`).
+    let route = match segments.iter().rposition(|s| *s == "orders") {
+        Some(i) if i + 1 == segments.len() => Some(None),
+        Some(i) if i + 2 == segments.len() => Some(Some(segments[i + 1])),
+        _ => None,
+    };
+    match (route, method) {
+        (Some(None), &Method::POST) => decode_create(request),
+        (Some(Some(id)), &Method::GET) => Ok(Route::Read {
+            order_id: id.to_owned(),
+        }),
+        (Some(None), _) => Err(method_not_allowed("POST")),
+        (Some(Some(_)), _) => Err(method_not_allowed("GET")),
+        (None, _) => Err(ApiError::not_found("route")),
+    }
+}
+
+fn method_not_allowed(allowed: &str) -> ApiError {
+    ApiError::new(405, "method_not_allowed", format!("use {allowed} here"))
+        .with("allow", allowed)
+}
+
+fn decode_create(request: &ApiGatewayV2httpRequest) -> Result<Route, ApiError> {
+    let content_type = header(&request.headers, "content-type").unwrap_or_default();
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if media != "application/json" {
+        return Err(ApiError::new(
+            415,
+            "unsupported_media_type",
+            "send the order as application/json",
+        ));
+    }
+    let raw = request.body.as_deref().unwrap_or_default();
+    let body = if request.is_base64_encoded {
+        if raw.len() > MAX_BODY * 4 / 3 + 4 {
+            return Err(too_large());
+        }
+        base64::engine::general_purpose::STANDARD
+            .decode(raw)
+            .map_err(|_| ApiError::new(400, "invalid_request", "the body is not valid base64"))?
+    } else {
+        raw.as_bytes().to_vec()
+    };
+    if body.len() > MAX_BODY {
+        return Err(too_large());
+    }
+    let key = request
+        .headers
+        .get(idempotency::HEADER)
+        .map(|raw| IdempotencyKey::parse_header(raw.as_bytes()))
+        .transpose()
+        .map_err(ApiError::invalid)?;
+    let order = parse_new_order(&body).map_err(ApiError::invalid)?;
+    Ok(Route::Create { order, key })
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        413,
+        "payload_too_large",
+        format!("the body must be at most {MAX_BODY} bytes"),
+    )
+}
+
+/// A header as text; `None` when absent or not visible ASCII.
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A JSON response.
+pub fn respond(status: u16, body: String, location: Option<&str>) -> ApiGatewayV2httpResponse {
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    if let Some(location) = location.and_then(|l| HeaderValue::from_str(l).ok()) {
+        headers.insert("location", location);
+    }
+    let mut response = ApiGatewayV2httpResponse::default();
+    response.status_code = i64::from(status);
+    response.headers = headers;
+    response.body = Some(Body::Text(body));
+    response
+}
+
+impl ApiError {
+    pub fn response(&self) -> ApiGatewayV2httpResponse {
+        let mut response = respond(self.status, self.body(), None);
+        if let Some(allow) = self.extra.get("allow").and_then(|v| v.as_str())
+            && let Ok(value) = HeaderValue::from_str(allow)
+        {
+            response.headers.insert("allow", value);
+        }
+        response
+    }
+}

@@ -1,0 +1,311 @@
+//! create-order's handler through moto and the simulator over real HTTP.
+
+use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+use aws_lambda_events::encodings::Body;
+use create_order::Handler;
+use create_order::create::CreateOptions;
+use foxreload_sim::{
+    PRODUCT_FAST, PRODUCT_PLAYER, PRODUCT_POOR, PRODUCT_STALL_CREATE, SimConfig, Timing,
+};
+use foxrelay_tests::{Harness, harness, http_event};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+fn options() -> CreateOptions {
+    CreateOptions {
+        first_poll_delay: Duration::from_secs(2),
+        recheck_delay: Duration::from_millis(200),
+        call_budget: Duration::from_secs(2),
+        ..CreateOptions::default()
+    }
+}
+
+fn sim_config(create_stall: Duration) -> SimConfig {
+    SimConfig {
+        timing: Timing {
+            create_stall,
+            ..Timing::default()
+        },
+        ..SimConfig::default()
+    }
+}
+
+async fn setup() -> (Harness, Handler) {
+    let h = harness(sim_config(Duration::from_secs(3)), Duration::from_secs(1)).await;
+    let handler = Handler::with_options(h.context.clone(), options());
+    (h, handler)
+}
+
+fn body_of(response: &ApiGatewayV2httpResponse) -> Value {
+    match &response.body {
+        Some(Body::Text(text)) => serde_json::from_str(text).expect("JSON body"),
+        other => panic!("expected a JSON text body, got {other:?}"),
+    }
+}
+
+async fn post(handler: &Handler, body: &str, key: Option<&str>) -> ApiGatewayV2httpResponse {
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(key) = key {
+        headers.push(("idempotency-key", key));
+    }
+    handler
+        .handle(http_event("POST", "/orders", &headers, Some(body)))
+        .await
+        .unwrap()
+}
+
+fn order_of(product: &str, quantity: u32) -> String {
+    json!({"items": [{"productId": product, "quantity": quantity}], "customerReference": "cart-1"})
+        .to_string()
+}
+
+async fn table_items(h: &Harness) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    h.stack
+        .clients
+        .dynamodb
+        .scan()
+        .table_name(h.stack.resources.table_name())
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .to_vec()
+}
+
+async fn poll_messages(h: &Harness, wait: i32) -> Vec<Value> {
+    let got = h
+        .stack
+        .clients
+        .sqs
+        .receive_message()
+        .queue_url(h.stack.resources.poll_queue_url())
+        .max_number_of_messages(10)
+        .wait_time_seconds(wait)
+        .send()
+        .await
+        .unwrap();
+    got.messages()
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn order_is_stored_bought_once_paid_and_its_first_poll_waits_for_its_delay() {
+    let (h, handler) = setup().await;
+    let sent = Instant::now();
+    let response = post(&handler, &order_of(PRODUCT_FAST, 2), None).await;
+    assert_eq!(response.status_code, 202, "{:?}", response.body);
+    let body = body_of(&response);
+    let order_id = body["orderId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        response.headers["location"].to_str().unwrap(),
+        format!("/orders/{order_id}")
+    );
+    assert_eq!(body["status"], "paid");
+    assert_eq!(body["customerReference"], "cart-1");
+    assert_eq!(body["items"][0]["productId"], PRODUCT_FAST);
+    let supplier_id = body["supplierOrderId"].as_str().unwrap();
+
+    let counters = h.sim.counters();
+    assert_eq!(counters.orders_created, 1);
+    assert_eq!(counters.pays_by_order[supplier_id], 1);
+
+    let read = handler
+        .handle(http_event("GET", &format!("/orders/{order_id}"), &[], None))
+        .await
+        .unwrap();
+    assert_eq!(read.status_code, 200);
+    assert_eq!(body_of(&read)["supplierOrderId"], supplier_id);
+
+    assert!(poll_messages(&h, 1).await.is_empty(), "visible before its delay");
+    let mut messages = Vec::new();
+    while messages.is_empty() && sent.elapsed() < Duration::from_secs(10) {
+        messages = poll_messages(&h, 1).await;
+    }
+    assert!(sent.elapsed() >= Duration::from_secs(2));
+    assert_eq!(messages, vec![json!({"orderId": order_id, "seq": 1, "kind": "poll"})]);
+}
+
+#[tokio::test]
+async fn malformed_requests_are_refused_naming_the_field_and_change_nothing() {
+    let (h, handler) = setup().await;
+    let json_type = [("content-type", "application/json")];
+    let cases: Vec<(&str, Vec<(&str, &str)>, String, u16, Option<&str>)> = vec![
+        ("POST", json_type.to_vec(), "{".into(), 400, None),
+        ("POST", json_type.to_vec(), "[]".into(), 400, None),
+        ("POST", json_type.to_vec(), "{}".into(), 400, Some("items")),
+        ("POST", json_type.to_vec(), r#"{"items": []}"#.into(), 400, Some("items")),
+        ("POST", json_type.to_vec(), r#"{"items": "p"}"#.into(), 400, Some("items")),
+        ("POST", json_type.to_vec(), r#"{"items": [null]}"#.into(), 400, Some("items[0]")),
+        ("POST", json_type.to_vec(), r#"{"items": [{"quantity": 1}]}"#.into(), 400, Some("items[0].productId")),
+        ("POST", json_type.to_vec(), r#"{"items": [{"productId": "p/../x", "quantity": 1}]}"#.into(), 400, Some("items[0].productId")),
+        ("POST", json_type.to_vec(), r#"{"items": [{"productId": "p", "quantity": 0}]}"#.into(), 400, Some("items[0].quantity")),
+        ("POST", json_type.to_vec(), r#"{"items": [{"productId": "p", "quantity": 99999}]}"#.into(), 400, Some("items[0].quantity")),
+        ("POST", json_type.to_vec(), r#"{"items": [{"productId": "p", "quantity": "2"}]}"#.into(), 400, Some("items[0].quantity")),
+        ("POST", json_type.to_vec(), r#"{"items": [{"productId": "p", "quantity": 1, "note": []}]}"#.into(), 400, Some("items[0].note")),
+        ("POST", json_type.to_vec(), r#"{"items": [{"productId": "p", "quantity": 1, "note": {"x": {}}}]}"#.into(), 400, Some("items[0].note.x")),
+        ("POST", json_type.to_vec(), r#"{"items": [{"productId": "p", "quantity": 1, "itemId": "p"}]}"#.into(), 400, Some("items[0].itemId")),
+        ("POST", json_type.to_vec(), r#"{"items": [{"productId": "p", "quantity": 1}], "totalPrice": 3}"#.into(), 400, Some("totalPrice")),
+        ("POST", json_type.to_vec(), r#"{"items": [{"productId": "p", "quantity": 1}], "totalPrice": "-3"}"#.into(), 400, Some("totalPrice")),
+        ("POST", json_type.to_vec(), r#"{"items": [{"productId": "p", "quantity": 1}], "customerReference": 12}"#.into(), 400, Some("customerReference")),
+        ("POST", json_type.to_vec(), format!(r#"{{"items": [{{"productId": "p", "quantity": 1}}], "customerReference": "{}"}}"#, "r".repeat(200)), 400, Some("customerReference")),
+        ("POST", json_type.to_vec(), r#"{"items": [{"productId": "p", "quantity": 1}], "isMock": false}"#.into(), 400, Some("isMock")),
+        ("POST", vec![("content-type", "application/json"), ("idempotency-key", "")], order_of(PRODUCT_FAST, 1), 400, Some("Idempotency-Key")),
+        ("POST", vec![("content-type", "application/json"), ("idempotency-key", &*Box::leak("k".repeat(256).into_boxed_str()))], order_of(PRODUCT_FAST, 1), 400, Some("Idempotency-Key")),
+        ("POST", vec![("content-type", "text/plain")], order_of(PRODUCT_FAST, 1), 415, None),
+        ("POST", vec![], order_of(PRODUCT_FAST, 1), 415, None),
+        ("POST", json_type.to_vec(), format!(r#"{{"items": [{{"productId": "p", "quantity": 1, "note": {{"a": "{}"}}}}]}}"#, "x".repeat(70_000)), 413, None),
+        ("DELETE", json_type.to_vec(), order_of(PRODUCT_FAST, 1), 405, None),
+        ("PUT", json_type.to_vec(), order_of(PRODUCT_FAST, 1), 405, None),
+        ("GET", vec![], String::new(), 404, None),
+    ];
+    assert!(cases.len() >= 20);
+    for (method, headers, body, status, field) in &cases {
+        let path = if *status == 404 { "/orders/does-not-exist" } else { "/orders" };
+        let response = handler
+            .handle(http_event(method, path, headers, Some(body)))
+            .await
+            .unwrap();
+        assert_eq!(response.status_code, i64::from(*status), "{method} {body:.80}");
+        let error = &body_of(&response)["error"];
+        assert!(error["code"].is_string() && error["message"].is_string(), "{error}");
+        assert_eq!(error["field"].as_str(), *field, "{body:.80}");
+    }
+    assert!(table_items(&h).await.is_empty(), "nothing written");
+    assert_eq!(h.sim.counters().orders_created, 0, "nothing sent to FoxReload");
+}
+
+#[tokio::test]
+async fn replay_with_the_same_key_gives_the_same_answer_and_buys_once() {
+    let (h, handler) = setup().await;
+    let body = order_of(PRODUCT_FAST, 1);
+    let first = post(&handler, &body, Some("replay-1")).await;
+    assert_eq!(first.status_code, 202);
+    // The same request with other spacing is the same request.
+    let respaced = serde_json::to_string_pretty(&serde_json::from_str::<Value>(&body).unwrap()).unwrap();
+    let second = post(&handler, &respaced, Some("replay-1")).await;
+    assert_eq!(second.status_code, 202);
+    assert_eq!(first.body, second.body);
+    assert_eq!(first.headers["location"], second.headers["location"]);
+    assert_eq!(h.sim.counters().orders_created, 1);
+
+    let other = post(&handler, &order_of(PRODUCT_FAST, 2), Some("replay-1")).await;
+    assert_eq!(other.status_code, 422);
+    assert_eq!(body_of(&other)["error"]["code"], "idempotency_key_reused");
+    assert_eq!(h.sim.counters().orders_created, 1);
+}
+
+#[tokio::test]
+async fn same_key_while_the_first_request_is_in_flight_is_a_409() {
+    let (h, handler) = setup().await;
+    let body = order_of(PRODUCT_STALL_CREATE, 1);
+    let (first, second) = tokio::join!(post(&handler, &body, Some("busy-1")), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        post(&handler, &body, Some("busy-1")).await
+    });
+    assert_eq!(second.status_code, 409, "{:?}", second.body);
+    assert_eq!(body_of(&second)["error"]["code"], "request_in_progress");
+    assert_eq!(first.status_code, 202, "{:?}", first.body);
+    assert_eq!(h.sim.counters().orders_created, 1);
+}
+
+#[tokio::test]
+async fn payment_refusal_is_stored_returned_and_the_order_is_still_polled() {
+    let (h, handler) = setup().await;
+    let response = post(&handler, &order_of(PRODUCT_POOR, 1), None).await;
+    assert_eq!(response.status_code, 202);
+    let body = body_of(&response);
+    assert_eq!(body["status"], "active");
+    assert_eq!(body["paymentError"]["code"], "BALANCE_NOT_ENOUGH");
+    let mut messages = Vec::new();
+    for _ in 0..6 {
+        messages = poll_messages(&h, 1).await;
+        if !messages.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["orderId"], body["orderId"]);
+}
+
+#[tokio::test]
+async fn foxreload_refusal_is_a_502_with_its_code_and_the_order_not_placed() {
+    let (h, handler) = setup().await;
+    let response = post(&handler, &order_of(PRODUCT_PLAYER, 1), Some("refused-1")).await;
+    assert_eq!(response.status_code, 502);
+    let error = body_of(&response)["error"].clone();
+    assert_eq!(error["code"], "supplier_refused");
+    assert_eq!(error["supplierCode"], "VALIDATION_ERROR");
+    let order_id = error["orderId"].as_str().unwrap();
+    let read = handler
+        .handle(http_event("GET", &format!("/orders/{order_id}"), &[], None))
+        .await
+        .unwrap();
+    assert_eq!(body_of(&read)["status"], "not_placed");
+    let again = post(&handler, &order_of(PRODUCT_PLAYER, 1), Some("refused-1")).await;
+    assert_eq!(again.status_code, 502);
+    assert_eq!(again.body, response.body);
+    assert!(poll_messages(&h, 0).await.is_empty());
+}
+
+#[tokio::test]
+async fn foxreload_unreachable_is_a_503_that_frees_the_key_for_a_retry() {
+    let h = harness(sim_config(Duration::from_secs(3)), Duration::from_secs(1)).await;
+    let mut context = h.context.clone();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut settings = context.settings.foxreload.clone();
+    settings.base_url = format!("http://{closed}");
+    context.foxreload = foxrelay_shared::foxreload::FoxReloadClient::new(
+        &settings,
+        &foxrelay_shared::settings::ApiKey::new("k"),
+    )
+    .unwrap();
+    let handler = Handler::with_options(context, options());
+    let first = post(&handler, &order_of(PRODUCT_FAST, 1), Some("down-1")).await;
+    assert_eq!(first.status_code, 503);
+    assert_eq!(body_of(&first)["error"]["code"], "supplier_unavailable");
+    let second = post(&handler, &order_of(PRODUCT_FAST, 1), Some("down-1")).await;
+    assert_eq!(second.status_code, 503, "the key was freed, so the retry ran again");
+    assert_ne!(body_of(&first)["error"]["orderId"], body_of(&second)["error"]["orderId"]);
+}
+
+#[tokio::test]
+async fn fifty_creates_that_commit_then_stall_buy_exactly_fifty_orders() {
+    let h = harness(sim_config(Duration::from_secs(2)), Duration::from_millis(400)).await;
+    let handler = std::sync::Arc::new(Handler::with_options(h.context.clone(), options()));
+    let body = order_of(PRODUCT_STALL_CREATE, 1);
+    let mut answers = Vec::new();
+    for wave in 0..10 {
+        let mut tasks = Vec::new();
+        for i in 0..5 {
+            let (handler, body) = (handler.clone(), body.clone());
+            let key = format!("stall-{wave}-{i}");
+            tasks.push(tokio::spawn(async move { post(&handler, &body, Some(&key)).await }));
+        }
+        for task in tasks {
+            answers.push(task.await.unwrap());
+        }
+    }
+    let mut ours = BTreeSet::new();
+    let mut theirs = BTreeSet::new();
+    for answer in &answers {
+        assert_eq!(answer.status_code, 202, "{:?}", answer.body);
+        let body = body_of(answer);
+        ours.insert(body["orderId"].as_str().unwrap().to_owned());
+        theirs.insert(body["supplierOrderId"].as_str().expect("claimed").to_owned());
+    }
+    assert_eq!(ours.len(), 50);
+    assert_eq!(theirs.len(), 50, "each supplier order claimed by exactly one of ours");
+    let counters = h.sim.counters();
+    assert_eq!(counters.orders_created, 50, "exactly fifty supplier orders");
+    assert!(counters.list_calls >= 50, "every create was reconciled");
+    let claims = table_items(&h)
+        .await
+        .into_iter()
+        .filter(|item| item["sk"].as_s().unwrap() == "CLAIM")
+        .count();
+    assert_eq!(claims, 50);
+}
