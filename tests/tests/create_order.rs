@@ -4,10 +4,10 @@ use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use aws_lambda_events::encodings::Body;
 use create_order::Handler;
 use create_order::create::CreateOptions;
+use foxrelay_tests::{Harness, harness, http_event};
 use foxreload_sim::{
     PRODUCT_FAST, PRODUCT_PLAYER, PRODUCT_POOR, PRODUCT_STALL_CREATE, SimConfig, Timing,
 };
-use foxrelay_tests::{Harness, harness, http_event};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -60,7 +60,9 @@ fn order_of(product: &str, quantity: u32) -> String {
         .to_string()
 }
 
-async fn table_items(h: &Harness) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+async fn table_items(
+    h: &Harness,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
     h.stack
         .clients
         .dynamodb
@@ -120,62 +122,231 @@ async fn order_is_stored_bought_once_paid_and_its_first_poll_waits_for_its_delay
     assert_eq!(read.status_code, 200);
     assert_eq!(body_of(&read)["supplierOrderId"], supplier_id);
 
-    assert!(poll_messages(&h, 1).await.is_empty(), "visible before its delay");
+    assert!(
+        poll_messages(&h, 1).await.is_empty(),
+        "visible before its delay"
+    );
     let mut messages = Vec::new();
     while messages.is_empty() && sent.elapsed() < Duration::from_secs(10) {
         messages = poll_messages(&h, 1).await;
     }
     assert!(sent.elapsed() >= Duration::from_secs(2));
-    assert_eq!(messages, vec![json!({"orderId": order_id, "seq": 1, "kind": "poll"})]);
+    assert_eq!(
+        messages,
+        vec![json!({"orderId": order_id, "seq": 1, "kind": "poll"})]
+    );
 }
+
+/// A request that must be refused, and how.
+struct Bad {
+    method: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    body: String,
+    status: u16,
+    field: Option<&'static str>,
+}
+
+fn bad(
+    method: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    body: impl Into<String>,
+    status: u16,
+    field: Option<&'static str>,
+) -> Bad {
+    Bad {
+        method,
+        headers,
+        body: body.into(),
+        status,
+        field,
+    }
+}
+
+const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
+const LONG_KEY: &str = concat!(
+    "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk",
+    "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk",
+    "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk",
+    "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"
+);
 
 #[tokio::test]
 async fn malformed_requests_are_refused_naming_the_field_and_change_nothing() {
     let (h, handler) = setup().await;
-    let json_type = [("content-type", "application/json")];
-    let cases: Vec<(&str, Vec<(&str, &str)>, String, u16, Option<&str>)> = vec![
-        ("POST", json_type.to_vec(), "{".into(), 400, None),
-        ("POST", json_type.to_vec(), "[]".into(), 400, None),
-        ("POST", json_type.to_vec(), "{}".into(), 400, Some("items")),
-        ("POST", json_type.to_vec(), r#"{"items": []}"#.into(), 400, Some("items")),
-        ("POST", json_type.to_vec(), r#"{"items": "p"}"#.into(), 400, Some("items")),
-        ("POST", json_type.to_vec(), r#"{"items": [null]}"#.into(), 400, Some("items[0]")),
-        ("POST", json_type.to_vec(), r#"{"items": [{"quantity": 1}]}"#.into(), 400, Some("items[0].productId")),
-        ("POST", json_type.to_vec(), r#"{"items": [{"productId": "p/../x", "quantity": 1}]}"#.into(), 400, Some("items[0].productId")),
-        ("POST", json_type.to_vec(), r#"{"items": [{"productId": "p", "quantity": 0}]}"#.into(), 400, Some("items[0].quantity")),
-        ("POST", json_type.to_vec(), r#"{"items": [{"productId": "p", "quantity": 99999}]}"#.into(), 400, Some("items[0].quantity")),
-        ("POST", json_type.to_vec(), r#"{"items": [{"productId": "p", "quantity": "2"}]}"#.into(), 400, Some("items[0].quantity")),
-        ("POST", json_type.to_vec(), r#"{"items": [{"productId": "p", "quantity": 1, "note": []}]}"#.into(), 400, Some("items[0].note")),
-        ("POST", json_type.to_vec(), r#"{"items": [{"productId": "p", "quantity": 1, "note": {"x": {}}}]}"#.into(), 400, Some("items[0].note.x")),
-        ("POST", json_type.to_vec(), r#"{"items": [{"productId": "p", "quantity": 1, "itemId": "p"}]}"#.into(), 400, Some("items[0].itemId")),
-        ("POST", json_type.to_vec(), r#"{"items": [{"productId": "p", "quantity": 1}], "totalPrice": 3}"#.into(), 400, Some("totalPrice")),
-        ("POST", json_type.to_vec(), r#"{"items": [{"productId": "p", "quantity": 1}], "totalPrice": "-3"}"#.into(), 400, Some("totalPrice")),
-        ("POST", json_type.to_vec(), r#"{"items": [{"productId": "p", "quantity": 1}], "customerReference": 12}"#.into(), 400, Some("customerReference")),
-        ("POST", json_type.to_vec(), format!(r#"{{"items": [{{"productId": "p", "quantity": 1}}], "customerReference": "{}"}}"#, "r".repeat(200)), 400, Some("customerReference")),
-        ("POST", json_type.to_vec(), r#"{"items": [{"productId": "p", "quantity": 1}], "isMock": false}"#.into(), 400, Some("isMock")),
-        ("POST", vec![("content-type", "application/json"), ("idempotency-key", "")], order_of(PRODUCT_FAST, 1), 400, Some("Idempotency-Key")),
-        ("POST", vec![("content-type", "application/json"), ("idempotency-key", &*Box::leak("k".repeat(256).into_boxed_str()))], order_of(PRODUCT_FAST, 1), 400, Some("Idempotency-Key")),
-        ("POST", vec![("content-type", "text/plain")], order_of(PRODUCT_FAST, 1), 415, None),
-        ("POST", vec![], order_of(PRODUCT_FAST, 1), 415, None),
-        ("POST", json_type.to_vec(), format!(r#"{{"items": [{{"productId": "p", "quantity": 1, "note": {{"a": "{}"}}}}]}}"#, "x".repeat(70_000)), 413, None),
-        ("DELETE", json_type.to_vec(), order_of(PRODUCT_FAST, 1), 405, None),
-        ("PUT", json_type.to_vec(), order_of(PRODUCT_FAST, 1), 405, None),
-        ("GET", vec![], String::new(), 404, None),
+    let cases = vec![
+        bad("POST", JSON, "{", 400, None),
+        bad("POST", JSON, "[]", 400, None),
+        bad("POST", JSON, "{}", 400, Some("items")),
+        bad("POST", JSON, r#"{"items": []}"#, 400, Some("items")),
+        bad("POST", JSON, r#"{"items": "p"}"#, 400, Some("items")),
+        bad("POST", JSON, r#"{"items": [null]}"#, 400, Some("items[0]")),
+        bad(
+            "POST",
+            JSON,
+            r#"{"items": [{"quantity": 1}]}"#,
+            400,
+            Some("items[0].productId"),
+        ),
+        bad(
+            "POST",
+            JSON,
+            r#"{"items": [{"productId": "p/../x", "quantity": 1}]}"#,
+            400,
+            Some("items[0].productId"),
+        ),
+        bad(
+            "POST",
+            JSON,
+            r#"{"items": [{"productId": "p", "quantity": 0}]}"#,
+            400,
+            Some("items[0].quantity"),
+        ),
+        bad(
+            "POST",
+            JSON,
+            r#"{"items": [{"productId": "p", "quantity": 99999}]}"#,
+            400,
+            Some("items[0].quantity"),
+        ),
+        bad(
+            "POST",
+            JSON,
+            r#"{"items": [{"productId": "p", "quantity": "2"}]}"#,
+            400,
+            Some("items[0].quantity"),
+        ),
+        bad(
+            "POST",
+            JSON,
+            r#"{"items": [{"productId": "p", "quantity": 1, "note": []}]}"#,
+            400,
+            Some("items[0].note"),
+        ),
+        bad(
+            "POST",
+            JSON,
+            r#"{"items": [{"productId": "p", "quantity": 1, "note": {"x": {}}}]}"#,
+            400,
+            Some("items[0].note.x"),
+        ),
+        bad(
+            "POST",
+            JSON,
+            r#"{"items": [{"productId": "p", "quantity": 1, "itemId": "p"}]}"#,
+            400,
+            Some("items[0].itemId"),
+        ),
+        bad(
+            "POST",
+            JSON,
+            r#"{"items": [{"productId": "p", "quantity": 1}], "totalPrice": 3}"#,
+            400,
+            Some("totalPrice"),
+        ),
+        bad(
+            "POST",
+            JSON,
+            r#"{"items": [{"productId": "p", "quantity": 1}], "totalPrice": "-3"}"#,
+            400,
+            Some("totalPrice"),
+        ),
+        bad(
+            "POST",
+            JSON,
+            r#"{"items": [{"productId": "p", "quantity": 1}], "customerReference": 12}"#,
+            400,
+            Some("customerReference"),
+        ),
+        bad(
+            "POST",
+            JSON,
+            format!(
+                r#"{{"items": [{{"productId": "p", "quantity": 1}}], "customerReference": "{}"}}"#,
+                "r".repeat(200)
+            ),
+            400,
+            Some("customerReference"),
+        ),
+        bad(
+            "POST",
+            JSON,
+            r#"{"items": [{"productId": "p", "quantity": 1}], "isMock": false}"#,
+            400,
+            Some("isMock"),
+        ),
+        bad(
+            "POST",
+            &[
+                ("content-type", "application/json"),
+                ("idempotency-key", ""),
+            ],
+            order_of(PRODUCT_FAST, 1),
+            400,
+            Some("Idempotency-Key"),
+        ),
+        bad(
+            "POST",
+            &[
+                ("content-type", "application/json"),
+                ("idempotency-key", LONG_KEY),
+            ],
+            order_of(PRODUCT_FAST, 1),
+            400,
+            Some("Idempotency-Key"),
+        ),
+        bad(
+            "POST",
+            &[("content-type", "text/plain")],
+            order_of(PRODUCT_FAST, 1),
+            415,
+            None,
+        ),
+        bad("POST", &[], order_of(PRODUCT_FAST, 1), 415, None),
+        bad(
+            "POST",
+            JSON,
+            format!(
+                r#"{{"items": [{{"productId": "p", "quantity": 1, "note": {{"a": "{}"}}}}]}}"#,
+                "x".repeat(70_000)
+            ),
+            413,
+            None,
+        ),
+        bad("DELETE", JSON, order_of(PRODUCT_FAST, 1), 405, None),
+        bad("PUT", JSON, order_of(PRODUCT_FAST, 1), 405, None),
+        bad("GET", &[], String::new(), 404, None),
     ];
     assert!(cases.len() >= 20);
-    for (method, headers, body, status, field) in &cases {
-        let path = if *status == 404 { "/orders/does-not-exist" } else { "/orders" };
+    for case in &cases {
+        let path = if case.status == 404 {
+            "/orders/does-not-exist"
+        } else {
+            "/orders"
+        };
         let response = handler
-            .handle(http_event(method, path, headers, Some(body)))
+            .handle(http_event(
+                case.method,
+                path,
+                case.headers,
+                Some(&case.body),
+            ))
             .await
             .unwrap();
-        assert_eq!(response.status_code, i64::from(*status), "{method} {body:.80}");
+        let shown = format!("{} {:.80}", case.method, case.body);
+        assert_eq!(response.status_code, i64::from(case.status), "{shown}");
         let error = &body_of(&response)["error"];
-        assert!(error["code"].is_string() && error["message"].is_string(), "{error}");
-        assert_eq!(error["field"].as_str(), *field, "{body:.80}");
+        assert!(
+            error["code"].is_string() && error["message"].is_string(),
+            "{error}"
+        );
+        assert_eq!(error["field"].as_str(), case.field, "{shown}");
     }
     assert!(table_items(&h).await.is_empty(), "nothing written");
-    assert_eq!(h.sim.counters().orders_created, 0, "nothing sent to FoxReload");
+    assert_eq!(
+        h.sim.counters().orders_created,
+        0,
+        "nothing sent to FoxReload"
+    );
 }
 
 #[tokio::test]
@@ -185,7 +356,8 @@ async fn replay_with_the_same_key_gives_the_same_answer_and_buys_once() {
     let first = post(&handler, &body, Some("replay-1")).await;
     assert_eq!(first.status_code, 202);
     // The same request with other spacing is the same request.
-    let respaced = serde_json::to_string_pretty(&serde_json::from_str::<Value>(&body).unwrap()).unwrap();
+    let respaced =
+        serde_json::to_string_pretty(&serde_json::from_str::<Value>(&body).unwrap()).unwrap();
     let second = post(&handler, &respaced, Some("replay-1")).await;
     assert_eq!(second.status_code, 202);
     assert_eq!(first.body, second.body);
@@ -255,7 +427,10 @@ async fn foxreload_refusal_is_a_502_with_its_code_and_the_order_not_placed() {
 async fn foxreload_unreachable_is_a_503_that_frees_the_key_for_a_retry() {
     let h = harness(sim_config(Duration::from_secs(3)), Duration::from_secs(1)).await;
     let mut context = h.context.clone();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let mut settings = context.settings.foxreload.clone();
     settings.base_url = format!("http://{closed}");
     context.foxreload = foxrelay_shared::foxreload::FoxReloadClient::new(
@@ -268,13 +443,23 @@ async fn foxreload_unreachable_is_a_503_that_frees_the_key_for_a_retry() {
     assert_eq!(first.status_code, 503);
     assert_eq!(body_of(&first)["error"]["code"], "supplier_unavailable");
     let second = post(&handler, &order_of(PRODUCT_FAST, 1), Some("down-1")).await;
-    assert_eq!(second.status_code, 503, "the key was freed, so the retry ran again");
-    assert_ne!(body_of(&first)["error"]["orderId"], body_of(&second)["error"]["orderId"]);
+    assert_eq!(
+        second.status_code, 503,
+        "the key was freed, so the retry ran again"
+    );
+    assert_ne!(
+        body_of(&first)["error"]["orderId"],
+        body_of(&second)["error"]["orderId"]
+    );
 }
 
 #[tokio::test]
 async fn fifty_creates_that_commit_then_stall_buy_exactly_fifty_orders() {
-    let h = harness(sim_config(Duration::from_secs(2)), Duration::from_millis(400)).await;
+    let h = harness(
+        sim_config(Duration::from_secs(2)),
+        Duration::from_millis(400),
+    )
+    .await;
     let handler = std::sync::Arc::new(Handler::with_options(h.context.clone(), options()));
     let body = order_of(PRODUCT_STALL_CREATE, 1);
     let mut answers = Vec::new();
@@ -283,7 +468,9 @@ async fn fifty_creates_that_commit_then_stall_buy_exactly_fifty_orders() {
         for i in 0..5 {
             let (handler, body) = (handler.clone(), body.clone());
             let key = format!("stall-{wave}-{i}");
-            tasks.push(tokio::spawn(async move { post(&handler, &body, Some(&key)).await }));
+            tasks.push(tokio::spawn(async move {
+                post(&handler, &body, Some(&key)).await
+            }));
         }
         for task in tasks {
             answers.push(task.await.unwrap());
@@ -295,10 +482,19 @@ async fn fifty_creates_that_commit_then_stall_buy_exactly_fifty_orders() {
         assert_eq!(answer.status_code, 202, "{:?}", answer.body);
         let body = body_of(answer);
         ours.insert(body["orderId"].as_str().unwrap().to_owned());
-        theirs.insert(body["supplierOrderId"].as_str().expect("claimed").to_owned());
+        let claimed = body["supplierOrderId"].as_str();
+        theirs.insert(
+            claimed
+                .unwrap_or_else(|| panic!("unclaimed: {body}"))
+                .to_owned(),
+        );
     }
     assert_eq!(ours.len(), 50);
-    assert_eq!(theirs.len(), 50, "each supplier order claimed by exactly one of ours");
+    assert_eq!(
+        theirs.len(),
+        50,
+        "each supplier order claimed by exactly one of ours"
+    );
     let counters = h.sim.counters();
     assert_eq!(counters.orders_created, 50, "exactly fifty supplier orders");
     assert!(counters.list_calls >= 50, "every create was reconciled");
@@ -308,4 +504,50 @@ async fn fifty_creates_that_commit_then_stall_buy_exactly_fifty_orders() {
         .filter(|item| item["sk"].as_s().unwrap() == "CLAIM")
         .count();
     assert_eq!(claims, 50);
+}
+
+#[tokio::test]
+async fn a_dead_holders_key_is_taken_over_and_its_order_reconciled_not_bought_again() {
+    use foxrelay_shared::domain::idempotency::{IdempotencyKey, fingerprint};
+    use foxrelay_shared::domain::parse_new_order;
+    use foxrelay_shared::store::{DynamoStore, IdempotencyClaim, OrderRecord, OrderStore};
+
+    let (h, handler) = setup().await;
+    let body = order_of(PRODUCT_FAST, 1);
+    let order = parse_new_order(body.as_bytes()).unwrap();
+    let key = IdempotencyKey::parse("dead-holder-1").unwrap();
+    // A request that stored its intent, POSTed, and died before claiming:
+    // its lock ran out a minute ago.
+    let store = DynamoStore::new(
+        h.stack.clients.dynamodb.clone(),
+        h.stack.resources.table_name(),
+    );
+    let now = time::OffsetDateTime::now_utc();
+    let intent = OrderRecord::intent(
+        "dead-order-1".into(),
+        &order,
+        Some(key.as_str().into()),
+        now,
+    );
+    let claim = IdempotencyClaim {
+        key: key.as_str().into(),
+        fingerprint: fingerprint(&order),
+        holder: "dead-holder".into(),
+        locked_until: now - time::Duration::minutes(1),
+        expires_at: now + time::Duration::hours(24),
+    };
+    store.begin(&intent, Some(&claim)).await.unwrap();
+    let orphan = h
+        .context
+        .foxreload
+        .create_order(&order.supplier_request(false))
+        .await
+        .unwrap();
+
+    let response = post(&handler, &body, Some(key.as_str())).await;
+    assert_eq!(response.status_code, 202, "{:?}", response.body);
+    let answer = body_of(&response);
+    assert_eq!(answer["orderId"], "dead-order-1");
+    assert_eq!(answer["supplierOrderId"], orphan.id.as_str());
+    assert_eq!(h.sim.counters().orders_created, 1, "nothing bought again");
 }

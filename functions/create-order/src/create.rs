@@ -19,7 +19,9 @@ use foxrelay_shared::clock::Clock;
 use foxrelay_shared::domain::idempotency::{IdempotencyKey, RETENTION, fingerprint};
 use foxrelay_shared::domain::reconcile::{CLOCK_SKEW, candidates};
 use foxrelay_shared::domain::{NewOrder, OrderStatus, PollKind, PollMessage};
-use foxrelay_shared::foxreload::{ErrorClass, Supplier, SupplierError, SupplierOrder, SupplierStatus};
+use foxrelay_shared::foxreload::{
+    ErrorClass, Supplier, SupplierError, SupplierOrder, SupplierStatus,
+};
 use foxrelay_shared::queue::PollQueue;
 use foxrelay_shared::store::{
     Begin, Claim, IdempotencyClaim, IdempotencyRecord, OrderRecord, OrderStore, StoreError,
@@ -208,7 +210,11 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
                     .instrument(span)
                     .await
             }
-            _ => self.answer(&order.order_id, Some(&claim)).instrument(span).await,
+            _ => {
+                self.answer(&order.order_id, Some(&claim))
+                    .instrument(span)
+                    .await
+            }
         }
     }
 
@@ -297,7 +303,11 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
                 status: answer.status,
                 body: answer.body.clone(),
             };
-            match self.store.finish(&claim.key, &claim.holder, &response).await {
+            match self
+                .store
+                .finish(&claim.key, &claim.holder, &response)
+                .await
+            {
                 Ok(()) => {}
                 // Taken over meanwhile: the new holder keeps the answer; this
                 // one is still true.
@@ -333,7 +343,9 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
                 }
             }
             if attempts >= self.options.max_create_attempts || !self.time_left(deadline) {
-                return Ok(Placed::Undecided(undecided("no attempt left in the time budget")));
+                return Ok(Placed::Undecided(undecided(
+                    "no attempt left in the time budget",
+                )));
             }
             attempts += 1;
             match self.supplier.create_order(&request).await {
@@ -366,8 +378,7 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
                         // "not bought"; look again.
                     }
                     ErrorClass::Retryable => {
-                        if attempts >= self.options.max_create_attempts
-                            || !self.time_left(deadline)
+                        if attempts >= self.options.max_create_attempts || !self.time_left(deadline)
                         {
                             return Ok(Placed::NotBought(error));
                         }
@@ -392,7 +403,11 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
             if !self.time_left(deadline) {
                 return Ok(Found::Undecided(undecided("no time left to reconcile")));
             }
-            let recent = match self.supplier.list_recent_orders(self.options.list_limit).await {
+            let recent = match self
+                .supplier
+                .list_recent_orders(self.options.list_limit)
+                .await
+            {
                 Ok(recent) => recent,
                 Err(error) => {
                     warn!(%error, "recent orders unreadable; undecided");
@@ -439,7 +454,12 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
         };
         if let Err(error) = self
             .store
-            .record_payment(order_id, status.as_deref(), refusal.as_ref(), self.clock.now())
+            .record_payment(
+                order_id,
+                status.as_deref(),
+                refusal.as_ref(),
+                self.clock.now(),
+            )
             .await
         {
             // The poll will read FoxReload's status anyway.
@@ -457,7 +477,11 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
             seq: 1,
             kind,
         };
-        if let Err(error) = self.store.schedule_poll(order_id, 1, now + delay, now).await {
+        if let Err(error) = self
+            .store
+            .schedule_poll(order_id, 1, now + delay, now)
+            .await
+        {
             warn!(%error, "first poll not recorded");
             return;
         }

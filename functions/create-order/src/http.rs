@@ -42,18 +42,24 @@ pub fn decode(request: &ApiGatewayV2httpRequest) -> Result<Route, ApiError> {
     };
     match (route, method) {
         (Some(None), &Method::POST) => decode_create(request),
-        (Some(Some(id)), &Method::GET) => Ok(Route::Read {
+        // Our ids are UUIDs: anything else names no order, and must not
+        // reach the store as a key.
+        (Some(Some(id)), &Method::GET) if is_order_id(id) => Ok(Route::Read {
             order_id: id.to_owned(),
         }),
+        (Some(Some(_)), &Method::GET) => Err(ApiError::not_found("order")),
         (Some(None), _) => Err(method_not_allowed("POST")),
         (Some(Some(_)), _) => Err(method_not_allowed("GET")),
         (None, _) => Err(ApiError::not_found("route")),
     }
 }
 
+fn is_order_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+}
+
 fn method_not_allowed(allowed: &str) -> ApiError {
-    ApiError::new(405, "method_not_allowed", format!("use {allowed} here"))
-        .with("allow", allowed)
+    ApiError::new(405, "method_not_allowed", format!("use {allowed} here")).with("allow", allowed)
 }
 
 fn decode_create(request: &ApiGatewayV2httpRequest) -> Result<Route, ApiError> {

@@ -71,7 +71,8 @@ impl Handler {
             Ok(Route::Create { order, key }) => {
                 match self.creator.create(order, key, deadline).await {
                     Ok(answer) => {
-                        let location = (answer.status < 300).then(|| view::location(&answer.order_id));
+                        let location =
+                            (answer.status < 300).then(|| view::location(&answer.order_id));
                         http::respond(answer.status, answer.body, location.as_deref())
                     }
                     Err(error) => error.response(),

@@ -3,7 +3,11 @@
 //! moto runs inside a small Python wrapper that stops the server when its
 //! standard input closes, so the server never outlives the process that
 //! started it, even when that process is killed or is a test binary whose
-//! statics are never dropped.
+//! statics are never dropped. The wrapper also serializes moto's DynamoDB
+//! table operations: moto rolls a failed transaction back by restoring a copy
+//! of the whole table, which, under concurrent requests, undoes other
+//! requests' writes. DynamoDB's own transactions are serializable; with the
+//! lock, moto's are too.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -37,6 +41,24 @@ try:
 except ImportError as e:
     print("ERROR moto[server] is not installed for " + sys.executable + " (run bash .ci/setup): " + str(e), flush=True)
     sys.exit(3)
+# moto's DynamoDB applies a transaction, and rolls a failed one back, by
+# copying and restoring whole tables, with no lock: under concurrent requests
+# a failed transaction restores its copy over other requests' writes. DynamoDB
+# itself is serializable, so every table operation here takes one lock.
+import functools, threading
+from moto.dynamodb.models import DynamoDBBackend
+_lock = threading.RLock()
+def _serialized(method):
+    @functools.wraps(method)
+    def run(*args, **kwargs):
+        with _lock:
+            return method(*args, **kwargs)
+    return run
+for _name in ("put_item", "get_item", "update_item", "delete_item", "query", "scan",
+              "transact_write_items", "transact_get_items", "batch_write_item",
+              "batch_get_item"):
+    if hasattr(DynamoDBBackend, _name):
+        setattr(DynamoDBBackend, _name, _serialized(getattr(DynamoDBBackend, _name)))
 s = socket.socket()
 s.bind(("127.0.0.1", 0))
 port = s.getsockname()[1]

@@ -20,7 +20,9 @@ pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
-        if raw.is_empty() || raw.len() > MAX_KEY_LEN || !raw.bytes().all(|b| (0x20..0x7f).contains(&b))
+        if raw.is_empty()
+            || raw.len() > MAX_KEY_LEN
+            || !raw.bytes().all(|b| (0x20..0x7f).contains(&b))
         {
             return Err(FieldError {
                 field: "Idempotency-Key".into(),
@@ -61,14 +63,18 @@ mod tests {
         assert!(IdempotencyKey::parse("order-2026-11-28 #1").is_ok());
         assert!(IdempotencyKey::parse(&"k".repeat(255)).is_ok());
         for bad in ["", "tab\there", "é", &"k".repeat(256)] {
-            assert_eq!(IdempotencyKey::parse(bad).unwrap_err().field, "Idempotency-Key");
+            assert_eq!(
+                IdempotencyKey::parse(bad).unwrap_err().field,
+                "Idempotency-Key"
+            );
         }
     }
 
     #[test]
     fn fingerprint_ignores_layout_but_not_meaning() {
         let a = parse_new_order(br#"{"items":[{"productId":"p","quantity":1}]}"#).unwrap();
-        let b = parse_new_order(b"{ \"items\" : [ { \"quantity\" : 1, \"productId\" : \"p\" } ] }").unwrap();
+        let b = parse_new_order(b"{ \"items\" : [ { \"quantity\" : 1, \"productId\" : \"p\" } ] }")
+            .unwrap();
         let c = parse_new_order(br#"{"items":[{"productId":"p","quantity":2}]}"#).unwrap();
         assert_eq!(fingerprint(&a), fingerprint(&b));
         assert_ne!(fingerprint(&a), fingerprint(&c));

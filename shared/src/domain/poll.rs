@@ -49,7 +49,10 @@ mod tests {
             seq: 1,
             kind: PollKind::Reconcile,
         };
-        assert_eq!(m.to_json(), r#"{"orderId":"o-1","seq":1,"kind":"reconcile"}"#);
+        assert_eq!(
+            m.to_json(),
+            r#"{"orderId":"o-1","seq":1,"kind":"reconcile"}"#
+        );
         assert_eq!(PollMessage::from_json(&m.to_json()).unwrap(), m);
         assert!(PollMessage::from_json(r#"{"orderId":"o","seq":1}"#).is_err());
     }

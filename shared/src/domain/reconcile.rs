@@ -24,7 +24,11 @@ pub fn candidates<'a>(
     not_before: OffsetDateTime,
     recent: &'a [SupplierOrder],
 ) -> Vec<&'a SupplierOrder> {
-    let wanted = shape(lines.iter().map(|l| (l.product_id.as_str(), Some(l.quantity))));
+    let wanted = shape(
+        lines
+            .iter()
+            .map(|l| (l.product_id.as_str(), Some(l.quantity))),
+    );
     let mut found: Vec<(&SupplierOrder, OffsetDateTime)> = recent
         .iter()
         .filter_map(|order| {
@@ -55,8 +59,10 @@ mod tests {
     use time::macros::datetime;
 
     fn order(id: &str, created: &str, items: serde_json::Value) -> SupplierOrder {
-        serde_json::from_value(json!({"id": id, "status": "active", "createdAt": created, "items": items}))
-            .unwrap()
+        serde_json::from_value(
+            json!({"id": id, "status": "active", "createdAt": created, "items": items}),
+        )
+        .unwrap()
     }
 
     fn line(product: &str, quantity: u32) -> OrderLine {
@@ -71,11 +77,23 @@ mod tests {
     fn only_same_items_made_after_the_intent_match_oldest_first() {
         let two = json!([{"product": {"id": "a"}, "quantity": 1}, {"product": {"id": "b"}, "quantity": 2}]);
         let recent = vec![
-            order("newer", "2026-11-28T10:00:09Z", json!([{"product": {"id": "b"}, "quantity": 2}, {"product": {"id": "a"}, "quantity": 1}])),
+            order(
+                "newer",
+                "2026-11-28T10:00:09Z",
+                json!([{"product": {"id": "b"}, "quantity": 2}, {"product": {"id": "a"}, "quantity": 1}]),
+            ),
             order("older", "2026-11-28T10:00:05Z", two.clone()),
             order("before-intent", "2026-11-28T09:00:00Z", two.clone()),
-            order("other-quantity", "2026-11-28T10:00:06Z", json!([{"product": {"id": "a"}, "quantity": 1}, {"product": {"id": "b"}, "quantity": 3}])),
-            order("subset", "2026-11-28T10:00:07Z", json!([{"product": {"id": "a"}, "quantity": 1}])),
+            order(
+                "other-quantity",
+                "2026-11-28T10:00:06Z",
+                json!([{"product": {"id": "a"}, "quantity": 1}, {"product": {"id": "b"}, "quantity": 3}]),
+            ),
+            order(
+                "subset",
+                "2026-11-28T10:00:07Z",
+                json!([{"product": {"id": "a"}, "quantity": 1}]),
+            ),
             order("no-time", "soon", two),
         ];
         let found: Vec<_> = candidates(

@@ -48,9 +48,8 @@ impl std::fmt::Display for FieldError {
 
 /// Parses and validates a `POST /orders` body.
 pub fn parse_new_order(body: &[u8]) -> Result<NewOrder, FieldError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        FieldError::new("", format!("the body is not valid JSON ({e})"))
-    })?;
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| FieldError::new("", format!("the body is not valid JSON ({e})")))?;
     let Value::Object(mut root) = value else {
         return Err(FieldError::new("", "the body must be a JSON object"));
     };
@@ -103,7 +102,10 @@ fn lines(items: Value) -> Result<Vec<OrderLine>, FieldError> {
 fn line(index: usize, item: Value) -> Result<OrderLine, FieldError> {
     let at = |field: &str| format!("items[{index}].{field}");
     let Value::Object(mut item) = item else {
-        return Err(FieldError::new(format!("items[{index}]"), "must be an object"));
+        return Err(FieldError::new(
+            format!("items[{index}]"),
+            "must be an object",
+        ));
     };
     let product_id = match item.remove("productId") {
         None | Some(Value::Null) => return Err(FieldError::new(at("productId"), "is required")),
@@ -195,7 +197,10 @@ fn bounded_text(field: &str, value: &Value, max: usize) -> Result<String, FieldE
 /// A decimal string with at most two fractional digits, above zero.
 fn price(field: &str, value: &Value) -> Result<String, FieldError> {
     let Value::String(text) = value else {
-        return Err(FieldError::new(field, "must be a decimal string such as \"12.50\""));
+        return Err(FieldError::new(
+            field,
+            "must be a decimal string such as \"12.50\"",
+        ));
     };
     let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
@@ -204,7 +209,7 @@ fn price(field: &str, value: &Value) -> Result<String, FieldError> {
         && digits(whole)
         && frac.len() <= 2
         && digits(frac)
-        && (frac.is_empty() == !text.contains('.'));
+        && frac.is_empty() != text.contains('.');
     if !well_formed || text.bytes().all(|b| b == b'0' || b == b'.') {
         return Err(FieldError::new(
             field,
@@ -245,32 +250,86 @@ mod tests {
             (r#"{"items": []}"#, "items"),
             (r#"{"items": [1]}"#, "items[0]"),
             (r#"{"items": [{"quantity": 1}]}"#, "items[0].productId"),
-            (r#"{"items": [{"productId": "", "quantity": 1}]}"#, "items[0].productId"),
-            (r#"{"items": [{"productId": "a b", "quantity": 1}]}"#, "items[0].productId"),
-            (r#"{"items": [{"productId": 7, "quantity": 1}]}"#, "items[0].productId"),
+            (
+                r#"{"items": [{"productId": "", "quantity": 1}]}"#,
+                "items[0].productId",
+            ),
+            (
+                r#"{"items": [{"productId": "a b", "quantity": 1}]}"#,
+                "items[0].productId",
+            ),
+            (
+                r#"{"items": [{"productId": 7, "quantity": 1}]}"#,
+                "items[0].productId",
+            ),
             (r#"{"items": [{"productId": "p"}]}"#, "items[0].quantity"),
-            (r#"{"items": [{"productId": "p", "quantity": 0}]}"#, "items[0].quantity"),
-            (r#"{"items": [{"productId": "p", "quantity": -1}]}"#, "items[0].quantity"),
-            (r#"{"items": [{"productId": "p", "quantity": 1.5}]}"#, "items[0].quantity"),
-            (r#"{"items": [{"productId": "p", "quantity": "1"}]}"#, "items[0].quantity"),
-            (r#"{"items": [{"productId": "p", "quantity": 1001}]}"#, "items[0].quantity"),
-            (r#"{"items": [{"productId": "p", "quantity": 1, "note": "x"}]}"#, "items[0].note"),
-            (r#"{"items": [{"productId": "p", "quantity": 1, "note": {"a": [1]}}]}"#, "items[0].note.a"),
-            (r#"{"items": [{"productId": "p", "quantity": 1, "colour": "red"}]}"#, "items[0].colour"),
-            (r#"{"items": [{"productId": "p", "quantity": 1}], "totalPrice": 12.5}"#, "totalPrice"),
-            (r#"{"items": [{"productId": "p", "quantity": 1}], "totalPrice": "12.505"}"#, "totalPrice"),
-            (r#"{"items": [{"productId": "p", "quantity": 1}], "totalPrice": "0.00"}"#, "totalPrice"),
-            (r#"{"items": [{"productId": "p", "quantity": 1}], "totalPrice": "1."}"#, "totalPrice"),
-            (r#"{"items": [{"productId": "p", "quantity": 1}], "customerReference": ""}"#, "customerReference"),
-            (r#"{"items": [{"productId": "p", "quantity": 1}], "customerReference": "a\u0000"}"#, "customerReference"),
-            (r#"{"items": [{"productId": "p", "quantity": 1}], "isMock": true}"#, "isMock"),
+            (
+                r#"{"items": [{"productId": "p", "quantity": 0}]}"#,
+                "items[0].quantity",
+            ),
+            (
+                r#"{"items": [{"productId": "p", "quantity": -1}]}"#,
+                "items[0].quantity",
+            ),
+            (
+                r#"{"items": [{"productId": "p", "quantity": 1.5}]}"#,
+                "items[0].quantity",
+            ),
+            (
+                r#"{"items": [{"productId": "p", "quantity": "1"}]}"#,
+                "items[0].quantity",
+            ),
+            (
+                r#"{"items": [{"productId": "p", "quantity": 1001}]}"#,
+                "items[0].quantity",
+            ),
+            (
+                r#"{"items": [{"productId": "p", "quantity": 1, "note": "x"}]}"#,
+                "items[0].note",
+            ),
+            (
+                r#"{"items": [{"productId": "p", "quantity": 1, "note": {"a": [1]}}]}"#,
+                "items[0].note.a",
+            ),
+            (
+                r#"{"items": [{"productId": "p", "quantity": 1, "colour": "red"}]}"#,
+                "items[0].colour",
+            ),
+            (
+                r#"{"items": [{"productId": "p", "quantity": 1}], "totalPrice": 12.5}"#,
+                "totalPrice",
+            ),
+            (
+                r#"{"items": [{"productId": "p", "quantity": 1}], "totalPrice": "12.505"}"#,
+                "totalPrice",
+            ),
+            (
+                r#"{"items": [{"productId": "p", "quantity": 1}], "totalPrice": "0.00"}"#,
+                "totalPrice",
+            ),
+            (
+                r#"{"items": [{"productId": "p", "quantity": 1}], "totalPrice": "1."}"#,
+                "totalPrice",
+            ),
+            (
+                r#"{"items": [{"productId": "p", "quantity": 1}], "customerReference": ""}"#,
+                "customerReference",
+            ),
+            (
+                r#"{"items": [{"productId": "p", "quantity": 1}], "customerReference": "a\u0000"}"#,
+                "customerReference",
+            ),
+            (
+                r#"{"items": [{"productId": "p", "quantity": 1}], "isMock": true}"#,
+                "isMock",
+            ),
         ];
         for (body, field) in cases {
             assert_eq!(field_of(body), field, "{body}");
         }
         let eleven = format!(
             r#"{{"items": [{}]}}"#,
-            vec![r#"{"productId": "p", "quantity": 1}"#; 11].join(",")
+            [r#"{"productId": "p", "quantity": 1}"#; 11].join(",")
         );
         assert_eq!(field_of(&eleven), "items");
     }

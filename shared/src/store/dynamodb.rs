@@ -156,7 +156,10 @@ impl Reader<'_> {
     }
 
     fn opt_s(&self, name: &str) -> Option<&str> {
-        self.item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+        self.item
+            .get(name)
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
     }
 
     fn s(&self, name: &str) -> Result<&str, StoreError> {
@@ -192,7 +195,9 @@ impl Reader<'_> {
 
     fn json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
         self.opt_s(name)
-            .map(|text| serde_json::from_str(text).map_err(|e| self.corrupt(format!("{name}: {e}"))))
+            .map(|text| {
+                serde_json::from_str(text).map_err(|e| self.corrupt(format!("{name}: {e}")))
+            })
             .transpose()
     }
 }
@@ -241,7 +246,10 @@ fn order_to_item(order: &OrderRecord) -> Item {
     item.insert("pollSeq".into(), n(order.poll_seq));
     if !order.status.is_terminal() {
         item.insert("pendingPk".into(), s(PENDING));
-        item.insert("pendingSk".into(), s(format!("{created}#{}", order.order_id)));
+        item.insert(
+            "pendingSk".into(),
+            s(format!("{created}#{}", order.order_id)),
+        );
     }
     let optional = [
         ("customerReference", order.customer_reference.clone()),
@@ -529,9 +537,8 @@ impl OrderStore for DynamoStore {
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .expect("table, item and condition are set");
-        let status = OrderStatus::from_supplier(&crate::foxreload::SupplierStatus::parse(
-            supplier_status,
-        ));
+        let status =
+            OrderStatus::from_supplier(&crate::foxreload::SupplierStatus::parse(supplier_status));
         let mut update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(order_key(order_id)))
@@ -580,7 +587,9 @@ impl OrderStore for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(order_key(order_id)))
-            .condition_expression("attribute_exists(supplierOrderId) AND NOT #status IN (:c, :x, :f, :a, :n)")
+            .condition_expression(
+                "attribute_exists(supplierOrderId) AND NOT #status IN (:c, :x, :f, :a, :n)",
+            )
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":now", s(rfc3339(now)))
             .expression_attribute_values(":c", s(OrderStatus::Completed.as_str()))
@@ -667,7 +676,9 @@ impl OrderStore for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(order_key(order_id)))
             .update_expression("SET pollSeq = :seq, nextPollDueAt = :due, updatedAt = :now")
-            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(pollSeq) OR pollSeq < :seq)")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(pollSeq) OR pollSeq < :seq)",
+            )
             .expression_attribute_values(":seq", n(seq))
             .expression_attribute_values(":due", n(millis(due_at)))
             .expression_attribute_values(":now", s(rfc3339(now)))

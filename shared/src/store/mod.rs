@@ -209,7 +209,11 @@ pub trait OrderStore: Send + Sync {
 
     /// Forgets a key held by `holder`, so a retry starts afresh (used when
     /// nothing was bought).
-    fn release(&self, key: &str, holder: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn release(
+        &self,
+        key: &str,
+        holder: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Reads an order (strongly consistent).
     fn order(
