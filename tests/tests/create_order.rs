@@ -551,3 +551,40 @@ async fn a_dead_holders_key_is_taken_over_and_its_order_reconciled_not_bought_ag
     assert_eq!(answer["supplierOrderId"], orphan.id.as_str());
     assert_eq!(h.sim.counters().orders_created, 1, "nothing bought again");
 }
+
+#[tokio::test]
+async fn undecided_within_the_budget_answers_reconciling_and_leaves_a_reconcile_message() {
+    let h = harness(sim_config(Duration::from_secs(3)), Duration::from_millis(400)).await;
+    let handler = Handler::with_options(h.context.clone(), options());
+    let body = order_of(PRODUCT_STALL_CREATE, 1);
+    let mut event = http_event(
+        "POST",
+        "/orders",
+        &[("content-type", "application/json")],
+        Some(&body),
+    );
+    // Lambda's deadline leaves room for the POST but not for reconciling
+    // after it (2 s margin, 2 s per call).
+    event.context.deadline = (std::time::SystemTime::now() + Duration::from_millis(4_200))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let response = handler.handle(event).await.unwrap();
+    assert_eq!(response.status_code, 202, "{:?}", response.body);
+    let answer = body_of(&response);
+    assert_eq!(answer["status"], "reconciling");
+    assert_eq!(answer["supplierOrderId"], Value::Null);
+    assert_eq!(answer["lastError"]["kind"], "undecided");
+    assert_eq!(h.sim.counters().orders_created, 1, "one POST, and no second");
+    let mut messages = Vec::new();
+    for _ in 0..6 {
+        messages = poll_messages(&h, 1).await;
+        if !messages.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        messages,
+        vec![json!({"orderId": answer["orderId"], "seq": 1, "kind": "reconcile"})]
+    );
+}
