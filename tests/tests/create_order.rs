@@ -554,7 +554,11 @@ async fn a_dead_holders_key_is_taken_over_and_its_order_reconciled_not_bought_ag
 
 #[tokio::test]
 async fn undecided_within_the_budget_answers_reconciling_and_leaves_a_reconcile_message() {
-    let h = harness(sim_config(Duration::from_secs(3)), Duration::from_millis(400)).await;
+    let h = harness(
+        sim_config(Duration::from_secs(3)),
+        Duration::from_millis(400),
+    )
+    .await;
     let handler = Handler::with_options(h.context.clone(), options());
     let body = order_of(PRODUCT_STALL_CREATE, 1);
     let mut event = http_event(
@@ -575,7 +579,11 @@ async fn undecided_within_the_budget_answers_reconciling_and_leaves_a_reconcile_
     assert_eq!(answer["status"], "reconciling");
     assert_eq!(answer["supplierOrderId"], Value::Null);
     assert_eq!(answer["lastError"]["kind"], "undecided");
-    assert_eq!(h.sim.counters().orders_created, 1, "one POST, and no second");
+    assert_eq!(
+        h.sim.counters().orders_created,
+        1,
+        "one POST, and no second"
+    );
     let mut messages = Vec::new();
     for _ in 0..6 {
         messages = poll_messages(&h, 1).await;
