@@ -5,6 +5,7 @@
 //! missing or malformed setting stops start-up with a message naming it; all
 //! problems are reported together so one deploy fixes them all.
 
+use crate::domain::schedule::Schedule;
 use std::fmt;
 use std::time::Duration;
 
@@ -42,6 +43,20 @@ pub mod names {
     pub const STALL_REALERT_SECS: &str = "STALL_REALERT_SECS";
     /// Seconds after placement past which an order is abandoned.
     pub const POLL_HORIZON_SECS: &str = "POLL_HORIZON_SECS";
+    /// Poll delay while an order is young, in seconds.
+    pub const POLL_FAST_INTERVAL_SECS: &str = "POLL_FAST_INTERVAL_SECS";
+    /// Age until which the fast interval applies, in seconds.
+    pub const POLL_FAST_UNTIL_SECS: &str = "POLL_FAST_UNTIL_SECS";
+    /// First delay after the fast phase, in seconds.
+    pub const POLL_STEADY_START_SECS: &str = "POLL_STEADY_START_SECS";
+    /// Growth of each delay over the previous one, in percent (150 = ×1.5).
+    pub const POLL_GROWTH_PERCENT: &str = "POLL_GROWTH_PERCENT";
+    /// Longest delay until the order is stalled, in seconds.
+    pub const POLL_STEADY_CAP_SECS: &str = "POLL_STEADY_CAP_SECS";
+    /// Longest delay once stalled, in seconds (at most 900).
+    pub const POLL_SLOW_CAP_SECS: &str = "POLL_SLOW_CAP_SECS";
+    /// Jitter of every delay, in percent (20 = ±20 %).
+    pub const POLL_JITTER_PERCENT: &str = "POLL_JITTER_PERCENT";
     /// Set by the Lambda service inside a function; its presence means "in AWS".
     pub const AWS_LAMBDA_FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
     /// Points the AWS SDK at another endpoint (moto, locally).
@@ -57,7 +72,8 @@ pub struct Settings {
     pub resources: Resources,
     pub foxreload: FoxReloadSettings,
     pub stall: StallSettings,
-    pub poll_horizon: Duration,
+    /// The polling schedule; its `stall_after` is `stall.after`.
+    pub schedule: Schedule,
 }
 
 /// Names of the AWS resources created by `template.yaml`.
@@ -203,16 +219,16 @@ impl Settings {
         };
         let foxreload = reader.foxreload();
         let stall = StallSettings {
-            after: reader.seconds(names::STALL_AFTER_SECS, 600, 60..=86_400),
+            after: reader.seconds(names::STALL_AFTER_SECS, 600, 10..=86_400),
             realert: reader.seconds(names::STALL_REALERT_SECS, 3_600, 60..=7 * 86_400),
         };
-        let poll_horizon = reader.seconds(names::POLL_HORIZON_SECS, 86_400, 600..=14 * 86_400);
+        let schedule = reader.schedule(stall.after);
         if reader.problems.is_empty() {
             Ok(Settings {
                 resources,
                 foxreload,
                 stall,
-                poll_horizon,
+                schedule,
             })
         } else {
             Err(SettingsError {
@@ -368,6 +384,33 @@ impl Reader<'_> {
         }
     }
 
+    fn schedule(&mut self, stall_after: Duration) -> Schedule {
+        let schedule = Schedule {
+            fast_interval: self.seconds(names::POLL_FAST_INTERVAL_SECS, 5, 1..=900),
+            fast_until: self.seconds(names::POLL_FAST_UNTIL_SECS, 60, 0..=86_400),
+            steady_start: self.seconds(names::POLL_STEADY_START_SECS, 15, 1..=900),
+            growth: self.number(names::POLL_GROWTH_PERCENT, 150, 100..=400) as f64 / 100.0,
+            steady_cap: self.seconds(names::POLL_STEADY_CAP_SECS, 30, 1..=900),
+            stall_after,
+            slow_cap: self.seconds(names::POLL_SLOW_CAP_SECS, 900, 1..=900),
+            horizon: self.seconds(names::POLL_HORIZON_SECS, 86_400, 60..=14 * 86_400),
+            jitter: self.number(names::POLL_JITTER_PERCENT, 20, 0..=50) as f64 / 100.0,
+        };
+        if schedule.steady_cap < schedule.steady_start {
+            self.invalid(
+                names::POLL_STEADY_CAP_SECS,
+                "must not be shorter than POLL_STEADY_START_SECS",
+            );
+        }
+        if schedule.horizon <= schedule.stall_after {
+            self.invalid(
+                names::POLL_HORIZON_SECS,
+                "must be longer than STALL_AFTER_SECS",
+            );
+        }
+        schedule
+    }
+
     fn api_key(&mut self) -> ApiKeySource {
         let arn = self.get(names::FOXRELOAD_API_KEY_SECRET_ARN);
         let plain = self.get(names::FOXRELOAD_API_KEY);
@@ -467,7 +510,7 @@ mod tests {
         assert!(!s.foxreload.mock_orders);
         assert_eq!(s.stall.after, Duration::from_secs(600));
         assert_eq!(s.stall.realert, Duration::from_secs(3_600));
-        assert_eq!(s.poll_horizon, Duration::from_secs(86_400));
+        assert_eq!(s.schedule, Schedule::default());
         assert!(matches!(s.foxreload.api_key, ApiKeySource::SecretArn(_)));
     }
 

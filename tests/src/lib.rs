@@ -85,7 +85,6 @@ pub async fn harness(
     sim: foxreload_sim::SimConfig,
     request_timeout: std::time::Duration,
 ) -> Harness {
-    foxrelay_shared::telemetry::init();
     let stack = stack().await;
     let sim = foxreload_sim::Simulator::start(sim)
         .await

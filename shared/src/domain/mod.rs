@@ -6,6 +6,7 @@ pub mod order;
 pub mod poll;
 pub mod reconcile;
 pub mod request;
+pub mod schedule;
 
 pub use order::{NewOrder, OrderLine, OrderStatus};
 pub use poll::{PollKind, PollMessage};
