@@ -6,6 +6,7 @@ pub mod aws;
 pub mod clock;
 pub mod domain;
 pub mod foxreload;
+pub mod placement;
 pub mod queue;
 pub mod settings;
 pub mod startup;

@@ -13,12 +13,13 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 fn options() -> CreateOptions {
-    CreateOptions {
+    let mut options = CreateOptions {
         first_poll_delay: Duration::from_secs(2),
-        recheck_delay: Duration::from_millis(200),
-        call_budget: Duration::from_secs(2),
         ..CreateOptions::default()
-    }
+    };
+    options.reconcile.recheck_delay = Duration::from_millis(200);
+    options.reconcile.call_budget = Duration::from_secs(2);
+    options
 }
 
 fn sim_config(create_stall: Duration) -> SimConfig {

@@ -17,11 +17,11 @@ use crate::error::ApiError;
 use crate::view::order_json;
 use foxrelay_shared::clock::Clock;
 use foxrelay_shared::domain::idempotency::{IdempotencyKey, RETENTION, fingerprint};
-use foxrelay_shared::domain::reconcile::{CLOCK_SKEW, candidates};
 use foxrelay_shared::domain::{NewOrder, OrderStatus, PollKind, PollMessage};
 use foxrelay_shared::foxreload::{
     ErrorClass, Supplier, SupplierError, SupplierOrder, SupplierStatus,
 };
+use foxrelay_shared::placement::{Found, ReconcileOptions, undecided};
 use foxrelay_shared::queue::PollQueue;
 use foxrelay_shared::store::{
     Begin, Claim, IdempotencyClaim, IdempotencyRecord, OrderRecord, OrderStore, StoreError,
@@ -41,17 +41,12 @@ pub struct CreateOptions {
     /// POSTs at most per order (the first and the re-tries after
     /// reconciliation found nothing, or after a retryable failure).
     pub max_create_attempts: u32,
-    /// Wait before re-listing when the first look found nothing.
-    pub recheck_delay: Duration,
-    /// How many recent orders to look through.
-    pub list_limit: u32,
-    pub clock_skew: Duration,
+    /// How an ambiguous create is reconciled, and the time a FoxReload call
+    /// may take (no call starts with less than that left in the budget).
+    pub reconcile: ReconcileOptions,
     /// How long a request holds its idempotency key before another may take
     /// it over; longer than the function's timeout.
     pub key_lock: Duration,
-    /// The time a FoxReload call may take (its request timeout): no call is
-    /// started with less than this left in the budget.
-    pub call_budget: Duration,
 }
 
 impl Default for CreateOptions {
@@ -61,11 +56,8 @@ impl Default for CreateOptions {
             auto_pay: true,
             first_poll_delay: Duration::from_secs(5),
             max_create_attempts: 3,
-            recheck_delay: Duration::from_secs(1),
-            list_limit: 20,
-            clock_skew: CLOCK_SKEW,
+            reconcile: ReconcileOptions::default(),
             key_lock: Duration::from_secs(60),
-            call_budget: Duration::from_secs(9),
         }
     }
 }
@@ -98,14 +90,6 @@ enum Placed {
     /// Could not decide in time: left to poll-order.
     Undecided(SupplierProblem),
     /// Our order moved on meanwhile (another holder finished it).
-    Moved,
-}
-
-/// How a look through recent orders ended.
-enum Found {
-    Claimed(SupplierOrder),
-    Nothing,
-    Undecided(SupplierProblem),
     Moved,
 }
 
@@ -335,14 +319,21 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
         let mut reconcile_first = ambiguous_from_start;
         loop {
             if reconcile_first {
-                match self.reconcile(order, deadline).await? {
+                match self
+                    .options
+                    .reconcile
+                    .run(&self.store, &self.supplier, &self.clock, order, deadline)
+                    .await?
+                {
                     Found::Claimed(supplier_order) => return Ok(Placed::Ours(supplier_order)),
                     Found::Moved => return Ok(Placed::Moved),
                     Found::Undecided(problem) => return Ok(Placed::Undecided(problem)),
                     Found::Nothing => {}
                 }
             }
-            if attempts >= self.options.max_create_attempts || !self.time_left(deadline) {
+            if attempts >= self.options.max_create_attempts
+                || !self.options.reconcile.time_left(deadline)
+            {
                 return Ok(Placed::Undecided(undecided(
                     "no attempt left in the time budget",
                 )));
@@ -378,66 +369,19 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
                         // "not bought"; look again.
                     }
                     ErrorClass::Retryable => {
-                        if attempts >= self.options.max_create_attempts || !self.time_left(deadline)
+                        if attempts >= self.options.max_create_attempts
+                            || !self.options.reconcile.time_left(deadline)
                         {
                             return Ok(Placed::NotBought(error));
                         }
                         let pause = error.retry_after().unwrap_or(Duration::from_millis(300));
-                        if !self.pause(pause, deadline).await {
+                        if !self.options.reconcile.pause(pause, deadline).await {
                             return Ok(Placed::NotBought(error));
                         }
                     }
                 },
             }
         }
-    }
-
-    /// Looks through FoxReload's recent orders for ours, twice (the re-check),
-    /// claiming the oldest unclaimed match.
-    async fn reconcile(&self, order: &OrderRecord, deadline: Instant) -> Result<Found, StoreError> {
-        let not_before = order.created_at - self.options.clock_skew;
-        for look in 0..2 {
-            if look > 0 && !self.pause(self.options.recheck_delay, deadline).await {
-                return Ok(Found::Undecided(undecided("no time left to re-check")));
-            }
-            if !self.time_left(deadline) {
-                return Ok(Found::Undecided(undecided("no time left to reconcile")));
-            }
-            let recent = match self
-                .supplier
-                .list_recent_orders(self.options.list_limit)
-                .await
-            {
-                Ok(recent) => recent,
-                Err(error) => {
-                    warn!(%error, "recent orders unreadable; undecided");
-                    return Ok(Found::Undecided(SupplierProblem::from(&error)));
-                }
-            };
-            for candidate in candidates(&order.lines, not_before, &recent) {
-                if self.store.is_claimed(&candidate.id).await? {
-                    continue;
-                }
-                match self
-                    .store
-                    .claim_supplier_order(
-                        &order.order_id,
-                        &candidate.id,
-                        candidate.status.as_str(),
-                        self.clock.now(),
-                    )
-                    .await?
-                {
-                    Claim::Claimed => {
-                        info!(supplier_order_id = %candidate.id, "reconciled onto an existing supplier order");
-                        return Ok(Found::Claimed(candidate.clone()));
-                    }
-                    Claim::TakenByAnother => continue,
-                    Claim::OrderMoved => return Ok(Found::Moved),
-                }
-            }
-        }
-        Ok(Found::Nothing)
     }
 
     /// Pays an `active` order from the balance; the outcome is stored.
@@ -488,28 +432,6 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
         if let Err(error) = self.queue.send(&message, delay).await {
             warn!(%error, "first poll message not sent; scan-stalled will revive the chain");
         }
-    }
-
-    fn time_left(&self, deadline: Instant) -> bool {
-        Instant::now() + self.options.call_budget <= deadline
-    }
-
-    /// Sleeps `pause` if there is time for it and a call after it.
-    async fn pause(&self, pause: Duration, deadline: Instant) -> bool {
-        if Instant::now() + pause + self.options.call_budget > deadline {
-            return false;
-        }
-        tokio::time::sleep(pause).await;
-        true
-    }
-}
-
-fn undecided(why: &str) -> SupplierProblem {
-    SupplierProblem {
-        kind: "undecided".into(),
-        status: None,
-        code: None,
-        detail: Some(why.into()),
     }
 }
 

@@ -38,12 +38,12 @@ pub struct Handler {
 impl Handler {
     pub fn new(context: Context) -> Self {
         let settings = &context.settings;
-        let options = CreateOptions {
+        let mut options = CreateOptions {
             is_mock: settings.foxreload.mock_orders,
             auto_pay: settings.foxreload.auto_pay,
-            call_budget: settings.foxreload.request_timeout + Duration::from_secs(1),
             ..CreateOptions::default()
         };
+        options.reconcile.call_budget = settings.foxreload.request_timeout + Duration::from_secs(1);
         Self::with_options(context, options)
     }
 
