@@ -5,6 +5,7 @@
 pub mod aws;
 pub mod clock;
 pub mod domain;
+pub mod events;
 pub mod foxreload;
 pub mod placement;
 pub mod queue;

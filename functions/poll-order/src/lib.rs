@@ -1,25 +1,79 @@
 //! poll-order: the SQS-triggered polling chain.
 //!
-//! This release processes no poll message yet (issue #4 builds the chain):
-//! it reports every message of a batch as a failure, so SQS keeps it for
-//! redelivery and, past the redrive bound, moves it to the dead-letter queue.
-//! Nothing is deleted unread.
+//! Each message of a batch is one link of an order's chain ([`poll`]). The
+//! batch runs concurrently; a message that fails is reported by its id and
+//! delivered again (past the redrive bound, it lands in the dead-letter
+//! queue); the others succeed. Nothing is deleted unread.
+
+pub mod poll;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use foxrelay_shared::clock::{Clock, SystemClock};
+use foxrelay_shared::events::{EventPublisher, SnsPublisher};
+use foxrelay_shared::foxreload::{FoxReloadClient, Supplier};
+use foxrelay_shared::queue::{PollQueue, SqsPollQueue};
 use foxrelay_shared::startup::Context;
+use foxrelay_shared::store::{DynamoStore, OrderStore};
 use lambda_runtime::LambdaEvent;
+use poll::{PollOptions, Poller};
 use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
 use tracing::{instrument, warn};
 
 /// The poll-order handler; built once per container.
-pub struct Handler {
-    #[allow(dead_code)] // used by the polling chain (issue #4)
-    context: Context,
+pub struct Handler<
+    S = DynamoStore,
+    Q = SqsPollQueue,
+    F = FoxReloadClient,
+    P = SnsPublisher,
+    C = SystemClock,
+> {
+    poller: Arc<Poller<S, Q, F, P, C>>,
 }
 
 impl Handler {
     pub fn new(context: Context) -> Self {
-        Self { context }
+        let settings = &context.settings;
+        let mut options = PollOptions {
+            schedule: settings.schedule.clone(),
+            is_mock: settings.foxreload.mock_orders,
+            ..PollOptions::default()
+        };
+        options.reconcile.call_budget = settings.foxreload.request_timeout + Duration::from_secs(1);
+        Self::with_options(context, options)
+    }
+
+    pub fn with_options(context: Context, options: PollOptions) -> Self {
+        let resources = &context.settings.resources;
+        Self::from_poller(Poller {
+            store: DynamoStore::new(context.aws.dynamodb.clone(), &resources.table_name),
+            queue: SqsPollQueue::new(context.aws.sqs.clone(), &resources.poll_queue_url),
+            supplier: context.foxreload.clone(),
+            publisher: SnsPublisher::new(
+                context.aws.sns.clone(),
+                &resources.order_events_topic_arn,
+                &resources.ops_alerts_topic_arn,
+            ),
+            clock: SystemClock,
+            options,
+        })
+    }
+}
+
+impl<S, Q, F, P, C> Handler<S, Q, F, P, C>
+where
+    S: OrderStore + 'static,
+    Q: PollQueue + 'static,
+    F: Supplier + 'static,
+    P: EventPublisher + 'static,
+    C: Clock + 'static,
+{
+    /// A handler over any ports (tests wrap the real ones to inject faults).
+    pub fn from_poller(poller: Poller<S, Q, F, P, C>) -> Self {
+        Self {
+            poller: Arc::new(poller),
+        }
     }
 
     #[instrument(skip_all, fields(messages = event.payload.records.len()))]
@@ -27,21 +81,27 @@ impl Handler {
         &self,
         event: LambdaEvent<SqsEvent>,
     ) -> Result<SqsBatchResponse, Infallible> {
-        let failures: Vec<BatchItemFailure> = event
-            .payload
-            .records
-            .into_iter()
-            .map(|record| {
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = record.message_id.unwrap_or_default();
-                failure
-            })
-            .collect();
-        if !failures.is_empty() {
-            warn!(
-                kept = failures.len(),
-                "poll messages kept for redelivery: polling is not enabled in this release"
-            );
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut ids = std::collections::HashMap::new();
+        for record in event.payload.records {
+            let poller = self.poller.clone();
+            let id = record.message_id.unwrap_or_default();
+            let body = record.body.unwrap_or_default();
+            let task = tasks.spawn(async move { poller.handle(&body).await });
+            ids.insert(task.id(), id);
+        }
+        let mut failures = Vec::new();
+        while let Some(joined) = tasks.join_next_with_id().await {
+            let (task, failure) = match joined {
+                Ok((_, Ok(_))) => continue,
+                Ok((task, Err(error))) => (task, error.to_string()),
+                Err(error) => (error.id(), format!("the task failed: {error}")),
+            };
+            let id = ids.remove(&task).unwrap_or_default();
+            warn!(message_id = %id, error = %failure, "poll message kept for redelivery");
+            let mut item = BatchItemFailure::default();
+            item.item_identifier = id;
+            failures.push(item);
         }
         let mut response = SqsBatchResponse::default();
         response.batch_item_failures = failures;

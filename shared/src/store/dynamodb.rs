@@ -11,15 +11,17 @@
 //!   `expiresAt` (epoch seconds) as the table's TTL attribute.
 
 use super::{
-    Begin, Claim, IdempotencyClaim, IdempotencyRecord, OrderRecord, OrderStore, StoreError,
-    StoredResponse, SupplierProblem,
+    Begin, Claim, IdempotencyClaim, IdempotencyRecord, OrderRecord, OrderStore, Persisted,
+    PollRecord, StoreError, StoredResponse, SupplierProblem, Terminal,
 };
+use crate::domain::event::{CodeKind, DeliveredCodeRecord};
 use crate::domain::{OrderLine, OrderStatus};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use std::collections::HashMap;
+use std::time::Duration;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -232,6 +234,20 @@ fn order_from_item(item: &Item) -> Result<OrderRecord, StoreError> {
         poll_seq: r.opt_n("pollSeq")?.unwrap_or(0) as u64,
         next_poll_due_at: r.millis("nextPollDueAt")?,
         idempotency_key: r.opt_s("idempotencyKey").map(str::to_owned),
+        claimed_seq: r.opt_n("claimedSeq")?.unwrap_or(0) as u64,
+        lease_until: r.millis("leaseUntil")?,
+        poll_count: r.opt_n("pollCount")?.unwrap_or(0) as u64,
+        last_delay: r
+            .opt_n("lastDelayMs")?
+            .map(|ms| Duration::from_millis(ms.max(0) as u64)),
+        last_polled_at: r.millis("lastPolledAt")?,
+        consecutive_errors: r.opt_n("consecutiveErrors")?.unwrap_or(0) as u32,
+        needs_attention: r.opt_s("needsAttention").map(str::to_owned),
+        create_attempts: r.opt_n("createAttempts")?.unwrap_or(0) as u32,
+        items: r.json("itemOutcomes")?.unwrap_or_default(),
+        code_count: r.opt_n("codeCount")?.unwrap_or(0) as u32,
+        terminal_at: r.millis("terminalAt")?,
+        notified_at: r.millis("notifiedAt")?,
     })
 }
 
@@ -304,6 +320,57 @@ fn idempotency_from_item(item: &Item) -> Result<IdempotencyRecord, StoreError> {
         expires_at: OffsetDateTime::from_unix_timestamp(expires as i64)
             .map_err(|e| r.corrupt(format!("expiresAt: {e}")))?,
         response,
+    })
+}
+
+/// Codes written per transaction beside the order's commit (DynamoDB takes
+/// 100 actions at most).
+const MAX_CODES_PER_COMMIT: usize = 99;
+
+const TERMINAL_VALUES: [(&str, OrderStatus); 5] = [
+    (":c", OrderStatus::Completed),
+    (":x", OrderStatus::Cancelled),
+    (":f", OrderStatus::Failed),
+    (":a", OrderStatus::Abandoned),
+    (":n", OrderStatus::NotPlaced),
+];
+
+/// Codes sort by their position: `CODE#000042`.
+fn code_sk(index: u32) -> String {
+    format!("CODE#{index:06}")
+}
+
+fn code_kind(kind: CodeKind) -> &'static str {
+    match kind {
+        CodeKind::Code => "code",
+        CodeKind::Data => "data",
+    }
+}
+
+fn code_from_item(item: &Item) -> Result<DeliveredCodeRecord, StoreError> {
+    let r = Reader {
+        item,
+        key: item
+            .get("sk")
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default(),
+    };
+    let number = |name: &str| -> Result<u32, StoreError> {
+        r.opt_n(name)?
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| r.corrupt(format!("{name} is missing")))
+    };
+    Ok(DeliveredCodeRecord {
+        index: number("codeIndex")?,
+        item_index: number("itemIndex")?,
+        product_id: r.s("productId")?.to_owned(),
+        code: r.s("code")?.to_owned(),
+        kind: match r.s("kind")? {
+            "code" => CodeKind::Code,
+            "data" => CodeKind::Data,
+            other => return Err(r.corrupt(format!("unknown code kind {other}"))),
+        },
     })
 }
 
@@ -661,6 +728,293 @@ impl OrderStore for DynamoStore {
             ],
         )
         .await
+    }
+
+    async fn claim_link(
+        &self,
+        order_id: &str,
+        seq: u64,
+        lease_until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(order_key(order_id)))
+            .update_expression("SET claimedSeq = :seq, leaseUntil = :lease")
+            .condition_expression(
+                "pollSeq = :seq AND (attribute_not_exists(claimedSeq) OR claimedSeq < :seq \
+                 OR (claimedSeq = :seq AND leaseUntil < :now))",
+            )
+            .expression_attribute_values(":seq", n(seq))
+            .expression_attribute_values(":lease", n(millis(lease_until)))
+            .expression_attribute_values(":now", n(millis(now)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(sdk_error("claim poll link", e)),
+        }
+    }
+
+    async fn record_poll(
+        &self,
+        order_id: &str,
+        seq: u64,
+        poll: &PollRecord,
+    ) -> Result<(), StoreError> {
+        let mut sets = vec![
+            "pollSeq = :next",
+            "nextPollDueAt = :due",
+            "lastDelayMs = :delay",
+            "pollCount = if_not_exists(pollCount, :zero) + :one",
+            "lastPolledAt = :now",
+            "consecutiveErrors = :errors",
+            "updatedAt = :nowText",
+        ];
+        let mut removes = Vec::new();
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(order_key(order_id)))
+            .condition_expression("claimedSeq = :seq AND pollSeq = :seq")
+            .expression_attribute_values(":seq", n(seq))
+            .expression_attribute_values(":next", n(poll.next_seq))
+            .expression_attribute_values(":due", n(millis(poll.next_due)))
+            .expression_attribute_values(":delay", n(poll.nominal_delay.as_millis()))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", n(millis(poll.now)))
+            .expression_attribute_values(":errors", n(poll.consecutive_errors))
+            .expression_attribute_values(":nowText", s(rfc3339(poll.now)));
+        if let Some(status) = poll.status {
+            sets.push("#status = :status");
+            request = request
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":status", s(status.as_str()));
+        }
+        if let Some(supplier_status) = &poll.supplier_status {
+            sets.push("supplierStatus = :sst");
+            request = request.expression_attribute_values(":sst", s(supplier_status));
+        }
+        match &poll.error {
+            Some(problem) => {
+                sets.push("lastError = :err");
+                request = request.expression_attribute_values(":err", json(problem));
+            }
+            None => removes.push("lastError"),
+        }
+        match &poll.needs_attention {
+            Some(why) => {
+                sets.push("needsAttention = :attention");
+                request = request.expression_attribute_values(":attention", s(why));
+            }
+            None => removes.push("needsAttention"),
+        }
+        let mut expression = format!("SET {}", sets.join(", "));
+        if !removes.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
+        }
+        match request.update_expression(expression).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(StoreError::Conflict {
+                operation: "record poll",
+                order_id: order_id.to_owned(),
+            }),
+            Err(e) => Err(sdk_error("record poll", e)),
+        }
+    }
+
+    async fn persist_terminal(
+        &self,
+        order: &OrderRecord,
+        terminal: &Terminal,
+    ) -> Result<Persisted, StoreError> {
+        let received = rfc3339(terminal.at);
+        let mut puts: Vec<TransactWriteItem> = terminal
+            .codes
+            .iter()
+            .map(|code| {
+                let mut item = key(format!("ORDER#{}", order.order_id), &code_sk(code.index));
+                item.insert("orderId".into(), s(&order.order_id));
+                item.insert("codeIndex".into(), n(code.index));
+                item.insert("itemIndex".into(), n(code.item_index));
+                item.insert("productId".into(), s(&code.product_id));
+                item.insert("code".into(), s(&code.code));
+                item.insert("kind".into(), s(code_kind(code.kind)));
+                item.insert("receivedAt".into(), s(&received));
+                if let Some(reference) = &order.customer_reference {
+                    item.insert("customerReference".into(), s(reference));
+                }
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    // A replay may write the same code again, never another.
+                    .condition_expression("attribute_not_exists(pk) OR #code = :code")
+                    .expression_attribute_names("#code", "code")
+                    .expression_attribute_values(":code", s(&code.code))
+                    .build()
+                    .expect("table, item and condition are set");
+                TransactWriteItem::builder().put(put).build()
+            })
+            .collect();
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(order_key(&order.order_id)))
+            .update_expression(
+                "SET #status = :status, itemOutcomes = :items, codeCount = :count, \
+                 terminalAt = :at, updatedAt = :atText, supplierStatus = :sst, cancelReason = :cancel",
+            )
+            .condition_expression("attribute_exists(pk) AND NOT #status IN (:c, :x, :f, :a, :n)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", s(terminal.status.as_str()))
+            .expression_attribute_values(":items", json(&terminal.items))
+            .expression_attribute_values(":count", n(terminal.codes.len()))
+            .expression_attribute_values(":at", n(millis(terminal.at)))
+            .expression_attribute_values(":atText", s(&received))
+            .expression_attribute_values(
+                ":sst",
+                terminal
+                    .supplier_status
+                    .as_ref()
+                    .map_or(AttributeValue::Null(true), s),
+            )
+            .expression_attribute_values(
+                ":cancel",
+                terminal
+                    .cancel_reason
+                    .as_ref()
+                    .map_or(AttributeValue::Null(true), s),
+            );
+        for (name, status) in TERMINAL_VALUES {
+            update = update.expression_attribute_values(name, s(status.as_str()));
+        }
+        let commit = TransactWriteItem::builder()
+            .update(update.build().expect("table, key and expression are set"))
+            .build();
+        // DynamoDB takes at most 100 actions per transaction: the codes go
+        // first in chunks (each write idempotent); the last transaction
+        // carries the status, which commits the order's end.
+        let tail = if puts.is_empty() {
+            0
+        } else {
+            (puts.len() - 1) % MAX_CODES_PER_COMMIT + 1
+        };
+        let last = puts.split_off(puts.len() - tail);
+        for chunk in puts.chunks(MAX_CODES_PER_COMMIT) {
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(chunk.to_vec()))
+                .send()
+                .await;
+            if let Err(e) = result {
+                return Err(match cancelled_conditions(&e, chunk.len()) {
+                    Some(_) => StoreError::Corrupt {
+                        key: format!("ORDER#{}", order.order_id),
+                        reason: "a stored code differs from the one FoxReload delivered".into(),
+                    },
+                    None => sdk_error("persist codes", e),
+                });
+            }
+        }
+        let mut actions = last;
+        actions.push(commit);
+        let count = actions.len();
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Persisted::Committed),
+            Err(e) => match cancelled_conditions(&e, count) {
+                Some(flags) if flags[count - 1] => Ok(Persisted::AlreadyTerminal),
+                Some(_) => Err(StoreError::Corrupt {
+                    key: format!("ORDER#{}", order.order_id),
+                    reason: "a stored code differs from the one FoxReload delivered".into(),
+                }),
+                None => Err(sdk_error("persist terminal status", e)),
+            },
+        }
+    }
+
+    async fn mark_notified(&self, order_id: &str, now: OffsetDateTime) -> Result<(), StoreError> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(order_key(order_id)))
+            .update_expression("SET notifiedAt = :now REMOVE pendingPk, pendingSk")
+            .condition_expression(
+                "#status IN (:c, :x, :f, :a, :n) AND attribute_not_exists(notifiedAt)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":now", n(millis(now)));
+        for (name, status) in TERMINAL_VALUES {
+            request = request.expression_attribute_values(name, s(status.as_str()));
+        }
+        match request.send().await {
+            Ok(_) => Ok(()),
+            // Already marked by another copy: the same event went out.
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(sdk_error("mark order notified", e)),
+        }
+    }
+
+    async fn codes(&self, order_id: &str) -> Result<Vec<DeliveredCodeRecord>, StoreError> {
+        let mut codes = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :code)")
+                .expression_attribute_values(":pk", s(format!("ORDER#{order_id}")))
+                .expression_attribute_values(":code", s("CODE#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_error("read codes", e))?;
+            for item in page.items() {
+                codes.push(code_from_item(item)?);
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(codes);
+            }
+        }
+    }
+
+    async fn count_create_attempt(&self, order_id: &str, seen: u32) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(order_key(order_id)))
+            .update_expression("SET createAttempts = :next")
+            .condition_expression(
+                "(attribute_not_exists(createAttempts) AND :seen = :zero) OR createAttempts = :seen",
+            )
+            .expression_attribute_values(":next", n(seen + 1))
+            .expression_attribute_values(":seen", n(seen))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(StoreError::Conflict {
+                operation: "count create attempt",
+                order_id: order_id.to_owned(),
+            }),
+            Err(e) => Err(sdk_error("count create attempt", e)),
+        }
     }
 
     async fn schedule_poll(

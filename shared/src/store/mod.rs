@@ -5,10 +5,12 @@ mod dynamodb;
 
 pub use dynamodb::{DynamoStore, PENDING_INDEX};
 
+use crate::domain::event::{DeliveredCodeRecord, ItemOutcome};
 use crate::domain::{OrderLine, OrderStatus};
 use crate::foxreload::SupplierError;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
+use std::time::Duration;
 use time::OffsetDateTime;
 
 /// One of our orders as stored.
@@ -31,6 +33,25 @@ pub struct OrderRecord {
     pub poll_seq: u64,
     pub next_poll_due_at: Option<OffsetDateTime>,
     pub idempotency_key: Option<String>,
+    /// The poll message number being worked on, and until when.
+    pub claimed_seq: u64,
+    pub lease_until: Option<OffsetDateTime>,
+    /// Polls made, the nominal delay before the next, and the last poll.
+    pub poll_count: u64,
+    pub last_delay: Option<Duration>,
+    pub last_polled_at: Option<OffsetDateTime>,
+    /// Failed polls in a row.
+    pub consecutive_errors: u32,
+    /// Why operations should look at the order, when they should.
+    pub needs_attention: Option<String>,
+    /// New POSTs poll-order made while reconciling.
+    pub create_attempts: u32,
+    /// Set when the order ended.
+    pub items: Vec<ItemOutcome>,
+    pub code_count: u32,
+    pub terminal_at: Option<OffsetDateTime>,
+    /// Set when its event was published.
+    pub notified_at: Option<OffsetDateTime>,
 }
 
 impl OrderRecord {
@@ -57,6 +78,18 @@ impl OrderRecord {
             poll_seq: 0,
             next_poll_due_at: None,
             idempotency_key,
+            claimed_seq: 0,
+            lease_until: None,
+            poll_count: 0,
+            last_delay: None,
+            last_polled_at: None,
+            consecutive_errors: 0,
+            needs_attention: None,
+            create_attempts: 0,
+            items: Vec::new(),
+            code_count: 0,
+            terminal_at: None,
+            notified_at: None,
         }
     }
 }
@@ -136,6 +169,41 @@ pub enum Claim {
     TakenByAnother,
     /// Our order already holds a supplier order or has moved on.
     OrderMoved,
+}
+
+/// What one poll found, and the next link of the chain.
+#[derive(Clone, Debug)]
+pub struct PollRecord {
+    /// Our status from FoxReload's, when it answered.
+    pub status: Option<OrderStatus>,
+    pub supplier_status: Option<String>,
+    /// Why the poll failed, when it did.
+    pub error: Option<SupplierProblem>,
+    pub consecutive_errors: u32,
+    pub needs_attention: Option<String>,
+    pub next_seq: u64,
+    pub next_due: OffsetDateTime,
+    pub nominal_delay: Duration,
+    pub now: OffsetDateTime,
+}
+
+/// An order's end, as stored.
+#[derive(Clone, Debug)]
+pub struct Terminal {
+    pub status: OrderStatus,
+    pub supplier_status: Option<String>,
+    pub cancel_reason: Option<String>,
+    pub items: Vec<ItemOutcome>,
+    pub codes: Vec<DeliveredCodeRecord>,
+    pub at: OffsetDateTime,
+}
+
+/// How [`OrderStore::persist_terminal`] went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Persisted {
+    Committed,
+    /// The order had already ended: nothing was written.
+    AlreadyTerminal,
 }
 
 /// Why the store failed.
@@ -261,6 +329,56 @@ pub trait OrderStore: Send + Sync {
         order_id: &str,
         problem: &SupplierProblem,
         now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Lets exactly one worker proceed with poll message `seq`: the live
+    /// link of the chain, not claimed yet or claimed by a worker whose lease
+    /// ran out. False for duplicates and stale links.
+    fn claim_link(
+        &self,
+        order_id: &str,
+        seq: u64,
+        lease_until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records a poll made under link `seq` and moves the chain on to
+    /// `poll.next_seq`.
+    fn record_poll(
+        &self,
+        order_id: &str,
+        seq: u64,
+        poll: &PollRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stores the codes and the terminal status (the codes first; the status
+    /// commits). A replay changes nothing.
+    fn persist_terminal(
+        &self,
+        order: &OrderRecord,
+        terminal: &Terminal,
+    ) -> impl Future<Output = Result<Persisted, StoreError>> + Send;
+
+    /// Records that the order's event was published; the order leaves the
+    /// pending index.
+    fn mark_notified(
+        &self,
+        order_id: &str,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The order's codes, in order.
+    fn codes(
+        &self,
+        order_id: &str,
+    ) -> impl Future<Output = Result<Vec<DeliveredCodeRecord>, StoreError>> + Send;
+
+    /// Counts a new POST made while reconciling; refused if another worker
+    /// counted one since `seen` was read.
+    fn count_create_attempt(
+        &self,
+        order_id: &str,
+        seen: u32,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Records that poll message `seq` was (about to be) sent, due at

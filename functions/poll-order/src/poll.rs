@@ -1,0 +1,455 @@
+//! One link of an order's polling chain.
+//!
+//! A poll message proceeds only if it is the chain's live link (its number is
+//! the order's `pollSeq`) and no other worker holds it (a conditional write
+//! with a lease): duplicates and stale messages are acknowledged without
+//! calling FoxReload, so a chain never forks. The link records what it found
+//! and moves the chain on in one conditional write, then sends the next
+//! message; the due time is stored first, so a lost send is revived by
+//! scan-stalled. A terminal order's codes and status are stored before
+//! anything is published; the event is then published, and the order marked
+//! notified.
+
+use foxrelay_shared::clock::Clock;
+use foxrelay_shared::domain::event::delivered;
+use foxrelay_shared::domain::schedule::{Next, Schedule};
+use foxrelay_shared::domain::{NewOrder, OrderStatus, PollKind, PollMessage};
+use foxrelay_shared::events::{EventPublisher, OpsAlert, order_event};
+use foxrelay_shared::foxreload::{Supplier, SupplierError, SupplierOrder};
+use foxrelay_shared::placement::{Found, ReconcileOptions};
+use foxrelay_shared::queue::PollQueue;
+use foxrelay_shared::store::{
+    Claim, OrderRecord, OrderStore, Persisted, PollRecord, StoreError, SupplierProblem, Terminal,
+};
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+/// How the chain behaves; every figure has a default.
+#[derive(Clone, Debug)]
+pub struct PollOptions {
+    pub schedule: Schedule,
+    /// How long a worker holds a link: longer than the function's timeout.
+    pub lease: Duration,
+    /// Failed polls in a row before operations are alerted.
+    pub error_bound: u32,
+    /// New POSTs poll-order may make for an order it reconciles.
+    pub max_create_attempts: u32,
+    pub is_mock: bool,
+    /// Time one message may take, well inside the visibility timeout.
+    pub message_budget: Duration,
+    pub reconcile: ReconcileOptions,
+}
+
+impl Default for PollOptions {
+    fn default() -> Self {
+        Self {
+            schedule: Schedule::default(),
+            lease: Duration::from_secs(60),
+            error_bound: 10,
+            max_create_attempts: 2,
+            is_mock: false,
+            message_budget: Duration::from_secs(20),
+            reconcile: ReconcileOptions::default(),
+        }
+    }
+}
+
+/// What became of a message that was handled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Handled {
+    /// A duplicate, a stale link, or an order already notified.
+    Dropped(&'static str),
+    /// Polled; the chain goes on.
+    Continued { next_seq: u64 },
+    /// The order ended and its event was published.
+    Finished(OrderStatus),
+}
+
+/// Why a message must be delivered again (or, past the redrive bound, land
+/// in the dead-letter queue).
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error("the message is not a poll message: {0}")]
+    Unreadable(String),
+    #[error("order {0} does not exist")]
+    UnknownOrder(String),
+    #[error("message {seq} is ahead of order {order_id}'s chain ({current})")]
+    Ahead {
+        order_id: String,
+        seq: u64,
+        current: u64,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Publish(#[from] foxrelay_shared::events::PublishError),
+    #[error("the message took longer than its budget")]
+    OutOfTime,
+}
+
+/// The chain over its ports.
+pub struct Poller<S, Q, F, P, C> {
+    pub store: S,
+    pub queue: Q,
+    pub supplier: F,
+    pub publisher: P,
+    pub clock: C,
+    pub options: PollOptions,
+}
+
+impl<S, Q, F, P, C> Poller<S, Q, F, P, C>
+where
+    S: OrderStore,
+    Q: PollQueue,
+    F: Supplier,
+    P: EventPublisher,
+    C: Clock,
+{
+    /// Handles one message body, within the message budget.
+    pub async fn handle(&self, body: &str) -> Result<Handled, PollError> {
+        let message =
+            PollMessage::from_json(body).map_err(|e| PollError::Unreadable(e.to_string()))?;
+        let span = tracing::info_span!("poll", order_id = %message.order_id, seq = message.seq);
+        let deadline = Instant::now() + self.options.message_budget;
+        tokio::time::timeout(
+            self.options.message_budget,
+            tracing::Instrument::instrument(self.link(message, deadline), span),
+        )
+        .await
+        .map_err(|_| PollError::OutOfTime)?
+    }
+
+    async fn link(&self, message: PollMessage, deadline: Instant) -> Result<Handled, PollError> {
+        let order = self
+            .store
+            .order(&message.order_id)
+            .await?
+            .ok_or_else(|| PollError::UnknownOrder(message.order_id.clone()))?;
+        if order.status.is_terminal() {
+            if order.notified_at.is_some() {
+                return Ok(Handled::Dropped("order already notified"));
+            }
+            // Stored but never published (a crash or failed publish).
+            return self.notify(order).await;
+        }
+        if message.seq < order.poll_seq {
+            return Ok(Handled::Dropped("stale link"));
+        }
+        if message.seq > order.poll_seq {
+            return Err(PollError::Ahead {
+                order_id: order.order_id,
+                seq: message.seq,
+                current: order.poll_seq,
+            });
+        }
+        let now = self.clock.now();
+        if !self
+            .store
+            .claim_link(&order.order_id, message.seq, now + self.options.lease, now)
+            .await?
+        {
+            return Ok(Handled::Dropped("duplicate link"));
+        }
+        // The order's state decides, not the message's kind: a reconcile
+        // message may find the order settled by another worker meanwhile.
+        if unsettled(&order) {
+            return self.settle(order, message.seq, deadline).await;
+        }
+        let supplier_order_id = order.supplier_order_id.clone().unwrap_or_default();
+        match self.supplier.get_order(&supplier_order_id).await {
+            Ok(found) if found.status.is_terminal() => self.finish(order, &found).await,
+            Ok(found) => {
+                let status = OrderStatus::from_supplier(&found.status);
+                let supplier_status = Some(found.status.as_str().to_owned());
+                self.next_link(
+                    &order,
+                    message.seq,
+                    Some(status),
+                    supplier_status,
+                    None,
+                    None,
+                )
+                .await
+            }
+            Err(error) => self.failed_poll(&order, message.seq, &error).await,
+        }
+    }
+
+    /// Finishes an order create-order left undecided, under the same
+    /// never-buy-twice rules, then polls it on.
+    async fn settle(
+        &self,
+        order: OrderRecord,
+        seq: u64,
+        deadline: Instant,
+    ) -> Result<Handled, PollError> {
+        let found = self
+            .options
+            .reconcile
+            .run(&self.store, &self.supplier, &self.clock, &order, deadline)
+            .await?;
+        let found = match found {
+            Found::Nothing if order.create_attempts < self.options.max_create_attempts => {
+                self.buy_again(&order).await?
+            }
+            other => other,
+        };
+        match found {
+            Found::Claimed(supplier_order) => {
+                info!(supplier_order_id = %supplier_order.id, "reconciliation settled the order");
+                let status = OrderStatus::from_supplier(&supplier_order.status);
+                let supplier_status = Some(supplier_order.status.as_str().to_owned());
+                self.next_link(&order, seq, Some(status), supplier_status, None, None)
+                    .await
+            }
+            Found::Moved => self.next_link(&order, seq, None, None, None, None).await,
+            Found::Nothing => {
+                let problem = foxrelay_shared::placement::undecided(
+                    "no matching FoxReload order and no attempt left",
+                );
+                self.next_link(&order, seq, None, None, Some(problem), None)
+                    .await
+            }
+            Found::Undecided(problem) => {
+                self.next_link(&order, seq, None, None, Some(problem), None)
+                    .await
+            }
+        }
+    }
+
+    /// A new POST for an order reconciliation found nowhere.
+    async fn buy_again(&self, order: &OrderRecord) -> Result<Found, PollError> {
+        self.store
+            .count_create_attempt(&order.order_id, order.create_attempts)
+            .await?;
+        let request = NewOrder {
+            lines: order.lines.clone(),
+            customer_reference: order.customer_reference.clone(),
+            total_price: order.total_price.clone(),
+        }
+        .supplier_request(self.options.is_mock);
+        match self.supplier.create_order(&request).await {
+            Ok(created) => {
+                let claim = self
+                    .store
+                    .claim_supplier_order(
+                        &order.order_id,
+                        &created.id,
+                        created.status.as_str(),
+                        self.clock.now(),
+                    )
+                    .await?;
+                Ok(match claim {
+                    Claim::Claimed => Found::Claimed(created),
+                    Claim::OrderMoved => Found::Moved,
+                    // Left for the next reconciliation to find one of ours.
+                    Claim::TakenByAnother => Found::Nothing,
+                })
+            }
+            Err(error) => Ok(Found::Undecided(SupplierProblem::from(&error))),
+        }
+    }
+
+    /// A poll that failed: counted, flagged past the bound, and the chain goes
+    /// on (at least `Retry-After` later).
+    async fn failed_poll(
+        &self,
+        order: &OrderRecord,
+        seq: u64,
+        error: &SupplierError,
+    ) -> Result<Handled, PollError> {
+        warn!(%error, "poll failed");
+        let problem = SupplierProblem::from(error);
+        self.next_link(order, seq, None, None, Some(problem), error.retry_after())
+            .await
+    }
+
+    /// Records the poll and sends the next link (at least `at_least` later),
+    /// or abandons the order past the horizon.
+    async fn next_link(
+        &self,
+        order: &OrderRecord,
+        seq: u64,
+        status: Option<OrderStatus>,
+        supplier_status: Option<String>,
+        problem: Option<SupplierProblem>,
+        at_least: Option<Duration>,
+    ) -> Result<Handled, PollError> {
+        let now = self.clock.now();
+        let age = age(order, now);
+        let (nominal, delay) = match self.options.schedule.next(age, order.last_delay, unit()) {
+            Next::Abandon => return self.abandon(order).await,
+            Next::Poll { nominal, delay } => (nominal, delay.max(at_least.unwrap_or_default())),
+        };
+        let delay = delay.min(foxrelay_shared::queue::MAX_DELAY);
+        let consecutive_errors = if problem.is_some() {
+            order.consecutive_errors + 1
+        } else {
+            0
+        };
+        let needs_attention = (consecutive_errors >= self.options.error_bound)
+            .then(|| format!("{consecutive_errors} failed polls in a row"));
+        if needs_attention.is_some() && order.needs_attention.is_none() {
+            self.alert(
+                order,
+                "needs_attention",
+                "FoxReload polls keep failing",
+                &problem,
+            )
+            .await;
+        }
+        let next_seq = seq + 1;
+        let kind = if status.is_none() && unsettled(order) {
+            PollKind::Reconcile
+        } else {
+            PollKind::Poll
+        };
+        let record = PollRecord {
+            status,
+            supplier_status,
+            error: problem,
+            consecutive_errors,
+            needs_attention,
+            next_seq,
+            next_due: now + delay,
+            nominal_delay: nominal,
+            now,
+        };
+        self.store
+            .record_poll(&order.order_id, seq, &record)
+            .await?;
+        let message = PollMessage {
+            order_id: order.order_id.clone(),
+            seq: next_seq,
+            kind,
+        };
+        if let Err(error) = self.queue.send(&message, delay).await {
+            // The due time is stored: scan-stalled revives the chain.
+            warn!(%error, "next poll message not sent");
+        }
+        Ok(Handled::Continued { next_seq })
+    }
+
+    /// Stores the order's end (codes first), then publishes.
+    async fn finish(
+        &self,
+        order: OrderRecord,
+        found: &SupplierOrder,
+    ) -> Result<Handled, PollError> {
+        let (items, codes) = delivered(&order.lines, found);
+        let status = OrderStatus::from_supplier(&found.status);
+        let terminal = Terminal {
+            status,
+            supplier_status: Some(found.status.as_str().to_owned()),
+            cancel_reason: found.cancel_reason.clone(),
+            items,
+            codes,
+            at: self.clock.now(),
+        };
+        match self.store.persist_terminal(&order, &terminal).await? {
+            Persisted::Committed => {
+                info!(%status, codes = terminal.codes.len(), "order ended; stored")
+            }
+            Persisted::AlreadyTerminal => info!("order had already ended; nothing rewritten"),
+        }
+        let stored = self
+            .store
+            .order(&order.order_id)
+            .await?
+            .ok_or_else(|| PollError::UnknownOrder(order.order_id.clone()))?;
+        if stored.status == OrderStatus::Failed {
+            self.alert(
+                &stored,
+                "failed",
+                "FoxReload could not fulfil the order",
+                &None,
+            )
+            .await;
+        }
+        self.notify(stored).await
+    }
+
+    /// Past the horizon: the order is abandoned, published and alerted.
+    async fn abandon(&self, order: &OrderRecord) -> Result<Handled, PollError> {
+        let terminal = Terminal {
+            status: OrderStatus::Abandoned,
+            supplier_status: order.supplier_status.clone(),
+            cancel_reason: None,
+            items: Vec::new(),
+            codes: Vec::new(),
+            at: self.clock.now(),
+        };
+        self.store.persist_terminal(order, &terminal).await?;
+        let stored = self
+            .store
+            .order(&order.order_id)
+            .await?
+            .ok_or_else(|| PollError::UnknownOrder(order.order_id.clone()))?;
+        self.alert(
+            &stored,
+            "abandoned",
+            "the order did not end within the polling horizon",
+            &None,
+        )
+        .await;
+        self.notify(stored).await
+    }
+
+    /// Publishes a terminal order's event from what is stored, then marks it
+    /// notified. A failed publish leaves it un-notified for a retry.
+    async fn notify(&self, order: OrderRecord) -> Result<Handled, PollError> {
+        let codes = self.store.codes(&order.order_id).await?;
+        let event = order_event(&order, codes);
+        self.publisher.publish_order_event(&event).await?;
+        self.store
+            .mark_notified(&order.order_id, self.clock.now())
+            .await?;
+        info!(event_id = %event.event_id, kind = %event.kind, "event published");
+        Ok(Handled::Finished(order.status))
+    }
+
+    async fn alert(
+        &self,
+        order: &OrderRecord,
+        kind: &str,
+        message: &str,
+        problem: &Option<SupplierProblem>,
+    ) {
+        let now = self.clock.now();
+        let alert = OpsAlert {
+            kind: kind.to_owned(),
+            order_id: order.order_id.clone(),
+            supplier_order_id: order.supplier_order_id.clone(),
+            status: order.status.as_str().to_owned(),
+            age_secs: age(order, now).as_secs(),
+            last_polled_at: order.last_polled_at.map(|t| t.to_string()),
+            last_error: problem
+                .as_ref()
+                .or(order.last_error.as_ref())
+                .map(|p| serde_json::to_string(p).unwrap_or_default()),
+            message: message.to_owned(),
+        };
+        if let Err(error) = self.publisher.publish_alert(&alert).await {
+            warn!(%error, "operations alert not sent");
+        }
+    }
+}
+
+/// Whether the order still has no supplier order of its own.
+fn unsettled(order: &OrderRecord) -> bool {
+    matches!(
+        order.status,
+        OrderStatus::Creating | OrderStatus::Reconciling
+    ) || order.supplier_order_id.is_none()
+}
+
+fn age(order: &OrderRecord, now: OffsetDateTime) -> Duration {
+    (now - order.created_at).try_into().unwrap_or_default()
+}
+
+/// A random number in `[0, 1)` for the schedule's jitter.
+fn unit() -> f64 {
+    (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64
+}

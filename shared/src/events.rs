@@ -1,0 +1,134 @@
+//! The event publisher port, and its SNS adapter: order events to the
+//! order-events topic, operations alerts to the ops-alerts topic.
+
+use crate::domain::event::{DeliveredCodeRecord, OrderEvent, event_id, event_type};
+use crate::store::OrderRecord;
+use aws_sdk_sns::Client;
+use aws_sdk_sns::types::MessageAttributeValue;
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use time::format_description::well_known::Rfc3339;
+
+/// An alert for operations: what an operator needs to act on an order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpsAlert {
+    /// `stalled`, `failed`, `abandoned`, `needs_attention`, `stuck_creating`.
+    pub kind: String,
+    pub order_id: String,
+    pub supplier_order_id: Option<String>,
+    pub status: String,
+    pub age_secs: u64,
+    pub last_polled_at: Option<String>,
+    pub last_error: Option<String>,
+    pub message: String,
+}
+
+/// The event of a terminal order, from what is stored: every copy is the
+/// same (its id, time and content come from the stored order).
+pub fn order_event(order: &OrderRecord, codes: Vec<DeliveredCodeRecord>) -> OrderEvent {
+    let occurred = order.terminal_at.unwrap_or(order.updated_at);
+    OrderEvent {
+        event_id: event_id(&order.order_id, order.status),
+        kind: event_type(order.status),
+        order_id: order.order_id.clone(),
+        supplier_order_id: order.supplier_order_id.clone(),
+        status: order.status.as_str().to_owned(),
+        customer_reference: order.customer_reference.clone(),
+        items: order.items.clone(),
+        code_count: codes.len() as u32,
+        codes,
+        codes_included: true,
+        cancel_reason: order.cancel_reason.clone(),
+        occurred_at: occurred.format(&Rfc3339).unwrap_or_default(),
+    }
+}
+
+/// Why a publish failed. Always retryable: the order stays un-notified and
+/// is published again by redelivery or by scan-stalled.
+#[derive(Debug, thiserror::Error)]
+#[error("publishing {what} failed: {source}")]
+pub struct PublishError {
+    pub what: String,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// The publisher port.
+pub trait EventPublisher: Send + Sync {
+    fn publish_order_event(
+        &self,
+        event: &OrderEvent,
+    ) -> impl Future<Output = Result<(), PublishError>> + Send;
+
+    fn publish_alert(
+        &self,
+        alert: &OpsAlert,
+    ) -> impl Future<Output = Result<(), PublishError>> + Send;
+}
+
+/// The SNS adapter of [`EventPublisher`].
+#[derive(Clone, Debug)]
+pub struct SnsPublisher {
+    client: Client,
+    order_events_topic: String,
+    ops_alerts_topic: String,
+}
+
+impl SnsPublisher {
+    pub fn new(
+        client: Client,
+        order_events_topic: impl Into<String>,
+        ops_alerts_topic: impl Into<String>,
+    ) -> Self {
+        Self {
+            client,
+            order_events_topic: order_events_topic.into(),
+            ops_alerts_topic: ops_alerts_topic.into(),
+        }
+    }
+
+    async fn publish(
+        &self,
+        topic: &str,
+        message: String,
+        attributes: [(&str, &str); 2],
+        what: String,
+    ) -> Result<(), PublishError> {
+        let mut request = self.client.publish().topic_arn(topic).message(message);
+        for (name, value) in attributes {
+            let attribute = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .expect("data type is set");
+            request = request.message_attributes(name, attribute);
+        }
+        request.send().await.map(|_| ()).map_err(|e| PublishError {
+            what,
+            source: Box::new(e),
+        })
+    }
+}
+
+impl EventPublisher for SnsPublisher {
+    async fn publish_order_event(&self, event: &OrderEvent) -> Result<(), PublishError> {
+        self.publish(
+            &self.order_events_topic,
+            event.to_message(),
+            [("type", &event.kind), ("status", &event.status)],
+            format!("event {} of order {}", event.event_id, event.order_id),
+        )
+        .await
+    }
+
+    async fn publish_alert(&self, alert: &OpsAlert) -> Result<(), PublishError> {
+        self.publish(
+            &self.ops_alerts_topic,
+            serde_json::to_string(alert).expect("an alert is plain JSON"),
+            [("kind", &alert.kind), ("status", &alert.status)],
+            format!("{} alert for order {}", alert.kind, alert.order_id),
+        )
+        .await
+    }
+}
