@@ -9,7 +9,7 @@
 
 use crate::clock::Clock;
 use crate::domain::reconcile::{CLOCK_SKEW, candidates};
-use crate::foxreload::{Supplier, SupplierOrder};
+use crate::foxreload::{Supplier, SupplierOrder, SupplierStatus};
 use crate::store::{Claim, OrderRecord, OrderStore, StoreError, SupplierProblem};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -125,5 +125,35 @@ impl ReconcileOptions {
             }
         }
         Ok(Found::Nothing)
+    }
+}
+
+/// Pays an `active` supplier order from the account balance and stores the
+/// outcome: FoxReload's status after it, or why it was refused (a refusal
+/// such as `BALANCE_NOT_ENOUGH` is kept on the order; the order is polled on,
+/// so its cancellation is published).
+pub async fn pay(
+    store: &impl OrderStore,
+    supplier: &impl Supplier,
+    clock: &impl Clock,
+    order_id: &str,
+    supplier_order: &SupplierOrder,
+) {
+    if supplier_order.status != SupplierStatus::Active {
+        return;
+    }
+    let (status, refusal) = match supplier.pay_order(&supplier_order.id).await {
+        Ok(paid) => (Some(paid.status.as_str().to_owned()), None),
+        Err(error) => {
+            warn!(%error, "payment not confirmed");
+            (None, Some(SupplierProblem::from(&error)))
+        }
+    };
+    if let Err(error) = store
+        .record_payment(order_id, status.as_deref(), refusal.as_ref(), clock.now())
+        .await
+    {
+        // The next poll reads FoxReload's status anyway.
+        warn!(%error, "payment outcome not stored");
     }
 }

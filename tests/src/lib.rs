@@ -131,3 +131,73 @@ pub fn http_event(
         .as_millis() as u64;
     lambda_runtime::LambdaEvent::new(payload, context)
 }
+
+/// A queue subscribed to `topic_arn` with raw delivery; returns its URL.
+pub async fn subscribe_queue(stack: &TestStack, topic_arn: &str, name: &str) -> String {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let sqs = &stack.clients.sqs;
+    let url = sqs
+        .create_queue()
+        .queue_name(format!("{}-{name}", stack.prefix))
+        .send()
+        .await
+        .expect("queue created")
+        .queue_url()
+        .unwrap_or_default()
+        .to_owned();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .expect("queue ARN");
+    stack
+        .clients
+        .sns
+        .subscribe()
+        .topic_arn(topic_arn)
+        .protocol("sqs")
+        .endpoint(arn)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .expect("subscribed");
+    url
+}
+
+/// Every message now on a queue (read until a receive comes back empty),
+/// deleted as read, bodies parsed as JSON.
+pub async fn drain_json(stack: &TestStack, queue_url: &str) -> Vec<serde_json::Value> {
+    let mut all = Vec::new();
+    loop {
+        let got = stack
+            .clients
+            .sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .expect("receive");
+        if got.messages().is_empty() {
+            return all;
+        }
+        for message in got.messages() {
+            all.push(serde_json::from_str(message.body().unwrap_or("null")).expect("JSON"));
+            stack
+                .clients
+                .sqs
+                .delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(message.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+}

@@ -18,10 +18,8 @@ use crate::view::order_json;
 use foxrelay_shared::clock::Clock;
 use foxrelay_shared::domain::idempotency::{IdempotencyKey, RETENTION, fingerprint};
 use foxrelay_shared::domain::{NewOrder, OrderStatus, PollKind, PollMessage};
-use foxrelay_shared::foxreload::{
-    ErrorClass, Supplier, SupplierError, SupplierOrder, SupplierStatus,
-};
-use foxrelay_shared::placement::{Found, ReconcileOptions, undecided};
+use foxrelay_shared::foxreload::{ErrorClass, Supplier, SupplierError, SupplierOrder};
+use foxrelay_shared::placement::{Found, ReconcileOptions, pay, undecided};
 use foxrelay_shared::queue::PollQueue;
 use foxrelay_shared::store::{
     Begin, Claim, IdempotencyClaim, IdempotencyRecord, OrderRecord, OrderStore, StoreError,
@@ -216,7 +214,16 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
         match placed.map_err(|e| store_error(&e))? {
             Placed::Ours(supplier_order) => {
                 info!(supplier_order_id = %supplier_order.id, "supplier order claimed");
-                self.pay(id, &supplier_order).await;
+                if self.options.auto_pay {
+                    pay(
+                        &self.store,
+                        &self.supplier,
+                        &self.clock,
+                        id,
+                        &supplier_order,
+                    )
+                    .await;
+                }
                 self.start_polling(id, PollKind::Poll).await;
             }
             Placed::NotBought(error) => {
@@ -381,33 +388,6 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
                     }
                 },
             }
-        }
-    }
-
-    /// Pays an `active` order from the balance; the outcome is stored.
-    async fn pay(&self, order_id: &str, supplier_order: &SupplierOrder) {
-        if !self.options.auto_pay || supplier_order.status != SupplierStatus::Active {
-            return;
-        }
-        let (status, refusal) = match self.supplier.pay_order(&supplier_order.id).await {
-            Ok(paid) => (Some(paid.status.as_str().to_owned()), None),
-            Err(error) => {
-                warn!(%error, "payment not confirmed");
-                (None, Some(SupplierProblem::from(&error)))
-            }
-        };
-        if let Err(error) = self
-            .store
-            .record_payment(
-                order_id,
-                status.as_deref(),
-                refusal.as_ref(),
-                self.clock.now(),
-            )
-            .await
-        {
-            // The poll will read FoxReload's status anyway.
-            warn!(%error, "payment outcome not stored");
         }
     }
 

@@ -38,6 +38,7 @@ impl Handler {
         let mut options = PollOptions {
             schedule: settings.schedule.clone(),
             is_mock: settings.foxreload.mock_orders,
+            auto_pay: settings.foxreload.auto_pay,
             ..PollOptions::default()
         };
         options.reconcile.call_budget = settings.foxreload.request_timeout + Duration::from_secs(1);

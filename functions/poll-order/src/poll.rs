@@ -16,7 +16,7 @@ use foxrelay_shared::domain::schedule::{Next, Schedule};
 use foxrelay_shared::domain::{NewOrder, OrderStatus, PollKind, PollMessage};
 use foxrelay_shared::events::{EventPublisher, OpsAlert, order_event};
 use foxrelay_shared::foxreload::{Supplier, SupplierError, SupplierOrder};
-use foxrelay_shared::placement::{Found, ReconcileOptions};
+use foxrelay_shared::placement::{Found, ReconcileOptions, pay};
 use foxrelay_shared::queue::PollQueue;
 use foxrelay_shared::store::{
     Claim, OrderRecord, OrderStore, Persisted, PollRecord, StoreError, SupplierProblem, Terminal,
@@ -37,6 +37,8 @@ pub struct PollOptions {
     /// New POSTs poll-order may make for an order it reconciles.
     pub max_create_attempts: u32,
     pub is_mock: bool,
+    /// Pay orders this worker settles (as create-order does).
+    pub auto_pay: bool,
     /// Time one message may take, well inside the visibility timeout.
     pub message_budget: Duration,
     pub reconcile: ReconcileOptions,
@@ -50,6 +52,7 @@ impl Default for PollOptions {
             error_bound: 10,
             max_create_attempts: 2,
             is_mock: false,
+            auto_pay: true,
             message_budget: Duration::from_secs(20),
             reconcile: ReconcileOptions::default(),
         }
@@ -197,8 +200,25 @@ where
             other => other,
         };
         match found {
-            Found::Claimed(supplier_order) => {
+            Found::Claimed(mut supplier_order) => {
                 info!(supplier_order_id = %supplier_order.id, "reconciliation settled the order");
+                if self.options.auto_pay {
+                    pay(
+                        &self.store,
+                        &self.supplier,
+                        &self.clock,
+                        &order.order_id,
+                        &supplier_order,
+                    )
+                    .await;
+                    // The next poll reads the status after payment.
+                    if let Ok(Some(paid)) = self.store.order(&order.order_id).await
+                        && let Some(status) = paid.supplier_status
+                    {
+                        supplier_order.status =
+                            foxrelay_shared::foxreload::SupplierStatus::parse(&status);
+                    }
+                }
                 let status = OrderStatus::from_supplier(&supplier_order.status);
                 let supplier_status = Some(supplier_order.status.as_str().to_owned());
                 self.next_link(&order, seq, Some(status), supplier_status, None, None)

@@ -2,10 +2,12 @@
 //! resources of `template.yaml` created in it through the real SDK, and the
 //! FoxReload simulator.
 
+pub mod event_source;
 pub mod moto;
 pub mod provision;
 pub mod template;
 
+pub use event_source::{BatchReport, EventSourceOptions, SqsEventSource};
 pub use moto::{MotoError, MotoServer};
 pub use provision::{ProvisionError, Provisioned, provision};
 pub use template::{StackTemplate, TemplateError};
