@@ -270,6 +270,26 @@ async fn orders_end_with_exactly_the_delivered_codes_stored_then_published() {
     );
     assert_eq!(fast.codes.len(), 2);
     assert_eq!(fast.customer_reference.as_deref(), Some("ref-product_fast"));
+    let read = w
+        .create
+        .handle(http_event(
+            "GET",
+            &format!("/orders/{}", ids[PRODUCT_FAST]),
+            &[],
+            None,
+        ))
+        .await
+        .unwrap();
+    let Some(Body::Text(text)) = &read.body else {
+        panic!("no body")
+    };
+    let shown: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(shown["status"], "completed");
+    assert_eq!(
+        shown["codes"],
+        serde_json::to_value(&fast.codes).unwrap(),
+        "GET shows the codes"
+    );
 
     let activation = &events[&ids[PRODUCT_ACTIVATION]][0];
     assert_eq!(
@@ -588,4 +608,59 @@ async fn an_order_left_reconciling_is_settled_by_poll_order_without_buying_again
         codes_of(&events[&id][0]),
         w.delivered_by_simulator(&id).await
     );
+}
+
+/// Collects every log line of this test binary.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_delivered_code_appears_in_any_log_line() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "debug,foxrelay_shared=trace,create_order=trace,poll_order=trace,foxreload_sim=trace",
+        ))
+        .json()
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let w = world(quick_timing()).await;
+    let handler = poll_order::Handler::from_poller(w.poller(w.sns()));
+    let ids = vec![
+        w.place(PRODUCT_FAST, 2).await,
+        w.place(PRODUCT_ACTIVATION, 1).await,
+        w.place(PRODUCT_PARTIAL, 2).await,
+    ];
+    let events = w
+        .run_until_notified(&handler, &w.source(1, false), &ids)
+        .await;
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(text.lines().count() > 20, "logs were captured");
+    assert!(text.contains("event published"));
+    for event in events.values().flatten() {
+        for code in &event.codes {
+            let secret = if code.code.starts_with('{') {
+                serde_json::from_str::<Value>(&code.code).unwrap()["pin"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            } else {
+                code.code.clone()
+            };
+            assert!(!text.contains(&secret), "a code reached the logs");
+        }
+    }
 }

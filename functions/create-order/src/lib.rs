@@ -78,12 +78,31 @@ impl Handler {
                     Err(error) => error.response(),
                 }
             }
-            Ok(Route::Read { order_id }) => match self.creator.store.order(&order_id).await {
-                Ok(Some(order)) => http::respond(200, view::order_json(&order).to_string(), None),
-                Ok(None) => ApiError::not_found("order").response(),
-                Err(error) => ApiError::store(&error).response(),
+            Ok(Route::Read { order_id }) => match self.read(&order_id).await {
+                Ok(body) => http::respond(200, body.to_string(), None),
+                Err(error) => error.response(),
             },
         })
+    }
+}
+
+impl Handler {
+    /// `GET /orders/{orderId}`: the order, and its codes once it has ended.
+    async fn read(&self, order_id: &str) -> Result<serde_json::Value, ApiError> {
+        let store = &self.creator.store;
+        let order = store
+            .order(order_id)
+            .await
+            .map_err(|e| ApiError::store(&e))?
+            .ok_or_else(|| ApiError::not_found("order"))?;
+        if !order.status.is_terminal() {
+            return Ok(view::order_json(&order));
+        }
+        let codes = store
+            .codes(order_id)
+            .await
+            .map_err(|e| ApiError::store(&e))?;
+        Ok(view::finished_order_json(&order, &codes))
     }
 }
 

@@ -1,5 +1,6 @@
 //! The order as the API shows it.
 
+use foxrelay_shared::domain::event::DeliveredCodeRecord;
 use foxrelay_shared::store::OrderRecord;
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
@@ -7,6 +8,15 @@ use time::format_description::well_known::Rfc3339;
 /// `/orders/{orderId}`.
 pub fn location(order_id: &str) -> String {
     format!("/orders/{order_id}")
+}
+
+/// The order with what it delivered: per-item outcomes and the codes, once
+/// it has ended.
+pub fn finished_order_json(order: &OrderRecord, codes: &[DeliveredCodeRecord]) -> Value {
+    let mut view = order_json(order);
+    view["itemOutcomes"] = json!(order.items);
+    view["codes"] = json!(codes);
+    view
 }
 
 /// The order's JSON: status, items, supplier order, errors, timestamps.
