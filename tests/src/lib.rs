@@ -8,6 +8,8 @@
 //! - The SDK is configured explicitly for moto: endpoint, region `us-east-1`
 //!   and static credentials; nothing is looked up elsewhere.
 
+pub mod world;
+
 use aws_config::SdkConfig;
 use foxrelay_local::{MotoServer, Provisioned, StackTemplate, provision};
 use foxrelay_shared::aws::{AwsClients, LocalAws, load_local};

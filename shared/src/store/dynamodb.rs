@@ -120,6 +120,42 @@ where
     }
 }
 
+/// A conditional write's outcome: written, or refused by its condition;
+/// any other failure is an error.
+fn conditional<T, E>(
+    operation: &'static str,
+    result: Result<T, SdkError<E>>,
+) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if is_condition_failure(&e) => Ok(false),
+        Err(e) => Err(sdk_error(operation, e)),
+    }
+}
+
+/// A conditional write that must have been written: a refusal means the
+/// item is not in the state expected.
+fn expected<T, E>(
+    operation: &'static str,
+    id: &str,
+    result: Result<T, SdkError<E>>,
+) -> Result<(), StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if conditional(operation, result)? {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict {
+            operation,
+            order_id: id.to_owned(),
+        })
+    }
+}
+
 fn is_condition_failure<E: ProvideErrorMetadata>(error: &SdkError<E>) -> bool {
     matches!(error, SdkError::ServiceError(s) if s.err().code() == Some("ConditionalCheckFailedException"))
 }
@@ -417,14 +453,7 @@ impl DynamoStore {
         for (name, value) in values.into_iter().chain(creating_values()) {
             request = request.expression_attribute_values(name, value);
         }
-        match request.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Err(StoreError::Conflict {
-                operation,
-                order_id: order_id.to_owned(),
-            }),
-            Err(e) => Err(sdk_error(operation, e)),
-        }
+        expected(operation, order_id, request.send().await)
     }
 }
 
@@ -519,11 +548,7 @@ impl OrderStore for DynamoStore {
             .expression_attribute_values(":now", n(millis(now)))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(sdk_error("take over idempotency key", e)),
-        }
+        conditional("take over idempotency key", result)
     }
 
     async fn finish(
@@ -544,14 +569,7 @@ impl OrderStore for DynamoStore {
             .expression_attribute_values(":holder", s(holder))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Err(StoreError::Conflict {
-                operation: "finish idempotency key",
-                order_id: key.to_owned(),
-            }),
-            Err(e) => Err(sdk_error("finish idempotency key", e)),
-        }
+        expected("finish idempotency key", key, result)
     }
 
     async fn release(&self, key: &str, holder: &str) -> Result<(), StoreError> {
@@ -564,12 +582,8 @@ impl OrderStore for DynamoStore {
             .expression_attribute_values(":holder", s(holder))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Someone took it over: theirs to settle.
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(sdk_error("release idempotency key", e)),
-        }
+        // Someone took it over: theirs to settle.
+        conditional("release idempotency key", result).map(drop)
     }
 
     async fn order(&self, order_id: &str) -> Result<Option<OrderRecord>, StoreError> {
@@ -682,14 +696,7 @@ impl OrderStore for DynamoStore {
             .update_expression(format!("SET {}", sets.join(", ")))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Err(StoreError::Conflict {
-                operation: "record payment",
-                order_id: order_id.to_owned(),
-            }),
-            Err(e) => Err(sdk_error("record payment", e)),
-        }
+        expected("record payment", order_id, result)
     }
 
     async fn mark_not_placed(
@@ -752,11 +759,7 @@ impl OrderStore for DynamoStore {
             .expression_attribute_values(":now", n(millis(now)))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(sdk_error("claim poll link", e)),
-        }
+        conditional("claim poll link", result)
     }
 
     async fn record_poll(
@@ -818,14 +821,11 @@ impl OrderStore for DynamoStore {
         if !removes.is_empty() {
             expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
         }
-        match request.update_expression(expression).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Err(StoreError::Conflict {
-                operation: "record poll",
-                order_id: order_id.to_owned(),
-            }),
-            Err(e) => Err(sdk_error("record poll", e)),
-        }
+        expected(
+            "record poll",
+            order_id,
+            request.update_expression(expression).send().await,
+        )
     }
 
     async fn persist_terminal(
@@ -958,12 +958,8 @@ impl OrderStore for DynamoStore {
         for (name, status) in TERMINAL_VALUES {
             request = request.expression_attribute_values(name, s(status.as_str()));
         }
-        match request.send().await {
-            Ok(_) => Ok(()),
-            // Already marked by another copy: the same event went out.
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(sdk_error("mark order notified", e)),
-        }
+        // Already marked by another copy: the same event went out.
+        conditional("mark order notified", request.send().await).map(drop)
     }
 
     async fn codes(&self, order_id: &str) -> Result<Vec<DeliveredCodeRecord>, StoreError> {
@@ -1007,14 +1003,7 @@ impl OrderStore for DynamoStore {
             .expression_attribute_values(":zero", n(0))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Err(StoreError::Conflict {
-                operation: "count create attempt",
-                order_id: order_id.to_owned(),
-            }),
-            Err(e) => Err(sdk_error("count create attempt", e)),
-        }
+        expected("count create attempt", order_id, result)
     }
 
     async fn schedule_poll(
@@ -1038,13 +1027,6 @@ impl OrderStore for DynamoStore {
             .expression_attribute_values(":now", s(rfc3339(now)))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Err(StoreError::Conflict {
-                operation: "schedule poll",
-                order_id: order_id.to_owned(),
-            }),
-            Err(e) => Err(sdk_error("schedule poll", e)),
-        }
+        expected("schedule poll", order_id, result)
     }
 }
