@@ -4,5 +4,8 @@ use lambda_runtime::{Error, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let handler = &scan_stalled::Handler::new(Context::from_env_or_exit().await);
-    lambda_runtime::run(service_fn(move |event| handler.handle(event))).await
+    lambda_runtime::run(service_fn(move |event| async move {
+        handler.handle(event).await.map_err(Error::from)
+    }))
+    .await
 }

@@ -5,9 +5,11 @@
 pub mod event_source;
 pub mod moto;
 pub mod provision;
+pub mod stack;
 pub mod template;
 
 pub use event_source::{BatchReport, EventSourceOptions, SqsEventSource};
 pub use moto::{MotoError, MotoServer};
 pub use provision::{ProvisionError, Provisioned, provision};
+pub use stack::{LocalStack, StackOptions};
 pub use template::{StackTemplate, TemplateError};

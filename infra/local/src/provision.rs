@@ -353,10 +353,18 @@ async fn create_table(
     {
         request = request.sse_specification(SseSpecification::builder().enabled(true).build());
     }
-    request
-        .send()
-        .await
-        .map_err(|e| ProvisionError::aws(id, e))?;
+    match request.send().await {
+        Ok(_) => {}
+        // Already there (a restart against the same endpoint): keep it, and
+        // what it holds.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception()) =>
+        {
+            return record_table(id, &name, clients, done).await;
+        }
+        Err(e) => return Err(ProvisionError::aws(id, e)),
+    }
     if let Some(ttl) = props.get("TimeToLiveSpecification") {
         clients
             .dynamodb
@@ -373,10 +381,19 @@ async fn create_table(
             .await
             .map_err(|e| ProvisionError::aws(id, e))?;
     }
+    record_table(id, &name, clients, done).await
+}
+
+async fn record_table(
+    id: &str,
+    name: &str,
+    clients: &AwsClients,
+    done: &mut Provisioned,
+) -> Result<(), ProvisionError> {
     let described = clients
         .dynamodb
         .describe_table()
-        .table_name(&name)
+        .table_name(name)
         .send()
         .await
         .map_err(|e| ProvisionError::aws(id, e))?;
@@ -385,6 +402,6 @@ async fn create_table(
         .and_then(|t| t.table_arn())
         .unwrap_or_default()
         .to_owned();
-    done.created(id, name, arn);
+    done.created(id, name.to_owned(), arn);
     Ok(())
 }

@@ -11,8 +11,8 @@
 //!   `expiresAt` (epoch seconds) as the table's TTL attribute.
 
 use super::{
-    Begin, Claim, IdempotencyClaim, IdempotencyRecord, OrderRecord, OrderStore, Persisted,
-    PollRecord, StoreError, StoredResponse, SupplierProblem, Terminal,
+    Begin, Claim, IdempotencyClaim, IdempotencyRecord, OrderRecord, OrderStore, PendingPage,
+    Persisted, PollRecord, StoreError, StoredResponse, SupplierProblem, Terminal,
 };
 use crate::domain::event::{CodeKind, DeliveredCodeRecord};
 use crate::domain::{OrderLine, OrderStatus};
@@ -284,6 +284,7 @@ fn order_from_item(item: &Item) -> Result<OrderRecord, StoreError> {
         code_count: r.opt_n("codeCount")?.unwrap_or(0) as u32,
         terminal_at: r.millis("terminalAt")?,
         notified_at: r.millis("notifiedAt")?,
+        stall_alerted_at: r.millis("stallAlertedAt")?,
     })
 }
 
@@ -370,6 +371,28 @@ const TERMINAL_VALUES: [(&str, OrderStatus); 5] = [
     (":a", OrderStatus::Abandoned),
     (":n", OrderStatus::NotPlaced),
 ];
+
+fn sweep_key() -> Item {
+    key("SWEEP#scan-stalled".to_owned(), "CURSOR")
+}
+
+/// The index's LastEvaluatedKey as an opaque cursor (JSON of its strings).
+fn key_to_cursor(key: &Item) -> String {
+    let strings: std::collections::BTreeMap<&str, &str> = key
+        .iter()
+        .filter_map(|(name, value)| value.as_s().ok().map(|v| (name.as_str(), v.as_str())))
+        .collect();
+    serde_json::to_string(&strings).expect("strings are JSON")
+}
+
+fn cursor_to_key(cursor: &str) -> Result<Item, StoreError> {
+    let strings: HashMap<String, String> =
+        serde_json::from_str(cursor).map_err(|e| StoreError::Corrupt {
+            key: "SWEEP#scan-stalled".into(),
+            reason: format!("cursor: {e}"),
+        })?;
+    Ok(strings.into_iter().map(|(k, v)| (k, s(v))).collect())
+}
 
 /// Codes sort by their position: `CODE#000042`.
 fn code_sk(index: u32) -> String {
@@ -1004,6 +1027,139 @@ impl OrderStore for DynamoStore {
             .send()
             .await;
         expected("count create attempt", order_id, result)
+    }
+
+    async fn pending(&self, limit: u32, start: Option<&str>) -> Result<PendingPage, StoreError> {
+        let start_key = start.map(cursor_to_key).transpose()?;
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(PENDING_INDEX)
+            .key_condition_expression("pendingPk = :pending")
+            .expression_attribute_values(":pending", s(PENDING))
+            .limit(limit.max(1) as i32)
+            .set_exclusive_start_key(start_key)
+            .send()
+            .await
+            .map_err(|e| sdk_error("read pending orders", e))?;
+        let orders = page
+            .items()
+            .iter()
+            .map(order_from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(PendingPage {
+            items_read: page.count().max(0) as u64,
+            orders,
+            next: page.last_evaluated_key().map(key_to_cursor),
+        })
+    }
+
+    async fn sweep_cursor(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .get(sweep_key(), "read sweep cursor")
+            .await?
+            .and_then(|item| item.get("cursor").and_then(|v| v.as_s().ok()).cloned()))
+    }
+
+    async fn save_sweep_cursor(
+        &self,
+        cursor: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(sweep_key()))
+            .expression_attribute_values(":now", s(rfc3339(now)));
+        request = match cursor {
+            Some(cursor) => request
+                .update_expression("SET #cursor = :cursor, updatedAt = :now")
+                .expression_attribute_values(":cursor", s(cursor)),
+            None => request.update_expression("SET updatedAt = :now REMOVE #cursor"),
+        };
+        request
+            .expression_attribute_names("#cursor", "cursor")
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| sdk_error("save sweep cursor", e))
+    }
+
+    async fn claim_stall_alert(
+        &self,
+        order_id: &str,
+        realert_before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(order_key(order_id)))
+            .update_expression("SET stallAlertedAt = :now")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(stallAlertedAt) OR stallAlertedAt < :before)",
+            )
+            .expression_attribute_values(":now", n(millis(now)))
+            .expression_attribute_values(":before", n(millis(realert_before)))
+            .send()
+            .await;
+        conditional("claim stall alert", result)
+    }
+
+    async fn release_stall_alert(
+        &self,
+        order_id: &str,
+        claimed_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(order_key(order_id)))
+            .update_expression("REMOVE stallAlertedAt")
+            .condition_expression("stallAlertedAt = :claimed")
+            .expression_attribute_values(":claimed", n(millis(claimed_at)))
+            .send()
+            .await;
+        // Another sweep alerted meanwhile: nothing to give back.
+        conditional("release stall alert", result).map(drop)
+    }
+
+    async fn revive_chain(
+        &self,
+        order_id: &str,
+        observed_seq: u64,
+        overdue_before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(order_key(order_id)))
+            .update_expression("SET pollSeq = :next, nextPollDueAt = :now, updatedAt = :nowText")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(pollSeq) OR pollSeq = :seen) \
+                 AND (attribute_not_exists(nextPollDueAt) OR nextPollDueAt < :overdue) \
+                 AND (attribute_not_exists(leaseUntil) OR leaseUntil < :now) \
+                 AND NOT #status IN (:c, :x, :f, :a, :n, :creating)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":next", n(observed_seq + 1))
+            .expression_attribute_values(":seen", n(observed_seq))
+            .expression_attribute_values(":overdue", n(millis(overdue_before)))
+            .expression_attribute_values(":now", n(millis(now)))
+            .expression_attribute_values(":nowText", s(rfc3339(now)))
+            // An order still `creating` has no chain: its create may be in
+            // flight, and only an operator may decide to buy it again.
+            .expression_attribute_values(":creating", s(OrderStatus::Creating.as_str()));
+        for (name, status) in TERMINAL_VALUES {
+            request = request.expression_attribute_values(name, s(status.as_str()));
+        }
+        conditional("revive polling chain", request.send().await)
     }
 
     async fn schedule_poll(

@@ -52,6 +52,8 @@ pub struct OrderRecord {
     pub terminal_at: Option<OffsetDateTime>,
     /// Set when its event was published.
     pub notified_at: Option<OffsetDateTime>,
+    /// When operations were last alerted that the order is stalled.
+    pub stall_alerted_at: Option<OffsetDateTime>,
 }
 
 impl OrderRecord {
@@ -90,6 +92,7 @@ impl OrderRecord {
             code_count: 0,
             terminal_at: None,
             notified_at: None,
+            stall_alerted_at: None,
         }
     }
 }
@@ -204,6 +207,16 @@ pub enum Persisted {
     Committed,
     /// The order had already ended: nothing was written.
     AlreadyTerminal,
+}
+
+/// One page of the pending-orders index.
+#[derive(Clone, Debug)]
+pub struct PendingPage {
+    pub orders: Vec<OrderRecord>,
+    /// Index items read for this page (what the query cost).
+    pub items_read: u64,
+    /// Where the next page starts; `None` at the end of the index.
+    pub next: Option<String>,
 }
 
 /// Why the store failed.
@@ -380,6 +393,52 @@ pub trait OrderStore: Send + Sync {
         order_id: &str,
         seen: u32,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A page of the sparse index of orders not yet ended or not yet
+    /// notified, oldest first, from `start` (a cursor from a previous page).
+    fn pending(
+        &self,
+        limit: u32,
+        start: Option<&str>,
+    ) -> impl Future<Output = Result<PendingPage, StoreError>> + Send;
+
+    /// Where the last sweep stopped, if it did not reach the end.
+    fn sweep_cursor(&self) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Records where the sweep stopped (`None`: start from the beginning).
+    fn save_sweep_cursor(
+        &self,
+        cursor: Option<&str>,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Claims the right to alert that the order is stalled: true if no alert
+    /// was sent since `realert_before`. Conditional, so concurrent sweeps
+    /// alert once.
+    fn claim_stall_alert(
+        &self,
+        order_id: &str,
+        realert_before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives a stall alert claim back (the alert could not be sent).
+    fn release_stall_alert(
+        &self,
+        order_id: &str,
+        claimed_at: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Moves a dead chain on to `observed_seq + 1`, due now: only if the
+    /// chain is still at `observed_seq`, its next poll is overdue before
+    /// `overdue_before`, and no worker holds a lease. False otherwise.
+    fn revive_chain(
+        &self,
+        order_id: &str,
+        observed_seq: u64,
+        overdue_before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Records that poll message `seq` was (about to be) sent, due at
     /// `due_at`; refused if a message with this or a later number was.

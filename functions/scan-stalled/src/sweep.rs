@@ -1,0 +1,239 @@
+//! The sweep: every order that is not finished (or not yet notified), read
+//! through the sparse pending-orders index, never a table scan, so its cost
+//! grows with pending orders, not with the table.
+//!
+//! Per order:
+//! - ended and stored but never notified, past a grace → published again, with
+//!   the same `eventId`;
+//! - a polling chain whose next poll is overdue by more than a grace, with no
+//!   worker holding it → revived with the next sequence number (poll-order's
+//!   rules keep it from forking);
+//! - not ended after `STALL_AFTER_SECS` → one alert to operations, again only
+//!   after `STALL_REALERT_SECS`;
+//! - still `creating` past a grace → alerted, never bought again.
+//!
+//! Work per run is bounded; a run that stops early leaves a cursor, and the
+//! next run resumes from it.
+
+use foxrelay_shared::clock::Clock;
+use foxrelay_shared::domain::{OrderStatus, PollKind, PollMessage};
+use foxrelay_shared::events::{EventPublisher, OpsAlert, order_event};
+use foxrelay_shared::queue::PollQueue;
+use foxrelay_shared::store::{OrderRecord, OrderStore, StoreError};
+use serde::Serialize;
+use std::time::Duration;
+use time::OffsetDateTime;
+use tracing::{info, warn};
+
+/// How the sweep behaves; every figure has a default.
+#[derive(Clone, Debug)]
+pub struct SweepOptions {
+    /// Index items per query.
+    pub page_size: u32,
+    /// Index items per run at most; the next run resumes.
+    pub max_items: u64,
+    /// How overdue a chain's next poll must be before it is revived.
+    pub revive_grace: Duration,
+    /// How long an ended order may stay un-notified before it is published
+    /// again.
+    pub notify_grace: Duration,
+    /// How long an order may stay `creating` (create-order gives up within
+    /// 30 s).
+    pub creating_grace: Duration,
+    pub stall_after: Duration,
+    pub realert_after: Duration,
+}
+
+impl Default for SweepOptions {
+    fn default() -> Self {
+        Self {
+            page_size: 100,
+            max_items: 5_000,
+            revive_grace: Duration::from_secs(120),
+            notify_grace: Duration::from_secs(60),
+            creating_grace: Duration::from_secs(120),
+            stall_after: Duration::from_secs(600),
+            realert_after: Duration::from_secs(3_600),
+        }
+    }
+}
+
+/// What one run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanReport {
+    /// Index items the queries returned (the run's read cost).
+    pub index_items_read: u64,
+    pub stalled_alerted: u64,
+    pub stuck_alerted: u64,
+    pub chains_revived: u64,
+    pub events_republished: u64,
+    /// Orders whose handling failed this run (retried next run).
+    pub errors: u64,
+    /// Whether the run reached the end of the index.
+    pub complete: bool,
+}
+
+/// The sweep over its ports.
+pub struct Sweeper<S, Q, P, C> {
+    pub store: S,
+    pub queue: Q,
+    pub publisher: P,
+    pub clock: C,
+    pub options: SweepOptions,
+}
+
+impl<S: OrderStore, Q: PollQueue, P: EventPublisher, C: Clock> Sweeper<S, Q, P, C> {
+    /// One run: from the saved cursor, at most `max_items` index items.
+    pub async fn run(&self) -> Result<ScanReport, StoreError> {
+        let mut report = ScanReport::default();
+        let mut cursor = self.store.sweep_cursor().await?;
+        loop {
+            let room = self.options.max_items - report.index_items_read;
+            let limit = (self.options.page_size as u64).min(room) as u32;
+            let page = self.store.pending(limit, cursor.as_deref()).await?;
+            report.index_items_read += page.items_read;
+            for order in &page.orders {
+                if let Err(error) = self.inspect(order, &mut report).await {
+                    warn!(order_id = %order.order_id, %error, "order not swept; next run retries");
+                    report.errors += 1;
+                }
+            }
+            cursor = page.next;
+            if cursor.is_none() {
+                report.complete = true;
+                break;
+            }
+            if report.index_items_read >= self.options.max_items {
+                break;
+            }
+        }
+        self.store
+            .save_sweep_cursor(cursor.as_deref(), self.clock.now())
+            .await?;
+        info!(
+            index_items_read = report.index_items_read,
+            stalled_alerted = report.stalled_alerted,
+            stuck_alerted = report.stuck_alerted,
+            chains_revived = report.chains_revived,
+            events_republished = report.events_republished,
+            errors = report.errors,
+            complete = report.complete,
+            "sweep finished"
+        );
+        Ok(report)
+    }
+
+    async fn inspect(
+        &self,
+        order: &OrderRecord,
+        report: &mut ScanReport,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let now = self.clock.now();
+        if order.status.is_terminal() {
+            let ended = order.terminal_at.unwrap_or(order.updated_at);
+            if order.notified_at.is_none() && now - ended >= self.options.notify_grace {
+                let codes = self.store.codes(&order.order_id).await?;
+                let event = order_event(order, codes);
+                self.publisher.publish_order_event(&event).await?;
+                self.store.mark_notified(&order.order_id, now).await?;
+                info!(order_id = %order.order_id, event_id = %event.event_id, "event published again");
+                report.events_republished += 1;
+            }
+            return Ok(());
+        }
+        let age = now - order.created_at;
+        if order.status == OrderStatus::Creating {
+            if age >= self.options.creating_grace
+                && self.alert(order, "stuck_creating", now).await?
+            {
+                report.stuck_alerted += 1;
+            }
+            return Ok(());
+        }
+        let overdue_before = now - self.options.revive_grace;
+        let overdue = order
+            .next_poll_due_at
+            .is_none_or(|due| due < overdue_before);
+        let leased = order.lease_until.is_some_and(|lease| lease > now);
+        if overdue
+            && !leased
+            && self
+                .store
+                .revive_chain(&order.order_id, order.poll_seq, overdue_before, now)
+                .await?
+        {
+            let settled =
+                order.supplier_order_id.is_some() && order.status != OrderStatus::Reconciling;
+            let message = PollMessage {
+                order_id: order.order_id.clone(),
+                seq: order.poll_seq + 1,
+                kind: if settled {
+                    PollKind::Poll
+                } else {
+                    PollKind::Reconcile
+                },
+            };
+            self.queue.send(&message, Duration::ZERO).await?;
+            info!(order_id = %order.order_id, seq = message.seq, "polling chain revived");
+            report.chains_revived += 1;
+        }
+        if age >= self.options.stall_after {
+            let kind = if order.status == OrderStatus::Reconciling {
+                "stuck_reconciling"
+            } else {
+                "stalled"
+            };
+            if self.alert(order, kind, now).await? {
+                report.stalled_alerted += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Alerts operations about `order` unless that was done within the
+    /// re-alert interval. Returns whether an alert went out.
+    async fn alert(
+        &self,
+        order: &OrderRecord,
+        kind: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
+        let realert_before = now - self.options.realert_after;
+        if !self
+            .store
+            .claim_stall_alert(&order.order_id, realert_before, now)
+            .await?
+        {
+            return Ok(false);
+        }
+        let age = now - order.created_at;
+        let alert = OpsAlert {
+            kind: kind.to_owned(),
+            order_id: order.order_id.clone(),
+            supplier_order_id: order.supplier_order_id.clone(),
+            status: order.status.as_str().to_owned(),
+            age_secs: age.whole_seconds().max(0) as u64,
+            last_polled_at: order.last_polled_at.map(|t| t.to_string()),
+            last_error: order
+                .last_error
+                .as_ref()
+                .map(|p| serde_json::to_string(p).unwrap_or_default()),
+            message: match kind {
+                "stuck_creating" => {
+                    "the order is still being created: check FoxReload for it before buying again"
+                        .into()
+                }
+                "stuck_reconciling" => {
+                    "FoxReload's answer to the create was lost and no match is found yet".into()
+                }
+                _ => format!("the order has not ended after {} s", age.whole_seconds()),
+            },
+        };
+        if let Err(error) = self.publisher.publish_alert(&alert).await {
+            self.store.release_stall_alert(&order.order_id, now).await?;
+            return Err(error.into());
+        }
+        Ok(true)
+    }
+}

@@ -1,0 +1,305 @@
+//! The whole product on one machine: moto (or the AWS endpoint given), the
+//! resources of `template.yaml`, FoxReload (the simulator, or the one given),
+//! and the three real handlers wired the way AWS wires them: an HTTP server
+//! handing API Gateway events to create-order, an SQS event source feeding
+//! poll-order, a timer running scan-stalled.
+
+use crate::event_source::{EventSourceOptions, SqsEventSource};
+use crate::{MotoServer, Provisioned, StackTemplate, provision};
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::encodings::Body as LambdaBody;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
+use foxrelay_shared::aws::{AwsClients, LocalAws, load_local};
+use foxrelay_shared::settings::{Settings, names};
+use foxrelay_shared::startup::Context;
+use foxreload_sim::{SimConfig, Simulator};
+use lambda_runtime::LambdaEvent;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+/// The default address of the orders API.
+pub const DEFAULT_API_ADDR: &str = "127.0.0.1:3000";
+
+/// How to run the stack.
+#[derive(Clone, Debug)]
+pub struct StackOptions {
+    pub template: std::path::PathBuf,
+    /// An AWS endpoint to use; moto is started when unset.
+    pub aws_endpoint: Option<String>,
+    /// FoxReload's base URL and key; the simulator runs when unset.
+    pub foxreload: Option<(String, String)>,
+    /// The simulator's behaviour when it runs.
+    pub simulator: SimConfig,
+    /// Prefix of every resource name.
+    pub prefix: String,
+    /// Where the orders API listens (port 0: a free one).
+    pub api_addr: SocketAddr,
+    /// Settings on top of the template's (schedule figures, timeouts…).
+    pub overrides: BTreeMap<String, String>,
+    /// How often scan-stalled runs.
+    pub scan_interval: Duration,
+    /// Copies of each poll message handed to poll-order (1; 2 in tests of
+    /// at-least-once delivery).
+    pub poll_copies: usize,
+    /// Long-poll wait of the poll loop: also how quickly it notices a stop.
+    pub poll_wait: Duration,
+}
+
+impl StackOptions {
+    /// The defaults, with `FOXRELAY_API_ADDR`, `SCAN_INTERVAL_SECS`,
+    /// `FOXRELAY_POLL_COPIES`, `AWS_ENDPOINT_URL`, `FOXRELOAD_BASE_URL` and
+    /// `FOXRELOAD_API_KEY`, and any function setting (`POLL_*`, `STALL_*`,
+    /// `FOXRELOAD_*`) from the environment.
+    pub fn from_env(template: std::path::PathBuf) -> Result<Self, String> {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let api_addr = env("FOXRELAY_API_ADDR")
+            .unwrap_or_else(|| DEFAULT_API_ADDR.into())
+            .parse()
+            .map_err(|_| "FOXRELAY_API_ADDR is not an address such as 127.0.0.1:3000".to_owned())?;
+        let number = |name: &str, default: u64| -> Result<u64, String> {
+            env(name).map_or(Ok(default), |v| {
+                v.parse()
+                    .map_err(|_| format!("{name} must be a whole number"))
+            })
+        };
+        let overrides = std::env::vars()
+            .filter(|(name, _)| {
+                name.starts_with("POLL_")
+                    || name.starts_with("STALL_")
+                    || (name.starts_with("FOXRELOAD_")
+                        && name != names::FOXRELOAD_BASE_URL
+                        && name != names::FOXRELOAD_API_KEY)
+                    || name == "RUST_LOG"
+            })
+            .collect();
+        Ok(Self {
+            template,
+            aws_endpoint: env(names::AWS_ENDPOINT_URL),
+            foxreload: env(names::FOXRELOAD_BASE_URL).zip(env(names::FOXRELOAD_API_KEY)),
+            simulator: SimConfig::default(),
+            prefix: "foxrelay".into(),
+            api_addr,
+            overrides,
+            scan_interval: Duration::from_secs(number("SCAN_INTERVAL_SECS", 300)?.max(1)),
+            poll_copies: number("FOXRELAY_POLL_COPIES", 1)?.clamp(1, 5) as usize,
+            poll_wait: Duration::from_secs(2),
+        })
+    }
+}
+
+/// A running stack. [`LocalStack::stop`] lets work in flight finish.
+pub struct LocalStack {
+    pub api_addr: SocketAddr,
+    pub aws_endpoint: String,
+    pub foxreload_base_url: String,
+    pub resources: Provisioned,
+    pub clients: AwsClients,
+    pub settings: Settings,
+    pub simulator: Option<Simulator>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    _moto: Option<MotoServer>,
+}
+
+impl LocalStack {
+    pub async fn start(options: StackOptions) -> Result<Self, String> {
+        let template = StackTemplate::load(&options.template).map_err(|e| e.to_string())?;
+        let (aws_endpoint, moto) = match &options.aws_endpoint {
+            Some(url) => (url.clone(), None),
+            None => {
+                let moto = MotoServer::start().map_err(|e| e.to_string())?;
+                (moto.endpoint_url(), Some(moto))
+            }
+        };
+        let clients = AwsClients::new(&load_local(&LocalAws::new(&aws_endpoint)).await);
+        let resources = provision(&template, &clients, &options.prefix)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (base_url, api_key, simulator) = match &options.foxreload {
+            Some((url, key)) => (url.clone(), key.clone(), None),
+            None => {
+                let sim = Simulator::start(options.simulator.clone())
+                    .await
+                    .map_err(|e| format!("the FoxReload simulator did not start: {e}"))?;
+                (sim.base_url(), sim.api_key().to_owned(), Some(sim))
+            }
+        };
+        let mut env = resources
+            .function_environment(&template)
+            .map_err(|e| e.to_string())?;
+        env.extend(options.overrides.clone());
+        env.insert(names::FOXRELOAD_BASE_URL.into(), base_url.clone());
+        env.insert(names::FOXRELOAD_API_KEY.into(), api_key);
+        let settings =
+            Settings::from_lookup(|name| env.get(name).cloned()).map_err(|e| e.to_string())?;
+        let context = Context::build(settings.clone(), clients.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let listener = tokio::net::TcpListener::bind(options.api_addr)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", options.api_addr))?;
+        let api_addr = listener.local_addr().map_err(|e| e.to_string())?;
+
+        let create = Arc::new(create_order::Handler::new(context.clone()));
+        let app = axum::Router::new().fallback(move |method, uri, headers, body| {
+            let create = create.clone();
+            async move { api_gateway(&create, method, uri, headers, body).await }
+        });
+        let mut api_stop = stopped.clone();
+        tasks.spawn(async move {
+            let shutdown = async move { until_stopped(&mut api_stop).await };
+            if let Err(error) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                warn!(%error, "the orders API stopped");
+            }
+        });
+
+        let poll = Arc::new(poll_order::Handler::new(context.clone()));
+        let source = SqsEventSource::new(
+            clients.sqs.clone(),
+            resources.poll_queue_url(),
+            resources.arns.get("PollQueue").cloned().unwrap_or_default(),
+            EventSourceOptions {
+                wait: options.poll_wait,
+                copies: options.poll_copies,
+                shuffle: options.poll_copies > 1,
+                ..EventSourceOptions::default()
+            },
+        );
+        let poll_stop = stopped.clone();
+        tasks.spawn(async move {
+            // A batch in flight always finishes (the receive waits at most
+            // `poll_wait`); the loop looks for a stop between batches.
+            while !stop_requested(&poll_stop) {
+                let batch = source.run_once(|event| {
+                    let poll = poll.clone();
+                    async move { poll.handle(event).await.unwrap_or_default() }
+                });
+                if let Err(error) = batch.await {
+                    warn!(%error, "poll batch failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        });
+
+        let scan = scan_stalled::Handler::new(context.clone());
+        let interval = options.scan_interval;
+        let mut scan_stop = stopped.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = until_stopped(&mut scan_stop) => return,
+                }
+                match scan
+                    .handle(LambdaEvent::new(Default::default(), lambda_context(120)))
+                    .await
+                {
+                    Ok(report) => info!(?report, "scan-stalled ran"),
+                    Err(error) => warn!(%error, "scan-stalled failed"),
+                }
+            }
+        });
+        info!(%api_addr, %aws_endpoint, foxreload = %base_url, "foxrelay local stack is up");
+        Ok(Self {
+            api_addr,
+            aws_endpoint,
+            foxreload_base_url: base_url,
+            resources,
+            clients,
+            settings,
+            simulator,
+            stop,
+            tasks,
+            _moto: moto,
+        })
+    }
+
+    /// Stops taking work, lets the batch and requests in flight finish, and
+    /// stops the simulator and moto if this stack started them.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        if let Some(sim) = self.simulator.take() {
+            sim.shutdown().await;
+        }
+    }
+}
+
+fn stop_requested(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow()
+}
+
+async fn until_stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+fn lambda_context(timeout_secs: u64) -> lambda_runtime::Context {
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = (SystemTime::now() + Duration::from_secs(timeout_secs))
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    context
+}
+
+/// What API Gateway's HTTP API does: the request as a payload 2.0 event to
+/// create-order, its answer as the HTTP response.
+async fn api_gateway(
+    handler: &create_order::Handler,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut request = ApiGatewayV2httpRequest::default();
+    request.version = Some("2.0".into());
+    request.route_key = Some("$default".into());
+    request.raw_path = Some(uri.path().to_owned());
+    request.raw_query_string = uri.query().map(str::to_owned);
+    request.headers = headers;
+    request.request_context.http.method = method;
+    request.request_context.http.path = Some(uri.path().to_owned());
+    request.request_context.stage = Some("$default".into());
+    match std::str::from_utf8(&body) {
+        Ok(text) => request.body = (!text.is_empty()).then(|| text.to_owned()),
+        Err(_) => {
+            use base64::Engine;
+            request.body = Some(base64::engine::general_purpose::STANDARD.encode(&body));
+            request.is_base64_encoded = true;
+        }
+    }
+    // create-order answers every request; it never fails.
+    let answer = match handler
+        .handle(LambdaEvent::new(request, lambda_context(28)))
+        .await
+    {
+        Ok(answer) => answer,
+        Err(never) => match never {},
+    };
+    http_response(answer)
+}
+
+fn http_response(answer: ApiGatewayV2httpResponse) -> Response {
+    let mut response = Response::new(match answer.body {
+        Some(LambdaBody::Text(text)) => Body::from(text),
+        Some(LambdaBody::Binary(bytes)) => Body::from(bytes),
+        _ => Body::empty(),
+    });
+    *response.status_mut() =
+        StatusCode::from_u16(answer.status_code as u16).unwrap_or(StatusCode::BAD_GATEWAY);
+    *response.headers_mut() = answer.headers;
+    response
+}
