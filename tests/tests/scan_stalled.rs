@@ -1,0 +1,239 @@
+//! scan-stalled through moto: it reads only the pending-orders index, so a
+//! table of 10,000 orders with 50 pending costs about 50 index items; it
+//! alerts stalled and stuck orders once, revives an orphaned chain, and
+//! publishes a never-notified completion again with the same event id.
+
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use foxrelay_shared::domain::event::{CodeKind, DeliveredCodeRecord, ItemOutcome, event_id};
+use foxrelay_shared::domain::{OrderStatus, parse_new_order};
+use foxrelay_shared::store::{DynamoStore, OrderRecord, OrderStore, Terminal};
+use foxrelay_tests::{Harness, drain_json, harness, subscribe_queue};
+use foxreload_sim::SimConfig;
+use lambda_runtime::LambdaEvent;
+use scan_stalled::sweep::SweepOptions;
+use std::collections::HashMap;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+const TOTAL: usize = 10_000;
+const PENDING: usize = 50;
+
+fn minutes(m: i64) -> time::Duration {
+    time::Duration::minutes(m)
+}
+
+async fn pending_order(store: &DynamoStore, id: &str, created: OffsetDateTime, status: &str) {
+    let order =
+        parse_new_order(br#"{"items":[{"productId":"product_fast","quantity":1}]}"#).unwrap();
+    let intent = OrderRecord::intent(id.to_owned(), &order, None, created);
+    store.begin(&intent, None).await.unwrap();
+    if status != "creating" {
+        store
+            .claim_supplier_order(id, &format!("sup-{id}"), status, created)
+            .await
+            .unwrap();
+    }
+}
+
+/// 9,950 orders that ended long ago: outside the pending index.
+async fn bulk_finished_orders(h: &Harness, count: usize) {
+    let db = &h.stack.clients.dynamodb;
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let requests: Vec<WriteRequest> = (0..count)
+        .map(|i| {
+            let item = HashMap::from([
+                ("pk".to_owned(), s(&format!("ORDER#done-{i:05}"))),
+                ("sk".to_owned(), s("ORDER")),
+                ("orderId".to_owned(), s(&format!("done-{i:05}"))),
+                ("status".to_owned(), s("completed")),
+            ]);
+            WriteRequest::builder()
+                .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
+                .build()
+        })
+        .collect();
+    for chunk in requests.chunks(25) {
+        db.batch_write_item()
+            .request_items(h.stack.resources.table_name(), chunk.to_vec())
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+fn scheduled_event()
+-> LambdaEvent<aws_lambda_events::eventbridge::EventBridgeEvent<serde_json::Value>> {
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = u64::MAX;
+    LambdaEvent::new(Default::default(), context)
+}
+
+#[tokio::test]
+async fn one_sweep_reads_only_the_pending_orders_and_repairs_what_broke() {
+    let h = harness(SimConfig::default(), Duration::from_secs(2)).await;
+    let store = DynamoStore::new(
+        h.stack.clients.dynamodb.clone(),
+        h.stack.resources.table_name(),
+    );
+    let events = subscribe_queue(
+        &h.stack,
+        h.stack.resources.order_events_topic_arn(),
+        "events",
+    )
+    .await;
+    let alerts =
+        subscribe_queue(&h.stack, h.stack.resources.ops_alerts_topic_arn(), "alerts").await;
+    let now = OffsetDateTime::now_utc();
+
+    // 45 healthy pending orders: young, their next poll due later.
+    for i in 0..45 {
+        let id = format!("healthy-{i:02}");
+        pending_order(&store, &id, now, "processing").await;
+        store
+            .schedule_poll(&id, 1, now + minutes(10), now)
+            .await
+            .unwrap();
+    }
+    // An orphaned chain: claimed, but its first poll was never recorded.
+    pending_order(&store, "orphan", now - minutes(5), "processing").await;
+    // A completion stored five minutes ago and never published.
+    pending_order(&store, "unnotified", now - minutes(6), "processing").await;
+    let unnotified = store.order("unnotified").await.unwrap().unwrap();
+    let terminal = Terminal {
+        status: OrderStatus::Completed,
+        supplier_status: Some("completed".into()),
+        cancel_reason: None,
+        items: vec![ItemOutcome {
+            product_id: "product_fast".into(),
+            quantity: Some(1),
+            delivered: 1,
+            error: None,
+        }],
+        codes: vec![DeliveredCodeRecord {
+            index: 0,
+            item_index: 0,
+            product_id: "product_fast".into(),
+            code: "FOX-SWEEP-0001".into(),
+            kind: CodeKind::Code,
+        }],
+        at: now - minutes(5),
+    };
+    store
+        .persist_terminal(&unnotified, &terminal)
+        .await
+        .unwrap();
+    // Two orders polling for twenty minutes: stalled.
+    for id in ["stalled-1", "stalled-2"] {
+        pending_order(&store, id, now - minutes(20), "processing").await;
+        store
+            .schedule_poll(id, 1, now + minutes(1), now)
+            .await
+            .unwrap();
+    }
+    // A create that never finished.
+    pending_order(&store, "stuck", now - minutes(5), "creating").await;
+
+    bulk_finished_orders(&h, TOTAL - PENDING).await;
+
+    let handler = scan_stalled::Handler::with_options(h.context.clone(), SweepOptions::default());
+    let first = handler.handle(scheduled_event()).await.unwrap();
+    assert_eq!(
+        first.index_items_read, PENDING as u64,
+        "only the pending index is read"
+    );
+    assert!(first.complete);
+    assert_eq!(first.stalled_alerted, 2);
+    assert_eq!(first.stuck_alerted, 1);
+    assert_eq!(first.chains_revived, 1);
+    assert_eq!(first.events_republished, 1);
+    assert_eq!(first.errors, 0);
+
+    let revived = drain_json(&h.stack, h.stack.resources.poll_queue_url()).await;
+    assert_eq!(
+        revived,
+        vec![serde_json::json!({"orderId": "orphan", "seq": 1, "kind": "poll"})]
+    );
+    let published = drain_json(&h.stack, &events).await;
+    assert_eq!(published.len(), 1);
+    assert_eq!(
+        published[0]["eventId"],
+        event_id("unnotified", OrderStatus::Completed).as_str()
+    );
+    assert_eq!(published[0]["codes"][0]["code"], "FOX-SWEEP-0001");
+    let mut alerted: Vec<(String, String)> = drain_json(&h.stack, &alerts)
+        .await
+        .into_iter()
+        .map(|a| {
+            (
+                a["kind"].as_str().unwrap().to_owned(),
+                a["orderId"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    alerted.sort();
+    assert_eq!(
+        alerted,
+        vec![
+            ("stalled".to_owned(), "stalled-1".to_owned()),
+            ("stalled".to_owned(), "stalled-2".to_owned()),
+            ("stuck_creating".to_owned(), "stuck".to_owned()),
+        ]
+    );
+    let stuck = store.order("stuck").await.unwrap().unwrap();
+    assert_eq!(stuck.status, OrderStatus::Creating, "never bought again");
+
+    // The next run: the published order left the index; nothing is alerted
+    // again within the re-alert interval; the revived chain is not overdue.
+    let second = handler.handle(scheduled_event()).await.unwrap();
+    assert_eq!(second.index_items_read, PENDING as u64 - 1);
+    assert_eq!(
+        (
+            second.stalled_alerted,
+            second.stuck_alerted,
+            second.chains_revived,
+            second.events_republished
+        ),
+        (0, 0, 0, 0)
+    );
+    assert!(drain_json(&h.stack, &alerts).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_bounded_sweep_resumes_where_the_last_one_stopped() {
+    let h = harness(SimConfig::default(), Duration::from_secs(2)).await;
+    let store = DynamoStore::new(
+        h.stack.clients.dynamodb.clone(),
+        h.stack.resources.table_name(),
+    );
+    let now = OffsetDateTime::now_utc();
+    for i in 0..25 {
+        let id = format!("order-{i:02}");
+        pending_order(&store, &id, now, "processing").await;
+        store
+            .schedule_poll(&id, 1, now + minutes(10), now)
+            .await
+            .unwrap();
+    }
+    let handler = scan_stalled::Handler::with_options(
+        h.context.clone(),
+        SweepOptions {
+            page_size: 5,
+            max_items: 10,
+            ..SweepOptions::default()
+        },
+    );
+    let mut reads = Vec::new();
+    loop {
+        let report = handler.handle(scheduled_event()).await.unwrap();
+        reads.push(report.index_items_read);
+        if report.complete {
+            break;
+        }
+        assert!(reads.len() < 10, "{reads:?}");
+    }
+    assert_eq!(reads.iter().sum::<u64>(), 25, "{reads:?}");
+    assert_eq!(reads[..2], [10, 10]);
+    // A new sweep starts from the beginning again.
+    let again = handler.handle(scheduled_event()).await.unwrap();
+    assert_eq!(again.index_items_read, 10);
+}
