@@ -220,7 +220,7 @@ impl Settings {
         let foxreload = reader.foxreload();
         let stall = StallSettings {
             after: reader.seconds(names::STALL_AFTER_SECS, 600, 10..=86_400),
-            realert: reader.seconds(names::STALL_REALERT_SECS, 3_600, 60..=7 * 86_400),
+            realert: reader.seconds(names::STALL_REALERT_SECS, 3_600, 5..=7 * 86_400),
         };
         let schedule = reader.schedule(stall.after);
         if reader.problems.is_empty() {

@@ -24,3 +24,16 @@ pub fn init() {
         builder.with_ansi(false).try_init()
     };
 }
+
+/// Logging for a process run by hand (the local runner): readable text on
+/// standard error, `warn` unless `RUST_LOG` says otherwise, so standard output
+/// stays the program's own.
+pub fn init_local() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
