@@ -2,11 +2,12 @@
 //! order-events topic, operations alerts to the ops-alerts topic.
 
 use crate::domain::event::{DeliveredCodeRecord, OrderEvent, event_id, event_type};
-use crate::store::OrderRecord;
+use crate::store::{OrderRecord, SupplierProblem};
 use aws_sdk_sns::Client;
 use aws_sdk_sns::types::MessageAttributeValue;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
+use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 /// An alert for operations: what an operator needs to act on an order.
@@ -20,8 +21,35 @@ pub struct OpsAlert {
     pub status: String,
     pub age_secs: u64,
     pub last_polled_at: Option<String>,
-    pub last_error: Option<String>,
+    /// The last failure, as stored (`kind`, `status`, `code`, `detail`).
+    pub last_error: Option<SupplierProblem>,
     pub message: String,
+    pub alerted_at: String,
+}
+
+impl OpsAlert {
+    /// An alert about `order`, as it stands at `now`; `problem` overrides the
+    /// order's stored last error.
+    pub fn for_order(
+        order: &OrderRecord,
+        kind: &str,
+        message: impl Into<String>,
+        problem: Option<&SupplierProblem>,
+        now: OffsetDateTime,
+    ) -> Self {
+        let time = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
+        Self {
+            kind: kind.to_owned(),
+            order_id: order.order_id.clone(),
+            supplier_order_id: order.supplier_order_id.clone(),
+            status: order.status.as_str().to_owned(),
+            age_secs: (now - order.created_at).whole_seconds().max(0) as u64,
+            last_polled_at: order.last_polled_at.map(time),
+            last_error: problem.or(order.last_error.as_ref()).cloned(),
+            message: message.into(),
+            alerted_at: time(now),
+        }
+    }
 }
 
 /// The event of a terminal order, from what is stored: every copy is the

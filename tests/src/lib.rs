@@ -134,13 +134,14 @@ pub fn http_event(
     lambda_runtime::LambdaEvent::new(payload, context)
 }
 
-/// A queue subscribed to `topic_arn` with raw delivery; returns its URL.
-pub async fn subscribe_queue(stack: &TestStack, topic_arn: &str, name: &str) -> String {
+/// A queue named `name` subscribed to `topic_arn` with raw delivery;
+/// returns its URL.
+pub async fn subscribe_queue(clients: &AwsClients, topic_arn: &str, name: &str) -> String {
     use aws_sdk_sqs::types::QueueAttributeName;
-    let sqs = &stack.clients.sqs;
+    let sqs = &clients.sqs;
     let url = sqs
         .create_queue()
-        .queue_name(format!("{}-{name}", stack.prefix))
+        .queue_name(name)
         .send()
         .await
         .expect("queue created")
@@ -157,8 +158,7 @@ pub async fn subscribe_queue(stack: &TestStack, topic_arn: &str, name: &str) -> 
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
         .expect("queue ARN");
-    stack
-        .clients
+    clients
         .sns
         .subscribe()
         .topic_arn(topic_arn)
@@ -173,11 +173,10 @@ pub async fn subscribe_queue(stack: &TestStack, topic_arn: &str, name: &str) -> 
 
 /// Every message now on a queue (read until a receive comes back empty),
 /// deleted as read, bodies parsed as JSON.
-pub async fn drain_json(stack: &TestStack, queue_url: &str) -> Vec<serde_json::Value> {
+pub async fn drain_json(clients: &AwsClients, queue_url: &str) -> Vec<serde_json::Value> {
     let mut all = Vec::new();
     loop {
-        let got = stack
-            .clients
+        let got = clients
             .sqs
             .receive_message()
             .queue_url(queue_url)
@@ -191,8 +190,7 @@ pub async fn drain_json(stack: &TestStack, queue_url: &str) -> Vec<serde_json::V
         }
         for message in got.messages() {
             all.push(serde_json::from_str(message.body().unwrap_or("null")).expect("JSON"));
-            stack
-                .clients
+            clients
                 .sqs
                 .delete_message()
                 .queue_url(queue_url)

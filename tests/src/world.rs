@@ -54,13 +54,17 @@ pub async fn world(timing: Timing) -> World {
         h.stack.resources.table_name(),
     );
     let events = subscribe_queue(
-        &h.stack,
+        &h.stack.clients,
         h.stack.resources.order_events_topic_arn(),
-        "events",
+        &format!("{}-events", h.stack.prefix),
     )
     .await;
-    let alerts =
-        subscribe_queue(&h.stack, h.stack.resources.ops_alerts_topic_arn(), "alerts").await;
+    let alerts = subscribe_queue(
+        &h.stack.clients,
+        h.stack.resources.ops_alerts_topic_arn(),
+        &format!("{}-alerts", h.stack.prefix),
+    )
+    .await;
     World {
         h,
         create,
@@ -183,7 +187,7 @@ impl World {
                 .run_once(|event| async { handler.handle(event).await.unwrap() })
                 .await
                 .unwrap();
-            for raw in drain_json(&self.h.stack, &self.events).await {
+            for raw in drain_json(&self.h.stack.clients, &self.events).await {
                 let event: OrderEvent = serde_json::from_value(raw).unwrap();
                 let stored = self.store.codes(&event.order_id).await.unwrap();
                 assert_eq!(stored, event.codes, "codes stored before the event arrived");

@@ -117,7 +117,7 @@ async fn orders_end_with_exactly_the_delivered_codes_stored_then_published() {
         Some("payment_expiration")
     );
 
-    let alerts: Vec<OpsAlert> = drain_json(&w.h.stack, &w.alerts)
+    let alerts: Vec<OpsAlert> = drain_json(&w.h.stack.clients, &w.alerts)
         .await
         .into_iter()
         .map(|a| serde_json::from_value(a).unwrap())
@@ -187,7 +187,7 @@ async fn duplicate_deliveries_never_fork_a_chain() {
             .await
             .unwrap();
         assert_eq!(report.failed, 0);
-        assert!(drain_json(&w.h.stack, &w.events).await.is_empty());
+        assert!(drain_json(&w.h.stack.clients, &w.events).await.is_empty());
     }
 }
 
@@ -235,7 +235,7 @@ async fn a_failure_between_commit_and_publish_is_repaired_by_redelivery_with_the
     let committed = w.order(&id).await;
     assert!(committed.notified_at.is_none(), "the publish failed");
     let codes_before = w.store.codes(&id).await.unwrap();
-    assert!(drain_json(&w.h.stack, &w.events).await.is_empty());
+    assert!(drain_json(&w.h.stack.clients, &w.events).await.is_empty());
 
     let events = w
         .run_until_notified(&handler, &source, std::slice::from_ref(&id))
@@ -336,7 +336,7 @@ async fn an_order_past_the_horizon_is_abandoned_published_and_alerted() {
         (event.kind.as_str(), event.status.as_str()),
         ("order.abandoned", "abandoned")
     );
-    let alerts = drain_json(&w.h.stack, &w.alerts).await;
+    let alerts = drain_json(&w.h.stack.clients, &w.alerts).await;
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0]["kind"], "abandoned");
     assert_eq!(alerts[0]["orderId"], id.as_str());

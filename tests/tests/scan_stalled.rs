@@ -76,13 +76,17 @@ async fn one_sweep_reads_only_the_pending_orders_and_repairs_what_broke() {
         h.stack.resources.table_name(),
     );
     let events = subscribe_queue(
-        &h.stack,
+        &h.stack.clients,
         h.stack.resources.order_events_topic_arn(),
-        "events",
+        &format!("{}-events", h.stack.prefix),
     )
     .await;
-    let alerts =
-        subscribe_queue(&h.stack, h.stack.resources.ops_alerts_topic_arn(), "alerts").await;
+    let alerts = subscribe_queue(
+        &h.stack.clients,
+        h.stack.resources.ops_alerts_topic_arn(),
+        &format!("{}-alerts", h.stack.prefix),
+    )
+    .await;
     let now = OffsetDateTime::now_utc();
 
     // 45 healthy pending orders: young, their next poll due later.
@@ -148,19 +152,19 @@ async fn one_sweep_reads_only_the_pending_orders_and_repairs_what_broke() {
     assert_eq!(first.events_republished, 1);
     assert_eq!(first.errors, 0);
 
-    let revived = drain_json(&h.stack, h.stack.resources.poll_queue_url()).await;
+    let revived = drain_json(&h.stack.clients, h.stack.resources.poll_queue_url()).await;
     assert_eq!(
         revived,
         vec![serde_json::json!({"orderId": "orphan", "seq": 1, "kind": "poll"})]
     );
-    let published = drain_json(&h.stack, &events).await;
+    let published = drain_json(&h.stack.clients, &events).await;
     assert_eq!(published.len(), 1);
     assert_eq!(
         published[0]["eventId"],
         event_id("unnotified", OrderStatus::Completed).as_str()
     );
     assert_eq!(published[0]["codes"][0]["code"], "FOX-SWEEP-0001");
-    let mut alerted: Vec<(String, String)> = drain_json(&h.stack, &alerts)
+    let mut alerted: Vec<(String, String)> = drain_json(&h.stack.clients, &alerts)
         .await
         .into_iter()
         .map(|a| {
@@ -195,7 +199,7 @@ async fn one_sweep_reads_only_the_pending_orders_and_repairs_what_broke() {
         ),
         (0, 0, 0, 0)
     );
-    assert!(drain_json(&h.stack, &alerts).await.is_empty());
+    assert!(drain_json(&h.stack.clients, &alerts).await.is_empty());
 }
 
 #[tokio::test]

@@ -437,20 +437,7 @@ where
         message: &str,
         problem: &Option<SupplierProblem>,
     ) {
-        let now = self.clock.now();
-        let alert = OpsAlert {
-            kind: kind.to_owned(),
-            order_id: order.order_id.clone(),
-            supplier_order_id: order.supplier_order_id.clone(),
-            status: order.status.as_str().to_owned(),
-            age_secs: age(order, now).as_secs(),
-            last_polled_at: order.last_polled_at.map(|t| t.to_string()),
-            last_error: problem
-                .as_ref()
-                .or(order.last_error.as_ref())
-                .map(|p| serde_json::to_string(p).unwrap_or_default()),
-            message: message.to_owned(),
-        };
+        let alert = OpsAlert::for_order(order, kind, message, problem.as_ref(), self.clock.now());
         if let Err(error) = self.publisher.publish_alert(&alert).await {
             warn!(%error, "operations alert not sent");
         }

@@ -207,29 +207,20 @@ impl<S: OrderStore, Q: PollQueue, P: EventPublisher, C: Clock> Sweeper<S, Q, P, 
         {
             return Ok(false);
         }
-        let age = now - order.created_at;
-        let alert = OpsAlert {
-            kind: kind.to_owned(),
-            order_id: order.order_id.clone(),
-            supplier_order_id: order.supplier_order_id.clone(),
-            status: order.status.as_str().to_owned(),
-            age_secs: age.whole_seconds().max(0) as u64,
-            last_polled_at: order.last_polled_at.map(|t| t.to_string()),
-            last_error: order
-                .last_error
-                .as_ref()
-                .map(|p| serde_json::to_string(p).unwrap_or_default()),
-            message: match kind {
-                "stuck_creating" => {
-                    "the order is still being created: check FoxReload for it before buying again"
-                        .into()
-                }
-                "stuck_reconciling" => {
-                    "FoxReload's answer to the create was lost and no match is found yet".into()
-                }
-                _ => format!("the order has not ended after {} s", age.whole_seconds()),
-            },
+        let message = match kind {
+            "stuck_creating" => {
+                "the order is still being created: check FoxReload for it before buying again"
+                    .to_owned()
+            }
+            "stuck_reconciling" => {
+                "FoxReload's answer to the create was lost and no match is found yet".to_owned()
+            }
+            _ => format!(
+                "the order has not ended after {} s",
+                (now - order.created_at).whole_seconds()
+            ),
         };
+        let alert = OpsAlert::for_order(order, kind, message, None, now);
         if let Err(error) = self.publisher.publish_alert(&alert).await {
             self.store.release_stall_alert(&order.order_id, now).await?;
             return Err(error.into());
