@@ -3,8 +3,11 @@
 //! with a message that names the cause.
 
 use crate::aws::{self, ApiKeyError, AwsClients};
+use crate::events::SnsPublisher;
 use crate::foxreload::{ClientBuildError, FoxReloadClient};
+use crate::queue::SqsPollQueue;
 use crate::settings::{Settings, SettingsError};
+use crate::store::DynamoStore;
 use crate::telemetry;
 
 /// Why a function could not start.
@@ -47,6 +50,32 @@ impl Context {
                 std::process::exit(1);
             }
         }
+    }
+
+    /// The order store on the stack's table.
+    pub fn store(&self) -> DynamoStore {
+        DynamoStore::new(
+            self.aws.dynamodb.clone(),
+            &self.settings.resources.table_name,
+        )
+    }
+
+    /// The stack's poll queue.
+    pub fn poll_queue(&self) -> SqsPollQueue {
+        SqsPollQueue::new(
+            self.aws.sqs.clone(),
+            &self.settings.resources.poll_queue_url,
+        )
+    }
+
+    /// The publisher to the stack's two topics.
+    pub fn publisher(&self) -> SnsPublisher {
+        let resources = &self.settings.resources;
+        SnsPublisher::new(
+            self.aws.sns.clone(),
+            &resources.order_events_topic_arn,
+            &resources.ops_alerts_topic_arn,
+        )
     }
 
     /// Builds the context from given settings and clients (local runner,

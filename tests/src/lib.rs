@@ -201,3 +201,44 @@ pub async fn drain_json(clients: &AwsClients, queue_url: &str) -> Vec<serde_json
         }
     }
 }
+
+/// What the simulator delivered for a supplier order, by the documented
+/// rule: each `externalData` entry's `code`, or the whole entry as JSON.
+pub fn simulator_codes(sim: &foxreload_sim::Simulator, supplier_order_id: &str) -> Vec<String> {
+    use serde_json::Value;
+    let order = sim
+        .order(supplier_order_id)
+        .expect("the simulator knows the order");
+    order["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|item| item["externalData"].as_array().cloned().unwrap_or_default())
+        .map(|entry| match entry.get("code").and_then(Value::as_str) {
+            Some(code) if !code.is_empty() => code.to_owned(),
+            _ => entry.to_string(),
+        })
+        .collect()
+}
+
+/// Queues subscribed to the order-events and ops-alerts topics of a stack:
+/// `(events, alerts)`.
+pub async fn subscribe_both(
+    clients: &AwsClients,
+    resources: &Provisioned,
+    prefix: &str,
+) -> (String, String) {
+    let events = subscribe_queue(
+        clients,
+        resources.order_events_topic_arn(),
+        &format!("{prefix}-events"),
+    )
+    .await;
+    let alerts = subscribe_queue(
+        clients,
+        resources.ops_alerts_topic_arn(),
+        &format!("{prefix}-alerts"),
+    )
+    .await;
+    (events, alerts)
+}

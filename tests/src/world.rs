@@ -2,7 +2,7 @@
 //! place orders, queues subscribed to both topics, and an SQS event source
 //! feeding poll-order as Lambda's would.
 
-use crate::{Harness, drain_json, harness, http_event, subscribe_queue};
+use crate::{Harness, drain_json, harness, http_event, subscribe_both};
 use aws_lambda_events::encodings::Body;
 use create_order::create::CreateOptions;
 use foxrelay_local::{EventSourceOptions, SqsEventSource};
@@ -53,18 +53,8 @@ pub async fn world(timing: Timing) -> World {
         h.stack.clients.dynamodb.clone(),
         h.stack.resources.table_name(),
     );
-    let events = subscribe_queue(
-        &h.stack.clients,
-        h.stack.resources.order_events_topic_arn(),
-        &format!("{}-events", h.stack.prefix),
-    )
-    .await;
-    let alerts = subscribe_queue(
-        &h.stack.clients,
-        h.stack.resources.ops_alerts_topic_arn(),
-        &format!("{}-alerts", h.stack.prefix),
-    )
-    .await;
+    let (events, alerts) =
+        subscribe_both(&h.stack.clients, &h.stack.resources, &h.stack.prefix).await;
     World {
         h,
         create,
@@ -213,21 +203,7 @@ impl World {
     /// What the simulator delivered for our order, by the documented rule.
     pub async fn delivered_by_simulator(&self, id: &str) -> Vec<String> {
         let order = self.order(id).await;
-        let sim_order = self
-            .h
-            .sim
-            .order(order.supplier_order_id.as_deref().unwrap())
-            .unwrap();
-        sim_order["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|item| item["externalData"].as_array().cloned().unwrap_or_default())
-            .map(|entry| match entry.get("code").and_then(Value::as_str) {
-                Some(code) if !code.is_empty() => code.to_owned(),
-                _ => entry.to_string(),
-            })
-            .collect()
+        crate::simulator_codes(&self.h.sim, order.supplier_order_id.as_deref().unwrap())
     }
 }
 

@@ -6,7 +6,9 @@
 use foxrelay_local::{LocalStack, StackOptions, StackTemplate};
 use foxrelay_shared::domain::event::OrderEvent;
 use foxrelay_shared::store::{DynamoStore, OrderStore};
-use foxrelay_tests::{drain_json, moto, subscribe_queue, unique_prefix};
+use foxrelay_tests::{
+    drain_json, moto, simulator_codes, subscribe_both, subscribe_queue, unique_prefix,
+};
 use foxreload_sim::{
     PRODUCT_5XX, PRODUCT_429, PRODUCT_ACTIVATION, PRODUCT_FAIL, PRODUCT_FAST, PRODUCT_MANY,
     PRODUCT_NEVER, PRODUCT_PARTIAL, PRODUCT_STALL_CREATE, SimConfig, Simulator, Timing,
@@ -121,21 +123,6 @@ async fn collect_events(
     events
 }
 
-/// What the simulator delivered for a supplier order, by the documented rule.
-fn delivered(sim: &Simulator, supplier_order_id: &str) -> Vec<String> {
-    let order = sim.order(supplier_order_id).unwrap();
-    order["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|item| item["externalData"].as_array().cloned().unwrap_or_default())
-        .map(|entry| match entry.get("code").and_then(Value::as_str) {
-            Some(code) if !code.is_empty() => code.to_owned(),
-            _ => entry.to_string(),
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_orders_end_with_exactly_their_codes_and_nothing_bought_twice() {
     let sim = simulator().await;
@@ -143,18 +130,8 @@ async fn two_hundred_orders_end_with_exactly_their_codes_and_nothing_bought_twic
         .await
         .unwrap();
     let prefix = unique_prefix();
-    let events_queue = subscribe_queue(
-        &stack.clients,
-        stack.resources.order_events_topic_arn(),
-        &format!("{prefix}-events"),
-    )
-    .await;
-    let alerts_queue = subscribe_queue(
-        &stack.clients,
-        stack.resources.ops_alerts_topic_arn(),
-        &format!("{prefix}-alerts"),
-    )
-    .await;
+    let (events_queue, alerts_queue) =
+        subscribe_both(&stack.clients, &stack.resources, &prefix).await;
 
     let mix: [(&'static str, usize); 8] = [
         (PRODUCT_FAST, 100),
@@ -198,7 +175,7 @@ async fn two_hundred_orders_end_with_exactly_their_codes_and_nothing_bought_twic
         let copies = &events[id];
         assert!(copies.iter().all(|e| e.event_id == copies[0].event_id));
         let codes: Vec<String> = copies[0].codes.iter().map(|c| c.code.clone()).collect();
-        assert_eq!(codes, delivered(&sim, &supplier), "order {id}");
+        assert_eq!(codes, simulator_codes(&sim, &supplier), "order {id}");
         assert!(order.notified_at.is_some());
     }
     let counters = sim.counters();
@@ -273,7 +250,7 @@ async fn stopping_the_runner_mid_run_and_starting_it_again_loses_nothing() {
         let order = store.order(id).await.unwrap().unwrap();
         let supplier = order.supplier_order_id.unwrap();
         let codes: Vec<String> = events[id][0].codes.iter().map(|c| c.code.clone()).collect();
-        assert_eq!(codes, delivered(&sim, &supplier));
+        assert_eq!(codes, simulator_codes(&sim, &supplier));
     }
     assert_eq!(sim.counters().orders_created, 30);
     second.stop().await;

@@ -393,3 +393,43 @@ async fn an_order_left_reconciling_is_settled_by_poll_order_without_buying_again
         w.delivered_by_simulator(&id).await
     );
 }
+
+#[tokio::test]
+async fn an_order_left_unpaid_by_create_order_is_paid_by_poll_order_once() {
+    let w = world(Timing {
+        payment_window: Duration::from_secs(60),
+        ..quick_timing()
+    })
+    .await;
+    let unpaid = create_order::Handler::with_options(
+        w.h.context.clone(),
+        CreateOptions {
+            auto_pay: false,
+            first_poll_delay: Duration::from_secs(1),
+            ..CreateOptions::default()
+        },
+    );
+    let response = unpaid
+        .handle(http_event(
+            "POST",
+            "/orders",
+            &[("content-type", "application/json")],
+            Some(&json!({"items": [{"productId": PRODUCT_FAST, "quantity": 1}]}).to_string()),
+        ))
+        .await
+        .unwrap();
+    let Some(Body::Text(text)) = &response.body else {
+        panic!("no body")
+    };
+    let answer: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(answer["status"], "active");
+    let id = answer["orderId"].as_str().unwrap().to_owned();
+
+    let handler = poll_order::Handler::from_poller(w.poller(w.sns()));
+    let events = w
+        .run_until_notified(&handler, &w.source(2, true), std::slice::from_ref(&id))
+        .await;
+    assert_eq!(events[&id][0].status, "completed");
+    let supplier = w.order(&id).await.supplier_order_id.unwrap();
+    assert_eq!(w.h.sim.counters().pays_by_order[&supplier], 1, "paid once");
+}

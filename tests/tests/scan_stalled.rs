@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use foxrelay_shared::domain::event::{CodeKind, DeliveredCodeRecord, ItemOutcome, event_id};
 use foxrelay_shared::domain::{OrderStatus, parse_new_order};
 use foxrelay_shared::store::{DynamoStore, OrderRecord, OrderStore, Terminal};
-use foxrelay_tests::{Harness, drain_json, harness, subscribe_queue};
+use foxrelay_tests::{Harness, drain_json, harness, subscribe_both};
 use foxreload_sim::SimConfig;
 use lambda_runtime::LambdaEvent;
 use scan_stalled::sweep::SweepOptions;
@@ -75,18 +75,8 @@ async fn one_sweep_reads_only_the_pending_orders_and_repairs_what_broke() {
         h.stack.clients.dynamodb.clone(),
         h.stack.resources.table_name(),
     );
-    let events = subscribe_queue(
-        &h.stack.clients,
-        h.stack.resources.order_events_topic_arn(),
-        &format!("{}-events", h.stack.prefix),
-    )
-    .await;
-    let alerts = subscribe_queue(
-        &h.stack.clients,
-        h.stack.resources.ops_alerts_topic_arn(),
-        &format!("{}-alerts", h.stack.prefix),
-    )
-    .await;
+    let (events, alerts) =
+        subscribe_both(&h.stack.clients, &h.stack.resources, &h.stack.prefix).await;
     let now = OffsetDateTime::now_utc();
 
     // 45 healthy pending orders: young, their next poll due later.

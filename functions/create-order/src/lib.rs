@@ -48,11 +48,10 @@ impl Handler {
     }
 
     pub fn with_options(context: Context, options: CreateOptions) -> Self {
-        let resources = &context.settings.resources;
         Self {
             creator: Creator {
-                store: DynamoStore::new(context.aws.dynamodb.clone(), &resources.table_name),
-                queue: SqsPollQueue::new(context.aws.sqs.clone(), &resources.poll_queue_url),
+                store: context.store(),
+                queue: context.poll_queue(),
                 supplier: context.foxreload.clone(),
                 clock: SystemClock,
                 options,

@@ -46,16 +46,11 @@ impl Handler {
     }
 
     pub fn with_options(context: Context, options: PollOptions) -> Self {
-        let resources = &context.settings.resources;
         Self::from_poller(Poller {
-            store: DynamoStore::new(context.aws.dynamodb.clone(), &resources.table_name),
-            queue: SqsPollQueue::new(context.aws.sqs.clone(), &resources.poll_queue_url),
+            store: context.store(),
+            queue: context.poll_queue(),
             supplier: context.foxreload.clone(),
-            publisher: SnsPublisher::new(
-                context.aws.sns.clone(),
-                &resources.order_events_topic_arn,
-                &resources.ops_alerts_topic_arn,
-            ),
+            publisher: context.publisher(),
             clock: SystemClock,
             options,
         })

@@ -163,7 +163,26 @@ where
         let supplier_order_id = order.supplier_order_id.clone().unwrap_or_default();
         match self.supplier.get_order(&supplier_order_id).await {
             Ok(found) if found.status.is_terminal() => self.finish(order, &found).await,
-            Ok(found) => {
+            Ok(mut found) => {
+                if self.options.auto_pay && payment_due(&order, &found) {
+                    // Not paid yet, and not refused for good: create-order's
+                    // payment failed on the way, or never ran. Paying an
+                    // order that is no longer `active` is refused, so this
+                    // cannot pay twice.
+                    pay(
+                        &self.store,
+                        &self.supplier,
+                        &self.clock,
+                        &order.order_id,
+                        &found,
+                    )
+                    .await;
+                    if let Ok(Some(paid)) = self.store.order(&order.order_id).await
+                        && let Some(status) = paid.supplier_status
+                    {
+                        found.status = foxrelay_shared::foxreload::SupplierStatus::parse(&status);
+                    }
+                }
                 let status = OrderStatus::from_supplier(&found.status);
                 let supplier_status = Some(found.status.as_str().to_owned());
                 self.next_link(
@@ -442,6 +461,17 @@ where
             warn!(%error, "operations alert not sent");
         }
     }
+}
+
+/// Whether an `active` supplier order should be paid now: its payment was
+/// not refused for good (a refusal such as `BALANCE_NOT_ENOUGH` stands, and
+/// the order is left to expire and be published as cancelled).
+fn payment_due(order: &OrderRecord, found: &SupplierOrder) -> bool {
+    found.status == foxrelay_shared::foxreload::SupplierStatus::Active
+        && order
+            .payment_error
+            .as_ref()
+            .is_none_or(|refusal| !matches!(refusal.kind.as_str(), "rejected" | "unauthorized"))
 }
 
 /// Whether the order still has no supplier order of its own.

@@ -32,16 +32,11 @@ impl Handler {
     }
 
     pub fn with_options(context: Context, options: SweepOptions) -> Self {
-        let resources = &context.settings.resources;
         Self {
             sweeper: Sweeper {
-                store: DynamoStore::new(context.aws.dynamodb.clone(), &resources.table_name),
-                queue: SqsPollQueue::new(context.aws.sqs.clone(), &resources.poll_queue_url),
-                publisher: SnsPublisher::new(
-                    context.aws.sns.clone(),
-                    &resources.order_events_topic_arn,
-                    &resources.ops_alerts_topic_arn,
-                ),
+                store: context.store(),
+                queue: context.poll_queue(),
+                publisher: context.publisher(),
                 clock: SystemClock,
                 options,
             },
