@@ -162,7 +162,7 @@ async fn two_hundred_orders_end_with_exactly_their_codes_and_nothing_bought_twic
         .collect();
     assert_eq!(ids.len(), 200);
 
-    let events = collect_events(&stack, &events_queue, &ids, Duration::from_secs(240)).await;
+    let events = collect_events(&stack, &events_queue, &ids, Duration::from_secs(600)).await;
     let store = DynamoStore::new(stack.clients.dynamodb.clone(), stack.resources.table_name());
     let mut supplier_orders = BTreeSet::new();
     for id in &ids {
@@ -241,7 +241,7 @@ async fn stopping_the_runner_mid_run_and_starting_it_again_loses_nothing() {
 
     let second = LocalStack::start(options(&prefix, &sim, 1)).await.unwrap();
     let ids: BTreeSet<String> = placed.into_iter().map(|(id, _)| id).collect();
-    let events = collect_events(&second, &events_queue, &ids, Duration::from_secs(120)).await;
+    let events = collect_events(&second, &events_queue, &ids, Duration::from_secs(300)).await;
     let store = DynamoStore::new(
         second.clients.dynamodb.clone(),
         second.resources.table_name(),
