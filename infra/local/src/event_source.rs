@@ -146,20 +146,34 @@ impl SqsEventSource {
             .into_iter()
             .map(|f| f.item_identifier)
             .collect();
-        for (id, handle) in &handles {
-            if failed.contains(id) {
-                continue;
-            }
-            self.sqs
-                .delete_message()
+        let done: Vec<_> = handles
+            .iter()
+            .filter(|(id, _)| !failed.contains(*id))
+            .map(|(id, handle)| {
+                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                    .id(batch_entry_id(id))
+                    .receipt_handle(handle)
+                    .build()
+                    .expect("id and receipt handle are set")
+            })
+            .collect();
+        if !done.is_empty() {
+            let deleted = self
+                .sqs
+                .delete_message_batch()
                 .queue_url(&self.queue_url)
-                .receipt_handle(handle)
+                .set_entries(Some(done))
                 .send()
                 .await
                 .map_err(|e| EventSourceError {
-                    what: "delete a handled message",
+                    what: "delete handled messages",
                     source: Box::new(e),
                 })?;
+            // A message not deleted is delivered again: harmless (every
+            // handler is idempotent), but worth a word.
+            for failure in deleted.failed() {
+                tracing::warn!(entry = %failure.id(), reason = ?failure.message(), "a handled message was not deleted");
+            }
         }
         Ok(BatchReport {
             received: handles.len(),
@@ -178,6 +192,15 @@ impl SqsEventSource {
             "arn:aws:lambda:us-east-1:000000000000:function:local".into();
         context
     }
+}
+
+/// Batch entry ids allow letters, digits, `-` and `_`, at most 80.
+fn batch_entry_id(message_id: &str) -> String {
+    message_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        .take(80)
+        .collect()
 }
 
 /// A request id for the handler's context.
