@@ -137,38 +137,9 @@ pub fn http_event(
 /// A queue named `name` subscribed to `topic_arn` with raw delivery;
 /// returns its URL.
 pub async fn subscribe_queue(clients: &AwsClients, topic_arn: &str, name: &str) -> String {
-    use aws_sdk_sqs::types::QueueAttributeName;
-    let sqs = &clients.sqs;
-    let url = sqs
-        .create_queue()
-        .queue_name(name)
-        .send()
+    foxrelay_local::subscribe_queue(clients, &[topic_arn], name)
         .await
-        .expect("queue created")
-        .queue_url()
-        .unwrap_or_default()
-        .to_owned();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("queue attributes")
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .expect("queue ARN");
-    clients
-        .sns
-        .subscribe()
-        .topic_arn(topic_arn)
-        .protocol("sqs")
-        .endpoint(arn)
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .expect("subscribed");
-    url
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Every message now on a queue (read until a receive comes back empty),

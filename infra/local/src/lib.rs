@@ -6,10 +6,12 @@ pub mod event_source;
 pub mod moto;
 pub mod provision;
 pub mod stack;
+pub mod subscription;
 pub mod template;
 
 pub use event_source::{BatchReport, EventSourceOptions, SqsEventSource};
 pub use moto::{MotoError, MotoServer};
 pub use provision::{ProvisionError, Provisioned, provision};
 pub use stack::{LocalStack, StackOptions};
+pub use subscription::subscribe_queue;
 pub use template::{StackTemplate, TemplateError};

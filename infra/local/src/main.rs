@@ -93,46 +93,13 @@ fn default_template() -> PathBuf {
 
 /// A queue subscribed to both topics, read by the printer.
 async fn printer_queue(stack: &LocalStack) -> Result<String, String> {
-    let sqs = &stack.clients.sqs;
-    let url = sqs
-        .create_queue()
-        .queue_name("foxrelay-local-printer")
-        .send()
-        .await
-        .map_err(|e| format!("cannot create the printer queue: {e}"))?
-        .queue_url()
-        .unwrap_or_default()
-        .to_owned();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .map_err(|e| format!("cannot read the printer queue: {e}"))?
-        .attributes()
-        .and_then(|a| {
-            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                .cloned()
-        })
-        .unwrap_or_default();
-    for topic in [
+    let topics = [
         stack.resources.order_events_topic_arn(),
         stack.resources.ops_alerts_topic_arn(),
-    ] {
-        stack
-            .clients
-            .sns
-            .subscribe()
-            .topic_arn(topic)
-            .protocol("sqs")
-            .endpoint(&arn)
-            .attributes("RawMessageDelivery", "true")
-            .send()
-            .await
-            .map_err(|e| format!("cannot subscribe the printer: {e}"))?;
-    }
-    Ok(url)
+    ];
+    foxrelay_local::subscribe_queue(&stack.clients, &topics, "foxrelay-local-printer")
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Receives what arrived on the printer queue (waiting up to `wait`).
