@@ -227,18 +227,9 @@ async fn create_queue(
         .queue_url()
         .unwrap_or_default()
         .to_owned();
-    let attributes = clients
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
+    let arn = crate::subscription::queue_arn(&clients.sqs, &url)
         .await
-        .map_err(|e| ProvisionError::aws(id, e))?;
-    let arn = attributes
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
-        .cloned()
+        .map_err(|e| ProvisionError::aws(id, e))?
         .ok_or_else(|| ProvisionError::template(id, "the created queue reports no ARN"))?;
     done.created(id, url, arn);
     Ok(())

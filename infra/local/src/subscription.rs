@@ -38,16 +38,9 @@ pub async fn subscribe_queue(
         .queue_url()
         .unwrap_or_default()
         .to_owned();
-    let arn = clients
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
+    let arn = queue_arn(&clients.sqs, &url)
         .await
         .map_err(|e| fail("read the queue's ARN")(e.into()))?
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
         .unwrap_or_default();
     for topic in topic_arns {
         clients
@@ -62,4 +55,25 @@ pub async fn subscribe_queue(
             .map_err(|e| fail("subscribe")(e.into()))?;
     }
     Ok(url)
+}
+
+/// A queue's ARN (`None` if the service reports none).
+pub async fn queue_arn(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+) -> Result<
+    Option<String>,
+    aws_sdk_sqs::error::SdkError<
+        aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError,
+    >,
+> {
+    let output = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?;
+    Ok(output
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned()))
 }
