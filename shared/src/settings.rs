@@ -57,11 +57,43 @@ pub mod names {
     pub const POLL_SLOW_CAP_SECS: &str = "POLL_SLOW_CAP_SECS";
     /// Jitter of every delay, in percent (20 = ±20 %).
     pub const POLL_JITTER_PERCENT: &str = "POLL_JITTER_PERCENT";
+    /// CloudWatch namespace of the Embedded Metric Format lines.
+    pub const METRICS_NAMESPACE: &str = "METRICS_NAMESPACE";
     /// Set by the Lambda service inside a function; its presence means "in AWS".
     pub const AWS_LAMBDA_FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
     /// Points the AWS SDK at another endpoint (moto, locally).
     pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+
+    /// The settings `template.yaml` sets on every function: every name above
+    /// but the local-only ones (`FOXRELOAD_API_KEY`, `AWS_ENDPOINT_URL`), the
+    /// one Lambda sets itself, and the optional request headers.
+    pub const DEPLOYED: &[&str] = &[
+        TABLE_NAME,
+        POLL_QUEUE_URL,
+        ORDER_EVENTS_TOPIC_ARN,
+        OPS_ALERTS_TOPIC_ARN,
+        FOXRELOAD_BASE_URL,
+        FOXRELOAD_API_KEY_SECRET_ARN,
+        FOXRELOAD_CONNECT_TIMEOUT_MS,
+        FOXRELOAD_REQUEST_TIMEOUT_MS,
+        FOXRELOAD_AUTO_PAY,
+        FOXRELOAD_MOCK_ORDERS,
+        STALL_AFTER_SECS,
+        STALL_REALERT_SECS,
+        POLL_HORIZON_SECS,
+        POLL_FAST_INTERVAL_SECS,
+        POLL_FAST_UNTIL_SECS,
+        POLL_STEADY_START_SECS,
+        POLL_GROWTH_PERCENT,
+        POLL_STEADY_CAP_SECS,
+        POLL_SLOW_CAP_SECS,
+        POLL_JITTER_PERCENT,
+        METRICS_NAMESPACE,
+    ];
 }
+
+/// Default CloudWatch namespace of foxrelay's metrics.
+pub const DEFAULT_METRICS_NAMESPACE: &str = "foxrelay";
 
 /// Default FoxReload base URL.
 pub const DEFAULT_FOXRELOAD_BASE_URL: &str = "https://public-api.foxreload.com";
@@ -74,6 +106,8 @@ pub struct Settings {
     pub stall: StallSettings,
     /// The polling schedule; its `stall_after` is `stall.after`.
     pub schedule: Schedule,
+    /// CloudWatch namespace of the metrics foxrelay logs.
+    pub metrics_namespace: String,
 }
 
 /// Names of the AWS resources created by `template.yaml`.
@@ -223,12 +257,14 @@ impl Settings {
             realert: reader.seconds(names::STALL_REALERT_SECS, 3_600, 5..=7 * 86_400),
         };
         let schedule = reader.schedule(stall.after);
+        let metrics_namespace = reader.metrics_namespace();
         if reader.problems.is_empty() {
             Ok(Settings {
                 resources,
                 foxreload,
                 stall,
                 schedule,
+                metrics_namespace,
             })
         } else {
             Err(SettingsError {
@@ -411,6 +447,23 @@ impl Reader<'_> {
         schedule
     }
 
+    /// CloudWatch allows 1 to 255 characters, none of them a colon.
+    fn metrics_namespace(&mut self) -> String {
+        let namespace = self
+            .get(names::METRICS_NAMESPACE)
+            .unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.to_owned());
+        if namespace.len() > 255
+            || namespace.contains(':')
+            || namespace.chars().any(char::is_control)
+        {
+            self.invalid(
+                names::METRICS_NAMESPACE,
+                "must be at most 255 characters, without a colon",
+            );
+        }
+        namespace
+    }
+
     fn api_key(&mut self) -> ApiKeySource {
         let arn = self.get(names::FOXRELOAD_API_KEY_SECRET_ARN);
         let plain = self.get(names::FOXRELOAD_API_KEY);
@@ -512,6 +565,19 @@ mod tests {
         assert_eq!(s.stall.realert, Duration::from_secs(3_600));
         assert_eq!(s.schedule, Schedule::default());
         assert!(matches!(s.foxreload.api_key, ApiKeySource::SecretArn(_)));
+        assert_eq!(s.metrics_namespace, DEFAULT_METRICS_NAMESPACE);
+    }
+
+    #[test]
+    fn a_metrics_namespace_cloudwatch_would_refuse_is_named() {
+        let mut env = minimal();
+        env.insert(names::METRICS_NAMESPACE, "foxrelay:prod".into());
+        assert_eq!(
+            load(&env).unwrap_err().names(),
+            vec![names::METRICS_NAMESPACE]
+        );
+        env.insert(names::METRICS_NAMESPACE, "foxrelay/prod".into());
+        assert_eq!(load(&env).unwrap().metrics_namespace, "foxrelay/prod");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use crate::aws::{self, ApiKeyError, AwsClients};
 use crate::events::SnsPublisher;
 use crate::foxreload::{ClientBuildError, FoxReloadClient};
+use crate::metrics::{Metered, Metric, Metrics};
 use crate::queue::SqsPollQueue;
 use crate::settings::{Settings, SettingsError};
 use crate::store::DynamoStore;
@@ -27,6 +28,10 @@ pub struct Context {
     pub settings: Settings,
     pub aws: AwsClients,
     pub foxreload: FoxReloadClient,
+    /// Whether metrics go to standard output as EMF lines (inside Lambda) or
+    /// are kept in memory (the local runner and in-process tests, whose
+    /// standard output is their own).
+    pub metrics_to_stdout: bool,
 }
 
 impl Context {
@@ -35,7 +40,9 @@ impl Context {
         telemetry::init();
         let settings = Settings::from_env()?;
         let aws = AwsClients::new(&aws::load_from_env().await);
-        Self::build(settings, aws).await
+        let mut context = Self::build(settings, aws).await?;
+        context.metrics_to_stdout = true;
+        Ok(context)
     }
 
     /// [`Context::from_env`], or the process ends with the reason on standard
@@ -78,6 +85,24 @@ impl Context {
         )
     }
 
+    /// This function's metric counters; it writes `declared` on every flush.
+    pub fn metrics(&self, declared: &[Metric]) -> Metrics {
+        let namespace = &self.settings.metrics_namespace;
+        if self.metrics_to_stdout {
+            Metrics::stdout(namespace, declared)
+        } else {
+            Metrics::in_memory(namespace, declared)
+        }
+    }
+
+    /// The FoxReload client, counting its polls and failures into `metrics`.
+    pub fn metered_foxreload(&self, metrics: &Metrics) -> Metered<FoxReloadClient> {
+        Metered {
+            inner: self.foxreload.clone(),
+            metrics: metrics.clone(),
+        }
+    }
+
     /// Builds the context from given settings and clients (local runner,
     /// tests).
     pub async fn build(settings: Settings, aws: AwsClients) -> Result<Self, StartupError> {
@@ -87,6 +112,7 @@ impl Context {
             settings,
             aws,
             foxreload,
+            metrics_to_stdout: false,
         })
     }
 }

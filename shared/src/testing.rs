@@ -210,7 +210,7 @@ impl FunctionProcess {
             .env("RUST_LOG", "warn")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()?;
@@ -231,16 +231,34 @@ impl FunctionProcess {
         }
         Some((status.code(), stderr))
     }
+
+    /// Stops the process and returns what it wrote to standard output (log
+    /// lines and metric lines, inside Lambda).
+    pub async fn stop(mut self) -> String {
+        use tokio::io::AsyncReadExt;
+        let _ = self.child.kill().await;
+        let mut stdout = String::new();
+        if let Some(mut pipe) = self.child.stdout.take() {
+            let _ = pipe.read_to_string(&mut stdout).await;
+        }
+        stdout
+    }
 }
 
 /// Starts `binary` with valid settings, hands it `event`, and returns its
 /// answer; panics with the reason when there is none.
 pub async fn invoke_binary(binary: &str, event: Value) -> Outcome {
+    invoke_binary_with_output(binary, event).await.0
+}
+
+/// [`invoke_binary`], and what the binary wrote to standard output until it
+/// answered.
+pub async fn invoke_binary_with_output(binary: &str, event: Value) -> (Outcome, String) {
     let api = RuntimeApi::start().await.expect("runtime API starts");
     let process =
         FunctionProcess::spawn(binary, &api, &valid_settings_env()).expect("binary starts");
     match api.invoke(event, Duration::from_secs(30)).await {
-        Some(outcome) => outcome,
+        Some(outcome) => (outcome, process.stop().await),
         None => {
             let (code, stderr) = process
                 .exit(Duration::from_secs(1))

@@ -13,6 +13,7 @@ pub mod world;
 use aws_config::SdkConfig;
 use foxrelay_local::{MotoServer, Provisioned, StackTemplate, provision};
 use foxrelay_shared::aws::{AwsClients, LocalAws, load_local};
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 /// The test binary's moto server, started on first use.
@@ -212,4 +213,34 @@ pub async fn subscribe_both(
     )
     .await;
     (events, alerts)
+}
+
+/// Sums EMF lines: each metric without dimensions by name, and supplier
+/// errors by kind under `SupplierErrors/{kind}`. Checks each line is the
+/// EMF shape CloudWatch reads.
+pub fn metric_totals(lines: &[String]) -> BTreeMap<String, u64> {
+    let mut totals = BTreeMap::new();
+    for line in lines {
+        let line: serde_json::Value = serde_json::from_str(line).expect("an EMF line is JSON");
+        let directive = &line["_aws"]["CloudWatchMetrics"][0];
+        assert!(line["_aws"]["Timestamp"].is_u64(), "{line}");
+        let dimensions = directive["Dimensions"][0]
+            .as_array()
+            .expect("one dimension set");
+        for metric in directive["Metrics"].as_array().expect("metrics") {
+            let name = metric["Name"].as_str().expect("a name");
+            assert_eq!(metric["Unit"], "Count");
+            let value = line[name].as_u64().expect("a count beside the directive");
+            let key = match dimensions.as_slice() {
+                [] => name.to_owned(),
+                [dimension] => format!(
+                    "{name}/{}",
+                    line[dimension.as_str().unwrap()].as_str().unwrap()
+                ),
+                more => panic!("unexpected dimensions {more:?}"),
+            };
+            *totals.entry(key).or_default() += value;
+        }
+    }
+    totals
 }

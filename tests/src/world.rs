@@ -9,6 +9,7 @@ use foxrelay_local::{EventSourceOptions, SqsEventSource};
 use foxrelay_shared::domain::event::OrderEvent;
 use foxrelay_shared::domain::schedule::Schedule;
 use foxrelay_shared::events::{EventPublisher, SnsPublisher};
+use foxrelay_shared::metrics::{Metered, Metrics};
 use foxrelay_shared::store::{DynamoStore, OrderRecord, OrderStore};
 use foxreload_sim::{SimConfig, Timing};
 use poll_order::poll::{PollOptions, Poller};
@@ -28,6 +29,8 @@ pub fn quick_schedule() -> Schedule {
 pub struct World {
     pub h: Harness,
     pub create: create_order::Handler,
+    /// poll-order's metrics (in memory) for every handler of this world.
+    pub metrics: Metrics,
     pub store: DynamoStore,
     pub events: String,
     pub alerts: String,
@@ -55,8 +58,10 @@ pub async fn world(timing: Timing) -> World {
     );
     let (events, alerts) =
         subscribe_both(&h.stack.clients, &h.stack.resources, &h.stack.prefix).await;
+    let metrics = h.context.metrics(poll_order::METRICS);
     World {
         h,
+        metrics,
         create,
         store,
         events,
@@ -97,13 +102,27 @@ impl World {
         )
     }
 
+    /// poll-order over this world's poller, counting into its metrics.
+    pub fn poll_handler<P: EventPublisher + 'static>(
+        &self,
+        publisher: P,
+    ) -> poll_order::Handler<
+        DynamoStore,
+        foxrelay_shared::queue::SqsPollQueue,
+        Metered<foxrelay_shared::foxreload::FoxReloadClient>,
+        P,
+        foxrelay_shared::clock::SystemClock,
+    > {
+        poll_order::Handler::from_poller(self.poller(publisher), self.metrics.clone())
+    }
+
     pub fn poller<P: EventPublisher>(
         &self,
         publisher: P,
     ) -> Poller<
         DynamoStore,
         foxrelay_shared::queue::SqsPollQueue,
-        foxrelay_shared::foxreload::FoxReloadClient,
+        Metered<foxrelay_shared::foxreload::FoxReloadClient>,
         P,
         foxrelay_shared::clock::SystemClock,
     > {
@@ -113,7 +132,7 @@ impl World {
                 self.h.stack.clients.sqs.clone(),
                 self.h.stack.resources.poll_queue_url(),
             ),
-            supplier: self.h.context.foxreload.clone(),
+            supplier: self.h.context.metered_foxreload(&self.metrics),
             publisher,
             clock: foxrelay_shared::clock::SystemClock,
             options: poll_options(),

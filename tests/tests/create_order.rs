@@ -4,7 +4,7 @@ use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use aws_lambda_events::encodings::Body;
 use create_order::Handler;
 use create_order::create::CreateOptions;
-use foxrelay_tests::{Harness, harness, http_event};
+use foxrelay_tests::{Harness, harness, http_event, metric_totals};
 use foxreload_sim::{
     PRODUCT_FAST, PRODUCT_PLAYER, PRODUCT_POOR, PRODUCT_STALL_CREATE, SimConfig, Timing,
 };
@@ -369,6 +369,11 @@ async fn replay_with_the_same_key_gives_the_same_answer_and_buys_once() {
     assert_eq!(other.status_code, 422);
     assert_eq!(body_of(&other)["error"]["code"], "idempotency_key_reused");
     assert_eq!(h.sim.counters().orders_created, 1);
+
+    // One order created, whatever the replays: one EMF line per request.
+    let lines = handler.metrics().lines();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(metric_totals(&lines)["OrdersCreated"], 1);
 }
 
 #[tokio::test]
@@ -422,6 +427,12 @@ async fn foxreload_refusal_is_a_502_with_its_code_and_the_order_not_placed() {
     assert_eq!(again.status_code, 502);
     assert_eq!(again.body, response.body);
     assert!(poll_messages(&h, 0).await.is_empty());
+    let totals = metric_totals(&handler.metrics().lines());
+    assert_eq!(
+        (totals["OrdersCreated"], totals["SupplierErrors/rejected"]),
+        (0, 1),
+        "{totals:?}"
+    );
 }
 
 #[tokio::test]

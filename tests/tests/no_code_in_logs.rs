@@ -34,7 +34,7 @@ async fn no_delivered_code_appears_in_any_log_line() {
     tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
 
     let w = world(quick_timing()).await;
-    let handler = poll_order::Handler::from_poller(w.poller(w.sns()));
+    let handler = w.poll_handler(w.sns());
     let ids = vec![
         w.place(PRODUCT_FAST, 2).await,
         w.place(PRODUCT_ACTIVATION, 1).await,

@@ -9,7 +9,7 @@ use foxrelay_shared::domain::schedule::Schedule;
 use foxrelay_shared::events::{EventPublisher, OpsAlert, PublishError, SnsPublisher};
 use foxrelay_shared::store::OrderStore;
 use foxrelay_tests::world::{World, codes_of, quick_timing, world};
-use foxrelay_tests::{drain_json, http_event};
+use foxrelay_tests::{drain_json, http_event, metric_totals};
 use foxreload_sim::{
     PRODUCT_5XX, PRODUCT_429, PRODUCT_ACTIVATION, PRODUCT_FAIL, PRODUCT_FAST, PRODUCT_GARBAGE,
     PRODUCT_MANY, PRODUCT_PARTIAL, PRODUCT_POOR, PRODUCT_UNKNOWN_STATUS, Timing,
@@ -23,7 +23,7 @@ use std::time::Duration;
 #[tokio::test]
 async fn orders_end_with_exactly_the_delivered_codes_stored_then_published() {
     let w = world(quick_timing()).await;
-    let handler = poll_order::Handler::from_poller(w.poller(w.sns()));
+    let handler = w.poll_handler(w.sns());
     let mut ids = BTreeMap::new();
     for product in [
         PRODUCT_FAST,
@@ -127,12 +127,20 @@ async fn orders_end_with_exactly_the_delivered_codes_stored_then_published() {
         (alerts[0].kind.as_str(), alerts[0].order_id.as_str()),
         ("failed", ids[PRODUCT_FAIL].as_str())
     );
+
+    // The metrics count what the simulator and the events saw.
+    let totals = metric_totals(&w.metrics.lines());
+    let gets: u64 = w.h.sim.counters().gets_by_order.values().sum();
+    assert_eq!(totals["Polls"], gets, "{totals:?}");
+    assert_eq!(totals["OrdersCompleted"], 4, "{totals:?}");
+    assert_eq!(totals["OrdersFailed"], 2, "{totals:?}");
+    assert_eq!(totals["SupplierErrors"], 0, "{totals:?}");
 }
 
 #[tokio::test]
 async fn faulty_reads_and_odd_statuses_are_retried_on_the_schedule() {
     let w = world(quick_timing()).await;
-    let handler = poll_order::Handler::from_poller(w.poller(w.sns()));
+    let handler = w.poll_handler(w.sns());
     let ids = vec![
         w.place(PRODUCT_5XX, 1).await,
         w.place(PRODUCT_429, 1).await,
@@ -156,13 +164,33 @@ async fn faulty_reads_and_odd_statuses_are_retried_on_the_schedule() {
     // The 5xx (3) and garbage (2) reads were counted on the way.
     assert_eq!(w.order(&ids[0]).await.poll_count, 3);
     assert_eq!(w.order(&ids[2]).await.poll_count, 2);
+
+    // Every failed read is counted once, under its kind.
+    let totals = metric_totals(&w.metrics.lines());
+    let gets = w.h.sim.counters().gets_by_order;
+    for (id, kind) in ids
+        .iter()
+        .zip(["unavailable", "rate_limited", "invalid_response"])
+    {
+        let supplier = w.order(id).await.supplier_order_id.unwrap();
+        let failed_reads = gets[&supplier] - 1;
+        assert!(failed_reads > 0);
+        assert_eq!(
+            totals[&format!("SupplierErrors/{kind}")],
+            failed_reads,
+            "{totals:?}"
+        );
+    }
+    assert_eq!(totals["Polls"], gets.values().sum::<u64>(), "{totals:?}");
+    assert_eq!(totals["OrdersCompleted"], 4, "{totals:?}");
+    assert_eq!(totals["OrdersFailed"], 0, "{totals:?}");
 }
 
 #[tokio::test]
 async fn duplicate_deliveries_never_fork_a_chain() {
     for (copies, shuffle) in [(2, false), (3, true)] {
         let w = world(quick_timing()).await;
-        let handler = poll_order::Handler::from_poller(w.poller(w.sns()));
+        let handler = w.poll_handler(w.sns());
         let mut ids = Vec::new();
         for _ in 0..3 {
             ids.push(w.place(PRODUCT_FAST, 1).await);
@@ -217,10 +245,10 @@ impl EventPublisher for FailsFirstPublish {
 async fn a_failure_between_commit_and_publish_is_repaired_by_redelivery_with_the_same_event() {
     let w = world(quick_timing()).await;
     let attempts = Arc::new(AtomicUsize::new(0));
-    let handler = poll_order::Handler::from_poller(w.poller(FailsFirstPublish {
+    let handler = w.poll_handler(FailsFirstPublish {
         inner: w.sns(),
         attempts: attempts.clone(),
-    }));
+    });
     let id = w.place(PRODUCT_MANY, 1).await;
     let source = w.source(1, false);
     // Run until the order is stored as completed but not yet notified.
@@ -258,7 +286,7 @@ async fn a_failure_between_commit_and_publish_is_repaired_by_redelivery_with_the
 #[tokio::test]
 async fn a_poison_message_reaches_the_dead_letter_queue_and_the_batch_goes_on() {
     let w = world(quick_timing()).await;
-    let handler = poll_order::Handler::from_poller(w.poller(w.sns()));
+    let handler = w.poll_handler(w.sns());
     let mut ids = Vec::new();
     for _ in 0..9 {
         ids.push(w.place(PRODUCT_FAST, 1).await);
@@ -326,7 +354,7 @@ async fn an_order_past_the_horizon_is_abandoned_published_and_alerted() {
         jitter: 0.0,
         ..Schedule::default()
     };
-    let handler = poll_order::Handler::from_poller(poller);
+    let handler = poll_order::Handler::from_poller(poller, w.metrics.clone());
     let id = w.place(foxreload_sim::PRODUCT_NEVER, 1).await;
     let events = w
         .run_until_notified(&handler, &w.source(1, false), std::slice::from_ref(&id))
@@ -378,7 +406,7 @@ async fn an_order_left_reconciling_is_settled_by_poll_order_without_buying_again
     assert_eq!(answer["status"], "reconciling", "{answer}");
     let id = answer["orderId"].as_str().unwrap().to_owned();
 
-    let handler = poll_order::Handler::from_poller(w.poller(w.sns()));
+    let handler = w.poll_handler(w.sns());
     let events = w
         .run_until_notified(&handler, &w.source(1, false), std::slice::from_ref(&id))
         .await;
@@ -425,7 +453,7 @@ async fn an_order_left_unpaid_by_create_order_is_paid_by_poll_order_once() {
     assert_eq!(answer["status"], "active");
     let id = answer["orderId"].as_str().unwrap().to_owned();
 
-    let handler = poll_order::Handler::from_poller(w.poller(w.sns()));
+    let handler = w.poll_handler(w.sns());
     let events = w
         .run_until_notified(&handler, &w.source(2, true), std::slice::from_ref(&id))
         .await;

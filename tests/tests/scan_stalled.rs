@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use foxrelay_shared::domain::event::{CodeKind, DeliveredCodeRecord, ItemOutcome, event_id};
 use foxrelay_shared::domain::{OrderStatus, parse_new_order};
 use foxrelay_shared::store::{DynamoStore, OrderRecord, OrderStore, Terminal};
-use foxrelay_tests::{Harness, drain_json, harness, subscribe_both};
+use foxrelay_tests::{Harness, drain_json, harness, metric_totals, subscribe_both};
 use foxreload_sim::SimConfig;
 use lambda_runtime::LambdaEvent;
 use scan_stalled::sweep::SweepOptions;
@@ -136,6 +136,7 @@ async fn one_sweep_reads_only_the_pending_orders_and_repairs_what_broke() {
         "only the pending index is read"
     );
     assert!(first.complete);
+    assert_eq!(first.stalled_seen, 2);
     assert_eq!(first.stalled_alerted, 2);
     assert_eq!(first.stuck_alerted, 1);
     assert_eq!(first.chains_revived, 1);
@@ -190,6 +191,25 @@ async fn one_sweep_reads_only_the_pending_orders_and_repairs_what_broke() {
         (0, 0, 0, 0)
     );
     assert!(drain_json(&h.stack.clients, &alerts).await.is_empty());
+    assert_eq!(second.stalled_seen, 2, "still stalled, though not alerted");
+
+    // Each run wrote its figures as one EMF line; the stalled-orders alarm
+    // sees the two stalled orders on both runs.
+    let lines = handler.metrics().lines();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let runs: Vec<_> = lines
+        .iter()
+        .map(|l| metric_totals(std::slice::from_ref(l)))
+        .collect();
+    let figures = |run: &std::collections::BTreeMap<String, u64>| {
+        (
+            run["StalledOrders"],
+            run["RevivedChains"],
+            run["RepublishedEvents"],
+        )
+    };
+    assert_eq!(figures(&runs[0]), (2, 1, 1));
+    assert_eq!(figures(&runs[1]), (2, 0, 0));
 }
 
 #[tokio::test]

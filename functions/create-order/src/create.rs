@@ -66,6 +66,9 @@ pub struct Answer {
     pub status: u16,
     pub body: String,
     pub order_id: String,
+    /// Whether this request placed the order (not a replay, not a takeover
+    /// of an earlier request's order).
+    pub new_order: bool,
 }
 
 /// The create flow over its ports.
@@ -154,6 +157,7 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
                 status: response.status,
                 body: response.body,
                 order_id: record.order_id,
+                new_order: false,
             });
         }
         let now = self.clock.now();
@@ -269,7 +273,9 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
             }
             Placed::Moved => {}
         }
-        self.answer(id, claim).await
+        let mut answer = self.answer(id, claim).await?;
+        answer.new_order = !ambiguous_from_start;
+        Ok(answer)
     }
 
     /// Reads the order back and answers 202, keeping the answer for replays.
@@ -288,6 +294,7 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
             status: 202,
             body: order_json(&order).to_string(),
             order_id: order_id.to_owned(),
+            new_order: false,
         };
         if let Some(claim) = claim {
             let response = StoredResponse {

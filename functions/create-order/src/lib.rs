@@ -15,6 +15,7 @@ use create::{CreateOptions, Creator};
 use error::ApiError;
 use foxrelay_shared::clock::SystemClock;
 use foxrelay_shared::foxreload::FoxReloadClient;
+use foxrelay_shared::metrics::{Metered, Metric, Metrics};
 use foxrelay_shared::queue::SqsPollQueue;
 use foxrelay_shared::startup::Context;
 use foxrelay_shared::store::{DynamoStore, OrderStore};
@@ -32,8 +33,12 @@ const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
 
 /// The create-order handler; built once per container.
 pub struct Handler {
-    creator: Creator<DynamoStore, SqsPollQueue, FoxReloadClient, SystemClock>,
+    creator: Creator<DynamoStore, SqsPollQueue, Metered<FoxReloadClient>, SystemClock>,
+    metrics: Metrics,
 }
+
+/// The metrics create-order writes after every request.
+pub const METRICS: &[Metric] = &[Metric::OrdersCreated, Metric::SupplierErrors];
 
 impl Handler {
     pub fn new(context: Context) -> Self {
@@ -48,15 +53,22 @@ impl Handler {
     }
 
     pub fn with_options(context: Context, options: CreateOptions) -> Self {
+        let metrics = context.metrics(METRICS);
         Self {
             creator: Creator {
                 store: context.store(),
                 queue: context.poll_queue(),
-                supplier: context.foxreload.clone(),
+                supplier: context.metered_foxreload(&metrics),
                 clock: SystemClock,
                 options,
             },
+            metrics,
         }
+    }
+
+    /// This handler's metric counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     #[instrument(skip_all, fields(method = %event.payload.request_context.http.method))]
@@ -65,11 +77,14 @@ impl Handler {
         event: LambdaEvent<ApiGatewayV2httpRequest>,
     ) -> Result<ApiGatewayV2httpResponse, Infallible> {
         let deadline = deadline(event.context.deadline);
-        Ok(match http::decode(&event.payload) {
+        let response = match http::decode(&event.payload) {
             Err(error) => error.response(),
             Ok(Route::Create { order, key }) => {
                 match self.creator.create(order, key, deadline).await {
                     Ok(answer) => {
+                        if answer.new_order {
+                            self.metrics.add(Metric::OrdersCreated, 1);
+                        }
                         let location =
                             (answer.status < 300).then(|| view::location(&answer.order_id));
                         http::respond(answer.status, answer.body, location.as_deref())
@@ -81,7 +96,9 @@ impl Handler {
                 Ok(body) => http::respond(200, body.to_string(), None),
                 Err(error) => error.response(),
             },
-        })
+        };
+        self.metrics.flush();
+        Ok(response)
     }
 }
 

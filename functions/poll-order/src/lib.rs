@@ -9,13 +9,15 @@ pub mod poll;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use foxrelay_shared::clock::{Clock, SystemClock};
+use foxrelay_shared::domain::order::OrderStatus;
 use foxrelay_shared::events::{EventPublisher, SnsPublisher};
 use foxrelay_shared::foxreload::{FoxReloadClient, Supplier};
+use foxrelay_shared::metrics::{Metered, Metric, Metrics};
 use foxrelay_shared::queue::{PollQueue, SqsPollQueue};
 use foxrelay_shared::startup::Context;
 use foxrelay_shared::store::{DynamoStore, OrderStore};
 use lambda_runtime::LambdaEvent;
-use poll::{PollOptions, Poller};
+use poll::{Handled, PollOptions, Poller};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,12 +27,21 @@ use tracing::{instrument, warn};
 pub struct Handler<
     S = DynamoStore,
     Q = SqsPollQueue,
-    F = FoxReloadClient,
+    F = Metered<FoxReloadClient>,
     P = SnsPublisher,
     C = SystemClock,
 > {
     poller: Arc<Poller<S, Q, F, P, C>>,
+    metrics: Metrics,
 }
+
+/// The metrics poll-order writes after every batch.
+pub const METRICS: &[Metric] = &[
+    Metric::Polls,
+    Metric::OrdersCompleted,
+    Metric::OrdersFailed,
+    Metric::SupplierErrors,
+];
 
 impl Handler {
     pub fn new(context: Context) -> Self {
@@ -46,14 +57,18 @@ impl Handler {
     }
 
     pub fn with_options(context: Context, options: PollOptions) -> Self {
-        Self::from_poller(Poller {
-            store: context.store(),
-            queue: context.poll_queue(),
-            supplier: context.foxreload.clone(),
-            publisher: context.publisher(),
-            clock: SystemClock,
-            options,
-        })
+        let metrics = context.metrics(METRICS);
+        Self::from_poller(
+            Poller {
+                store: context.store(),
+                queue: context.poll_queue(),
+                supplier: context.metered_foxreload(&metrics),
+                publisher: context.publisher(),
+                clock: SystemClock,
+                options,
+            },
+            metrics,
+        )
     }
 }
 
@@ -65,11 +80,19 @@ where
     P: EventPublisher + 'static,
     C: Clock + 'static,
 {
-    /// A handler over any ports (tests wrap the real ones to inject faults).
-    pub fn from_poller(poller: Poller<S, Q, F, P, C>) -> Self {
+    /// A handler over any ports (tests wrap the real ones to inject faults);
+    /// it counts finished orders into `metrics` and flushes them after every
+    /// batch.
+    pub fn from_poller(poller: Poller<S, Q, F, P, C>, metrics: Metrics) -> Self {
         Self {
             poller: Arc::new(poller),
+            metrics,
         }
+    }
+
+    /// This handler's metric counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     #[instrument(skip_all, fields(messages = event.payload.records.len()))]
@@ -89,6 +112,15 @@ where
         let mut failures = Vec::new();
         while let Some(joined) = tasks.join_next_with_id().await {
             let (task, failure) = match joined {
+                Ok((_, Ok(Handled::Finished(status)))) => {
+                    let metric = if status == OrderStatus::Completed {
+                        Metric::OrdersCompleted
+                    } else {
+                        Metric::OrdersFailed
+                    };
+                    self.metrics.add(metric, 1);
+                    continue;
+                }
                 Ok((_, Ok(_))) => continue,
                 Ok((task, Err(error))) => (task, error.to_string()),
                 Err(error) => (error.id(), format!("the task failed: {error}")),
@@ -99,6 +131,7 @@ where
             item.item_identifier = id;
             failures.push(item);
         }
+        self.metrics.flush();
         let mut response = SqsBatchResponse::default();
         response.batch_item_failures = failures;
         Ok(response)

@@ -5,6 +5,7 @@ pub mod sweep;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use foxrelay_shared::clock::SystemClock;
 use foxrelay_shared::events::SnsPublisher;
+use foxrelay_shared::metrics::{Metric, Metrics};
 use foxrelay_shared::queue::SqsPollQueue;
 use foxrelay_shared::startup::Context;
 use foxrelay_shared::store::{DynamoStore, StoreError};
@@ -16,7 +17,16 @@ use tracing::instrument;
 /// The scan-stalled handler; built once per container.
 pub struct Handler {
     sweeper: Sweeper<DynamoStore, SqsPollQueue, SnsPublisher, SystemClock>,
+    metrics: Metrics,
 }
+
+/// The metrics scan-stalled writes after every run; the stack's stalled-orders
+/// alarm watches `StalledOrders`.
+pub const METRICS: &[Metric] = &[
+    Metric::StalledOrders,
+    Metric::RevivedChains,
+    Metric::RepublishedEvents,
+];
 
 impl Handler {
     pub fn new(context: Context) -> Self {
@@ -33,6 +43,7 @@ impl Handler {
 
     pub fn with_options(context: Context, options: SweepOptions) -> Self {
         Self {
+            metrics: context.metrics(METRICS),
             sweeper: Sweeper {
                 store: context.store(),
                 queue: context.poll_queue(),
@@ -50,6 +61,20 @@ impl Handler {
         &self,
         _event: LambdaEvent<EventBridgeEvent<serde_json::Value>>,
     ) -> Result<ScanReport, StoreError> {
-        self.sweeper.run().await
+        let report = self.sweeper.run().await;
+        if let Ok(report) = &report {
+            self.metrics.add(Metric::StalledOrders, report.stalled_seen);
+            self.metrics
+                .add(Metric::RevivedChains, report.chains_revived);
+            self.metrics
+                .add(Metric::RepublishedEvents, report.events_republished);
+        }
+        self.metrics.flush();
+        report
+    }
+
+    /// This handler's metric counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 }

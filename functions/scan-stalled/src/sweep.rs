@@ -64,6 +64,8 @@ impl Default for SweepOptions {
 pub struct ScanReport {
     /// Index items the queries returned (the run's read cost).
     pub index_items_read: u64,
+    /// Non-terminal orders past the stall threshold, alerted now or not.
+    pub stalled_seen: u64,
     pub stalled_alerted: u64,
     pub stuck_alerted: u64,
     pub chains_revived: u64,
@@ -113,6 +115,7 @@ impl<S: OrderStore, Q: PollQueue, P: EventPublisher, C: Clock> Sweeper<S, Q, P, 
             .await?;
         info!(
             index_items_read = report.index_items_read,
+            stalled_seen = report.stalled_seen,
             stalled_alerted = report.stalled_alerted,
             stuck_alerted = report.stuck_alerted,
             chains_revived = report.chains_revived,
@@ -144,6 +147,9 @@ impl<S: OrderStore, Q: PollQueue, P: EventPublisher, C: Clock> Sweeper<S, Q, P, 
         }
         let age = now - order.created_at;
         if order.status == OrderStatus::Creating {
+            if age >= self.options.stall_after {
+                report.stalled_seen += 1;
+            }
             if age >= self.options.creating_grace
                 && self.alert(order, "stuck_creating", now).await?
             {
@@ -179,6 +185,7 @@ impl<S: OrderStore, Q: PollQueue, P: EventPublisher, C: Clock> Sweeper<S, Q, P, 
             report.chains_revived += 1;
         }
         if age >= self.options.stall_after {
+            report.stalled_seen += 1;
             let kind = if order.status == OrderStatus::Reconciling {
                 "stuck_reconciling"
             } else {
