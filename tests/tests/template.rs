@@ -1,0 +1,916 @@
+//! `template.yaml` as CloudFormation will deploy it: the SAM transform
+//! (aws-sam-translator, run offline by `tests/sam_transform.py` with the
+//! interpreter of `FOXRELAY_PYTHON`, `target/venv` or `python3`) turns it into
+//! plain CloudFormation, and the tests read that result, with the template's
+//! conditions evaluated for the parameter values given and every reference
+//! replaced by a realistic physical value (ARNs, queue URLs, names).
+//!
+//! They prove: each function's role grants exactly the actions its code calls
+//! on exactly the resources it calls them on (no managed policies, no "*" but
+//! where AWS requires it); the SQS event source reports batch item failures;
+//! the poll queue's visibility timeout is at least 6x the poll function's
+//! timeout; scan-stalled runs on `rate(5 minutes)`; every setting the code
+//! reads is set on every function and parses; the orders API authorizes with
+//! IAM by default, with JWT when asked.
+
+use foxrelay_shared::settings::{ApiKeySource, Settings, names};
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+const REGION: &str = "us-east-1";
+const ACCOUNT: &str = "123456789012";
+const STACK: &str = "foxrelay-test";
+/// An existing secret an operator could pass as FoxReloadApiKeySecretArn.
+const EXISTING_SECRET: &str =
+    "arn:aws:secretsmanager:us-east-1:123456789012:secret:foxreload/api-key-Xy12Zw";
+
+const FUNCTIONS: [&str; 3] = [
+    "CreateOrderFunction",
+    "PollOrderFunction",
+    "ScanStalledFunction",
+];
+
+// ------------------------------------------------------------------ the kit
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The interpreter with aws-sam-translator: the one the moto tests use.
+fn python() -> PathBuf {
+    if let Ok(python) = std::env::var(foxrelay_local::moto::PYTHON_ENV) {
+        return python.into();
+    }
+    let venv = workspace().join("target/venv/bin/python");
+    if venv.exists() {
+        return venv;
+    }
+    "python3".into()
+}
+
+/// Runs the SAM transform on the repository's template with `parameters`.
+fn transform(parameters: &[(&str, &str)]) -> Value {
+    let python = python();
+    let output = Command::new(&python)
+        .arg(workspace().join("tests/sam_transform.py"))
+        .arg(workspace().join("template.yaml"))
+        .args(parameters.iter().map(|(k, v)| format!("{k}={v}")))
+        .env("AWS_DEFAULT_REGION", REGION)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e}; run `bash .ci/setup` or set {}",
+                python.display(),
+                foxrelay_local::moto::PYTHON_ENV
+            )
+        });
+    assert!(
+        output.status.success(),
+        "the SAM transform failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the transform prints JSON")
+}
+
+/// The transformed template as deployed with some parameter values: its
+/// conditions evaluated, its references resolvable to physical values.
+struct Deployment {
+    template: Value,
+    parameters: BTreeMap<String, Value>,
+    conditions: BTreeMap<String, bool>,
+}
+
+impl Deployment {
+    fn new(given: &[(&str, &str)]) -> Self {
+        let template = transform(given);
+        let given: BTreeMap<&str, &str> = given.iter().copied().collect();
+        let mut parameters = BTreeMap::new();
+        for (name, spec) in template["Parameters"].as_object().expect("Parameters") {
+            let raw = match (given.get(name.as_str()), &spec["Default"]) {
+                (Some(value), _) => (*value).to_owned(),
+                (None, Value::String(s)) => s.clone(),
+                (None, Value::Number(n)) => n.to_string(),
+                (None, other) => panic!("parameter {name} has no value and no default ({other})"),
+            };
+            let value = if spec["Type"] == "CommaDelimitedList" {
+                Value::Array(raw.split(',').map(|s| json!(s.trim())).collect())
+            } else {
+                Value::String(raw)
+            };
+            parameters.insert(name.clone(), value);
+        }
+        let mut deployment = Self {
+            template,
+            parameters,
+            conditions: BTreeMap::new(),
+        };
+        let names: Vec<String> = deployment.template["Conditions"]
+            .as_object()
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default();
+        for name in names {
+            let value = deployment.condition(&name);
+            deployment.conditions.insert(name, value);
+        }
+        deployment
+    }
+
+    fn condition(&self, name: &str) -> bool {
+        if let Some(value) = self.conditions.get(name) {
+            return *value;
+        }
+        let body = &self.template["Conditions"][name];
+        assert!(!body.is_null(), "no condition {name}");
+        self.truth(body)
+    }
+
+    fn truth(&self, expression: &Value) -> bool {
+        let (function, args) = single(expression).unwrap_or_else(|| panic!("{expression}"));
+        let args = args.as_array();
+        match function {
+            "Condition" => self.condition(expression["Condition"].as_str().unwrap()),
+            "Fn::Equals" => {
+                let args = args.expect("Fn::Equals takes a list");
+                self.value(&args[0]) == self.value(&args[1])
+            }
+            "Fn::Not" => !self.truth(&args.expect("Fn::Not takes a list")[0]),
+            "Fn::And" => args.unwrap().iter().all(|c| self.truth(c)),
+            "Fn::Or" => args.unwrap().iter().any(|c| self.truth(c)),
+            other => panic!("condition function {other} is not known here"),
+        }
+    }
+
+    /// The resources CloudFormation creates: those without a condition, or
+    /// whose condition holds.
+    fn resources(&self) -> BTreeMap<&str, &Value> {
+        self.template["Resources"]
+            .as_object()
+            .expect("Resources")
+            .iter()
+            .filter(|(_, r)| r["Condition"].as_str().is_none_or(|c| self.condition(c)))
+            .map(|(id, r)| (id.as_str(), r))
+            .collect()
+    }
+
+    fn of_type(&self, kind: &str) -> BTreeMap<&str, &Value> {
+        self.resources()
+            .into_iter()
+            .filter(|(_, r)| r["Type"] == kind)
+            .collect()
+    }
+
+    fn resource(&self, id: &str) -> &Value {
+        self.resources()
+            .get(id)
+            .copied()
+            .unwrap_or_else(|| panic!("{id} is not created with these parameters"))
+    }
+
+    fn kind(&self, id: &str) -> &str {
+        self.resource(id)["Type"].as_str().unwrap()
+    }
+
+    /// What `Ref: id` gives once deployed.
+    fn reference(&self, id: &str) -> String {
+        match id {
+            "AWS::Region" => return REGION.into(),
+            "AWS::AccountId" => return ACCOUNT.into(),
+            "AWS::Partition" => return "aws".into(),
+            "AWS::StackName" => return STACK.into(),
+            "AWS::URLSuffix" => return "amazonaws.com".into(),
+            _ => {}
+        }
+        if let Some(value) = self.parameters.get(id) {
+            return match value {
+                Value::String(s) => s.clone(),
+                list => panic!("Ref {id} is a list ({list}) where a string is needed"),
+            };
+        }
+        match self.kind(id) {
+            "AWS::SQS::Queue" => {
+                format!("https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{STACK}-{id}")
+            }
+            "AWS::SNS::Topic" => format!("arn:aws:sns:{REGION}:{ACCOUNT}:{STACK}-{id}"),
+            "AWS::SecretsManager::Secret" => {
+                format!("arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{STACK}-{id}-AbCdEf")
+            }
+            "AWS::KMS::Key" => format!("{id}-0000-4000-8000-000000000000"),
+            // Tables, functions, log groups, API ids and the rest: a name.
+            _ => format!("{STACK}-{id}"),
+        }
+    }
+
+    /// What `Fn::GetAtt: [id, attribute]` gives once deployed.
+    fn attribute(&self, id: &str, attribute: &str) -> String {
+        let name = format!("{STACK}-{id}");
+        match (self.kind(id), attribute) {
+            ("AWS::DynamoDB::Table", "Arn") => {
+                format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}")
+            }
+            ("AWS::SQS::Queue", "Arn") => format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"),
+            ("AWS::SQS::Queue", "QueueName") => name,
+            ("AWS::SNS::Topic", "TopicArn") => self.reference(id),
+            ("AWS::KMS::Key", "Arn") => {
+                format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/{}", self.reference(id))
+            }
+            ("AWS::Logs::LogGroup", "Arn") => {
+                format!("arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}:*")
+            }
+            ("AWS::Lambda::Function", "Arn") => {
+                format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}")
+            }
+            ("AWS::IAM::Role", "Arn") => format!("arn:aws:iam::{ACCOUNT}:role/{name}"),
+            ("AWS::Events::Rule", "Arn") => {
+                format!("arn:aws:events:{REGION}:{ACCOUNT}:rule/{name}")
+            }
+            (kind, _) => panic!("no deployed value for {kind} {id}.{attribute}"),
+        }
+    }
+
+    /// `value` with every intrinsic resolved; None for `AWS::NoValue`.
+    fn value(&self, value: &Value) -> Option<Value> {
+        if let Some((function, args)) = single(value) {
+            match function {
+                "Ref" if args == "AWS::NoValue" => return None,
+                "Ref" => {
+                    let id = args.as_str().unwrap();
+                    return Some(match self.parameters.get(id) {
+                        Some(list @ Value::Array(_)) => list.clone(),
+                        _ => Value::String(self.reference(id)),
+                    });
+                }
+                "Fn::GetAtt" => {
+                    let (id, attribute) = match args {
+                        Value::Array(parts) => (
+                            parts[0].as_str().unwrap().to_owned(),
+                            parts[1].as_str().unwrap().to_owned(),
+                        ),
+                        Value::String(dotted) => {
+                            let (id, attribute) = dotted.split_once('.').unwrap();
+                            (id.to_owned(), attribute.to_owned())
+                        }
+                        other => panic!("Fn::GetAtt {other}"),
+                    };
+                    return Some(Value::String(self.attribute(&id, &attribute)));
+                }
+                "Fn::Sub" => {
+                    let text = args.as_str().expect("Fn::Sub with a plain string");
+                    return Some(Value::String(self.substitute(text)));
+                }
+                "Fn::If" => {
+                    let args = args.as_array().expect("Fn::If takes a list");
+                    let chosen = if self.condition(args[0].as_str().unwrap()) {
+                        &args[1]
+                    } else {
+                        &args[2]
+                    };
+                    return self.value(chosen);
+                }
+                "Fn::Join" => {
+                    let args = args.as_array().expect("Fn::Join takes a list");
+                    let parts = self.value(&args[1]).unwrap_or_default();
+                    let parts: Vec<&str> = parts
+                        .as_array()
+                        .expect("Fn::Join joins a list")
+                        .iter()
+                        .map(|p| p.as_str().unwrap())
+                        .collect();
+                    return Some(Value::String(parts.join(args[0].as_str().unwrap())));
+                }
+                _ => {}
+            }
+        }
+        Some(match value {
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .filter_map(|(k, v)| self.value(v).map(|v| (k.clone(), v)))
+                    .collect::<Map<_, _>>(),
+            ),
+            Value::Array(items) => {
+                Value::Array(items.iter().filter_map(|v| self.value(v)).collect())
+            }
+            scalar => scalar.clone(),
+        })
+    }
+
+    fn substitute(&self, text: &str) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let end = rest[start..].find('}').expect("closed ${") + start;
+            let name = &rest[start + 2..end];
+            match name.split_once('.') {
+                Some((id, attribute)) if !name.starts_with("AWS::") => {
+                    out.push_str(&self.attribute(id, attribute))
+                }
+                _ => out.push_str(&self.reference(name)),
+            }
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// A resource's property, resolved.
+    fn property(&self, id: &str, name: &str) -> Option<Value> {
+        self.value(&self.resource(id)["Properties"][name])
+            .filter(|v| !v.is_null())
+    }
+
+    fn number(&self, id: &str, name: &str) -> u64 {
+        match self.property(id, name) {
+            Some(Value::Number(n)) => n.as_u64().unwrap(),
+            Some(Value::String(s)) => s.parse().unwrap(),
+            other => panic!("{id}.{name} is not a number: {other:?}"),
+        }
+    }
+
+    /// A function's environment, resolved.
+    fn environment(&self, function: &str) -> BTreeMap<String, String> {
+        let variables = self
+            .property(function, "Environment")
+            .and_then(|e| e.get("Variables").cloned())
+            .unwrap_or_else(|| panic!("{function} has no environment"));
+        variables
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), text)
+            })
+            .collect()
+    }
+
+    /// The role a function runs with: its logical id, and the resource.
+    fn role_of(&self, function: &str) -> (String, &Value) {
+        let role = &self.resource(function)["Properties"]["Role"];
+        let id = role["Fn::GetAtt"][0]
+            .as_str()
+            .unwrap_or_else(|| panic!("{function}'s Role is not a GetAtt of a role: {role}"));
+        assert_eq!(role["Fn::GetAtt"][1], "Arn", "{function}'s Role");
+        (id.to_owned(), self.resource(id))
+    }
+
+    /// Every (action, resource) pair a role's policies allow.
+    fn grants(&self, function: &str) -> BTreeSet<(String, String)> {
+        let (id, role) = self.role_of(function);
+        assert_eq!(role["Type"], "AWS::IAM::Role");
+        let properties = &role["Properties"];
+        assert!(
+            properties["ManagedPolicyArns"].is_null(),
+            "{id} has managed policies: {}",
+            properties["ManagedPolicyArns"]
+        );
+        assert_eq!(
+            properties["AssumeRolePolicyDocument"]["Statement"],
+            json!([{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                    "Action": "sts:AssumeRole"}]),
+            "{id} must be assumable by Lambda only"
+        );
+        let mut grants = BTreeSet::new();
+        let policies = self.value(&properties["Policies"]).unwrap_or_default();
+        for policy in policies.as_array().expect("inline Policies") {
+            for statement in policy["PolicyDocument"]["Statement"].as_array().unwrap() {
+                assert_eq!(statement["Effect"], "Allow", "{id}: {statement}");
+                for key in ["NotAction", "NotResource", "Principal"] {
+                    assert!(statement[key].is_null(), "{id} uses {key}: {statement}");
+                }
+                for action in strings(&statement["Action"]) {
+                    for resource in strings(&statement["Resource"]) {
+                        grants.insert((action.clone(), resource));
+                    }
+                }
+            }
+        }
+        grants
+    }
+}
+
+/// `{"Name": args}`: the one key of an intrinsic function's object.
+fn single(value: &Value) -> Option<(&str, &Value)> {
+    let map = value.as_object()?;
+    if map.len() != 1 {
+        return None;
+    }
+    let (key, args) = map.iter().next()?;
+    (key == "Ref" || key == "Condition" || key.starts_with("Fn::")).then_some((key.as_str(), args))
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().unwrap_or_else(|| panic!("{i}")).to_owned())
+            .collect(),
+        other => panic!("expected a string or a list of strings: {other}"),
+    }
+}
+
+/// The template with every parameter at its default (IAM auth, a secret
+/// created by the stack).
+fn defaults() -> &'static Deployment {
+    static DEFAULTS: OnceLock<Deployment> = OnceLock::new();
+    DEFAULTS.get_or_init(|| Deployment::new(&[]))
+}
+
+// ------------------------------------------------------------ permissions
+
+/// What each function's code calls, on what: the expected table.
+fn expected_grants(
+    d: &Deployment,
+    secret: &str,
+) -> BTreeMap<&'static str, BTreeSet<(String, String)>> {
+    let table = d.attribute("OrdersTable", "Arn");
+    let pending_index = format!("{table}/index/pending-orders");
+    let poll_queue = d.attribute("PollQueue", "Arn");
+    let order_events = d.reference("OrderEventsTopic");
+    let ops_alerts = d.reference("OpsAlertsTopic");
+    let key = d.attribute("StackKey", "Arn");
+    let pairs = |list: &[(&[&str], &[&str])]| -> BTreeSet<(String, String)> {
+        list.iter()
+            .flat_map(|(actions, resources)| {
+                actions.iter().flat_map(move |a| {
+                    resources
+                        .iter()
+                        .map(move |r| ((*a).to_owned(), (*r).to_owned()))
+                })
+            })
+            .collect()
+    };
+    // Every function: its own log group, X-Ray (Resource "*" is what AWS
+    // requires for these two actions), the API key's secret, and the stack
+    // key (environment, secret, encrypted queue and topics).
+    let common = |log_group: &str| {
+        pairs(&[
+            (
+                &["logs:CreateLogStream", "logs:PutLogEvents"],
+                &[&d.attribute(log_group, "Arn")],
+            ),
+            (
+                &["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+                &["*"],
+            ),
+            (&["secretsmanager:GetSecretValue"], &[secret]),
+            (&["kms:Decrypt", "kms:GenerateDataKey"], &[&key]),
+        ])
+    };
+    let with = |mut base: BTreeSet<(String, String)>, more: BTreeSet<(String, String)>| {
+        base.extend(more);
+        base
+    };
+    BTreeMap::from([
+        (
+            "CreateOrderFunction",
+            with(
+                common("CreateOrderLogGroup"),
+                pairs(&[
+                    (
+                        &[
+                            "dynamodb:GetItem",
+                            "dynamodb:PutItem",
+                            "dynamodb:UpdateItem",
+                            "dynamodb:DeleteItem",
+                            "dynamodb:Query",
+                        ],
+                        &[&table],
+                    ),
+                    (&["sqs:SendMessage"], &[&poll_queue]),
+                ]),
+            ),
+        ),
+        (
+            "PollOrderFunction",
+            with(
+                common("PollOrderLogGroup"),
+                pairs(&[
+                    (
+                        &[
+                            "dynamodb:GetItem",
+                            "dynamodb:PutItem",
+                            "dynamodb:UpdateItem",
+                            "dynamodb:Query",
+                        ],
+                        &[&table],
+                    ),
+                    (
+                        &[
+                            "sqs:ReceiveMessage",
+                            "sqs:DeleteMessage",
+                            "sqs:GetQueueAttributes",
+                            "sqs:SendMessage",
+                        ],
+                        &[&poll_queue],
+                    ),
+                    (&["sns:Publish"], &[&order_events, &ops_alerts]),
+                ]),
+            ),
+        ),
+        (
+            "ScanStalledFunction",
+            with(
+                common("ScanStalledLogGroup"),
+                pairs(&[
+                    (&["dynamodb:Query"], &[&table, &pending_index]),
+                    (&["dynamodb:GetItem", "dynamodb:UpdateItem"], &[&table]),
+                    (&["sqs:SendMessage"], &[&poll_queue]),
+                    (&["sns:Publish"], &[&order_events, &ops_alerts]),
+                ]),
+            ),
+        ),
+    ])
+}
+
+fn assert_exact_grants(d: &Deployment, secret: &str) {
+    let expected = expected_grants(d, secret);
+    for function in FUNCTIONS {
+        let granted = d.grants(function);
+        let want = &expected[function];
+        let extra: Vec<_> = granted.difference(want).collect();
+        let missing: Vec<_> = want.difference(&granted).collect();
+        assert!(
+            extra.is_empty() && missing.is_empty(),
+            "{function}'s role differs from what its code calls:\n  granted but not expected: {extra:?}\n  expected but not granted: {missing:?}"
+        );
+    }
+}
+
+#[test]
+fn each_function_role_grants_exactly_the_actions_its_code_calls_on_its_own_resources() {
+    let d = defaults();
+    let created_secret = d.reference("FoxReloadApiKeySecret");
+    assert_exact_grants(d, &created_secret);
+}
+
+#[test]
+fn an_existing_api_key_secret_is_granted_instead_of_a_created_one() {
+    let d = Deployment::new(&[("FoxReloadApiKeySecretArn", EXISTING_SECRET)]);
+    assert!(
+        d.of_type("AWS::SecretsManager::Secret").is_empty(),
+        "no secret is created when one is given"
+    );
+    assert_exact_grants(&d, EXISTING_SECRET);
+}
+
+#[test]
+fn no_role_has_a_wildcard_action_or_resource_but_x_ray_nor_a_managed_policy() {
+    let d = defaults();
+    for function in FUNCTIONS {
+        for (action, resource) in d.grants(function) {
+            assert!(
+                !action.contains('*'),
+                "{function}: wildcard action {action}"
+            );
+            if resource == "*" {
+                assert!(
+                    ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+                        .contains(&action.as_str()),
+                    "{function}: {action} on \"*\""
+                );
+            }
+        }
+    }
+    // SAM generated no role of its own, and nothing attaches policies
+    // elsewhere: the three roles are all there is, one per function.
+    let roles: BTreeSet<&str> = d.of_type("AWS::IAM::Role").into_keys().collect();
+    let used: BTreeSet<String> = FUNCTIONS.iter().map(|f| d.role_of(f).0).collect();
+    assert_eq!(roles.len(), FUNCTIONS.len(), "roles: {roles:?}");
+    assert_eq!(
+        used,
+        roles.iter().map(|r| (*r).to_owned()).collect(),
+        "each function has its own role"
+    );
+    for kind in ["AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"] {
+        assert!(d.of_type(kind).is_empty(), "unexpected {kind}");
+    }
+}
+
+// ------------------------------------------------------- event sources
+
+#[test]
+fn the_poll_queue_event_source_reports_batch_item_failures() {
+    let d = defaults();
+    let mappings = d.of_type("AWS::Lambda::EventSourceMapping");
+    assert_eq!(mappings.len(), 1, "{:?}", mappings.keys());
+    let (id, _) = mappings.into_iter().next().unwrap();
+    assert_eq!(
+        d.property(id, "EventSourceArn"),
+        Some(json!(d.attribute("PollQueue", "Arn")))
+    );
+    assert_eq!(
+        d.property(id, "FunctionName"),
+        Some(json!(d.reference("PollOrderFunction")))
+    );
+    assert_eq!(
+        d.property(id, "FunctionResponseTypes"),
+        Some(json!(["ReportBatchItemFailures"]))
+    );
+}
+
+#[test]
+fn the_poll_queue_hides_a_message_for_at_least_six_poll_function_timeouts() {
+    let d = defaults();
+    let visibility = d.number("PollQueue", "VisibilityTimeout");
+    let timeout = d.number("PollOrderFunction", "Timeout");
+    assert!(
+        visibility >= 6 * timeout,
+        "PollQueue VisibilityTimeout {visibility} < 6 x PollOrderFunction Timeout {timeout}"
+    );
+}
+
+#[test]
+fn scan_stalled_runs_every_five_minutes_exactly() {
+    let d = defaults();
+    let function_arn = json!(d.attribute("ScanStalledFunction", "Arn"));
+    let rules: Vec<&str> = d
+        .of_type("AWS::Events::Rule")
+        .into_keys()
+        .filter(|id| {
+            d.property(id, "Targets")
+                .and_then(|t| t.as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .any(|t| t["Arn"] == function_arn)
+        })
+        .collect();
+    assert_eq!(rules.len(), 1, "rules targeting scan-stalled: {rules:?}");
+    let rule = rules[0];
+    assert_eq!(
+        d.property(rule, "ScheduleExpression"),
+        Some(json!("rate(5 minutes)"))
+    );
+    assert_ne!(d.property(rule, "State"), Some(json!("DISABLED")));
+    // EventBridge may invoke the function for this rule.
+    let rule_arn = json!(d.attribute(rule, "Arn"));
+    assert!(
+        d.of_type("AWS::Lambda::Permission").into_keys().any(|p| {
+            d.property(p, "Principal") == Some(json!("events.amazonaws.com"))
+                && d.property(p, "SourceArn") == Some(rule_arn.clone())
+                && d.property(p, "FunctionName") == Some(json!(d.reference("ScanStalledFunction")))
+        }),
+        "no permission for the schedule to invoke scan-stalled"
+    );
+}
+
+// ------------------------------------------------------------ settings
+
+/// A function's environment as Lambda gives it to the process.
+fn lambda_environment(d: &Deployment, function: &str) -> BTreeMap<String, String> {
+    let mut env = d.environment(function);
+    env.insert(
+        names::AWS_LAMBDA_FUNCTION_NAME.into(),
+        d.reference(function),
+    );
+    env
+}
+
+fn settings_of(d: &Deployment, function: &str) -> Settings {
+    let env = lambda_environment(d, function);
+    Settings::from_lookup(|name| env.get(name).cloned())
+        .unwrap_or_else(|e| panic!("{function} would not start: {e}"))
+}
+
+#[test]
+fn every_function_sets_every_deployed_setting() {
+    let d = defaults();
+    for function in FUNCTIONS {
+        let env = d.environment(function);
+        let missing: Vec<&str> = names::DEPLOYED
+            .iter()
+            .copied()
+            .filter(|name| !env.contains_key(*name))
+            .collect();
+        assert!(missing.is_empty(), "{function} lacks {missing:?}");
+        assert!(
+            !env.contains_key(names::FOXRELOAD_API_KEY),
+            "{function}: the plain key is for local runs only"
+        );
+    }
+}
+
+#[test]
+fn every_function_starts_with_the_default_parameters() {
+    let d = defaults();
+    for function in FUNCTIONS {
+        let s = settings_of(d, function);
+        assert_eq!(s.resources.table_name, d.reference("OrdersTable"));
+        assert_eq!(s.resources.poll_queue_url, d.reference("PollQueue"));
+        assert_eq!(
+            s.resources.order_events_topic_arn,
+            d.reference("OrderEventsTopic")
+        );
+        assert_eq!(
+            s.resources.ops_alerts_topic_arn,
+            d.reference("OpsAlertsTopic")
+        );
+        assert_eq!(
+            s.foxreload.api_key,
+            ApiKeySource::SecretArn(d.reference("FoxReloadApiKeySecret")),
+            "{function} reads the key from the secret the stack created"
+        );
+        assert_eq!(s.metrics_namespace, "foxrelay");
+        assert_eq!(
+            s.schedule,
+            foxrelay_shared::domain::schedule::Schedule::default()
+        );
+    }
+}
+
+#[test]
+fn every_parameter_reaches_the_setting_it_names_on_every_function() {
+    let d = Deployment::new(&[
+        ("FoxReloadApiKeySecretArn", EXISTING_SECRET),
+        ("FoxReloadBaseUrl", "https://api.foxreload.example"),
+        ("AutoPay", "false"),
+        ("MockOrders", "true"),
+        ("FoxReloadCurrency", "usd"),
+        ("FoxReloadLanguage", "ru"),
+        ("FoxReloadConnectTimeoutMs", "1500"),
+        ("FoxReloadRequestTimeoutMs", "9000"),
+        ("StallAfterSecs", "900"),
+        ("StallRealertSecs", "7200"),
+        ("PollFastIntervalSecs", "7"),
+        ("PollFastUntilSecs", "90"),
+        ("PollSteadyStartSecs", "20"),
+        ("PollGrowthPercent", "175"),
+        ("PollSteadyCapSecs", "45"),
+        ("PollSlowCapSecs", "600"),
+        ("PollJitterPercent", "10"),
+        ("PollHorizonSecs", "172800"),
+        ("MetricsNamespace", "foxrelay-prod"),
+        ("RustLog", "debug"),
+    ]);
+    let secs = Duration::from_secs;
+    for function in FUNCTIONS {
+        let s = settings_of(&d, function);
+        let f = &s.foxreload;
+        assert_eq!(f.api_key, ApiKeySource::SecretArn(EXISTING_SECRET.into()));
+        assert_eq!(f.base_url, "https://api.foxreload.example");
+        assert!(!f.auto_pay && f.mock_orders, "{function}");
+        assert_eq!(f.currency.as_deref(), Some("usd"));
+        assert_eq!(f.language.as_deref(), Some("ru"));
+        assert_eq!(f.connect_timeout, Duration::from_millis(1500));
+        assert_eq!(f.request_timeout, Duration::from_millis(9000));
+        assert_eq!((s.stall.after, s.stall.realert), (secs(900), secs(7200)));
+        let p = &s.schedule;
+        assert_eq!(
+            (p.fast_interval, p.fast_until, p.steady_start, p.steady_cap),
+            (secs(7), secs(90), secs(20), secs(45)),
+            "{function}"
+        );
+        assert_eq!(
+            (p.slow_cap, p.horizon, p.stall_after),
+            (secs(600), secs(172800), secs(900))
+        );
+        assert!((p.growth - 1.75).abs() < 1e-9 && (p.jitter - 0.10).abs() < 1e-9);
+        assert_eq!(s.metrics_namespace, "foxrelay-prod");
+        assert_eq!(lambda_environment(&d, function)["RUST_LOG"], "debug");
+    }
+}
+
+// ------------------------------------------------------------ orders API
+
+const ROUTES: [&str; 2] = ["POST /orders", "GET /orders/{orderId}"];
+
+fn routes(d: &Deployment) -> BTreeMap<String, Value> {
+    d.of_type("AWS::ApiGatewayV2::Route")
+        .into_keys()
+        .map(|id| {
+            let properties = d.value(&d.resource(id)["Properties"]).unwrap();
+            (
+                properties["RouteKey"].as_str().unwrap().to_owned(),
+                properties,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_route_reaches_create_order_and_only_these_routes_may_invoke_it() {
+    let d = defaults();
+    let routes = routes(d);
+    assert_eq!(
+        routes.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        BTreeSet::from(ROUTES)
+    );
+    let integrations = d.of_type("AWS::ApiGatewayV2::Integration");
+    assert_eq!(integrations.len(), 1);
+    let integration = *integrations.keys().next().unwrap();
+    assert_eq!(
+        d.property(integration, "IntegrationUri"),
+        Some(json!(d.attribute("CreateOrderFunction", "Arn")))
+    );
+    assert_eq!(
+        d.property(integration, "PayloadFormatVersion"),
+        Some(json!("2.0"))
+    );
+    for (key, route) in &routes {
+        assert_eq!(
+            route["Target"],
+            json!(format!("integrations/{}", d.reference(integration))),
+            "{key}"
+        );
+    }
+    // One invoke permission per route, for that method and path only.
+    let api = d.reference("OrdersApi");
+    let expected: BTreeSet<String> = ROUTES
+        .iter()
+        .map(|key| {
+            let (method, path) = key.split_once(' ').unwrap();
+            let path = path.replace("{orderId}", "*");
+            format!("arn:aws:execute-api:{REGION}:{ACCOUNT}:{api}/*/{method}{path}")
+        })
+        .collect();
+    let granted: BTreeSet<String> = d
+        .of_type("AWS::Lambda::Permission")
+        .into_keys()
+        .filter(|p| d.property(p, "Principal") == Some(json!("apigateway.amazonaws.com")))
+        .map(|p| {
+            assert_eq!(
+                d.property(p, "FunctionName"),
+                Some(json!(d.reference("CreateOrderFunction")))
+            );
+            d.property(p, "SourceArn")
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(granted, expected);
+}
+
+#[test]
+fn iam_authorization_is_the_default_on_every_route() {
+    let d = defaults();
+    for (key, route) in routes(d) {
+        assert_eq!(route["AuthorizationType"], "AWS_IAM", "{key}");
+        assert!(route.get("AuthorizerId").is_none(), "{key}");
+        assert!(route.get("AuthorizationScopes").is_none(), "{key}");
+    }
+    assert!(d.of_type("AWS::ApiGatewayV2::Authorizer").is_empty());
+}
+
+fn jwt_authorizer(d: &Deployment) -> (String, Value) {
+    let authorizers = d.of_type("AWS::ApiGatewayV2::Authorizer");
+    assert_eq!(authorizers.len(), 1, "{:?}", authorizers.keys());
+    let id = *authorizers.keys().next().unwrap();
+    (
+        d.reference(id),
+        d.value(&d.resource(id)["Properties"]).unwrap(),
+    )
+}
+
+#[test]
+fn jwt_authorization_checks_the_given_issuer_and_audience_on_every_route() {
+    let issuer = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Example";
+    let d = Deployment::new(&[
+        ("ApiAuth", "JWT"),
+        ("JwtIssuer", issuer),
+        ("JwtAudience", "client-a,client-b"),
+    ]);
+    let (authorizer, properties) = jwt_authorizer(&d);
+    assert_eq!(properties["AuthorizerType"], "JWT");
+    assert_eq!(
+        properties["JwtConfiguration"],
+        json!({"Issuer": issuer, "Audience": ["client-a", "client-b"]})
+    );
+    assert_eq!(
+        properties["IdentitySource"],
+        json!(["$request.header.Authorization"])
+    );
+    for (key, route) in routes(&d) {
+        assert_eq!(route["AuthorizationType"], "JWT", "{key}");
+        assert_eq!(route["AuthorizerId"], json!(authorizer), "{key}");
+        assert!(
+            route.get("AuthorizationScopes").is_none(),
+            "{key}: no scopes asked"
+        );
+    }
+}
+
+#[test]
+fn jwt_scopes_when_given_are_required_on_every_route() {
+    let d = Deployment::new(&[
+        ("ApiAuth", "JWT"),
+        ("JwtIssuer", "https://issuer.example.com"),
+        ("JwtAudience", "orders-api"),
+        ("JwtScopes", "orders/write,orders/admin"),
+    ]);
+    for (key, route) in routes(&d) {
+        assert_eq!(
+            route["AuthorizationScopes"],
+            json!(["orders/write", "orders/admin"]),
+            "{key}"
+        );
+    }
+}
