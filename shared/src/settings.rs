@@ -5,7 +5,7 @@
 //! missing or malformed setting stops start-up with a message naming it; all
 //! problems are reported together so one deploy fixes them all.
 
-use crate::domain::schedule::Schedule;
+use crate::domain::schedule::{Preset, Schedule};
 use std::fmt;
 use std::time::Duration;
 
@@ -43,6 +43,10 @@ pub mod names {
     pub const STALL_REALERT_SECS: &str = "STALL_REALERT_SECS";
     /// Seconds after placement past which an order is abandoned.
     pub const POLL_HORIZON_SECS: &str = "POLL_HORIZON_SECS";
+    /// The named schedule the `POLL_*` figures start from: `foxrelay` (the
+    /// default), `guide` (FoxReload's guide: 5 s ×1.5 to 30 s) or `practical`
+    /// (the guide's text: 5 s for a minute, then 15–30 s).
+    pub const POLL_SCHEDULE: &str = "POLL_SCHEDULE";
     /// Poll delay while an order is young, in seconds.
     pub const POLL_FAST_INTERVAL_SECS: &str = "POLL_FAST_INTERVAL_SECS";
     /// Age until which the fast interval applies, in seconds.
@@ -81,6 +85,7 @@ pub mod names {
         STALL_AFTER_SECS,
         STALL_REALERT_SECS,
         POLL_HORIZON_SECS,
+        POLL_SCHEDULE,
         POLL_FAST_INTERVAL_SECS,
         POLL_FAST_UNTIL_SECS,
         POLL_STEADY_START_SECS,
@@ -421,16 +426,47 @@ impl Reader<'_> {
     }
 
     fn schedule(&mut self, stall_after: Duration) -> Schedule {
+        let preset = match self.get(names::POLL_SCHEDULE) {
+            None => Preset::Foxrelay,
+            Some(name) => Preset::parse(&name).unwrap_or_else(|| {
+                self.invalid(
+                    names::POLL_SCHEDULE,
+                    format!("expected one of {}", Preset::NAMES.join(", ")),
+                );
+                Preset::Foxrelay
+            }),
+        };
+        let base = preset.schedule();
+        let secs = |d: Duration| d.as_secs();
+        let percent = |f: f64| (f * 100.0).round() as u64;
         let schedule = Schedule {
-            fast_interval: self.seconds(names::POLL_FAST_INTERVAL_SECS, 5, 1..=900),
-            fast_until: self.seconds(names::POLL_FAST_UNTIL_SECS, 60, 0..=86_400),
-            steady_start: self.seconds(names::POLL_STEADY_START_SECS, 15, 1..=900),
-            growth: self.number(names::POLL_GROWTH_PERCENT, 150, 100..=400) as f64 / 100.0,
-            steady_cap: self.seconds(names::POLL_STEADY_CAP_SECS, 30, 1..=900),
+            fast_interval: self.seconds(
+                names::POLL_FAST_INTERVAL_SECS,
+                secs(base.fast_interval),
+                1..=900,
+            ),
+            fast_until: self.seconds(
+                names::POLL_FAST_UNTIL_SECS,
+                secs(base.fast_until),
+                0..=86_400,
+            ),
+            steady_start: self.seconds(
+                names::POLL_STEADY_START_SECS,
+                secs(base.steady_start),
+                1..=900,
+            ),
+            growth: self.number(names::POLL_GROWTH_PERCENT, percent(base.growth), 100..=400) as f64
+                / 100.0,
+            steady_cap: self.seconds(names::POLL_STEADY_CAP_SECS, secs(base.steady_cap), 1..=900),
             stall_after,
-            slow_cap: self.seconds(names::POLL_SLOW_CAP_SECS, 900, 1..=900),
-            horizon: self.seconds(names::POLL_HORIZON_SECS, 86_400, 60..=14 * 86_400),
-            jitter: self.number(names::POLL_JITTER_PERCENT, 20, 0..=50) as f64 / 100.0,
+            slow_cap: self.seconds(names::POLL_SLOW_CAP_SECS, secs(base.slow_cap), 1..=900),
+            horizon: self.seconds(
+                names::POLL_HORIZON_SECS,
+                secs(base.horizon),
+                60..=14 * 86_400,
+            ),
+            jitter: self.number(names::POLL_JITTER_PERCENT, percent(base.jitter), 0..=50) as f64
+                / 100.0,
         };
         if schedule.steady_cap < schedule.steady_start {
             self.invalid(
@@ -566,6 +602,19 @@ mod tests {
         assert_eq!(s.schedule, Schedule::default());
         assert!(matches!(s.foxreload.api_key, ApiKeySource::SecretArn(_)));
         assert_eq!(s.metrics_namespace, DEFAULT_METRICS_NAMESPACE);
+    }
+
+    #[test]
+    fn a_schedule_preset_gives_the_defaults_each_figure_overrides() {
+        let mut env = minimal();
+        env.insert(names::POLL_SCHEDULE, "guide".into());
+        assert_eq!(load(&env).unwrap().schedule, Schedule::guide());
+        env.insert(names::POLL_STEADY_CAP_SECS, "20".into());
+        let s = load(&env).unwrap().schedule;
+        assert_eq!(s.steady_cap, Duration::from_secs(20));
+        assert_eq!(s.growth, 1.5);
+        env.insert(names::POLL_SCHEDULE, "hourly".into());
+        assert_eq!(load(&env).unwrap_err().names(), vec![names::POLL_SCHEDULE]);
     }
 
     #[test]

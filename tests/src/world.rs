@@ -17,12 +17,12 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Polls every second: the schedule's figures, shortened.
+/// Polls every second for a minute: the practical schedule, shortened.
 pub fn quick_schedule() -> Schedule {
     Schedule {
         fast_interval: Duration::from_secs(1),
         jitter: 0.0,
-        ..Schedule::default()
+        ..Schedule::practical()
     }
 }
 

@@ -44,6 +44,7 @@ impl Handler {
     pub fn new(context: Context) -> Self {
         let settings = &context.settings;
         let mut options = CreateOptions {
+            first_poll_delay: settings.schedule.first_delay(),
             is_mock: settings.foxreload.mock_orders,
             auto_pay: settings.foxreload.auto_pay,
             ..CreateOptions::default()
