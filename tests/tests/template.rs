@@ -726,6 +726,24 @@ fn every_function_starts_with_the_default_parameters() {
 }
 
 #[test]
+fn the_poll_schedule_parameter_picks_a_preset_and_a_figure_overrides_it() {
+    use foxrelay_shared::domain::schedule::Schedule;
+    let guide = Deployment::new(&[("PollSchedule", "guide")]);
+    let tuned = Deployment::new(&[("PollSchedule", "guide"), ("PollSteadyCapSecs", "20")]);
+    for function in FUNCTIONS {
+        assert_eq!(settings_of(&guide, function).schedule, Schedule::guide());
+        let s = settings_of(&tuned, function).schedule;
+        assert_eq!(
+            s,
+            Schedule {
+                steady_cap: Duration::from_secs(20),
+                ..Schedule::guide()
+            }
+        );
+    }
+}
+
+#[test]
 fn every_parameter_reaches_the_setting_it_names_on_every_function() {
     let d = Deployment::new(&[
         ("FoxReloadApiKeySecretArn", EXISTING_SECRET),
