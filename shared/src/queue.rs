@@ -9,6 +9,12 @@ use std::time::Duration;
 /// SQS cannot delay a message longer than this.
 pub const MAX_DELAY: Duration = Duration::from_secs(900);
 
+/// The `DelaySeconds` SQS is given for `delay`: whole seconds (rounded down),
+/// at most 900.
+pub fn delay_seconds(delay: Duration) -> i32 {
+    delay.min(MAX_DELAY).as_secs() as i32
+}
+
 /// Why a poll message could not be sent. Always worth a retry later: the
 /// order stays recoverable through its stored next-poll time.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +54,7 @@ impl SqsPollQueue {
 
 impl PollQueue for SqsPollQueue {
     async fn send(&self, message: &PollMessage, delay: Duration) -> Result<(), QueueError> {
-        let seconds = delay.min(MAX_DELAY).as_secs() as i32;
+        let seconds = delay_seconds(delay);
         self.client
             .send_message()
             .queue_url(&self.queue_url)
