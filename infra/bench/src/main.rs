@@ -6,7 +6,9 @@
 //! something to compare with, both are measured in the same run and the
 //! ratio is printed. Nothing here is a pass/fail test.
 
+mod cost;
 mod lab;
+mod proxy;
 mod rng;
 mod schedule_lag;
 mod table;
@@ -14,7 +16,9 @@ mod table;
 use std::process::ExitCode;
 use table::Section;
 
-const SECTIONS: [&str; 1] = ["schedule"];
+const SECTIONS: [&str; 2] = ["schedule", "cost"];
+/// The sections that need moto (the local AWS).
+const NEEDS_AWS: [&str; 1] = ["cost"];
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -43,9 +47,23 @@ async fn main() -> ExitCode {
         today(),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    // One moto for every section that needs AWS; the SDK never looks
+    // further than loopback.
+    let lab = if chosen.iter().any(|s| NEEDS_AWS.contains(s)) {
+        match lab::Lab::start() {
+            Ok(lab) => Some(lab),
+            Err(error) => {
+                eprintln!("moto did not start: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     for name in chosen {
-        let section: Result<Section, String> = match name {
-            "schedule" => Ok(schedule_lag::run()),
+        let section: Result<Section, String> = match (name, &lab) {
+            ("schedule", _) => Ok(schedule_lag::run()),
+            ("cost", Some(lab)) => cost::run(lab).await,
             _ => unreachable!("checked above"),
         };
         match section {
