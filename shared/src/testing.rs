@@ -30,6 +30,8 @@ struct Shared {
     next: Mutex<mpsc::Receiver<Pending>>,
     waiting: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
     init_errors: Mutex<Vec<Value>>,
+    /// When the function first asked for an event: its init was over.
+    first_next: std::sync::OnceLock<std::time::Instant>,
 }
 
 /// A Runtime API on a free loopback port.
@@ -48,6 +50,7 @@ impl RuntimeApi {
             next: Mutex::new(next),
             waiting: Mutex::new(HashMap::new()),
             init_errors: Mutex::new(Vec::new()),
+            first_next: std::sync::OnceLock::new(),
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next_event))
@@ -86,6 +89,11 @@ impl RuntimeApi {
         tokio::time::timeout(within, rx).await.ok()?.ok()
     }
 
+    /// When the function first asked for an event (the end of its init).
+    pub fn ready_at(&self) -> Option<std::time::Instant> {
+        self.shared.first_next.get().copied()
+    }
+
     /// Errors the function reported through `/runtime/init/error`.
     pub async fn init_errors(&self) -> Vec<Value> {
         self.shared.init_errors.lock().await.clone()
@@ -99,6 +107,7 @@ impl Drop for RuntimeApi {
 }
 
 async fn next_event(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    shared.first_next.get_or_init(std::time::Instant::now);
     let Some((id, event)) = shared.next.lock().await.recv().await else {
         return (StatusCode::GONE, HeaderMap::new(), String::new());
     };
@@ -215,6 +224,11 @@ impl FunctionProcess {
             .kill_on_drop(true)
             .spawn()?;
         Ok(Self { child })
+    }
+
+    /// The process id, while it runs.
+    pub fn id(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// Waits for the process to exit; returns its exit code and what it wrote

@@ -6,19 +6,22 @@
 //! something to compare with, both are measured in the same run and the
 //! ratio is printed. Nothing here is a pass/fail test.
 
+mod cold_start;
 mod cost;
 mod lab;
 mod proxy;
 mod rng;
 mod schedule_lag;
+mod stall_scan;
 mod table;
+mod throughput;
 
 use std::process::ExitCode;
 use table::Section;
 
-const SECTIONS: [&str; 2] = ["schedule", "cost"];
+const SECTIONS: [&str; 5] = ["schedule", "cold-start", "throughput", "scan", "cost"];
 /// The sections that need moto (the local AWS).
-const NEEDS_AWS: [&str; 1] = ["cost"];
+const NEEDS_AWS: [&str; 4] = ["cold-start", "throughput", "scan", "cost"];
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -63,6 +66,9 @@ async fn main() -> ExitCode {
     for name in chosen {
         let section: Result<Section, String> = match (name, &lab) {
             ("schedule", _) => Ok(schedule_lag::run()),
+            ("cold-start", Some(lab)) => cold_start::run(lab).await,
+            ("throughput", Some(lab)) => throughput::run(lab).await,
+            ("scan", Some(lab)) => stall_scan::run(lab).await,
             ("cost", Some(lab)) => cost::run(lab).await,
             _ => unreachable!("checked above"),
         };
