@@ -8,6 +8,7 @@
 //! - The SDK is configured explicitly for moto: endpoint, region `us-east-1`
 //!   and static credentials; nothing is looked up elsewhere.
 
+pub mod grants;
 pub mod world;
 
 use aws_config::SdkConfig;
@@ -243,4 +244,62 @@ pub fn metric_totals(lines: &[String]) -> BTreeMap<String, u64> {
         }
     }
     totals
+}
+
+/// An order placed at `created` and, unless `status` is `creating`, claimed
+/// with a supplier order in `status`.
+pub async fn pending_order(
+    store: &foxrelay_shared::store::DynamoStore,
+    id: &str,
+    created: time::OffsetDateTime,
+    status: &str,
+) {
+    use foxrelay_shared::store::{OrderRecord, OrderStore};
+    let order = foxrelay_shared::domain::parse_new_order(
+        br#"{"items":[{"productId":"product_fast","quantity":1}]}"#,
+    )
+    .unwrap();
+    let intent = OrderRecord::intent(id.to_owned(), &order, None, created);
+    store.begin(&intent, None).await.unwrap();
+    if status != "creating" {
+        store
+            .claim_supplier_order(id, &format!("sup-{id}"), status, created)
+            .await
+            .unwrap();
+    }
+}
+
+/// An order placed at `placed` that completed a minute later with one
+/// `code`, stored but never published (its notification was lost).
+pub async fn unnotified_completion(
+    store: &foxrelay_shared::store::DynamoStore,
+    id: &str,
+    placed: time::OffsetDateTime,
+    code: &str,
+) {
+    use foxrelay_shared::domain::OrderStatus;
+    use foxrelay_shared::domain::event::{CodeKind, DeliveredCodeRecord, ItemOutcome};
+    use foxrelay_shared::store::{OrderStore, Terminal};
+    pending_order(store, id, placed, "processing").await;
+    let order = store.order(id).await.unwrap().unwrap();
+    let terminal = Terminal {
+        status: OrderStatus::Completed,
+        supplier_status: Some("completed".into()),
+        cancel_reason: None,
+        items: vec![ItemOutcome {
+            product_id: "product_fast".into(),
+            quantity: Some(1),
+            delivered: 1,
+            error: None,
+        }],
+        codes: vec![DeliveredCodeRecord {
+            index: 0,
+            item_index: 0,
+            product_id: "product_fast".into(),
+            code: code.into(),
+            kind: CodeKind::Code,
+        }],
+        at: placed + time::Duration::minutes(1),
+    };
+    store.persist_terminal(&order, &terminal).await.unwrap();
 }

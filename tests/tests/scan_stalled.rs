@@ -4,10 +4,13 @@
 //! publishes a never-notified completion again with the same event id.
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
-use foxrelay_shared::domain::event::{CodeKind, DeliveredCodeRecord, ItemOutcome, event_id};
-use foxrelay_shared::domain::{OrderStatus, parse_new_order};
-use foxrelay_shared::store::{DynamoStore, OrderRecord, OrderStore, Terminal};
-use foxrelay_tests::{Harness, drain_json, harness, metric_totals, subscribe_both};
+use foxrelay_shared::domain::OrderStatus;
+use foxrelay_shared::domain::event::event_id;
+use foxrelay_shared::store::{DynamoStore, OrderStore};
+use foxrelay_tests::{
+    Harness, drain_json, harness, metric_totals, pending_order, subscribe_both,
+    unnotified_completion,
+};
 use foxreload_sim::SimConfig;
 use lambda_runtime::LambdaEvent;
 use scan_stalled::sweep::SweepOptions;
@@ -20,19 +23,6 @@ const PENDING: usize = 50;
 
 fn minutes(m: i64) -> time::Duration {
     time::Duration::minutes(m)
-}
-
-async fn pending_order(store: &DynamoStore, id: &str, created: OffsetDateTime, status: &str) {
-    let order =
-        parse_new_order(br#"{"items":[{"productId":"product_fast","quantity":1}]}"#).unwrap();
-    let intent = OrderRecord::intent(id.to_owned(), &order, None, created);
-    store.begin(&intent, None).await.unwrap();
-    if status != "creating" {
-        store
-            .claim_supplier_order(id, &format!("sup-{id}"), status, created)
-            .await
-            .unwrap();
-    }
 }
 
 /// 9,950 orders that ended long ago: outside the pending index.
@@ -91,31 +81,7 @@ async fn one_sweep_reads_only_the_pending_orders_and_repairs_what_broke() {
     // An orphaned chain: claimed, but its first poll was never recorded.
     pending_order(&store, "orphan", now - minutes(5), "processing").await;
     // A completion stored five minutes ago and never published.
-    pending_order(&store, "unnotified", now - minutes(6), "processing").await;
-    let unnotified = store.order("unnotified").await.unwrap().unwrap();
-    let terminal = Terminal {
-        status: OrderStatus::Completed,
-        supplier_status: Some("completed".into()),
-        cancel_reason: None,
-        items: vec![ItemOutcome {
-            product_id: "product_fast".into(),
-            quantity: Some(1),
-            delivered: 1,
-            error: None,
-        }],
-        codes: vec![DeliveredCodeRecord {
-            index: 0,
-            item_index: 0,
-            product_id: "product_fast".into(),
-            code: "FOX-SWEEP-0001".into(),
-            kind: CodeKind::Code,
-        }],
-        at: now - minutes(5),
-    };
-    store
-        .persist_terminal(&unnotified, &terminal)
-        .await
-        .unwrap();
+    unnotified_completion(&store, "unnotified", now - minutes(6), "FOX-SWEEP-0001").await;
     // Two orders polling for twenty minutes: stalled.
     for id in ["stalled-1", "stalled-2"] {
         pending_order(&store, id, now - minutes(20), "processing").await;

@@ -14,6 +14,7 @@
 //! IAM by default, with JWT when asked.
 
 use foxrelay_shared::settings::{ApiKeySource, Settings, names};
+use foxrelay_tests::grants;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -468,66 +469,43 @@ fn expected_grants(
         base.extend(more);
         base
     };
-    BTreeMap::from([
-        (
-            "CreateOrderFunction",
-            with(
-                common("CreateOrderLogGroup"),
-                pairs(&[
-                    (
-                        &[
-                            "dynamodb:GetItem",
-                            "dynamodb:PutItem",
-                            "dynamodb:UpdateItem",
-                            "dynamodb:DeleteItem",
-                            "dynamodb:Query",
-                        ],
-                        &[&table],
-                    ),
-                    (&["sqs:SendMessage"], &[&poll_queue]),
-                ]),
-            ),
-        ),
-        (
-            "PollOrderFunction",
-            with(
-                common("PollOrderLogGroup"),
-                pairs(&[
-                    (
-                        &[
-                            "dynamodb:GetItem",
-                            "dynamodb:PutItem",
-                            "dynamodb:UpdateItem",
-                            "dynamodb:Query",
-                        ],
-                        &[&table],
-                    ),
-                    (
-                        &[
-                            "sqs:ReceiveMessage",
-                            "sqs:DeleteMessage",
-                            "sqs:GetQueueAttributes",
-                            "sqs:SendMessage",
-                        ],
-                        &[&poll_queue],
-                    ),
-                    (&["sns:Publish"], &[&order_events, &ops_alerts]),
-                ]),
-            ),
-        ),
-        (
-            "ScanStalledFunction",
-            with(
-                common("ScanStalledLogGroup"),
-                pairs(&[
-                    (&["dynamodb:Query"], &[&table, &pending_index]),
-                    (&["dynamodb:GetItem", "dynamodb:UpdateItem"], &[&table]),
-                    (&["sqs:SendMessage"], &[&poll_queue]),
-                    (&["sns:Publish"], &[&order_events, &ops_alerts]),
-                ]),
-            ),
-        ),
-    ])
+    // The code's own calls (the table the IAM-calls test holds the code
+    // to), on the deployed resources.
+    let arn_of = |logical: &str| match logical {
+        grants::ORDERS_TABLE => table.clone(),
+        grants::PENDING_INDEX => pending_index.clone(),
+        grants::POLL_QUEUE => poll_queue.clone(),
+        grants::ORDER_EVENTS_TOPIC => order_events.clone(),
+        grants::OPS_ALERTS_TOPIC => ops_alerts.clone(),
+        other => panic!("no ARN for {other}"),
+    };
+    let log_groups = BTreeMap::from([
+        ("CreateOrderFunction", "CreateOrderLogGroup"),
+        ("PollOrderFunction", "PollOrderLogGroup"),
+        ("ScanStalledFunction", "ScanStalledLogGroup"),
+    ]);
+    grants::code_calls()
+        .into_iter()
+        .map(|(function, calls)| {
+            let code: BTreeSet<(String, String)> = calls
+                .into_iter()
+                .map(|(action, resource)| (action.to_owned(), arn_of(resource)))
+                .collect();
+            let mut granted = with(common(log_groups[function]), code);
+            if function == "PollOrderFunction" {
+                // Lambda's SQS event source mapping, under poll-order's role.
+                granted.extend(pairs(&[(
+                    &[
+                        "sqs:ReceiveMessage",
+                        "sqs:DeleteMessage",
+                        "sqs:GetQueueAttributes",
+                    ],
+                    &[&poll_queue],
+                )]));
+            }
+            (function, granted)
+        })
+        .collect()
 }
 
 fn assert_exact_grants(d: &Deployment, secret: &str) {

@@ -14,13 +14,13 @@
 //! [`proxy`]: crate::proxy
 
 use crate::lab::Lab;
-use crate::proxy::{CountingProxy, ItemRead, ItemWrite, Tally};
 use crate::rng::Rng;
 use crate::schedule_lag;
 use crate::table::{Section, fixed, ratio};
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::event::sqs::SqsEvent;
 use axum::http::{HeaderValue, Method, header};
+use foxrelay_local::counting_proxy::{CountingProxy, ItemRead, ItemWrite, Tally};
 use foxrelay_local::{EventSourceOptions, SqsEventSource, StackTemplate, subscribe_queue};
 use foxrelay_shared::aws::AwsClients;
 use foxrelay_shared::domain::schedule::Schedule;

@@ -9,7 +9,6 @@
 mod cold_start;
 mod cost;
 mod lab;
-mod proxy;
 mod rng;
 mod schedule_lag;
 mod stall_scan;

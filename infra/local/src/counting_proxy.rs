@@ -1,5 +1,6 @@
-//! A counting reverse proxy between the AWS SDK and moto, for the cost
-//! section.
+//! A counting reverse proxy between the AWS SDK and moto: the benchmark's
+//! cost section counts what AWS would bill through it, and the IAM test
+//! records which actions each function's code calls, on what.
 //!
 //! The SDK's endpoint is the proxy; every request goes on to moto unchanged
 //! and its answer comes back unchanged. On the way the proxy records what
@@ -17,7 +18,9 @@
 //!   returned items), the item key when it does not (an Update is billed on
 //!   the stored item, sized afterwards), and the writes to global secondary
 //!   indexes: the proxy learns each table's key and index keys from its
-//!   `CreateTable` request and follows which items are in each index.
+//!   `CreateTable` request and follows which items are in each index;
+//! - the IAM action each request needs and the resource it names
+//!   ([`iam_actions`]): a transaction needs the action of each item in it.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
@@ -85,6 +88,9 @@ pub struct Tally {
     /// DynamoDB operations whose capacity is not modelled, by name (none in
     /// foxrelay's flow).
     pub unmodelled: BTreeMap<String, u64>,
+    /// The IAM actions the requests needed, each with the resource it named
+    /// (a table, `table/index/NAME`, a queue URL, a topic ARN, a secret id).
+    pub actions: BTreeSet<(String, String)>,
 }
 
 impl Tally {
@@ -116,6 +122,7 @@ impl Tally {
         for (name, n) in other.unmodelled {
             *self.unmodelled.entry(name).or_default() += n;
         }
+        self.actions.extend(other.actions);
     }
 }
 
@@ -274,6 +281,69 @@ pub fn classify(headers: &HeaderMap, body: &[u8]) -> Call {
     }
 }
 
+/// The IAM actions a request needs, each with the resource it names: what a
+/// role must grant for it. A DynamoDB transaction is authorised per item, by
+/// that item's action (`Put` needs `dynamodb:PutItem`, a condition check
+/// `dynamodb:ConditionCheckItem`); a query of an index names
+/// `TABLE/index/NAME`.
+pub fn iam_actions(call: &Call, body: &[u8]) -> Vec<(String, String)> {
+    let action = |operation: &str| format!("{}:{operation}", call.service);
+    match call.service.as_str() {
+        "dynamodb" => {
+            let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let table = |v: &Value| v["TableName"].as_str().unwrap_or_default().to_owned();
+            match call.operation.as_str() {
+                "TransactWriteItems" | "TransactGetItems" => request["TransactItems"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|item| {
+                        let (kind, inner) = item.as_object()?.iter().next()?;
+                        let operation = match kind.as_str() {
+                            "ConditionCheck" => "ConditionCheckItem".to_owned(),
+                            other => format!("{other}Item"),
+                        };
+                        Some((action(&operation), table(inner)))
+                    })
+                    .collect(),
+                "BatchWriteItem" | "BatchGetItem" => request["RequestItems"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(name, _)| (action(&call.operation), name.clone()))
+                    .collect(),
+                operation => {
+                    let mut resource = table(&request);
+                    if let Some(index) = request["IndexName"].as_str() {
+                        resource = format!("{resource}/index/{index}");
+                    }
+                    vec![(action(operation), resource)]
+                }
+            }
+        }
+        "sqs" => {
+            let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let queue = request["QueueUrl"].as_str().unwrap_or_default().to_owned();
+            vec![(action(&call.operation), queue)]
+        }
+        "sns" => {
+            let form = form_pairs(body);
+            let topic = form
+                .iter()
+                .find(|(name, _)| name == "TopicArn")
+                .map(|(_, value)| value.clone())
+                .unwrap_or_default();
+            vec![(action(&call.operation), topic)]
+        }
+        "secretsmanager" => {
+            let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let secret = request["SecretId"].as_str().unwrap_or_default().to_owned();
+            vec![(action(&call.operation), secret)]
+        }
+        _ => vec![(action(&call.operation), String::new())],
+    }
+}
+
 /// The service of a SigV4 `Authorization` header's credential scope
 /// (`Credential=KEY/DATE/REGION/SERVICE/aws4_request`).
 fn scope_service(authorization: &str) -> Option<String> {
@@ -338,6 +408,7 @@ struct Recorder {
 impl Recorder {
     fn record(&mut self, headers: &HeaderMap, body: &[u8], status: u16, answer: &[u8]) {
         let mut call = classify(headers, body);
+        self.tally.actions.extend(iam_actions(&call, body));
         let ok = (200..300).contains(&status);
         match call.service.as_str() {
             "sqs" => {
@@ -792,6 +863,44 @@ mod tests {
             HeaderValue::from_static("AmazonSQS.SendMessage"),
         );
         assert_eq!(classify(&headers, b"{}"), Call::new("sqs", "SendMessage"));
+    }
+
+    #[test]
+    fn a_transaction_needs_the_action_of_each_item_and_a_query_names_its_index() {
+        let call = Call::new("dynamodb", "TransactWriteItems");
+        let body = json!({"TransactItems": [
+            {"Put": {"TableName": "t", "Item": {}}},
+            {"ConditionCheck": {"TableName": "t", "Key": {}}},
+            {"Update": {"TableName": "u", "Key": {}}}
+        ]});
+        let actions = iam_actions(&call, body.to_string().as_bytes());
+        assert_eq!(
+            actions,
+            vec![
+                ("dynamodb:PutItem".to_owned(), "t".to_owned()),
+                ("dynamodb:ConditionCheckItem".to_owned(), "t".to_owned()),
+                ("dynamodb:UpdateItem".to_owned(), "u".to_owned()),
+            ]
+        );
+        let query = json!({"TableName": "t", "IndexName": "pending-orders"});
+        assert_eq!(
+            iam_actions(
+                &Call::new("dynamodb", "Query"),
+                query.to_string().as_bytes()
+            ),
+            vec![(
+                "dynamodb:Query".to_owned(),
+                "t/index/pending-orders".to_owned()
+            )]
+        );
+        let publish = b"Action=Publish&TopicArn=arn%3Aaws%3Asns%3Aus-east-1%3A1%3Ax&Message=m";
+        assert_eq!(
+            iam_actions(&Call::new("sns", "Publish"), publish),
+            vec![(
+                "sns:Publish".to_owned(),
+                "arn:aws:sns:us-east-1:1:x".to_owned()
+            )]
+        );
     }
 
     #[test]

@@ -1,0 +1,105 @@
+//! What each function's code calls, on which of the stack's resources (by
+//! logical id). Two tests hold the roles to it: the template test proves
+//! each role grants exactly this (plus what the platform needs: logs, X-Ray,
+//! the secret, the key, and the SQS event source for poll-order), and the
+//! IAM-calls test proves the code, run through moto, calls exactly this.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+pub const ORDERS_TABLE: &str = "OrdersTable";
+/// The sparse index scan-stalled queries.
+pub const PENDING_INDEX: &str = "OrdersTable/index/pending-orders";
+pub const POLL_QUEUE: &str = "PollQueue";
+pub const ORDER_EVENTS_TOPIC: &str = "OrderEventsTopic";
+pub const OPS_ALERTS_TOPIC: &str = "OpsAlertsTopic";
+
+pub type Calls = BTreeSet<(&'static str, &'static str)>;
+
+fn calls(list: &[(&[&'static str], &[&'static str])]) -> Calls {
+    list.iter()
+        .flat_map(|(actions, resources)| {
+            actions
+                .iter()
+                .flat_map(move |a| resources.iter().map(move |r| (*a, *r)))
+        })
+        .collect()
+}
+
+/// Per function (template logical id), the (IAM action, logical resource)
+/// pairs its code calls.
+pub fn code_calls() -> BTreeMap<&'static str, Calls> {
+    BTreeMap::from([
+        (
+            "CreateOrderFunction",
+            calls(&[
+                (
+                    &[
+                        "dynamodb:GetItem",
+                        "dynamodb:PutItem",
+                        "dynamodb:UpdateItem",
+                        "dynamodb:DeleteItem",
+                        "dynamodb:Query",
+                    ],
+                    &[ORDERS_TABLE],
+                ),
+                (&["sqs:SendMessage"], &[POLL_QUEUE]),
+            ]),
+        ),
+        (
+            "PollOrderFunction",
+            calls(&[
+                (
+                    &[
+                        "dynamodb:GetItem",
+                        "dynamodb:PutItem",
+                        "dynamodb:UpdateItem",
+                        "dynamodb:Query",
+                    ],
+                    &[ORDERS_TABLE],
+                ),
+                (&["sqs:SendMessage"], &[POLL_QUEUE]),
+                (&["sns:Publish"], &[ORDER_EVENTS_TOPIC, OPS_ALERTS_TOPIC]),
+            ]),
+        ),
+        (
+            "ScanStalledFunction",
+            calls(&[
+                (&["dynamodb:Query"], &[ORDERS_TABLE, PENDING_INDEX]),
+                (
+                    &["dynamodb:GetItem", "dynamodb:UpdateItem"],
+                    &[ORDERS_TABLE],
+                ),
+                (&["sqs:SendMessage"], &[POLL_QUEUE]),
+                (&["sns:Publish"], &[ORDER_EVENTS_TOPIC, OPS_ALERTS_TOPIC]),
+            ]),
+        ),
+    ])
+}
+
+/// `action` as the table spells it (the table's entries are `'static`).
+pub fn code_calls_action(action: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:Query",
+        "dynamodb:ConditionCheckItem",
+        "dynamodb:Scan",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:BatchGetItem",
+        "sqs:SendMessage",
+        "sqs:SendMessageBatch",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:DeleteMessageBatch",
+        "sqs:GetQueueAttributes",
+        "sns:Publish",
+        "secretsmanager:GetSecretValue",
+    ];
+    KNOWN
+        .iter()
+        .find(|known| **known == action)
+        .copied()
+        .unwrap_or_else(|| panic!("{action} is not an action foxrelay knows"))
+}

@@ -1,0 +1,200 @@
+//! Each function's code calls exactly the AWS actions its role grants, on
+//! exactly its resources: the handlers run through moto behind a recording
+//! proxy, over the paths that reach every call (create, replay, a supplier
+//! outage that frees the key, reading a finished order; polling through
+//! failed reads to a completion, and to a failure; a sweep that alerts, revives and republishes),
+//! and what they called is compared with `foxrelay_tests::grants`, the table
+//! the template test holds every role to.
+
+use aws_lambda_events::encodings::Body;
+use foxrelay_local::counting_proxy::CountingProxy;
+use foxrelay_shared::aws::{AwsClients, LocalAws, load_local};
+use foxrelay_shared::startup::Context;
+use foxrelay_shared::store::OrderStore;
+use foxrelay_tests::grants::{self, Calls};
+use foxrelay_tests::world::{poll_options, quick_timing, world};
+use foxrelay_tests::{http_event, moto, pending_order, unnotified_completion};
+use foxreload_sim::{PRODUCT_5XX, PRODUCT_FAIL, PRODUCT_FAST};
+use scan_stalled::sweep::SweepOptions;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+async fn post(handler: &create_order::Handler, product: &str, key: &str) -> (u16, Value) {
+    let body = json!({"items": [{"productId": product, "quantity": 1}]}).to_string();
+    let response = handler
+        .handle(http_event(
+            "POST",
+            "/orders",
+            &[
+                ("content-type", "application/json"),
+                ("idempotency-key", key),
+            ],
+            Some(&body),
+        ))
+        .await
+        .unwrap();
+    let Some(Body::Text(text)) = response.body else {
+        panic!("no body")
+    };
+    (
+        response.status_code as u16,
+        serde_json::from_str(&text).unwrap(),
+    )
+}
+
+/// The recorded (action, resource) pairs, resources named by logical id.
+fn logical(recorded: &BTreeSet<(String, String)>, names: &BTreeMap<String, &'static str>) -> Calls {
+    recorded
+        .iter()
+        .map(|(action, resource)| {
+            let Some(logical) = names.get(resource) else {
+                panic!("{action} on {resource:?}, which is none of the stack's resources")
+            };
+            (grants::code_calls_action(action), *logical)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn each_function_calls_exactly_what_its_role_grants() {
+    let w = world(quick_timing()).await;
+    let proxy = CountingProxy::start(&moto().endpoint_url()).await.unwrap();
+    let clients = AwsClients::new(&load_local(&LocalAws::new(proxy.url().to_owned())).await);
+    let context = Context::build(w.h.context.settings.clone(), clients)
+        .await
+        .unwrap();
+    let resources = &w.h.stack.resources;
+    let table = resources.table_name().to_owned();
+    let names: BTreeMap<String, &'static str> = BTreeMap::from([
+        (table.clone(), grants::ORDERS_TABLE),
+        (
+            format!("{table}/index/pending-orders"),
+            grants::PENDING_INDEX,
+        ),
+        (resources.poll_queue_url().to_owned(), grants::POLL_QUEUE),
+        (
+            resources.order_events_topic_arn().to_owned(),
+            grants::ORDER_EVENTS_TOPIC,
+        ),
+        (
+            resources.ops_alerts_topic_arn().to_owned(),
+            grants::OPS_ALERTS_TOPIC,
+        ),
+    ]);
+    proxy.take();
+
+    // create-order: new orders, a replay, and an outage that frees the key.
+    let create = create_order::Handler::with_options(
+        context.clone(),
+        create_order::create::CreateOptions {
+            first_poll_delay: Duration::from_secs(1),
+            ..Default::default()
+        },
+    );
+    // Its first reads fail (5xx), so its chain goes on for a few links.
+    let (status, fast) = post(&create, PRODUCT_5XX, "iam-5xx").await;
+    assert_eq!(status, 202, "{fast}");
+    assert_eq!(
+        post(&create, PRODUCT_5XX, "iam-5xx").await,
+        (202, fast.clone())
+    );
+    let (status, failed) = post(&create, PRODUCT_FAIL, "iam-fail").await;
+    assert_eq!(status, 202, "{failed}");
+    let mut down = context.clone();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut supplier = down.settings.foxreload.clone();
+    supplier.base_url = format!("http://{closed}");
+    down.foxreload = foxrelay_shared::foxreload::FoxReloadClient::new(
+        &supplier,
+        &foxrelay_shared::settings::ApiKey::new("k"),
+    )
+    .unwrap();
+    let outage = create_order::Handler::with_options(down, Default::default());
+    assert_eq!(post(&outage, PRODUCT_FAST, "iam-down").await.0, 503);
+    let mut create_calls = proxy.take();
+
+    // poll-order: both orders polled to their end.
+    let ids: Vec<String> = [&fast, &failed]
+        .iter()
+        .map(|o| o["orderId"].as_str().unwrap().to_owned())
+        .collect();
+    let poll = poll_order::Handler::with_options(context.clone(), poll_options());
+    let events = w.run_until_notified(&poll, &w.source(1, false), &ids).await;
+    assert_eq!(events.len(), 2);
+    let poll_calls = proxy.take();
+
+    // create-order again: a finished order is read with its codes.
+    let read = create
+        .handle(http_event("GET", &format!("/orders/{}", ids[0]), &[], None))
+        .await
+        .unwrap();
+    assert_eq!(read.status_code, 200);
+    create_calls.merge(proxy.take());
+
+    // scan-stalled: a stalled order, an orphaned chain, a lost notification.
+    let now = time::OffsetDateTime::now_utc();
+    pending_order(
+        &w.store,
+        "iam-stalled",
+        now - time::Duration::minutes(20),
+        "processing",
+    )
+    .await;
+    w.store
+        .schedule_poll("iam-stalled", 1, now + time::Duration::minutes(1), now)
+        .await
+        .unwrap();
+    pending_order(
+        &w.store,
+        "iam-orphan",
+        now - time::Duration::minutes(5),
+        "processing",
+    )
+    .await;
+    unnotified_completion(
+        &w.store,
+        "iam-unnotified",
+        now - time::Duration::minutes(6),
+        "FOX-IAM-1",
+    )
+    .await;
+    proxy.take();
+    let scan = scan_stalled::Handler::with_options(context.clone(), SweepOptions::default());
+    let mut lambda = lambda_runtime::Context::default();
+    lambda.deadline = u64::MAX;
+    let report = scan
+        .handle(lambda_runtime::LambdaEvent::new(Default::default(), lambda))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            report.stalled_alerted,
+            report.chains_revived,
+            report.events_republished
+        ),
+        (1, 1, 1),
+        "{report:?}"
+    );
+    let scan_calls = proxy.take();
+
+    let expected = grants::code_calls();
+    for (function, tally) in [
+        ("CreateOrderFunction", &create_calls),
+        ("PollOrderFunction", &poll_calls),
+        ("ScanStalledFunction", &scan_calls),
+    ] {
+        let called = logical(&tally.actions, &names);
+        let granted = &expected[function];
+        let ungranted: Vec<_> = called.difference(granted).collect();
+        let unused: Vec<_> = granted.difference(&called).collect();
+        assert!(
+            ungranted.is_empty() && unused.is_empty(),
+            "{function}: called but not in the grants table: {ungranted:?}; \
+             in the table but never called: {unused:?}"
+        );
+    }
+}
