@@ -303,3 +303,23 @@ pub async fn unnotified_completion(
     };
     store.persist_terminal(&order, &terminal).await.unwrap();
 }
+
+/// `context` with a FoxReload that cannot be reached: a loopback port where
+/// nothing listens.
+pub fn with_foxreload_down(
+    context: &foxrelay_shared::startup::Context,
+) -> foxrelay_shared::startup::Context {
+    let mut down = context.clone();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut settings = down.settings.foxreload.clone();
+    settings.base_url = format!("http://{closed}");
+    down.foxreload = foxrelay_shared::foxreload::FoxReloadClient::new(
+        &settings,
+        &foxrelay_shared::settings::ApiKey::new("k"),
+    )
+    .unwrap();
+    down
+}

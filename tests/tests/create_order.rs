@@ -4,7 +4,7 @@ use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use aws_lambda_events::encodings::Body;
 use create_order::Handler;
 use create_order::create::CreateOptions;
-use foxrelay_tests::{Harness, harness, http_event, metric_totals};
+use foxrelay_tests::{Harness, harness, http_event, metric_totals, with_foxreload_down};
 use foxreload_sim::{
     PRODUCT_FAST, PRODUCT_PLAYER, PRODUCT_POOR, PRODUCT_STALL_CREATE, SimConfig, Timing,
 };
@@ -438,18 +438,7 @@ async fn foxreload_refusal_is_a_502_with_its_code_and_the_order_not_placed() {
 #[tokio::test]
 async fn foxreload_unreachable_is_a_503_that_frees_the_key_for_a_retry() {
     let h = harness(sim_config(Duration::from_secs(3)), Duration::from_secs(1)).await;
-    let mut context = h.context.clone();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut settings = context.settings.foxreload.clone();
-    settings.base_url = format!("http://{closed}");
-    context.foxreload = foxrelay_shared::foxreload::FoxReloadClient::new(
-        &settings,
-        &foxrelay_shared::settings::ApiKey::new("k"),
-    )
-    .unwrap();
+    let context = with_foxreload_down(&h.context);
     let handler = Handler::with_options(context, options());
     let first = post(&handler, &order_of(PRODUCT_FAST, 1), Some("down-1")).await;
     assert_eq!(first.status_code, 503);

@@ -13,7 +13,7 @@ use foxrelay_shared::startup::Context;
 use foxrelay_shared::store::OrderStore;
 use foxrelay_tests::grants::{self, Calls};
 use foxrelay_tests::world::{poll_options, quick_timing, world};
-use foxrelay_tests::{http_event, moto, pending_order, unnotified_completion};
+use foxrelay_tests::{http_event, moto, pending_order, unnotified_completion, with_foxreload_down};
 use foxreload_sim::{PRODUCT_5XX, PRODUCT_FAIL, PRODUCT_FAST};
 use scan_stalled::sweep::SweepOptions;
 use serde_json::{Value, json};
@@ -101,19 +101,8 @@ async fn each_function_calls_exactly_what_its_role_grants() {
     );
     let (status, failed) = post(&create, PRODUCT_FAIL, "iam-fail").await;
     assert_eq!(status, 202, "{failed}");
-    let mut down = context.clone();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut supplier = down.settings.foxreload.clone();
-    supplier.base_url = format!("http://{closed}");
-    down.foxreload = foxrelay_shared::foxreload::FoxReloadClient::new(
-        &supplier,
-        &foxrelay_shared::settings::ApiKey::new("k"),
-    )
-    .unwrap();
-    let outage = create_order::Handler::with_options(down, Default::default());
+    let outage =
+        create_order::Handler::with_options(with_foxreload_down(&context), Default::default());
     assert_eq!(post(&outage, PRODUCT_FAST, "iam-down").await.0, 503);
     let mut create_calls = proxy.take();
 
