@@ -169,18 +169,16 @@ where
                     // payment failed on the way, or never ran. Paying an
                     // order that is no longer `active` is refused, so this
                     // cannot pay twice.
-                    pay(
+                    if let Some(status) = pay(
                         &self.store,
                         &self.supplier,
                         &self.clock,
                         &order.order_id,
                         &found,
                     )
-                    .await;
-                    if let Ok(Some(paid)) = self.store.order(&order.order_id).await
-                        && let Some(status) = paid.supplier_status
+                    .await
                     {
-                        found.status = foxrelay_shared::foxreload::SupplierStatus::parse(&status);
+                        found.status = status;
                     }
                 }
                 let status = OrderStatus::from_supplier(&found.status);
@@ -222,20 +220,17 @@ where
             Found::Claimed(mut supplier_order) => {
                 info!(supplier_order_id = %supplier_order.id, "reconciliation settled the order");
                 if self.options.auto_pay {
-                    pay(
+                    // The next poll reads the status after payment.
+                    if let Some(status) = pay(
                         &self.store,
                         &self.supplier,
                         &self.clock,
                         &order.order_id,
                         &supplier_order,
                     )
-                    .await;
-                    // The next poll reads the status after payment.
-                    if let Ok(Some(paid)) = self.store.order(&order.order_id).await
-                        && let Some(status) = paid.supplier_status
+                    .await
                     {
-                        supplier_order.status =
-                            foxrelay_shared::foxreload::SupplierStatus::parse(&status);
+                        supplier_order.status = status;
                     }
                 }
                 let status = OrderStatus::from_supplier(&supplier_order.status);
