@@ -8,8 +8,9 @@
 //! - warm: the second invocation's round trip;
 //! - peak RSS: the process's high-water mark (`VmHWM`) after both.
 
-use crate::lab::Lab;
+use crate::lab::{Lab, http_request};
 use crate::table::{Section, fixed, ratio};
+use axum::http::Method;
 use foxrelay_shared::settings::names;
 use foxrelay_shared::testing::{FunctionProcess, Outcome, RuntimeApi};
 use serde_json::{Value, json};
@@ -62,17 +63,13 @@ fn build_functions() -> Result<PathBuf, String> {
 }
 
 fn events() -> [(&'static str, Value); 3] {
-    let http = json!({
-        "version": "2.0", "routeKey": "GET /orders/{orderId}",
-        "rawPath": "/orders/00000000-0000-4000-8000-000000000000", "rawQueryString": "",
-        "headers": {}, "isBase64Encoded": false,
-        "pathParameters": {"orderId": "00000000-0000-4000-8000-000000000000"},
-        "requestContext": {"http": {"method": "GET", "path": "/orders/00000000-0000-4000-8000-000000000000",
-            "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "bench"},
-            "requestId": "r1", "routeKey": "GET /orders/{orderId}", "stage": "$default",
-            "time": "28/Nov/2026:10:00:00 +0000", "timeEpoch": 0, "accountId": "123456789012",
-            "apiId": "api", "domainName": "localhost", "domainPrefix": "localhost"}
-    });
+    let http = serde_json::to_value(http_request(
+        Method::GET,
+        "/orders/00000000-0000-4000-8000-000000000000",
+        None,
+        None,
+    ))
+    .expect("a request serializes");
     let sqs = json!({"Records": [{
         "messageId": "m1", "receiptHandle": "h1",
         "body": "{\"orderId\":\"00000000-0000-4000-8000-000000000000\",\"seq\":1,\"kind\":\"poll\"}",

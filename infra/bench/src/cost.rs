@@ -13,13 +13,13 @@
 //!
 //! [`proxy`]: crate::proxy
 
-use crate::lab::Lab;
+use crate::lab::{Lab, http_request, lambda_context};
 use crate::rng::Rng;
 use crate::schedule_lag;
 use crate::table::{Section, fixed, ratio};
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::event::sqs::SqsEvent;
-use axum::http::{HeaderValue, Method, header};
+use axum::http::Method;
 use foxrelay_local::counting_proxy::{CountingProxy, ItemRead, ItemWrite, Tally};
 use foxrelay_local::{EventSourceOptions, SqsEventSource, StackTemplate, subscribe_queue};
 use foxrelay_shared::aws::AwsClients;
@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Published us-east-1 prices (on-demand, after any free tier), as of
 /// 2026-11, from each service's pricing page.
@@ -367,36 +367,14 @@ async fn measure(lab: &Lab, deployed: &Deployed, typical: f64) -> Result<Measure
     })
 }
 
-fn lambda_context(timeout: Duration) -> lambda_runtime::Context {
-    let mut context = lambda_runtime::Context::default();
-    context.deadline = (SystemTime::now() + timeout)
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64;
-    context
-}
-
 /// `POST /orders` as API Gateway's HTTP API hands it to create-order.
 fn order_request(n: usize, timeout: Duration) -> LambdaEvent<ApiGatewayV2httpRequest> {
     let body = json!({
         "items": [{"productId": PRODUCT_FAST, "quantity": QUANTITY}],
         "customerReference": format!("cost-{n}"),
     });
-    let mut request = ApiGatewayV2httpRequest::default();
-    request.version = Some("2.0".into());
-    request.route_key = Some("$default".into());
-    request.raw_path = Some("/orders".into());
-    request.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Ok(key) = HeaderValue::from_str(&format!("cost-{n}")) {
-        request.headers.insert("idempotency-key", key);
-    }
-    request.request_context.http.method = Method::POST;
-    request.request_context.http.path = Some("/orders".into());
-    request.request_context.stage = Some("$default".into());
-    request.body = Some(body.to_string());
+    let key = format!("cost-{n}");
+    let request = http_request(Method::POST, "/orders", Some(&body), Some(&key));
     LambdaEvent::new(request, lambda_context(timeout))
 }
 

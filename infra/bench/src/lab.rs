@@ -2,10 +2,51 @@
 //! whole run, a fresh set of the template's resources per section, and the
 //! FoxReload simulator.
 
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use axum::http::{HeaderValue, Method, header};
 use foxrelay_local::{MotoServer, Provisioned, StackTemplate, provision};
 use foxrelay_shared::aws::{AwsClients, LocalAws, load_local};
 use foxrelay_shared::settings::{Settings, names};
 use foxrelay_shared::startup::Context;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A Lambda context whose deadline is `timeout` away.
+pub fn lambda_context(timeout: Duration) -> lambda_runtime::Context {
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = (SystemTime::now() + timeout)
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    context
+}
+
+/// A request as API Gateway's HTTP API (payload 2.0) hands it to
+/// create-order; a body is sent as JSON.
+pub fn http_request(
+    method: Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+    idempotency_key: Option<&str>,
+) -> ApiGatewayV2httpRequest {
+    let mut request = ApiGatewayV2httpRequest::default();
+    request.version = Some("2.0".into());
+    request.route_key = Some("$default".into());
+    request.raw_path = Some(path.into());
+    if let Some(body) = body {
+        request.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        request.body = Some(body.to_string());
+    }
+    if let Some(key) = idempotency_key.and_then(|k| HeaderValue::from_str(k).ok()) {
+        request.headers.insert("idempotency-key", key);
+    }
+    request.request_context.http.method = method;
+    request.request_context.http.path = Some(path.into());
+    request.request_context.stage = Some("$default".into());
+    request
+}
 
 /// moto, started once.
 pub struct Lab {

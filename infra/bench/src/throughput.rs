@@ -9,15 +9,16 @@
 //! process. The messages-per-second figure is bound by moto's latency (one
 //! Python process serving every call); the CPU figure is foxrelay's own cost.
 
-use crate::lab::Lab;
+use crate::lab::{Lab, http_request, lambda_context};
 use crate::table::{Section, fixed};
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use axum::http::Method;
 use foxrelay_shared::aws::{AwsClients, LocalAws, load_local};
 use foxrelay_shared::startup::Context;
 use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const ORDERS: usize = 210;
 const ROUNDS: u64 = 3;
@@ -51,12 +52,7 @@ fn batch_event(batch: &[(String, u64)], round: u64) -> LambdaEvent<SqsEvent> {
             record
         })
         .collect();
-    let mut context = lambda_runtime::Context::default();
-    context.deadline = (SystemTime::now() + Duration::from_secs(30))
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64;
-    LambdaEvent::new(event, context)
+    LambdaEvent::new(event, lambda_context(Duration::from_secs(30)))
 }
 
 async fn place_orders(context: &Context, count: usize) -> Result<Vec<String>, String> {
@@ -64,24 +60,12 @@ async fn place_orders(context: &Context, count: usize) -> Result<Vec<String>, St
     let mut ids = Vec::with_capacity(count);
     for _ in 0..count {
         let body = json!({"items": [{"productId": foxreload_sim::PRODUCT_NEVER, "quantity": 1}]});
-        let request: aws_lambda_events::apigw::ApiGatewayV2httpRequest = serde_json::from_value(json!({
-            "version": "2.0", "routeKey": "POST /orders", "rawPath": "/orders", "rawQueryString": "",
-            "headers": {"content-type": "application/json"}, "body": body.to_string(),
-            "isBase64Encoded": false,
-            "requestContext": {"http": {"method": "POST", "path": "/orders", "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1", "userAgent": "bench"}, "requestId": "r", "routeKey": "POST /orders",
-                "stage": "$default", "time": "28/Nov/2026:10:00:00 +0000", "timeEpoch": 0,
-                "accountId": "123456789012", "apiId": "api", "domainName": "localhost",
-                "domainPrefix": "localhost"}
-        }))
-        .map_err(|e| e.to_string())?;
-        let mut lambda = lambda_runtime::Context::default();
-        lambda.deadline = (SystemTime::now() + Duration::from_secs(30))
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
+        let request = http_request(Method::POST, "/orders", Some(&body), None);
         let response = create
-            .handle(LambdaEvent::new(request, lambda))
+            .handle(LambdaEvent::new(
+                request,
+                lambda_context(Duration::from_secs(30)),
+            ))
             .await
             .map_err(|e| e.to_string())?;
         let Some(Body::Text(text)) = response.body else {
