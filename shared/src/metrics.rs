@@ -10,7 +10,9 @@
 //! included, so an alarm on it always has data. Supplier errors are also
 //! written per kind (dimension `ErrorKind`), on lines of their own.
 
-use crate::foxreload::{CreateOrderRequest, Supplier, SupplierError, SupplierOrder};
+use crate::foxreload::{
+    CreateOrderRequest, OrderPage, PageRequest, Supplier, SupplierError, SupplierOrder,
+};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -245,8 +247,8 @@ impl<F: Supplier> Supplier for Metered<F> {
         self.counted(self.inner.get_order(supplier_order_id).await)
     }
 
-    async fn list_recent_orders(&self, limit: u32) -> Result<Vec<SupplierOrder>, SupplierError> {
-        self.counted(self.inner.list_recent_orders(limit).await)
+    async fn list_orders(&self, page: &PageRequest) -> Result<OrderPage, SupplierError> {
+        self.counted(self.inner.list_orders(page).await)
     }
 }
 

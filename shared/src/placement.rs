@@ -1,40 +1,63 @@
-//! Placing an order at FoxReload without buying twice: the reconciliation
-//! both create-order and poll-order run after an ambiguous create.
+//! Placing an order at FoxReload without buying twice, or taking another
+//! buyer's order: the POST and the reconciliation that create-order and
+//! poll-order share.
 //!
-//! FoxReload's recent orders are listed and matched against ours
-//! ([`crate::domain::reconcile::candidates`]); the oldest unclaimed match is
-//! claimed with the store's conditional write, so a supplier order is held by
-//! exactly one of our orders. Nothing found, the list is read once more after
-//! a short pause (the re-check) before the caller may buy again.
+//! Every POST's send time is recorded on the order before it is sent (the
+//! first one with the intent), so reconciliation knows the windows in which
+//! one of our POSTs could have made an order. FoxReload's order list is
+//! then read back, page after page, until it is older than those windows,
+//! and each entry is compared exactly ([`crate::domain::reconcile`]). An
+//! entry that cannot be evaluated is fetched by id; still unreadable, or
+//! more fitting candidates than our undecided orders that could own them,
+//! and the answer is *ambiguous*: nothing is claimed, nothing is bought, and
+//! poll-order alerts operations. "Nothing" is an answer only when the list
+//! was read back far enough, twice, after every window closed.
 
 use crate::clock::Clock;
-use crate::domain::reconcile::{CLOCK_SKEW, candidates};
-use crate::foxreload::{Supplier, SupplierOrder, SupplierStatus};
+use crate::domain::OrderStatus;
+use crate::domain::reconcile::{
+    ClockOffset, Fit, Margins, Verdict, Wanted, Window, decide, fit, opens, windows,
+};
+use crate::foxreload::{
+    CreateOrderRequest, PageRequest, Supplier, SupplierError, SupplierOrder, SupplierStatus,
+};
 use crate::store::{Claim, OrderRecord, OrderStore, StoreError, SupplierProblem};
+use std::collections::BTreeMap;
 use std::time::Duration;
+use time::OffsetDateTime;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 /// Figures of a reconciliation.
 #[derive(Clone, Debug)]
 pub struct ReconcileOptions {
-    /// How many recent orders to read.
-    pub list_limit: u32,
-    /// Margin for the difference between our clock and FoxReload's.
-    pub clock_skew: Duration,
-    /// Pause before the re-check.
+    /// Orders asked for per page of the list.
+    pub page_size: u32,
+    /// Pages read at most; a list not read back far enough within them
+    /// leaves the answer undecided.
+    pub max_pages: u32,
+    /// How the windows are widened.
+    pub margins: Margins,
+    /// Whether our orders are FoxReload mock orders.
+    pub is_mock: bool,
+    /// Pause before the re-check of a list that showed nothing.
     pub recheck_delay: Duration,
     /// The time one FoxReload call may take: none starts with less left.
     pub call_budget: Duration,
+    /// A stored clock measure older than this is replaced by any new one.
+    pub clock_stale_after: Duration,
 }
 
 impl Default for ReconcileOptions {
     fn default() -> Self {
         Self {
-            list_limit: 20,
-            clock_skew: CLOCK_SKEW,
+            page_size: 50,
+            max_pages: 10,
+            margins: Margins::default(),
+            is_mock: false,
             recheck_delay: Duration::from_secs(1),
             call_budget: Duration::from_secs(9),
+            clock_stale_after: Duration::from_secs(600),
         }
     }
 }
@@ -44,16 +67,24 @@ impl Default for ReconcileOptions {
 pub enum Found {
     /// Our order now holds this supplier order.
     Claimed(SupplierOrder),
-    /// Twice, nothing of ours: buying again is as safe as it gets.
+    /// Read back far enough, twice, after our POSTs' windows closed: nothing
+    /// of ours is there, and buying again is safe.
     Nothing,
-    /// The list could not be read, or no time was left.
+    /// The list could not be read far enough, or no time was left: try
+    /// again later.
     Undecided(SupplierProblem),
+    /// Candidates that cannot be told apart from somebody else's: nothing
+    /// is claimed or bought until they can, or an operator settles it.
+    Ambiguous {
+        problem: SupplierProblem,
+        candidates: Vec<String>,
+    },
     /// Our order moved on meanwhile (another worker settled it).
     Moved,
 }
 
 /// A problem saying why a create could not be decided.
-pub fn undecided(why: &str) -> SupplierProblem {
+pub fn undecided(why: impl Into<String>) -> SupplierProblem {
     SupplierProblem {
         kind: "undecided".into(),
         status: None,
@@ -62,7 +93,31 @@ pub fn undecided(why: &str) -> SupplierProblem {
     }
 }
 
+/// How one POST ended.
+#[derive(Debug)]
+pub enum Posted {
+    /// Made, and now held by our order.
+    Claimed(SupplierOrder),
+    /// Made, but another of our orders claimed it first (it reconciled onto
+    /// it while our answer was in flight): reconcile to find ours.
+    TakenByAnother,
+    /// Not sent: another worker recorded a POST or settled the order.
+    Moved,
+    /// Sent and failed.
+    Failed(SupplierError),
+}
+
 impl ReconcileOptions {
+    /// These options for the FoxReload client `settings` build: a call may
+    /// take the client's timeout and a second more, a POST is in flight for
+    /// at most that timeout, and mock orders are what we ask for.
+    pub fn fitted_to(mut self, settings: &crate::settings::FoxReloadSettings) -> Self {
+        self.call_budget = settings.request_timeout + Duration::from_secs(1);
+        self.margins.request_timeout = settings.request_timeout;
+        self.is_mock = settings.mock_orders;
+        self
+    }
+
     /// Whether a FoxReload call still fits before `deadline`.
     pub fn time_left(&self, deadline: Instant) -> bool {
         Instant::now() + self.call_budget <= deadline
@@ -77,8 +132,55 @@ impl ReconcileOptions {
         true
     }
 
-    /// Looks through FoxReload's recent orders for `order`, twice, claiming
-    /// the oldest unclaimed match.
+    fn margins(&self) -> Margins {
+        self.margins
+    }
+
+    /// POSTs `request` for `order` and claims what it made. `seen` is the
+    /// number of POSTs already recorded when this one must be recorded
+    /// first, `None` for the one the intent recorded. A successful create
+    /// also measures FoxReload's clock.
+    pub async fn post(
+        &self,
+        store: &impl OrderStore,
+        supplier: &impl Supplier,
+        clock: &impl Clock,
+        order_id: &str,
+        request: &CreateOrderRequest,
+        seen: Option<usize>,
+    ) -> Result<Posted, StoreError> {
+        if let Some(seen) = seen
+            && !store.record_post(order_id, seen, clock.now()).await?
+        {
+            return Ok(Posted::Moved);
+        }
+        let sent = clock.now();
+        let created = match supplier.create_order(request).await {
+            Ok(created) => created,
+            Err(error) => return Ok(Posted::Failed(error)),
+        };
+        let answered = clock.now();
+        if let Some(stamped) = created.created_at.as_ref().and_then(|t| t.parsed) {
+            let measure = ClockOffset::sample(sent, answered, stamped);
+            if let Err(error) = store
+                .save_clock_offset(&measure, self.clock_stale_after)
+                .await
+            {
+                warn!(%error, "FoxReload's clock measure not stored");
+            }
+        }
+        let claim = store
+            .claim_supplier_order(order_id, &created.id, created.status.as_str(), answered)
+            .await?;
+        Ok(match claim {
+            Claim::Claimed => Posted::Claimed(created),
+            Claim::TakenByAnother => Posted::TakenByAnother,
+            Claim::OrderMoved => Posted::Moved,
+        })
+    }
+
+    /// Looks through FoxReload's orders for `order`'s, claiming it when it
+    /// is told apart for sure.
     pub async fn run(
         &self,
         store: &impl OrderStore,
@@ -87,45 +189,283 @@ impl ReconcileOptions {
         order: &OrderRecord,
         deadline: Instant,
     ) -> Result<Found, StoreError> {
-        let not_before = order.created_at - self.clock_skew;
+        let measured = store.clock_offset().await?;
+        let windows = windows(&order.posted_at, measured.as_ref(), &self.margins());
+        // Whatever FoxReload's clock says, an order our POST made exists by
+        // the time its timeout and the margin have passed.
+        let last_post = order.posted_at.iter().max().copied();
+        if let Some(last) = last_post {
+            let closed = last + self.margins.request_timeout + self.margins.margin;
+            let wait: Duration = (closed - clock.now()).try_into().unwrap_or_default();
+            if !wait.is_zero() && !self.pause(wait, deadline).await {
+                return Ok(Found::Undecided(undecided(
+                    "a POST may still be in flight and no time is left to wait for it",
+                )));
+            }
+        }
         for look in 0..2 {
             if look > 0 && !self.pause(self.recheck_delay, deadline).await {
                 return Ok(Found::Undecided(undecided("no time left to re-check")));
             }
-            if !self.time_left(deadline) {
-                return Ok(Found::Undecided(undecided("no time left to reconcile")));
-            }
-            let recent = match supplier.list_recent_orders(self.list_limit).await {
-                Ok(recent) => recent,
-                Err(error) => {
-                    warn!(%error, "recent orders unreadable; undecided");
-                    return Ok(Found::Undecided(SupplierProblem::from(&error)));
-                }
-            };
-            for candidate in candidates(&order.lines, not_before, &recent) {
-                if store.is_claimed(&candidate.id).await? {
-                    continue;
-                }
-                let claim = store
-                    .claim_supplier_order(
-                        &order.order_id,
-                        &candidate.id,
-                        candidate.status.as_str(),
-                        clock.now(),
-                    )
-                    .await?;
-                match claim {
-                    Claim::Claimed => {
-                        info!(supplier_order_id = %candidate.id, "reconciled onto an existing supplier order");
-                        return Ok(Found::Claimed(candidate.clone()));
-                    }
-                    Claim::TakenByAnother => continue,
-                    Claim::OrderMoved => return Ok(Found::Moved),
-                }
+            match self
+                .look(
+                    store,
+                    supplier,
+                    clock,
+                    order,
+                    &windows,
+                    measured.as_ref(),
+                    deadline,
+                )
+                .await?
+            {
+                Found::Nothing => continue,
+                other => return Ok(other),
             }
         }
         Ok(Found::Nothing)
     }
+
+    /// One read of the list back past the windows, and a decision.
+    #[allow(clippy::too_many_arguments)]
+    async fn look(
+        &self,
+        store: &impl OrderStore,
+        supplier: &impl Supplier,
+        clock: &impl Clock,
+        order: &OrderRecord,
+        windows: &[Window],
+        measured: Option<&ClockOffset>,
+        deadline: Instant,
+    ) -> Result<Found, StoreError> {
+        let wanted = Wanted {
+            lines: &order.lines,
+            total_price: order.total_price.as_deref(),
+            is_mock: self.is_mock,
+        };
+        let listed = match self.read_back(supplier, &wanted, windows, deadline).await {
+            Ok(listed) => listed,
+            Err(found) => return Ok(found),
+        };
+        let mut fitting = listed.fitting;
+        let mut unknown = Vec::new();
+        for (id, why) in listed.unknown {
+            // The list may abbreviate entries: the order itself may say.
+            if !self.time_left(deadline) {
+                return Ok(Found::Undecided(undecided(
+                    "no time left to read unclear entries",
+                )));
+            }
+            match supplier
+                .get_order(&id)
+                .await
+                .map(|full| fit(&wanted, windows, &full))
+            {
+                Ok(Fit::Fits(at)) => {
+                    fitting.insert(id, at);
+                }
+                Ok(Fit::No) => {}
+                Ok(Fit::Unknown(why)) => unknown.push(format!("{id} ({why})")),
+                Err(error) => unknown.push(format!("{id} ({why}; read failed: {error})")),
+            }
+        }
+        if !unknown.is_empty() {
+            warn!(entries = ?unknown, "FoxReload orders that cannot be evaluated");
+            return Ok(Found::Ambiguous {
+                problem: ambiguous(format!(
+                    "FoxReload orders that may be ours cannot be evaluated: {}",
+                    unknown.join(", ")
+                )),
+                candidates: unknown,
+            });
+        }
+        let mut unclaimed = Vec::new();
+        for (id, at) in fitting {
+            if !store.is_claimed(&id).await? {
+                unclaimed.push((id, at));
+            }
+        }
+        loop {
+            let owners = self.owners(store, order, &unclaimed, measured).await?;
+            let id = match decide(&unclaimed, owners, windows) {
+                Verdict::Nothing => return Ok(Found::Nothing),
+                Verdict::Ambiguous(candidates) => {
+                    warn!(
+                        ?candidates,
+                        owners, "more candidates than orders of ours that could own them"
+                    );
+                    return Ok(Found::Ambiguous {
+                        problem: ambiguous(format!(
+                            "{} FoxReload orders fit and only {owners} of ours could own them: {}",
+                            candidates.len(),
+                            candidates.join(", ")
+                        )),
+                        candidates,
+                    });
+                }
+                Verdict::Claim(id) => id,
+            };
+            let status = listed
+                .statuses
+                .get(&id)
+                .cloned()
+                .unwrap_or(SupplierStatus::Active);
+            match store
+                .claim_supplier_order(&order.order_id, &id, status.as_str(), clock.now())
+                .await?
+            {
+                Claim::Claimed => {
+                    info!(supplier_order_id = %id, "reconciled onto an existing supplier order");
+                    let found = match listed.orders.get(&id) {
+                        Some(found) => found.clone(),
+                        None => match supplier.get_order(&id).await {
+                            Ok(found) => found,
+                            // Claimed; the next poll reads it.
+                            Err(_) => SupplierOrder {
+                                id: id.clone(),
+                                status,
+                                created_at: None,
+                                payment_expires_at: None,
+                                cancel_reason: None,
+                                total_price: None,
+                                is_mock: None,
+                                items: Vec::new(),
+                            },
+                        },
+                    };
+                    return Ok(Found::Claimed(found));
+                }
+                Claim::TakenByAnother => unclaimed.retain(|(other, _)| *other != id),
+                Claim::OrderMoved => return Ok(Found::Moved),
+            }
+        }
+    }
+
+    /// Reads the list from the newest order back until it is older than
+    /// every window (or ends), sorting entries as they are read.
+    async fn read_back(
+        &self,
+        supplier: &impl Supplier,
+        wanted: &Wanted<'_>,
+        windows: &[Window],
+        deadline: Instant,
+    ) -> Result<Listed, Found> {
+        let oldest = opens(windows);
+        let mut listed = Listed::default();
+        let mut page = PageRequest::first(self.page_size);
+        for read in 0..self.max_pages {
+            if !self.time_left(deadline) {
+                return Err(Found::Undecided(undecided(format!(
+                    "no time left to read the order list past page {read}"
+                ))));
+            }
+            let got = supplier.list_orders(&page).await.map_err(|error| {
+                warn!(%error, "order list unreadable; undecided");
+                Found::Undecided(SupplierProblem::from(&error))
+            })?;
+            let mut reached = false;
+            for entry in got.orders {
+                let created = entry.created_at.as_ref().and_then(|t| t.parsed);
+                reached |= matches!((created, oldest), (Some(c), Some(o)) if c < o);
+                match fit(wanted, windows, &entry) {
+                    Fit::Fits(at) => {
+                        listed.fitting.insert(entry.id.clone(), at);
+                    }
+                    Fit::No => continue,
+                    Fit::Unknown(why) => {
+                        listed.unknown.insert(entry.id.clone(), why);
+                    }
+                }
+                listed
+                    .statuses
+                    .insert(entry.id.clone(), entry.status.clone());
+                listed.orders.insert(entry.id.clone(), entry);
+            }
+            match got.next {
+                _ if reached => return Ok(listed),
+                None => return Ok(listed),
+                Some(next) => page = next,
+            }
+        }
+        Err(Found::Undecided(undecided(format!(
+            "the order list was not read back past our POSTs within {} pages",
+            self.max_pages
+        ))))
+    }
+
+    /// How many of our undecided orders (this one included) could own one
+    /// of `candidates`: the same request, with a window holding one.
+    async fn owners(
+        &self,
+        store: &impl OrderStore,
+        order: &OrderRecord,
+        candidates: &[(String, OffsetDateTime)],
+        measured: Option<&ClockOffset>,
+    ) -> Result<usize, StoreError> {
+        let (Some(first), Some(last)) = (
+            candidates.iter().map(|(_, at)| *at).min(),
+            candidates.iter().map(|(_, at)| *at).max(),
+        ) else {
+            return Ok(1);
+        };
+        // Created up to an hour before (a POST made later by poll-order
+        // counts from its own time), in our clock.
+        let offset = measured.map_or(time::Duration::ZERO, |m| m.offset);
+        let slack = self.margins.unmeasured + self.margins.request_timeout + self.margins.margin;
+        let from = first - offset - time::Duration::hours(1);
+        let to = last - offset + slack;
+        let shape = request_shape(order);
+        let mut owners = 1;
+        for other in store.unsettled_between(from, to).await? {
+            if other.order_id == order.order_id
+                || !matches!(
+                    other.status,
+                    OrderStatus::Creating | OrderStatus::Reconciling
+                )
+                || request_shape(&other) != shape
+            {
+                continue;
+            }
+            let theirs = windows(&other.posted_at, measured, &self.margins());
+            if candidates
+                .iter()
+                .any(|(_, at)| theirs.iter().any(|w| w.contains(*at)))
+            {
+                owners += 1;
+            }
+        }
+        Ok(owners)
+    }
+}
+
+/// What a read of the list found that could be ours.
+#[derive(Default)]
+struct Listed {
+    fitting: BTreeMap<String, OffsetDateTime>,
+    unknown: BTreeMap<String, &'static str>,
+    statuses: BTreeMap<String, SupplierStatus>,
+    orders: BTreeMap<String, SupplierOrder>,
+}
+
+fn ambiguous(detail: String) -> SupplierProblem {
+    SupplierProblem {
+        kind: "reconcile_ambiguous".into(),
+        status: None,
+        code: None,
+        detail: Some(detail),
+    }
+}
+
+/// An order's request as FoxReload would see it: lines (in any order) and
+/// price.
+fn request_shape(order: &OrderRecord) -> (Vec<String>, Option<String>) {
+    let mut lines: Vec<String> = order
+        .lines
+        .iter()
+        .map(|line| serde_json::to_string(line).expect("a line is plain JSON"))
+        .collect();
+    lines.sort_unstable();
+    (lines, order.total_price.clone())
 }
 
 /// Pays an `active` supplier order from the account balance and stores the

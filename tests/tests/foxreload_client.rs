@@ -4,7 +4,7 @@
 
 use foxrelay_shared::foxreload::{
     CreateOrderItem, CreateOrderRequest, DeliveredCode, ErrorClass, FoxReloadClient, Operation,
-    SupplierError, SupplierOrder, SupplierStatus, Uncertainty,
+    PageRequest, SupplierError, SupplierOrder, SupplierStatus, Uncertainty,
 };
 use foxrelay_shared::settings::{ApiKey, FoxReloadSettings};
 use foxreload_sim::{
@@ -311,7 +311,11 @@ async fn create_that_commits_then_stalls_is_ambiguous_and_the_order_exists() {
     ));
     // The order was committed: reconciliation can find it.
     assert_eq!(sim.counters().creates_by_product[PRODUCT_STALL_CREATE], 1);
-    let recent = client.list_recent_orders(10).await.unwrap();
+    let recent = client
+        .list_orders(&PageRequest::first(10))
+        .await
+        .unwrap()
+        .orders;
     assert_eq!(recent.len(), 1);
     assert_eq!(recent[0].items[0].product_id(), Some(PRODUCT_STALL_CREATE));
 }
@@ -429,16 +433,26 @@ async fn unpaid_order_is_cancelled_for_payment_expiration() {
 }
 
 #[tokio::test]
-async fn recent_orders_are_listed_newest_first_in_every_envelope() {
+async fn the_whole_list_is_read_newest_first_page_by_page_in_every_envelope() {
     for envelope in [
         ListEnvelope::Offset,
         ListEnvelope::Cursor,
         ListEnvelope::BareArray,
     ] {
-        let sim = simulator_with(envelope).await;
+        // The server gives 2 orders a page whatever we ask: a client that
+        // took a short page for the end would stop early.
+        let sim = Simulator::start(SimConfig {
+            api_key: KEY.into(),
+            timing: quick(),
+            list_envelope: envelope,
+            list_page_cap: 2,
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
         let client = client_for(&sim);
         let mut ids = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..5 {
             ids.push(
                 client
                     .create_order(&order_of(PRODUCT_FAST, 1))
@@ -448,16 +462,19 @@ async fn recent_orders_are_listed_newest_first_in_every_envelope() {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let listed: Vec<String> = client
-            .list_recent_orders(10)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|o| o.id)
-            .collect();
+        let mut listed = Vec::new();
+        let mut page = Some(PageRequest::first(3));
+        let mut calls = 0;
+        while let Some(request) = page {
+            let got = client.list_orders(&request).await.unwrap();
+            listed.extend(got.orders.into_iter().map(|o| o.id));
+            page = got.next;
+            calls += 1;
+            assert!(calls <= 5, "{envelope:?} never ends");
+        }
         ids.reverse();
         assert_eq!(listed, ids, "{envelope:?}");
-        assert_eq!(sim.counters().list_calls, 1);
+        assert_eq!(sim.counters().list_calls, calls);
     }
 }
 

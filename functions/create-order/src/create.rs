@@ -19,10 +19,10 @@ use foxrelay_shared::clock::Clock;
 use foxrelay_shared::domain::idempotency::{IdempotencyKey, RETENTION, fingerprint};
 use foxrelay_shared::domain::{NewOrder, OrderStatus, PollKind, PollMessage};
 use foxrelay_shared::foxreload::{ErrorClass, Supplier, SupplierError, SupplierOrder};
-use foxrelay_shared::placement::{Found, ReconcileOptions, pay, undecided};
+use foxrelay_shared::placement::{Found, Posted, ReconcileOptions, pay, undecided};
 use foxrelay_shared::queue::PollQueue;
 use foxrelay_shared::store::{
-    Begin, Claim, IdempotencyClaim, IdempotencyRecord, OrderRecord, OrderStore, StoreError,
+    Begin, IdempotencyClaim, IdempotencyRecord, OrderRecord, OrderStore, StoreError,
     StoredResponse, SupplierProblem,
 };
 use std::time::Duration;
@@ -323,56 +323,69 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
         ambiguous_from_start: bool,
         deadline: Instant,
     ) -> Result<Placed, StoreError> {
-        let request = NewOrder {
-            lines: order.lines.clone(),
-            customer_reference: order.customer_reference.clone(),
-            total_price: order.total_price.clone(),
-        }
-        .supplier_request(self.options.is_mock);
+        let reconcile = &self.options.reconcile;
+        let request = order.supplier_request(self.options.is_mock);
+        // POSTs recorded on the order; the intent recorded the first one.
+        let mut posts = order.posted_at.len();
+        let mut intent_post = !ambiguous_from_start;
         let mut attempts = 0;
         let mut reconcile_first = ambiguous_from_start;
         loop {
             if reconcile_first {
-                match self
-                    .options
-                    .reconcile
-                    .run(&self.store, &self.supplier, &self.clock, order, deadline)
+                // Read back: the POSTs of this invocation are on it now.
+                let current = self.store.order(&order.order_id).await?.ok_or_else(|| {
+                    StoreError::Conflict {
+                        operation: "reconcile",
+                        order_id: order.order_id.clone(),
+                    }
+                })?;
+                posts = current.posted_at.len();
+                match reconcile
+                    .run(&self.store, &self.supplier, &self.clock, &current, deadline)
                     .await?
                 {
                     Found::Claimed(supplier_order) => return Ok(Placed::Ours(supplier_order)),
                     Found::Moved => return Ok(Placed::Moved),
-                    Found::Undecided(problem) => return Ok(Placed::Undecided(problem)),
+                    Found::Undecided(problem) | Found::Ambiguous { problem, .. } => {
+                        return Ok(Placed::Undecided(problem));
+                    }
                     Found::Nothing => {}
                 }
             }
-            if attempts >= self.options.max_create_attempts
-                || !self.options.reconcile.time_left(deadline)
-            {
+            if attempts >= self.options.max_create_attempts || !reconcile.time_left(deadline) {
                 return Ok(Placed::Undecided(undecided(
                     "no attempt left in the time budget",
                 )));
             }
             attempts += 1;
-            match self.supplier.create_order(&request).await {
-                Ok(created) => {
-                    match self
-                        .store
-                        .claim_supplier_order(
-                            &order.order_id,
-                            &created.id,
-                            created.status.as_str(),
-                            self.clock.now(),
-                        )
-                        .await?
-                    {
-                        Claim::Claimed => return Ok(Placed::Ours(created)),
-                        Claim::OrderMoved => return Ok(Placed::Moved),
-                        // Another of ours reconciled onto this one while our
-                        // answer was in flight: find the one it left us.
-                        Claim::TakenByAnother => reconcile_first = true,
+            let seen = (!std::mem::take(&mut intent_post)).then_some(posts);
+            let posted = reconcile
+                .post(
+                    &self.store,
+                    &self.supplier,
+                    &self.clock,
+                    &order.order_id,
+                    &request,
+                    seen,
+                )
+                .await?;
+            if seen.is_some() {
+                posts += 1;
+            }
+            match posted {
+                Posted::Claimed(created) => return Ok(Placed::Ours(created)),
+                Posted::Moved => return Ok(Placed::Moved),
+                // Another of ours reconciled onto this one while our answer
+                // was in flight: find the one it left us.
+                Posted::TakenByAnother => reconcile_first = true,
+                Posted::Failed(error) => match error.class() {
+                    // An earlier attempt was ambiguous: it may exist, so the
+                    // order is not settled as "not placed"; poll-order
+                    // reconciles it.
+                    ErrorClass::Permanent if reconcile_first => {
+                        warn!(%error, "FoxReload refused a new attempt after an ambiguous one");
+                        return Ok(Placed::Undecided(SupplierProblem::from(&error)));
                     }
-                }
-                Err(error) => match error.class() {
                     ErrorClass::Permanent => return Ok(Placed::Refused(error)),
                     ErrorClass::Ambiguous => {
                         warn!(%error, "create outcome unknown; reconciling");
@@ -384,12 +397,12 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
                     }
                     ErrorClass::Retryable => {
                         if attempts >= self.options.max_create_attempts
-                            || !self.options.reconcile.time_left(deadline)
+                            || !reconcile.time_left(deadline)
                         {
                             return Ok(Placed::NotBought(error));
                         }
                         let pause = error.retry_after().unwrap_or(Duration::from_millis(300));
-                        if !self.options.reconcile.pause(pause, deadline).await {
+                        if !reconcile.pause(pause, deadline).await {
                             return Ok(Placed::NotBought(error));
                         }
                     }

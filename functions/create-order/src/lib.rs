@@ -43,17 +43,17 @@ pub const METRICS: &[Metric] = &[Metric::OrdersCreated, Metric::SupplierErrors];
 impl Handler {
     pub fn new(context: Context) -> Self {
         let settings = &context.settings;
-        let mut options = CreateOptions {
+        let options = CreateOptions {
             first_poll_delay: settings.schedule.first_delay(),
             is_mock: settings.foxreload.mock_orders,
             auto_pay: settings.foxreload.auto_pay,
             ..CreateOptions::default()
         };
-        options.reconcile.call_budget = settings.foxreload.request_timeout + Duration::from_secs(1);
         Self::with_options(context, options)
     }
 
-    pub fn with_options(context: Context, options: CreateOptions) -> Self {
+    pub fn with_options(context: Context, mut options: CreateOptions) -> Self {
+        options.reconcile = options.reconcile.fitted_to(&context.settings.foxreload);
         let metrics = context.metrics(METRICS);
         Self {
             creator: Creator {

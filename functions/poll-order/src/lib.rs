@@ -20,7 +20,6 @@ use lambda_runtime::LambdaEvent;
 use poll::{Handled, PollOptions, Poller};
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 use tracing::{instrument, warn};
 
 /// The poll-order handler; built once per container.
@@ -46,17 +45,17 @@ pub const METRICS: &[Metric] = &[
 impl Handler {
     pub fn new(context: Context) -> Self {
         let settings = &context.settings;
-        let mut options = PollOptions {
+        let options = PollOptions {
             schedule: settings.schedule.clone(),
             is_mock: settings.foxreload.mock_orders,
             auto_pay: settings.foxreload.auto_pay,
             ..PollOptions::default()
         };
-        options.reconcile.call_budget = settings.foxreload.request_timeout + Duration::from_secs(1);
         Self::with_options(context, options)
     }
 
-    pub fn with_options(context: Context, options: PollOptions) -> Self {
+    pub fn with_options(context: Context, mut options: PollOptions) -> Self {
+        options.reconcile = options.reconcile.fitted_to(&context.settings.foxreload);
         let metrics = context.metrics(METRICS);
         Self::from_poller(
             Poller {

@@ -13,13 +13,14 @@
 use foxrelay_shared::clock::Clock;
 use foxrelay_shared::domain::event::delivered;
 use foxrelay_shared::domain::schedule::{Next, Schedule};
-use foxrelay_shared::domain::{NewOrder, OrderStatus, PollKind, PollMessage};
+use foxrelay_shared::domain::{OrderStatus, PollKind, PollMessage};
 use foxrelay_shared::events::{EventPublisher, OpsAlert, order_event};
 use foxrelay_shared::foxreload::{Supplier, SupplierError, SupplierOrder};
-use foxrelay_shared::placement::{Found, ReconcileOptions, pay};
+use foxrelay_shared::placement::{Found, Posted, ReconcileOptions, pay};
 use foxrelay_shared::queue::PollQueue;
 use foxrelay_shared::store::{
-    Claim, OrderRecord, OrderStore, Persisted, PollRecord, StoreError, SupplierProblem, Terminal,
+    AlertSlot, OrderRecord, OrderStore, Persisted, PollRecord, StoreError, SupplierProblem,
+    Terminal,
 };
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -34,8 +35,11 @@ pub struct PollOptions {
     pub lease: Duration,
     /// Failed polls in a row before operations are alerted.
     pub error_bound: u32,
-    /// New POSTs poll-order may make for an order it reconciles.
-    pub max_create_attempts: u32,
+    /// POSTs an order may have in all (create-order's included) before
+    /// poll-order stops buying again for it.
+    pub max_posts: usize,
+    /// How often an order that stays ambiguous is alerted again.
+    pub realert_after: Duration,
     pub is_mock: bool,
     /// Pay orders this worker settles (as create-order does).
     pub auto_pay: bool,
@@ -50,7 +54,8 @@ impl Default for PollOptions {
             schedule: Schedule::default(),
             lease: Duration::from_secs(60),
             error_bound: 10,
-            max_create_attempts: 2,
+            max_posts: 5,
+            realert_after: Duration::from_secs(3_600),
             is_mock: false,
             auto_pay: true,
             message_budget: Duration::from_secs(20),
@@ -211,8 +216,8 @@ where
             .run(&self.store, &self.supplier, &self.clock, &order, deadline)
             .await?;
         let found = match found {
-            Found::Nothing if order.create_attempts < self.options.max_create_attempts => {
-                self.buy_again(&order).await?
+            Found::Nothing if order.posted_at.len() < self.options.max_posts => {
+                self.buy_again(&order, deadline).await?
             }
             other => other,
         };
@@ -250,39 +255,79 @@ where
                 self.next_link(&order, seq, None, None, Some(problem), None)
                     .await
             }
+            Found::Ambiguous { problem, .. } => {
+                self.alert_once(
+                    &order,
+                    AlertSlot::Reconcile,
+                    "reconcile_ambiguous",
+                    "FoxReload orders fit this order that cannot be told apart from another buyer's: \
+                     nothing is claimed or bought until an operator settles it",
+                    &problem,
+                )
+                .await;
+                self.next_link(&order, seq, None, None, Some(problem), None)
+                    .await
+            }
         }
     }
 
     /// A new POST for an order reconciliation found nowhere.
-    async fn buy_again(&self, order: &OrderRecord) -> Result<Found, PollError> {
-        self.store
-            .count_create_attempt(&order.order_id, order.create_attempts)
-            .await?;
-        let request = NewOrder {
-            lines: order.lines.clone(),
-            customer_reference: order.customer_reference.clone(),
-            total_price: order.total_price.clone(),
+    async fn buy_again(&self, order: &OrderRecord, deadline: Instant) -> Result<Found, PollError> {
+        let reconcile = &self.options.reconcile;
+        if !reconcile.time_left(deadline) {
+            return Ok(Found::Undecided(foxrelay_shared::placement::undecided(
+                "no time left to buy again",
+            )));
         }
-        .supplier_request(self.options.is_mock);
-        match self.supplier.create_order(&request).await {
-            Ok(created) => {
-                let claim = self
-                    .store
-                    .claim_supplier_order(
-                        &order.order_id,
-                        &created.id,
-                        created.status.as_str(),
-                        self.clock.now(),
-                    )
-                    .await?;
-                Ok(match claim {
-                    Claim::Claimed => Found::Claimed(created),
-                    Claim::OrderMoved => Found::Moved,
-                    // Left for the next reconciliation to find one of ours.
-                    Claim::TakenByAnother => Found::Nothing,
-                })
+        let request = order.supplier_request(self.options.is_mock);
+        let posted = reconcile
+            .post(
+                &self.store,
+                &self.supplier,
+                &self.clock,
+                &order.order_id,
+                &request,
+                Some(order.posted_at.len()),
+            )
+            .await?;
+        Ok(match posted {
+            Posted::Claimed(created) => Found::Claimed(created),
+            Posted::Moved => Found::Moved,
+            // Left for the next reconciliation to find one of ours.
+            Posted::TakenByAnother => Found::Undecided(foxrelay_shared::placement::undecided(
+                "the new order was claimed by another of ours",
+            )),
+            Posted::Failed(error) => Found::Undecided(SupplierProblem::from(&error)),
+        })
+    }
+
+    /// Sends an alert of `slot`'s kind about `order` unless one was sent
+    /// within the re-alert interval.
+    async fn alert_once(
+        &self,
+        order: &OrderRecord,
+        slot: AlertSlot,
+        kind: &str,
+        message: &str,
+        problem: &SupplierProblem,
+    ) {
+        let now = self.clock.now();
+        match self
+            .store
+            .claim_alert(&order.order_id, slot, now - self.options.realert_after, now)
+            .await
+        {
+            Ok(true) => {
+                let alert = OpsAlert::for_order(order, kind, message, Some(problem), now);
+                if let Err(error) = self.publisher.publish_alert(&alert).await {
+                    warn!(%error, "operations alert not sent");
+                    if let Err(error) = self.store.release_alert(&order.order_id, slot, now).await {
+                        warn!(%error, "alert claim not given back");
+                    }
+                }
             }
-            Err(error) => Ok(Found::Undecided(SupplierProblem::from(&error))),
+            Ok(false) => {}
+            Err(error) => warn!(%error, "alert not claimed"),
         }
     }
 

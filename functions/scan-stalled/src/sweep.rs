@@ -10,7 +10,12 @@
 //!   rules keep it from forking);
 //! - not ended after `STALL_AFTER_SECS` → one alert to operations, again only
 //!   after `STALL_REALERT_SECS`;
-//! - still `creating` past a grace → alerted, never bought again.
+//! - still `creating` past a grace longer than create-order's key lock (its
+//!   invocation died mid-way, or its client never retried) → handed to
+//!   poll-order as `reconciling`, settled by reconciliation, never by a
+//!   blind POST;
+//! - an item that does not read as an order → skipped, counted, alerted
+//!   once; the sweep goes on past it.
 //!
 //! Work per run is bounded; a run that stops early leaves a cursor, and the
 //! next run resumes from it.
@@ -18,8 +23,9 @@
 use foxrelay_shared::clock::Clock;
 use foxrelay_shared::domain::{OrderStatus, PollKind, PollMessage};
 use foxrelay_shared::events::{EventPublisher, OpsAlert, order_event};
+use foxrelay_shared::placement::undecided;
 use foxrelay_shared::queue::PollQueue;
-use foxrelay_shared::store::{OrderRecord, OrderStore, StoreError};
+use foxrelay_shared::store::{AlertSlot, OrderRecord, OrderStore, StoreError};
 use serde::Serialize;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -37,8 +43,9 @@ pub struct SweepOptions {
     /// How long an ended order may stay un-notified before it is published
     /// again.
     pub notify_grace: Duration,
-    /// How long an order may stay `creating` (create-order gives up within
-    /// 30 s).
+    /// How long an order may stay `creating` before it is handed to
+    /// reconciliation: longer than create-order's key lock (60 s) and its
+    /// timeout, so no create-order invocation still works on it.
     pub creating_grace: Duration,
     pub stall_after: Duration,
     pub realert_after: Duration,
@@ -68,10 +75,14 @@ pub struct ScanReport {
     pub stalled_seen: u64,
     pub stalled_alerted: u64,
     pub stuck_alerted: u64,
+    /// Orders left `creating` handed to poll-order's reconciliation.
+    pub creates_handed_over: u64,
     pub chains_revived: u64,
     pub events_republished: u64,
     /// Orders whose handling failed this run (retried next run).
     pub errors: u64,
+    /// Index items that do not read as orders (skipped; alerted once).
+    pub unreadable: u64,
     /// Whether the run reached the end of the index.
     pub complete: bool,
 }
@@ -95,6 +106,13 @@ impl<S: OrderStore, Q: PollQueue, P: EventPublisher, C: Clock> Sweeper<S, Q, P, 
             let limit = (self.options.page_size as u64).min(room) as u32;
             let page = self.store.pending(limit, cursor.as_deref()).await?;
             report.index_items_read += page.items_read;
+            for (pk, reason) in &page.unreadable {
+                report.unreadable += 1;
+                warn!(key = %pk, %reason, "pending item unreadable; skipped");
+                if let Err(error) = self.alert_unreadable(pk, reason).await {
+                    warn!(key = %pk, %error, "unreadable item not alerted; next run retries");
+                }
+            }
             for order in &page.orders {
                 if let Err(error) = self.inspect(order, &mut report).await {
                     warn!(order_id = %order.order_id, %error, "order not swept; next run retries");
@@ -121,6 +139,8 @@ impl<S: OrderStore, Q: PollQueue, P: EventPublisher, C: Clock> Sweeper<S, Q, P, 
             chains_revived = report.chains_revived,
             events_republished = report.events_republished,
             errors = report.errors,
+            unreadable = report.unreadable,
+            creates_handed_over = report.creates_handed_over,
             complete = report.complete,
             "sweep finished"
         );
@@ -150,25 +170,44 @@ impl<S: OrderStore, Q: PollQueue, P: EventPublisher, C: Clock> Sweeper<S, Q, P, 
             if age >= self.options.stall_after {
                 report.stalled_seen += 1;
             }
-            if age >= self.options.creating_grace
-                && self.alert(order, "stuck_creating", now).await?
-            {
-                report.stuck_alerted += 1;
+            if age >= self.options.creating_grace {
+                let seq = order.poll_seq + 1;
+                let problem =
+                    undecided("create-order stopped before the order was settled; reconciling it");
+                if self
+                    .store
+                    .hand_over_create(order, seq, &problem, now)
+                    .await?
+                {
+                    let message = PollMessage {
+                        order_id: order.order_id.clone(),
+                        seq,
+                        kind: PollKind::Reconcile,
+                    };
+                    // Not sent: the due time is stored, a later run revives.
+                    if let Err(error) = self.queue.send(&message, Duration::ZERO).await {
+                        warn!(order_id = %order.order_id, %error, "reconcile message not sent");
+                    }
+                    info!(order_id = %order.order_id, "order left creating handed to reconciliation");
+                    report.creates_handed_over += 1;
+                } else if age >= self.options.stall_after
+                    && self.alert(order, "stuck_creating", now).await?
+                {
+                    // A client's retry holds the key and is settling it.
+                    report.stuck_alerted += 1;
+                }
             }
             return Ok(());
         }
         let overdue_before = now - self.options.revive_grace;
-        let overdue = order
-            .next_poll_due_at
-            .is_none_or(|due| due < overdue_before);
+        // With no next poll recorded, the order is still being placed:
+        // overdue only when it has not changed for the grace.
+        let overdue = match order.next_poll_due_at {
+            Some(due) => due < overdue_before,
+            None => order.updated_at < overdue_before,
+        };
         let leased = order.lease_until.is_some_and(|lease| lease > now);
-        if overdue
-            && !leased
-            && self
-                .store
-                .revive_chain(&order.order_id, order.poll_seq, overdue_before, now)
-                .await?
-        {
+        if overdue && !leased && self.store.revive_chain(order, overdue_before, now).await? {
             let settled =
                 order.supplier_order_id.is_some() && order.status != OrderStatus::Reconciling;
             let message = PollMessage {
@@ -209,7 +248,7 @@ impl<S: OrderStore, Q: PollQueue, P: EventPublisher, C: Clock> Sweeper<S, Q, P, 
         let realert_before = now - self.options.realert_after;
         if !self
             .store
-            .claim_stall_alert(&order.order_id, realert_before, now)
+            .claim_alert(&order.order_id, AlertSlot::Stall, realert_before, now)
             .await?
         {
             return Ok(false);
@@ -229,9 +268,40 @@ impl<S: OrderStore, Q: PollQueue, P: EventPublisher, C: Clock> Sweeper<S, Q, P, 
         };
         let alert = OpsAlert::for_order(order, kind, message, None, now);
         if let Err(error) = self.publisher.publish_alert(&alert).await {
-            self.store.release_stall_alert(&order.order_id, now).await?;
+            self.store
+                .release_alert(&order.order_id, AlertSlot::Stall, now)
+                .await?;
             return Err(error.into());
         }
         Ok(true)
+    }
+
+    /// Alerts once about a pending item that does not read as an order.
+    async fn alert_unreadable(
+        &self,
+        pk: &str,
+        reason: &str,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let now = self.clock.now();
+        if !self.store.claim_unreadable_alert(pk, now).await? {
+            return Ok(());
+        }
+        let alert = OpsAlert {
+            kind: "unreadable_item".into(),
+            order_id: pk.strip_prefix("ORDER#").unwrap_or(pk).to_owned(),
+            supplier_order_id: None,
+            status: "unknown".into(),
+            age_secs: 0,
+            last_polled_at: None,
+            last_error: None,
+            message: format!(
+                "a pending item does not read as an order ({reason}); the sweep skips it: repair or remove it"
+            ),
+            alerted_at: now
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        };
+        self.publisher.publish_alert(&alert).await?;
+        Ok(())
     }
 }

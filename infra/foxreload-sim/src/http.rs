@@ -44,7 +44,8 @@ pub fn router(state: SimState) -> Router {
         .route("/__admin/counters", get(admin_counters))
         .route("/__admin/reset", post(admin_reset))
         .route("/__admin/orders/{id}", get(admin_order))
-        .route("/__admin/clock/advance", post(admin_advance_clock));
+        .route("/__admin/clock/advance", post(admin_advance_clock))
+        .route("/__admin/orders", post(admin_foreign_order));
     api.merge(admin).fallback(no_route).with_state(state)
 }
 
@@ -132,10 +133,10 @@ async fn list_orders(
         .and_then(|v| v.trim().parse::<usize>().ok())
         .unwrap_or(0);
     let status = params.get("status").filter(|s| !s.is_empty()).cloned();
-    let before_seq = match params.get("cursor").filter(|c| !c.is_empty()) {
+    let before = match params.get("cursor").filter(|c| !c.is_empty()) {
         None => None,
         Some(cursor) => match parse_cursor(cursor) {
-            Some(seq) => Some(seq),
+            Some(at) => Some(at),
             None => return ApiError::validation("cursor: Invalid cursor.").into_response(),
         },
     };
@@ -143,7 +144,7 @@ async fn list_orders(
         limit,
         offset,
         status,
-        before_seq,
+        before,
     };
     Json(state.list(&query)).into_response()
 }
@@ -168,6 +169,20 @@ async fn admin_order(State(state): State<SimState>, Path(id): Path<String>) -> R
     match state.order(&id) {
         Some(order) => Json(order).into_response(),
         None => ApiError::not_found("Order not found.").into_response(),
+    }
+}
+
+/// `POST /__admin/orders`: an order "from another buyer" on the same key.
+async fn admin_foreign_order(State(state): State<SimState>, body: Bytes) -> Response {
+    let value: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(value) => value,
+        Err(e) => {
+            return ApiError::validation(format!("Malformed JSON body: {e}.")).into_response();
+        }
+    };
+    match state.place_foreign(&value) {
+        Ok(order) => (StatusCode::CREATED, Json(order)).into_response(),
+        Err(error) => error.into_response(),
     }
 }
 

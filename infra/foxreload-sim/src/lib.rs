@@ -18,7 +18,11 @@
 //! - `POST /__admin/reset`: forget orders and counters (204);
 //! - `GET /__admin/orders/{id}`: the order as a read would render it, without
 //!   counting the read or applying read faults;
-//! - `POST /__admin/clock/advance?ms=N`: move the simulator's clock forward.
+//! - `POST /__admin/clock/advance?ms=N`: move the simulator's clock forward;
+//! - `POST /__admin/orders`: place an order "from another buyer" on the same
+//!   key: a create body plus `offsetMs` (when, against the simulator's now;
+//!   negative is in the past) and `paid` (pay it at once); it is listed like
+//!   any other and counted only in `foreignOrders`.
 //!
 //! As a process: `foxreload-sim --addr 127.0.0.1:8090 --api-key KEY
 //! [--fast-ms N] [--slow-secs N] [--envelope offset|cursor|bare]
@@ -72,6 +76,27 @@ pub struct SimConfig {
     pub list_envelope: ListEnvelope,
     /// The account balance that pays for orders, in cents.
     pub balance_cents: i64,
+    /// How far FoxReload's clock runs ahead of ours (negative: behind), in
+    /// milliseconds: every timestamp it writes is off by this much.
+    pub clock_skew_ms: i64,
+    /// How `createdAt` (and every other timestamp) is written.
+    pub time_format: TimeFormat,
+    /// The largest list page the server gives, whatever `limit` asks.
+    pub list_page_cap: usize,
+}
+
+/// How the simulator writes timestamps: FoxReload publishes no format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TimeFormat {
+    /// RFC 3339 in UTC with microseconds (`2026-11-27T10:00:00.123456Z`).
+    #[default]
+    Rfc3339,
+    /// Unix time in milliseconds, as a number.
+    EpochMillis,
+    /// `2026-11-27 10:00:00`, UTC without saying so.
+    SpaceSeparated,
+    /// Text no reader can take for an instant (`"recently"`).
+    Unreadable,
 }
 
 impl Default for SimConfig {
@@ -83,6 +108,9 @@ impl Default for SimConfig {
             timing: Timing::default(),
             list_envelope: ListEnvelope::Offset,
             balance_cents: 100_000_000,
+            clock_skew_ms: 0,
+            time_format: TimeFormat::Rfc3339,
+            list_page_cap: MAX_LIST_LIMIT,
         }
     }
 }
@@ -150,6 +178,9 @@ pub struct Counters {
     pub list_calls: u64,
     /// Orders committed.
     pub orders_created: u64,
+    /// Orders placed through `POST /__admin/orders` "by another buyer" (not
+    /// in the other counters), by id.
+    pub foreign_orders: Vec<String>,
 }
 
 /// A running simulator. Dropping it stops the server too; [`Simulator::shutdown`]
@@ -225,6 +256,13 @@ impl Simulator {
     /// The balance left, in cents.
     pub fn balance_cents(&self) -> i64 {
         self.state.balance_cents()
+    }
+
+    /// Places an order "from another buyer" on the same key, as
+    /// `POST /__admin/orders` does: `body` is a create body plus `offsetMs`
+    /// and `paid`. Returns the order as a read renders it.
+    pub fn place_foreign(&self, body: &Value) -> Result<Value, String> {
+        self.state.place_foreign(body).map_err(|e| e.detail)
     }
 
     /// Moves the simulator's clock forward, so tests can cross payment

@@ -99,6 +99,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, St
             timing,
             list_envelope,
             balance_cents,
+            ..SimConfig::default()
         },
     }))
 }

@@ -7,10 +7,10 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-use crate::Timing;
 use crate::catalog::{Behaviour, Product};
 use crate::codes;
 use crate::money;
+use crate::{TimeFormat, Timing};
 
 /// Codes delivered per unit by [`Behaviour::Many`].
 pub const MANY_CODES_PER_UNIT: usize = 50;
@@ -94,6 +94,22 @@ pub(crate) fn timestamp(t: OffsetDateTime) -> String {
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
     ))
     .unwrap_or_else(|_| t.to_string())
+}
+
+/// A timestamp in the configured format.
+pub(crate) fn timestamp_as(t: OffsetDateTime, format: TimeFormat) -> Value {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    match format {
+        TimeFormat::Rfc3339 => json!(timestamp(t)),
+        TimeFormat::EpochMillis => json!((t.unix_timestamp_nanos() / 1_000_000) as i64),
+        TimeFormat::SpaceSeparated => json!(
+            t.format(format_description!(
+                "[year]-[month]-[day] [hour]:[minute]:[second]"
+            ))
+            .unwrap_or_else(|_| t.to_string())
+        ),
+        TimeFormat::Unreadable => json!("recently"),
+    }
 }
 
 /// When an item of this behaviour is done, given when processing started;
@@ -214,7 +230,7 @@ impl Order {
     }
 
     /// The order as `GET /api/orders/{id}` shows it at `now`.
-    pub(crate) fn render(&self, now: OffsetDateTime, timing: &Timing) -> Value {
+    pub(crate) fn render(&self, now: OffsetDateTime, timing: &Timing, format: TimeFormat) -> Value {
         let phase = self.phase(now, timing);
         let items: Vec<Value> = self
             .items
@@ -224,14 +240,14 @@ impl Order {
         let mut order = Map::new();
         order.insert("id".into(), json!(self.id));
         order.insert("status".into(), json!(phase.as_str()));
-        order.insert("createdAt".into(), json!(timestamp(self.created_at)));
+        order.insert("createdAt".into(), timestamp_as(self.created_at, format));
         order.insert(
             "paymentExpiresAt".into(),
             self.payment_expires_at
-                .map_or(Value::Null, |t| json!(timestamp(t))),
+                .map_or(Value::Null, |t| timestamp_as(t, format)),
         );
         if let Some(paid_at) = self.paid_at {
-            order.insert("paidAt".into(), json!(timestamp(paid_at)));
+            order.insert("paidAt".into(), timestamp_as(paid_at, format));
         }
         order.insert(
             "cancelReason".into(),

@@ -52,8 +52,8 @@ struct Data {
 }
 
 impl Data {
-    fn now(&self) -> OffsetDateTime {
-        let wall = OffsetDateTime::now_utc();
+    fn now(&self, skew_ms: i64) -> OffsetDateTime {
+        let wall = OffsetDateTime::now_utc() + time::Duration::milliseconds(skew_ms);
         order::after(wall, self.clock_offset).unwrap_or(wall)
     }
 }
@@ -75,18 +75,27 @@ pub(crate) struct ListQuery {
     pub limit: usize,
     pub offset: usize,
     pub status: Option<String>,
-    /// Only orders older than this sequence number ([`ListEnvelope::Cursor`]).
-    pub before_seq: Option<u64>,
+    /// Only orders listed after this position ([`ListEnvelope::Cursor`]).
+    pub before: Option<Position>,
 }
 
-/// The opaque `nextCursor` for a page ending at `seq`.
-pub(crate) fn cursor_for(seq: u64) -> String {
-    format!("seq-{seq}")
+/// Where an order stands in the list: newest first by creation time, then
+/// by sequence.
+pub(crate) type Position = (i128, u64);
+
+fn position(order: &Order) -> Position {
+    (order.created_at.unix_timestamp_nanos(), order.seq)
+}
+
+/// The opaque `nextCursor` for a page ending at `at`.
+pub(crate) fn cursor_for(at: Position) -> String {
+    format!("c-{}-{}", at.0, at.1)
 }
 
 /// Reads a `cursor` parameter written by [`cursor_for`].
-pub(crate) fn parse_cursor(cursor: &str) -> Option<u64> {
-    cursor.strip_prefix("seq-")?.parse().ok()
+pub(crate) fn parse_cursor(cursor: &str) -> Option<Position> {
+    let (nanos, seq) = cursor.strip_prefix("c-")?.rsplit_once('-')?;
+    Some((nanos.parse().ok()?, seq.parse().ok()?))
 }
 
 impl SimState {
@@ -118,6 +127,14 @@ impl SimState {
         &self.shared.config.timing
     }
 
+    fn skew(&self) -> i64 {
+        self.shared.config.clock_skew_ms
+    }
+
+    fn format(&self) -> crate::TimeFormat {
+        self.shared.config.time_format
+    }
+
     fn lock(&self) -> MutexGuard<'_, Data> {
         // A panic while holding the lock leaves plain data behind: keep going.
         self.shared
@@ -135,8 +152,10 @@ impl SimState {
     /// applying read faults.
     pub fn order(&self, id: &str) -> Option<Value> {
         let data = self.lock();
-        let now = data.now();
-        data.orders.get(id).map(|o| o.render(now, self.timing()))
+        let now = data.now(self.skew());
+        data.orders
+            .get(id)
+            .map(|o| o.render(now, self.timing(), self.format()))
     }
 
     /// The balance left, in cents.
@@ -176,9 +195,7 @@ impl SimState {
     pub(crate) fn create(&self, new: NewOrder) -> (Value, Option<Duration>) {
         let timing = *self.timing();
         let mut data = self.lock();
-        let now = data.now();
-        data.next_seq += 1;
-        let seq = data.next_seq;
+        let now = data.now(self.skew());
         let products: BTreeSet<&str> = new.items.iter().map(|item| item.product.id).collect();
         for product in products {
             *data
@@ -188,11 +205,51 @@ impl SimState {
                 .or_default() += 1;
         }
         data.counters.orders_created += 1;
-        let order = Order {
+        let order = Self::commit(&mut data, new, now, &timing);
+        let stall = (order.fault_behaviour() == Some(Behaviour::StallCreate))
+            .then_some(timing.create_stall);
+        let body = order.render(now, &timing, self.format());
+        tracing::info!(order_id = %order.id, total = %body["totalPrice"], "order created");
+        data.orders.insert(order.id.clone(), order);
+        (body, stall)
+    }
+
+    /// Places an order "from another buyer": a create body plus `offsetMs`
+    /// (its creation time against now) and `paid` (paid at once, without
+    /// touching our balance).
+    pub(crate) fn place_foreign(&self, body: &Value) -> Result<Value, ApiError> {
+        let new = crate::request::parse_create(body.to_string().as_bytes())?;
+        let offset_ms = match body.get("offsetMs") {
+            None | Some(Value::Null) => 0,
+            Some(v) => v
+                .as_i64()
+                .ok_or_else(|| ApiError::validation("offsetMs: An integer is required."))?,
+        };
+        let paid = body.get("paid").and_then(Value::as_bool).unwrap_or(false);
+        let timing = *self.timing();
+        let mut data = self.lock();
+        let now = data.now(self.skew());
+        let at = now + time::Duration::milliseconds(offset_ms);
+        let mut order = Self::commit(&mut data, new, at, &timing);
+        if paid {
+            order.paid_at = Some(at);
+            for item in &mut order.items {
+                item.delivery = order::draw_delivery(item.product.behaviour, item.quantity, at);
+            }
+        }
+        let body = order.render(now, &timing, self.format());
+        data.counters.foreign_orders.push(order.id.clone());
+        data.orders.insert(order.id.clone(), order);
+        Ok(body)
+    }
+
+    fn commit(data: &mut Data, new: NewOrder, at: OffsetDateTime, timing: &Timing) -> Order {
+        data.next_seq += 1;
+        Order {
             id: uuid::Uuid::new_v4().to_string(),
-            seq,
-            created_at: now,
-            payment_expires_at: order::after(now, timing.payment_window),
+            seq: data.next_seq,
+            created_at: at,
+            payment_expires_at: order::after(at, timing.payment_window),
             paid_at: None,
             total_cents: new.total_cents,
             is_mock: new.is_mock,
@@ -207,13 +264,7 @@ impl SimState {
                 })
                 .collect(),
             reads: 0,
-        };
-        let stall = (order.fault_behaviour() == Some(Behaviour::StallCreate))
-            .then_some(timing.create_stall);
-        let body = order.render(now, &timing);
-        tracing::info!(order_id = %order.id, total = %body["totalPrice"], "order created");
-        data.orders.insert(order.id.clone(), order);
-        (body, stall)
+        }
     }
 
     /// Counts one pay attempt on `id`, whatever comes of it.
@@ -230,7 +281,7 @@ impl SimState {
     pub(crate) fn pay(&self, id: &str) -> Result<Value, ApiError> {
         let timing = *self.timing();
         let mut data = self.lock();
-        let now = data.now();
+        let now = data.now(self.skew());
         let Data {
             orders,
             balance_cents,
@@ -265,7 +316,7 @@ impl SimState {
             item.delivery = order::draw_delivery(item.product.behaviour, item.quantity, now);
         }
         tracing::info!(order_id = %id, "order paid");
-        Ok(order.render(now, &timing))
+        Ok(order.render(now, &timing, self.format()))
     }
 
     /// Serves one read of `id`: counts it, then applies the read faults of the
@@ -273,7 +324,7 @@ impl SimState {
     pub(crate) fn read(&self, id: &str) -> Read {
         let timing = *self.timing();
         let mut data = self.lock();
-        let now = data.now();
+        let now = data.now(self.skew());
         *data
             .counters
             .gets_by_order
@@ -288,7 +339,7 @@ impl SimState {
             Some(Behaviour::ServerError) if n <= SERVER_ERROR_READS => Read::Unavailable,
             Some(Behaviour::Throttle) if n <= THROTTLED_READS => Read::Throttled,
             Some(Behaviour::Garbage) if n <= GARBAGE_READS => Read::Garbage,
-            _ => Read::Order(order.render(now, &timing)),
+            _ => Read::Order(order.render(now, &timing, self.format())),
         }
     }
 
@@ -302,7 +353,7 @@ impl SimState {
     pub(crate) fn list(&self, query: &ListQuery) -> Value {
         let timing = *self.timing();
         let data = self.lock();
-        let now = data.now();
+        let now = data.now(self.skew());
         let mut orders: Vec<&Order> = data
             .orders
             .values()
@@ -313,16 +364,19 @@ impl SimState {
                     .is_none_or(|status| o.phase(now, &timing).as_str() == status)
             })
             .collect();
-        orders.sort_unstable_by_key(|o| std::cmp::Reverse(o.seq));
+        orders.sort_unstable_by_key(|o| std::cmp::Reverse(position(o)));
+        let limit = query.limit.min(self.shared.config.list_page_cap.max(1));
         let render = |page: &[&Order]| -> Vec<Value> {
-            page.iter().map(|o| o.render(now, &timing)).collect()
+            page.iter()
+                .map(|o| o.render(now, &timing, self.format()))
+                .collect()
         };
         match self.shared.config.list_envelope {
             ListEnvelope::Offset => {
-                let page = page(&orders, query.offset, query.limit);
+                let page = page(&orders, query.offset, limit);
                 json!({
                     "items": render(page),
-                    "limit": query.limit,
+                    "limit": limit,
                     "offset": query.offset,
                     "total": orders.len(),
                 })
@@ -330,23 +384,21 @@ impl SimState {
             ListEnvelope::Cursor => {
                 let older: Vec<&Order> = orders
                     .into_iter()
-                    .filter(|o| query.before_seq.is_none_or(|seq| o.seq < seq))
+                    .filter(|o| query.before.is_none_or(|at| position(o) < at))
                     .collect();
-                let page = page(&older, 0, query.limit);
+                let page = page(&older, 0, limit);
                 let next_cursor = if older.len() > page.len() {
-                    page.last().map(|o| cursor_for(o.seq))
+                    page.last().map(|o| cursor_for(position(o)))
                 } else {
                     None
                 };
                 json!({
                     "items": render(page),
-                    "limit": query.limit,
+                    "limit": limit,
                     "nextCursor": next_cursor,
                 })
             }
-            ListEnvelope::BareArray => {
-                Value::Array(render(page(&orders, query.offset, query.limit)))
-            }
+            ListEnvelope::BareArray => Value::Array(render(page(&orders, query.offset, limit))),
         }
     }
 }

@@ -1,55 +1,277 @@
-//! Reconciliation: after an ambiguous create, which of FoxReload's recent
-//! orders could be ours.
+//! Reconciliation: after an ambiguous create, which of FoxReload's orders
+//! could be ours.
 //!
 //! FoxReload has no idempotency key and no reference field, so an order is
-//! recognised by what it holds (the same products in the same quantities)
-//! and when it was made (not before our intent was recorded, less a margin
-//! for clock skew). Which candidate is actually taken is decided by the
-//! store's claim: a supplier order is claimed by exactly one of our orders.
+//! recognised by what it holds and when it was made:
+//! - exactly our products and quantities, our notes when FoxReload echoes
+//!   them, our `isMock` when it says it, and our `totalPrice` when we sent
+//!   one;
+//! - created inside a window in which one of *our* POSTs was in flight: from
+//!   its send time to send + request timeout, moved by FoxReload's measured
+//!   clock offset and widened by that measure's uncertainty and a margin
+//!   (a wide margin while there is no measure).
+//!
+//! A list entry that cannot be evaluated (no readable `createdAt`, items
+//! without a product or quantity, a price we sent but it does not show) is
+//! never silently skipped: it makes the answer undecided. Which candidate
+//! is taken is decided by [`decide`], and the store's conditional claim
+//! makes a supplier order held by exactly one of our orders.
 
 use super::order::OrderLine;
-use crate::foxreload::SupplierOrder;
+use crate::foxreload::{Price, SupplierOrder};
+use serde_json::{Map, Value};
 use std::time::Duration;
 use time::OffsetDateTime;
 
-/// Default margin for the difference between our clock and FoxReload's.
-pub const CLOCK_SKEW: Duration = Duration::from_secs(120);
-
-/// FoxReload orders in `recent` that hold exactly `lines` (products and
-/// quantities, in any order) and were created at or after `not_before`,
-/// oldest first. Orders whose creation time cannot be read are never
-/// candidates: claiming a stranger's order is as wrong as buying twice.
-pub fn candidates<'a>(
-    lines: &[OrderLine],
-    not_before: OffsetDateTime,
-    recent: &'a [SupplierOrder],
-) -> Vec<&'a SupplierOrder> {
-    let wanted = shape(
-        lines
-            .iter()
-            .map(|l| (l.product_id.as_str(), Some(l.quantity))),
-    );
-    let mut found: Vec<(&SupplierOrder, OffsetDateTime)> = recent
-        .iter()
-        .filter_map(|order| {
-            let created = order.created_at.as_ref()?.parsed?;
-            let held = shape(
-                order
-                    .items
-                    .iter()
-                    .map(|i| (i.product_id().unwrap_or_default(), i.quantity)),
-            );
-            (created >= not_before && held == wanted).then_some((order, created))
-        })
-        .collect();
-    found.sort_by_key(|(_, created)| *created);
-    found.into_iter().map(|(order, _)| order).collect()
+/// FoxReload's clock against ours: `foxreload ≈ ours + offset`, within
+/// `± uncertainty`, as measured at `sampled_at` (our clock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockOffset {
+    pub offset: time::Duration,
+    pub uncertainty: Duration,
+    pub sampled_at: OffsetDateTime,
 }
 
-fn shape<'a>(items: impl Iterator<Item = (&'a str, Option<u32>)>) -> Vec<(&'a str, Option<u32>)> {
-    let mut shape: Vec<_> = items.collect();
-    shape.sort_unstable();
-    shape
+impl ClockOffset {
+    /// One measure from a create we sent at `sent` and saw answered at
+    /// `answered` (our clock), which FoxReload stamped `created` (its clock):
+    /// the order was made somewhere in between, so the offset is taken at the
+    /// midpoint, uncertain by half the round trip.
+    pub fn sample(sent: OffsetDateTime, answered: OffsetDateTime, created: OffsetDateTime) -> Self {
+        let half: time::Duration = (answered - sent).max(time::Duration::ZERO) / 2;
+        Self {
+            offset: created - (sent + half),
+            uncertainty: half.try_into().unwrap_or_default(),
+            sampled_at: answered,
+        }
+    }
+
+    /// Whether this measure should replace `stored`: it is tighter, or the
+    /// stored one is older than `stale_after`.
+    pub fn replaces(&self, stored: Option<&ClockOffset>, stale_after: Duration) -> bool {
+        stored.is_none_or(|stored| {
+            self.uncertainty <= stored.uncertainty
+                || self.sampled_at - stored.sampled_at >= stale_after
+        })
+    }
+}
+
+/// The figures that widen a window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Margins {
+    /// How long one of our POSTs may be in flight (the client's timeout).
+    pub request_timeout: Duration,
+    /// Added on both sides of every window: FoxReload's own latency between
+    /// receiving and stamping an order, and clock drift since the measure.
+    pub margin: Duration,
+    /// The uncertainty used while FoxReload's clock has not been measured.
+    pub unmeasured: Duration,
+}
+
+impl Default for Margins {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(8),
+            margin: Duration::from_secs(2),
+            unmeasured: Duration::from_secs(120),
+        }
+    }
+}
+
+/// When (FoxReload's clock) one of our POSTs could have created an order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub from: OffsetDateTime,
+    pub to: OffsetDateTime,
+    /// The send time itself, in FoxReload's clock: candidates nearest to it
+    /// are preferred.
+    pub sent: OffsetDateTime,
+}
+
+impl Window {
+    pub fn contains(&self, at: OffsetDateTime) -> bool {
+        self.from <= at && at <= self.to
+    }
+}
+
+/// The windows of POSTs sent at `posted_at` (our clock).
+pub fn windows(
+    posted_at: &[OffsetDateTime],
+    clock: Option<&ClockOffset>,
+    margins: &Margins,
+) -> Vec<Window> {
+    let (offset, uncertainty) = match clock {
+        Some(clock) => (clock.offset, clock.uncertainty),
+        None => (time::Duration::ZERO, margins.unmeasured),
+    };
+    let widen = uncertainty + margins.margin;
+    posted_at
+        .iter()
+        .map(|sent| {
+            let sent = *sent + offset;
+            Window {
+                from: sent - widen,
+                to: sent + margins.request_timeout + widen,
+                sent,
+            }
+        })
+        .collect()
+}
+
+/// The earliest instant any window opens.
+pub fn opens(windows: &[Window]) -> Option<OffsetDateTime> {
+    windows.iter().map(|w| w.from).min()
+}
+
+/// The latest instant any window closes.
+pub fn closes(windows: &[Window]) -> Option<OffsetDateTime> {
+    windows.iter().map(|w| w.to).max()
+}
+
+/// What we asked FoxReload for, in the terms it echoes.
+#[derive(Clone, Copy, Debug)]
+pub struct Wanted<'a> {
+    pub lines: &'a [OrderLine],
+    pub total_price: Option<&'a str>,
+    pub is_mock: bool,
+}
+
+/// How a listed order compares with ours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fit {
+    /// It matches exactly and was made (at this instant) inside a window.
+    Fits(OffsetDateTime),
+    /// It is certainly not one of this order's.
+    No,
+    /// It may be ours, but something needed to tell cannot be read.
+    Unknown(&'static str),
+}
+
+/// Compares a listed order with ours.
+pub fn fit(wanted: &Wanted<'_>, windows: &[Window], candidate: &SupplierOrder) -> Fit {
+    let mut held = Vec::with_capacity(candidate.items.len());
+    for item in &candidate.items {
+        match (item.product_id(), item.quantity) {
+            (Some(product), Some(quantity)) => held.push((product, quantity, &item.note)),
+            _ => return Fit::Unknown("an item without a readable product or quantity"),
+        }
+    }
+    if candidate.items.is_empty() {
+        return Fit::Unknown("no items");
+    }
+    let ours = shape(
+        wanted
+            .lines
+            .iter()
+            .map(|l| (l.product_id.as_str(), l.quantity))
+            .collect(),
+    );
+    if shape(held.iter().map(|(p, q, _)| (*p, *q)).collect()) != ours {
+        return Fit::No;
+    }
+    if candidate.is_mock.is_some_and(|mock| mock != wanted.is_mock) {
+        return Fit::No;
+    }
+    if held.iter().all(|(_, _, note)| note.is_some()) {
+        let mut theirs: Vec<_> = held
+            .iter()
+            .map(|(p, q, note)| (*p, *q, note_text(note.as_ref())))
+            .collect();
+        let mut ours: Vec<_> = wanted
+            .lines
+            .iter()
+            .map(|l| {
+                let note = l.note.clone().map(Value::Object);
+                (l.product_id.as_str(), l.quantity, note_text(note.as_ref()))
+            })
+            .collect();
+        theirs.sort_unstable();
+        ours.sort_unstable();
+        if theirs != ours {
+            return Fit::No;
+        }
+    }
+    if let Some(sent) = wanted.total_price {
+        let sent = Price::new(sent).cents();
+        match candidate.total_price.as_ref().and_then(Price::cents) {
+            None => return Fit::Unknown("no readable totalPrice"),
+            Some(charged) if Some(charged) != sent => return Fit::No,
+            Some(_) => {}
+        }
+    }
+    let Some(created) = candidate.created_at.as_ref().and_then(|t| t.parsed) else {
+        return Fit::Unknown("no readable createdAt");
+    };
+    if windows.iter().any(|w| w.contains(created)) {
+        Fit::Fits(created)
+    } else {
+        Fit::No
+    }
+}
+
+fn shape(mut lines: Vec<(&str, u32)>) -> Vec<(&str, u32)> {
+    lines.sort_unstable();
+    lines
+}
+
+/// A note in one canonical text: keys sorted, scalars as text, an empty or
+/// null note as nothing.
+fn note_text(note: Option<&Value>) -> String {
+    fn canonical(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (k.clone(), canonical(v)))
+                    .collect::<Map<_, _>>(),
+            ),
+            Value::Number(n) => Value::String(n.to_string()),
+            Value::Bool(b) => Value::String(b.to_string()),
+            Value::String(s) => Value::String(s.trim().to_owned()),
+            other => other.clone(),
+        }
+    }
+    match note.map(canonical) {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::Object(map)) if map.is_empty() => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// What to do with the unclaimed candidates that fit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Claim this one (the nearest to one of our send times).
+    Claim(String),
+    /// Nothing of ours is there.
+    Nothing,
+    /// More candidates fit than we have undecided orders that could own
+    /// them: one of them is somebody else's, and nothing tells which.
+    Ambiguous(Vec<String>),
+}
+
+/// Decides among `fitting` (unclaimed candidates and when they were made),
+/// given how many of our undecided orders of this shape could own them
+/// (`owners`, this one included).
+pub fn decide(fitting: &[(String, OffsetDateTime)], owners: usize, windows: &[Window]) -> Verdict {
+    if fitting.is_empty() {
+        return Verdict::Nothing;
+    }
+    if fitting.len() > owners.max(1) {
+        return Verdict::Ambiguous(fitting.iter().map(|(id, _)| id.clone()).collect());
+    }
+    let distance = |at: OffsetDateTime| {
+        windows
+            .iter()
+            .map(|w| (at - w.sent).abs())
+            .min()
+            .unwrap_or(time::Duration::MAX)
+    };
+    let (nearest, _) = fitting
+        .iter()
+        .min_by_key(|(id, at)| (distance(*at), id.clone()))
+        .expect("not empty");
+    Verdict::Claim(nearest.clone())
 }
 
 #[cfg(test)]
@@ -58,52 +280,190 @@ mod tests {
     use serde_json::json;
     use time::macros::datetime;
 
-    fn order(id: &str, created: &str, items: serde_json::Value) -> SupplierOrder {
-        serde_json::from_value(
-            json!({"id": id, "status": "active", "createdAt": created, "items": items}),
-        )
-        .unwrap()
+    const T0: OffsetDateTime = datetime!(2026-11-28 10:00:00 UTC);
+
+    fn order(created: Value, extra: Value) -> SupplierOrder {
+        let mut body = json!({"id": "x", "status": "active", "createdAt": created,
+            "items": [{"product": {"id": "a"}, "quantity": 1}]});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        serde_json::from_value(body).unwrap()
     }
 
-    fn line(product: &str, quantity: u32) -> OrderLine {
+    fn line(product: &str, quantity: u32, note: Option<Value>) -> OrderLine {
         OrderLine {
             product_id: product.into(),
             quantity,
-            note: None,
+            note: note.map(|n| n.as_object().unwrap().clone()),
         }
     }
 
+    fn measured(offset_secs: i64) -> ClockOffset {
+        ClockOffset {
+            offset: time::Duration::seconds(offset_secs),
+            uncertainty: Duration::from_millis(100),
+            sampled_at: T0,
+        }
+    }
+
+    fn one_post(clock: Option<&ClockOffset>) -> Vec<Window> {
+        windows(&[T0], clock, &Margins::default())
+    }
+
     #[test]
-    fn only_same_items_made_after_the_intent_match_oldest_first() {
-        let two = json!([{"product": {"id": "a"}, "quantity": 1}, {"product": {"id": "b"}, "quantity": 2}]);
-        let recent = vec![
-            order(
-                "newer",
-                "2026-11-28T10:00:09Z",
-                json!([{"product": {"id": "b"}, "quantity": 2}, {"product": {"id": "a"}, "quantity": 1}]),
-            ),
-            order("older", "2026-11-28T10:00:05Z", two.clone()),
-            order("before-intent", "2026-11-28T09:00:00Z", two.clone()),
-            order(
-                "other-quantity",
-                "2026-11-28T10:00:06Z",
-                json!([{"product": {"id": "a"}, "quantity": 1}, {"product": {"id": "b"}, "quantity": 3}]),
-            ),
-            order(
-                "subset",
-                "2026-11-28T10:00:07Z",
-                json!([{"product": {"id": "a"}, "quantity": 1}]),
-            ),
-            order("no-time", "soon", two),
-        ];
-        let found: Vec<_> = candidates(
-            &[line("a", 1), line("b", 2)],
-            datetime!(2026-11-28 10:00:00 UTC),
-            &recent,
-        )
-        .into_iter()
-        .map(|o| o.id.as_str())
-        .collect();
-        assert_eq!(found, vec!["older", "newer"]);
+    fn an_order_made_outside_our_posts_window_is_not_ours() {
+        let lines = [line("a", 1, None)];
+        let wanted = Wanted {
+            lines: &lines,
+            total_price: None,
+            is_mock: false,
+        };
+        let w = one_post(Some(&measured(0)));
+        // A minute before our POST: another buyer's, however alike.
+        let before = order(json!("2026-11-28T09:59:00Z"), json!({}));
+        assert_eq!(fit(&wanted, &w, &before), Fit::No);
+        // Twenty seconds after it was sent, well past its 8 s timeout.
+        let after = order(json!("2026-11-28T10:00:20Z"), json!({}));
+        assert_eq!(fit(&wanted, &w, &after), Fit::No);
+        let inside = order(json!("2026-11-28T10:00:03Z"), json!({}));
+        assert!(matches!(fit(&wanted, &w, &inside), Fit::Fits(_)));
+    }
+
+    #[test]
+    fn the_window_follows_foxreloads_clock_and_is_wide_only_while_unmeasured() {
+        let lines = [line("a", 1, None)];
+        let wanted = Wanted {
+            lines: &lines,
+            total_price: None,
+            is_mock: false,
+        };
+        // FoxReload's clock runs 90 s ahead: our POST at 10:00:00 is stamped
+        // 10:01:30 or so.
+        let ahead = order(json!("2026-11-28T10:01:31Z"), json!({}));
+        assert_eq!(fit(&wanted, &one_post(Some(&measured(0))), &ahead), Fit::No);
+        assert!(matches!(
+            fit(&wanted, &one_post(Some(&measured(90))), &ahead),
+            Fit::Fits(_)
+        ));
+        // Unmeasured, the window is two minutes wide on each side.
+        assert!(matches!(
+            fit(&wanted, &one_post(None), &ahead),
+            Fit::Fits(_)
+        ));
+        let w = one_post(None);
+        assert_eq!(opens(&w), Some(T0 - time::Duration::seconds(122)));
+        assert_eq!(closes(&w), Some(T0 + time::Duration::seconds(130)));
+    }
+
+    #[test]
+    fn mock_flag_price_and_echoed_notes_must_match() {
+        let lines = [line("a", 1, Some(json!({"player_id": "7"})))];
+        let wanted = Wanted {
+            lines: &lines,
+            total_price: Some("12.50"),
+            is_mock: false,
+        };
+        let w = one_post(Some(&measured(0)));
+        let at = json!("2026-11-28T10:00:01Z");
+        let with = |extra: Value| {
+            let mut o = order(at.clone(), extra);
+            o.items[0].note = Some(json!({"player_id": "7"}));
+            o
+        };
+        let exact = with(json!({"totalPrice": "12.5", "isMock": false}));
+        assert!(matches!(fit(&wanted, &w, &exact), Fit::Fits(_)));
+        let mock = with(json!({"totalPrice": "12.50", "isMock": true}));
+        assert_eq!(fit(&wanted, &w, &mock), Fit::No);
+        let dearer = with(json!({"totalPrice": "13.00"}));
+        assert_eq!(fit(&wanted, &w, &dearer), Fit::No);
+        let priceless = with(json!({}));
+        assert!(matches!(fit(&wanted, &w, &priceless), Fit::Unknown(_)));
+        let mut other_player = with(json!({"totalPrice": "12.50"}));
+        other_player.items[0].note = Some(json!({"player_id": 8}));
+        assert_eq!(fit(&wanted, &w, &other_player), Fit::No);
+        let mut same_player_as_number = with(json!({"totalPrice": "12.50"}));
+        same_player_as_number.items[0].note = Some(json!({"player_id": 7}));
+        assert!(matches!(
+            fit(&wanted, &w, &same_player_as_number),
+            Fit::Fits(_)
+        ));
+        // Notes not echoed at all: nothing to compare.
+        let mut silent = with(json!({"totalPrice": "12.50"}));
+        silent.items[0].note = None;
+        assert!(matches!(fit(&wanted, &w, &silent), Fit::Fits(_)));
+    }
+
+    #[test]
+    fn an_entry_that_cannot_be_read_is_unknown_never_skipped() {
+        let lines = [line("a", 1, None)];
+        let wanted = Wanted {
+            lines: &lines,
+            total_price: None,
+            is_mock: false,
+        };
+        let w = one_post(Some(&measured(0)));
+        let no_time = order(json!("soon"), json!({}));
+        assert!(matches!(fit(&wanted, &w, &no_time), Fit::Unknown(_)));
+        let no_product = order(
+            json!("2026-11-28T10:00:01Z"),
+            json!({"items": [{"quantity": 1}]}),
+        );
+        assert!(matches!(fit(&wanted, &w, &no_product), Fit::Unknown(_)));
+        let no_items = order(json!("2026-11-28T10:00:01Z"), json!({"items": []}));
+        assert!(matches!(fit(&wanted, &w, &no_items), Fit::Unknown(_)));
+        // Another shape is certainly not ours, readable time or not.
+        let other = order(
+            json!("soon"),
+            json!({"items": [{"product": {"id": "b"}, "quantity": 1}]}),
+        );
+        assert_eq!(fit(&wanted, &w, &other), Fit::No);
+        // Epoch milliseconds and a space-separated time read as instants.
+        let ms = order(json!(T0.unix_timestamp() * 1000 + 1500), json!({}));
+        assert!(matches!(fit(&wanted, &w, &ms), Fit::Fits(_)));
+        let spaced = order(json!("2026-11-28 10:00:01"), json!({}));
+        assert!(matches!(fit(&wanted, &w, &spaced), Fit::Fits(_)));
+    }
+
+    #[test]
+    fn more_candidates_than_owners_is_ambiguous_else_the_nearest_is_claimed() {
+        let w = one_post(Some(&measured(0)));
+        let at = |s: i64| T0 + time::Duration::milliseconds(s);
+        let two = vec![("far".to_owned(), at(3_000)), ("near".to_owned(), at(200))];
+        assert_eq!(decide(&[], 1, &w), Verdict::Nothing);
+        assert_eq!(
+            decide(&two, 1, &w),
+            Verdict::Ambiguous(vec!["far".into(), "near".into()])
+        );
+        assert_eq!(decide(&two, 2, &w), Verdict::Claim("near".into()));
+        assert_eq!(decide(&two[..1], 1, &w), Verdict::Claim("far".into()));
+    }
+
+    #[test]
+    fn a_clock_measure_is_the_midpoint_and_a_tighter_or_fresher_one_replaces_it() {
+        let m = ClockOffset::sample(
+            T0,
+            T0 + time::Duration::milliseconds(400),
+            T0 + time::Duration::seconds(30),
+        );
+        assert_eq!(
+            m.offset,
+            time::Duration::seconds(30) - time::Duration::milliseconds(200)
+        );
+        assert_eq!(m.uncertainty, Duration::from_millis(200));
+        let loose = ClockOffset {
+            uncertainty: Duration::from_secs(3),
+            sampled_at: T0 + time::Duration::seconds(10),
+            ..m
+        };
+        let stale = Duration::from_secs(600);
+        assert!(m.replaces(None, stale));
+        assert!(!loose.replaces(Some(&m), stale));
+        assert!(m.replaces(Some(&loose), stale));
+        let much_later = ClockOffset {
+            sampled_at: T0 + time::Duration::hours(1),
+            ..loose
+        };
+        assert!(much_later.replaces(Some(&m), stale));
     }
 }

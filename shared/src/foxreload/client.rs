@@ -1,7 +1,9 @@
 //! The FoxReload HTTP client (reqwest, rustls).
 
 use super::error::{Operation, SupplierError, Uncertainty};
-use super::types::{CreateOrderRequest, ErrorBody, Product, SupplierOrder, parse_order_list};
+use super::types::{
+    CreateOrderRequest, ErrorBody, OrderPage, PageRequest, Product, SupplierOrder, parse_order_page,
+};
 use crate::settings::{ApiKey, FoxReloadSettings};
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, Response, StatusCode};
@@ -113,18 +115,19 @@ impl FoxReloadClient {
         .await
     }
 
-    /// `GET /api/orders/?limit=N`: recent orders, newest first. The whole list
-    /// must parse, or the call fails: reconciliation never decides on a list
-    /// it could not read.
+    /// `GET /api/orders/?limit=N[&offset=M|&cursor=C]`: one page of the
+    /// order list, newest first. The whole page must parse, or the call
+    /// fails: reconciliation never decides on a list it could not read.
     #[instrument(skip(self))]
-    pub async fn list_recent_orders(
-        &self,
-        limit: u32,
-    ) -> Result<Vec<SupplierOrder>, SupplierError> {
+    pub async fn list_orders(&self, page: &PageRequest) -> Result<OrderPage, SupplierError> {
         let op = Operation::ListOrders;
-        let path = format!("/api/orders/?limit={}", limit.clamp(1, 100));
+        let request = PageRequest {
+            limit: page.limit.clamp(1, 100),
+            ..page.clone()
+        };
+        let path = format!("/api/orders/?{}", request.query());
         let (status, body) = self.send(op, Method::GET, &path, None).await?;
-        parse_order_list(&body).map_err(|reason| unreadable(op, status, reason))
+        parse_order_page(&body, &request).map_err(|reason| unreadable(op, status, reason))
     }
 
     /// `GET /api/products/{id}/`.

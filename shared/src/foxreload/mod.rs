@@ -8,8 +8,9 @@ mod types;
 pub use client::{ClientBuildError, FoxReloadClient};
 pub use error::{ErrorClass, Operation, SupplierError, Uncertainty};
 pub use types::{
-    CreateOrderItem, CreateOrderRequest, DeliveredCode, ErrorBody, Price, Product, ProductRef,
-    SupplierItem, SupplierOrder, SupplierStatus, Timestamp, parse_order_list,
+    CreateOrderItem, CreateOrderRequest, DeliveredCode, ErrorBody, OrderPage, PageRequest, Price,
+    Product, ProductRef, SupplierItem, SupplierOrder, SupplierStatus, Timestamp, parse_instant,
+    parse_order_page,
 };
 
 use std::future::Future;
@@ -29,10 +30,11 @@ pub trait Supplier: Send + Sync {
         &self,
         supplier_order_id: &str,
     ) -> impl Future<Output = Result<SupplierOrder, SupplierError>> + Send;
-    fn list_recent_orders(
+    /// One page of the order list, newest first.
+    fn list_orders(
         &self,
-        limit: u32,
-    ) -> impl Future<Output = Result<Vec<SupplierOrder>, SupplierError>> + Send;
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<OrderPage, SupplierError>> + Send;
 }
 
 impl Supplier for FoxReloadClient {
@@ -54,10 +56,10 @@ impl Supplier for FoxReloadClient {
     ) -> impl Future<Output = Result<SupplierOrder, SupplierError>> + Send {
         FoxReloadClient::get_order(self, supplier_order_id)
     }
-    fn list_recent_orders(
+    fn list_orders(
         &self,
-        limit: u32,
-    ) -> impl Future<Output = Result<Vec<SupplierOrder>, SupplierError>> + Send {
-        FoxReloadClient::list_recent_orders(self, limit)
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<OrderPage, SupplierError>> + Send {
+        FoxReloadClient::list_orders(self, page)
     }
 }

@@ -123,8 +123,8 @@ impl<'de> Deserialize<'de> for Price {
     }
 }
 
-/// A timestamp as FoxReload sent it; `parsed` is set when it is RFC 3339 or a
-/// Unix time in seconds.
+/// A timestamp as FoxReload sent it; `parsed` is set when it reads as an
+/// instant by [`parse_instant`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Timestamp {
     pub raw: String,
@@ -134,18 +134,77 @@ pub struct Timestamp {
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(d)?;
-        let parsed = match &value {
-            Value::String(s) => OffsetDateTime::parse(s.trim(), &Rfc3339).ok(),
-            Value::Number(n) => n
-                .as_i64()
-                .and_then(|secs| OffsetDateTime::from_unix_timestamp(secs).ok()),
-            _ => None,
-        };
         Ok(Self {
+            parsed: parse_instant(&value),
             raw: scalar_text(value),
-            parsed,
         })
     }
+}
+
+/// Unix times at or above this many units are milliseconds, below it seconds
+/// (10^11 seconds is the year 5138; 10^11 milliseconds is 1973).
+const MILLIS_FROM: i128 = 100_000_000_000;
+
+/// Reads an instant in every form FoxReload might use, since it publishes
+/// none: RFC 3339 (with or without fractional seconds), the same without an
+/// offset or with a space for the `T` (read as UTC), and Unix times in
+/// seconds or milliseconds, as numbers or numeric strings, with or without a
+/// fraction. `None` for anything else: a reader must then treat the instant
+/// as unknown, never as "not ours".
+pub fn parse_instant(value: &Value) -> Option<OffsetDateTime> {
+    match value {
+        Value::Number(n) => unix_instant(&n.to_string()),
+        Value::String(s) => {
+            let text = s.trim();
+            if let Some(at) = unix_instant(text) {
+                return Some(at);
+            }
+            if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
+                return Some(at);
+            }
+            let mut normal = text.replacen(' ', "T", 1);
+            if !has_offset(&normal) {
+                normal.push('Z');
+            }
+            OffsetDateTime::parse(&normal, &Rfc3339).ok()
+        }
+        _ => None,
+    }
+}
+
+/// A plain decimal Unix time (`1764237600`, `1764237600250`,
+/// `1764237600.25`), read exactly.
+fn unix_instant(text: &str) -> Option<OffsetDateTime> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !fraction.bytes().all(|b| b.is_ascii_digit())
+        || whole.len() > 18
+    {
+        return None;
+    }
+    let whole: i128 = whole.parse().ok()?;
+    let unit: i128 = if whole >= MILLIS_FROM {
+        1_000_000
+    } else {
+        1_000_000_000
+    };
+    let digits = &fraction[..fraction.len().min(9)];
+    let scale = 10i128.pow(digits.len() as u32);
+    let part = if digits.is_empty() {
+        0
+    } else {
+        digits.parse::<i128>().ok()?
+    };
+    OffsetDateTime::from_unix_timestamp_nanos(whole * unit + part * unit / scale).ok()
+}
+
+/// Whether an ISO 8601 date-time text ends with `Z` or a `±hh:mm` offset.
+fn has_offset(text: &str) -> bool {
+    let Some((_, time)) = text.split_once('T') else {
+        return false;
+    };
+    time.ends_with(['Z', 'z']) || time.contains('+') || time.contains('-')
 }
 
 /// An order as `GET /api/orders/{id}` (and create, pay, list) return it.
@@ -163,6 +222,10 @@ pub struct SupplierOrder {
     pub cancel_reason: Option<String>,
     #[serde(default)]
     pub total_price: Option<Price>,
+    /// Whether FoxReload says the order is a mock; `None` when it does not
+    /// say (or says it in a form that is not a boolean).
+    #[serde(default, deserialize_with = "optional_bool")]
+    pub is_mock: Option<bool>,
     #[serde(default, deserialize_with = "items")]
     pub items: Vec<SupplierItem>,
 }
@@ -194,6 +257,10 @@ pub struct SupplierItem {
     /// fulfilment).
     #[serde(default, deserialize_with = "optional_text")]
     pub error: Option<String>,
+    /// The item's note as FoxReload echoes it: `None` when the field is
+    /// absent, `Some(Value::Null)` when it is there but null.
+    #[serde(default, deserialize_with = "present")]
+    pub note: Option<Value>,
 }
 
 impl SupplierItem {
@@ -287,17 +354,87 @@ pub struct ErrorBody {
     pub detail: Option<String>,
 }
 
-/// Parses the recent-orders list: an object with an `items` array, or a bare
-/// array. Any other shape, or any entry that is not an order, is an error:
+/// Which page of `GET /api/orders/` to read: by `offset`, or by the
+/// `cursor` a previous page gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageRequest {
+    pub limit: u32,
+    pub offset: u64,
+    pub cursor: Option<String>,
+}
+
+impl PageRequest {
+    /// The first page, `limit` orders at most.
+    pub fn first(limit: u32) -> Self {
+        Self {
+            limit,
+            offset: 0,
+            cursor: None,
+        }
+    }
+
+    /// The query string (without `?`).
+    pub fn query(&self) -> String {
+        match &self.cursor {
+            Some(cursor) => format!("limit={}&cursor={}", self.limit, query_escape(cursor)),
+            None if self.offset == 0 => format!("limit={}", self.limit),
+            None => format!("limit={}&offset={}", self.limit, self.offset),
+        }
+    }
+}
+
+fn query_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// One page of the order list, newest first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrderPage {
+    pub orders: Vec<SupplierOrder>,
+    /// The page after this one; `None` when the list says it ended here.
+    pub next: Option<PageRequest>,
+}
+
+/// Parses one page of the order list, answered to `request`. The envelope is
+/// not published, so three are accepted:
+/// - `{"items": [...], "nextCursor": …}`: the list ends where the cursor is
+///   null;
+/// - `{"items": [...], "total": N, …}`: paged by offset, the list ends at
+///   `total`;
+/// - a bare array, or `{"items": [...]}` alone: paged by offset, the list
+///   ends only at an empty page (a short page may be the server's own cap).
+///
+/// Any other shape, any entry that is not an order, or a page that
+/// contradicts its own envelope (empty before `total`) is an error:
 /// reconciliation must never decide on a list it could not read whole.
-pub fn parse_order_list(body: &[u8]) -> Result<Vec<SupplierOrder>, String> {
+pub fn parse_order_page(body: &[u8], request: &PageRequest) -> Result<OrderPage, String> {
     let value: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
-    let entries = match value {
-        Value::Array(entries) => entries,
-        Value::Object(mut map) => match map.remove("items") {
-            Some(Value::Array(entries)) => entries,
-            _ => return Err("an object without an `items` array".into()),
-        },
+    let (entries, cursor, total) = match value {
+        Value::Array(entries) => (entries, None, None),
+        Value::Object(mut map) => {
+            let entries = match map.remove("items") {
+                Some(Value::Array(entries)) => entries,
+                _ => return Err("an object without an `items` array".into()),
+            };
+            let cursor = map.remove("nextCursor").map(|c| match c {
+                Value::Null => None,
+                other => Some(scalar_text(other)).filter(|c| !c.is_empty()),
+            });
+            let total = match map.remove("total") {
+                None | Some(Value::Null) => None,
+                Some(Value::Number(n)) => Some(n.as_u64().ok_or("`total` is not a count")?),
+                Some(_) => return Err("`total` is not a count".into()),
+            };
+            (entries, cursor, total)
+        }
         other => {
             return Err(format!(
                 "expected an object or an array, got {}",
@@ -305,13 +442,41 @@ pub fn parse_order_list(body: &[u8]) -> Result<Vec<SupplierOrder>, String> {
             ));
         }
     };
-    entries
+    let orders: Vec<SupplierOrder> = entries
         .into_iter()
         .enumerate()
         .map(|(i, entry)| {
             serde_json::from_value(entry).map_err(|e| format!("entry {i} is not an order: {e}"))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    let after = request.offset + orders.len() as u64;
+    let next = match (cursor, total) {
+        (Some(cursor), _) => cursor.map(|cursor| PageRequest {
+            limit: request.limit,
+            offset: after,
+            cursor: Some(cursor),
+        }),
+        (None, Some(total)) if after < total => {
+            if orders.is_empty() {
+                return Err(format!(
+                    "an empty page at offset {} of {total} orders",
+                    request.offset
+                ));
+            }
+            Some(PageRequest {
+                limit: request.limit,
+                offset: after,
+                cursor: None,
+            })
+        }
+        (None, Some(_)) => None,
+        (None, None) => (!orders.is_empty()).then(|| PageRequest {
+            limit: request.limit,
+            offset: after,
+            cursor: None,
+        }),
+    };
+    Ok(OrderPage { orders, next })
 }
 
 fn kind(value: &Value) -> &'static str {
@@ -359,6 +524,23 @@ fn optional_timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestam
     Timestamp::deserialize(value)
         .map(Some)
         .map_err(serde::de::Error::custom)
+}
+
+fn optional_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Bool(b) => Some(b),
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+/// A field that is present, whatever its value (null included).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 fn optional_quantity<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
@@ -494,21 +676,95 @@ mod tests {
     }
 
     #[test]
-    fn order_list_accepts_envelopes_and_bare_arrays_only() {
+    fn order_pages_accept_three_envelopes_and_say_where_the_list_ends() {
         let one = json!({"id": "1", "status": "active"});
-        for body in [
-            json!({"items": [one], "limit": 10, "offset": 0, "total": 1}),
-            json!({"items": [one], "limit": 10, "nextCursor": null}),
-            json!([one]),
-        ] {
-            let list = parse_order_list(body.to_string().as_bytes()).expect("parses");
-            assert_eq!(list.len(), 1);
-        }
-        assert!(parse_order_list(b"<html>").is_err());
-        assert!(parse_order_list(br#"{"orders": []}"#).is_err());
-        assert!(
-            parse_order_list(br#"[{"id": "1"}]"#).is_err(),
-            "an entry without status"
+        let first = PageRequest::first(1);
+        let page = |body: Value| parse_order_page(body.to_string().as_bytes(), &first);
+        let next = |offset, cursor: Option<&str>| PageRequest {
+            limit: 1,
+            offset,
+            cursor: cursor.map(str::to_owned),
+        };
+        let offset = page(json!({"items": [one], "limit": 1, "offset": 0, "total": 2})).unwrap();
+        assert_eq!(offset.orders.len(), 1);
+        assert_eq!(offset.next, Some(next(1, None)));
+        let last = page(json!({"items": [one], "limit": 1, "offset": 0, "total": 1})).unwrap();
+        assert_eq!(last.next, None);
+        let cursor = page(json!({"items": [one], "limit": 1, "nextCursor": "c-2"})).unwrap();
+        assert_eq!(cursor.next, Some(next(1, Some("c-2"))));
+        let end = page(json!({"items": [one], "limit": 1, "nextCursor": null})).unwrap();
+        assert_eq!(end.next, None);
+        // A bare array ends only at an empty page: a short page may be the
+        // server's own cap on `limit`.
+        assert_eq!(page(json!([one])).unwrap().next, Some(next(1, None)));
+        assert_eq!(
+            page(json!({"items": [one]})).unwrap().next,
+            Some(next(1, None))
         );
+        assert_eq!(page(json!([])).unwrap().next, None);
+        assert_eq!(next(1, Some("a b")).query(), "limit=1&cursor=a%20b");
+        assert_eq!(next(40, None).query(), "limit=1&offset=40");
+    }
+
+    #[test]
+    fn order_pages_that_cannot_be_read_whole_are_errors() {
+        let first = PageRequest::first(10);
+        for body in [
+            &b"<html>"[..],
+            br#"{"orders": []}"#,
+            br#"[{"id": "1"}]"#,
+            br#"{"items": [], "total": 5}"#,
+            br#"{"items": [], "total": "many"}"#,
+        ] {
+            assert!(
+                parse_order_page(body, &first).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn instants_are_read_in_every_form_seen_or_refused() {
+        let at = |v: Value| parse_instant(&v);
+        let ten = time::macros::datetime!(2026-11-27 10:00:00 UTC);
+        let ten_ms = ten + time::Duration::milliseconds(250);
+        assert_eq!(at(json!("2026-11-27T10:00:00Z")), Some(ten));
+        assert_eq!(at(json!("2026-11-27T12:00:00+02:00")), Some(ten));
+        assert_eq!(at(json!("2026-11-27T10:00:00.250Z")), Some(ten_ms));
+        assert_eq!(at(json!("2026-11-27T10:00:00.250")), Some(ten_ms));
+        assert_eq!(at(json!("2026-11-27 10:00:00")), Some(ten));
+        assert_eq!(at(json!("2026-11-27 10:00:00.25")), Some(ten_ms));
+        assert_eq!(at(json!(ten.unix_timestamp())), Some(ten));
+        assert_eq!(at(json!(ten.unix_timestamp() * 1000 + 250)), Some(ten_ms));
+        assert_eq!(at(json!(ten.unix_timestamp() as f64 + 0.25)), Some(ten_ms));
+        assert_eq!(
+            at(json!(format!("{}", ten.unix_timestamp() * 1000 + 250))),
+            Some(ten_ms)
+        );
+        for odd in [
+            json!("soon"),
+            json!(null),
+            json!(-5),
+            json!("27/11/2026"),
+            json!({}),
+        ] {
+            assert_eq!(at(odd.clone()), None, "{odd}");
+        }
+    }
+
+    #[test]
+    fn notes_and_mock_flag_are_kept_as_echoed() {
+        let o = order(
+            json!({"id": "1", "status": "active", "isMock": true, "items": [
+                {"product": {"id": "a"}, "quantity": 1, "note": {"player_id": "7"}},
+                {"product": {"id": "b"}, "quantity": 1, "note": null},
+                {"product": {"id": "c"}, "quantity": 1}
+            ]}),
+        );
+        assert_eq!(o.is_mock, Some(true));
+        assert_eq!(o.items[0].note, Some(json!({"player_id": "7"})));
+        assert_eq!(o.items[1].note, Some(Value::Null));
+        assert_eq!(o.items[2].note, None);
     }
 }

@@ -11,15 +11,16 @@
 //!   `expiresAt` (epoch seconds) as the table's TTL attribute.
 
 use super::{
-    Begin, Claim, IdempotencyClaim, IdempotencyRecord, OrderRecord, OrderStore, PendingPage,
-    Persisted, PollRecord, StoreError, StoredResponse, SupplierProblem, Terminal,
+    AlertSlot, Begin, Claim, IdempotencyClaim, IdempotencyRecord, OrderRecord, OrderStore,
+    PendingPage, Persisted, PollRecord, StoreError, StoredResponse, SupplierProblem, Terminal,
 };
 use crate::domain::event::{CodeKind, DeliveredCodeRecord};
+use crate::domain::reconcile::ClockOffset;
 use crate::domain::{OrderLine, OrderStatus};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use std::collections::HashMap;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -92,7 +93,18 @@ fn sdk_error<E>(operation: &'static str, error: SdkError<E>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let retryable = match &error {
+    let retryable = passes(&error);
+    let source = Box::new(error);
+    if retryable {
+        StoreError::Unavailable { operation, source }
+    } else {
+        StoreError::Refused { operation, source }
+    }
+}
+
+/// Whether an SDK failure passes with time (throttling, 5xx, transport).
+fn passes<E: ProvideErrorMetadata>(error: &SdkError<E>) -> bool {
+    match error {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             true
         }
@@ -111,12 +123,6 @@ where
                 )
         }
         _ => false,
-    };
-    let source = Box::new(error);
-    if retryable {
-        StoreError::Unavailable { operation, source }
-    } else {
-        StoreError::Refused { operation, source }
     }
 }
 
@@ -160,25 +166,57 @@ fn is_condition_failure<E: ProvideErrorMetadata>(error: &SdkError<E>) -> bool {
     matches!(error, SdkError::ServiceError(s) if s.err().code() == Some("ConditionalCheckFailedException"))
 }
 
-/// Which actions of a cancelled transaction failed their condition, in
-/// order; `None` when the failure was not a cancellation.
-fn cancelled_conditions(
-    error: &SdkError<TransactWriteItemsError>,
-    actions: usize,
-) -> Option<Vec<bool>> {
-    let TransactWriteItemsError::TransactionCanceledException(cancelled) =
-        error.as_service_error()?
-    else {
-        return None;
-    };
-    let flags: Vec<bool> = cancelled
-        .cancellation_reasons()
-        .iter()
-        .map(|reason| reason.code() == Some("ConditionalCheckFailed"))
-        .collect();
-    (flags.len() == actions).then_some(flags)
+/// What a failed transaction says about itself.
+#[derive(Debug, PartialEq, Eq)]
+enum Cancellation {
+    /// Cancelled only because conditions failed: which actions, in order.
+    Conditions(Vec<bool>),
+    /// Cancelled for a reason that passes (`TransactionConflict`,
+    /// `ThrottlingError`, `ProvisionedThroughputExceeded`, …): not an answer
+    /// about the items, so the transaction is tried again.
+    Passing,
+    /// Not a cancellation.
+    Other,
 }
 
+/// Sorts a failed transaction. Only `ConditionalCheckFailed` is a condition
+/// failure; an action whose reason is `None` passed. Any other reason, even
+/// beside a failed condition, makes the whole answer passing: a condition
+/// reported together with a conflict is not trusted until a clean retry.
+fn cancellation(error: &SdkError<TransactWriteItemsError>, actions: usize) -> Cancellation {
+    let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+        error.as_service_error()
+    else {
+        return Cancellation::Other;
+    };
+    let mut flags = Vec::with_capacity(actions);
+    for reason in cancelled.cancellation_reasons() {
+        match reason.code() {
+            Some("ConditionalCheckFailed") => flags.push(true),
+            None | Some("None") | Some("") => flags.push(false),
+            Some(_) => return Cancellation::Passing,
+        }
+    }
+    if flags.len() == actions && flags.contains(&true) {
+        Cancellation::Conditions(flags)
+    } else {
+        Cancellation::Passing
+    }
+}
+
+/// How a transaction ended, when it did not fail.
+#[derive(Debug)]
+enum Tx {
+    Committed,
+    /// Refused by its conditions: which actions failed theirs, in order.
+    Refused(Vec<bool>),
+}
+
+/// Pauses before each new try of a transaction cancelled for a passing
+/// reason (jittered by up to the same again).
+const TX_BACKOFF_MS: [u64; 4] = [20, 80, 250, 600];
+
+/// Reads attributes of a stored item, naming the item when one is wrong.
 /// Reads attributes of a stored item, naming the item when one is wrong.
 struct Reader<'a> {
     item: &'a Item,
@@ -231,6 +269,26 @@ impl Reader<'_> {
             .transpose()
     }
 
+    /// A list of instants in epoch milliseconds.
+    fn millis_list(&self, name: &str) -> Result<Option<Vec<OffsetDateTime>>, StoreError> {
+        let Some(value) = self.item.get(name) else {
+            return Ok(None);
+        };
+        let list = value
+            .as_l()
+            .map_err(|_| self.corrupt(format!("{name} is not a list")))?;
+        list.iter()
+            .map(|v| {
+                v.as_n()
+                    .ok()
+                    .and_then(|n| n.parse::<i128>().ok())
+                    .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).ok())
+                    .ok_or_else(|| self.corrupt(format!("{name} holds a non-time")))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
     fn json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
         self.opt_s(name)
             .map(|text| {
@@ -252,6 +310,7 @@ fn order_from_item(item: &Item) -> Result<OrderRecord, StoreError> {
     let status_text = r.s("status")?;
     let status = OrderStatus::parse(status_text)
         .ok_or_else(|| r.corrupt(format!("unknown status {status_text}")))?;
+    let created_at = r.time("createdAt")?;
     Ok(OrderRecord {
         order_id: r.s("orderId")?.to_owned(),
         status,
@@ -260,7 +319,7 @@ fn order_from_item(item: &Item) -> Result<OrderRecord, StoreError> {
             .ok_or_else(|| r.corrupt("lines is missing"))?,
         customer_reference: r.opt_s("customerReference").map(str::to_owned),
         total_price: r.opt_s("totalPrice").map(str::to_owned),
-        created_at: r.time("createdAt")?,
+        created_at,
         updated_at: r.time("updatedAt")?,
         supplier_order_id: r.opt_s("supplierOrderId").map(str::to_owned),
         supplier_status: r.opt_s("supplierStatus").map(str::to_owned),
@@ -279,7 +338,9 @@ fn order_from_item(item: &Item) -> Result<OrderRecord, StoreError> {
         last_polled_at: r.millis("lastPolledAt")?,
         consecutive_errors: r.opt_n("consecutiveErrors")?.unwrap_or(0) as u32,
         needs_attention: r.opt_s("needsAttention").map(str::to_owned),
-        create_attempts: r.opt_n("createAttempts")?.unwrap_or(0) as u32,
+        posted_at: r
+            .millis_list("postedAt")?
+            .unwrap_or_else(|| vec![created_at]),
         items: r.json("itemOutcomes")?.unwrap_or_default(),
         code_count: r.opt_n("codeCount")?.unwrap_or(0) as u32,
         terminal_at: r.millis("terminalAt")?,
@@ -297,6 +358,10 @@ fn order_to_item(order: &OrderRecord) -> Item {
     item.insert("createdAt".into(), s(&created));
     item.insert("updatedAt".into(), s(rfc3339(order.updated_at)));
     item.insert("pollSeq".into(), n(order.poll_seq));
+    item.insert(
+        "postedAt".into(),
+        AttributeValue::L(order.posted_at.iter().map(|at| n(millis(*at))).collect()),
+    );
     if !order.status.is_terminal() {
         item.insert("pendingPk".into(), s(PENDING));
         item.insert(
@@ -360,9 +425,42 @@ fn idempotency_from_item(item: &Item) -> Result<IdempotencyRecord, StoreError> {
     })
 }
 
-/// Codes written per transaction beside the order's commit (DynamoDB takes
-/// 100 actions at most).
+/// Codes written per transaction beside the order's commit or its check
+/// (DynamoDB takes 100 actions at most).
 const MAX_CODES_PER_COMMIT: usize = 99;
+
+/// The order exists and has not ended.
+const STILL_OPEN: &str = "attribute_exists(pk) AND NOT #status IN (:c, :x, :f, :a, :n)";
+
+/// The codes of `delivered` not yet in `stored`, compared as a multiset of
+/// (item, code, kind), numbered after the stored ones; `None` when a stored
+/// code is not among those delivered.
+fn missing_codes(
+    stored: &[DeliveredCodeRecord],
+    delivered: &[DeliveredCodeRecord],
+) -> Option<Vec<DeliveredCodeRecord>> {
+    let mut left: HashMap<(u32, &str, &'static str), usize> = HashMap::new();
+    for code in stored {
+        *left
+            .entry((code.item_index, code.code.as_str(), code_kind(code.kind)))
+            .or_default() += 1;
+    }
+    let mut next = stored.iter().map(|c| c.index + 1).max().unwrap_or(0);
+    let mut missing = Vec::new();
+    for code in delivered {
+        match left.get_mut(&(code.item_index, code.code.as_str(), code_kind(code.kind))) {
+            Some(count) if *count > 0 => *count -= 1,
+            _ => {
+                missing.push(DeliveredCodeRecord {
+                    index: next,
+                    ..code.clone()
+                });
+                next += 1;
+            }
+        }
+    }
+    left.values().all(|count| *count == 0).then_some(missing)
+}
 
 const TERMINAL_VALUES: [(&str, OrderStatus); 5] = [
     (":c", OrderStatus::Completed),
@@ -371,6 +469,19 @@ const TERMINAL_VALUES: [(&str, OrderStatus); 5] = [
     (":a", OrderStatus::Abandoned),
     (":n", OrderStatus::NotPlaced),
 ];
+
+fn clock_key() -> Item {
+    key("CLOCK#foxreload".to_owned(), "OFFSET")
+}
+
+fn alert_attribute(slot: AlertSlot) -> &'static str {
+    match slot {
+        AlertSlot::Stall => "stallAlertedAt",
+        AlertSlot::Reconcile => "reconcileAlertedAt",
+        AlertSlot::LongRunning => "longRunningAlertedAt",
+        AlertSlot::ChainStuck => "chainStuckAlertedAt",
+    }
+}
 
 fn sweep_key() -> Item {
     key("SWEEP#scan-stalled".to_owned(), "CURSOR")
@@ -444,6 +555,54 @@ fn creating_values() -> [(&'static str, AttributeValue); 2] {
 }
 
 impl DynamoStore {
+    /// Runs a transaction: committed, or refused by its conditions. A
+    /// cancellation for a passing reason (a conflict with another
+    /// transaction, throttling) is tried again with backoff and, when it
+    /// persists, is a retryable error: never an answer about the items.
+    async fn transact(
+        &self,
+        operation: &'static str,
+        actions: Vec<TransactWriteItem>,
+    ) -> Result<Tx, StoreError> {
+        let count = actions.len();
+        let mut pauses = TX_BACKOFF_MS.iter();
+        loop {
+            let error = match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(actions.clone()))
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(Tx::Committed),
+                Err(error) => error,
+            };
+            let retry = match cancellation(&error, count) {
+                Cancellation::Conditions(flags) => return Ok(Tx::Refused(flags)),
+                Cancellation::Passing => true,
+                Cancellation::Other => passes(&error),
+            };
+            match pauses.next() {
+                Some(ms) if retry => {
+                    let jitter = u64::from(
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap_or_default()
+                            .subsec_nanos(),
+                    ) % (ms + 1);
+                    tokio::time::sleep(Duration::from_millis(ms + jitter)).await;
+                }
+                _ if retry => {
+                    return Err(StoreError::Unavailable {
+                        operation,
+                        source: Box::new(error),
+                    });
+                }
+                _ => return Err(sdk_error(operation, error)),
+            }
+        }
+    }
+
     async fn get(&self, key: Item, operation: &'static str) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
@@ -455,6 +614,21 @@ impl DynamoStore {
             .await
             .map_err(|e| sdk_error(operation, e))?;
         Ok(out.item)
+    }
+
+    /// A transaction action that checks the order has not ended.
+    fn still_open_check(&self, order_id: &str) -> TransactWriteItem {
+        let mut check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(order_key(order_id)))
+            .condition_expression(STILL_OPEN)
+            .expression_attribute_names("#status", "status");
+        for (name, status) in TERMINAL_VALUES {
+            check = check.expression_attribute_values(name, s(status.as_str()));
+        }
+        TransactWriteItem::builder()
+            .condition_check(check.build().expect("table, key and condition are set"))
+            .build()
     }
 
     /// Applies `set` (an update expression) to a still-creating order.
@@ -511,17 +685,10 @@ impl OrderStore for DynamoStore {
                 .expect("table, item and condition are set");
             actions.push(TransactWriteItem::builder().put(put_key).build());
         }
-        let count = actions.len();
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(actions))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(Begin::Started),
-            Err(e) => match (cancelled_conditions(&e, count), claim) {
-                (Some(flags), Some(claim)) if flags.get(1) == Some(&true) => {
+        match self.transact("begin order", actions).await? {
+            Tx::Committed => Ok(Begin::Started),
+            Tx::Refused(flags) => match claim {
+                Some(claim) if flags.get(1) == Some(&true) => {
                     match self.idempotency(&claim.key).await? {
                         Some(record) => Ok(Begin::KeyTaken(record)),
                         // Gone (expired and deleted) in between: the caller
@@ -532,11 +699,10 @@ impl OrderStore for DynamoStore {
                         }),
                     }
                 }
-                (Some(_), _) => Err(StoreError::Conflict {
+                _ => Err(StoreError::Conflict {
                     operation: "begin order",
                     order_id: order.order_id.clone(),
                 }),
-                (None, _) => Err(sdk_error("begin order", e)),
             },
         }
     }
@@ -661,20 +827,14 @@ impl OrderStore for DynamoStore {
             update = update.expression_attribute_values(name, value);
         }
         let update = update.build().expect("table, key and expression are set");
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put_claim).build())
-            .transact_items(TransactWriteItem::builder().update(update).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Claim::Claimed),
-            Err(e) => match cancelled_conditions(&e, 2) {
-                Some(flags) if flags[0] => Ok(Claim::TakenByAnother),
-                Some(_) => Ok(Claim::OrderMoved),
-                None => Err(sdk_error("claim supplier order", e)),
-            },
+        let actions = vec![
+            TransactWriteItem::builder().put(put_claim).build(),
+            TransactWriteItem::builder().update(update).build(),
+        ];
+        match self.transact("claim supplier order", actions).await? {
+            Tx::Committed => Ok(Claim::Claimed),
+            Tx::Refused(flags) if flags[0] => Ok(Claim::TakenByAnother),
+            Tx::Refused(_) => Ok(Claim::OrderMoved),
         }
     }
 
@@ -856,9 +1016,18 @@ impl OrderStore for DynamoStore {
         order: &OrderRecord,
         terminal: &Terminal,
     ) -> Result<Persisted, StoreError> {
+        let corrupt = || StoreError::Corrupt {
+            key: format!("ORDER#{}", order.order_id),
+            reason: "a stored code is not among those FoxReload delivered".into(),
+        };
+        // An earlier attempt may have stored some codes before it was cut
+        // short: those are kept, and only the rest is written. FoxReload's
+        // list is compared as a multiset, since a re-read may give the same
+        // codes in another order.
+        let stored = self.codes(&order.order_id).await?;
+        let missing = missing_codes(&stored, &terminal.codes).ok_or_else(corrupt)?;
         let received = rfc3339(terminal.at);
-        let mut puts: Vec<TransactWriteItem> = terminal
-            .codes
+        let mut puts: Vec<TransactWriteItem> = missing
             .iter()
             .map(|code| {
                 let mut item = key(format!("ORDER#{}", order.order_id), &code_sk(code.index));
@@ -875,10 +1044,9 @@ impl OrderStore for DynamoStore {
                 let put = Put::builder()
                     .table_name(&self.table)
                     .set_item(Some(item))
-                    // A replay may write the same code again, never another.
-                    .condition_expression("attribute_not_exists(pk) OR #code = :code")
-                    .expression_attribute_names("#code", "code")
-                    .expression_attribute_values(":code", s(&code.code))
+                    // Another writer took this position: start again from
+                    // what is stored.
+                    .condition_expression("attribute_not_exists(pk)")
                     .build()
                     .expect("table, item and condition are set");
                 TransactWriteItem::builder().put(put).build()
@@ -891,11 +1059,11 @@ impl OrderStore for DynamoStore {
                 "SET #status = :status, itemOutcomes = :items, codeCount = :count, \
                  terminalAt = :at, updatedAt = :atText, supplierStatus = :sst, cancelReason = :cancel",
             )
-            .condition_expression("attribute_exists(pk) AND NOT #status IN (:c, :x, :f, :a, :n)")
+            .condition_expression(STILL_OPEN)
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":status", s(terminal.status.as_str()))
             .expression_attribute_values(":items", json(&terminal.items))
-            .expression_attribute_values(":count", n(terminal.codes.len()))
+            .expression_attribute_values(":count", n(stored.len() + missing.len()))
             .expression_attribute_values(":at", n(millis(terminal.at)))
             .expression_attribute_values(":atText", s(&received))
             .expression_attribute_values(
@@ -919,7 +1087,8 @@ impl OrderStore for DynamoStore {
             .update(update.build().expect("table, key and expression are set"))
             .build();
         // DynamoDB takes at most 100 actions per transaction: the codes go
-        // first in chunks (each write idempotent); the last transaction
+        // first in chunks, each with a check that the order has not ended
+        // (no code is ever added to an ended order); the last transaction
         // carries the status, which commits the order's end.
         let tail = if puts.is_empty() {
             0
@@ -928,41 +1097,29 @@ impl OrderStore for DynamoStore {
         };
         let last = puts.split_off(puts.len() - tail);
         for chunk in puts.chunks(MAX_CODES_PER_COMMIT) {
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(chunk.to_vec()))
-                .send()
-                .await;
-            if let Err(e) = result {
-                return Err(match cancelled_conditions(&e, chunk.len()) {
-                    Some(_) => StoreError::Corrupt {
-                        key: format!("ORDER#{}", order.order_id),
-                        reason: "a stored code differs from the one FoxReload delivered".into(),
-                    },
-                    None => sdk_error("persist codes", e),
-                });
+            let mut actions = vec![self.still_open_check(&order.order_id)];
+            actions.extend_from_slice(chunk);
+            match self.transact("persist codes", actions).await? {
+                Tx::Committed => {}
+                Tx::Refused(flags) if flags[0] => return Ok(Persisted::AlreadyTerminal),
+                Tx::Refused(_) => {
+                    return Err(StoreError::Conflict {
+                        operation: "persist codes",
+                        order_id: order.order_id.clone(),
+                    });
+                }
             }
         }
         let mut actions = last;
         actions.push(commit);
         let count = actions.len();
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(actions))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(Persisted::Committed),
-            Err(e) => match cancelled_conditions(&e, count) {
-                Some(flags) if flags[count - 1] => Ok(Persisted::AlreadyTerminal),
-                Some(_) => Err(StoreError::Corrupt {
-                    key: format!("ORDER#{}", order.order_id),
-                    reason: "a stored code differs from the one FoxReload delivered".into(),
-                }),
-                None => Err(sdk_error("persist terminal status", e)),
-            },
+        match self.transact("persist terminal status", actions).await? {
+            Tx::Committed => Ok(Persisted::Committed),
+            Tx::Refused(flags) if flags[count - 1] => Ok(Persisted::AlreadyTerminal),
+            Tx::Refused(_) => Err(StoreError::Conflict {
+                operation: "persist codes",
+                order_id: order.order_id.clone(),
+            }),
         }
     }
 
@@ -1011,22 +1168,127 @@ impl OrderStore for DynamoStore {
         }
     }
 
-    async fn count_create_attempt(&self, order_id: &str, seen: u32) -> Result<(), StoreError> {
-        let result = self
+    async fn record_post(
+        &self,
+        order_id: &str,
+        seen: usize,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(order_key(order_id)))
-            .update_expression("SET createAttempts = :next")
-            .condition_expression(
-                "(attribute_not_exists(createAttempts) AND :seen = :zero) OR createAttempts = :seen",
+            .update_expression(
+                "SET postedAt = list_append(if_not_exists(postedAt, :none), :at), updatedAt = :now",
             )
-            .expression_attribute_values(":next", n(seen + 1))
+            .condition_expression(format!(
+                "attribute_exists(pk) AND attribute_not_exists(supplierOrderId) AND {STILL_CREATING} \
+                 AND ((attribute_not_exists(postedAt) AND :seen = :one) OR size(postedAt) = :seen)"
+            ))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(":at", AttributeValue::L(vec![n(millis(at))]))
+            .expression_attribute_values(":now", s(rfc3339(at)))
             .expression_attribute_values(":seen", n(seen))
-            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1));
+        for (name, value) in creating_values() {
+            request = request.expression_attribute_values(name, value);
+        }
+        conditional("record a POST", request.send().await)
+    }
+
+    async fn clock_offset(&self) -> Result<Option<ClockOffset>, StoreError> {
+        let Some(item) = self.get(clock_key(), "read FoxReload's clock").await? else {
+            return Ok(None);
+        };
+        let r = Reader {
+            item: &item,
+            key: "CLOCK#foxreload".into(),
+        };
+        let offset = r
+            .opt_n("offsetMs")?
+            .ok_or_else(|| r.corrupt("offsetMs is missing"))?;
+        let uncertainty = r
+            .opt_n("uncertaintyMs")?
+            .ok_or_else(|| r.corrupt("uncertaintyMs is missing"))?;
+        let sampled_at = r
+            .millis("sampledAt")?
+            .ok_or_else(|| r.corrupt("sampledAt is missing"))?;
+        Ok(Some(ClockOffset {
+            offset: time::Duration::milliseconds(offset as i64),
+            uncertainty: Duration::from_millis(uncertainty.max(0) as u64),
+            sampled_at,
+        }))
+    }
+
+    async fn save_clock_offset(
+        &self,
+        measure: &ClockOffset,
+        stale_after: Duration,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(clock_key()))
+            .update_expression(
+                "SET offsetMs = :offset, uncertaintyMs = :uncertainty, sampledAt = :at",
+            )
+            .condition_expression(
+                "attribute_not_exists(pk) OR uncertaintyMs >= :uncertainty OR sampledAt < :stale",
+            )
+            .expression_attribute_values(":offset", n(measure.offset.whole_milliseconds()))
+            .expression_attribute_values(":uncertainty", n(measure.uncertainty.as_millis()))
+            .expression_attribute_values(":at", n(millis(measure.sampled_at)))
+            .expression_attribute_values(":stale", n(millis(measure.sampled_at - stale_after)))
             .send()
             .await;
-        expected("count create attempt", order_id, result)
+        // A tighter, fresh measure is kept: nothing to do.
+        conditional("save FoxReload's clock", result).map(drop)
+    }
+
+    async fn unsettled_between(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<OrderRecord>, StoreError> {
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(PENDING_INDEX)
+                .key_condition_expression(
+                    "pendingPk = :pending AND pendingSk BETWEEN :from AND :to",
+                )
+                .filter_expression("#status IN (:creating, :reconciling)")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":pending", s(PENDING))
+                .expression_attribute_values(":from", s(rfc3339(from)))
+                // `~` sorts after every character of an RFC 3339 time and an id.
+                .expression_attribute_values(":to", s(format!("{}~", rfc3339(to))))
+                .expression_attribute_values(":creating", s(OrderStatus::Creating.as_str()))
+                .expression_attribute_values(":reconciling", s(OrderStatus::Reconciling.as_str()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_error("read unsettled orders", e))?;
+            for item in page.items() {
+                // An unreadable item cannot be an owner we count on.
+                if let Ok(order) = order_from_item(item)
+                    && order.supplier_order_id.is_none()
+                {
+                    found.push(order);
+                }
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(found);
+            }
+        }
     }
 
     async fn pending(&self, limit: u32, start: Option<&str>) -> Result<PendingPage, StoreError> {
@@ -1043,14 +1305,25 @@ impl OrderStore for DynamoStore {
             .send()
             .await
             .map_err(|e| sdk_error("read pending orders", e))?;
-        let orders = page
-            .items()
-            .iter()
-            .map(order_from_item)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut orders = Vec::new();
+        let mut unreadable = Vec::new();
+        for item in page.items() {
+            match order_from_item(item) {
+                Ok(order) => orders.push(order),
+                Err(error) => {
+                    let pk = item
+                        .get("pk")
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                        .unwrap_or_default();
+                    unreadable.push((pk, error.to_string()));
+                }
+            }
+        }
         Ok(PendingPage {
             items_read: page.count().max(0) as u64,
             orders,
+            unreadable,
             next: page.last_evaluated_key().map(key_to_cursor),
         })
     }
@@ -1087,9 +1360,10 @@ impl OrderStore for DynamoStore {
             .map_err(|e| sdk_error("save sweep cursor", e))
     }
 
-    async fn claim_stall_alert(
+    async fn claim_alert(
         &self,
         order_id: &str,
+        slot: AlertSlot,
         realert_before: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
@@ -1098,20 +1372,22 @@ impl OrderStore for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(order_key(order_id)))
-            .update_expression("SET stallAlertedAt = :now")
+            .update_expression("SET #slot = :now")
             .condition_expression(
-                "attribute_exists(pk) AND (attribute_not_exists(stallAlertedAt) OR stallAlertedAt < :before)",
+                "attribute_exists(pk) AND (attribute_not_exists(#slot) OR #slot < :before)",
             )
+            .expression_attribute_names("#slot", alert_attribute(slot))
             .expression_attribute_values(":now", n(millis(now)))
             .expression_attribute_values(":before", n(millis(realert_before)))
             .send()
             .await;
-        conditional("claim stall alert", result)
+        conditional("claim an alert", result)
     }
 
-    async fn release_stall_alert(
+    async fn release_alert(
         &self,
         order_id: &str,
+        slot: AlertSlot,
         claimed_at: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let result = self
@@ -1119,42 +1395,121 @@ impl OrderStore for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(order_key(order_id)))
-            .update_expression("REMOVE stallAlertedAt")
-            .condition_expression("stallAlertedAt = :claimed")
+            .update_expression("REMOVE #slot")
+            .condition_expression("#slot = :claimed")
+            .expression_attribute_names("#slot", alert_attribute(slot))
             .expression_attribute_values(":claimed", n(millis(claimed_at)))
             .send()
             .await;
-        // Another sweep alerted meanwhile: nothing to give back.
-        conditional("release stall alert", result).map(drop)
+        // Another worker alerted meanwhile: nothing to give back.
+        conditional("release an alert", result).map(drop)
+    }
+
+    async fn claim_unreadable_alert(
+        &self,
+        pk: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk.to_owned(), "ORDER")))
+            .update_expression("SET unreadableAlertedAt = :now")
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(unreadableAlertedAt)",
+            )
+            .expression_attribute_values(":now", n(millis(now)))
+            .send()
+            .await;
+        conditional("claim an unreadable-item alert", result)
+    }
+
+    async fn hand_over_create(
+        &self,
+        order: &OrderRecord,
+        seq: u64,
+        problem: &SupplierProblem,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(order_key(&order.order_id)))
+            .update_expression(
+                "SET #status = :rc, lastError = :err, pollSeq = :seq, nextPollDueAt = :due, \
+                 updatedAt = :now",
+            )
+            .condition_expression(
+                "attribute_exists(pk) AND #status = :creating AND attribute_not_exists(supplierOrderId) \
+                 AND (attribute_not_exists(pollSeq) OR pollSeq < :seq)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":rc", s(OrderStatus::Reconciling.as_str()))
+            .expression_attribute_values(":creating", s(OrderStatus::Creating.as_str()))
+            .expression_attribute_values(":err", json(problem))
+            .expression_attribute_values(":seq", n(seq))
+            .expression_attribute_values(":due", n(millis(now)))
+            .expression_attribute_values(":now", s(rfc3339(now)));
+        let mut actions = Vec::new();
+        if let Some(key_text) = &order.idempotency_key {
+            // A client's retry that took the key over is settling the order
+            // itself: hands off while anyone holds it.
+            let check = ConditionCheck::builder()
+                .table_name(&self.table)
+                .set_key(Some(idempotency_key(key_text)))
+                .condition_expression(
+                    "attribute_not_exists(pk) OR lockedUntil < :now OR attribute_exists(responseStatus) \
+                     OR orderId <> :order",
+                )
+                .expression_attribute_values(":now", n(millis(now)))
+                .expression_attribute_values(":order", s(&order.order_id))
+                .build()
+                .expect("table, key and condition are set");
+            actions.push(TransactWriteItem::builder().condition_check(check).build());
+        }
+        actions.push(
+            TransactWriteItem::builder()
+                .update(update.build().expect("table, key and expression are set"))
+                .build(),
+        );
+        Ok(matches!(
+            self.transact("hand over a create", actions).await?,
+            Tx::Committed
+        ))
     }
 
     async fn revive_chain(
         &self,
-        order_id: &str,
-        observed_seq: u64,
+        order: &OrderRecord,
         overdue_before: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
+        if order.next_poll_due_at.is_none() && order.updated_at >= overdue_before {
+            // Still being placed (create-order may be paying it).
+            return Ok(false);
+        }
         let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(order_key(order_id)))
+            .set_key(Some(order_key(&order.order_id)))
             .update_expression("SET pollSeq = :next, nextPollDueAt = :now, updatedAt = :nowText")
             .condition_expression(
                 "attribute_exists(pk) AND (attribute_not_exists(pollSeq) OR pollSeq = :seen) \
-                 AND (attribute_not_exists(nextPollDueAt) OR nextPollDueAt < :overdue) \
+                 AND ((attribute_not_exists(nextPollDueAt) AND updatedAt = :updated) \
+                      OR nextPollDueAt < :overdue) \
                  AND (attribute_not_exists(leaseUntil) OR leaseUntil < :now) \
                  AND NOT #status IN (:c, :x, :f, :a, :n, :creating)",
             )
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":next", n(observed_seq + 1))
-            .expression_attribute_values(":seen", n(observed_seq))
+            .expression_attribute_values(":next", n(order.poll_seq + 1))
+            .expression_attribute_values(":seen", n(order.poll_seq))
+            .expression_attribute_values(":updated", s(rfc3339(order.updated_at)))
             .expression_attribute_values(":overdue", n(millis(overdue_before)))
             .expression_attribute_values(":now", n(millis(now)))
             .expression_attribute_values(":nowText", s(rfc3339(now)))
             // An order still `creating` has no chain: its create may be in
-            // flight, and only an operator may decide to buy it again.
+            // flight; the sweep hands it over to reconciliation instead.
             .expression_attribute_values(":creating", s(OrderStatus::Creating.as_str()));
         for (name, status) in TERMINAL_VALUES {
             request = request.expression_attribute_values(name, s(status.as_str()));

@@ -6,6 +6,7 @@ mod dynamodb;
 pub use dynamodb::{DynamoStore, PENDING_INDEX};
 
 use crate::domain::event::{DeliveredCodeRecord, ItemOutcome};
+use crate::domain::reconcile::ClockOffset;
 use crate::domain::{OrderLine, OrderStatus};
 use crate::foxreload::SupplierError;
 use serde::{Deserialize, Serialize};
@@ -44,8 +45,9 @@ pub struct OrderRecord {
     pub consecutive_errors: u32,
     /// Why operations should look at the order, when they should.
     pub needs_attention: Option<String>,
-    /// New POSTs poll-order made while reconciling.
-    pub create_attempts: u32,
+    /// When each POST of this order was sent (our clock), the first with
+    /// the intent: the windows reconciliation matches FoxReload's orders in.
+    pub posted_at: Vec<OffsetDateTime>,
     /// Set when the order ended.
     pub items: Vec<ItemOutcome>,
     pub code_count: u32,
@@ -57,6 +59,16 @@ pub struct OrderRecord {
 }
 
 impl OrderRecord {
+    /// The request FoxReload receives for this order, on every POST of it.
+    pub fn supplier_request(&self, is_mock: bool) -> crate::foxreload::CreateOrderRequest {
+        crate::domain::NewOrder {
+            lines: self.lines.clone(),
+            customer_reference: None,
+            total_price: self.total_price.clone(),
+        }
+        .supplier_request(is_mock)
+    }
+
     /// A new order in `creating`, as recorded before FoxReload is called.
     pub fn intent(
         order_id: String,
@@ -87,7 +99,7 @@ impl OrderRecord {
             last_polled_at: None,
             consecutive_errors: 0,
             needs_attention: None,
-            create_attempts: 0,
+            posted_at: vec![now],
             items: Vec::new(),
             code_count: 0,
             terminal_at: None,
@@ -213,6 +225,9 @@ pub enum Persisted {
 #[derive(Clone, Debug)]
 pub struct PendingPage {
     pub orders: Vec<OrderRecord>,
+    /// Items that do not read as orders (their keys and why): skipped, so
+    /// one bad item never stops a sweep.
+    pub unreadable: Vec<(String, String)>,
     /// Index items read for this page (what the query cost).
     pub items_read: u64,
     /// Where the next page starts; `None` at the end of the index.
@@ -248,10 +263,19 @@ pub enum StoreError {
     },
 }
 
-impl StoreError {
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable { .. })
-    }
+/// Which alert an order's alert claim is for; each is re-sent on its own
+/// interval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlertSlot {
+    /// Not ended past the stall threshold (also stuck creating or
+    /// reconciling).
+    Stall,
+    /// Reconciliation cannot tell which FoxReload order is ours.
+    Reconcile,
+    /// Paid, and still not ended past the polling horizon.
+    LongRunning,
+    /// Its polling chain keeps dying without progress.
+    ChainStuck,
 }
 
 /// The order store port.
@@ -386,13 +410,36 @@ pub trait OrderStore: Send + Sync {
         order_id: &str,
     ) -> impl Future<Output = Result<Vec<DeliveredCodeRecord>, StoreError>> + Send;
 
-    /// Counts a new POST made while reconciling; refused if another worker
-    /// counted one since `seen` was read.
-    fn count_create_attempt(
+    /// Records that a new POST is about to be sent at `at`, if the order
+    /// still has no supplier order and exactly `seen` POSTs recorded. False
+    /// when another worker recorded one, or settled the order, meanwhile:
+    /// then nothing may be sent.
+    fn record_post(
         &self,
         order_id: &str,
-        seen: u32,
+        seen: usize,
+        at: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// FoxReload's clock against ours, as last measured.
+    fn clock_offset(&self) -> impl Future<Output = Result<Option<ClockOffset>, StoreError>> + Send;
+
+    /// Keeps a new measure of FoxReload's clock if it is tighter than the
+    /// stored one, or the stored one is older than `stale_after`.
+    fn save_clock_offset(
+        &self,
+        measure: &ClockOffset,
+        stale_after: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Our orders created between `from` and `to` that still have no
+    /// supplier order (`creating` or `reconciling`), read through the
+    /// pending index (eventually consistent).
+    fn unsettled_between(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> impl Future<Output = Result<Vec<OrderRecord>, StoreError>> + Send;
 
     /// A page of the sparse index of orders not yet ended or not yet
     /// notified, oldest first, from `start` (a cursor from a previous page).
@@ -412,31 +459,54 @@ pub trait OrderStore: Send + Sync {
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Claims the right to alert that the order is stalled: true if no alert
-    /// was sent since `realert_before`. Conditional, so concurrent sweeps
-    /// alert once.
-    fn claim_stall_alert(
+    /// Claims the right to send the `slot` alert about an order: true if no
+    /// such alert was sent since `realert_before`. Conditional, so concurrent
+    /// workers alert once.
+    fn claim_alert(
         &self,
         order_id: &str,
+        slot: AlertSlot,
         realert_before: OffsetDateTime,
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Gives a stall alert claim back (the alert could not be sent).
-    fn release_stall_alert(
+    /// Gives an alert claim back (the alert could not be sent).
+    fn release_alert(
         &self,
         order_id: &str,
+        slot: AlertSlot,
         claimed_at: OffsetDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Moves a dead chain on to `observed_seq + 1`, due now: only if the
-    /// chain is still at `observed_seq`, its next poll is overdue before
-    /// `overdue_before`, and no worker holds a lease. False otherwise.
+    /// Claims the right to alert about a stored item that does not read as
+    /// an order, by its key: true the first time only.
+    fn claim_unreadable_alert(
+        &self,
+        pk: &str,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Moves `order`'s dead chain on to its `poll_seq + 1`, due now: only if
+    /// the chain is still where `order` saw it, its next poll is overdue
+    /// before `overdue_before` (with no next poll recorded: the order has
+    /// not changed since `order.updated_at`, which is before
+    /// `overdue_before`), and no worker holds a lease. False otherwise.
     fn revive_chain(
         &self,
-        order_id: &str,
-        observed_seq: u64,
+        order: &OrderRecord,
         overdue_before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Hands an order left `creating` (its create-order invocation died) to
+    /// reconciliation: `reconciling`, with poll message `seq` due now, only
+    /// if it is still `creating` and no request holds its idempotency key.
+    /// False otherwise.
+    fn hand_over_create(
+        &self,
+        order: &OrderRecord,
+        seq: u64,
+        problem: &SupplierProblem,
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
