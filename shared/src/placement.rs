@@ -279,14 +279,19 @@ impl ReconcileOptions {
                 candidates: unknown,
             });
         }
-        let mut unclaimed = Vec::new();
-        for (id, at) in fitting {
-            if !store.is_claimed(&id).await? {
-                unclaimed.push((id, at));
+        let fitting: Vec<(String, OffsetDateTime)> = fitting.into_iter().collect();
+        // Other orders of ours settle while this one looks: the candidates
+        // still free and the orders that could own them are read until the
+        // free ones are the same before and after the owners were counted.
+        for _ in 0..5 {
+            let unclaimed = unclaimed(store, &fitting).await?;
+            if unclaimed.is_empty() {
+                return Ok(Found::Nothing);
             }
-        }
-        loop {
             let owners = self.owners(store, order, &unclaimed, measured).await?;
+            if self::unclaimed(store, &unclaimed).await? != unclaimed {
+                continue;
+            }
             let id = match decide(&unclaimed, owners, windows) {
                 Verdict::Nothing => return Ok(Found::Nothing),
                 Verdict::Ambiguous(candidates) => {
@@ -335,10 +340,13 @@ impl ReconcileOptions {
                     };
                     return Ok(Found::Claimed(found));
                 }
-                Claim::TakenByAnother => unclaimed.retain(|(other, _)| *other != id),
+                Claim::TakenByAnother => continue,
                 Claim::OrderMoved => return Ok(Found::Moved),
             }
         }
+        Ok(Found::Undecided(undecided(
+            "the candidates kept being claimed by other orders while deciding",
+        )))
     }
 
     /// Reads the list from the newest order back until it is older than
@@ -415,27 +423,47 @@ impl ReconcileOptions {
         let from = first - offset - time::Duration::hours(1);
         let to = last - offset + slack;
         let shape = request_shape(order);
-        let mut owners = 1;
-        for other in store.unsettled_between(from, to).await? {
-            if other.order_id == order.order_id
-                || !matches!(
+        let could_own = |other: &OrderRecord| {
+            let theirs = windows(&other.posted_at, measured, &self.margins());
+            other.order_id != order.order_id
+                && other.supplier_order_id.is_none()
+                && matches!(
                     other.status,
                     OrderStatus::Creating | OrderStatus::Reconciling
                 )
-                || request_shape(&other) != shape
-            {
-                continue;
-            }
-            let theirs = windows(&other.posted_at, measured, &self.margins());
-            if candidates
-                .iter()
-                .any(|(_, at)| theirs.iter().any(|w| w.contains(*at)))
+                && request_shape(other) == shape
+                && candidates
+                    .iter()
+                    .any(|(_, at)| theirs.iter().any(|w| w.contains(*at)))
+        };
+        let mut owners = 1;
+        for other in store.unsettled_between(from, to).await? {
+            // The index lags: each is confirmed by a consistent read.
+            if could_own(&other)
+                && store
+                    .order(&other.order_id)
+                    .await?
+                    .is_some_and(|now| could_own(&now))
             {
                 owners += 1;
             }
         }
         Ok(owners)
     }
+}
+
+/// The candidates no order of ours holds yet.
+async fn unclaimed(
+    store: &impl OrderStore,
+    candidates: &[(String, OffsetDateTime)],
+) -> Result<Vec<(String, OffsetDateTime)>, StoreError> {
+    let mut free = Vec::new();
+    for (id, at) in candidates {
+        if !store.is_claimed(id).await? {
+            free.push((id.clone(), *at));
+        }
+    }
+    Ok(free)
 }
 
 /// What a read of the list found that could be ours.

@@ -7,7 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 pub const ORDERS_TABLE: &str = "OrdersTable";
-/// The sparse index scan-stalled queries.
+/// The sparse index of pending orders: scan-stalled's sweep, and the
+/// undecided orders reconciliation counts.
 pub const PENDING_INDEX: &str = "OrdersTable/index/pending-orders";
 pub const POLL_QUEUE: &str = "PollQueue";
 pub const ORDER_EVENTS_TOPIC: &str = "OrderEventsTopic";
@@ -42,6 +43,7 @@ pub fn code_calls() -> BTreeMap<&'static str, Calls> {
                     ],
                     &[ORDERS_TABLE],
                 ),
+                (&["dynamodb:Query"], &[PENDING_INDEX]),
                 (&["sqs:SendMessage"], &[POLL_QUEUE]),
             ]),
         ),
@@ -53,10 +55,12 @@ pub fn code_calls() -> BTreeMap<&'static str, Calls> {
                         "dynamodb:GetItem",
                         "dynamodb:PutItem",
                         "dynamodb:UpdateItem",
+                        "dynamodb:ConditionCheckItem",
                         "dynamodb:Query",
                     ],
                     &[ORDERS_TABLE],
                 ),
+                (&["dynamodb:Query"], &[PENDING_INDEX]),
                 (&["sqs:SendMessage"], &[POLL_QUEUE]),
                 (&["sns:Publish"], &[ORDER_EVENTS_TOPIC, OPS_ALERTS_TOPIC]),
             ]),
@@ -66,7 +70,11 @@ pub fn code_calls() -> BTreeMap<&'static str, Calls> {
             calls(&[
                 (&["dynamodb:Query"], &[ORDERS_TABLE, PENDING_INDEX]),
                 (
-                    &["dynamodb:GetItem", "dynamodb:UpdateItem"],
+                    &[
+                        "dynamodb:GetItem",
+                        "dynamodb:UpdateItem",
+                        "dynamodb:ConditionCheckItem",
+                    ],
                     &[ORDERS_TABLE],
                 ),
                 (&["sqs:SendMessage"], &[POLL_QUEUE]),

@@ -1,27 +1,42 @@
 //! Each function's code calls exactly the AWS actions its role grants, on
 //! exactly its resources: the handlers run through moto behind a recording
 //! proxy, over the paths that reach every call (create, replay, a supplier
-//! outage that frees the key, reading a finished order; polling through
-//! failed reads to a completion, and to a failure; a sweep that alerts, revives and republishes),
+//! outage that frees the key, an ambiguous create reconciled, reading a
+//! finished order; polling through failed reads to a completion, to a
+//! failure, to a completion of more than 99 codes, and reconciling an order
+//! left undecided; a sweep that alerts, revives, republishes and hands a
+//! dead create with a lapsed key to reconciliation),
 //! and what they called is compared with `foxrelay_tests::grants`, the table
 //! the template test holds every role to.
 
 use aws_lambda_events::encodings::Body;
 use foxrelay_local::counting_proxy::CountingProxy;
 use foxrelay_shared::aws::{AwsClients, LocalAws, load_local};
+use foxrelay_shared::domain::{PollKind, PollMessage};
+use foxrelay_shared::queue::PollQueue;
 use foxrelay_shared::startup::Context;
 use foxrelay_shared::store::OrderStore;
+use foxrelay_shared::store::{IdempotencyClaim, OrderRecord};
 use foxrelay_tests::grants::{self, Calls};
 use foxrelay_tests::world::{poll_options, quick_timing, world};
 use foxrelay_tests::{http_event, moto, pending_order, unnotified_completion, with_foxreload_down};
-use foxreload_sim::{PRODUCT_5XX, PRODUCT_FAIL, PRODUCT_FAST};
+use foxreload_sim::{PRODUCT_5XX, PRODUCT_FAIL, PRODUCT_FAST, PRODUCT_MANY, PRODUCT_STALL_CREATE};
 use scan_stalled::sweep::SweepOptions;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 async fn post(handler: &create_order::Handler, product: &str, key: &str) -> (u16, Value) {
-    let body = json!({"items": [{"productId": product, "quantity": 1}]}).to_string();
+    post_n(handler, product, 1, key).await
+}
+
+async fn post_n(
+    handler: &create_order::Handler,
+    product: &str,
+    quantity: u32,
+    key: &str,
+) -> (u16, Value) {
+    let body = json!({"items": [{"productId": product, "quantity": quantity}]}).to_string();
     let response = handler
         .handle(http_event(
             "POST",
@@ -101,19 +116,67 @@ async fn each_function_calls_exactly_what_its_role_grants() {
     );
     let (status, failed) = post(&create, PRODUCT_FAIL, "iam-fail").await;
     assert_eq!(status, 202, "{failed}");
+    // 100 codes: persisted in two transactions.
+    let (status, many) = post_n(&create, PRODUCT_MANY, 2, "iam-many").await;
+    assert_eq!(status, 202, "{many}");
     let outage =
         create_order::Handler::with_options(with_foxreload_down(&context), Default::default());
     assert_eq!(post(&outage, PRODUCT_FAST, "iam-down").await.0, 503);
+    // The create's answer is lost: reconciled onto the order it made.
+    let (status, stalled) = post(&create, PRODUCT_STALL_CREATE, "iam-stall").await;
+    assert_eq!(status, 202, "{stalled}");
+    assert!(stalled["supplierOrderId"].is_string(), "{stalled}");
     let mut create_calls = proxy.take();
 
-    // poll-order: both orders polled to their end.
-    let ids: Vec<String> = [&fast, &failed]
+    // An order create-order left undecided; the FoxReload order it made
+    // shows in the list.
+    let now = time::OffsetDateTime::now_utc();
+    let new = foxrelay_shared::domain::parse_new_order(
+        json!({"items": [{"productId": PRODUCT_FAST, "quantity": 1}]})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    let undecided = OrderRecord::intent("iam-undecided".into(), &new, None, now);
+    w.store.begin(&undecided, None).await.unwrap();
+    w.h.sim
+        .place_foreign(&json!({"items": [{"itemId": PRODUCT_FAST, "quantity": 1}]}))
+        .unwrap();
+    w.store
+        .mark_reconciling(
+            "iam-undecided",
+            &foxrelay_shared::placement::undecided("test"),
+            now,
+        )
+        .await
+        .unwrap();
+    w.store
+        .schedule_poll("iam-undecided", 1, now, now)
+        .await
+        .unwrap();
+    context
+        .poll_queue()
+        .send(
+            &PollMessage {
+                order_id: "iam-undecided".into(),
+                seq: 1,
+                kind: PollKind::Reconcile,
+            },
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    proxy.take();
+
+    // poll-order: the orders polled to their end.
+    let mut ids: Vec<String> = [&fast, &failed, &many]
         .iter()
         .map(|o| o["orderId"].as_str().unwrap().to_owned())
         .collect();
+    ids.push("iam-undecided".into());
     let poll = poll_order::Handler::with_options(context.clone(), poll_options());
     let events = w.run_until_notified(&poll, &w.source(1, false), &ids).await;
-    assert_eq!(events.len(), 2);
+    assert!(ids.iter().all(|id| events.contains_key(id)), "{events:?}");
     let poll_calls = proxy.take();
 
     // create-order again: a finished order is read with its codes.
@@ -151,6 +214,21 @@ async fn each_function_calls_exactly_what_its_role_grants() {
         "FOX-IAM-1",
     )
     .await;
+    // A create whose invocation died, its key's lock long lapsed.
+    let dead = OrderRecord::intent(
+        "iam-dead-create".into(),
+        &new,
+        Some("iam-dead-key".into()),
+        now - time::Duration::minutes(5),
+    );
+    let claim = IdempotencyClaim {
+        key: "iam-dead-key".into(),
+        fingerprint: "f".into(),
+        holder: "h".into(),
+        locked_until: now - time::Duration::minutes(4),
+        expires_at: now + time::Duration::hours(24),
+    };
+    w.store.begin(&dead, Some(&claim)).await.unwrap();
     proxy.take();
     let scan = scan_stalled::Handler::with_options(context.clone(), SweepOptions::default());
     let mut lambda = lambda_runtime::Context::default();
@@ -163,9 +241,10 @@ async fn each_function_calls_exactly_what_its_role_grants() {
         (
             report.stalled_alerted,
             report.chains_revived,
-            report.events_republished
+            report.events_republished,
+            report.creates_handed_over
         ),
-        (1, 1, 1),
+        (1, 1, 1, 1),
         "{report:?}"
     );
     let scan_calls = proxy.take();

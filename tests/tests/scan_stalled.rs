@@ -90,7 +90,7 @@ async fn one_sweep_reads_only_the_pending_orders_and_repairs_what_broke() {
             .await
             .unwrap();
     }
-    // A create that never finished.
+    // A create whose invocation died: no key, five minutes old.
     pending_order(&store, "stuck", now - minutes(5), "creating").await;
 
     bulk_finished_orders(&h, TOTAL - PENDING).await;
@@ -104,15 +104,20 @@ async fn one_sweep_reads_only_the_pending_orders_and_repairs_what_broke() {
     assert!(first.complete);
     assert_eq!(first.stalled_seen, 2);
     assert_eq!(first.stalled_alerted, 2);
-    assert_eq!(first.stuck_alerted, 1);
+    assert_eq!(first.stuck_alerted, 0);
+    assert_eq!(first.creates_handed_over, 1);
     assert_eq!(first.chains_revived, 1);
     assert_eq!(first.events_republished, 1);
     assert_eq!(first.errors, 0);
 
-    let revived = drain_json(&h.stack.clients, h.stack.resources.poll_queue_url()).await;
+    let mut revived = drain_json(&h.stack.clients, h.stack.resources.poll_queue_url()).await;
+    revived.sort_by_key(|m| m["orderId"].as_str().unwrap().to_owned());
     assert_eq!(
         revived,
-        vec![serde_json::json!({"orderId": "orphan", "seq": 1, "kind": "poll"})]
+        vec![
+            serde_json::json!({"orderId": "orphan", "seq": 1, "kind": "poll"}),
+            serde_json::json!({"orderId": "stuck", "seq": 1, "kind": "reconcile"}),
+        ]
     );
     let published = drain_json(&h.stack.clients, &events).await;
     assert_eq!(published.len(), 1);
@@ -137,11 +142,13 @@ async fn one_sweep_reads_only_the_pending_orders_and_repairs_what_broke() {
         vec![
             ("stalled".to_owned(), "stalled-1".to_owned()),
             ("stalled".to_owned(), "stalled-2".to_owned()),
-            ("stuck_creating".to_owned(), "stuck".to_owned()),
         ]
     );
+    // Handed to poll-order's reconciliation, never bought blindly.
     let stuck = store.order("stuck").await.unwrap().unwrap();
-    assert_eq!(stuck.status, OrderStatus::Creating, "never bought again");
+    assert_eq!(stuck.status, OrderStatus::Reconciling);
+    assert_eq!(stuck.poll_seq, 1);
+    assert_eq!(h.sim.counters().orders_created, 0, "nothing bought");
 
     // The next run: the published order left the index; nothing is alerted
     // again within the re-alert interval; the revived chain is not overdue.

@@ -470,7 +470,7 @@ pub fn parse_order_page(body: &[u8], request: &PageRequest) -> Result<OrderPage,
             })
         }
         (None, Some(_)) => None,
-        (None, None) => (!orders.is_empty()).then(|| PageRequest {
+        (None, None) => (!orders.is_empty()).then_some(PageRequest {
             limit: request.limit,
             offset: after,
             cursor: None,
