@@ -97,6 +97,120 @@ pub mod names {
     ];
 }
 
+/// The time poll-order gives one message: well inside the queue's
+/// visibility timeout and the function's 30 s timeout.
+pub const POLL_MESSAGE_BUDGET: Duration = Duration::from_secs(20);
+
+/// Added to a FoxReload call's timeout before another call is started, and
+/// after a POST's timeout before reconciliation may say "nothing there".
+pub const CALL_SLACK: Duration = Duration::from_secs(1);
+/// See [`crate::domain::reconcile::Margins::margin`].
+pub const RECONCILE_MARGIN: Duration = Duration::from_secs(2);
+
+/// The longest FoxReload request timeout: one POST, its window's margin and
+/// a list call of the same length must fit in one poll message.
+pub const MAX_REQUEST_TIMEOUT_MS: u64 = (POLL_MESSAGE_BUDGET.as_millis() as u64
+    - CALL_SLACK.as_millis() as u64
+    - RECONCILE_MARGIN.as_millis() as u64)
+    / 2
+    / 500
+    * 500;
+
+/// The range and default of a whole-number setting: the one source of truth
+/// the code reads with and the template's Parameters are tested against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Range {
+    pub name: &'static str,
+    pub min: u64,
+    pub max: u64,
+    /// `None`: the default comes from the named poll schedule.
+    pub default: Option<u64>,
+}
+
+/// Every whole-number setting's range.
+pub const RANGES: &[Range] = &[
+    Range {
+        name: names::FOXRELOAD_CONNECT_TIMEOUT_MS,
+        min: 100,
+        max: 10_000,
+        default: Some(DEFAULT_CONNECT_TIMEOUT_MS),
+    },
+    Range {
+        name: names::FOXRELOAD_REQUEST_TIMEOUT_MS,
+        min: 500,
+        max: MAX_REQUEST_TIMEOUT_MS,
+        default: Some(DEFAULT_REQUEST_TIMEOUT_MS),
+    },
+    Range {
+        name: names::STALL_AFTER_SECS,
+        min: 10,
+        max: 86_400,
+        default: Some(600),
+    },
+    Range {
+        name: names::STALL_REALERT_SECS,
+        min: 5,
+        max: 7 * 86_400,
+        default: Some(3_600),
+    },
+    Range {
+        name: names::POLL_FAST_INTERVAL_SECS,
+        min: 1,
+        max: 900,
+        default: None,
+    },
+    Range {
+        name: names::POLL_FAST_UNTIL_SECS,
+        min: 0,
+        max: 86_400,
+        default: None,
+    },
+    Range {
+        name: names::POLL_STEADY_START_SECS,
+        min: 1,
+        max: 900,
+        default: None,
+    },
+    Range {
+        name: names::POLL_GROWTH_PERCENT,
+        min: 100,
+        max: 400,
+        default: None,
+    },
+    Range {
+        name: names::POLL_STEADY_CAP_SECS,
+        min: 1,
+        max: 900,
+        default: None,
+    },
+    Range {
+        name: names::POLL_SLOW_CAP_SECS,
+        min: 1,
+        max: 900,
+        default: None,
+    },
+    Range {
+        name: names::POLL_HORIZON_SECS,
+        min: 60,
+        max: 14 * 86_400,
+        default: None,
+    },
+    Range {
+        name: names::POLL_JITTER_PERCENT,
+        min: 0,
+        max: 50,
+        default: None,
+    },
+];
+
+/// The range of the whole-number setting `name`.
+pub fn range(name: &str) -> Range {
+    *RANGES
+        .iter()
+        .find(|r| r.name == name)
+        .unwrap_or_else(|| panic!("{name} has no range"))
+}
+
 /// Default CloudWatch namespace of foxrelay's metrics.
 pub const DEFAULT_METRICS_NAMESPACE: &str = "foxrelay";
 
@@ -258,8 +372,8 @@ impl Settings {
         };
         let foxreload = reader.foxreload();
         let stall = StallSettings {
-            after: reader.seconds(names::STALL_AFTER_SECS, 600, 10..=86_400),
-            realert: reader.seconds(names::STALL_REALERT_SECS, 3_600, 5..=7 * 86_400),
+            after: reader.seconds(names::STALL_AFTER_SECS, 0),
+            realert: reader.seconds(names::STALL_REALERT_SECS, 0),
         };
         let schedule = reader.schedule(stall.after);
         let metrics_namespace = reader.metrics_namespace();
@@ -336,24 +450,22 @@ impl Reader<'_> {
         }
     }
 
-    fn number(
-        &mut self,
-        name: &'static str,
-        default: u64,
-        range: std::ops::RangeInclusive<u64>,
-    ) -> u64 {
+    /// The whole-number setting `name`, in its [`RANGES`] entry; `default`
+    /// when unset (the entry's own default, when it has one).
+    fn number(&mut self, name: &'static str, default: u64) -> u64 {
+        let range = range(name);
+        let default = range.default.unwrap_or(default);
         let Some(raw) = self.get(name) else {
             return default;
         };
         match raw.parse::<u64>() {
-            Ok(n) if range.contains(&n) => n,
+            Ok(n) if (range.min..=range.max).contains(&n) => n,
             _ => {
                 self.invalid(
                     name,
                     format!(
                         "expected a whole number from {} to {}",
-                        range.start(),
-                        range.end()
+                        range.min, range.max
                     ),
                 );
                 default
@@ -361,22 +473,12 @@ impl Reader<'_> {
         }
     }
 
-    fn seconds(
-        &mut self,
-        name: &'static str,
-        default: u64,
-        range: std::ops::RangeInclusive<u64>,
-    ) -> Duration {
-        Duration::from_secs(self.number(name, default, range))
+    fn seconds(&mut self, name: &'static str, default: u64) -> Duration {
+        Duration::from_secs(self.number(name, default))
     }
 
-    fn millis(
-        &mut self,
-        name: &'static str,
-        default: u64,
-        range: std::ops::RangeInclusive<u64>,
-    ) -> Duration {
-        Duration::from_millis(self.number(name, default, range))
+    fn millis(&mut self, name: &'static str) -> Duration {
+        Duration::from_millis(self.number(name, 0))
     }
 
     fn one_of(&mut self, name: &'static str, allowed: &[&str]) -> Option<String> {
@@ -397,16 +499,8 @@ impl Reader<'_> {
             self.invalid(names::FOXRELOAD_BASE_URL, reason);
         }
         let api_key = self.api_key();
-        let connect_timeout = self.millis(
-            names::FOXRELOAD_CONNECT_TIMEOUT_MS,
-            DEFAULT_CONNECT_TIMEOUT_MS,
-            50..=30_000,
-        );
-        let request_timeout = self.millis(
-            names::FOXRELOAD_REQUEST_TIMEOUT_MS,
-            DEFAULT_REQUEST_TIMEOUT_MS,
-            100..=60_000,
-        );
+        let connect_timeout = self.millis(names::FOXRELOAD_CONNECT_TIMEOUT_MS);
+        let request_timeout = self.millis(names::FOXRELOAD_REQUEST_TIMEOUT_MS);
         if request_timeout < connect_timeout {
             self.invalid(
                 names::FOXRELOAD_REQUEST_TIMEOUT_MS,
@@ -440,33 +534,15 @@ impl Reader<'_> {
         let secs = |d: Duration| d.as_secs();
         let percent = |f: f64| (f * 100.0).round() as u64;
         let schedule = Schedule {
-            fast_interval: self.seconds(
-                names::POLL_FAST_INTERVAL_SECS,
-                secs(base.fast_interval),
-                1..=900,
-            ),
-            fast_until: self.seconds(
-                names::POLL_FAST_UNTIL_SECS,
-                secs(base.fast_until),
-                0..=86_400,
-            ),
-            steady_start: self.seconds(
-                names::POLL_STEADY_START_SECS,
-                secs(base.steady_start),
-                1..=900,
-            ),
-            growth: self.number(names::POLL_GROWTH_PERCENT, percent(base.growth), 100..=400) as f64
-                / 100.0,
-            steady_cap: self.seconds(names::POLL_STEADY_CAP_SECS, secs(base.steady_cap), 1..=900),
+            fast_interval: self.seconds(names::POLL_FAST_INTERVAL_SECS, secs(base.fast_interval)),
+            fast_until: self.seconds(names::POLL_FAST_UNTIL_SECS, secs(base.fast_until)),
+            steady_start: self.seconds(names::POLL_STEADY_START_SECS, secs(base.steady_start)),
+            growth: self.number(names::POLL_GROWTH_PERCENT, percent(base.growth)) as f64 / 100.0,
+            steady_cap: self.seconds(names::POLL_STEADY_CAP_SECS, secs(base.steady_cap)),
             stall_after,
-            slow_cap: self.seconds(names::POLL_SLOW_CAP_SECS, secs(base.slow_cap), 1..=900),
-            horizon: self.seconds(
-                names::POLL_HORIZON_SECS,
-                secs(base.horizon),
-                60..=14 * 86_400,
-            ),
-            jitter: self.number(names::POLL_JITTER_PERCENT, percent(base.jitter), 0..=50) as f64
-                / 100.0,
+            slow_cap: self.seconds(names::POLL_SLOW_CAP_SECS, secs(base.slow_cap)),
+            horizon: self.seconds(names::POLL_HORIZON_SECS, secs(base.horizon)),
+            jitter: self.number(names::POLL_JITTER_PERCENT, percent(base.jitter)) as f64 / 100.0,
         };
         if schedule.steady_cap < schedule.steady_start {
             self.invalid(
@@ -663,6 +739,26 @@ mod tests {
             ]
         );
         assert!(err.to_string().contains("expected true or false"));
+    }
+
+    #[test]
+    fn the_longest_request_timeout_leaves_a_poll_message_room_for_a_post_and_a_list() {
+        let timeout = Duration::from_millis(range(names::FOXRELOAD_REQUEST_TIMEOUT_MS).max);
+        // A POST, the margin before its window may be read, then a list call.
+        let worst = timeout + RECONCILE_MARGIN + (timeout + CALL_SLACK);
+        assert!(worst <= POLL_MESSAGE_BUDGET, "{worst:?}");
+        let mut env = minimal();
+        env.insert(
+            names::FOXRELOAD_REQUEST_TIMEOUT_MS,
+            (timeout.as_millis() + 1).to_string(),
+        );
+        assert_eq!(
+            load(&env).unwrap_err().names(),
+            vec![names::FOXRELOAD_REQUEST_TIMEOUT_MS]
+        );
+        for r in RANGES {
+            assert!(r.min <= r.max && r.default.is_none_or(|d| (r.min..=r.max).contains(&d)));
+        }
     }
 
     #[test]

@@ -731,7 +731,7 @@ fn every_parameter_reaches_the_setting_it_names_on_every_function() {
         ("FoxReloadCurrency", "usd"),
         ("FoxReloadLanguage", "ru"),
         ("FoxReloadConnectTimeoutMs", "1500"),
-        ("FoxReloadRequestTimeoutMs", "9000"),
+        ("FoxReloadRequestTimeoutMs", "8500"),
         ("StallAfterSecs", "900"),
         ("StallRealertSecs", "7200"),
         ("PollFastIntervalSecs", "7"),
@@ -755,7 +755,7 @@ fn every_parameter_reaches_the_setting_it_names_on_every_function() {
         assert_eq!(f.currency.as_deref(), Some("usd"));
         assert_eq!(f.language.as_deref(), Some("ru"));
         assert_eq!(f.connect_timeout, Duration::from_millis(1500));
-        assert_eq!(f.request_timeout, Duration::from_millis(9000));
+        assert_eq!(f.request_timeout, Duration::from_millis(8500));
         assert_eq!((s.stall.after, s.stall.realert), (secs(900), secs(7200)));
         let p = &s.schedule;
         assert_eq!(
@@ -770,6 +770,67 @@ fn every_parameter_reaches_the_setting_it_names_on_every_function() {
         assert!((p.growth - 1.75).abs() < 1e-9 && (p.jitter - 0.10).abs() < 1e-9);
         assert_eq!(s.metrics_namespace, "foxrelay-prod");
         assert_eq!(lambda_environment(&d, function)["RUST_LOG"], "debug");
+    }
+}
+
+/// Each Parameter that sets a whole-number setting, and that setting.
+const RANGED: &[(&str, &str)] = &[
+    (
+        "FoxReloadConnectTimeoutMs",
+        names::FOXRELOAD_CONNECT_TIMEOUT_MS,
+    ),
+    (
+        "FoxReloadRequestTimeoutMs",
+        names::FOXRELOAD_REQUEST_TIMEOUT_MS,
+    ),
+    ("StallAfterSecs", names::STALL_AFTER_SECS),
+    ("StallRealertSecs", names::STALL_REALERT_SECS),
+    ("PollFastIntervalSecs", names::POLL_FAST_INTERVAL_SECS),
+    ("PollFastUntilSecs", names::POLL_FAST_UNTIL_SECS),
+    ("PollSteadyStartSecs", names::POLL_STEADY_START_SECS),
+    ("PollGrowthPercent", names::POLL_GROWTH_PERCENT),
+    ("PollSteadyCapSecs", names::POLL_STEADY_CAP_SECS),
+    ("PollSlowCapSecs", names::POLL_SLOW_CAP_SECS),
+    ("PollHorizonSecs", names::POLL_HORIZON_SECS),
+    ("PollJitterPercent", names::POLL_JITTER_PERCENT),
+];
+
+#[test]
+fn every_parameter_range_is_the_range_the_code_accepts() {
+    let text = std::fs::read_to_string(workspace().join("template.yaml")).unwrap();
+    let template: Value = serde_yaml_ng::from_str(&text).unwrap();
+    let parameters = &template["Parameters"];
+    for (parameter, setting) in RANGED {
+        let spec = &parameters[*parameter];
+        let range = foxrelay_shared::settings::range(setting);
+        match spec["Type"].as_str() {
+            Some("Number") => {
+                assert_eq!(
+                    (spec["MinValue"].as_u64(), spec["MaxValue"].as_u64()),
+                    (Some(range.min), Some(range.max)),
+                    "{parameter} against {setting}"
+                );
+                if let Some(default) = range.default {
+                    assert_eq!(spec["Default"].as_u64(), Some(default), "{parameter}");
+                }
+            }
+            // Empty means "the schedule's figure": the range is stated.
+            _ => {
+                let stated = format!("{} to {}", range.min, range.max);
+                for field in ["Description", "ConstraintDescription"] {
+                    let text = spec[field].as_str().unwrap_or_default();
+                    assert!(text.contains(&stated), "{parameter} {field}: {text}");
+                }
+            }
+        }
+    }
+    // Every ranged setting is a Parameter.
+    for range in foxrelay_shared::settings::RANGES {
+        assert!(
+            RANGED.iter().any(|(_, setting)| *setting == range.name),
+            "{} has no Parameter",
+            range.name
+        );
     }
 }
 

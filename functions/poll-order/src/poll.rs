@@ -58,7 +58,7 @@ impl Default for PollOptions {
             realert_after: Duration::from_secs(3_600),
             is_mock: false,
             auto_pay: true,
-            message_budget: Duration::from_secs(20),
+            message_budget: foxrelay_shared::settings::POLL_MESSAGE_BUDGET,
             reconcile: ReconcileOptions::default(),
         }
     }
