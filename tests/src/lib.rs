@@ -291,6 +291,7 @@ pub async fn unnotified_completion(
             quantity: Some(1),
             delivered: 1,
             error: None,
+            missing: 0,
         }],
         codes: vec![DeliveredCodeRecord {
             index: 0,

@@ -312,9 +312,13 @@ where
         problem: &SupplierProblem,
     ) {
         let now = self.clock.now();
+        let realert = match slot {
+            AlertSlot::LongRunning => LONG_RUNNING_REALERT,
+            _ => self.options.realert_after,
+        };
         match self
             .store
-            .claim_alert(&order.order_id, slot, now - self.options.realert_after, now)
+            .claim_alert(&order.order_id, slot, now - realert, now)
             .await
         {
             Ok(true) => {
@@ -359,7 +363,25 @@ where
         let now = self.clock.now();
         let age = age(order, now);
         let (nominal, delay) = match self.options.schedule.next(age, order.last_delay, unit()) {
-            Next::Abandon => return self.abandon(order).await,
+            Next::Abandon if !paid(status.unwrap_or(order.status)) => {
+                return self.abandon(order).await;
+            }
+            Next::Abandon => {
+                // Paid for: its codes are never given up. Polled on at the
+                // slow cap, and operations hear of it once a day.
+                self.alert_once(
+                    order,
+                    AlertSlot::LongRunning,
+                    "long_running",
+                    "the order is paid and has not ended past the polling horizon; it is still polled",
+                    &problem.clone().unwrap_or_else(|| {
+                        foxrelay_shared::placement::undecided("past the polling horizon")
+                    }),
+                )
+                .await;
+                let slow = self.options.schedule.slow_cap;
+                (slow, slow.max(at_least.unwrap_or_default()))
+            }
             Next::Poll { nominal, delay } => (nominal, delay.max(at_least.unwrap_or_default())),
         };
         let delay = delay.min(foxrelay_shared::queue::MAX_DELAY);
@@ -447,6 +469,24 @@ where
             )
             .await;
         }
+        let short: u32 = stored
+            .items
+            .iter()
+            .filter(|item| item.is_silently_short())
+            .map(|item| item.missing)
+            .sum();
+        if stored.status == OrderStatus::Completed && short > 0 {
+            self.alert(
+                &stored,
+                "short_delivery",
+                &format!(
+                    "FoxReload completed the order with {short} unit(s) missing and no item error: \
+                     ask FoxReload for the missing codes"
+                ),
+                &None,
+            )
+            .await;
+        }
         self.notify(stored).await
     }
 
@@ -512,6 +552,14 @@ fn payment_due(order: &OrderRecord, found: &SupplierOrder) -> bool {
             .payment_error
             .as_ref()
             .is_none_or(|refusal| !matches!(refusal.kind.as_str(), "rejected" | "unauthorized"))
+}
+
+/// How often a paid order past the horizon is alerted again.
+const LONG_RUNNING_REALERT: Duration = Duration::from_secs(24 * 3_600);
+
+/// Whether FoxReload holds our money for the order: paid, or fulfilling.
+fn paid(status: OrderStatus) -> bool {
+    matches!(status, OrderStatus::Paid | OrderStatus::Processing)
 }
 
 /// Whether the order still has no supplier order of its own.

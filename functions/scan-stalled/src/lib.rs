@@ -31,11 +31,13 @@ pub const METRICS: &[Metric] = &[
 impl Handler {
     pub fn new(context: Context) -> Self {
         let stall = context.settings.stall;
+        let slow_cap = context.settings.schedule.slow_cap;
         Self::with_options(
             context,
             SweepOptions {
                 stall_after: stall.after,
                 realert_after: stall.realert,
+                stuck_revival_delay: slow_cap,
                 ..SweepOptions::default()
             },
         )

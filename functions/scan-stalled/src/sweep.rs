@@ -49,6 +49,10 @@ pub struct SweepOptions {
     pub creating_grace: Duration,
     pub stall_after: Duration,
     pub realert_after: Duration,
+    /// Revivals in a row without a poll in between before the chain is
+    /// alerted `chain_stuck` and revived only every `stuck_revival_delay`.
+    pub max_revivals: u32,
+    pub stuck_revival_delay: Duration,
 }
 
 impl Default for SweepOptions {
@@ -61,6 +65,8 @@ impl Default for SweepOptions {
             creating_grace: Duration::from_secs(120),
             stall_after: Duration::from_secs(600),
             realert_after: Duration::from_secs(3_600),
+            max_revivals: 3,
+            stuck_revival_delay: Duration::from_secs(900),
         }
     }
 }
@@ -207,7 +213,46 @@ impl<S: OrderStore, Q: PollQueue, P: EventPublisher, C: Clock> Sweeper<S, Q, P, 
             None => order.updated_at < overdue_before,
         };
         let leased = order.lease_until.is_some_and(|lease| lease > now);
-        if overdue && !leased && self.store.revive_chain(order, overdue_before, now).await? {
+        // A chain revived again and again with no poll made in between (a
+        // message that keeps failing, e.g. a persist that never completes)
+        // is alerted and revived only at the slow pace, not in a loop.
+        let streak = if order.revived_at_polls == Some(order.poll_count) {
+            order.revivals + 1
+        } else {
+            1
+        };
+        let stuck = streak > self.options.max_revivals;
+        let delay = if stuck {
+            self.options.stuck_revival_delay
+        } else {
+            Duration::ZERO
+        };
+        if overdue
+            && !leased
+            && self
+                .store
+                .revive_chain(order, overdue_before, now, streak, now + delay)
+                .await?
+        {
+            if stuck && self.claim_alert(order, AlertSlot::ChainStuck, now).await? {
+                let alert = OpsAlert::for_order(
+                    order,
+                    "chain_stuck",
+                    format!(
+                        "the order's polling chain was revived {streak} times without a poll; \
+                         it is now revived every {} s: look at its last error and the dead-letter queue",
+                        delay.as_secs()
+                    ),
+                    None,
+                    now,
+                );
+                if let Err(error) = self.publisher.publish_alert(&alert).await {
+                    warn!(order_id = %order.order_id, %error, "chain_stuck alert not sent");
+                    self.store
+                        .release_alert(&order.order_id, AlertSlot::ChainStuck, now)
+                        .await?;
+                }
+            }
             let settled =
                 order.supplier_order_id.is_some() && order.status != OrderStatus::Reconciling;
             let message = PollMessage {
@@ -219,8 +264,8 @@ impl<S: OrderStore, Q: PollQueue, P: EventPublisher, C: Clock> Sweeper<S, Q, P, 
                     PollKind::Reconcile
                 },
             };
-            self.queue.send(&message, Duration::ZERO).await?;
-            info!(order_id = %order.order_id, seq = message.seq, "polling chain revived");
+            self.queue.send(&message, delay).await?;
+            info!(order_id = %order.order_id, seq = message.seq, streak, "polling chain revived");
             report.chains_revived += 1;
         }
         if age >= self.options.stall_after {
@@ -235,6 +280,17 @@ impl<S: OrderStore, Q: PollQueue, P: EventPublisher, C: Clock> Sweeper<S, Q, P, 
             }
         }
         Ok(())
+    }
+
+    async fn claim_alert(
+        &self,
+        order: &OrderRecord,
+        slot: AlertSlot,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        self.store
+            .claim_alert(&order.order_id, slot, now - self.options.realert_after, now)
+            .await
     }
 
     /// Alerts operations about `order` unless that was done within the

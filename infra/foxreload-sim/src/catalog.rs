@@ -35,6 +35,8 @@ pub const PRODUCT_UNKNOWN_STATUS: &str = "product_unknown_status";
 pub const PRODUCT_POOR: &str = "product_poor";
 /// Requires a `player_id` note (see [`Behaviour::Player`]).
 pub const PRODUCT_PLAYER: &str = "product_player";
+/// Completes one unit short without saying so (see [`Behaviour::Short`]).
+pub const PRODUCT_SHORT: &str = "product_short";
 
 /// What buying a product makes the simulator do. Each behaviour exists to
 /// drive one path of our client and of the polling pipeline.
@@ -90,6 +92,9 @@ pub enum Behaviour {
     /// Requires the note field `player_id`: a create without it is refused
     /// with `VALIDATION_ERROR` naming the field. Otherwise like `Fast`.
     Player,
+    /// Ends `completed` one unit short, with no item error: a short delivery
+    /// FoxReload does not explain, which operations must hear of.
+    Short,
 }
 
 /// One catalog entry.
@@ -127,7 +132,7 @@ const fn entry(
     }
 }
 
-static CATALOG: [Product; 14] = [
+static CATALOG: [Product; 15] = [
     entry(PRODUCT_FAST, "Game Wallet 10 USD", 1250, Behaviour::Fast),
     entry(
         PRODUCT_SLOW,
@@ -208,6 +213,12 @@ static CATALOG: [Product; 14] = [
         required_note_fields: &["player_id"],
         behaviour: Behaviour::Player,
     },
+    entry(
+        PRODUCT_SHORT,
+        "Streaming 3 months (one short)",
+        1890,
+        Behaviour::Short,
+    ),
 ];
 
 /// Every product the simulator sells.

@@ -133,7 +133,8 @@ fn item_done_at(
         | Behaviour::Throttle
         | Behaviour::Garbage
         | Behaviour::Poor
-        | Behaviour::Player => after(processing_at, timing.fast_fulfilment),
+        | Behaviour::Player
+        | Behaviour::Short => after(processing_at, timing.fast_fulfilment),
     }
 }
 
@@ -147,7 +148,7 @@ pub(crate) fn draw_delivery(
     let codes = |n: usize| (0..n).map(|_| json!({ "code": codes::code() })).collect();
     match behaviour {
         Behaviour::Fail | Behaviour::Never => Vec::new(),
-        Behaviour::Partial => codes(quantity.saturating_sub(1)),
+        Behaviour::Partial | Behaviour::Short => codes(quantity.saturating_sub(1)),
         Behaviour::Many => codes(quantity * MANY_CODES_PER_UNIT),
         Behaviour::Activation => {
             let expires_at = after(paid_at, ACTIVATION_VALIDITY).unwrap_or(paid_at);

@@ -44,6 +44,21 @@ pub struct ItemOutcome {
     pub delivered: u32,
     /// FoxReload's per-item error (a completed order can carry one).
     pub error: Option<String>,
+    /// Units FoxReload delivered no entry for (fewer entries than units);
+    /// absent when none is missing.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub missing: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl ItemOutcome {
+    /// Short, and FoxReload said nothing of it: operations must look.
+    pub fn is_silently_short(&self) -> bool {
+        self.missing > 0 && self.error.is_none()
+    }
 }
 
 /// The event: one per finished order; every copy is identical.
@@ -103,11 +118,15 @@ pub fn delivered(
         .items
         .iter()
         .enumerate()
-        .map(|(index, item)| ItemOutcome {
-            product_id: product_of(index, item),
-            quantity: item.quantity,
-            delivered: item.external_data.len() as u32,
-            error: item.error.clone(),
+        .map(|(index, item)| {
+            let delivered = item.external_data.len() as u32;
+            ItemOutcome {
+                product_id: product_of(index, item),
+                quantity: item.quantity,
+                delivered,
+                error: item.error.clone(),
+                missing: item.quantity.unwrap_or(0).saturating_sub(delivered),
+            }
         })
         .collect();
     let codes = order

@@ -346,6 +346,8 @@ fn order_from_item(item: &Item) -> Result<OrderRecord, StoreError> {
         terminal_at: r.millis("terminalAt")?,
         notified_at: r.millis("notifiedAt")?,
         stall_alerted_at: r.millis("stallAlertedAt")?,
+        revivals: r.opt_n("revivals")?.unwrap_or(0) as u32,
+        revived_at_polls: r.opt_n("revivedAtPolls")?.map(|n| n.max(0) as u64),
     })
 }
 
@@ -1483,6 +1485,8 @@ impl OrderStore for DynamoStore {
         order: &OrderRecord,
         overdue_before: OffsetDateTime,
         now: OffsetDateTime,
+        streak: u32,
+        due: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         if order.next_poll_due_at.is_none() && order.updated_at >= overdue_before {
             // Still being placed (create-order may be paying it).
@@ -1493,7 +1497,10 @@ impl OrderStore for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(order_key(&order.order_id)))
-            .update_expression("SET pollSeq = :next, nextPollDueAt = :now, updatedAt = :nowText")
+            .update_expression(
+                "SET pollSeq = :next, nextPollDueAt = :due, updatedAt = :nowText, \
+                 revivals = :streak, revivedAtPolls = :polls",
+            )
             .condition_expression(
                 "attribute_exists(pk) AND (attribute_not_exists(pollSeq) OR pollSeq = :seen) \
                  AND ((attribute_not_exists(nextPollDueAt) AND updatedAt = :updated) \
@@ -1508,6 +1515,9 @@ impl OrderStore for DynamoStore {
             .expression_attribute_values(":overdue", n(millis(overdue_before)))
             .expression_attribute_values(":now", n(millis(now)))
             .expression_attribute_values(":nowText", s(rfc3339(now)))
+            .expression_attribute_values(":due", n(millis(due)))
+            .expression_attribute_values(":streak", n(streak))
+            .expression_attribute_values(":polls", n(order.poll_count))
             // An order still `creating` has no chain: its create may be in
             // flight; the sweep hands it over to reconciliation instead.
             .expression_attribute_values(":creating", s(OrderStatus::Creating.as_str()));

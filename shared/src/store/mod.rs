@@ -56,6 +56,10 @@ pub struct OrderRecord {
     pub notified_at: Option<OffsetDateTime>,
     /// When operations were last alerted that the order is stalled.
     pub stall_alerted_at: Option<OffsetDateTime>,
+    /// Revivals of its chain in a row without a poll made in between, and
+    /// the poll count at the last one.
+    pub revivals: u32,
+    pub revived_at_polls: Option<u64>,
 }
 
 impl OrderRecord {
@@ -105,6 +109,8 @@ impl OrderRecord {
             terminal_at: None,
             notified_at: None,
             stall_alerted_at: None,
+            revivals: 0,
+            revived_at_polls: None,
         }
     }
 }
@@ -491,11 +497,15 @@ pub trait OrderStore: Send + Sync {
     /// before `overdue_before` (with no next poll recorded: the order has
     /// not changed since `order.updated_at`, which is before
     /// `overdue_before`), and no worker holds a lease. False otherwise.
+    /// The revival is recorded as the `streak`-th in a row without a poll
+    /// (against `order.poll_count`), and its link is due at `due`.
     fn revive_chain(
         &self,
         order: &OrderRecord,
         overdue_before: OffsetDateTime,
         now: OffsetDateTime,
+        streak: u32,
+        due: OffsetDateTime,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Hands an order left `creating` (its create-order invocation died) to
