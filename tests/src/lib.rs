@@ -136,6 +136,32 @@ pub fn http_event(
     lambda_runtime::LambdaEvent::new(payload, context)
 }
 
+/// The JSON body of an API answer.
+pub fn body_of(response: &aws_lambda_events::apigw::ApiGatewayV2httpResponse) -> serde_json::Value {
+    match &response.body {
+        Some(aws_lambda_events::encodings::Body::Text(text)) => {
+            serde_json::from_str(text).expect("JSON body")
+        }
+        other => panic!("expected a JSON text body, got {other:?}"),
+    }
+}
+
+/// `POST /orders` with `body`, and `Idempotency-Key: key` when given.
+pub async fn post_order(
+    handler: &create_order::Handler,
+    body: &str,
+    key: Option<&str>,
+) -> aws_lambda_events::apigw::ApiGatewayV2httpResponse {
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(key) = key {
+        headers.push(("idempotency-key", key));
+    }
+    handler
+        .handle(http_event("POST", "/orders", &headers, Some(body)))
+        .await
+        .unwrap()
+}
+
 /// A queue named `name` subscribed to `topic_arn` with raw delivery;
 /// returns its URL.
 pub async fn subscribe_queue(clients: &AwsClients, topic_arn: &str, name: &str) -> String {

@@ -1,10 +1,10 @@
 //! create-order's handler through moto and the simulator over real HTTP.
 
-use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
-use aws_lambda_events::encodings::Body;
 use create_order::Handler;
 use create_order::create::CreateOptions;
-use foxrelay_tests::{Harness, harness, http_event, metric_totals, with_foxreload_down};
+use foxrelay_tests::{
+    Harness, body_of, harness, http_event, metric_totals, post_order as post, with_foxreload_down,
+};
 use foxreload_sim::{
     PRODUCT_FAST, PRODUCT_PLAYER, PRODUCT_POOR, PRODUCT_STALL_CREATE, SimConfig, Timing,
 };
@@ -38,23 +38,6 @@ async fn setup() -> (Harness, Handler) {
     (h, handler)
 }
 
-fn body_of(response: &ApiGatewayV2httpResponse) -> Value {
-    match &response.body {
-        Some(Body::Text(text)) => serde_json::from_str(text).expect("JSON body"),
-        other => panic!("expected a JSON text body, got {other:?}"),
-    }
-}
-
-async fn post(handler: &Handler, body: &str, key: Option<&str>) -> ApiGatewayV2httpResponse {
-    let mut headers = vec![("content-type", "application/json")];
-    if let Some(key) = key {
-        headers.push(("idempotency-key", key));
-    }
-    handler
-        .handle(http_event("POST", "/orders", &headers, Some(body)))
-        .await
-        .unwrap()
-}
 
 fn order_of(product: &str, quantity: u32) -> String {
     json!({"items": [{"productId": product, "quantity": quantity}], "customerReference": "cart-1"})

@@ -66,6 +66,16 @@ async fn create_order(State(state): State<SimState>, body: Bytes) -> Response {
         Ok(new) => new,
         Err(error) => return error.into_response(),
     };
+    if let Some(fault) = state.next_create_fault() {
+        if fault.commit {
+            state.create(new);
+        }
+        let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return match fault.code {
+            Some(code) => ApiError::new(status, code, "Injected failure.").into_response(),
+            None => (status, "injected failure").into_response(),
+        };
+    }
     let (order, stall) = state.create(new);
     if let Some(stall) = stall {
         // The order is committed; the answer is what is late. A client that

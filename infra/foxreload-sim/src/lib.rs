@@ -162,6 +162,18 @@ pub enum ListEnvelope {
     BareArray,
 }
 
+/// How one of the next creates fails (see [`Simulator::fail_next_creates`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CreateFault {
+    /// The HTTP status answered.
+    pub status: u16,
+    /// FoxReload's error `code` in the body, if any.
+    pub code: Option<&'static str>,
+    /// Whether the order is committed first (a 5xx after the fact: the
+    /// client cannot tell it from one that made nothing).
+    pub commit: bool,
+}
+
 /// What the simulator was asked, for tests to assert on.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -263,6 +275,11 @@ impl Simulator {
     /// and `paid`. Returns the order as a read renders it.
     pub fn place_foreign(&self, body: &Value) -> Result<Value, String> {
         self.state.place_foreign(body).map_err(|e| e.detail)
+    }
+
+    /// The next creates fail as `faults` say, in order, whatever they buy.
+    pub fn fail_next_creates(&self, faults: Vec<CreateFault>) {
+        self.state.fail_next_creates(faults);
     }
 
     /// Moves the simulator's clock forward, so tests can cross payment

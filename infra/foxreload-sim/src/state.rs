@@ -49,6 +49,8 @@ struct Data {
     balance_cents: i64,
     /// How far the simulator's clock runs ahead of the wall clock.
     clock_offset: Duration,
+    /// How the next creates fail, first first.
+    create_faults: std::collections::VecDeque<crate::CreateFault>,
 }
 
 impl Data {
@@ -108,6 +110,7 @@ impl SimState {
             counters: Counters::default(),
             balance_cents: config.balance_cents,
             clock_offset: Duration::ZERO,
+            create_faults: std::collections::VecDeque::new(),
         };
         SimState {
             shared: Arc::new(Shared {
@@ -188,6 +191,15 @@ impl SimState {
         let mut receiver = self.shared.shutdown.subscribe();
         // The sender lives as long as `self`, so this only returns on shutdown.
         let _ = receiver.wait_for(|stopping| *stopping).await;
+    }
+
+    pub(crate) fn fail_next_creates(&self, faults: Vec<crate::CreateFault>) {
+        self.lock().create_faults.extend(faults);
+    }
+
+    /// The fault the next create meets, if one is queued.
+    pub(crate) fn next_create_fault(&self) -> Option<crate::CreateFault> {
+        self.lock().create_faults.pop_front()
     }
 
     /// Commits a validated order. Returns its rendering at commit time and,
