@@ -7,7 +7,9 @@
 //! table operations: moto rolls a failed transaction back by restoring a copy
 //! of the whole table, which, under concurrent requests, undoes other
 //! requests' writes. DynamoDB's own transactions are serializable; with the
-//! lock, moto's are too.
+//! lock, moto's are too. And since moto copies the whole table once per
+//! action of a transaction (quadratic in the table's size), the wrapper saves
+//! and restores only the items a transaction touches.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -54,6 +56,55 @@ def _serialized(method):
         with _lock:
             return method(*args, **kwargs)
     return run
+# It also copies the whole table once per action of a transaction, which is
+# quadratic in the table's size (an order of 10,000 codes takes minutes).
+# Under the lock, saving and restoring just the items a transaction touches
+# rolls back the same writes.
+import copy
+from moto.dynamodb.models.table import Table
+_real_deepcopy = copy.deepcopy
+_transacting = threading.local()
+def _deepcopy(obj, *args, **kwargs):
+    if getattr(_transacting, "on", False) and isinstance(obj, Table):
+        return obj
+    return _real_deepcopy(obj, *args, **kwargs)
+copy.deepcopy = _deepcopy
+def _item_undo(method):
+    @functools.wraps(method)
+    def run(self, transact_items, *args, **kwargs):
+        saved = []
+        for entry in transact_items:
+            _, op = next(iter(entry.items()))
+            name = op.get("TableName")
+            table = self.tables.get(name)
+            if table is None:
+                continue
+            key = op.get("Key")
+            if key is None:
+                attrs = [table.hash_key_attr, table.range_key_attr]
+                key = {a: op["Item"][a] for a in attrs if a and a in op.get("Item", {})}
+            try:
+                current = self.get_item(name, key)
+            except Exception:
+                current = None
+            saved.append((name, key, current.to_json()["Attributes"] if current else None))
+        _transacting.on = True
+        try:
+            return method(self, transact_items, *args, **kwargs)
+        except Exception:
+            for name, key, old in reversed(saved):
+                if old is None:
+                    try:
+                        self.delete_item(name, key)
+                    except Exception:
+                        pass
+                else:
+                    self.put_item(name, old)
+            raise
+        finally:
+            _transacting.on = False
+    return run
+DynamoDBBackend.transact_write_items = _item_undo(DynamoDBBackend.transact_write_items)
 for _name in ("put_item", "get_item", "update_item", "delete_item", "query", "scan",
               "transact_write_items", "transact_get_items", "batch_write_item",
               "batch_get_item"):

@@ -1,0 +1,449 @@
+//! The money path under attack: every way an ambiguous create could buy
+//! twice, claim another buyer's order, or be left undecided for good, through
+//! the real handlers, moto and the simulator over HTTP.
+//!
+//! Each test names the finding of issue 11 it covers. A create of
+//! `product_stall_create` commits the order at FoxReload and then holds the
+//! answer past the client's timeout: the create is ambiguous and must be
+//! reconciled.
+
+use create_order::Handler;
+use create_order::create::CreateOptions;
+use foxrelay_local::counting_proxy::CountingProxy;
+use foxrelay_shared::aws::{AwsClients, LocalAws, load_local};
+use foxrelay_shared::domain::OrderStatus;
+use foxrelay_shared::domain::event::{CodeKind, DeliveredCodeRecord, ItemOutcome};
+use foxrelay_shared::store::{
+    Claim, DynamoStore, OrderRecord, OrderStore, Persisted, StoreError, Terminal,
+};
+use foxrelay_tests::world::{quick_timing, world};
+use foxrelay_tests::{Harness, body_of, drain_json, harness, moto, post_order};
+use foxreload_sim::{
+    CreateFault, PRODUCT_FAST, PRODUCT_STALL_CREATE, SimConfig, TimeFormat, Timing,
+};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// The client gives up after 1 s; a stalled create answers after 3 s.
+async fn setup(sim: SimConfig) -> (Harness, Handler) {
+    let h = harness(
+        SimConfig {
+            timing: Timing {
+                create_stall: Duration::from_secs(3),
+                ..Timing::default()
+            },
+            ..sim
+        },
+        Duration::from_secs(1),
+    )
+    .await;
+    let mut options = CreateOptions {
+        first_poll_delay: Duration::from_secs(1),
+        ..CreateOptions::default()
+    };
+    options.reconcile.recheck_delay = Duration::from_millis(200);
+    let handler = Handler::with_options(h.context.clone(), options);
+    (h, handler)
+}
+
+fn order_of(product: &str, note: Option<Value>) -> String {
+    let mut item = json!({"productId": product, "quantity": 1});
+    if let Some(note) = note {
+        item["note"] = note;
+    }
+    json!({"items": [item]}).to_string()
+}
+
+/// Places an order and returns the answer's body, checking its status.
+async fn place(handler: &Handler, body: &str, key: &str, status: i64) -> Value {
+    let answer = post_order(handler, body, Some(key)).await;
+    let body = body_of(&answer);
+    assert_eq!(answer.status_code, status, "{body}");
+    body
+}
+
+/// One create that FoxReload answers in time: its `createdAt` measures
+/// FoxReload's clock against ours.
+async fn measure_clock(handler: &Handler) {
+    place(handler, &order_of(PRODUCT_FAST, None), "measure", 202).await;
+}
+
+/// A FoxReload order "from another buyer" of `product`, `offset_ms` from
+/// now (FoxReload's clock).
+fn foreign(h: &Harness, product: &str, offset_ms: i64, extra: Value) -> String {
+    let mut body = json!({"items": [{"itemId": product, "quantity": 1}], "offsetMs": offset_ms});
+    for (k, v) in extra.as_object().unwrap() {
+        if k == "note" {
+            body["items"][0]["note"] = v.clone();
+        } else {
+            body[k] = v.clone();
+        }
+    }
+    h.sim.place_foreign(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn claimed(body: &Value) -> String {
+    body["supplierOrderId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("unclaimed: {body}"))
+        .to_owned()
+}
+
+/// Finding 1: a foreign order of the same shape made a minute before ours,
+/// and a mock one made while ours was in flight, are never claimed; ours is.
+#[tokio::test]
+async fn another_buyers_look_alike_orders_are_never_claimed() {
+    let (h, handler) = setup(SimConfig::default()).await;
+    measure_clock(&handler).await;
+    let before = foreign(&h, PRODUCT_STALL_CREATE, -60_000, json!({}));
+    let mock = foreign(&h, PRODUCT_STALL_CREATE, 0, json!({"isMock": true}));
+    let body = place(&handler, &order_of(PRODUCT_STALL_CREATE, None), "ours", 202).await;
+    let ours = claimed(&body);
+    assert!(![&before, &mock].contains(&&ours), "claimed a foreign order");
+    let counters = h.sim.counters();
+    assert_eq!(counters.creates_by_product[PRODUCT_STALL_CREATE], 1, "bought once");
+    assert!(!counters.foreign_orders.contains(&ours));
+}
+
+/// Finding 1: a non-mock look-alike made while our POST was in flight cannot
+/// be told from ours: nothing is claimed, nothing bought again, the order
+/// waits `reconciling`, and poll-order alerts `reconcile_ambiguous` naming
+/// both candidates.
+#[tokio::test]
+async fn a_look_alike_made_while_ours_was_in_flight_is_alerted_never_guessed() {
+    let w = world(Timing {
+        create_stall: Duration::from_secs(4),
+        ..quick_timing()
+    })
+    .await;
+    w.place(PRODUCT_FAST, 1).await;
+    let body = order_of(PRODUCT_STALL_CREATE, None);
+    let (answer, stranger) = tokio::join!(
+        post_order(&w.create, &body, Some("in-flight")),
+        async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            foreign(&w.h, PRODUCT_STALL_CREATE, 0, json!({}))
+        }
+    );
+    let answer = body_of(&answer);
+    assert_eq!(answer["status"], "reconciling", "{answer}");
+    assert!(answer["supplierOrderId"].is_null(), "{answer}");
+    let id = answer["orderId"].as_str().unwrap().to_owned();
+
+    let poller = w.poller(w.sns());
+    let handled = poller
+        .handle(&json!({"orderId": id, "seq": 1, "kind": "reconcile"}).to_string())
+        .await
+        .unwrap();
+    assert!(
+        matches!(handled, poll_order::poll::Handled::Continued { .. }),
+        "{handled:?}"
+    );
+    let order = w.order(&id).await;
+    assert_eq!(order.status, OrderStatus::Reconciling);
+    assert_eq!(order.supplier_order_id, None);
+    let counters = w.h.sim.counters();
+    assert_eq!(
+        counters.creates_by_product[PRODUCT_STALL_CREATE], 1,
+        "never bought again"
+    );
+    let alerts = drain_json(&w.h.stack.clients, &w.alerts).await;
+    let alert = alerts
+        .iter()
+        .find(|a| a["kind"] == "reconcile_ambiguous")
+        .unwrap_or_else(|| panic!("no reconcile_ambiguous alert: {alerts:?}"));
+    assert_eq!(alert["orderId"], id.as_str());
+    let detail = alert["lastError"]["detail"].as_str().unwrap();
+    assert!(detail.contains(&stranger), "{detail}");
+    // Once per re-alert interval, however often it is reconciled.
+    poller
+        .handle(&json!({"orderId": id, "seq": 2, "kind": "reconcile"}).to_string())
+        .await
+        .unwrap();
+    let again = drain_json(&w.h.stack.clients, &w.alerts).await;
+    assert!(
+        again.iter().all(|a| a["kind"] != "reconcile_ambiguous"),
+        "{again:?}"
+    );
+}
+
+/// Finding 2: thirty newer orders push ours off the first pages (the server
+/// gives ten a page); it is found further back, never bought again.
+#[tokio::test]
+async fn our_order_behind_many_newer_ones_is_found_further_back() {
+    let (h, handler) = setup(SimConfig {
+        list_page_cap: 10,
+        ..SimConfig::default()
+    })
+    .await;
+    measure_clock(&handler).await;
+    for i in 0..30 {
+        foreign(&h, PRODUCT_FAST, 30_000 + i, json!({}));
+    }
+    let body = place(&handler, &order_of(PRODUCT_STALL_CREATE, None), "deep", 202).await;
+    let ours = claimed(&body);
+    let counters = h.sim.counters();
+    assert_eq!(counters.creates_by_product[PRODUCT_STALL_CREATE], 1, "bought once");
+    assert!(!counters.foreign_orders.contains(&ours));
+    assert!(counters.list_calls >= 4, "read back {} pages", counters.list_calls);
+}
+
+/// Finding 3: a `createdAt` that reads as no instant leaves the create
+/// undecided (never "nothing there", never a second POST); epoch
+/// milliseconds and a space-separated time are read and ours is claimed.
+#[tokio::test]
+async fn an_unreadable_creation_time_is_undecided_other_formats_are_read() {
+    let (h, handler) = setup(SimConfig {
+        time_format: TimeFormat::Unreadable,
+        ..SimConfig::default()
+    })
+    .await;
+    let body = place(&handler, &order_of(PRODUCT_STALL_CREATE, None), "odd", 202).await;
+    assert_eq!(body["status"], "reconciling", "{body}");
+    assert_eq!(body["lastError"]["kind"], "reconcile_ambiguous", "{body}");
+    assert_eq!(h.sim.counters().orders_created, 1, "never bought again");
+
+    for format in [TimeFormat::EpochMillis, TimeFormat::SpaceSeparated] {
+        let (h, handler) = setup(SimConfig {
+            time_format: format,
+            ..SimConfig::default()
+        })
+        .await;
+        measure_clock(&handler).await;
+        let body = place(&handler, &order_of(PRODUCT_STALL_CREATE, None), "read", 202).await;
+        claimed(&body);
+        assert_eq!(h.sim.counters().orders_created, 2, "{format:?}");
+    }
+}
+
+/// Finding 4: look-alike orders for different players are told apart by
+/// the notes FoxReload echoes: a foreign one for another player made just
+/// before ours is not taken, and two of ours each get their own.
+#[tokio::test]
+async fn orders_for_different_players_each_get_their_own() {
+    let (h, handler) = setup(SimConfig::default()).await;
+    measure_clock(&handler).await;
+    let other_player = foreign(
+        &h,
+        PRODUCT_STALL_CREATE,
+        -500,
+        json!({"note": {"player_id": "C"}}),
+    );
+    let handler = std::sync::Arc::new(handler);
+    let mut tasks = Vec::new();
+    for player in ["A", "B"] {
+        let handler = handler.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = order_of(PRODUCT_STALL_CREATE, Some(json!({"player_id": player})));
+            (player, place(&handler, &body, player, 202).await)
+        }));
+    }
+    for task in tasks {
+        let (player, body) = task.await.unwrap();
+        let ours = claimed(&body);
+        assert_ne!(ours, other_player);
+        let at_foxreload = h.sim.order(&ours).unwrap();
+        assert_eq!(at_foxreload["items"][0]["note"]["player_id"], player);
+    }
+    assert_eq!(h.sim.counters().orders_created, 3);
+}
+
+/// Finding 11: a POST refused for good after an earlier ambiguous one does
+/// not end the order "not placed" (the first may exist): it is left to
+/// reconciliation.
+#[tokio::test]
+async fn a_refusal_after_an_ambiguous_attempt_leaves_the_order_to_reconciliation() {
+    let (h, handler) = setup(SimConfig::default()).await;
+    h.sim.fail_next_creates(vec![
+        CreateFault {
+            status: 503,
+            code: None,
+            commit: false,
+        },
+        CreateFault {
+            status: 400,
+            code: Some("VALIDATION_ERROR"),
+            commit: false,
+        },
+    ]);
+    let body = place(&handler, &order_of(PRODUCT_FAST, None), "refused", 202).await;
+    assert_eq!(body["status"], "reconciling", "{body}");
+    assert_eq!(h.sim.counters().orders_created, 0);
+}
+
+/// Finding 5: a transaction cancelled because another one held an item
+/// (`TransactionConflict`) is tried again, not read as "the order moved";
+/// one that keeps being cancelled is a retryable error that changes nothing.
+#[tokio::test]
+async fn a_claim_cancelled_by_a_conflict_is_retried_never_taken_for_an_answer() {
+    let h = harness(SimConfig::default(), Duration::from_secs(1)).await;
+    let proxy = CountingProxy::start(&moto().endpoint_url()).await.unwrap();
+    let clients = AwsClients::new(&load_local(&LocalAws::new(proxy.url().to_owned())).await);
+    let store = DynamoStore::new(clients.dynamodb.clone(), h.stack.resources.table_name());
+    let now = time::OffsetDateTime::now_utc();
+    let new = foxrelay_shared::domain::parse_new_order(order_of(PRODUCT_FAST, None).as_bytes())
+        .unwrap();
+    for id in ["conflicted", "kept-conflicted"] {
+        store
+            .begin(&OrderRecord::intent(id.into(), &new, None, now), None)
+            .await
+            .unwrap();
+    }
+
+    proxy.cancel_transactions(2, 0);
+    let claim = store
+        .claim_supplier_order("conflicted", "sup-1", "active", now)
+        .await
+        .unwrap();
+    assert_eq!(claim, Claim::Claimed);
+    assert_eq!(proxy.cancelled_transactions(), 2);
+
+    proxy.cancel_transactions(50, 0);
+    let error = store
+        .claim_supplier_order("kept-conflicted", "sup-2", "active", now)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable { .. }), "{error}");
+    proxy.cancel_transactions(0, 0);
+    let order = store.order("kept-conflicted").await.unwrap().unwrap();
+    assert_eq!(order.status, OrderStatus::Creating, "nothing changed");
+    assert!(!store.is_claimed("sup-2").await.unwrap());
+
+    // A persist whose transactions conflict is not "a stored code differs".
+    let order = store.order("conflicted").await.unwrap().unwrap();
+    proxy.cancel_transactions(3, 0);
+    let persisted = store
+        .persist_terminal(&order, &terminal(&[(0, "C-1"), (0, "C-2")], now))
+        .await
+        .unwrap();
+    assert_eq!(persisted, Persisted::Committed);
+}
+
+fn terminal(codes: &[(u32, &str)], at: time::OffsetDateTime) -> Terminal {
+    let items = (0..=codes.iter().map(|(item, _)| *item).max().unwrap_or(0))
+        .map(|item| ItemOutcome {
+            product_id: format!("p{item}"),
+            quantity: Some(codes.iter().filter(|(i, _)| *i == item).count() as u32),
+            delivered: codes.iter().filter(|(i, _)| *i == item).count() as u32,
+            error: None,
+            missing: 0,
+        })
+        .collect();
+    Terminal {
+        status: OrderStatus::Completed,
+        supplier_status: Some("completed".into()),
+        cancel_reason: None,
+        items,
+        codes: codes
+            .iter()
+            .enumerate()
+            .map(|(index, (item, code))| DeliveredCodeRecord {
+                index: index as u32,
+                item_index: *item,
+                product_id: format!("p{item}"),
+                code: (*code).to_owned(),
+                kind: CodeKind::Code,
+            })
+            .collect(),
+        at,
+    }
+}
+
+/// Findings 8 and 13: ten items of a thousand codes each, stored through
+/// moto by a persist cut short and resumed with the codes listed in another
+/// order: every code stored exactly once, the order committed once.
+#[tokio::test]
+async fn ten_thousand_codes_are_stored_once_by_a_persist_cut_short_and_resumed() {
+    let h = harness(SimConfig::default(), Duration::from_secs(1)).await;
+    let store = DynamoStore::new(
+        h.stack.clients.dynamodb.clone(),
+        h.stack.resources.table_name(),
+    );
+    let now = time::OffsetDateTime::now_utc();
+    let new = foxrelay_shared::domain::parse_new_order(order_of(PRODUCT_FAST, None).as_bytes())
+        .unwrap();
+    store
+        .begin(&OrderRecord::intent("big".into(), &new, None, now), None)
+        .await
+        .unwrap();
+    store
+        .claim_supplier_order("big", "sup-big", "processing", now)
+        .await
+        .unwrap();
+    let order = store.order("big").await.unwrap().unwrap();
+    let names: Vec<(u32, String)> = (0..10u32)
+        .flat_map(|item| (0..1000).map(move |n| (item, format!("BIG-{item}-{n:04}"))))
+        .collect();
+    let delivered: Vec<(u32, &str)> = names.iter().map(|(i, c)| (*i, c.as_str())).collect();
+    let first = terminal(&delivered, now);
+    // Cut short part-way, as a message's budget would.
+    let cut = tokio::time::timeout(
+        Duration::from_millis(1_500),
+        store.persist_terminal(&order, &first),
+    )
+    .await;
+    assert!(cut.is_err(), "the first attempt should be cut short");
+    let stored_before = store.codes("big").await.unwrap().len();
+    assert!(stored_before > 0 && stored_before < 10_000, "{stored_before}");
+
+    // FoxReload lists the same codes in another order on the next read; the
+    // cut attempt's last transaction may still land meanwhile (a conflict
+    // then, which redelivery retries).
+    let mut reordered = delivered.clone();
+    reordered.reverse();
+    let second = terminal(&reordered, now);
+    let mut tries = 0;
+    let persisted = loop {
+        tries += 1;
+        match store.persist_terminal(&order, &second).await {
+            Err(StoreError::Conflict { .. }) if tries < 3 => continue,
+            other => break other.unwrap(),
+        }
+    };
+    assert_eq!(persisted, Persisted::Committed);
+    let stored = store.codes("big").await.unwrap();
+    assert_eq!(stored.len(), 10_000);
+    let mut got: Vec<(u32, String)> = stored
+        .iter()
+        .map(|c| (c.item_index, c.code.clone()))
+        .collect();
+    got.sort();
+    let mut want = names.clone();
+    want.sort();
+    assert_eq!(got, want, "every code once");
+    let positions: std::collections::BTreeSet<u32> = stored.iter().map(|c| c.index).collect();
+    assert_eq!(positions.len(), 10_000);
+    let order = store.order("big").await.unwrap().unwrap();
+    assert_eq!((order.status, order.code_count), (OrderStatus::Completed, 10_000));
+    // A replay writes nothing and changes nothing.
+    assert_eq!(
+        store.persist_terminal(&order, &second).await.unwrap(),
+        Persisted::AlreadyTerminal
+    );
+}
+
+/// Finding 13: a completed order one unit short with no item error is
+/// alerted `short_delivery`, and its event says what is missing.
+#[tokio::test]
+async fn a_silent_short_delivery_is_alerted_and_its_event_says_what_is_missing() {
+    let w = world(quick_timing()).await;
+    let id = w.place(foxreload_sim::PRODUCT_SHORT, 3).await;
+    let handler = w.poll_handler(w.sns());
+    let events = w
+        .run_until_notified(&handler, &w.source(1, false), std::slice::from_ref(&id))
+        .await;
+    let event = &events[&id][0];
+    assert_eq!(event.status, "completed");
+    assert_eq!(event.items[0].delivered, 2);
+    assert_eq!(event.items[0].missing, 1);
+    let alerts = drain_json(&w.h.stack.clients, &w.alerts).await;
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a["kind"] == "short_delivery" && a["orderId"] == id.as_str()),
+        "{alerts:?}"
+    );
+}
