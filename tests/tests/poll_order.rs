@@ -343,19 +343,30 @@ async fn drain_json_text(w: &World, queue: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn an_order_past_the_horizon_is_abandoned_published_and_alerted() {
-    let w = world(quick_timing()).await;
-    let mut poller = w.poller(w.sns());
-    poller.options.schedule = Schedule {
+fn past_the_horizon_in_4_s() -> Schedule {
+    Schedule {
         fast_interval: Duration::from_secs(1),
         stall_after: Duration::from_secs(2),
         horizon: Duration::from_secs(4),
+        slow_cap: Duration::from_secs(1),
         jitter: 0.0,
         ..Schedule::default()
-    };
+    }
+}
+
+#[tokio::test]
+async fn an_unpaid_order_past_the_horizon_is_abandoned_published_and_alerted() {
+    // Payment refused (balance), and its payment window far away: never
+    // paid, never ending.
+    let w = world(Timing {
+        payment_window: Duration::from_secs(600),
+        ..quick_timing()
+    })
+    .await;
+    let mut poller = w.poller(w.sns());
+    poller.options.schedule = past_the_horizon_in_4_s();
     let handler = poll_order::Handler::from_poller(poller, w.metrics.clone());
-    let id = w.place(foxreload_sim::PRODUCT_NEVER, 1).await;
+    let id = w.place(foxreload_sim::PRODUCT_POOR, 1).await;
     let events = w
         .run_until_notified(&handler, &w.source(1, false), std::slice::from_ref(&id))
         .await;
@@ -368,6 +379,39 @@ async fn an_order_past_the_horizon_is_abandoned_published_and_alerted() {
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0]["kind"], "abandoned");
     assert_eq!(alerts[0]["orderId"], id.as_str());
+}
+
+#[tokio::test]
+async fn a_paid_order_past_the_horizon_is_polled_on_and_alerted_never_abandoned() {
+    let w = world(quick_timing()).await;
+    let mut poller = w.poller(w.sns());
+    poller.options.schedule = past_the_horizon_in_4_s();
+    let handler = poll_order::Handler::from_poller(poller, w.metrics.clone());
+    let id = w.place(foxreload_sim::PRODUCT_NEVER, 1).await;
+    let source = w.source(1, false);
+    let started = std::time::Instant::now();
+    let mut polls_past_horizon = 0;
+    while started.elapsed() < Duration::from_secs(12) {
+        source
+            .run_once(|event| async { handler.handle(event).await.unwrap() })
+            .await
+            .unwrap();
+        let order = w.order(&id).await;
+        assert!(!order.status.is_terminal(), "{:?}", order.status);
+        if started.elapsed() > Duration::from_secs(6) {
+            polls_past_horizon = order.poll_count;
+        }
+    }
+    assert!(polls_past_horizon >= 6, "{polls_past_horizon} polls");
+    assert!(drain_json(&w.h.stack.clients, &w.events).await.is_empty());
+    let alerts = drain_json(&w.h.stack.clients, &w.alerts).await;
+    let long: Vec<_> = alerts
+        .iter()
+        .filter(|a| a["kind"] == "long_running")
+        .collect();
+    assert_eq!(long.len(), 1, "once a day: {alerts:?}");
+    assert_eq!(long[0]["orderId"], id.as_str());
+    assert!(alerts.iter().all(|a| a["kind"] != "abandoned"));
 }
 
 #[tokio::test]
