@@ -16,17 +16,21 @@
 use crate::clock::Clock;
 use crate::domain::OrderStatus;
 use crate::domain::reconcile::{
-    ClockOffset, Fit, Margins, Verdict, Wanted, Window, decide, fit, opens, windows,
+    ClockOffset, Fit, Margins, Verdict, Wanted, Window, decide, fit, opens, resembles, windows,
 };
 use crate::foxreload::{
     CreateOrderRequest, PageRequest, Supplier, SupplierError, SupplierOrder, SupplierStatus,
 };
 use crate::store::{Claim, OrderRecord, OrderStore, StoreError, SupplierProblem};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 use tracing::{info, warn};
+
+/// The most a POST may be sent after the time recorded for it; well inside
+/// [`Margins::margin`], which widens every window.
+pub const SEND_SLACK: Duration = Duration::from_millis(800);
 
 /// Figures of a reconciliation.
 #[derive(Clone, Debug)]
@@ -103,6 +107,9 @@ pub enum Posted {
     TakenByAnother,
     /// Not sent: another worker recorded a POST or settled the order.
     Moved,
+    /// Not sent: its send time could not be recorded close enough to the
+    /// send (the store is slow): undecided, try again later.
+    NotSent,
     /// Sent and failed.
     Failed(SupplierError),
 }
@@ -136,10 +143,15 @@ impl ReconcileOptions {
         self.margins
     }
 
-    /// POSTs `request` for `order` and claims what it made. `seen` is the
-    /// number of POSTs already recorded when this one must be recorded
-    /// first, `None` for the one the intent recorded. A successful create
-    /// also measures FoxReload's clock.
+    /// POSTs `request` for `order_id` and claims what it made. `posts` is
+    /// the number of POSTs recorded on the order (counted up as this one is
+    /// recorded); `recorded` the send time already recorded for this one
+    /// (the intent's, for create-order's first POST). A POST is sent only
+    /// within [`SEND_SLACK`] of the time recorded for it: a slow store
+    /// write first records a fresh time, so the windows reconciliation
+    /// matches in always hold the real send. A successful create also
+    /// measures FoxReload's clock.
+    #[allow(clippy::too_many_arguments)]
     pub async fn post(
         &self,
         store: &impl OrderStore,
@@ -147,12 +159,23 @@ impl ReconcileOptions {
         clock: &impl Clock,
         order_id: &str,
         request: &CreateOrderRequest,
-        seen: Option<usize>,
+        posts: &mut usize,
+        recorded: Option<OffsetDateTime>,
     ) -> Result<Posted, StoreError> {
-        if let Some(seen) = seen
-            && !store.record_post(order_id, seen, clock.now()).await?
-        {
-            return Ok(Posted::Moved);
+        let mut recorded = recorded;
+        for _ in 0..3 {
+            if recorded.is_some_and(|at| clock.now() - at <= SEND_SLACK) {
+                break;
+            }
+            let at = clock.now();
+            if !store.record_post(order_id, *posts, at).await? {
+                return Ok(Posted::Moved);
+            }
+            *posts += 1;
+            recorded = Some(at);
+        }
+        if recorded.is_none_or(|at| clock.now() - at > SEND_SLACK) {
+            return Ok(Posted::NotSent);
         }
         let sent = clock.now();
         let created = match supplier.create_order(request).await {
@@ -162,11 +185,18 @@ impl ReconcileOptions {
         let answered = clock.now();
         if let Some(stamped) = created.created_at.as_ref().and_then(|t| t.parsed) {
             let measure = ClockOffset::sample(sent, answered, stamped);
-            if let Err(error) = store
-                .save_clock_offset(&measure, self.clock_stale_after)
-                .await
-            {
-                warn!(%error, "FoxReload's clock measure not stored");
+            if measure.is_plausible() {
+                if let Err(error) = store
+                    .save_clock_offset(&measure, self.clock_stale_after)
+                    .await
+                {
+                    warn!(%error, "FoxReload's clock measure not stored");
+                }
+            } else {
+                warn!(
+                    offset_ms = measure.offset.whole_milliseconds() as i64,
+                    "FoxReload's createdAt is implausibly far from our clock; not used as a measure"
+                );
             }
         }
         let claim = store
@@ -189,7 +219,14 @@ impl ReconcileOptions {
         order: &OrderRecord,
         deadline: Instant,
     ) -> Result<Found, StoreError> {
-        let measured = store.clock_offset().await?;
+        // A measure is used as it stands now (less sure with age); one that
+        // is no better than none, or absurd, is not used.
+        let now = clock.now();
+        let measured = store
+            .clock_offset()
+            .await?
+            .map(|m| m.aged(now))
+            .filter(|m| m.is_plausible() && m.uncertainty < self.margins.unmeasured);
         let windows = windows(&order.posted_at, measured.as_ref(), &self.margins());
         // Whatever FoxReload's clock says, an order our POST made exists by
         // the time its timeout and the margin have passed.
@@ -243,7 +280,13 @@ impl ReconcileOptions {
             total_price: order.total_price.as_deref(),
             is_mock: self.is_mock,
         };
-        let listed = match self.read_back(supplier, &wanted, windows, deadline).await {
+        // The windows of an unmeasured clock: look-alikes in them keep the
+        // answer from being "nothing there".
+        let wide = self::windows(&order.posted_at, None, &self.margins());
+        let listed = match self
+            .read_back(supplier, &wanted, windows, &wide, deadline)
+            .await
+        {
             Ok(listed) => listed,
             Err(found) => return Ok(found),
         };
@@ -286,14 +329,14 @@ impl ReconcileOptions {
         for _ in 0..5 {
             let unclaimed = unclaimed(store, &fitting).await?;
             if unclaimed.is_empty() {
-                return Ok(Found::Nothing);
+                return self.nothing_unless_alike(store, &listed.near).await;
             }
             let owners = self.owners(store, order, &unclaimed, measured).await?;
             if self::unclaimed(store, &unclaimed).await? != unclaimed {
                 continue;
             }
             let id = match decide(&unclaimed, owners, windows) {
-                Verdict::Nothing => return Ok(Found::Nothing),
+                Verdict::Nothing => return self.nothing_unless_alike(store, &listed.near).await,
                 Verdict::Ambiguous(candidates) => {
                     warn!(
                         ?candidates,
@@ -349,16 +392,45 @@ impl ReconcileOptions {
         )))
     }
 
-    /// Reads the list from the newest order back until it is older than
-    /// every window (or ends), sorting entries as they are read.
+    /// "Nothing there", unless an unclaimed look-alike near our POSTs
+    /// could be ours under a wrong measure: then ambiguous.
+    async fn nothing_unless_alike(
+        &self,
+        store: &impl OrderStore,
+        near: &BTreeSet<String>,
+    ) -> Result<Found, StoreError> {
+        let mut alike = Vec::new();
+        for id in near {
+            if !store.is_claimed(id).await? {
+                alike.push(id.clone());
+            }
+        }
+        if alike.is_empty() {
+            return Ok(Found::Nothing);
+        }
+        warn!(?alike, "no exact match, but look-alikes near our POSTs");
+        Ok(Found::Ambiguous {
+            problem: ambiguous(format!(
+                "no FoxReload order matches exactly, but look-alikes were made near our POSTs: {}",
+                alike.join(", ")
+            )),
+            candidates: alike,
+        })
+    }
+
+    /// Reads the list from the newest order back until a whole page is
+    /// older than every `wide` window (or the list ends), sorting entries as
+    /// they are read. A whole page, not one entry: FoxReload may list by
+    /// commit order, so an order stamped early can sit above ours.
     async fn read_back(
         &self,
         supplier: &impl Supplier,
         wanted: &Wanted<'_>,
         windows: &[Window],
+        wide: &[Window],
         deadline: Instant,
     ) -> Result<Listed, Found> {
-        let oldest = opens(windows);
+        let oldest = opens(wide);
         let mut listed = Listed::default();
         let mut page = PageRequest::first(self.page_size);
         for read in 0..self.max_pages {
@@ -371,15 +443,24 @@ impl ReconcileOptions {
                 warn!(%error, "order list unreadable; undecided");
                 Found::Undecided(SupplierProblem::from(&error))
             })?;
-            let mut reached = false;
+            let newest = got
+                .orders
+                .iter()
+                .map(|o| o.created_at.as_ref().and_then(|t| t.parsed))
+                .collect::<Option<Vec<_>>>()
+                .and_then(|times| times.into_iter().max());
+            let reached = matches!((newest, oldest), (Some(n), Some(o)) if n < o);
             for entry in got.orders {
-                let created = entry.created_at.as_ref().and_then(|t| t.parsed);
-                reached |= matches!((created, oldest), (Some(c), Some(o)) if c < o);
                 match fit(wanted, windows, &entry) {
                     Fit::Fits(at) => {
                         listed.fitting.insert(entry.id.clone(), at);
                     }
-                    Fit::No => continue,
+                    Fit::No => {
+                        if resembles(wanted, wide, &entry) {
+                            listed.near.insert(entry.id.clone());
+                        }
+                        continue;
+                    }
                     Fit::Unknown(why) => {
                         listed.unknown.insert(entry.id.clone(), why);
                     }
@@ -470,6 +551,8 @@ async fn unclaimed(
 #[derive(Default)]
 struct Listed {
     fitting: BTreeMap<String, OffsetDateTime>,
+    /// Not ours by the measure, but alike and near our POSTs.
+    near: BTreeSet<String>,
     unknown: BTreeMap<String, &'static str>,
     statuses: BTreeMap<String, SupplierStatus>,
     orders: BTreeMap<String, SupplierOrder>,

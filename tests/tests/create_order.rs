@@ -38,7 +38,6 @@ async fn setup() -> (Harness, Handler) {
     (h, handler)
 }
 
-
 fn order_of(product: &str, quantity: u32) -> String {
     json!({"items": [{"productId": product, "quantity": quantity}], "customerReference": "cart-1"})
         .to_string()

@@ -102,9 +102,15 @@ async fn another_buyers_look_alike_orders_are_never_claimed() {
     let mock = foreign(&h, PRODUCT_STALL_CREATE, 0, json!({"isMock": true}));
     let body = place(&handler, &order_of(PRODUCT_STALL_CREATE, None), "ours", 202).await;
     let ours = claimed(&body);
-    assert!(![&before, &mock].contains(&&ours), "claimed a foreign order");
+    assert!(
+        ![&before, &mock].contains(&&ours),
+        "claimed a foreign order"
+    );
     let counters = h.sim.counters();
-    assert_eq!(counters.creates_by_product[PRODUCT_STALL_CREATE], 1, "bought once");
+    assert_eq!(
+        counters.creates_by_product[PRODUCT_STALL_CREATE], 1,
+        "bought once"
+    );
     assert!(!counters.foreign_orders.contains(&ours));
 }
 
@@ -121,13 +127,10 @@ async fn a_look_alike_made_while_ours_was_in_flight_is_alerted_never_guessed() {
     .await;
     w.place(PRODUCT_FAST, 1).await;
     let body = order_of(PRODUCT_STALL_CREATE, None);
-    let (answer, stranger) = tokio::join!(
-        post_order(&w.create, &body, Some("in-flight")),
-        async {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            foreign(&w.h, PRODUCT_STALL_CREATE, 0, json!({}))
-        }
-    );
+    let (answer, stranger) = tokio::join!(post_order(&w.create, &body, Some("in-flight")), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        foreign(&w.h, PRODUCT_STALL_CREATE, 0, json!({}))
+    });
     let answer = body_of(&answer);
     assert_eq!(answer["status"], "reconciling", "{answer}");
     assert!(answer["supplierOrderId"].is_null(), "{answer}");
@@ -186,9 +189,16 @@ async fn our_order_behind_many_newer_ones_is_found_further_back() {
     let body = place(&handler, &order_of(PRODUCT_STALL_CREATE, None), "deep", 202).await;
     let ours = claimed(&body);
     let counters = h.sim.counters();
-    assert_eq!(counters.creates_by_product[PRODUCT_STALL_CREATE], 1, "bought once");
+    assert_eq!(
+        counters.creates_by_product[PRODUCT_STALL_CREATE], 1,
+        "bought once"
+    );
     assert!(!counters.foreign_orders.contains(&ours));
-    assert!(counters.list_calls >= 4, "read back {} pages", counters.list_calls);
+    assert!(
+        counters.list_calls >= 4,
+        "read back {} pages",
+        counters.list_calls
+    );
 }
 
 /// Finding 3: a `createdAt` that reads as no instant leaves the create
@@ -284,8 +294,8 @@ async fn a_claim_cancelled_by_a_conflict_is_retried_never_taken_for_an_answer() 
     let clients = AwsClients::new(&load_local(&LocalAws::new(proxy.url().to_owned())).await);
     let store = DynamoStore::new(clients.dynamodb.clone(), h.stack.resources.table_name());
     let now = time::OffsetDateTime::now_utc();
-    let new = foxrelay_shared::domain::parse_new_order(order_of(PRODUCT_FAST, None).as_bytes())
-        .unwrap();
+    let new =
+        foxrelay_shared::domain::parse_new_order(order_of(PRODUCT_FAST, None).as_bytes()).unwrap();
     for id in ["conflicted", "kept-conflicted"] {
         store
             .begin(&OrderRecord::intent(id.into(), &new, None, now), None)
@@ -319,7 +329,7 @@ async fn a_claim_cancelled_by_a_conflict_is_retried_never_taken_for_an_answer() 
         .persist_terminal(&order, &terminal(&[(0, "C-1"), (0, "C-2")], now))
         .await
         .unwrap();
-    assert_eq!(persisted, Persisted::Committed);
+    assert_eq!(persisted, Persisted::Committed { unlisted: 0 });
 }
 
 fn terminal(codes: &[(u32, &str)], at: time::OffsetDateTime) -> Terminal {
@@ -363,8 +373,8 @@ async fn ten_thousand_codes_are_stored_once_by_a_persist_cut_short_and_resumed()
         h.stack.resources.table_name(),
     );
     let now = time::OffsetDateTime::now_utc();
-    let new = foxrelay_shared::domain::parse_new_order(order_of(PRODUCT_FAST, None).as_bytes())
-        .unwrap();
+    let new =
+        foxrelay_shared::domain::parse_new_order(order_of(PRODUCT_FAST, None).as_bytes()).unwrap();
     store
         .begin(&OrderRecord::intent("big".into(), &new, None, now), None)
         .await
@@ -387,7 +397,10 @@ async fn ten_thousand_codes_are_stored_once_by_a_persist_cut_short_and_resumed()
     .await;
     assert!(cut.is_err(), "the first attempt should be cut short");
     let stored_before = store.codes("big").await.unwrap().len();
-    assert!(stored_before > 0 && stored_before < 10_000, "{stored_before}");
+    assert!(
+        stored_before > 0 && stored_before < 10_000,
+        "{stored_before}"
+    );
 
     // FoxReload lists the same codes in another order on the next read; the
     // cut attempt's last transaction may still land meanwhile (a conflict
@@ -403,7 +416,7 @@ async fn ten_thousand_codes_are_stored_once_by_a_persist_cut_short_and_resumed()
             other => break other.unwrap(),
         }
     };
-    assert_eq!(persisted, Persisted::Committed);
+    assert_eq!(persisted, Persisted::Committed { unlisted: 0 });
     let stored = store.codes("big").await.unwrap();
     assert_eq!(stored.len(), 10_000);
     let mut got: Vec<(u32, String)> = stored
@@ -417,7 +430,10 @@ async fn ten_thousand_codes_are_stored_once_by_a_persist_cut_short_and_resumed()
     let positions: std::collections::BTreeSet<u32> = stored.iter().map(|c| c.index).collect();
     assert_eq!(positions.len(), 10_000);
     let order = store.order("big").await.unwrap().unwrap();
-    assert_eq!((order.status, order.code_count), (OrderStatus::Completed, 10_000));
+    assert_eq!(
+        (order.status, order.code_count),
+        (OrderStatus::Completed, 10_000)
+    );
     // A replay writes nothing and changes nothing.
     assert_eq!(
         store.persist_terminal(&order, &second).await.unwrap(),

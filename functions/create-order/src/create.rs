@@ -358,7 +358,8 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
                 )));
             }
             attempts += 1;
-            let seen = (!std::mem::take(&mut intent_post)).then_some(posts);
+            // The intent recorded the first POST's time.
+            let recorded = std::mem::take(&mut intent_post).then_some(order.created_at);
             let posted = reconcile
                 .post(
                     &self.store,
@@ -366,15 +367,18 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
                     &self.clock,
                     &order.order_id,
                     &request,
-                    seen,
+                    &mut posts,
+                    recorded,
                 )
                 .await?;
-            if seen.is_some() {
-                posts += 1;
-            }
             match posted {
                 Posted::Claimed(created) => return Ok(Placed::Ours(created)),
                 Posted::Moved => return Ok(Placed::Moved),
+                Posted::NotSent => {
+                    return Ok(Placed::Undecided(undecided(
+                        "the store was too slow to record a POST before sending it",
+                    )));
+                }
                 // Another of ours reconciled onto this one while our answer
                 // was in flight: find the one it left us.
                 Posted::TakenByAnother => reconcile_first = true,

@@ -186,7 +186,9 @@ where
                         found.status = status;
                     }
                 }
-                let status = OrderStatus::from_supplier(&found.status);
+                // Paid into an end already: the next poll finishes it with
+                // its codes.
+                let status = OrderStatus::open_from_supplier(&found.status);
                 let supplier_status = Some(found.status.as_str().to_owned());
                 self.next_link(
                     &order,
@@ -216,6 +218,15 @@ where
             .run(&self.store, &self.supplier, &self.clock, &order, deadline)
             .await?;
         let found = match found {
+            // Its client never had an answer: nothing is bought for it now.
+            Found::Nothing if order.handed_over => return self.not_placed(&order).await,
+            Found::Nothing if !order.posts_recorded => Found::Ambiguous {
+                problem: foxrelay_shared::placement::undecided(
+                    "placed by an earlier version that did not record when it POSTed: \
+                     no match is found, and buying again is left to an operator",
+                ),
+                candidates: Vec::new(),
+            },
             Found::Nothing if order.posted_at.len() < self.options.max_posts => {
                 self.buy_again(&order, deadline).await?
             }
@@ -238,7 +249,7 @@ where
                         supplier_order.status = status;
                     }
                 }
-                let status = OrderStatus::from_supplier(&supplier_order.status);
+                let status = OrderStatus::open_from_supplier(&supplier_order.status);
                 let supplier_status = Some(supplier_order.status.as_str().to_owned());
                 self.next_link(&order, seq, Some(status), supplier_status, None, None)
                     .await
@@ -280,6 +291,7 @@ where
             )));
         }
         let request = order.supplier_request(self.options.is_mock);
+        let mut posts = order.posted_at.len();
         let posted = reconcile
             .post(
                 &self.store,
@@ -287,12 +299,16 @@ where
                 &self.clock,
                 &order.order_id,
                 &request,
-                Some(order.posted_at.len()),
+                &mut posts,
+                None,
             )
             .await?;
         Ok(match posted {
             Posted::Claimed(created) => Found::Claimed(created),
             Posted::Moved => Found::Moved,
+            Posted::NotSent => Found::Undecided(foxrelay_shared::placement::undecided(
+                "the store was too slow to record a POST before sending it",
+            )),
             // Left for the next reconciliation to find one of ours.
             Posted::TakenByAnother => Found::Undecided(foxrelay_shared::placement::undecided(
                 "the new order was claimed by another of ours",
@@ -449,17 +465,33 @@ where
             codes,
             at: self.clock.now(),
         };
-        match self.store.persist_terminal(&order, &terminal).await? {
-            Persisted::Committed => {
-                info!(%status, codes = terminal.codes.len(), "order ended; stored")
+        let unlisted = match self.store.persist_terminal(&order, &terminal).await? {
+            Persisted::Committed { unlisted } => {
+                info!(%status, codes = terminal.codes.len(), "order ended; stored");
+                unlisted
             }
-            Persisted::AlreadyTerminal => info!("order had already ended; nothing rewritten"),
-        }
+            Persisted::AlreadyTerminal => {
+                info!("order had already ended; nothing rewritten");
+                0
+            }
+        };
         let stored = self
             .store
             .order(&order.order_id)
             .await?
             .ok_or_else(|| PollError::UnknownOrder(order.order_id.clone()))?;
+        if unlisted > 0 {
+            self.alert(
+                &stored,
+                "codes_changed",
+                &format!(
+                    "{unlisted} code(s) stored from an earlier read are no longer listed by FoxReload; \
+                     all are kept and delivered: check them with FoxReload"
+                ),
+                &None,
+            )
+            .await;
+        }
         if stored.status == OrderStatus::Failed {
             self.alert(
                 &stored,
@@ -487,6 +519,27 @@ where
             )
             .await;
         }
+        self.notify(stored).await
+    }
+
+    /// A handed-over create that reconciliation found nowhere: nothing was
+    /// bought; the order ends `not_placed`, published.
+    async fn not_placed(&self, order: &OrderRecord) -> Result<Handled, PollError> {
+        let terminal = Terminal {
+            status: OrderStatus::NotPlaced,
+            supplier_status: None,
+            cancel_reason: None,
+            items: Vec::new(),
+            codes: Vec::new(),
+            at: self.clock.now(),
+        };
+        self.store.persist_terminal(order, &terminal).await?;
+        let stored = self
+            .store
+            .order(&order.order_id)
+            .await?
+            .ok_or_else(|| PollError::UnknownOrder(order.order_id.clone()))?;
+        info!("interrupted create found nowhere at FoxReload; not placed");
         self.notify(stored).await
     }
 

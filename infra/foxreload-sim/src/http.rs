@@ -70,7 +70,8 @@ async fn create_order(State(state): State<SimState>, body: Bytes) -> Response {
         if fault.commit {
             state.create(new);
         }
-        let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return match fault.code {
             Some(code) => ApiError::new(status, code, "Injected failure.").into_response(),
             None => (status, "injected failure").into_response(),

@@ -120,6 +120,19 @@ impl OrderStatus {
     }
 }
 
+impl OrderStatus {
+    /// Our status for a supplier order seen outside the poll that finishes
+    /// orders (a claim, a payment, a list): a terminal supplier status is
+    /// `processing` here, since an order ends only with its codes stored, by
+    /// the poll that reads them.
+    pub fn open_from_supplier(status: &SupplierStatus) -> Self {
+        match Self::from_supplier(status) {
+            ended if ended.is_terminal() => Self::Processing,
+            open => open,
+        }
+    }
+}
+
 impl fmt::Display for OrderStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -136,6 +149,24 @@ mod tests {
             assert_eq!(OrderStatus::parse(status.as_str()), Some(status));
         }
         assert_eq!(OrderStatus::parse("shipped"), None);
+    }
+
+    #[test]
+    fn an_end_seen_outside_the_finishing_poll_keeps_the_order_open() {
+        for ended in [
+            SupplierStatus::Completed,
+            SupplierStatus::Cancelled,
+            SupplierStatus::Failed,
+        ] {
+            assert_eq!(
+                OrderStatus::open_from_supplier(&ended),
+                OrderStatus::Processing
+            );
+        }
+        assert_eq!(
+            OrderStatus::open_from_supplier(&SupplierStatus::Paid),
+            OrderStatus::Paid
+        );
     }
 
     #[test]

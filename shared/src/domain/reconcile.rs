@@ -46,6 +46,23 @@ impl ClockOffset {
         }
     }
 
+    /// Whether the measure can be FoxReload's clock at all: an offset of
+    /// more than an hour is a broken timestamp (a default date, a zone read
+    /// wrongly), never a clock.
+    pub fn is_plausible(&self) -> bool {
+        self.offset.abs() <= time::Duration::hours(1)
+    }
+
+    /// The measure as it stands at `now`: clocks drift and are stepped, so
+    /// its uncertainty grows by a second for every ten minutes of age.
+    pub fn aged(&self, now: OffsetDateTime) -> Self {
+        let age: Duration = (now - self.sampled_at).try_into().unwrap_or_default();
+        Self {
+            uncertainty: self.uncertainty + age / 600,
+            ..*self
+        }
+    }
+
     /// Whether this measure should replace `stored`: it is tighter, or the
     /// stored one is older than `stale_after`.
     pub fn replaces(&self, stored: Option<&ClockOffset>, stale_after: Duration) -> bool {
@@ -149,29 +166,10 @@ pub enum Fit {
 
 /// Compares a listed order with ours.
 pub fn fit(wanted: &Wanted<'_>, windows: &[Window], candidate: &SupplierOrder) -> Fit {
-    let mut held = Vec::with_capacity(candidate.items.len());
-    for item in &candidate.items {
-        match (item.product_id(), item.quantity) {
-            (Some(product), Some(quantity)) => held.push((product, quantity, &item.note)),
-            _ => return Fit::Unknown("an item without a readable product or quantity"),
-        }
-    }
-    if candidate.items.is_empty() {
-        return Fit::Unknown("no items");
-    }
-    let ours = shape(
-        wanted
-            .lines
-            .iter()
-            .map(|l| (l.product_id.as_str(), l.quantity))
-            .collect(),
-    );
-    if shape(held.iter().map(|(p, q, _)| (*p, *q)).collect()) != ours {
-        return Fit::No;
-    }
-    if candidate.is_mock.is_some_and(|mock| mock != wanted.is_mock) {
-        return Fit::No;
-    }
+    let held = match alike(wanted, candidate) {
+        Ok(held) => held,
+        Err(fit) => return fit,
+    };
     if held.iter().all(|(_, _, note)| note.is_some()) {
         let mut theirs: Vec<_> = held
             .iter()
@@ -191,14 +189,6 @@ pub fn fit(wanted: &Wanted<'_>, windows: &[Window], candidate: &SupplierOrder) -
             return Fit::No;
         }
     }
-    if let Some(sent) = wanted.total_price {
-        let sent = Price::new(sent).cents();
-        match candidate.total_price.as_ref().and_then(Price::cents) {
-            None => return Fit::Unknown("no readable totalPrice"),
-            Some(charged) if Some(charged) != sent => return Fit::No,
-            Some(_) => {}
-        }
-    }
     let Some(created) = candidate.created_at.as_ref().and_then(|t| t.parsed) else {
         return Fit::Unknown("no readable createdAt");
     };
@@ -207,6 +197,69 @@ pub fn fit(wanted: &Wanted<'_>, windows: &[Window], candidate: &SupplierOrder) -
     } else {
         Fit::No
     }
+}
+
+/// Whether a listed order that does not [`fit`] could still be ours if a
+/// measure were wrong: the same products, quantities, mock flag and price,
+/// made inside the `wide` windows (those of an unmeasured clock), whatever
+/// its notes say. Such an order keeps reconciliation from saying "nothing
+/// there": a wrong clock measure, a note FoxReload rewrote, or a timeout
+/// changed since the POST must never lead to buying again.
+pub fn resembles(wanted: &Wanted<'_>, wide: &[Window], candidate: &SupplierOrder) -> bool {
+    if alike(wanted, candidate).is_err() {
+        return false;
+    }
+    candidate
+        .created_at
+        .as_ref()
+        .and_then(|t| t.parsed)
+        .is_none_or(|created| wide.iter().any(|w| w.contains(created)))
+}
+
+/// The items of `candidate` when its products, quantities, mock flag and
+/// price are ours; else why not (`Fit::No`), or why it cannot be told
+/// (`Fit::Unknown`).
+#[allow(clippy::type_complexity)]
+fn alike<'c>(
+    wanted: &Wanted<'_>,
+    candidate: &'c SupplierOrder,
+) -> Result<Vec<(&'c str, u32, &'c Option<Value>)>, Fit> {
+    let mut held = Vec::with_capacity(candidate.items.len());
+    for item in &candidate.items {
+        match (item.product_id(), item.quantity) {
+            (Some(product), Some(quantity)) => held.push((product, quantity, &item.note)),
+            _ => {
+                return Err(Fit::Unknown(
+                    "an item without a readable product or quantity",
+                ));
+            }
+        }
+    }
+    if candidate.items.is_empty() {
+        return Err(Fit::Unknown("no items"));
+    }
+    let ours = shape(
+        wanted
+            .lines
+            .iter()
+            .map(|l| (l.product_id.as_str(), l.quantity))
+            .collect(),
+    );
+    if shape(held.iter().map(|(p, q, _)| (*p, *q)).collect()) != ours {
+        return Err(Fit::No);
+    }
+    if candidate.is_mock.is_some_and(|mock| mock != wanted.is_mock) {
+        return Err(Fit::No);
+    }
+    if let Some(sent) = wanted.total_price {
+        let sent = Price::new(sent).cents();
+        match candidate.total_price.as_ref().and_then(Price::cents) {
+            None => return Err(Fit::Unknown("no readable totalPrice")),
+            Some(charged) if Some(charged) != sent => return Err(Fit::No),
+            Some(_) => {}
+        }
+    }
+    Ok(held)
 }
 
 fn shape(mut lines: Vec<(&str, u32)>) -> Vec<(&str, u32)> {
@@ -423,6 +476,50 @@ mod tests {
         assert!(matches!(fit(&wanted, &w, &ms), Fit::Fits(_)));
         let spaced = order(json!("2026-11-28 10:00:01"), json!({}));
         assert!(matches!(fit(&wanted, &w, &spaced), Fit::Fits(_)));
+    }
+
+    #[test]
+    fn a_look_alike_outside_the_measured_window_still_resembles_ours() {
+        let lines = [line("a", 1, Some(json!({"player_id": "007"})))];
+        let wanted = Wanted {
+            lines: &lines,
+            total_price: None,
+            is_mock: false,
+        };
+        let strict = one_post(Some(&measured(0)));
+        let wide = one_post(None);
+        // Twenty seconds off: not ours by the measure, but a wrong measure
+        // would make it ours.
+        let off = order(json!("2026-11-28T10:00:20Z"), json!({}));
+        assert_eq!(fit(&wanted, &strict, &off), Fit::No);
+        assert!(resembles(&wanted, &wide, &off));
+        // A note FoxReload rewrote.
+        let mut rewritten = order(json!("2026-11-28T10:00:01Z"), json!({}));
+        rewritten.items[0].note = Some(json!({"player_id": 7}));
+        assert_eq!(fit(&wanted, &strict, &rewritten), Fit::No);
+        assert!(resembles(&wanted, &wide, &rewritten));
+        // An hour away, another product, or a mock: not ours in any case.
+        let far = order(json!("2026-11-28T11:00:00Z"), json!({}));
+        assert!(!resembles(&wanted, &wide, &far));
+        let mock = order(json!("2026-11-28T10:00:01Z"), json!({"isMock": true}));
+        assert!(!resembles(&wanted, &wide, &mock));
+        let other = order(
+            json!("2026-11-28T10:00:01Z"),
+            json!({"items": [{"product": {"id": "b"}, "quantity": 1}]}),
+        );
+        assert!(!resembles(&wanted, &wide, &other));
+    }
+
+    #[test]
+    fn a_clock_measure_grows_uncertain_with_age_and_absurd_ones_are_refused() {
+        let m = measured(0);
+        assert_eq!(m.aged(T0).uncertainty, m.uncertainty);
+        assert_eq!(
+            m.aged(T0 + time::Duration::hours(1)).uncertainty,
+            m.uncertainty + Duration::from_secs(6)
+        );
+        assert!(m.is_plausible());
+        assert!(!measured(-2 * 3600).is_plausible());
     }
 
     #[test]

@@ -75,8 +75,11 @@ fn n(number: impl ToString) -> AttributeValue {
     AttributeValue::N(number.to_string())
 }
 
+/// RFC 3339 in UTC, so stored times sort as text.
 fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&Rfc3339).expect("a UTC time formats as RFC 3339")
+    at.to_offset(time::UtcOffset::UTC)
+        .format(&Rfc3339)
+        .expect("a UTC time formats as RFC 3339")
 }
 
 fn millis(at: OffsetDateTime) -> i128 {
@@ -194,6 +197,8 @@ fn cancellation(error: &SdkError<TransactWriteItemsError>, actions: usize) -> Ca
         match reason.code() {
             Some("ConditionalCheckFailed") => flags.push(true),
             None | Some("None") | Some("") => flags.push(false),
+            // A request DynamoDB will never take: no retry helps.
+            Some("ValidationError") => return Cancellation::Other,
             Some(_) => return Cancellation::Passing,
         }
     }
@@ -341,6 +346,8 @@ fn order_from_item(item: &Item) -> Result<OrderRecord, StoreError> {
         posted_at: r
             .millis_list("postedAt")?
             .unwrap_or_else(|| vec![created_at]),
+        posts_recorded: item.contains_key("postedAt"),
+        handed_over: matches!(item.get("handedOver"), Some(AttributeValue::Bool(true))),
         items: r.json("itemOutcomes")?.unwrap_or_default(),
         code_count: r.opt_n("codeCount")?.unwrap_or(0) as u32,
         terminal_at: r.millis("terminalAt")?,
@@ -435,22 +442,31 @@ const MAX_CODES_PER_COMMIT: usize = 99;
 const STILL_OPEN: &str = "attribute_exists(pk) AND NOT #status IN (:c, :x, :f, :a, :n)";
 
 /// The codes of `delivered` not yet in `stored`, compared as a multiset of
-/// (item, code, kind), numbered after the stored ones; `None` when a stored
-/// code is not among those delivered.
+/// (product, code, kind), numbered after the stored ones; and how many
+/// stored codes `delivered` no longer holds.
 fn missing_codes(
     stored: &[DeliveredCodeRecord],
     delivered: &[DeliveredCodeRecord],
-) -> Option<Vec<DeliveredCodeRecord>> {
-    let mut left: HashMap<(u32, &str, &'static str), usize> = HashMap::new();
+) -> (Vec<DeliveredCodeRecord>, u32) {
+    let mut left: HashMap<(&str, &str, &'static str), usize> = HashMap::new();
     for code in stored {
         *left
-            .entry((code.item_index, code.code.as_str(), code_kind(code.kind)))
+            .entry((
+                code.product_id.as_str(),
+                code.code.as_str(),
+                code_kind(code.kind),
+            ))
             .or_default() += 1;
     }
     let mut next = stored.iter().map(|c| c.index + 1).max().unwrap_or(0);
     let mut missing = Vec::new();
     for code in delivered {
-        match left.get_mut(&(code.item_index, code.code.as_str(), code_kind(code.kind))) {
+        let key = (
+            code.product_id.as_str(),
+            code.code.as_str(),
+            code_kind(code.kind),
+        );
+        match left.get_mut(&key) {
             Some(count) if *count > 0 => *count -= 1,
             _ => {
                 missing.push(DeliveredCodeRecord {
@@ -461,7 +477,8 @@ fn missing_codes(
             }
         }
     }
-    left.values().all(|count| *count == 0).then_some(missing)
+    let unlisted = left.values().sum::<usize>() as u32;
+    (missing, unlisted)
 }
 
 const TERMINAL_VALUES: [(&str, OrderStatus); 5] = [
@@ -568,11 +585,16 @@ impl DynamoStore {
     ) -> Result<Tx, StoreError> {
         let count = actions.len();
         let mut pauses = TX_BACKOFF_MS.iter();
+        // One token for every try: a try whose answer was lost but which
+        // committed is not applied again, and its retry answers success
+        // rather than failing on its own writes.
+        let token = uuid::Uuid::new_v4().to_string();
         loop {
             let error = match self
                 .client
                 .transact_write_items()
                 .set_transact_items(Some(actions.clone()))
+                .client_request_token(&token)
                 .send()
                 .await
             {
@@ -586,12 +608,7 @@ impl DynamoStore {
             };
             match pauses.next() {
                 Some(ms) if retry => {
-                    let jitter = u64::from(
-                        std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .unwrap_or_default()
-                            .subsec_nanos(),
-                    ) % (ms + 1);
+                    let jitter = (uuid::Uuid::new_v4().as_u128() as u64) % (ms + 1);
                     tokio::time::sleep(Duration::from_millis(ms + jitter)).await;
                 }
                 _ if retry => {
@@ -809,8 +826,9 @@ impl OrderStore for DynamoStore {
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .expect("table, item and condition are set");
-        let status =
-            OrderStatus::from_supplier(&crate::foxreload::SupplierStatus::parse(supplier_status));
+        let status = OrderStatus::open_from_supplier(&crate::foxreload::SupplierStatus::parse(
+            supplier_status,
+        ));
         let mut update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(order_key(order_id)))
@@ -1018,16 +1036,12 @@ impl OrderStore for DynamoStore {
         order: &OrderRecord,
         terminal: &Terminal,
     ) -> Result<Persisted, StoreError> {
-        let corrupt = || StoreError::Corrupt {
-            key: format!("ORDER#{}", order.order_id),
-            reason: "a stored code is not among those FoxReload delivered".into(),
-        };
         // An earlier attempt may have stored some codes before it was cut
         // short: those are kept, and only the rest is written. FoxReload's
         // list is compared as a multiset, since a re-read may give the same
-        // codes in another order.
+        // codes in another order (items included).
         let stored = self.codes(&order.order_id).await?;
-        let missing = missing_codes(&stored, &terminal.codes).ok_or_else(corrupt)?;
+        let (missing, unlisted) = missing_codes(&stored, &terminal.codes);
         let received = rfc3339(terminal.at);
         let mut puts: Vec<TransactWriteItem> = missing
             .iter()
@@ -1116,7 +1130,7 @@ impl OrderStore for DynamoStore {
         actions.push(commit);
         let count = actions.len();
         match self.transact("persist terminal status", actions).await? {
-            Tx::Committed => Ok(Persisted::Committed),
+            Tx::Committed => Ok(Persisted::Committed { unlisted }),
             Tx::Refused(flags) if flags[count - 1] => Ok(Persisted::AlreadyTerminal),
             Tx::Refused(_) => Err(StoreError::Conflict {
                 operation: "persist codes",
@@ -1439,7 +1453,7 @@ impl OrderStore for DynamoStore {
             .set_key(Some(order_key(&order.order_id)))
             .update_expression(
                 "SET #status = :rc, lastError = :err, pollSeq = :seq, nextPollDueAt = :due, \
-                 updatedAt = :now",
+                 updatedAt = :now, handedOver = :yes",
             )
             .condition_expression(
                 "attribute_exists(pk) AND #status = :creating AND attribute_not_exists(supplierOrderId) \
@@ -1447,6 +1461,7 @@ impl OrderStore for DynamoStore {
             )
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":rc", s(OrderStatus::Reconciling.as_str()))
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
             .expression_attribute_values(":creating", s(OrderStatus::Creating.as_str()))
             .expression_attribute_values(":err", json(problem))
             .expression_attribute_values(":seq", n(seq))

@@ -48,6 +48,13 @@ pub struct OrderRecord {
     /// When each POST of this order was sent (our clock), the first with
     /// the intent: the windows reconciliation matches FoxReload's orders in.
     pub posted_at: Vec<OffsetDateTime>,
+    /// False for an order placed by an earlier version, which did not
+    /// record its POSTs' times: it is never bought again automatically.
+    pub posts_recorded: bool,
+    /// Handed to reconciliation by the sweep after its create-order
+    /// invocation died: its client never had an answer, so reconciliation
+    /// settles it but never buys it again.
+    pub handed_over: bool,
     /// Set when the order ended.
     pub items: Vec<ItemOutcome>,
     pub code_count: u32,
@@ -104,6 +111,8 @@ impl OrderRecord {
             consecutive_errors: 0,
             needs_attention: None,
             posted_at: vec![now],
+            posts_recorded: true,
+            handed_over: false,
             items: Vec::new(),
             code_count: 0,
             terminal_at: None,
@@ -222,7 +231,10 @@ pub struct Terminal {
 /// How [`OrderStore::persist_terminal`] went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Persisted {
-    Committed,
+    /// Stored; `unlisted` codes stored by an earlier attempt are no longer
+    /// among those FoxReload lists (kept: a stored code is never dropped,
+    /// and operations are alerted).
+    Committed { unlisted: u32 },
     /// The order had already ended: nothing was written.
     AlreadyTerminal,
 }
