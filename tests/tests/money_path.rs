@@ -463,3 +463,121 @@ async fn a_silent_short_delivery_is_alerted_and_its_event_says_what_is_missing()
         "{alerts:?}"
     );
 }
+
+/// Finding 6: creates whose invocation died are handed to reconciliation
+/// once their key's lock has lapsed (never while a client's retry holds
+/// it): one is settled onto the FoxReload order it made, one that made
+/// nothing ends `not_placed`, published; nothing is bought.
+#[tokio::test]
+async fn creates_left_creating_are_settled_by_reconciliation_never_by_a_new_post() {
+    let w = world(quick_timing()).await;
+    let now = time::OffsetDateTime::now_utc();
+    let placed = now - time::Duration::minutes(5);
+    let intent = |id: &str, product: &str, locked_for: i64| {
+        let new =
+            foxrelay_shared::domain::parse_new_order(order_of(product, None).as_bytes()).unwrap();
+        let order = OrderRecord::intent(id.into(), &new, Some(format!("key-{id}")), placed);
+        let claim = foxrelay_shared::store::IdempotencyClaim {
+            key: format!("key-{id}"),
+            fingerprint: "f".into(),
+            holder: "dead".into(),
+            locked_until: now + time::Duration::seconds(locked_for),
+            expires_at: now + time::Duration::hours(24),
+        };
+        (order, claim)
+    };
+    for (id, product, locked_for) in [
+        ("made", PRODUCT_FAST, -240),
+        ("lost", foxreload_sim::PRODUCT_SLOW, -240),
+        ("held", foxreload_sim::PRODUCT_ACTIVATION, 60),
+    ] {
+        let (order, claim) = intent(id, product, locked_for);
+        w.store.begin(&order, Some(&claim)).await.unwrap();
+    }
+    // What the dead create of "made" committed at FoxReload.
+    let made_at_foxreload = foreign(&w.h, PRODUCT_FAST, -300_000, json!({}));
+
+    let sweep = scan_stalled::Handler::with_options(
+        w.h.context.clone(),
+        scan_stalled::sweep::SweepOptions::default(),
+    );
+    let mut lambda = lambda_runtime::Context::default();
+    lambda.deadline = u64::MAX;
+    let report = sweep
+        .handle(lambda_runtime::LambdaEvent::new(Default::default(), lambda))
+        .await
+        .unwrap();
+    assert_eq!(report.creates_handed_over, 2, "{report:?}");
+    assert_eq!(w.order("held").await.status, OrderStatus::Creating);
+
+    let poller = w.poller(w.sns());
+    let messages = drain_json(&w.h.stack.clients, w.h.stack.resources.poll_queue_url()).await;
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    for message in messages {
+        assert_eq!(message["kind"], "reconcile");
+        poller.handle(&message.to_string()).await.unwrap();
+    }
+    let made = w.order("made").await;
+    assert_eq!(made.supplier_order_id.as_deref(), Some(made_at_foxreload.as_str()));
+    let lost = w.order("lost").await;
+    assert_eq!(lost.status, OrderStatus::NotPlaced);
+    assert!(lost.notified_at.is_some());
+    let events = drain_json(&w.h.stack.clients, &w.events).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["orderId"] == "lost" && e["type"] == "order.not_placed"),
+        "{events:?}"
+    );
+    assert_eq!(w.h.sim.counters().orders_created, 0, "nothing bought");
+}
+
+/// Review: a FoxReload order that has already ended when it is claimed
+/// does not end ours without its codes; the next poll stores them first.
+#[tokio::test]
+async fn a_supplier_order_claimed_after_it_ended_is_finished_with_its_codes() {
+    let w = world(quick_timing()).await;
+    let now = time::OffsetDateTime::now_utc();
+    let new =
+        foxrelay_shared::domain::parse_new_order(order_of(PRODUCT_FAST, None).as_bytes()).unwrap();
+    w.store
+        .begin(&OrderRecord::intent("late".into(), &new, None, now), None)
+        .await
+        .unwrap();
+    let sup = w
+        .h
+        .sim
+        .place_foreign(&json!({"items": [{"itemId": PRODUCT_FAST, "quantity": 2}], "paid": true}))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(w.h.sim.order(&sup).unwrap()["status"], "completed");
+    w.store
+        .claim_supplier_order("late", &sup, "completed", now)
+        .await
+        .unwrap();
+    let order = w.order("late").await;
+    assert_eq!(order.status, OrderStatus::Processing, "not ended without codes");
+    w.store.schedule_poll("late", 1, now, now).await.unwrap();
+    let handled = w
+        .poller(w.sns())
+        .handle(&json!({"orderId": "late", "seq": 1, "kind": "poll"}).to_string())
+        .await
+        .unwrap();
+    assert_eq!(
+        handled,
+        poll_order::poll::Handled::Finished(OrderStatus::Completed)
+    );
+    let stored: Vec<String> = w
+        .store
+        .codes("late")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.code)
+        .collect();
+    assert_eq!(stored, foxrelay_tests::simulator_codes(&w.h.sim, &sup));
+    assert_eq!(stored.len(), 2);
+}

@@ -224,3 +224,127 @@ async fn a_bounded_sweep_resumes_where_the_last_one_stopped() {
     let again = handler.handle(scheduled_event()).await.unwrap();
     assert_eq!(again.index_items_read, 10);
 }
+
+/// Finding 7 of issue 11: an index item that does not read as an order is
+/// skipped, counted and alerted once; the sweep goes on past it to the end.
+#[tokio::test]
+async fn an_unreadable_pending_item_is_skipped_alerted_once_and_the_sweep_goes_on() {
+    let h = harness(SimConfig::default(), Duration::from_secs(2)).await;
+    let store = DynamoStore::new(
+        h.stack.clients.dynamodb.clone(),
+        h.stack.resources.table_name(),
+    );
+    let (_, alerts) = subscribe_both(&h.stack.clients, &h.stack.resources, &h.stack.prefix).await;
+    let now = OffsetDateTime::now_utc();
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    // First in the index: created earliest.
+    h.stack
+        .clients
+        .dynamodb
+        .put_item()
+        .table_name(h.stack.resources.table_name())
+        .set_item(Some(HashMap::from([
+            ("pk".to_owned(), s("ORDER#garbled")),
+            ("sk".to_owned(), s("ORDER")),
+            ("status".to_owned(), s("shipped")),
+            ("pendingPk".to_owned(), s("PENDING")),
+            ("pendingSk".to_owned(), s("2000-01-01T00:00:00Z#garbled")),
+        ])))
+        .send()
+        .await
+        .unwrap();
+    pending_order(&store, "stalled", now - minutes(20), "processing").await;
+    store
+        .schedule_poll("stalled", 1, now + minutes(1), now)
+        .await
+        .unwrap();
+    let handler = scan_stalled::Handler::with_options(
+        h.context.clone(),
+        SweepOptions {
+            page_size: 1,
+            ..SweepOptions::default()
+        },
+    );
+    let first = handler.handle(scheduled_event()).await.unwrap();
+    assert!(first.complete, "{first:?}");
+    assert_eq!((first.unreadable, first.stalled_alerted, first.errors), (1, 1, 0));
+    let second = handler.handle(scheduled_event()).await.unwrap();
+    assert_eq!(second.unreadable, 1, "still there, still skipped");
+    let kinds: Vec<String> = drain_json(&h.stack.clients, &alerts)
+        .await
+        .into_iter()
+        .map(|a| format!("{} {}", a["kind"].as_str().unwrap(), a["orderId"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "unreadable_item garbled").count(),
+        1,
+        "{kinds:?}"
+    );
+}
+
+/// Finding 10 of issue 11: an order whose next poll is not recorded yet
+/// (create-order is paying it) is not revived until it has stood still for
+/// the grace.
+#[tokio::test]
+async fn an_order_still_being_placed_is_not_revived_before_the_grace() {
+    let h = harness(SimConfig::default(), Duration::from_secs(2)).await;
+    let store = DynamoStore::new(
+        h.stack.clients.dynamodb.clone(),
+        h.stack.resources.table_name(),
+    );
+    let now = OffsetDateTime::now_utc();
+    // Placed five minutes ago, claimed just now, no poll recorded yet.
+    pending_order(&store, "paying", now - minutes(5), "creating").await;
+    store
+        .claim_supplier_order("paying", "sup-paying", "active", now)
+        .await
+        .unwrap();
+    let handler = scan_stalled::Handler::with_options(h.context.clone(), SweepOptions::default());
+    let report = handler.handle(scheduled_event()).await.unwrap();
+    assert_eq!(report.chains_revived, 0);
+    assert!(
+        drain_json(&h.stack.clients, h.stack.resources.poll_queue_url())
+            .await
+            .is_empty()
+    );
+}
+
+/// Finding 8 of issue 11: a chain revived again and again with no poll in
+/// between is alerted `chain_stuck` once and then revived only at the slow
+/// pace.
+#[tokio::test]
+async fn a_chain_revived_without_progress_is_alerted_and_slowed_not_looped() {
+    let h = harness(SimConfig::default(), Duration::from_secs(2)).await;
+    let store = DynamoStore::new(
+        h.stack.clients.dynamodb.clone(),
+        h.stack.resources.table_name(),
+    );
+    let (_, alerts) = subscribe_both(&h.stack.clients, &h.stack.resources, &h.stack.prefix).await;
+    let now = OffsetDateTime::now_utc();
+    pending_order(&store, "poison", now - minutes(5), "processing").await;
+    let handler = scan_stalled::Handler::with_options(
+        h.context.clone(),
+        SweepOptions {
+            revive_grace: Duration::ZERO,
+            stuck_revival_delay: Duration::from_secs(900),
+            ..SweepOptions::default()
+        },
+    );
+    let mut revived = Vec::new();
+    for _ in 0..5 {
+        // Each revived message fails (nothing polls in between).
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        revived.push(handler.handle(scheduled_event()).await.unwrap().chains_revived);
+    }
+    assert_eq!(revived, vec![1, 1, 1, 1, 0], "the fifth finds it due later");
+    let order = store.order("poison").await.unwrap().unwrap();
+    assert_eq!(order.revivals, 4);
+    let due = order.next_poll_due_at.unwrap();
+    assert!(due > OffsetDateTime::now_utc() + minutes(14), "{due}");
+    let stuck: Vec<_> = drain_json(&h.stack.clients, &alerts)
+        .await
+        .into_iter()
+        .filter(|a| a["kind"] == "chain_stuck")
+        .collect();
+    assert_eq!(stuck.len(), 1, "{stuck:?}");
+}
