@@ -16,7 +16,8 @@
 use crate::clock::Clock;
 use crate::domain::OrderStatus;
 use crate::domain::reconcile::{
-    ClockOffset, Fit, Margins, Verdict, Wanted, Window, decide, fit, opens, resembles, windows,
+    ClockOffset, Fit, Margins, Verdict, Wanted, Window, decide, doubted_windows, fit, opens,
+    resembles, windows,
 };
 use crate::foxreload::{
     CreateOrderRequest, PageRequest, Supplier, SupplierError, SupplierOrder, SupplierStatus,
@@ -56,7 +57,7 @@ impl Default for ReconcileOptions {
     fn default() -> Self {
         Self {
             page_size: 50,
-            max_pages: 10,
+            max_pages: 20,
             margins: Margins::default(),
             is_mock: false,
             recheck_delay: Duration::from_secs(1),
@@ -280,9 +281,9 @@ impl ReconcileOptions {
             total_price: order.total_price.as_deref(),
             is_mock: self.is_mock,
         };
-        // The windows of an unmeasured clock: look-alikes in them keep the
+        // Look-alikes that would be ours were the measure off keep the
         // answer from being "nothing there".
-        let wide = self::windows(&order.posted_at, None, &self.margins());
+        let wide = doubted_windows(&order.posted_at, measured, &self.margins());
         let listed = match self
             .read_back(supplier, &wanted, windows, &wide, deadline)
             .await

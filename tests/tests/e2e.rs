@@ -255,3 +255,246 @@ async fn stopping_the_runner_mid_run_and_starting_it_again_loses_nothing() {
     assert_eq!(sim.counters().orders_created, 30);
     second.stop().await;
 }
+
+/// Places `products[n]` under key `chaos-{n}` against whatever API address
+/// `api` holds now, retrying through crashes (502, refused connections)
+/// and in-progress answers (409) until it is answered 202.
+async fn place_through_crashes(
+    api: Arc<std::sync::RwLock<String>>,
+    products: Vec<&'static str>,
+) -> Vec<(String, &'static str)> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(40))
+        .build()
+        .unwrap();
+    let gate = Arc::new(tokio::sync::Semaphore::new(8));
+    let mut tasks = Vec::new();
+    for (n, product) in products.into_iter().enumerate() {
+        let (http, api, gate) = (http.clone(), api.clone(), gate.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = gate.acquire().await.unwrap();
+            let body = json!({"items": [{"productId": product, "quantity": 2}],
+                              "customerReference": format!("chaos-{n}")});
+            let deadline = Instant::now() + Duration::from_secs(240);
+            loop {
+                assert!(Instant::now() < deadline, "order {n} never answered");
+                let url = format!("{}/orders", api.read().unwrap());
+                let sent = http
+                    .post(&url)
+                    .header("idempotency-key", format!("chaos-{n}"))
+                    .json(&body)
+                    .send()
+                    .await;
+                if let Ok(response) = sent {
+                    if response.status() == 202 {
+                        let answer: Value = response.json().await.unwrap();
+                        return (answer["orderId"].as_str().unwrap().to_owned(), product);
+                    }
+                    let status = response.status().as_u16();
+                    assert!(
+                        matches!(status, 409 | 502 | 503),
+                        "order {n}: {status} {}",
+                        response.text().await.unwrap_or_default()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(700)).await;
+            }
+        }));
+    }
+    let mut placed = Vec::new();
+    for task in tasks {
+        placed.push(task.await.unwrap());
+    }
+    placed
+}
+
+/// Issue 11's chaos run: 200 orders, a third of them creates whose answer
+/// is lost; look-alike orders of other buyers placed before, during and
+/// after; 30 newer orders so no single list page reaches ours; 5 % of
+/// DynamoDB transactions cancelled by conflicts; the runner killed and
+/// restarted three times. No supplier order is bought twice, none of
+/// another buyer's is claimed, and every order is either notified with
+/// exactly its own codes or waits, alerted, as undecided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_buys_nothing_twice_claims_nothing_foreign_and_loses_no_code() {
+    let sim = Simulator::start(SimConfig {
+        timing: Timing {
+            paid_to_processing: Duration::from_millis(100),
+            fast_fulfilment: Duration::from_millis(800),
+            create_stall: Duration::from_secs(3),
+            ..Timing::default()
+        },
+        list_page_cap: 10,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let proxy = foxrelay_local::counting_proxy::CountingProxy::start(&moto().endpoint_url())
+        .await
+        .unwrap();
+    proxy.cancel_transactions(0, 50);
+    let prefix = unique_prefix();
+    let mut opts = options(&prefix, &sim, 1);
+    opts.aws_endpoint = Some(proxy.url().to_owned());
+    let first = LocalStack::start(opts.clone()).await.unwrap();
+    let watch_prefix = unique_prefix();
+    let (events_queue, alerts_queue) =
+        subscribe_both(&first.clients, &first.resources, &watch_prefix).await;
+    let clients = first.clients.clone();
+    let store = DynamoStore::new(clients.dynamodb.clone(), first.resources.table_name());
+    let api = Arc::new(std::sync::RwLock::new(format!("http://{}", first.api_addr)));
+
+    let look_alike = |offset_ms: i64| {
+        sim.place_foreign(
+            &json!({"items": [{"itemId": PRODUCT_STALL_CREATE, "quantity": 2}],
+                                  "offsetMs": offset_ms}),
+        )
+        .unwrap();
+    };
+    for i in 0..5 {
+        look_alike(-90_000 + i * 5_000);
+    }
+    // Fast ones first: their answers measure FoxReload's clock.
+    let mut products: Vec<&'static str> = vec![PRODUCT_FAST; 10];
+    for n in 0..190 {
+        products.push(match n % 3 {
+            0 => PRODUCT_STALL_CREATE,
+            1 if n % 7 == 1 => PRODUCT_MANY,
+            1 => PRODUCT_ACTIVATION,
+            _ => PRODUCT_FAST,
+        });
+    }
+    let stalled = products
+        .iter()
+        .filter(|p| **p == PRODUCT_STALL_CREATE)
+        .count();
+    assert!(stalled >= 60, "{stalled}");
+    let placing = tokio::spawn(place_through_crashes(api.clone(), products));
+
+    // While ours are in flight: look-alikes, and 30 newer orders of others.
+    let mut stack = first;
+    for round in 0..3u64 {
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(300 + 170 * round)).await;
+            sim.place_foreign(&json!({"items": [{"itemId": PRODUCT_FAST, "quantity": 1}]}))
+                .unwrap();
+        }
+        look_alike(0);
+        // Crash, and come back.
+        stack.kill().await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        stack = LocalStack::start(opts.clone()).await.unwrap();
+        *api.write().unwrap() = format!("http://{}", stack.api_addr);
+    }
+    let placed = placing.await.unwrap();
+    for i in 0..5 {
+        look_alike(i * 1_000);
+    }
+    let ids: BTreeSet<String> = placed.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(ids.len(), 200);
+
+    // Until every order is notified, or waits as undecided and was alerted.
+    let mut events: BTreeMap<String, Vec<OrderEvent>> = BTreeMap::new();
+    let mut ambiguous_alerts: BTreeSet<String> = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(480);
+    let undecided = loop {
+        for raw in drain_json(&clients, &events_queue).await {
+            let event: OrderEvent = serde_json::from_value(raw).unwrap();
+            events
+                .entry(event.order_id.clone())
+                .or_default()
+                .push(event);
+        }
+        for alert in drain_json(&clients, &alerts_queue).await {
+            if matches!(
+                alert["kind"].as_str(),
+                Some("reconcile_ambiguous" | "stuck_reconciling")
+            ) {
+                ambiguous_alerts.insert(alert["orderId"].as_str().unwrap().to_owned());
+            }
+        }
+        let mut undecided = BTreeSet::new();
+        let mut open: BTreeMap<String, usize> = BTreeMap::new();
+        for id in ids.iter().filter(|id| !events.contains_key(*id)) {
+            let order = store.order(id).await.unwrap().unwrap();
+            // Undecided: no FoxReload order held, reconciling, and alerted.
+            let waits = order.status == foxrelay_shared::domain::OrderStatus::Reconciling
+                && order.supplier_order_id.is_none();
+            if waits && ambiguous_alerts.contains(id) {
+                undecided.insert(id.clone());
+            } else {
+                let why = order.last_error.as_ref().map_or(String::new(), |e| {
+                    format!("{} {}", e.kind, e.detail.as_deref().unwrap_or_default())
+                });
+                *open.entry(format!("{} {why}", order.status)).or_default() += 1;
+            }
+        }
+        if open.is_empty() {
+            break undecided;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "orders neither notified nor undecided: {open:#?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+
+    let counters = sim.counters();
+    let foreign: BTreeSet<&String> = counters.foreign_orders.iter().collect();
+    let mut claimed = BTreeSet::new();
+    for id in &ids {
+        let order = store.order(id).await.unwrap().unwrap();
+        let Some(supplier) = order.supplier_order_id.clone() else {
+            assert!(
+                undecided.contains(id),
+                "{id} holds nothing and is not undecided"
+            );
+            continue;
+        };
+        assert!(
+            !foreign.contains(&supplier),
+            "{id} claimed another buyer's order"
+        );
+        assert!(
+            claimed.insert(supplier.clone()),
+            "a supplier order held twice"
+        );
+        if let Some(copies) = events.get(id) {
+            assert!(copies.iter().all(|e| e.event_id == copies[0].event_id));
+            let codes: Vec<String> = copies[0].codes.iter().map(|c| c.code.clone()).collect();
+            assert_eq!(codes, simulator_codes(&sim, &supplier), "order {id}");
+            let stored: Vec<String> = store
+                .codes(id)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|c| c.code)
+                .collect();
+            assert_eq!(stored, codes, "order {id}: codes stored as published");
+        }
+    }
+    // Every order FoxReload made for us is held by one of ours, but for at
+    // most one per undecided order: nothing was bought twice.
+    let ours_at_foxreload = counters.orders_created as usize;
+    assert!(ours_at_foxreload <= ids.len(), "{ours_at_foxreload} bought");
+    assert!(
+        ours_at_foxreload - claimed.len() <= undecided.len(),
+        "{ours_at_foxreload} bought, {} held, {} undecided",
+        claimed.len(),
+        undecided.len()
+    );
+    assert!(proxy.cancelled_transactions() > 0);
+    assert!(
+        undecided.len() <= stalled / 2,
+        "{} of {stalled} lost answers left undecided",
+        undecided.len()
+    );
+    eprintln!(
+        "chaos: {} notified, {} undecided, {} transactions cancelled, {} list calls",
+        events.len(),
+        undecided.len(),
+        proxy.cancelled_transactions(),
+        counters.list_calls
+    );
+    stack.stop().await;
+}

@@ -518,7 +518,10 @@ async fn creates_left_creating_are_settled_by_reconciliation_never_by_a_new_post
         poller.handle(&message.to_string()).await.unwrap();
     }
     let made = w.order("made").await;
-    assert_eq!(made.supplier_order_id.as_deref(), Some(made_at_foxreload.as_str()));
+    assert_eq!(
+        made.supplier_order_id.as_deref(),
+        Some(made_at_foxreload.as_str())
+    );
     let lost = w.order("lost").await;
     assert_eq!(lost.status, OrderStatus::NotPlaced);
     assert!(lost.notified_at.is_some());
@@ -559,7 +562,11 @@ async fn a_supplier_order_claimed_after_it_ended_is_finished_with_its_codes() {
         .await
         .unwrap();
     let order = w.order("late").await;
-    assert_eq!(order.status, OrderStatus::Processing, "not ended without codes");
+    assert_eq!(
+        order.status,
+        OrderStatus::Processing,
+        "not ended without codes"
+    );
     w.store.schedule_poll("late", 1, now, now).await.unwrap();
     let handled = w
         .poller(w.sns())

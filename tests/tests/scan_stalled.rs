@@ -267,16 +267,28 @@ async fn an_unreadable_pending_item_is_skipped_alerted_once_and_the_sweep_goes_o
     );
     let first = handler.handle(scheduled_event()).await.unwrap();
     assert!(first.complete, "{first:?}");
-    assert_eq!((first.unreadable, first.stalled_alerted, first.errors), (1, 1, 0));
+    assert_eq!(
+        (first.unreadable, first.stalled_alerted, first.errors),
+        (1, 1, 0)
+    );
     let second = handler.handle(scheduled_event()).await.unwrap();
     assert_eq!(second.unreadable, 1, "still there, still skipped");
     let kinds: Vec<String> = drain_json(&h.stack.clients, &alerts)
         .await
         .into_iter()
-        .map(|a| format!("{} {}", a["kind"].as_str().unwrap(), a["orderId"].as_str().unwrap()))
+        .map(|a| {
+            format!(
+                "{} {}",
+                a["kind"].as_str().unwrap(),
+                a["orderId"].as_str().unwrap()
+            )
+        })
         .collect();
     assert_eq!(
-        kinds.iter().filter(|k| *k == "unreadable_item garbled").count(),
+        kinds
+            .iter()
+            .filter(|k| *k == "unreadable_item garbled")
+            .count(),
         1,
         "{kinds:?}"
     );
@@ -334,7 +346,13 @@ async fn a_chain_revived_without_progress_is_alerted_and_slowed_not_looped() {
     for _ in 0..5 {
         // Each revived message fails (nothing polls in between).
         tokio::time::sleep(Duration::from_millis(20)).await;
-        revived.push(handler.handle(scheduled_event()).await.unwrap().chains_revived);
+        revived.push(
+            handler
+                .handle(scheduled_event())
+                .await
+                .unwrap()
+                .chains_revived,
+        );
     }
     assert_eq!(revived, vec![1, 1, 1, 1, 0], "the fifth finds it due later");
     let order = store.order("poison").await.unwrap().unwrap();

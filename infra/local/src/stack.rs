@@ -104,6 +104,7 @@ pub struct LocalStack {
     pub settings: Settings,
     pub simulator: Option<Simulator>,
     stop: watch::Sender<bool>,
+    kill: watch::Sender<bool>,
     tasks: JoinSet<()>,
     _moto: Option<MotoServer>,
 }
@@ -144,6 +145,7 @@ impl LocalStack {
             .map_err(|e| e.to_string())?;
 
         let (stop, stopped) = watch::channel(false);
+        let (kill, killed) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let listener = tokio::net::TcpListener::bind(options.api_addr)
             .await
@@ -153,7 +155,15 @@ impl LocalStack {
         let create = Arc::new(create_order::Handler::new(context.clone()));
         let app = axum::Router::new().fallback(move |method, uri, headers, body| {
             let create = create.clone();
-            async move { api_gateway(&create, method, uri, headers, body).await }
+            let mut killed = killed.clone();
+            async move {
+                // A kill cuts the invocation wherever it is, as a crashed
+                // Lambda's; API Gateway then answers 502.
+                tokio::select! {
+                    answer = api_gateway(&create, method, uri, headers, body) => answer,
+                    () = until_stopped(&mut killed) => crashed(),
+                }
+            }
         });
         let mut api_stop = stopped.clone();
         tasks.spawn(async move {
@@ -222,9 +232,23 @@ impl LocalStack {
             settings,
             simulator,
             stop,
+            kill,
             tasks,
             _moto: moto,
         })
+    }
+
+    /// Kills the stack as a crash would: nothing in flight finishes (a
+    /// create mid-POST, a poll batch mid-way, a sweep); requests in flight
+    /// get API Gateway's 502 and new ones find no listener. Stops the
+    /// simulator and moto if this stack started them.
+    pub async fn kill(mut self) {
+        let _ = self.kill.send(true);
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        if let Some(sim) = self.simulator.take() {
+            sim.shutdown().await;
+        }
     }
 
     /// Stops taking work, lets the batch and requests in flight finish, and
@@ -290,6 +314,13 @@ async fn api_gateway(
         Err(never) => match never {},
     };
     http_response(answer)
+}
+
+/// API Gateway's answer when the function crashed mid-invocation.
+fn crashed() -> Response {
+    let mut response = Response::new(Body::from(r#"{"message":"Internal Server Error"}"#));
+    *response.status_mut() = StatusCode::BAD_GATEWAY;
+    response
 }
 
 fn http_response(answer: ApiGatewayV2httpResponse) -> Response {

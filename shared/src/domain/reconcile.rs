@@ -83,6 +83,9 @@ pub struct Margins {
     pub margin: Duration,
     /// The uncertainty used while FoxReload's clock has not been measured.
     pub unmeasured: Duration,
+    /// How wrong a measure may yet be (a clock stepped since): look-alikes
+    /// this much further out keep reconciliation from saying "nothing".
+    pub doubt: Duration,
 }
 
 impl Default for Margins {
@@ -91,6 +94,7 @@ impl Default for Margins {
             request_timeout: Duration::from_secs(8),
             margin: Duration::from_secs(2),
             unmeasured: Duration::from_secs(120),
+            doubt: Duration::from_secs(30),
         }
     }
 }
@@ -133,6 +137,21 @@ pub fn windows(
             }
         })
         .collect()
+}
+
+/// The windows in which a look-alike could still be ours if the measure
+/// were off by [`Margins::doubt`] (unmeasured, those of an unmeasured
+/// clock).
+pub fn doubted_windows(
+    posted_at: &[OffsetDateTime],
+    clock: Option<&ClockOffset>,
+    margins: &Margins,
+) -> Vec<Window> {
+    let doubted = clock.map(|c| ClockOffset {
+        uncertainty: c.uncertainty + margins.doubt,
+        ..*c
+    });
+    windows(posted_at, doubted.as_ref(), margins)
 }
 
 /// The earliest instant any window opens.
@@ -201,7 +220,7 @@ pub fn fit(wanted: &Wanted<'_>, windows: &[Window], candidate: &SupplierOrder) -
 
 /// Whether a listed order that does not [`fit`] could still be ours if a
 /// measure were wrong: the same products, quantities, mock flag and price,
-/// made inside the `wide` windows (those of an unmeasured clock), whatever
+/// made inside the `wide` windows ([`doubted_windows`]), whatever
 /// its notes say. Such an order keeps reconciliation from saying "nothing
 /// there": a wrong clock measure, a note FoxReload rewrote, or a timeout
 /// changed since the POST must never lead to buying again.
