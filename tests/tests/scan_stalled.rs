@@ -51,6 +51,17 @@ async fn bulk_finished_orders(h: &Harness, count: usize) {
     }
 }
 
+/// A stack, its store, and a queue subscribed to the ops-alerts topic.
+async fn sweep_world() -> (Harness, DynamoStore, String) {
+    let h = harness(SimConfig::default(), Duration::from_secs(2)).await;
+    let store = DynamoStore::new(
+        h.stack.clients.dynamodb.clone(),
+        h.stack.resources.table_name(),
+    );
+    let (_, alerts) = subscribe_both(&h.stack.clients, &h.stack.resources, &h.stack.prefix).await;
+    (h, store, alerts)
+}
+
 fn scheduled_event()
 -> LambdaEvent<aws_lambda_events::eventbridge::EventBridgeEvent<serde_json::Value>> {
     let mut context = lambda_runtime::Context::default();
@@ -229,12 +240,7 @@ async fn a_bounded_sweep_resumes_where_the_last_one_stopped() {
 /// skipped, counted and alerted once; the sweep goes on past it to the end.
 #[tokio::test]
 async fn an_unreadable_pending_item_is_skipped_alerted_once_and_the_sweep_goes_on() {
-    let h = harness(SimConfig::default(), Duration::from_secs(2)).await;
-    let store = DynamoStore::new(
-        h.stack.clients.dynamodb.clone(),
-        h.stack.resources.table_name(),
-    );
-    let (_, alerts) = subscribe_both(&h.stack.clients, &h.stack.resources, &h.stack.prefix).await;
+    let (h, store, alerts) = sweep_world().await;
     let now = OffsetDateTime::now_utc();
     let s = |v: &str| AttributeValue::S(v.to_owned());
     // First in the index: created earliest.
@@ -326,12 +332,7 @@ async fn an_order_still_being_placed_is_not_revived_before_the_grace() {
 /// pace.
 #[tokio::test]
 async fn a_chain_revived_without_progress_is_alerted_and_slowed_not_looped() {
-    let h = harness(SimConfig::default(), Duration::from_secs(2)).await;
-    let store = DynamoStore::new(
-        h.stack.clients.dynamodb.clone(),
-        h.stack.resources.table_name(),
-    );
-    let (_, alerts) = subscribe_both(&h.stack.clients, &h.stack.resources, &h.stack.prefix).await;
+    let (h, store, alerts) = sweep_world().await;
     let now = OffsetDateTime::now_utc();
     pending_order(&store, "poison", now - minutes(5), "processing").await;
     let handler = scan_stalled::Handler::with_options(

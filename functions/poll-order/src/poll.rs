@@ -525,28 +525,21 @@ where
     /// A handed-over create that reconciliation found nowhere: nothing was
     /// bought; the order ends `not_placed`, published.
     async fn not_placed(&self, order: &OrderRecord) -> Result<Handled, PollError> {
-        let terminal = Terminal {
-            status: OrderStatus::NotPlaced,
-            supplier_status: None,
-            cancel_reason: None,
-            items: Vec::new(),
-            codes: Vec::new(),
-            at: self.clock.now(),
-        };
-        self.store.persist_terminal(order, &terminal).await?;
         let stored = self
-            .store
-            .order(&order.order_id)
-            .await?
-            .ok_or_else(|| PollError::UnknownOrder(order.order_id.clone()))?;
+            .end_without_codes(order, OrderStatus::NotPlaced)
+            .await?;
         info!("interrupted create found nowhere at FoxReload; not placed");
         self.notify(stored).await
     }
 
-    /// Past the horizon: the order is abandoned, published and alerted.
-    async fn abandon(&self, order: &OrderRecord) -> Result<Handled, PollError> {
+    /// Stores an end that brings no codes, and reads the order back.
+    async fn end_without_codes(
+        &self,
+        order: &OrderRecord,
+        status: OrderStatus,
+    ) -> Result<OrderRecord, PollError> {
         let terminal = Terminal {
-            status: OrderStatus::Abandoned,
+            status,
             supplier_status: order.supplier_status.clone(),
             cancel_reason: None,
             items: Vec::new(),
@@ -554,11 +547,17 @@ where
             at: self.clock.now(),
         };
         self.store.persist_terminal(order, &terminal).await?;
-        let stored = self
-            .store
+        self.store
             .order(&order.order_id)
             .await?
-            .ok_or_else(|| PollError::UnknownOrder(order.order_id.clone()))?;
+            .ok_or_else(|| PollError::UnknownOrder(order.order_id.clone()))
+    }
+
+    /// Past the horizon: the order is abandoned, published and alerted.
+    async fn abandon(&self, order: &OrderRecord) -> Result<Handled, PollError> {
+        let stored = self
+            .end_without_codes(order, OrderStatus::Abandoned)
+            .await?;
         self.alert(
             &stored,
             "abandoned",
