@@ -588,3 +588,93 @@ async fn a_supplier_order_claimed_after_it_ended_is_finished_with_its_codes() {
     assert_eq!(stored, foxrelay_tests::simulator_codes(&w.h.sim, &sup));
     assert_eq!(stored.len(), 2);
 }
+
+/// FoxReload's clock runs 90 s ahead of ours: the measure from one answered
+/// create moves every window, so a lost answer is still matched with ours
+/// and not with a look-alike made a minute earlier (FoxReload's time).
+#[tokio::test]
+async fn a_foxreload_clock_ninety_seconds_ahead_is_measured_and_followed() {
+    let (h, handler) = setup(SimConfig {
+        clock_skew_ms: 90_000,
+        ..SimConfig::default()
+    })
+    .await;
+    measure_clock(&handler).await;
+    let earlier = foreign(&h, PRODUCT_STALL_CREATE, -60_000, json!({}));
+    let body = place(
+        &handler,
+        &order_of(PRODUCT_STALL_CREATE, None),
+        "ahead",
+        202,
+    )
+    .await;
+    let ours = claimed(&body);
+    assert_ne!(ours, earlier);
+    assert_eq!(h.sim.counters().orders_created, 2, "bought once");
+    let measure = DynamoStore::new(
+        h.stack.clients.dynamodb.clone(),
+        h.stack.resources.table_name(),
+    )
+    .clock_offset()
+    .await
+    .unwrap()
+    .expect("measured");
+    let off = measure.offset - time::Duration::seconds(90);
+    assert!(off.abs() < time::Duration::seconds(2), "{measure:?}");
+}
+
+/// Finding 3 (deploy): an order placed by an earlier version, which did not
+/// record when it POSTed, is never bought again automatically: found
+/// nowhere, it waits, alerted.
+#[tokio::test]
+async fn an_order_from_before_post_times_were_recorded_is_never_bought_again() {
+    let w = world(quick_timing()).await;
+    let now = time::OffsetDateTime::now_utc();
+    let new =
+        foxrelay_shared::domain::parse_new_order(order_of(PRODUCT_FAST, None).as_bytes()).unwrap();
+    let placed = now - time::Duration::minutes(10);
+    w.store
+        .begin(
+            &OrderRecord::intent("legacy".into(), &new, None, placed),
+            None,
+        )
+        .await
+        .unwrap();
+    w.store
+        .mark_reconciling("legacy", &foxrelay_shared::placement::undecided("old"), now)
+        .await
+        .unwrap();
+    w.h.stack
+        .clients
+        .dynamodb
+        .update_item()
+        .table_name(w.h.stack.resources.table_name())
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("ORDER#legacy".into()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("ORDER".into()),
+        )
+        .update_expression("REMOVE postedAt")
+        .send()
+        .await
+        .unwrap();
+    assert!(!w.order("legacy").await.posts_recorded);
+    w.store.schedule_poll("legacy", 1, now, now).await.unwrap();
+    w.poller(w.sns())
+        .handle(&json!({"orderId": "legacy", "seq": 1, "kind": "reconcile"}).to_string())
+        .await
+        .unwrap();
+    let order = w.order("legacy").await;
+    assert_eq!(order.status, OrderStatus::Reconciling);
+    assert_eq!(w.h.sim.counters().orders_created, 0, "never bought again");
+    let alerts = drain_json(&w.h.stack.clients, &w.alerts).await;
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a["kind"] == "reconcile_ambiguous" && a["orderId"] == "legacy"),
+        "{alerts:?}"
+    );
+}
