@@ -140,10 +140,6 @@ impl ReconcileOptions {
         true
     }
 
-    fn margins(&self) -> Margins {
-        self.margins
-    }
-
     /// POSTs `request` for `order_id` and claims what it made. `posts` is
     /// the number of POSTs recorded on the order (counted up as this one is
     /// recorded); `recorded` the send time already recorded for this one
@@ -228,7 +224,7 @@ impl ReconcileOptions {
             .await?
             .map(|m| m.aged(now))
             .filter(|m| m.is_plausible() && m.uncertainty < self.margins.unmeasured);
-        let windows = windows(&order.posted_at, measured.as_ref(), &self.margins());
+        let windows = windows(&order.posted_at, measured.as_ref(), &self.margins);
         // Whatever FoxReload's clock says, an order our POST made exists by
         // the time its timeout and the margin have passed.
         let last_post = order.posted_at.iter().max().copied();
@@ -283,7 +279,7 @@ impl ReconcileOptions {
         };
         // Look-alikes that would be ours were the measure off keep the
         // answer from being "nothing there".
-        let wide = doubted_windows(&order.posted_at, measured, &self.margins());
+        let wide = doubted_windows(&order.posted_at, measured, &self.margins);
         let listed = match self
             .read_back(supplier, &wanted, windows, &wide, deadline)
             .await
@@ -355,10 +351,9 @@ impl ReconcileOptions {
                 Verdict::Claim(id) => id,
             };
             let status = listed
-                .statuses
+                .orders
                 .get(&id)
-                .cloned()
-                .unwrap_or(SupplierStatus::Active);
+                .map_or(SupplierStatus::Active, |o| o.status.clone());
             match store
                 .claim_supplier_order(&order.order_id, &id, status.as_str(), clock.now())
                 .await?
@@ -466,9 +461,6 @@ impl ReconcileOptions {
                         listed.unknown.insert(entry.id.clone(), why);
                     }
                 }
-                listed
-                    .statuses
-                    .insert(entry.id.clone(), entry.status.clone());
                 listed.orders.insert(entry.id.clone(), entry);
             }
             match got.next {
@@ -506,7 +498,7 @@ impl ReconcileOptions {
         let to = last - offset + slack;
         let shape = request_shape(order);
         let could_own = |other: &OrderRecord| {
-            let theirs = windows(&other.posted_at, measured, &self.margins());
+            let theirs = windows(&other.posted_at, measured, &self.margins);
             other.order_id != order.order_id
                 && other.supplier_order_id.is_none()
                 && matches!(
@@ -555,7 +547,6 @@ struct Listed {
     /// Not ours by the measure, but alike and near our POSTs.
     near: BTreeSet<String>,
     unknown: BTreeMap<String, &'static str>,
-    statuses: BTreeMap<String, SupplierStatus>,
     orders: BTreeMap<String, SupplierOrder>,
 }
 

@@ -17,7 +17,7 @@ use foxrelay_shared::store::{
     Claim, DynamoStore, OrderRecord, OrderStore, Persisted, StoreError, Terminal,
 };
 use foxrelay_tests::world::{quick_timing, world};
-use foxrelay_tests::{Harness, body_of, drain_json, harness, moto, post_order};
+use foxrelay_tests::{Harness, body_of, drain_json, harness, moto, pending_order, post_order};
 use foxreload_sim::{
     CreateFault, PRODUCT_FAST, PRODUCT_STALL_CREATE, SimConfig, TimeFormat, Timing,
 };
@@ -294,13 +294,8 @@ async fn a_claim_cancelled_by_a_conflict_is_retried_never_taken_for_an_answer() 
     let clients = AwsClients::new(&load_local(&LocalAws::new(proxy.url().to_owned())).await);
     let store = DynamoStore::new(clients.dynamodb.clone(), h.stack.resources.table_name());
     let now = time::OffsetDateTime::now_utc();
-    let new =
-        foxrelay_shared::domain::parse_new_order(order_of(PRODUCT_FAST, None).as_bytes()).unwrap();
     for id in ["conflicted", "kept-conflicted"] {
-        store
-            .begin(&OrderRecord::intent(id.into(), &new, None, now), None)
-            .await
-            .unwrap();
+        pending_order(&store, id, now, "creating").await;
     }
 
     proxy.cancel_transactions(2, 0);
@@ -373,12 +368,7 @@ async fn ten_thousand_codes_are_stored_once_by_a_persist_cut_short_and_resumed()
         h.stack.resources.table_name(),
     );
     let now = time::OffsetDateTime::now_utc();
-    let new =
-        foxrelay_shared::domain::parse_new_order(order_of(PRODUCT_FAST, None).as_bytes()).unwrap();
-    store
-        .begin(&OrderRecord::intent("big".into(), &new, None, now), None)
-        .await
-        .unwrap();
+    pending_order(&store, "big", now, "creating").await;
     store
         .claim_supplier_order("big", "sup-big", "processing", now)
         .await
@@ -541,12 +531,7 @@ async fn creates_left_creating_are_settled_by_reconciliation_never_by_a_new_post
 async fn a_supplier_order_claimed_after_it_ended_is_finished_with_its_codes() {
     let w = world(quick_timing()).await;
     let now = time::OffsetDateTime::now_utc();
-    let new =
-        foxrelay_shared::domain::parse_new_order(order_of(PRODUCT_FAST, None).as_bytes()).unwrap();
-    w.store
-        .begin(&OrderRecord::intent("late".into(), &new, None, now), None)
-        .await
-        .unwrap();
+    pending_order(&w.store, "late", now, "creating").await;
     let sup = w
         .h
         .sim
@@ -630,16 +615,13 @@ async fn a_foxreload_clock_ninety_seconds_ahead_is_measured_and_followed() {
 async fn an_order_from_before_post_times_were_recorded_is_never_bought_again() {
     let w = world(quick_timing()).await;
     let now = time::OffsetDateTime::now_utc();
-    let new =
-        foxrelay_shared::domain::parse_new_order(order_of(PRODUCT_FAST, None).as_bytes()).unwrap();
-    let placed = now - time::Duration::minutes(10);
-    w.store
-        .begin(
-            &OrderRecord::intent("legacy".into(), &new, None, placed),
-            None,
-        )
-        .await
-        .unwrap();
+    pending_order(
+        &w.store,
+        "legacy",
+        now - time::Duration::minutes(10),
+        "creating",
+    )
+    .await;
     w.store
         .mark_reconciling("legacy", &foxrelay_shared::placement::undecided("old"), now)
         .await

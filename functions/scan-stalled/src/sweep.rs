@@ -197,7 +197,15 @@ impl<S: OrderStore, Q: PollQueue, P: EventPublisher, C: Clock> Sweeper<S, Q, P, 
                     info!(order_id = %order.order_id, "order left creating handed to reconciliation");
                     report.creates_handed_over += 1;
                 } else if age >= self.options.stall_after
-                    && self.alert(order, "stuck_creating", now).await?
+                    && self
+                        .alert(
+                            order,
+                            AlertSlot::Stall,
+                            "stuck_creating",
+                            stall_message(order, "stuck_creating", now),
+                            now,
+                        )
+                        .await?
                 {
                     // A client's retry holds the key and is settling it.
                     report.stuck_alerted += 1;
@@ -234,23 +242,17 @@ impl<S: OrderStore, Q: PollQueue, P: EventPublisher, C: Clock> Sweeper<S, Q, P, 
                 .revive_chain(order, overdue_before, now, streak, now + delay)
                 .await?
         {
-            if stuck && self.claim_alert(order, AlertSlot::ChainStuck, now).await? {
-                let alert = OpsAlert::for_order(
-                    order,
-                    "chain_stuck",
-                    format!(
-                        "the order's polling chain was revived {streak} times without a poll; \
-                         it is now revived every {} s: look at its last error and the dead-letter queue",
-                        delay.as_secs()
-                    ),
-                    None,
-                    now,
+            if stuck {
+                let message = format!(
+                    "the order's polling chain was revived {streak} times without a poll; \
+                     it is now revived every {} s: look at its last error and the dead-letter queue",
+                    delay.as_secs()
                 );
-                if let Err(error) = self.publisher.publish_alert(&alert).await {
+                let alerted = self
+                    .alert(order, AlertSlot::ChainStuck, "chain_stuck", message, now)
+                    .await;
+                if let Err(error) = alerted {
                     warn!(order_id = %order.order_id, %error, "chain_stuck alert not sent");
-                    self.store
-                        .release_alert(&order.order_id, AlertSlot::ChainStuck, now)
-                        .await?;
                 }
             }
             let settled =
@@ -275,58 +277,40 @@ impl<S: OrderStore, Q: PollQueue, P: EventPublisher, C: Clock> Sweeper<S, Q, P, 
             } else {
                 "stalled"
             };
-            if self.alert(order, kind, now).await? {
+            let message = stall_message(order, kind, now);
+            if self
+                .alert(order, AlertSlot::Stall, kind, message, now)
+                .await?
+            {
                 report.stalled_alerted += 1;
             }
         }
         Ok(())
     }
 
-    async fn claim_alert(
-        &self,
-        order: &OrderRecord,
-        slot: AlertSlot,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        self.store
-            .claim_alert(&order.order_id, slot, now - self.options.realert_after, now)
-            .await
-    }
-
-    /// Alerts operations about `order` unless that was done within the
-    /// re-alert interval. Returns whether an alert went out.
+    /// Sends the `slot` alert `kind` about `order` unless one was sent
+    /// within the re-alert interval (a conditional claim, so concurrent
+    /// sweeps alert once; given back when the publish fails). Returns
+    /// whether an alert went out.
     async fn alert(
         &self,
         order: &OrderRecord,
+        slot: AlertSlot,
         kind: &str,
+        message: String,
         now: OffsetDateTime,
     ) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
         let realert_before = now - self.options.realert_after;
         if !self
             .store
-            .claim_alert(&order.order_id, AlertSlot::Stall, realert_before, now)
+            .claim_alert(&order.order_id, slot, realert_before, now)
             .await?
         {
             return Ok(false);
         }
-        let message = match kind {
-            "stuck_creating" => {
-                "the order is still being created: check FoxReload for it before buying again"
-                    .to_owned()
-            }
-            "stuck_reconciling" => {
-                "FoxReload's answer to the create was lost and no match is found yet".to_owned()
-            }
-            _ => format!(
-                "the order has not ended after {} s",
-                (now - order.created_at).whole_seconds()
-            ),
-        };
         let alert = OpsAlert::for_order(order, kind, message, None, now);
         if let Err(error) = self.publisher.publish_alert(&alert).await {
-            self.store
-                .release_alert(&order.order_id, AlertSlot::Stall, now)
-                .await?;
+            self.store.release_alert(&order.order_id, slot, now).await?;
             return Err(error.into());
         }
         Ok(true)
@@ -359,5 +343,22 @@ impl<S: OrderStore, Q: PollQueue, P: EventPublisher, C: Clock> Sweeper<S, Q, P, 
         };
         self.publisher.publish_alert(&alert).await?;
         Ok(())
+    }
+}
+
+/// What a stall alert of `kind` says about `order`.
+fn stall_message(order: &OrderRecord, kind: &str, now: OffsetDateTime) -> String {
+    match kind {
+        "stuck_creating" => {
+            "the order is still being created: check FoxReload for it before buying again"
+                .to_owned()
+        }
+        "stuck_reconciling" => {
+            "FoxReload's answer to the create was lost and no match is found yet".to_owned()
+        }
+        _ => format!(
+            "the order has not ended after {} s",
+            (now - order.created_at).whole_seconds()
+        ),
     }
 }
