@@ -216,14 +216,14 @@ impl ReconcileOptions {
         order: &OrderRecord,
         deadline: Instant,
     ) -> Result<Found, StoreError> {
-        // A measure is used as it stands now (less sure with age); one that
-        // is no better than none, or absurd, is not used.
+        // A measure is used as it stands now: its offset stays the centre,
+        // only less sure with age. An absurd one is not used.
         let now = clock.now();
         let measured = store
             .clock_offset()
             .await?
             .map(|m| m.aged(now))
-            .filter(|m| m.is_plausible() && m.uncertainty < self.margins.unmeasured);
+            .filter(ClockOffset::is_plausible);
         let windows = windows(&order.posted_at, measured.as_ref(), &self.margins);
         // Whatever FoxReload's clock says, an order our POST made exists by
         // the time its timeout and the margin have passed.
@@ -280,7 +280,7 @@ impl ReconcileOptions {
         // Look-alikes that would be ours were the measure off keep the
         // answer from being "nothing there".
         let wide = doubted_windows(&order.posted_at, measured, &self.margins);
-        let listed = match self
+        let mut listed = match self
             .read_back(supplier, &wanted, windows, &wide, deadline)
             .await
         {
@@ -299,13 +299,17 @@ impl ReconcileOptions {
             match supplier
                 .get_order(&id)
                 .await
-                .map(|full| fit(&wanted, windows, &full))
+                .map(|full| (fit(&wanted, windows, &full), full))
             {
-                Ok(Fit::Fits(at)) => {
+                Ok((Fit::Fits(at), _)) => {
                     fitting.insert(id, at);
                 }
-                Ok(Fit::No) => {}
-                Ok(Fit::Unknown(why)) => unknown.push(format!("{id} ({why})")),
+                Ok((Fit::No, full)) => {
+                    if resembles(&wanted, &wide, &full) {
+                        listed.near.insert(id);
+                    }
+                }
+                Ok((Fit::Unknown(why), _)) => unknown.push(format!("{id} ({why})")),
                 Err(error) => unknown.push(format!("{id} ({why}; read failed: {error})")),
             }
         }

@@ -660,3 +660,81 @@ async fn an_order_from_before_post_times_were_recorded_is_never_bought_again() {
         "{alerts:?}"
     );
 }
+
+/// Review: a measure a day old keeps its offset as the centre (only less
+/// sure): FoxReload's clock three minutes fast is still followed, and the
+/// order it made for a lost answer is claimed, not bought again.
+#[tokio::test]
+async fn a_day_old_clock_measure_still_centres_the_window() {
+    let (h, handler) = setup(SimConfig {
+        clock_skew_ms: 180_000,
+        ..SimConfig::default()
+    })
+    .await;
+    let store = DynamoStore::new(
+        h.stack.clients.dynamodb.clone(),
+        h.stack.resources.table_name(),
+    );
+    let day_old = foxrelay_shared::domain::reconcile::ClockOffset {
+        offset: time::Duration::seconds(180),
+        uncertainty: Duration::from_millis(100),
+        sampled_at: time::OffsetDateTime::now_utc() - time::Duration::hours(21),
+    };
+    store
+        .save_clock_offset(&day_old, Duration::from_secs(600))
+        .await
+        .unwrap();
+    let body = place(&handler, &order_of(PRODUCT_STALL_CREATE, None), "aged", 202).await;
+    claimed(&body);
+    assert_eq!(h.sim.counters().orders_created, 1, "bought once");
+}
+
+/// Review: a client's retry that takes over the key of an order placed by
+/// an earlier version (no POST times recorded) never POSTs it again.
+#[tokio::test]
+async fn a_retry_taking_over_an_order_from_before_post_times_were_recorded_buys_nothing() {
+    use foxrelay_shared::domain::idempotency::fingerprint;
+    let (h, handler) = setup(SimConfig::default()).await;
+    let store = DynamoStore::new(
+        h.stack.clients.dynamodb.clone(),
+        h.stack.resources.table_name(),
+    );
+    let now = time::OffsetDateTime::now_utc();
+    let body = order_of(PRODUCT_FAST, None);
+    let new = foxrelay_shared::domain::parse_new_order(body.as_bytes()).unwrap();
+    let intent = OrderRecord::intent(
+        "legacy-keyed".into(),
+        &new,
+        Some("old-key".into()),
+        now - time::Duration::minutes(3),
+    );
+    let claim = foxrelay_shared::store::IdempotencyClaim {
+        key: "old-key".into(),
+        fingerprint: fingerprint(&new),
+        holder: "dead".into(),
+        locked_until: now - time::Duration::minutes(2),
+        expires_at: now + time::Duration::hours(24),
+    };
+    store.begin(&intent, Some(&claim)).await.unwrap();
+    h.stack
+        .clients
+        .dynamodb
+        .update_item()
+        .table_name(h.stack.resources.table_name())
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("ORDER#legacy-keyed".into()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("ORDER".into()),
+        )
+        .update_expression("REMOVE postedAt")
+        .send()
+        .await
+        .unwrap();
+    let answer = place(&handler, &body, "old-key", 202).await;
+    assert_eq!(answer["orderId"], "legacy-keyed");
+    assert_eq!(answer["status"], "reconciling", "{answer}");
+    assert_eq!(h.sim.counters().orders_created, 0, "never bought again");
+}

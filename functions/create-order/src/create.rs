@@ -324,6 +324,13 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
         deadline: Instant,
     ) -> Result<Placed, StoreError> {
         let reconcile = &self.options.reconcile;
+        if !order.posts_recorded {
+            // Placed by an earlier version that did not record when it
+            // POSTed: never bought again automatically (poll-order alerts).
+            return Ok(Placed::Undecided(undecided(
+                "placed by an earlier version that did not record when it POSTed",
+            )));
+        }
         let request = order.supplier_request(self.options.is_mock);
         // POSTs recorded on the order; the intent recorded the first one.
         let mut posts = order.posted_at.len();

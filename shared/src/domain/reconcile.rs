@@ -185,6 +185,12 @@ pub enum Fit {
 
 /// Compares a listed order with ours.
 pub fn fit(wanted: &Wanted<'_>, windows: &[Window], candidate: &SupplierOrder) -> Fit {
+    let created = candidate.created_at.as_ref().and_then(|t| t.parsed);
+    // Made outside every window: not this order's, whatever else it holds
+    // (an old entry whose items no longer read is no reason for doubt).
+    if created.is_some_and(|at| !windows.iter().any(|w| w.contains(at))) {
+        return Fit::No;
+    }
     let held = match alike(wanted, candidate) {
         Ok(held) => held,
         Err(fit) => return fit,
@@ -208,13 +214,9 @@ pub fn fit(wanted: &Wanted<'_>, windows: &[Window], candidate: &SupplierOrder) -
             return Fit::No;
         }
     }
-    let Some(created) = candidate.created_at.as_ref().and_then(|t| t.parsed) else {
-        return Fit::Unknown("no readable createdAt");
-    };
-    if windows.iter().any(|w| w.contains(created)) {
-        Fit::Fits(created)
-    } else {
-        Fit::No
+    match created {
+        Some(at) => Fit::Fits(at),
+        None => Fit::Unknown("no readable createdAt"),
     }
 }
 
@@ -225,14 +227,13 @@ pub fn fit(wanted: &Wanted<'_>, windows: &[Window], candidate: &SupplierOrder) -
 /// there": a wrong clock measure, a note FoxReload rewrote, or a timeout
 /// changed since the POST must never lead to buying again.
 pub fn resembles(wanted: &Wanted<'_>, wide: &[Window], candidate: &SupplierOrder) -> bool {
-    if alike(wanted, candidate).is_err() {
-        return false;
-    }
-    candidate
+    let near = candidate
         .created_at
         .as_ref()
         .and_then(|t| t.parsed)
-        .is_none_or(|created| wide.iter().any(|w| w.contains(created)))
+        .is_none_or(|created| wide.iter().any(|w| w.contains(created)));
+    // Near our POSTs, an entry whose items cannot be read may be ours too.
+    near && !matches!(alike(wanted, candidate), Err(Fit::No))
 }
 
 /// The items of `candidate` when its products, quantities, mock flag and
@@ -527,6 +528,31 @@ mod tests {
             json!({"items": [{"product": {"id": "b"}, "quantity": 1}]}),
         );
         assert!(!resembles(&wanted, &wide, &other));
+    }
+
+    #[test]
+    fn an_unreadable_entry_far_from_our_posts_is_not_ours_but_near_them_it_may_be() {
+        let lines = [line("a", 1, None)];
+        let wanted = Wanted {
+            lines: &lines,
+            total_price: None,
+            is_mock: false,
+        };
+        let strict = one_post(Some(&measured(0)));
+        let wide = doubted_windows(&[T0], Some(&measured(0)), &Margins::default());
+        let broken = |at: &str| order(json!(at), json!({"items": [{"product": null}]}));
+        // A day old: its deleted product is no reason for doubt.
+        let old = broken("2026-11-27T10:00:00Z");
+        assert_eq!(fit(&wanted, &strict, &old), Fit::No);
+        assert!(!resembles(&wanted, &wide, &old));
+        // Twenty seconds off our POST: not certain, so not "nothing".
+        let near = broken("2026-11-28T10:00:20Z");
+        assert_eq!(fit(&wanted, &strict, &near), Fit::No);
+        assert!(resembles(&wanted, &wide, &near));
+        assert!(matches!(
+            fit(&wanted, &strict, &broken("2026-11-28T10:00:01Z")),
+            Fit::Unknown(_)
+        ));
     }
 
     #[test]

@@ -1200,14 +1200,13 @@ impl OrderStore for DynamoStore {
             )
             .condition_expression(format!(
                 "attribute_exists(pk) AND attribute_not_exists(supplierOrderId) AND {STILL_CREATING} \
-                 AND ((attribute_not_exists(postedAt) AND :seen = :one) OR size(postedAt) = :seen)"
+                 AND size(postedAt) = :seen"
             ))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
             .expression_attribute_values(":at", AttributeValue::L(vec![n(millis(at))]))
             .expression_attribute_values(":now", s(rfc3339(at)))
-            .expression_attribute_values(":seen", n(seen))
-            .expression_attribute_values(":one", n(1));
+            .expression_attribute_values(":seen", n(seen));
         for (name, value) in creating_values() {
             request = request.expression_attribute_values(name, value);
         }
