@@ -114,6 +114,8 @@ pub enum ApiKeyError {
         "the FoxReload API key secret {arn} holds no usable key: store the key as the secret string, or as JSON {{\"apiKey\": \"…\"}}"
     )]
     Empty { arn: String },
+    #[error("no FoxReload API key is configured: set FOXRELOAD_API_KEY_SECRET_ARN")]
+    NotGiven,
 }
 
 /// Resolves the API key: the plain key as it is, or the secret's value read
@@ -125,6 +127,7 @@ pub async fn resolve_api_key(
     let arn = match source {
         ApiKeySource::Plain(key) => return Ok(key.clone()),
         ApiKeySource::SecretArn(arn) => arn,
+        ApiKeySource::NotGiven => return Err(ApiKeyError::NotGiven),
     };
     let output = secrets
         .get_secret_value()

@@ -1,7 +1,9 @@
 //! The event publisher port, and its SNS adapter: order events to the
 //! order-events topic, operations alerts to the ops-alerts topic.
 
-use crate::domain::event::{DeliveredCodeRecord, OrderEvent, event_id, event_type};
+use crate::domain::event::{
+    DeliveredCodeRecord, OrderEvent, SCHEMA_VERSION, SOURCE, event_id, event_type,
+};
 use crate::store::{OrderRecord, SupplierProblem};
 use aws_sdk_sns::Client;
 use aws_sdk_sns::types::MessageAttributeValue;
@@ -59,7 +61,10 @@ pub fn order_event(order: &OrderRecord, codes: Vec<DeliveredCodeRecord>) -> Orde
     OrderEvent {
         event_id: event_id(&order.order_id, order.status),
         kind: event_type(order.status),
+        schema_version: SCHEMA_VERSION,
+        source: SOURCE.to_owned(),
         order_id: order.order_id.clone(),
+        placed_by: order.principal.as_ref().map(|p| p.as_str().to_owned()),
         supplier_order_id: order.supplier_order_id.clone(),
         status: order.status.as_str().to_owned(),
         customer_reference: order.customer_reference.clone(),
@@ -120,11 +125,11 @@ impl SnsPublisher {
         &self,
         topic: &str,
         message: String,
-        attributes: [(&str, &str); 2],
+        attributes: &[(&str, &str)],
         what: String,
     ) -> Result<(), PublishError> {
         let mut request = self.client.publish().topic_arn(topic).message(message);
-        for (name, value) in attributes {
+        for &(name, value) in attributes.iter().filter(|(_, value)| !value.is_empty()) {
             let attribute = MessageAttributeValue::builder()
                 .data_type("String")
                 .string_value(value)
@@ -144,7 +149,13 @@ impl EventPublisher for SnsPublisher {
         self.publish(
             &self.order_events_topic,
             event.to_message(),
-            [("type", &event.kind), ("status", &event.status)],
+            &[
+                ("type", &event.kind),
+                ("status", &event.status),
+                // Subscribers filter on who placed it (a filter policy on
+                // `placedBy`); absent for orders from before callers were kept.
+                ("placedBy", event.placed_by.as_deref().unwrap_or("")),
+            ],
             format!("event {} of order {}", event.event_id, event.order_id),
         )
         .await
@@ -154,7 +165,7 @@ impl EventPublisher for SnsPublisher {
         self.publish(
             &self.ops_alerts_topic,
             serde_json::to_string(alert).expect("an alert is plain JSON"),
-            [("kind", &alert.kind), ("status", &alert.status)],
+            &[("kind", &alert.kind), ("status", &alert.status)],
             format!("{} alert for order {}", alert.kind, alert.order_id),
         )
         .await

@@ -63,6 +63,11 @@ pub mod names {
     pub const POLL_JITTER_PERCENT: &str = "POLL_JITTER_PERCENT";
     /// CloudWatch namespace of the Embedded Metric Format lines.
     pub const METRICS_NAMESPACE: &str = "METRICS_NAMESPACE";
+    /// create-order: the JWT claim that names the caller (default `sub`).
+    pub const JWT_PRINCIPAL_CLAIM: &str = "JWT_PRINCIPAL_CLAIM";
+    /// create-order: refuse a POST without an `Idempotency-Key` (default
+    /// false).
+    pub const REQUIRE_IDEMPOTENCY_KEY: &str = "REQUIRE_IDEMPOTENCY_KEY";
     /// Set by the Lambda service inside a function; its presence means "in AWS".
     pub const AWS_LAMBDA_FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
     /// Points the AWS SDK at another endpoint (moto, locally).
@@ -227,6 +232,8 @@ pub struct Settings {
     pub schedule: Schedule,
     /// CloudWatch namespace of the metrics foxrelay logs.
     pub metrics_namespace: String,
+    /// What the orders API asks of callers.
+    pub api: ApiSettings,
 }
 
 /// Names of the AWS resources created by `template.yaml`.
@@ -286,7 +293,38 @@ pub enum ApiKeySource {
     SecretArn(String),
     /// The key itself: only outside Lambda, or against a local endpoint.
     Plain(ApiKey),
+    /// None: the function never calls FoxReload (scan-stalled), and its role
+    /// may not read the key.
+    NotGiven,
 }
+
+/// Whether a function calls FoxReload, and so needs its API key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FoxReloadAccess {
+    Needed,
+    NotNeeded,
+}
+
+/// What the orders API asks of its callers (create-order).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiSettings {
+    /// The JWT claim that names the caller, with the issuer (`sub`).
+    pub principal_claim: String,
+    /// A POST without an `Idempotency-Key` is refused (400).
+    pub require_idempotency_key: bool,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            principal_claim: DEFAULT_PRINCIPAL_CLAIM.to_owned(),
+            require_idempotency_key: false,
+        }
+    }
+}
+
+/// The JWT claim naming the caller unless `JWT_PRINCIPAL_CLAIM` says another.
+pub const DEFAULT_PRINCIPAL_CLAIM: &str = "sub";
 
 /// The FoxReload API key. Its `Debug` and `Display` never show it, so it
 /// cannot leak into a log line or an error message by accident.
@@ -354,15 +392,26 @@ fn list(problems: &[SettingProblem]) -> String {
 
 impl Settings {
     /// Reads the settings from the process environment.
-    pub fn from_env() -> Result<Self, SettingsError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+    pub fn from_env(access: FoxReloadAccess) -> Result<Self, SettingsError> {
+        Self::from_lookup_for(|name| std::env::var(name).ok(), access)
     }
 
-    /// Reads the settings through `lookup` (the environment, or a map in tests).
+    /// Reads the settings through `lookup` (the environment, or a map in
+    /// tests), for a function that calls FoxReload.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        Self::from_lookup_for(lookup, FoxReloadAccess::Needed)
+    }
+
+    /// Reads the settings through `lookup`; the API key is required only
+    /// when `access` says FoxReload is called.
+    pub fn from_lookup_for(
+        lookup: impl Fn(&str) -> Option<String>,
+        access: FoxReloadAccess,
+    ) -> Result<Self, SettingsError> {
         let mut reader = Reader {
             lookup: &lookup,
             problems: Vec::new(),
+            access,
         };
         let resources = Resources {
             table_name: reader.required(names::TABLE_NAME),
@@ -377,6 +426,7 @@ impl Settings {
         };
         let schedule = reader.schedule(stall.after);
         let metrics_namespace = reader.metrics_namespace();
+        let api = reader.api();
         if reader.problems.is_empty() {
             Ok(Settings {
                 resources,
@@ -384,6 +434,7 @@ impl Settings {
                 stall,
                 schedule,
                 metrics_namespace,
+                api,
             })
         } else {
             Err(SettingsError {
@@ -396,6 +447,7 @@ impl Settings {
 struct Reader<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
     problems: Vec<SettingProblem>,
+    access: FoxReloadAccess,
 }
 
 impl Reader<'_> {
@@ -576,6 +628,26 @@ impl Reader<'_> {
         namespace
     }
 
+    fn api(&mut self) -> ApiSettings {
+        let principal_claim = self
+            .get(names::JWT_PRINCIPAL_CLAIM)
+            .unwrap_or_else(|| DEFAULT_PRINCIPAL_CLAIM.to_owned());
+        let well_formed = principal_claim.len() <= 128
+            && principal_claim
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-:.".contains(&b));
+        if !well_formed {
+            self.invalid(
+                names::JWT_PRINCIPAL_CLAIM,
+                "expected a claim name: 1 to 128 letters, digits, '_', '-', ':' or '.'",
+            );
+        }
+        ApiSettings {
+            principal_claim,
+            require_idempotency_key: self.flag(names::REQUIRE_IDEMPOTENCY_KEY, false),
+        }
+    }
+
     fn api_key(&mut self) -> ApiKeySource {
         let arn = self.get(names::FOXRELOAD_API_KEY_SECRET_ARN);
         let plain = self.get(names::FOXRELOAD_API_KEY);
@@ -599,6 +671,7 @@ impl Reader<'_> {
                 ApiKeySource::Plain(ApiKey::new(String::new()))
             }
             (None, Some(key)) => ApiKeySource::Plain(ApiKey::new(key)),
+            (None, None) if self.access == FoxReloadAccess::NotNeeded => ApiKeySource::NotGiven,
             (None, None) => {
                 self.problems.push(SettingProblem::Missing {
                     name: names::FOXRELOAD_API_KEY_SECRET_ARN,

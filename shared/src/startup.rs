@@ -7,7 +7,7 @@ use crate::events::SnsPublisher;
 use crate::foxreload::{ClientBuildError, FoxReloadClient};
 use crate::metrics::{Metered, Metric, Metrics};
 use crate::queue::SqsPollQueue;
-use crate::settings::{Settings, SettingsError};
+use crate::settings::{ApiKeySource, FoxReloadAccess, Settings, SettingsError};
 use crate::store::DynamoStore;
 use crate::telemetry;
 
@@ -27,7 +27,9 @@ pub enum StartupError {
 pub struct Context {
     pub settings: Settings,
     pub aws: AwsClients,
-    pub foxreload: FoxReloadClient,
+    /// `None` in a function that never calls FoxReload (scan-stalled): it
+    /// neither has nor reads the API key.
+    pub foxreload: Option<FoxReloadClient>,
     /// Whether metrics go to standard output as EMF lines (inside Lambda) or
     /// are kept in memory (the local runner and in-process tests, whose
     /// standard output is their own).
@@ -36,9 +38,9 @@ pub struct Context {
 
 impl Context {
     /// Builds the context from the process environment, as in Lambda.
-    pub async fn from_env() -> Result<Self, StartupError> {
+    pub async fn from_env(access: FoxReloadAccess) -> Result<Self, StartupError> {
         telemetry::init();
-        let settings = Settings::from_env()?;
+        let settings = Settings::from_env(access)?;
         let aws = AwsClients::new(&aws::load_from_env().await);
         let mut context = Self::build(settings, aws).await?;
         context.metrics_to_stdout = true;
@@ -48,8 +50,8 @@ impl Context {
     /// [`Context::from_env`], or the process ends with the reason on standard
     /// error and in the log, and a non-zero exit code (Lambda reports it as
     /// an init failure).
-    pub async fn from_env_or_exit() -> Self {
-        match Self::from_env().await {
+    pub async fn from_env_or_exit(access: FoxReloadAccess) -> Self {
+        match Self::from_env(access).await {
             Ok(context) => context,
             Err(error) => {
                 tracing::error!(%error, "start-up failed");
@@ -96,9 +98,17 @@ impl Context {
     }
 
     /// The FoxReload client, counting its polls and failures into `metrics`.
+    ///
+    /// # Panics
+    /// In a context built without FoxReload access
+    /// ([`FoxReloadAccess::NotNeeded`]): only a function that never calls
+    /// FoxReload is started that way.
     pub fn metered_foxreload(&self, metrics: &Metrics) -> Metered<FoxReloadClient> {
         Metered {
-            inner: self.foxreload.clone(),
+            inner: self
+                .foxreload
+                .clone()
+                .expect("a function that calls FoxReload is started with FoxReloadAccess::Needed"),
             metrics: metrics.clone(),
         }
     }
@@ -106,8 +116,13 @@ impl Context {
     /// Builds the context from given settings and clients (local runner,
     /// tests).
     pub async fn build(settings: Settings, aws: AwsClients) -> Result<Self, StartupError> {
-        let key = aws::resolve_api_key(&settings.foxreload.api_key, &aws.secrets).await?;
-        let foxreload = FoxReloadClient::new(&settings.foxreload, &key)?;
+        let foxreload = match &settings.foxreload.api_key {
+            ApiKeySource::NotGiven => None,
+            source => {
+                let key = aws::resolve_api_key(source, &aws.secrets).await?;
+                Some(FoxReloadClient::new(&settings.foxreload, &key)?)
+            }
+        };
         Ok(Self {
             settings,
             aws,

@@ -114,11 +114,41 @@ pub fn http_event(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> lambda_runtime::LambdaEvent<aws_lambda_events::apigw::ApiGatewayV2httpRequest> {
+    http_event_as(&Caller::Iam(TEST_CALLER_ARN), method, path, headers, body)
+}
+
+/// The IAM caller of [`http_event`]'s requests.
+pub const TEST_CALLER_ARN: &str = "arn:aws:iam::000000000000:user/foxrelay-tests";
+
+/// [`http_event`]'s caller, as the handler names it.
+pub fn test_caller() -> foxrelay_shared::domain::Principal {
+    foxrelay_shared::domain::Principal::iam(TEST_CALLER_ARN).expect("an IAM ARN")
+}
+
+/// Who a test request comes from, as API Gateway's authorizer puts it in
+/// the request context.
+pub enum Caller<'a> {
+    /// SigV4: the caller's ARN (`authorizer.iam.userArn`).
+    Iam(&'a str),
+    /// A JWT authorizer's claims (`authorizer.jwt.claims`).
+    Jwt(serde_json::Value),
+    /// No authorizer at all.
+    Nobody,
+}
+
+/// An API Gateway (HTTP API, payload 2.0) request from `caller`.
+pub fn http_event_as(
+    caller: &Caller,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> lambda_runtime::LambdaEvent<aws_lambda_events::apigw::ApiGatewayV2httpRequest> {
     let headers: serde_json::Map<String, serde_json::Value> = headers
         .iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), serde_json::Value::from(*v)))
         .collect();
-    let request = serde_json::json!({
+    let mut request = serde_json::json!({
         "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
         "headers": headers, "body": body, "isBase64Encoded": false,
         "requestContext": {"http": {"method": method, "path": path, "protocol": "HTTP/1.1",
@@ -127,6 +157,16 @@ pub fn http_event(
             "timeEpoch": 0, "accountId": "000000000000", "apiId": "local",
             "domainName": "localhost", "domainPrefix": "localhost"}
     });
+    let authorizer = match caller {
+        Caller::Iam(arn) => Some(serde_json::json!({"iam": {
+            "accessKey": "AKIAEXAMPLE", "accountId": "000000000000", "callerId": "AIDAEXAMPLE",
+            "principalOrgId": null, "userArn": arn, "userId": "AIDAEXAMPLE"}})),
+        Caller::Jwt(claims) => Some(serde_json::json!({"jwt": {"claims": claims, "scopes": null}})),
+        Caller::Nobody => None,
+    };
+    if let Some(authorizer) = authorizer {
+        request["requestContext"]["authorizer"] = authorizer;
+    }
     let payload = serde_json::from_value(request).expect("a valid HTTP API event");
     let mut context = lambda_runtime::Context::default();
     context.deadline = (std::time::SystemTime::now() + std::time::Duration::from_secs(30))
@@ -285,7 +325,7 @@ pub async fn pending_order(
         br#"{"items":[{"productId":"product_fast","quantity":1}]}"#,
     )
     .unwrap();
-    let intent = OrderRecord::intent(id.to_owned(), &order, None, created);
+    let intent = OrderRecord::intent(id.to_owned(), &order, None, test_caller(), created);
     store.begin(&intent, None).await.unwrap();
     if status != "creating" {
         store
@@ -343,10 +383,12 @@ pub fn with_foxreload_down(
         .unwrap();
     let mut settings = down.settings.foxreload.clone();
     settings.base_url = format!("http://{closed}");
-    down.foxreload = foxrelay_shared::foxreload::FoxReloadClient::new(
-        &settings,
-        &foxrelay_shared::settings::ApiKey::new("k"),
-    )
-    .unwrap();
+    down.foxreload = Some(
+        foxrelay_shared::foxreload::FoxReloadClient::new(
+            &settings,
+            &foxrelay_shared::settings::ApiKey::new("k"),
+        )
+        .unwrap(),
+    );
     down
 }

@@ -3,7 +3,8 @@
 use create_order::Handler;
 use create_order::create::CreateOptions;
 use foxrelay_tests::{
-    Harness, body_of, harness, http_event, metric_totals, post_order as post, with_foxreload_down,
+    Harness, body_of, harness, http_event, metric_totals, post_order as post, test_caller,
+    with_foxreload_down,
 };
 use foxreload_sim::{
     PRODUCT_FAST, PRODUCT_PLAYER, PRODUCT_POOR, PRODUCT_STALL_CREATE, SimConfig, Timing,
@@ -509,11 +510,12 @@ async fn a_dead_holders_key_is_taken_over_and_its_order_reconciled_not_bought_ag
     let intent = OrderRecord::intent(
         "dead-order-1".into(),
         &order,
-        Some(key.as_str().into()),
+        Some(key.scoped(&test_caller())),
+        test_caller(),
         now,
     );
     let claim = IdempotencyClaim {
-        key: key.as_str().into(),
+        key: key.scoped(&test_caller()),
         fingerprint: fingerprint(&order),
         holder: "dead-holder".into(),
         locked_until: now - time::Duration::minutes(1),
@@ -523,6 +525,8 @@ async fn a_dead_holders_key_is_taken_over_and_its_order_reconciled_not_bought_ag
     let orphan = h
         .context
         .foxreload
+        .as_ref()
+        .unwrap()
         .create_order(&order.supplier_request(false))
         .await
         .unwrap();

@@ -19,7 +19,9 @@ use foxrelay_shared::store::OrderStore;
 use foxrelay_shared::store::{IdempotencyClaim, OrderRecord};
 use foxrelay_tests::grants::{self, Calls};
 use foxrelay_tests::world::{poll_options, quick_timing, world};
-use foxrelay_tests::{http_event, moto, pending_order, unnotified_completion, with_foxreload_down};
+use foxrelay_tests::{
+    http_event, moto, pending_order, test_caller, unnotified_completion, with_foxreload_down,
+};
 use foxreload_sim::{PRODUCT_5XX, PRODUCT_FAIL, PRODUCT_FAST, PRODUCT_MANY, PRODUCT_STALL_CREATE};
 use scan_stalled::sweep::SweepOptions;
 use serde_json::{Value, json};
@@ -137,7 +139,7 @@ async fn each_function_calls_exactly_what_its_role_grants() {
             .as_bytes(),
     )
     .unwrap();
-    let undecided = OrderRecord::intent("iam-undecided".into(), &new, None, now);
+    let undecided = OrderRecord::intent("iam-undecided".into(), &new, None, test_caller(), now);
     w.store.begin(&undecided, None).await.unwrap();
     w.h.sim
         .place_foreign(&json!({"items": [{"itemId": PRODUCT_FAST, "quantity": 1}]}))
@@ -219,6 +221,7 @@ async fn each_function_calls_exactly_what_its_role_grants() {
         "iam-dead-create".into(),
         &new,
         Some("iam-dead-key".into()),
+        test_caller(),
         now - time::Duration::minutes(5),
     );
     let claim = IdempotencyClaim {

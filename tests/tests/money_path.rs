@@ -17,7 +17,9 @@ use foxrelay_shared::store::{
     Claim, DynamoStore, OrderRecord, OrderStore, Persisted, StoreError, Terminal,
 };
 use foxrelay_tests::world::{quick_timing, world};
-use foxrelay_tests::{Harness, body_of, drain_json, harness, moto, pending_order, post_order};
+use foxrelay_tests::{
+    Harness, body_of, drain_json, harness, moto, pending_order, post_order, test_caller,
+};
 use foxreload_sim::{
     CreateFault, PRODUCT_FAST, PRODUCT_STALL_CREATE, SimConfig, TimeFormat, Timing,
 };
@@ -466,7 +468,13 @@ async fn creates_left_creating_are_settled_by_reconciliation_never_by_a_new_post
     let intent = |id: &str, product: &str, locked_for: i64| {
         let new =
             foxrelay_shared::domain::parse_new_order(order_of(product, None).as_bytes()).unwrap();
-        let order = OrderRecord::intent(id.into(), &new, Some(format!("key-{id}")), placed);
+        let order = OrderRecord::intent(
+            id.into(),
+            &new,
+            Some(format!("key-{id}")),
+            test_caller(),
+            placed,
+        );
         let claim = foxrelay_shared::store::IdempotencyClaim {
             key: format!("key-{id}"),
             fingerprint: "f".into(),
@@ -706,6 +714,7 @@ async fn a_retry_taking_over_an_order_from_before_post_times_were_recorded_buys_
         "legacy-keyed".into(),
         &new,
         Some("old-key".into()),
+        test_caller(),
         now - time::Duration::minutes(3),
     );
     let claim = foxrelay_shared::store::IdempotencyClaim {

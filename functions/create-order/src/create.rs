@@ -17,7 +17,8 @@ use crate::error::ApiError;
 use crate::view::order_json;
 use foxrelay_shared::clock::Clock;
 use foxrelay_shared::domain::idempotency::{IdempotencyKey, RETENTION, fingerprint};
-use foxrelay_shared::domain::{NewOrder, OrderStatus, PollKind, PollMessage};
+use foxrelay_shared::domain::{NewOrder, OrderStatus, PollKind, PollMessage, Principal};
+use foxrelay_shared::events::{EventPublisher, OpsAlert};
 use foxrelay_shared::foxreload::{ErrorClass, Supplier, SupplierError, SupplierOrder};
 use foxrelay_shared::placement::{Found, Posted, ReconcileOptions, pay, undecided};
 use foxrelay_shared::queue::PollQueue;
@@ -45,6 +46,9 @@ pub struct CreateOptions {
     /// How long a request holds its idempotency key before another may take
     /// it over; longer than the function's timeout.
     pub key_lock: Duration,
+    /// How often operations are told again that FoxReload refuses the API
+    /// key, while it does.
+    pub key_alert_every: Duration,
 }
 
 impl Default for CreateOptions {
@@ -56,6 +60,7 @@ impl Default for CreateOptions {
             max_create_attempts: 3,
             reconcile: ReconcileOptions::default(),
             key_lock: Duration::from_secs(60),
+            key_alert_every: Duration::from_secs(900),
         }
     }
 }
@@ -69,14 +74,22 @@ pub struct Answer {
     /// Whether this request placed the order (not a replay, not a takeover
     /// of an earlier request's order).
     pub new_order: bool,
+    /// Whether this is the stored answer of an earlier request with the
+    /// same key (`Idempotent-Replayed: true`).
+    pub replayed: bool,
 }
 
+/// The stack alert sent while FoxReload refuses foxrelay's API key.
+pub const KEY_REFUSED_ALERT: &str = "foxreload_key_refused";
+
 /// The create flow over its ports.
-pub struct Creator<S, Q, F, C> {
+pub struct Creator<S, Q, F, C, P> {
     pub store: S,
     pub queue: Q,
     pub supplier: F,
     pub clock: C,
+    /// Where operations alerts go (FoxReload refusing our key).
+    pub publisher: P,
     pub options: CreateOptions,
 }
 
@@ -94,28 +107,39 @@ enum Placed {
     Moved,
 }
 
-impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
-    /// `POST /orders`.
+impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock, P: EventPublisher> Creator<S, Q, F, C, P> {
+    /// `POST /orders` by `principal`. Its idempotency key is its own: the
+    /// same key from another principal is another request.
     pub async fn create(
         &self,
         order: NewOrder,
         key: Option<IdempotencyKey>,
+        principal: Principal,
         deadline: Instant,
     ) -> Result<Answer, ApiError> {
         let now = self.clock.now();
         let order_id = uuid::Uuid::new_v4().to_string();
         let holder = uuid::Uuid::new_v4().to_string();
-        let claim = key.as_ref().map(|key| IdempotencyClaim {
-            key: key.as_str().to_owned(),
+        let claim_for = |stored_key: String| IdempotencyClaim {
+            key: stored_key,
             fingerprint: fingerprint(&order),
             holder: holder.clone(),
             locked_until: now + self.options.key_lock,
             expires_at: now + RETENTION,
-        });
+        };
+        if let Some(key) = &key
+            && let Some(record) = self.unscoped_key(key).await?
+        {
+            return self
+                .replay(record, claim_for(key.as_str().to_owned()), deadline)
+                .await;
+        }
+        let claim = key.as_ref().map(|key| claim_for(key.scoped(&principal)));
         let intent = OrderRecord::intent(
             order_id.clone(),
             &order,
-            key.as_ref().map(|k| k.as_str().to_owned()),
+            claim.as_ref().map(|c| c.key.clone()),
+            principal,
             now,
         );
         match self
@@ -137,6 +161,22 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
         }
     }
 
+    /// A key stored before keys were scoped by caller, still unexpired: its
+    /// request is answered from it as before (its order may exist and be
+    /// paid), so an upgrade never buys a retried order twice. Such keys stop
+    /// existing 24 hours after the upgrade.
+    async fn unscoped_key(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<Option<IdempotencyRecord>, ApiError> {
+        let record = self
+            .store
+            .idempotency(key.as_str())
+            .await
+            .map_err(|e| store_error(&e))?;
+        Ok(record.filter(|r| r.expires_at > self.clock.now()))
+    }
+
     /// The key is known: the same answer, a refusal, or a takeover.
     async fn replay(
         &self,
@@ -149,8 +189,7 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
                 422,
                 "idempotency_key_reused",
                 "this Idempotency-Key was used with a different request",
-            )
-            .with("orderId", record.order_id));
+            ));
         }
         if let Some(response) = record.response {
             return Ok(Answer {
@@ -158,16 +197,13 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
                 body: response.body,
                 order_id: record.order_id,
                 new_order: false,
+                replayed: true,
             });
         }
         let now = self.clock.now();
         if record.locked_until > now {
-            return Err(ApiError::new(
-                409,
-                "request_in_progress",
-                "a request with this Idempotency-Key is still in progress; retry shortly",
-            )
-            .with("orderId", record.order_id));
+            let wait = (record.locked_until - now).whole_seconds().clamp(1, 60) as u64;
+            return Err(in_progress(Duration::from_secs(wait)));
         }
         // The holder died mid-way: take over its order, never a new one.
         let taken = self
@@ -176,11 +212,7 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
             .await
             .map_err(|e| store_error(&e))?;
         if !taken {
-            return Err(ApiError::new(
-                409,
-                "request_in_progress",
-                "a request with this Idempotency-Key is still in progress; retry shortly",
-            ));
+            return Err(in_progress(Duration::from_secs(1)));
         }
         let order = self
             .store
@@ -232,34 +264,25 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
             }
             Placed::NotBought(error) => {
                 warn!(%error, "FoxReload unavailable; nothing bought");
-                self.store
-                    .mark_not_placed(id, &SupplierProblem::from(&error), now)
-                    .await
-                    .map_err(|e| store_error(&e))?;
-                if let Some(claim) = claim {
-                    self.store
-                        .release(&claim.key, &claim.holder)
-                        .await
-                        .map_err(|e| store_error(&e))?;
-                }
-                return Err(ApiError::supplier_unavailable().with("orderId", id.clone()));
+                self.not_placed(id, &error, claim, None).await?;
+                return Err(
+                    ApiError::supplier_unavailable(error.retry_after()).with("orderId", id.clone())
+                );
             }
             Placed::Refused(error) => {
                 warn!(%error, "FoxReload refused the order");
-                self.store
-                    .mark_not_placed(id, &SupplierProblem::from(&error), now)
-                    .await
-                    .map_err(|e| store_error(&e))?;
                 let api = ApiError::supplier_refused(&error).with("orderId", id.clone());
-                if let Some(claim) = claim {
-                    let response = StoredResponse {
-                        status: api.status,
-                        body: api.body(),
-                    };
-                    self.store
-                        .finish(&claim.key, &claim.holder, &response)
-                        .await
-                        .map_err(|e| store_error(&e))?;
+                if api.status < 500 {
+                    // The request's fault: the same request gets the same
+                    // answer.
+                    self.not_placed(id, &error, claim, Some(&api)).await?;
+                } else {
+                    // Ours (our key, our account): a retry with the same key
+                    // must work once the operator has fixed it.
+                    self.not_placed(id, &error, claim, None).await?;
+                }
+                if matches!(error, SupplierError::Unauthorized { .. }) {
+                    self.alert_key_refused(&order, &error).await;
                 }
                 return Err(api);
             }
@@ -276,6 +299,73 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
         let mut answer = self.answer(id, claim).await?;
         answer.new_order = !ambiguous_from_start;
         Ok(answer)
+    }
+
+    /// Settles an order FoxReload did not take: `not_placed`, and its key
+    /// either keeps `answer` for replays or is freed for a retry.
+    async fn not_placed(
+        &self,
+        order_id: &str,
+        error: &SupplierError,
+        claim: Option<&IdempotencyClaim>,
+        answer: Option<&ApiError>,
+    ) -> Result<(), ApiError> {
+        let now = self.clock.now();
+        self.store
+            .mark_not_placed(order_id, &SupplierProblem::from(error), now)
+            .await
+            .map_err(|e| store_error(&e))?;
+        let Some(claim) = claim else {
+            return Ok(());
+        };
+        let done = match answer {
+            Some(api) => {
+                let response = StoredResponse {
+                    status: api.status,
+                    body: api.body(),
+                };
+                self.store
+                    .finish(&claim.key, &claim.holder, &response)
+                    .await
+            }
+            None => self.store.release(&claim.key, &claim.holder).await,
+        };
+        done.map_err(|e| store_error(&e))
+    }
+
+    /// Tells operations that FoxReload refuses foxrelay's API key: once per
+    /// [`CreateOptions::key_alert_every`] for the whole stack, however many
+    /// creates fail meanwhile.
+    async fn alert_key_refused(&self, order: &OrderRecord, error: &SupplierError) {
+        let now = self.clock.now();
+        let before = now - self.options.key_alert_every;
+        match self
+            .store
+            .claim_stack_alert(KEY_REFUSED_ALERT, before, now)
+            .await
+        {
+            Ok(true) => {
+                let alert = OpsAlert::for_order(
+                    order,
+                    KEY_REFUSED_ALERT,
+                    "FoxReload refuses foxrelay's API key: every create fails with 502 and nothing \
+                     is bought. Check the key in Secrets Manager and the key's IP allowlist at \
+                     FoxReload.",
+                    Some(&SupplierProblem::from(error)),
+                    now,
+                );
+                if let Err(publish) = self.publisher.publish_alert(&alert).await {
+                    warn!(error = %publish, "API key alert not sent");
+                    if let Err(release) =
+                        self.store.release_stack_alert(KEY_REFUSED_ALERT, now).await
+                    {
+                        warn!(error = %release, "API key alert claim not given back");
+                    }
+                }
+            }
+            Ok(false) => {}
+            Err(claim) => warn!(error = %claim, "API key alert not claimed"),
+        }
     }
 
     /// Reads the order back and answers 202, keeping the answer for replays.
@@ -295,6 +385,7 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
             body: order_json(&order).to_string(),
             order_id: order_id.to_owned(),
             new_order: false,
+            replayed: false,
         };
         if let Some(claim) = claim {
             let response = StoredResponse {
@@ -448,4 +539,14 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock> Creator<S, Q, F, C> {
 
 fn store_error(error: &StoreError) -> ApiError {
     ApiError::store(error)
+}
+
+/// 409: the first request with this key is still running.
+fn in_progress(retry_after: Duration) -> ApiError {
+    ApiError::new(
+        409,
+        "request_in_progress",
+        "a request with this Idempotency-Key is still in progress; retry shortly",
+    )
+    .retry_after(retry_after)
 }

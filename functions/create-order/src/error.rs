@@ -3,9 +3,15 @@
 //! SDK's internals or a code.
 
 use foxrelay_shared::domain::FieldError;
-use foxrelay_shared::foxreload::SupplierError;
+use foxrelay_shared::foxreload::{Price, SupplierError};
 use foxrelay_shared::store::StoreError;
 use serde_json::{Map, Value, json};
+use std::time::Duration;
+
+/// FoxReload's code for a `totalPrice` that is not its current price.
+pub const PRICE_NOT_MATCHED: &str = "OFFER_PRICE_NOT_MATCHED";
+/// FoxReload's codes that blame our account, not the request.
+const ACCOUNT_CODES: &[&str] = &["BALANCE_NOT_ENOUGH", "ORDER_PAYMENT_NOT_POSSIBLE"];
 
 /// An answer other than success.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,8 +20,12 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
-    /// More to say: FoxReload's code, our order id.
+    /// More to say: FoxReload's code, the caller's own order id.
     pub extra: Map<String, Value>,
+    /// When to try again (`Retry-After`), for answers that invite it.
+    pub retry_after: Option<Duration>,
+    /// The methods a route takes (`Allow`, with 405).
+    pub allow: Option<&'static str>,
 }
 
 impl ApiError {
@@ -26,7 +36,19 @@ impl ApiError {
             message: message.into(),
             field: None,
             extra: Map::new(),
+            retry_after: None,
+            allow: None,
         }
+    }
+
+    pub fn field(mut self, name: &str) -> Self {
+        self.field = Some(name.to_owned());
+        self
+    }
+
+    pub fn retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait.max(Duration::from_secs(1)));
+        self
     }
 
     pub fn with(mut self, name: &str, value: impl Into<Value>) -> Self {
@@ -54,41 +76,78 @@ impl ApiError {
             "unavailable",
             "foxrelay's order store is unavailable; retry with the same Idempotency-Key",
         )
+        .retry_after(Duration::from_secs(1))
     }
 
-    /// FoxReload refused the order; its code and text are passed on.
+    /// FoxReload refused the order. The request's faults (an unknown
+    /// product, a missing or invalid note, a quantity out of bounds) are the
+    /// caller's: 422, or 409 for a price that changed. Our API key refused,
+    /// or any refusal the request cannot have caused, is ours: 502. Either
+    /// way FoxReload's code and text are passed on, and nothing was bought.
     pub fn supplier_refused(error: &SupplierError) -> Self {
+        let code = error.supplier_code();
+        let detail = error.supplier_detail();
+        let said = detail.map(|d| format!(": {d}")).unwrap_or_default();
         let mut api = match error {
             SupplierError::Unauthorized { .. } => Self::new(
                 502,
                 "supplier_configuration",
-                "FoxReload refused foxrelay's API key; the operator must check the key and its IP allowlist",
+                "FoxReload refused foxrelay's API key; nothing was bought; the operator has been alerted",
+            ),
+            _ if code == Some(PRICE_NOT_MATCHED) => {
+                let current = error.supplier_price().and_then(plain_price);
+                let mut api = Self::new(
+                    409,
+                    "price_changed",
+                    match &current {
+                        Some(price) => format!(
+                            "totalPrice is not FoxReload's current price, {price}; nothing was bought; \
+                             send the current price with a new Idempotency-Key"
+                        ),
+                        None => "totalPrice is not FoxReload's current price; nothing was bought; \
+                                 send the current price with a new Idempotency-Key"
+                            .to_owned(),
+                    },
+                );
+                if let Some(price) = current {
+                    api = api.with("currentPrice", price);
+                }
+                api
+            }
+            SupplierError::Rejected {
+                status: 400 | 404 | 409 | 422,
+                ..
+            } if !code.is_some_and(|c| ACCOUNT_CODES.contains(&c)) => Self::new(
+                422,
+                "supplier_refused",
+                format!("FoxReload refused the order{said}; nothing was bought"),
             ),
             _ => Self::new(
                 502,
-                "supplier_refused",
+                "supplier_error",
                 format!(
-                    "FoxReload refused the order{}",
-                    error
-                        .supplier_detail()
-                        .map(|d| format!(": {d}"))
-                        .unwrap_or_default()
+                    "FoxReload refused the order for a reason that is not in the request{said}; \
+                     nothing was bought"
                 ),
             ),
         };
-        if let Some(code) = error.supplier_code() {
+        if let Some(code) = code {
             api = api.with("supplierCode", code);
+        }
+        if let Some(detail) = detail {
+            api = api.with("supplierDetail", detail);
         }
         api
     }
 
-    /// FoxReload could not be reached; nothing was bought.
-    pub fn supplier_unavailable() -> Self {
+    /// FoxReload could not be reached or failed; nothing was bought.
+    pub fn supplier_unavailable(retry_after: Option<Duration>) -> Self {
         Self::new(
             503,
             "supplier_unavailable",
-            "FoxReload is unavailable; nothing was bought; retry later",
+            "FoxReload is unavailable; nothing was bought; retry with the same Idempotency-Key",
         )
+        .retry_after(retry_after.unwrap_or(Duration::from_secs(2)))
     }
 
     pub fn body(&self) -> String {
@@ -100,5 +159,86 @@ impl ApiError {
         }
         error.extend(self.extra.clone());
         json!({ "error": error }).to_string()
+    }
+}
+
+/// A price FoxReload wrote, as plain money (`12.50`), or `None` when it is
+/// not one: its text is untrusted and never passed on as it came.
+fn plain_price(text: &str) -> Option<String> {
+    let cents = Price::new(text).cents().filter(|c| *c > 0)?;
+    Some(format!("{}.{:02}", cents / 100, cents % 100))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use foxrelay_shared::foxreload::Operation;
+
+    fn rejected(status: u16, code: Option<&str>, price: Option<&str>) -> SupplierError {
+        SupplierError::Rejected {
+            op: Operation::CreateOrder,
+            status,
+            code: code.map(str::to_owned),
+            detail: Some("said so".into()),
+            price: price.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_requests_faults_are_the_callers() {
+        for (status, code) in [
+            (400, Some("VALIDATION_ERROR")),
+            (404, Some("NOT_FOUND")),
+            (422, None),
+        ] {
+            let api = ApiError::supplier_refused(&rejected(status, code, None));
+            assert_eq!(
+                (api.status, api.code),
+                (422, "supplier_refused"),
+                "{status}"
+            );
+            assert_eq!(api.extra["supplierDetail"], "said so");
+        }
+    }
+
+    #[test]
+    fn a_changed_price_is_a_conflict_with_the_current_price_when_given() {
+        let api = ApiError::supplier_refused(&rejected(400, Some(PRICE_NOT_MATCHED), Some("12.5")));
+        assert_eq!((api.status, api.code), (409, "price_changed"));
+        assert_eq!(api.extra["currentPrice"], "12.50");
+        assert_eq!(api.extra["supplierCode"], PRICE_NOT_MATCHED);
+        for odd in [None, Some("<b>12</b>"), Some("-3"), Some("1e9")] {
+            let api = ApiError::supplier_refused(&rejected(400, Some(PRICE_NOT_MATCHED), odd));
+            assert_eq!(api.status, 409);
+            assert!(!api.extra.contains_key("currentPrice"), "{odd:?}");
+        }
+    }
+
+    #[test]
+    fn our_key_and_our_account_are_ours() {
+        let key = SupplierError::Unauthorized {
+            op: Operation::CreateOrder,
+            status: 403,
+            code: None,
+            detail: None,
+        };
+        let api = ApiError::supplier_refused(&key);
+        assert_eq!((api.status, api.code), (502, "supplier_configuration"));
+        let balance = ApiError::supplier_refused(&rejected(400, Some("BALANCE_NOT_ENOUGH"), None));
+        assert_eq!((balance.status, balance.code), (502, "supplier_error"));
+        let odd = ApiError::supplier_refused(&rejected(405, None, None));
+        assert_eq!(odd.status, 502);
+    }
+
+    #[test]
+    fn answers_that_invite_a_retry_say_when() {
+        assert_eq!(
+            ApiError::supplier_unavailable(Some(Duration::from_secs(7))).retry_after,
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            ApiError::supplier_unavailable(None).retry_after,
+            Some(Duration::from_secs(2))
+        );
     }
 }

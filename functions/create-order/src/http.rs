@@ -8,25 +8,48 @@ use aws_lambda_events::encodings::Body;
 use aws_lambda_events::http::{HeaderMap, HeaderValue, Method};
 use base64::Engine;
 use foxrelay_shared::domain::idempotency::{self, IdempotencyKey};
-use foxrelay_shared::domain::{NewOrder, parse_new_order};
+use foxrelay_shared::domain::principal::PrincipalError;
+use foxrelay_shared::domain::{NewOrder, Principal, parse_new_order};
 
 /// Largest body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
+/// Set on an answer replayed from an earlier request with the same key.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
-/// What a request asks for.
+/// What the API asks of every request, from the settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiOptions {
+    /// The JWT claim naming the caller (with the issuer).
+    pub principal_claim: String,
+    /// Refuse a POST without an `Idempotency-Key`.
+    pub require_idempotency_key: bool,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        Self {
+            principal_claim: "sub".to_owned(),
+            require_idempotency_key: false,
+        }
+    }
+}
+
+/// What a request asks for, and who asks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
     Create {
         order: NewOrder,
         key: Option<IdempotencyKey>,
+        principal: Principal,
     },
     Read {
         order_id: String,
+        principal: Principal,
     },
 }
 
 /// Routes and validates a request. Only `Ok` requests reach any I/O.
-pub fn decode(request: &ApiGatewayV2httpRequest) -> Result<Route, ApiError> {
+pub fn decode(request: &ApiGatewayV2httpRequest, options: &ApiOptions) -> Result<Route, ApiError> {
     let method = &request.request_context.http.method;
     let path = request
         .raw_path
@@ -41,11 +64,12 @@ pub fn decode(request: &ApiGatewayV2httpRequest) -> Result<Route, ApiError> {
         _ => None,
     };
     match (route, method) {
-        (Some(None), &Method::POST) => decode_create(request),
+        (Some(None), &Method::POST) => decode_create(request, options),
         // Our ids are UUIDs: anything else names no order, and must not
         // reach the store as a key.
         (Some(Some(id)), &Method::GET) if is_order_id(id) => Ok(Route::Read {
             order_id: id.to_owned(),
+            principal: principal(request, &options.principal_claim)?,
         }),
         (Some(Some(_)), &Method::GET) => Err(ApiError::not_found("order")),
         (Some(None), _) => Err(method_not_allowed("POST")),
@@ -58,11 +82,38 @@ fn is_order_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
 }
 
-fn method_not_allowed(allowed: &str) -> ApiError {
-    ApiError::new(405, "method_not_allowed", format!("use {allowed} here")).with("allow", allowed)
+fn method_not_allowed(allowed: &'static str) -> ApiError {
+    ApiError {
+        allow: Some(allowed),
+        ..ApiError::new(405, "method_not_allowed", format!("use {allowed} here"))
+    }
 }
 
-fn decode_create(request: &ApiGatewayV2httpRequest) -> Result<Route, ApiError> {
+/// The caller, from what API Gateway's authorizer put in the request
+/// context: the JWT's issuer and `claim`, or the SigV4 caller's ARN. A
+/// request without either never passed an authorizer: 401.
+pub fn principal(request: &ApiGatewayV2httpRequest, claim: &str) -> Result<Principal, ApiError> {
+    let authorizer = request.request_context.authorizer.as_ref();
+    let jwt = authorizer.and_then(|a| a.jwt.as_ref());
+    let iam = authorizer
+        .and_then(|a| a.iam.as_ref())
+        .and_then(|iam| iam.user_arn.as_deref());
+    let found = match (jwt, iam) {
+        (Some(jwt), _) => {
+            let text = |name: &str| jwt.claims.get(name).map(String::as_str).unwrap_or_default();
+            Principal::jwt(text("iss"), claim, text(claim))
+        }
+        (None, Some(arn)) => Principal::iam(arn),
+        (None, None) => Err(PrincipalError::Missing),
+    };
+    found.map_err(|error| ApiError::new(401, "unauthenticated", error.to_string()))
+}
+
+fn decode_create(
+    request: &ApiGatewayV2httpRequest,
+    options: &ApiOptions,
+) -> Result<Route, ApiError> {
+    let principal = principal(request, &options.principal_claim)?;
     let content_type = header(&request.headers, "content-type").unwrap_or_default();
     let media = content_type
         .split(';')
@@ -97,8 +148,20 @@ fn decode_create(request: &ApiGatewayV2httpRequest) -> Result<Route, ApiError> {
         .map(|raw| IdempotencyKey::parse_header(raw.as_bytes()))
         .transpose()
         .map_err(ApiError::invalid)?;
+    if key.is_none() && options.require_idempotency_key {
+        return Err(ApiError::new(
+            400,
+            "idempotency_key_required",
+            "this API requires an Idempotency-Key header on every POST",
+        )
+        .field("Idempotency-Key"));
+    }
     let order = parse_new_order(&body).map_err(ApiError::invalid)?;
-    Ok(Route::Create { order, key })
+    Ok(Route::Create {
+        order,
+        key,
+        principal,
+    })
 }
 
 fn too_large() -> ApiError {
@@ -115,12 +178,9 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// A JSON response.
-pub fn respond(status: u16, body: String, location: Option<&str>) -> ApiGatewayV2httpResponse {
+pub fn respond(status: u16, body: String) -> ApiGatewayV2httpResponse {
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("application/json"));
-    if let Some(location) = location.and_then(|l| HeaderValue::from_str(l).ok()) {
-        headers.insert("location", location);
-    }
     let mut response = ApiGatewayV2httpResponse::default();
     response.status_code = i64::from(status);
     response.headers = headers;
@@ -128,13 +188,26 @@ pub fn respond(status: u16, body: String, location: Option<&str>) -> ApiGatewayV
     response
 }
 
+/// Adds a header; a value that is not a valid header value is left out.
+pub fn with_header(
+    mut response: ApiGatewayV2httpResponse,
+    name: &'static str,
+    value: &str,
+) -> ApiGatewayV2httpResponse {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        response.headers.insert(name, value);
+    }
+    response
+}
+
 impl ApiError {
     pub fn response(&self) -> ApiGatewayV2httpResponse {
-        let mut response = respond(self.status, self.body(), None);
-        if let Some(allow) = self.extra.get("allow").and_then(|v| v.as_str())
-            && let Ok(value) = HeaderValue::from_str(allow)
-        {
-            response.headers.insert("allow", value);
+        let mut response = respond(self.status, self.body());
+        if let Some(allow) = &self.allow {
+            response = with_header(response, "allow", allow);
+        }
+        if let Some(wait) = self.retry_after {
+            response = with_header(response, "retry-after", &wait.as_secs().to_string());
         }
         response
     }

@@ -14,16 +14,22 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use create::{CreateOptions, Creator};
 use error::ApiError;
 use foxrelay_shared::clock::SystemClock;
+use foxrelay_shared::domain::Principal;
+use foxrelay_shared::events::SnsPublisher;
 use foxrelay_shared::foxreload::FoxReloadClient;
 use foxrelay_shared::metrics::{Metered, Metric, Metrics};
 use foxrelay_shared::queue::SqsPollQueue;
 use foxrelay_shared::startup::Context;
 use foxrelay_shared::store::{DynamoStore, OrderStore};
-use http::Route;
+use http::{ApiOptions, Route};
 use lambda_runtime::LambdaEvent;
 use std::convert::Infallible;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::instrument;
+
+/// Whether this function calls FoxReload: it places and pays orders.
+pub const FOXRELOAD_ACCESS: foxrelay_shared::settings::FoxReloadAccess =
+    foxrelay_shared::settings::FoxReloadAccess::Needed;
 
 /// The longest a request may work, whatever Lambda's deadline: API Gateway
 /// gives up at about 29 s.
@@ -33,7 +39,9 @@ const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
 
 /// The create-order handler; built once per container.
 pub struct Handler {
-    creator: Creator<DynamoStore, SqsPollQueue, Metered<FoxReloadClient>, SystemClock>,
+    creator:
+        Creator<DynamoStore, SqsPollQueue, Metered<FoxReloadClient>, SystemClock, SnsPublisher>,
+    api: ApiOptions,
     metrics: Metrics,
 }
 
@@ -55,14 +63,20 @@ impl Handler {
     pub fn with_options(context: Context, mut options: CreateOptions) -> Self {
         options.reconcile = options.reconcile.fitted_to(&context.settings.foxreload);
         let metrics = context.metrics(METRICS);
+        let api = ApiOptions {
+            principal_claim: context.settings.api.principal_claim.clone(),
+            require_idempotency_key: context.settings.api.require_idempotency_key,
+        };
         Self {
             creator: Creator {
                 store: context.store(),
                 queue: context.poll_queue(),
                 supplier: context.metered_foxreload(&metrics),
                 clock: SystemClock,
+                publisher: context.publisher(),
                 options,
             },
+            api,
             metrics,
         }
     }
@@ -78,23 +92,34 @@ impl Handler {
         event: LambdaEvent<ApiGatewayV2httpRequest>,
     ) -> Result<ApiGatewayV2httpResponse, Infallible> {
         let deadline = deadline(event.context.deadline);
-        let response = match http::decode(&event.payload) {
+        let response = match http::decode(&event.payload, &self.api) {
             Err(error) => error.response(),
-            Ok(Route::Create { order, key }) => {
-                match self.creator.create(order, key, deadline).await {
-                    Ok(answer) => {
-                        if answer.new_order {
-                            self.metrics.add(Metric::OrdersCreated, 1);
-                        }
-                        let location =
-                            (answer.status < 300).then(|| view::location(&answer.order_id));
-                        http::respond(answer.status, answer.body, location.as_deref())
+            Ok(Route::Create {
+                order,
+                key,
+                principal,
+            }) => match self.creator.create(order, key, principal, deadline).await {
+                Ok(answer) => {
+                    if answer.new_order {
+                        self.metrics.add(Metric::OrdersCreated, 1);
                     }
-                    Err(error) => error.response(),
+                    let mut response = http::respond(answer.status, answer.body);
+                    if answer.status < 300 {
+                        let location = view::location(&answer.order_id);
+                        response = http::with_header(response, "location", &location);
+                    }
+                    if answer.replayed {
+                        response = http::with_header(response, http::REPLAYED_HEADER, "true");
+                    }
+                    response
                 }
-            }
-            Ok(Route::Read { order_id }) => match self.read(&order_id).await {
-                Ok(body) => http::respond(200, body.to_string(), None),
+                Err(error) => error.response(),
+            },
+            Ok(Route::Read {
+                order_id,
+                principal,
+            }) => match self.read(&order_id, &principal).await {
+                Ok(body) => http::respond(200, body.to_string()),
                 Err(error) => error.response(),
             },
         };
@@ -104,13 +129,20 @@ impl Handler {
 }
 
 impl Handler {
-    /// `GET /orders/{orderId}`: the order, and its codes once it has ended.
-    async fn read(&self, order_id: &str) -> Result<serde_json::Value, ApiError> {
+    /// `GET /orders/{orderId}`: the order, and its codes once it has ended;
+    /// to the principal that placed it only. Anyone else is told, as for an
+    /// unknown id, that there is no such order.
+    async fn read(
+        &self,
+        order_id: &str,
+        principal: &Principal,
+    ) -> Result<serde_json::Value, ApiError> {
         let store = &self.creator.store;
         let order = store
             .order(order_id)
             .await
             .map_err(|e| ApiError::store(&e))?
+            .filter(|order| order.principal.as_ref() == Some(principal))
             .ok_or_else(|| ApiError::not_found("order"))?;
         if !order.status.is_terminal() {
             return Ok(view::order_json(&order));

@@ -2,9 +2,12 @@
 //! error, and never panics. Only decoded requests reach any I/O, so this is
 //! the whole of what arbitrary input can do to the handler.
 
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use aws_lambda_events::apigw::{
+    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerIamDescription,
+    ApiGatewayRequestAuthorizerJwtDescription, ApiGatewayV2httpRequest,
+};
 use aws_lambda_events::http::{HeaderName, HeaderValue, Method};
-use create_order::http::{Route, decode};
+use create_order::http::{ApiOptions, Route, decode};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
@@ -73,24 +76,74 @@ fn request() -> impl Strategy<Value = ApiGatewayV2httpRequest> {
         prop::option::of(prop::collection::vec(any::<u8>(), 0..300)),
         body(),
         any::<bool>(),
+        authorizer(),
     )
-        .prop_map(|(method, path, content_type, key, body, base64)| {
-            let mut request = ApiGatewayV2httpRequest::default();
-            request.request_context.http.method = Method::from_bytes(method.as_bytes()).unwrap();
-            request.raw_path = Some(path);
-            if let Some(ct) = content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        .prop_map(
+            |(method, path, content_type, key, body, base64, authorizer)| {
+                let mut request = ApiGatewayV2httpRequest::default();
+                request.request_context.authorizer = authorizer;
+                request.request_context.http.method =
+                    Method::from_bytes(method.as_bytes()).unwrap();
+                request.raw_path = Some(path);
+                if let Some(ct) = content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
+                    request
+                        .headers
+                        .insert(HeaderName::from_static("content-type"), ct);
+                }
+                if let Some(key) = key.and_then(|k| HeaderValue::from_bytes(&k).ok()) {
+                    request
+                        .headers
+                        .insert(HeaderName::from_static("idempotency-key"), key);
+                }
+                request.body = Some(body);
+                request.is_base64_encoded = base64;
                 request
-                    .headers
-                    .insert(HeaderName::from_static("content-type"), ct);
-            }
-            if let Some(key) = key.and_then(|k| HeaderValue::from_bytes(&k).ok()) {
-                request
-                    .headers
-                    .insert(HeaderName::from_static("idempotency-key"), key);
-            }
-            request.body = Some(body);
-            request.is_base64_encoded = base64;
-            request
+            },
+        )
+}
+
+/// Whatever an authorizer may have put in the context: nothing, any ARN,
+/// any claims (with or without `iss` and the principal claim).
+fn authorizer() -> impl Strategy<Value = Option<ApiGatewayRequestAuthorizer>> {
+    let claim = prop_oneof![Just("".to_owned()), ".{0,60}", "[a-z:/.]{1,30}"];
+    prop_oneof![
+        Just(None),
+        prop::option::of(".{0,80}").prop_map(|arn| {
+            let mut iam = ApiGatewayRequestAuthorizerIamDescription::default();
+            iam.user_arn = arn;
+            let mut authorizer = ApiGatewayRequestAuthorizer::default();
+            authorizer.iam = Some(iam);
+            Some(authorizer)
+        }),
+        (
+            prop::option::of(claim.clone()),
+            prop::option::of(claim),
+            ".{0,2000}"
+        )
+            .prop_map(|(iss, sub, other)| {
+                let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
+                if let Some(iss) = iss {
+                    jwt.claims.insert("iss".into(), iss);
+                }
+                if let Some(sub) = sub {
+                    jwt.claims.insert("sub".into(), sub);
+                }
+                jwt.claims.insert("client_id".into(), other);
+                let mut authorizer = ApiGatewayRequestAuthorizer::default();
+                authorizer.jwt = Some(jwt);
+                Some(authorizer)
+            }),
+    ]
+}
+
+fn options() -> impl Strategy<Value = ApiOptions> {
+    (
+        prop::sample::select(vec!["sub", "client_id", "azp"]),
+        any::<bool>(),
+    )
+        .prop_map(|(claim, require)| ApiOptions {
+            principal_claim: claim.to_owned(),
+            require_idempotency_key: require,
         })
 }
 
@@ -98,12 +151,18 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 3000, .. ProptestConfig::default() })]
 
     #[test]
-    fn any_request_is_routed_or_refused_with_a_4xx_json_error(request in request()) {
-        match decode(&request) {
-            Ok(Route::Create { order, .. }) => {
+    fn any_request_is_routed_or_refused_with_a_4xx_json_error(
+        request in request(),
+        options in options(),
+    ) {
+        match decode(&request, &options) {
+            Ok(Route::Create { order, key, principal }) => {
                 prop_assert!(!order.lines.is_empty() && order.lines.len() <= 10);
+                prop_assert!(key.is_some() || !options.require_idempotency_key);
+                prop_assert!(!principal.as_str().is_empty() && principal.as_str().len() <= 1024);
             }
-            Ok(Route::Read { order_id }) => {
+            Ok(Route::Read { order_id, principal }) => {
+                prop_assert!(!principal.as_str().is_empty());
                 prop_assert!(order_id.len() <= 64);
                 prop_assert!(order_id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'));
             }

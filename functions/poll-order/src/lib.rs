@@ -22,6 +22,10 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use tracing::{instrument, warn};
 
+/// Whether this function calls FoxReload: it reads, pays and reconciles orders.
+pub const FOXRELOAD_ACCESS: foxrelay_shared::settings::FoxReloadAccess =
+    foxrelay_shared::settings::FoxReloadAccess::Needed;
+
 /// The poll-order handler; built once per container.
 pub struct Handler<
     S = DynamoStore,

@@ -3,6 +3,7 @@ use lambda_runtime::{Error, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let handler = &poll_order::Handler::new(Context::from_env_or_exit().await);
+    let handler =
+        &poll_order::Handler::new(Context::from_env_or_exit(poll_order::FOXRELOAD_ACCESS).await);
     lambda_runtime::run(service_fn(move |event| handler.handle(event))).await
 }

@@ -14,6 +14,10 @@ pub use sweep::ScanReport;
 use sweep::{SweepOptions, Sweeper};
 use tracing::instrument;
 
+/// Whether this function calls FoxReload: it only reads the table and sends messages; its role is not granted the API key.
+pub const FOXRELOAD_ACCESS: foxrelay_shared::settings::FoxReloadAccess =
+    foxrelay_shared::settings::FoxReloadAccess::NotNeeded;
+
 /// The scan-stalled handler; built once per container.
 pub struct Handler {
     sweeper: Sweeper<DynamoStore, SqsPollQueue, SnsPublisher, SystemClock>,

@@ -62,7 +62,13 @@ async fn pending_orders(store: &DynamoStore, count: usize) -> Result<(), String>
     let now = time::OffsetDateTime::now_utc();
     for i in 0..count {
         let id = format!("pending-{i:05}");
-        let intent = OrderRecord::intent(id.clone(), &order, None, now);
+        let intent = OrderRecord::intent(
+            id.clone(),
+            &order,
+            None,
+            foxrelay_shared::domain::Principal::from_stored("bench"),
+            now,
+        );
         store
             .begin(&intent, None)
             .await

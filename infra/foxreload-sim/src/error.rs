@@ -12,6 +12,8 @@ pub(crate) struct ApiError {
     pub status: StatusCode,
     pub code: Option<&'static str>,
     pub detail: String,
+    /// The current price, on `OFFER_PRICE_NOT_MATCHED` (as `totalPrice`).
+    pub price: Option<String>,
 }
 
 impl ApiError {
@@ -20,7 +22,13 @@ impl ApiError {
             status,
             code: Some(code),
             detail: detail.into(),
+            price: None,
         }
+    }
+
+    pub(crate) fn with_price(mut self, price: String) -> Self {
+        self.price = Some(price);
+        self
     }
 
     pub(crate) fn validation(detail: impl Into<String>) -> Self {
@@ -44,6 +52,7 @@ impl ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: None,
             detail: "Service temporarily unavailable".to_owned(),
+            price: None,
         }
     }
 
@@ -52,6 +61,9 @@ impl ApiError {
         body.insert("detail".into(), json!(self.detail));
         if let Some(code) = self.code {
             body.insert("code".into(), json!(code));
+        }
+        if let Some(price) = &self.price {
+            body.insert("totalPrice".into(), json!(price));
         }
         Value::Object(body)
     }

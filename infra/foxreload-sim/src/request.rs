@@ -78,7 +78,8 @@ pub(crate) fn parse_create(body: &[u8]) -> Result<NewOrder, ApiError> {
                         money::format_cents(total_cents),
                         money::format_cents(given)
                     ),
-                ));
+                )
+                .with_price(money::format_cents(total_cents)));
             }
         }
     }

@@ -61,6 +61,13 @@ impl ItemOutcome {
     }
 }
 
+/// The version of the event's shape (`schemaVersion`); its JSON Schema is
+/// `schemas/order-event.v1.json`. Fields may be added within a version;
+/// none is removed or changes meaning without a new one.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Who publishes the event (`source`, CloudEvents' `source`).
+pub const SOURCE: &str = "foxrelay";
+
 /// The event: one per finished order; every copy is identical.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -68,7 +75,12 @@ pub struct OrderEvent {
     pub event_id: String,
     #[serde(rename = "type")]
     pub kind: String,
+    pub schema_version: u32,
+    pub source: String,
     pub order_id: String,
+    /// The caller that placed the order (`None` for orders placed before
+    /// callers were recorded): subscribers route on it.
+    pub placed_by: Option<String>,
     pub supplier_order_id: Option<String>,
     pub status: String,
     pub customer_reference: Option<String>,
@@ -192,7 +204,10 @@ mod tests {
         let mut event = OrderEvent {
             event_id: event_id("o", OrderStatus::Completed),
             kind: event_type(OrderStatus::Completed),
+            schema_version: SCHEMA_VERSION,
+            source: SOURCE.into(),
             order_id: "o".into(),
+            placed_by: None,
             supplier_order_id: Some("s".into()),
             status: "completed".into(),
             customer_reference: None,

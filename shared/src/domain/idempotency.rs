@@ -3,6 +3,7 @@
 //! with a reused key".
 
 use super::order::NewOrder;
+use super::principal::Principal;
 use super::request::FieldError;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -39,6 +40,12 @@ impl IdempotencyKey {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The key as stored: scoped by the principal that sent it, so the same
+    /// key from two principals is two requests.
+    pub fn scoped(&self, principal: &Principal) -> String {
+        format!("{}#{}", principal.scope(), self.0)
     }
 }
 

@@ -5,10 +5,12 @@ pub mod event;
 pub mod idempotency;
 pub mod order;
 pub mod poll;
+pub mod principal;
 pub mod reconcile;
 pub mod request;
 pub mod schedule;
 
 pub use order::{NewOrder, OrderLine, OrderStatus};
 pub use poll::{PollKind, PollMessage};
+pub use principal::Principal;
 pub use request::{FieldError, parse_new_order};

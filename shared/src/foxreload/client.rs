@@ -234,7 +234,11 @@ async fn refusal(op: Operation, response: Response) -> SupplierError {
     let status = response.status();
     let retry_after = retry_after(response.headers());
     let body = read_capped(response).await;
-    let ErrorBody { code, detail } = serde_json::from_slice(&body).unwrap_or_default();
+    let ErrorBody {
+        code,
+        detail,
+        price,
+    } = serde_json::from_slice(&body).unwrap_or_default();
     let (code, detail) = (code.map(|c| truncate(&c)), detail.map(|d| truncate(&d)));
     let status_code = status.as_u16();
     match status {
@@ -262,6 +266,7 @@ async fn refusal(op: Operation, response: Response) -> SupplierError {
             status: status_code,
             code,
             detail,
+            price: price.map(|p| truncate(&p)),
         },
     }
 }

@@ -141,6 +141,9 @@ pub enum SupplierError {
         status: u16,
         code: Option<String>,
         detail: Option<String>,
+        /// The current price, when FoxReload refused a changed price and
+        /// said it (as FoxReload wrote it: untrusted).
+        price: Option<String>,
     },
 }
 
@@ -219,6 +222,14 @@ impl SupplierError {
                 why: Uncertainty::ServerError(s) | Uncertainty::UnreadableSuccess(s),
                 ..
             } => Some(*s),
+            _ => None,
+        }
+    }
+
+    /// The current price FoxReload gave with a refusal, as it wrote it.
+    pub fn supplier_price(&self) -> Option<&str> {
+        match self {
+            Self::Rejected { price, .. } => price.as_deref(),
             _ => None,
         }
     }

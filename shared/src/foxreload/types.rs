@@ -352,6 +352,16 @@ pub struct ErrorBody {
     pub code: Option<String>,
     #[serde(default, deserialize_with = "optional_text")]
     pub detail: Option<String>,
+    /// The current price, when a refusal for a changed price gives it (the
+    /// field's name is not published; these are the names seen).
+    #[serde(
+        default,
+        rename = "totalPrice",
+        alias = "currentPrice",
+        alias = "price",
+        deserialize_with = "optional_text"
+    )]
+    pub price: Option<String>,
 }
 
 /// Which page of `GET /api/orders/` to read: by `offset`, or by the

@@ -7,8 +7,18 @@
 //! - `SUPPLIER#{supplierOrderId}`, `CLAIM`: which of our orders holds a
 //!   FoxReload order; created only if absent, so a supplier order is held by
 //!   exactly one of ours.
-//! - `IDEMPOTENCY#{key}`, `IDEMPOTENCY`: a client's idempotency key, with
-//!   `expiresAt` (epoch seconds) as the table's TTL attribute.
+//! - `CODES#{orderId}`, `CODE#{position:06}`: one delivered code each
+//!   (orders that ended before this layout keep theirs under
+//!   `ORDER#{orderId}`, and are still read from there). Only poll-order
+//!   writes under `CODES#`: create-order's role is denied it.
+//! - `IDEMPOTENCY#{scope}#{key}`, `IDEMPOTENCY`: a caller's idempotency key
+//!   (`scope`: 32 hex digits naming the caller; keys stored before callers
+//!   were told apart have none), with `expiresAt` (epoch seconds) as the
+//!   table's TTL attribute.
+//! - `CLOCK#foxreload`, `OFFSET`: FoxReload's measured clock offset.
+//! - `ALERT#{name}`, `ALERT`: when an alert about the whole stack (not one
+//!   order) was last sent, so concurrent functions send it once.
+//! - `SWEEP#scan-stalled`, `CURSOR`: where the sweep resumes.
 
 use super::{
     AlertSlot, Begin, Claim, IdempotencyClaim, IdempotencyRecord, OrderRecord, OrderStore,
@@ -16,7 +26,7 @@ use super::{
 };
 use crate::domain::event::{CodeKind, DeliveredCodeRecord};
 use crate::domain::reconcile::ClockOffset;
-use crate::domain::{OrderLine, OrderStatus};
+use crate::domain::{OrderLine, OrderStatus, Principal};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -58,6 +68,10 @@ fn claim_key(supplier_order_id: &str) -> Item {
 
 fn idempotency_key(key_text: &str) -> Item {
     key(format!("IDEMPOTENCY#{key_text}"), "IDEMPOTENCY")
+}
+
+fn stack_alert_key(name: &str) -> Item {
+    key(format!("ALERT#{name}"), "ALERT")
 }
 
 fn key(pk: String, sk: &str) -> Item {
@@ -334,6 +348,7 @@ fn order_from_item(item: &Item) -> Result<OrderRecord, StoreError> {
         poll_seq: r.opt_n("pollSeq")?.unwrap_or(0) as u64,
         next_poll_due_at: r.millis("nextPollDueAt")?,
         idempotency_key: r.opt_s("idempotencyKey").map(str::to_owned),
+        principal: r.opt_s("principal").map(Principal::from_stored),
         claimed_seq: r.opt_n("claimedSeq")?.unwrap_or(0) as u64,
         lease_until: r.millis("leaseUntil")?,
         poll_count: r.opt_n("pollCount")?.unwrap_or(0) as u64,
@@ -385,6 +400,10 @@ fn order_to_item(order: &OrderRecord) -> Item {
         ("supplierStatus", order.supplier_status.clone()),
         ("cancelReason", order.cancel_reason.clone()),
         ("idempotencyKey", order.idempotency_key.clone()),
+        (
+            "principal",
+            order.principal.as_ref().map(|p| p.as_str().to_owned()),
+        ),
     ];
     for (name, value) in optional {
         if let Some(value) = value {
@@ -524,6 +543,13 @@ fn cursor_to_key(cursor: &str) -> Result<Item, StoreError> {
     Ok(strings.into_iter().map(|(k, v)| (k, s(v))).collect())
 }
 
+/// The partition of an order's codes: apart from every item create-order
+/// may write, so its role can be denied writing there (IAM's
+/// `dynamodb:LeadingKeys`).
+fn codes_pk(order_id: &str) -> String {
+    format!("CODES#{order_id}")
+}
+
 /// Codes sort by their position: `CODE#000042`.
 fn code_sk(index: u32) -> String {
     format!("CODE#{index:06}")
@@ -633,6 +659,33 @@ impl DynamoStore {
             .await
             .map_err(|e| sdk_error(operation, e))?;
         Ok(out.item)
+    }
+
+    /// Every code item under partition `pk`, in position order.
+    async fn codes_under(&self, pk: String) -> Result<Vec<DeliveredCodeRecord>, StoreError> {
+        let mut codes = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :code)")
+                .expression_attribute_values(":pk", s(&pk))
+                .expression_attribute_values(":code", s("CODE#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_error("read codes", e))?;
+            for item in page.items() {
+                codes.push(code_from_item(item)?);
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(codes);
+            }
+        }
     }
 
     /// A transaction action that checks the order has not ended.
@@ -1046,7 +1099,7 @@ impl OrderStore for DynamoStore {
         let mut puts: Vec<TransactWriteItem> = missing
             .iter()
             .map(|code| {
-                let mut item = key(format!("ORDER#{}", order.order_id), &code_sk(code.index));
+                let mut item = key(codes_pk(&order.order_id), &code_sk(code.index));
                 item.insert("orderId".into(), s(&order.order_id));
                 item.insert("codeIndex".into(), n(code.index));
                 item.insert("itemIndex".into(), n(code.item_index));
@@ -1159,29 +1212,17 @@ impl OrderStore for DynamoStore {
     }
 
     async fn codes(&self, order_id: &str) -> Result<Vec<DeliveredCodeRecord>, StoreError> {
-        let mut codes = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :code)")
-                .expression_attribute_values(":pk", s(format!("ORDER#{order_id}")))
-                .expression_attribute_values(":code", s("CODE#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| sdk_error("read codes", e))?;
-            for item in page.items() {
-                codes.push(code_from_item(item)?);
-            }
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(codes);
-            }
+        let mut codes = self.codes_under(codes_pk(order_id)).await?;
+        // Orders that ended before codes had their own partition keep them
+        // beside the order; an order cut short across the upgrade has some
+        // in each place (never the same position twice).
+        let legacy = self.codes_under(format!("ORDER#{order_id}")).await?;
+        if !legacy.is_empty() {
+            codes.extend(legacy);
+            codes.sort_by_key(|code| code.index);
+            codes.dedup_by_key(|code| code.index);
         }
+        Ok(codes)
     }
 
     async fn record_post(
@@ -1418,6 +1459,44 @@ impl OrderStore for DynamoStore {
             .await;
         // Another worker alerted meanwhile: nothing to give back.
         conditional("release an alert", result).map(drop)
+    }
+
+    async fn claim_stack_alert(
+        &self,
+        name: &str,
+        realert_before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(stack_alert_key(name)))
+            .update_expression("SET alertedAt = :now")
+            .condition_expression("attribute_not_exists(alertedAt) OR alertedAt < :before")
+            .expression_attribute_values(":now", n(millis(now)))
+            .expression_attribute_values(":before", n(millis(realert_before)))
+            .send()
+            .await;
+        conditional("claim a stack alert", result)
+    }
+
+    async fn release_stack_alert(
+        &self,
+        name: &str,
+        claimed_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(stack_alert_key(name)))
+            .update_expression("REMOVE alertedAt")
+            .condition_expression("alertedAt = :claimed")
+            .expression_attribute_values(":claimed", n(millis(claimed_at)))
+            .send()
+            .await;
+        conditional("release a stack alert", result).map(drop)
     }
 
     async fn claim_unreadable_alert(

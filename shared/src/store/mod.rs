@@ -7,7 +7,7 @@ pub use dynamodb::{DynamoStore, PENDING_INDEX};
 
 use crate::domain::event::{DeliveredCodeRecord, ItemOutcome};
 use crate::domain::reconcile::ClockOffset;
-use crate::domain::{OrderLine, OrderStatus};
+use crate::domain::{OrderLine, OrderStatus, Principal};
 use crate::foxreload::SupplierError;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -33,7 +33,12 @@ pub struct OrderRecord {
     /// The sequence number of the newest poll message sent.
     pub poll_seq: u64,
     pub next_poll_due_at: Option<OffsetDateTime>,
+    /// The idempotency key's store name: `{principal scope}#{key}` (the
+    /// bare key on orders placed before keys were scoped by caller).
     pub idempotency_key: Option<String>,
+    /// Who placed it; only they may read it. `None` on orders placed before
+    /// callers were recorded (readable by nobody through the API).
+    pub principal: Option<Principal>,
     /// The poll message number being worked on, and until when.
     pub claimed_seq: u64,
     pub lease_until: Option<OffsetDateTime>,
@@ -85,6 +90,7 @@ impl OrderRecord {
         order_id: String,
         order: &crate::domain::NewOrder,
         idempotency_key: Option<String>,
+        principal: Principal,
         now: OffsetDateTime,
     ) -> Self {
         Self {
@@ -103,6 +109,7 @@ impl OrderRecord {
             poll_seq: 0,
             next_poll_due_at: None,
             idempotency_key,
+            principal: Some(principal),
             claimed_seq: 0,
             lease_until: None,
             poll_count: 0,
@@ -493,6 +500,22 @@ pub trait OrderStore: Send + Sync {
         &self,
         order_id: &str,
         slot: AlertSlot,
+        claimed_at: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Claims the right to send the alert `name` about the whole stack (not
+    /// one order): true if it was not sent since `realert_before`.
+    fn claim_stack_alert(
+        &self,
+        name: &str,
+        realert_before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives a stack alert claim back (the alert could not be sent).
+    fn release_stack_alert(
+        &self,
+        name: &str,
         claimed_at: OffsetDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
