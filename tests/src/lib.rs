@@ -9,6 +9,7 @@
 //!   and static credentials; nothing is looked up elsewhere.
 
 pub mod grants;
+pub mod openapi;
 pub mod world;
 
 use aws_config::SdkConfig;
@@ -176,6 +177,29 @@ pub fn http_event_as(
     lambda_runtime::LambdaEvent::new(payload, context)
 }
 
+/// create-order's answer to `event`, checked against the OpenAPI document
+/// ([`openapi::check`]): every answer the suite sees keeps the contract.
+pub async fn call(
+    handler: &create_order::Handler,
+    event: lambda_runtime::LambdaEvent<aws_lambda_events::apigw::ApiGatewayV2httpRequest>,
+) -> aws_lambda_events::apigw::ApiGatewayV2httpResponse {
+    let method = event.payload.request_context.http.method.to_string();
+    let path = event.payload.raw_path.clone().unwrap_or_default();
+    let response = handler
+        .handle(event)
+        .await
+        .expect("the handler is infallible");
+    openapi::check(&method, &path, &response);
+    response
+}
+
+/// An order event as published, checked against its JSON Schema
+/// ([`openapi::check_event`]) before it is read.
+pub fn order_event(raw: serde_json::Value) -> foxrelay_shared::domain::event::OrderEvent {
+    openapi::check_event(&raw);
+    serde_json::from_value(raw).expect("an event the schema accepts reads as an OrderEvent")
+}
+
 /// The JSON body of an API answer.
 pub fn body_of(response: &aws_lambda_events::apigw::ApiGatewayV2httpResponse) -> serde_json::Value {
     match &response.body {
@@ -196,10 +220,11 @@ pub async fn post_order(
     if let Some(key) = key {
         headers.push(("idempotency-key", key));
     }
-    handler
-        .handle(http_event("POST", "/orders", &headers, Some(body)))
-        .await
-        .unwrap()
+    call(
+        &handler,
+        http_event("POST", "/orders", &headers, Some(body)),
+    )
+    .await
 }
 
 /// A queue named `name` subscribed to `topic_arn` with raw delivery;
@@ -369,6 +394,22 @@ pub async fn unnotified_completion(
         at: placed + time::Duration::minutes(1),
     };
     store.persist_terminal(&order, &terminal).await.unwrap();
+}
+
+/// `context` with a FoxReload client that sends a key FoxReload refuses
+/// (401), as after a revoked or mistyped key.
+pub fn with_wrong_api_key(
+    context: &foxrelay_shared::startup::Context,
+) -> foxrelay_shared::startup::Context {
+    let mut wrong = context.clone();
+    wrong.foxreload = Some(
+        foxrelay_shared::foxreload::FoxReloadClient::new(
+            &context.settings.foxreload,
+            &foxrelay_shared::settings::ApiKey::new("not-the-key"),
+        )
+        .unwrap(),
+    );
+    wrong
 }
 
 /// `context` with a FoxReload that cannot be reached: a loopback port where

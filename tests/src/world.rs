@@ -149,16 +149,16 @@ impl World {
 
     pub async fn place(&self, product: &str, quantity: u32) -> String {
         let body = json!({"items": [{"productId": product, "quantity": quantity}], "customerReference": format!("ref-{product}")});
-        let response = self
-            .create
-            .handle(http_event(
+        let response = crate::call(
+            &self.create,
+            http_event(
                 "POST",
                 "/orders",
                 &[("content-type", "application/json")],
                 Some(&body.to_string()),
-            ))
-            .await
-            .unwrap();
+            ),
+        )
+        .await;
         assert_eq!(response.status_code, 202, "{:?}", response.body);
         let Some(Body::Text(text)) = &response.body else {
             panic!("no body");
@@ -197,7 +197,7 @@ impl World {
                 .await
                 .unwrap();
             for raw in drain_json(&self.h.stack.clients, &self.events).await {
-                let event: OrderEvent = serde_json::from_value(raw).unwrap();
+                let event = crate::order_event(raw);
                 let stored = self.store.codes(&event.order_id).await.unwrap();
                 assert_eq!(stored, event.codes, "codes stored before the event arrived");
                 events

@@ -3,7 +3,7 @@
 use create_order::Handler;
 use create_order::create::CreateOptions;
 use foxrelay_tests::{
-    Harness, body_of, harness, http_event, metric_totals, post_order as post, test_caller,
+    Harness, body_of, call, harness, http_event, metric_totals, post_order as post, test_caller,
     with_foxreload_down,
 };
 use foxreload_sim::{
@@ -99,10 +99,11 @@ async fn order_is_stored_bought_once_paid_and_its_first_poll_waits_for_its_delay
     assert_eq!(counters.orders_created, 1);
     assert_eq!(counters.pays_by_order[supplier_id], 1);
 
-    let read = handler
-        .handle(http_event("GET", &format!("/orders/{order_id}"), &[], None))
-        .await
-        .unwrap();
+    let read = call(
+        &handler,
+        http_event("GET", &format!("/orders/{order_id}"), &[], None),
+    )
+    .await;
     assert_eq!(read.status_code, 200);
     assert_eq!(body_of(&read)["supplierOrderId"], supplier_id);
 
@@ -307,15 +308,11 @@ async fn malformed_requests_are_refused_naming_the_field_and_change_nothing() {
         } else {
             "/orders"
         };
-        let response = handler
-            .handle(http_event(
-                case.method,
-                path,
-                case.headers,
-                Some(&case.body),
-            ))
-            .await
-            .unwrap();
+        let response = call(
+            &handler,
+            http_event(case.method, path, case.headers, Some(&case.body)),
+        )
+        .await;
         let shown = format!("{} {:.80}", case.method, case.body);
         assert_eq!(response.status_code, i64::from(case.status), "{shown}");
         let error = &body_of(&response)["error"];
@@ -392,30 +389,125 @@ async fn payment_refusal_is_stored_returned_and_the_order_is_still_polled() {
     assert_eq!(messages[0]["orderId"], body["orderId"]);
 }
 
+/// A request FoxReload refuses, what it answers, and FoxReload's code.
+struct Refusal {
+    body: Value,
+    status: u16,
+    code: &'static str,
+    supplier_code: &'static str,
+}
+
+fn refusals() -> Vec<Refusal> {
+    let mut all = Vec::new();
+    let refused = |body: Value, supplier_code| Refusal {
+        body,
+        status: 422,
+        code: "supplier_refused",
+        supplier_code,
+    };
+    for n in 0..5 {
+        // Products FoxReload does not sell.
+        all.push(refused(
+            json!({"items": [{"productId": format!("product_gone_{n}"), "quantity": 1}]}),
+            "NOT_FOUND",
+        ));
+    }
+    for n in 0..4 {
+        // The note the product requires is missing.
+        all.push(refused(
+            json!({"items": [{"productId": PRODUCT_PLAYER, "quantity": 1 + n}]}),
+            "VALIDATION_ERROR",
+        ));
+    }
+    for (n, note) in [
+        json!({"player_id": " "}),
+        json!({"player_id": ""}),
+        json!({"server": "eu"}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // Present, but blank or the wrong field.
+        all.push(refused(
+            json!({"items": [{"productId": PRODUCT_PLAYER, "quantity": 1, "note": note}], "customerReference": format!("n{n}")}),
+            "VALIDATION_ERROR",
+        ));
+    }
+    for quantity in [101, 150, 500, 1000] {
+        // Within our limit, outside the product's (1 to 100).
+        all.push(refused(
+            json!({"items": [{"productId": PRODUCT_FAST, "quantity": quantity}]}),
+            "VALIDATION_ERROR",
+        ));
+    }
+    for (quantity, price) in [(1, "0.01"), (2, "999.99"), (3, "12"), (1, "4.99")] {
+        all.push(Refusal {
+            body: json!({"items": [{"productId": PRODUCT_FAST, "quantity": quantity}], "totalPrice": price}),
+            status: 409,
+            code: "price_changed",
+            supplier_code: "OFFER_PRICE_NOT_MATCHED",
+        });
+    }
+    all
+}
+
 #[tokio::test]
-async fn foxreload_refusal_is_a_502_with_its_code_and_the_order_not_placed() {
+async fn twenty_foxreload_refusals_are_the_callers_422_or_409_and_buy_nothing() {
     let (h, handler) = setup().await;
-    let response = post(&handler, &order_of(PRODUCT_PLAYER, 1), Some("refused-1")).await;
-    assert_eq!(response.status_code, 502);
-    let error = body_of(&response)["error"].clone();
-    assert_eq!(error["code"], "supplier_refused");
-    assert_eq!(error["supplierCode"], "VALIDATION_ERROR");
-    let order_id = error["orderId"].as_str().unwrap();
-    let read = handler
-        .handle(http_event("GET", &format!("/orders/{order_id}"), &[], None))
-        .await
-        .unwrap();
-    assert_eq!(body_of(&read)["status"], "not_placed");
-    let again = post(&handler, &order_of(PRODUCT_PLAYER, 1), Some("refused-1")).await;
-    assert_eq!(again.status_code, 502);
-    assert_eq!(again.body, response.body);
+    let cases = refusals();
+    assert_eq!(cases.len(), 20);
+    for (n, case) in cases.iter().enumerate() {
+        let key = format!("refused-{n}");
+        let body = case.body.to_string();
+        let response = post(&handler, &body, Some(&key)).await;
+        let error = body_of(&response)["error"].clone();
+        assert_eq!(
+            (response.status_code as u16, error["code"].as_str()),
+            (case.status, Some(case.code)),
+            "{body}: {error}"
+        );
+        assert_eq!(error["supplierCode"], case.supplier_code, "{body}: {error}");
+        assert!(error["supplierDetail"].is_string(), "{error}");
+        assert!(!response.headers.contains_key("idempotent-replayed"));
+        if case.status == 409 {
+            // The simulator says its price: passed on as plain money.
+            let current = error["currentPrice"].as_str().unwrap();
+            assert!(
+                current.split_once('.').is_some_and(|(_, c)| c.len() == 2),
+                "{error}"
+            );
+            assert!(error["message"].as_str().unwrap().contains(current));
+        }
+        // Never the API key, in any answer.
+        assert!(!response_text(&response).contains(h.sim.api_key()));
+        // The order is the caller's own, and ended without being placed.
+        let order_id = error["orderId"].as_str().unwrap();
+        let read = call(
+            &handler,
+            http_event("GET", &format!("/orders/{order_id}"), &[], None),
+        )
+        .await;
+        assert_eq!(body_of(&read)["status"], "not_placed");
+        // The same request gets the same answer, marked as a replay.
+        let again = post(&handler, &body, Some(&key)).await;
+        assert_eq!(again.status_code, response.status_code);
+        assert_eq!(again.body, response.body);
+        assert_eq!(again.headers["idempotent-replayed"], "true");
+    }
+    let counters = h.sim.counters();
+    assert_eq!(counters.orders_created, 0, "{counters:?}");
+    assert!(counters.pays_by_order.is_empty());
     assert!(poll_messages(&h, 0).await.is_empty());
     let totals = metric_totals(&handler.metrics().lines());
     assert_eq!(
         (totals["OrdersCreated"], totals["SupplierErrors/rejected"]),
-        (0, 1),
+        (0, 20),
         "{totals:?}"
     );
+}
+
+fn response_text(response: &aws_lambda_events::apigw::ApiGatewayV2httpResponse) -> String {
+    format!("{:?} {:?}", response.headers, response.body)
 }
 
 #[tokio::test]
@@ -560,7 +652,7 @@ async fn undecided_within_the_budget_answers_reconciling_and_leaves_a_reconcile_
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    let response = handler.handle(event).await.unwrap();
+    let response = call(&handler, event).await;
     assert_eq!(response.status_code, 202, "{:?}", response.body);
     let answer = body_of(&response);
     assert_eq!(answer["status"], "reconciling");

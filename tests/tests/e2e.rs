@@ -110,7 +110,7 @@ async fn collect_events(
             ids.iter().filter(|id| !events.contains_key(*id)).count()
         );
         for raw in drain_json(&stack.clients, queue).await {
-            let event: OrderEvent = serde_json::from_value(raw).unwrap();
+            let event = foxrelay_tests::order_event(raw);
             let stored = store.codes(&event.order_id).await.unwrap();
             assert_eq!(stored, event.codes, "codes stored before the event arrived");
             events
@@ -399,7 +399,7 @@ async fn chaos_buys_nothing_twice_claims_nothing_foreign_and_loses_no_code() {
     let deadline = Instant::now() + Duration::from_secs(480);
     let undecided = loop {
         for raw in drain_json(&clients, &events_queue).await {
-            let event: OrderEvent = serde_json::from_value(raw).unwrap();
+            let event = foxrelay_tests::order_event(raw);
             events
                 .entry(event.order_id.clone())
                 .or_default()

@@ -20,7 +20,7 @@ use foxrelay_shared::store::{IdempotencyClaim, OrderRecord};
 use foxrelay_tests::grants::{self, Calls};
 use foxrelay_tests::world::{poll_options, quick_timing, world};
 use foxrelay_tests::{
-    http_event, moto, pending_order, test_caller, unnotified_completion, with_foxreload_down,
+    call, http_event, moto, pending_order, test_caller, unnotified_completion, with_foxreload_down,
 };
 use foxreload_sim::{PRODUCT_5XX, PRODUCT_FAIL, PRODUCT_FAST, PRODUCT_MANY, PRODUCT_STALL_CREATE};
 use scan_stalled::sweep::SweepOptions;
@@ -39,8 +39,9 @@ async fn post_n(
     key: &str,
 ) -> (u16, Value) {
     let body = json!({"items": [{"productId": product, "quantity": quantity}]}).to_string();
-    let response = handler
-        .handle(http_event(
+    let response = call(
+        &handler,
+        http_event(
             "POST",
             "/orders",
             &[
@@ -48,9 +49,9 @@ async fn post_n(
                 ("idempotency-key", key),
             ],
             Some(&body),
-        ))
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     let Some(Body::Text(text)) = response.body else {
         panic!("no body")
     };
@@ -182,10 +183,11 @@ async fn each_function_calls_exactly_what_its_role_grants() {
     let poll_calls = proxy.take();
 
     // create-order again: a finished order is read with its codes.
-    let read = create
-        .handle(http_event("GET", &format!("/orders/{}", ids[0]), &[], None))
-        .await
-        .unwrap();
+    let read = call(
+        &create,
+        http_event("GET", &format!("/orders/{}", ids[0]), &[], None),
+    )
+    .await;
     assert_eq!(read.status_code, 200);
     create_calls.merge(proxy.take());
 

@@ -6,7 +6,7 @@
 use aws_lambda_events::encodings::Body;
 use create_order::Handler;
 use create_order::create::CreateOptions;
-use foxrelay_tests::{harness, http_event};
+use foxrelay_tests::{call, harness, http_event};
 use foxreload_sim::SimConfig;
 use serde_json::Value;
 use std::path::Path;
@@ -58,15 +58,16 @@ async fn every_request_example_gets_the_documented_answer() {
             .find(|(n, _, _)| n == name)
             .unwrap_or_else(|| panic!("request example {name} has no response example"));
         let body = request["value"].to_string();
-        let response = handler
-            .handle(http_event(
+        let response = call(
+            &handler,
+            http_event(
                 "POST",
                 "/orders",
                 &[("content-type", "application/json")],
                 Some(&body),
-            ))
-            .await
-            .unwrap();
+            ),
+        )
+        .await;
         assert_eq!(
             response.status_code,
             i64::from(*status),
@@ -93,15 +94,16 @@ async fn every_request_example_gets_the_documented_answer() {
 
     let get = &doc["paths"]["/orders/{orderId}"]["get"];
     let (_, status, expected) = &response_examples(get)[0];
-    let response = handler
-        .handle(http_event(
+    let response = call(
+        &handler,
+        http_event(
             "GET",
             &format!("/orders/{}", uuid::Uuid::new_v4()),
             &[],
             None,
-        ))
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert_eq!(response.status_code, i64::from(*status));
     assert_eq!(json_body(&response), *expected);
 }

@@ -9,7 +9,7 @@ use foxrelay_shared::domain::schedule::Schedule;
 use foxrelay_shared::events::{EventPublisher, OpsAlert, PublishError, SnsPublisher};
 use foxrelay_shared::store::OrderStore;
 use foxrelay_tests::world::{World, codes_of, quick_timing, world};
-use foxrelay_tests::{drain_json, http_event, metric_totals};
+use foxrelay_tests::{call, drain_json, http_event, metric_totals};
 use foxreload_sim::{
     PRODUCT_5XX, PRODUCT_429, PRODUCT_ACTIVATION, PRODUCT_FAIL, PRODUCT_FAST, PRODUCT_GARBAGE,
     PRODUCT_MANY, PRODUCT_PARTIAL, PRODUCT_POOR, PRODUCT_UNKNOWN_STATUS, Timing,
@@ -54,16 +54,11 @@ async fn orders_end_with_exactly_the_delivered_codes_stored_then_published() {
     );
     assert_eq!(fast.codes.len(), 2);
     assert_eq!(fast.customer_reference.as_deref(), Some("ref-product_fast"));
-    let read = w
-        .create
-        .handle(http_event(
-            "GET",
-            &format!("/orders/{}", ids[PRODUCT_FAST]),
-            &[],
-            None,
-        ))
-        .await
-        .unwrap();
+    let read = call(
+        &w.create,
+        http_event("GET", &format!("/orders/{}", ids[PRODUCT_FAST]), &[], None),
+    )
+    .await;
     let Some(Body::Text(text)) = &read.body else {
         panic!("no body")
     };
@@ -442,7 +437,7 @@ async fn an_order_left_reconciling_is_settled_by_poll_order_without_buying_again
     };
     options.reconcile.call_budget = Duration::from_millis(2_400);
     let create = create_order::Handler::with_options(w.h.context.clone(), options);
-    let response = create.handle(event).await.unwrap();
+    let response = call(&create, event).await;
     let Some(Body::Text(text)) = &response.body else {
         panic!("no body")
     };
@@ -481,15 +476,16 @@ async fn an_order_left_unpaid_by_create_order_is_paid_by_poll_order_once() {
             ..CreateOptions::default()
         },
     );
-    let response = unpaid
-        .handle(http_event(
+    let response = call(
+        &unpaid,
+        http_event(
             "POST",
             "/orders",
             &[("content-type", "application/json")],
             Some(&json!({"items": [{"productId": PRODUCT_FAST, "quantity": 1}]}).to_string()),
-        ))
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     let Some(Body::Text(text)) = &response.body else {
         panic!("no body")
     };
