@@ -95,7 +95,9 @@ pub fn violation(method: &str, path: &str, response: &ApiGatewayV2httpResponse) 
             None => return Some(format!("{method} {path}: {status} is not documented")),
         },
         // A path or method the API does not have: API Gateway answers those
-        // itself; the handler, called directly, must still answer an Error.
+        // itself; the handler, called directly, must still answer as the
+        // document says (405 with `Allow`, or an Error).
+        None if status == "405" => doc["components"]["responses"]["MethodNotAllowed"].clone(),
         None => {
             json!({"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
         }

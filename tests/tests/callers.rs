@@ -239,7 +239,7 @@ async fn a_key_stored_before_keys_were_scoped_is_still_answered_and_buys_nothing
         expires_at: now + time::Duration::hours(20),
     };
     store.begin(&intent, Some(&claim)).await.unwrap();
-    let answer = json!({"orderId": intent.order_id, "status": "paid"}).to_string();
+    let answer = create_order::view::order_json(&intent).to_string();
     store
         .finish(
             "legacy-key",

@@ -365,7 +365,12 @@ async fn same_key_while_the_first_request_is_in_flight_is_a_409() {
         post(&handler, &body, Some("busy-1")).await
     });
     assert_eq!(second.status_code, 409, "{:?}", second.body);
-    assert_eq!(body_of(&second)["error"]["code"], "request_in_progress");
+    let error = body_of(&second)["error"].clone();
+    assert_eq!(error["code"], "request_in_progress");
+    assert!(error.get("orderId").is_none(), "{error}");
+    // The key's lock has about a minute left: retry within it.
+    let wait: u64 = second.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
     assert_eq!(first.status_code, 202, "{:?}", first.body);
     assert_eq!(h.sim.counters().orders_created, 1);
 }
@@ -421,7 +426,7 @@ fn refusals() -> Vec<Refusal> {
     }
     for (n, note) in [
         json!({"player_id": " "}),
-        json!({"player_id": ""}),
+        json!({"Player_ID": "123"}),
         json!({"server": "eu"}),
     ]
     .into_iter()
@@ -518,6 +523,7 @@ async fn foxreload_unreachable_is_a_503_that_frees_the_key_for_a_retry() {
     let first = post(&handler, &order_of(PRODUCT_FAST, 1), Some("down-1")).await;
     assert_eq!(first.status_code, 503);
     assert_eq!(body_of(&first)["error"]["code"], "supplier_unavailable");
+    assert_eq!(first.headers["retry-after"], "2");
     let second = post(&handler, &order_of(PRODUCT_FAST, 1), Some("down-1")).await;
     assert_eq!(
         second.status_code, 503,
