@@ -75,14 +75,14 @@ pub mod names {
 
     /// The settings `template.yaml` sets on every function: every name above
     /// but the local-only ones (`FOXRELOAD_API_KEY`, `AWS_ENDPOINT_URL`), the
-    /// one Lambda sets itself, and the optional request headers.
+    /// one Lambda sets itself, the optional request headers, and those of
+    /// [`SUPPLIER_KEY`] and [`API`].
     pub const DEPLOYED: &[&str] = &[
         TABLE_NAME,
         POLL_QUEUE_URL,
         ORDER_EVENTS_TOPIC_ARN,
         OPS_ALERTS_TOPIC_ARN,
         FOXRELOAD_BASE_URL,
-        FOXRELOAD_API_KEY_SECRET_ARN,
         FOXRELOAD_CONNECT_TIMEOUT_MS,
         FOXRELOAD_REQUEST_TIMEOUT_MS,
         FOXRELOAD_AUTO_PAY,
@@ -100,6 +100,13 @@ pub mod names {
         POLL_JITTER_PERCENT,
         METRICS_NAMESPACE,
     ];
+
+    /// Set only on the functions that call FoxReload (create-order,
+    /// poll-order): scan-stalled neither has nor may read the key.
+    pub const SUPPLIER_KEY: &[&str] = &[FOXRELOAD_API_KEY_SECRET_ARN];
+
+    /// Set only on create-order: what the orders API asks of callers.
+    pub const API: &[&str] = &[JWT_PRINCIPAL_CLAIM, REQUIRE_IDEMPOTENCY_KEY];
 }
 
 /// The time poll-order gives one message: well inside the queue's

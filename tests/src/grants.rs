@@ -1,5 +1,5 @@
 //! What each function's code calls, on which of the stack's resources (by
-//! logical id). Two tests hold the roles to it: the template test proves
+//! logical id), and on which partition keys where a role is narrower. Two tests hold the roles to it: the template test proves
 //! each role grants exactly this (plus what the platform needs: logs, X-Ray,
 //! the secret, the key, and the SQS event source for poll-order), and the
 //! IAM-calls test proves the code, run through moto, calls exactly this.
@@ -45,6 +45,7 @@ pub fn code_calls() -> BTreeMap<&'static str, Calls> {
                 ),
                 (&["dynamodb:Query"], &[PENDING_INDEX]),
                 (&["sqs:SendMessage"], &[POLL_QUEUE]),
+                (&["sns:Publish"], &[OPS_ALERTS_TOPIC]),
             ]),
         ),
         (
@@ -82,6 +83,50 @@ pub fn code_calls() -> BTreeMap<&'static str, Calls> {
             ]),
         ),
     ])
+}
+
+/// Item actions a function may take only on some partition keys (IAM's
+/// `dynamodb:LeadingKeys`, `ForAllValues:StringLike`): per function, per
+/// action on the orders table, the key patterns. create-order writes no
+/// code (nothing under `CODES#`) and deletes only idempotency keys.
+pub fn leading_keys() -> BTreeMap<(&'static str, &'static str), &'static [&'static str]> {
+    const CREATE_ORDER_WRITES: &[&str] = &[
+        "ORDER#*",
+        "SUPPLIER#*",
+        "IDEMPOTENCY#*",
+        "CLOCK#*",
+        "ALERT#*",
+    ];
+    BTreeMap::from([
+        (
+            ("CreateOrderFunction", "dynamodb:PutItem"),
+            CREATE_ORDER_WRITES,
+        ),
+        (
+            ("CreateOrderFunction", "dynamodb:UpdateItem"),
+            CREATE_ORDER_WRITES,
+        ),
+        (
+            ("CreateOrderFunction", "dynamodb:DeleteItem"),
+            &["IDEMPOTENCY#*"][..],
+        ),
+    ])
+}
+
+/// Whether `key` matches an IAM `StringLike` pattern (`*` any run, `?` one
+/// character).
+pub fn string_like(pattern: &str, key: &str) -> bool {
+    fn matches(p: &[char], k: &[char]) -> bool {
+        match p.split_first() {
+            None => k.is_empty(),
+            Some(('*', rest)) => (0..=k.len()).any(|i| matches(rest, &k[i..])),
+            Some(('?', rest)) => !k.is_empty() && matches(rest, &k[1..]),
+            Some((c, rest)) => k.first() == Some(c) && matches(rest, &k[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let k: Vec<char> = key.chars().collect();
+    matches(&p, &k)
 }
 
 /// `action` as the table spells it (the table's entries are `'static`).

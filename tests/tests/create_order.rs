@@ -369,7 +369,11 @@ async fn same_key_while_the_first_request_is_in_flight_is_a_409() {
     assert_eq!(error["code"], "request_in_progress");
     assert!(error.get("orderId").is_none(), "{error}");
     // The key's lock has about a minute left: retry within it.
-    let wait: u64 = second.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    let wait: u64 = second.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
     assert_eq!(first.status_code, 202, "{:?}", first.body);
     assert_eq!(h.sim.counters().orders_created, 1);

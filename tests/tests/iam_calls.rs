@@ -14,6 +14,7 @@ use foxrelay_local::counting_proxy::CountingProxy;
 use foxrelay_shared::aws::{AwsClients, LocalAws, load_local};
 use foxrelay_shared::domain::{PollKind, PollMessage};
 use foxrelay_shared::queue::PollQueue;
+use foxrelay_shared::settings::ApiKeySource;
 use foxrelay_shared::startup::Context;
 use foxrelay_shared::store::OrderStore;
 use foxrelay_shared::store::{IdempotencyClaim, OrderRecord};
@@ -21,6 +22,7 @@ use foxrelay_tests::grants::{self, Calls};
 use foxrelay_tests::world::{poll_options, quick_timing, world};
 use foxrelay_tests::{
     call, http_event, moto, pending_order, test_caller, unnotified_completion, with_foxreload_down,
+    with_wrong_api_key,
 };
 use foxreload_sim::{PRODUCT_5XX, PRODUCT_FAIL, PRODUCT_FAST, PRODUCT_MANY, PRODUCT_STALL_CREATE};
 use scan_stalled::sweep::SweepOptions;
@@ -125,6 +127,10 @@ async fn each_function_calls_exactly_what_its_role_grants() {
     let outage =
         create_order::Handler::with_options(with_foxreload_down(&context), Default::default());
     assert_eq!(post(&outage, PRODUCT_FAST, "iam-down").await.0, 503);
+    // FoxReload refuses the API key: operations are alerted.
+    let refused =
+        create_order::Handler::with_options(with_wrong_api_key(&context), Default::default());
+    assert_eq!(post(&refused, PRODUCT_FAST, "iam-key").await.0, 502);
     // The create's answer is lost: reconciled onto the order it made.
     let (status, stalled) = post(&create, PRODUCT_STALL_CREATE, "iam-stall").await;
     assert_eq!(status, 202, "{stalled}");
@@ -235,7 +241,15 @@ async fn each_function_calls_exactly_what_its_role_grants() {
     };
     w.store.begin(&dead, Some(&claim)).await.unwrap();
     proxy.take();
-    let scan = scan_stalled::Handler::with_options(context.clone(), SweepOptions::default());
+    // scan-stalled starts as in Lambda: its settings name no API key, and it
+    // reads none.
+    let mut scan_settings = context.settings.clone();
+    scan_settings.foxreload.api_key = ApiKeySource::NotGiven;
+    let scan_context = Context::build(scan_settings, context.aws.clone())
+        .await
+        .unwrap();
+    assert!(scan_context.foxreload.is_none());
+    let scan = scan_stalled::Handler::with_options(scan_context, SweepOptions::default());
     let mut lambda = lambda_runtime::Context::default();
     lambda.deadline = u64::MAX;
     let report = scan
@@ -253,6 +267,53 @@ async fn each_function_calls_exactly_what_its_role_grants() {
         "{report:?}"
     );
     let scan_calls = proxy.take();
+    assert!(
+        !scan_calls
+            .actions
+            .iter()
+            .any(|(a, _)| a.starts_with("secretsmanager:")),
+        "{:?}",
+        scan_calls.actions
+    );
+
+    // Where a role is narrowed to some partition keys, every item the code
+    // touched with that action is under one of them: create-order writes
+    // no code and deletes nothing but idempotency keys.
+    let narrowed = grants::leading_keys();
+    for (function, tally) in [
+        ("CreateOrderFunction", &create_calls),
+        ("PollOrderFunction", &poll_calls),
+        ("ScanStalledFunction", &scan_calls),
+    ] {
+        for (action, pk) in &tally.item_keys {
+            if let Some(patterns) = narrowed.get(&(function, grants::code_calls_action(action))) {
+                assert!(
+                    patterns.iter().any(|p| grants::string_like(p, pk)),
+                    "{function}: {action} on {pk}, outside {patterns:?}"
+                );
+            }
+        }
+    }
+    for ((function, action), _) in &narrowed {
+        let tally = match *function {
+            "CreateOrderFunction" => &create_calls,
+            "PollOrderFunction" => &poll_calls,
+            _ => &scan_calls,
+        };
+        assert!(
+            tally.item_keys.iter().any(|(a, _)| a == action),
+            "{function} never called {action}: the narrowed grant is not exercised"
+        );
+    }
+    // poll-order writes the codes, under their own partition.
+    assert!(
+        poll_calls
+            .item_keys
+            .iter()
+            .any(|(a, pk)| a == "dynamodb:PutItem" && pk.starts_with("CODES#")),
+        "{:?}",
+        poll_calls.item_keys
+    );
 
     let expected = grants::code_calls();
     for (function, tally) in [

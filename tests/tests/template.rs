@@ -13,7 +13,7 @@
 //! reads is set on every function and parses; the orders API authorizes with
 //! IAM by default, with JWT when asked.
 
-use foxrelay_shared::settings::{ApiKeySource, Settings, names};
+use foxrelay_shared::settings::{ApiKeySource, FoxReloadAccess, Settings, names};
 use foxrelay_tests::grants;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -385,14 +385,43 @@ impl Deployment {
                 for key in ["NotAction", "NotResource", "Principal"] {
                     assert!(statement[key].is_null(), "{id} uses {key}: {statement}");
                 }
+                let keys = leading_keys_of(&id, statement);
                 for action in strings(&statement["Action"]) {
                     for resource in strings(&statement["Resource"]) {
-                        grants.insert((action.clone(), resource));
+                        grants.insert((action.clone(), with_keys(resource, keys.as_deref())));
                     }
                 }
             }
         }
         grants
+    }
+}
+
+/// A statement's partition-key restriction, sorted; `None` without a
+/// Condition. Any other condition is refused: the grants table knows only
+/// this one.
+fn leading_keys_of(role: &str, statement: &Value) -> Option<Vec<String>> {
+    let condition = statement.get("Condition")?;
+    let keys = &condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
+    assert!(
+        condition.as_object().map(Map::len) == Some(1)
+            && condition["ForAllValues:StringLike"]
+                .as_object()
+                .map(Map::len)
+                == Some(1)
+            && keys.is_array(),
+        "{role}: only ForAllValues:StringLike dynamodb:LeadingKeys conditions are known: {condition}"
+    );
+    let mut keys = strings(keys);
+    keys.sort();
+    Some(keys)
+}
+
+/// A resource as the grants compare it: with its key restriction, if any.
+fn with_keys(resource: String, keys: Option<&[String]>) -> String {
+    match keys {
+        Some(keys) => format!("{resource} on keys {}", keys.join(" ")),
+        None => resource,
     }
 }
 
@@ -461,7 +490,6 @@ fn expected_grants(
                 &["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
                 &["*"],
             ),
-            (&["secretsmanager:GetSecretValue"], &[secret]),
             (&["kms:Decrypt", "kms:GenerateDataKey"], &[&key]),
         ])
     };
@@ -484,14 +512,33 @@ fn expected_grants(
         ("PollOrderFunction", "PollOrderLogGroup"),
         ("ScanStalledFunction", "ScanStalledLogGroup"),
     ]);
+    let narrowed = grants::leading_keys();
     grants::code_calls()
         .into_iter()
         .map(|(function, calls)| {
             let code: BTreeSet<(String, String)> = calls
                 .into_iter()
-                .map(|(action, resource)| (action.to_owned(), arn_of(resource)))
+                .map(|(action, resource)| {
+                    let keys = narrowed.get(&(function, action)).map(|keys| {
+                        let mut keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+                        keys.sort();
+                        keys
+                    });
+                    let keys = keys.filter(|_| resource == grants::ORDERS_TABLE);
+                    (
+                        action.to_owned(),
+                        with_keys(arn_of(resource), keys.as_deref()),
+                    )
+                })
                 .collect();
             let mut granted = with(common(log_groups[function]), code);
+            // Only the functions that call FoxReload read its API key.
+            if access_of(function) == FoxReloadAccess::Needed {
+                granted.insert((
+                    "secretsmanager:GetSecretValue".to_owned(),
+                    secret.to_owned(),
+                ));
+            }
             if function == "PollOrderFunction" {
                 // Lambda's SQS event source mapping, under poll-order's role.
                 granted.extend(pairs(&[(
@@ -527,6 +574,55 @@ fn each_function_role_grants_exactly_the_actions_its_code_calls_on_its_own_resou
     let d = defaults();
     let created_secret = d.reference("FoxReloadApiKeySecret");
     assert_exact_grants(d, &created_secret);
+}
+
+#[test]
+fn create_order_may_write_no_code_and_delete_nothing_but_idempotency_keys() {
+    let d = defaults();
+    let table = d.attribute("OrdersTable", "Arn");
+    let writes = [
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    ];
+    let mut seen = 0;
+    for (action, resource) in d.grants("CreateOrderFunction") {
+        if !writes.contains(&action.as_str()) || !resource.starts_with(&table) {
+            continue;
+        }
+        seen += 1;
+        let keys: Vec<&str> = resource
+            .split_once(" on keys ")
+            .unwrap_or_else(|| panic!("{action} on the whole table: {resource}"))
+            .1
+            .split(' ')
+            .collect();
+        for code in ["CODES#0b6f3c1e-2f7d-4c7e-9d55-2d8f0b7a1e11", "CODES#x"] {
+            assert!(
+                !keys.iter().any(|k| grants::string_like(k, code)),
+                "{action} may touch {code}: {keys:?}"
+            );
+        }
+        if action == "dynamodb:DeleteItem" {
+            assert!(
+                keys.iter().all(|k| k.starts_with("IDEMPOTENCY#")),
+                "{keys:?}"
+            );
+        }
+    }
+    assert_eq!(seen, 3);
+}
+
+#[test]
+fn iam_string_like_matches_as_iam_does() {
+    use grants::string_like;
+    assert!(string_like("ORDER#*", "ORDER#abc"));
+    assert!(string_like("ORDER#*", "ORDER#"));
+    assert!(!string_like("ORDER#*", "CODES#abc"));
+    assert!(!string_like("ORDER#*", "XORDER#abc"));
+    assert!(string_like("A?C", "ABC"));
+    assert!(!string_like("A?C", "AC"));
+    assert!(string_like("*", ""));
 }
 
 #[test]
@@ -651,28 +747,101 @@ fn lambda_environment(d: &Deployment, function: &str) -> BTreeMap<String, String
     env
 }
 
+/// Whether a function calls FoxReload, as its crate says.
+fn access_of(function: &str) -> FoxReloadAccess {
+    match function {
+        "CreateOrderFunction" => create_order::FOXRELOAD_ACCESS,
+        "PollOrderFunction" => poll_order::FOXRELOAD_ACCESS,
+        "ScanStalledFunction" => scan_stalled::FOXRELOAD_ACCESS,
+        other => panic!("{other} is not a function"),
+    }
+}
+
 fn settings_of(d: &Deployment, function: &str) -> Settings {
     let env = lambda_environment(d, function);
-    Settings::from_lookup(|name| env.get(name).cloned())
+    Settings::from_lookup_for(|name| env.get(name).cloned(), access_of(function))
         .unwrap_or_else(|e| panic!("{function} would not start: {e}"))
 }
 
 #[test]
-fn every_function_sets_every_deployed_setting() {
+fn every_function_sets_every_deployed_setting_and_only_its_own() {
     let d = defaults();
     for function in FUNCTIONS {
         let env = d.environment(function);
-        let missing: Vec<&str> = names::DEPLOYED
-            .iter()
-            .copied()
+        let mut wanted: Vec<&str> = names::DEPLOYED.to_vec();
+        let mut unwanted = vec![names::FOXRELOAD_API_KEY];
+        let calls_foxreload = access_of(function) == FoxReloadAccess::Needed;
+        for (names, set) in [
+            (names::SUPPLIER_KEY, calls_foxreload),
+            (names::API, function == "CreateOrderFunction"),
+        ] {
+            if set {
+                wanted.extend(names);
+            } else {
+                unwanted.extend(names);
+            }
+        }
+        let missing: Vec<&str> = wanted
+            .into_iter()
             .filter(|name| !env.contains_key(*name))
             .collect();
         assert!(missing.is_empty(), "{function} lacks {missing:?}");
+        let extra: Vec<&str> = unwanted
+            .into_iter()
+            .filter(|name| env.contains_key(*name))
+            .collect();
+        assert!(extra.is_empty(), "{function} must not have {extra:?}");
+    }
+}
+
+#[test]
+fn scan_stalled_starts_without_the_api_key_and_the_others_need_it() {
+    let d = defaults();
+    assert_eq!(
+        settings_of(d, "ScanStalledFunction").foxreload.api_key,
+        ApiKeySource::NotGiven
+    );
+    for function in ["CreateOrderFunction", "PollOrderFunction"] {
+        let mut env = lambda_environment(d, function);
+        env.remove(names::FOXRELOAD_API_KEY_SECRET_ARN);
+        let refused = Settings::from_lookup_for(|name| env.get(name).cloned(), access_of(function))
+            .unwrap_err();
         assert!(
-            !env.contains_key(names::FOXRELOAD_API_KEY),
-            "{function}: the plain key is for local runs only"
+            refused
+                .to_string()
+                .contains(names::FOXRELOAD_API_KEY_SECRET_ARN),
+            "{function}: {refused}"
         );
     }
+}
+
+#[test]
+fn the_orders_api_parameters_reach_create_order() {
+    let d = defaults();
+    let api = settings_of(d, "CreateOrderFunction").api;
+    assert_eq!(
+        (api.principal_claim.as_str(), api.require_idempotency_key),
+        ("sub", false)
+    );
+    let d = Deployment::new(&[
+        ("JwtPrincipalClaim", "client_id"),
+        ("RequireIdempotencyKey", "true"),
+    ]);
+    let api = settings_of(&d, "CreateOrderFunction").api;
+    assert_eq!(
+        (api.principal_claim.as_str(), api.require_idempotency_key),
+        ("client_id", true)
+    );
+}
+
+#[test]
+fn production_requires_an_idempotency_key() {
+    let text = std::fs::read_to_string(workspace().join("samconfig.toml")).unwrap();
+    let prod = text
+        .split("[prod.deploy.parameters]")
+        .nth(1)
+        .expect("a prod deploy section");
+    assert!(prod.contains("\"RequireIdempotencyKey=true\""), "{prod}");
 }
 
 #[test]
@@ -690,11 +859,13 @@ fn every_function_starts_with_the_default_parameters() {
             s.resources.ops_alerts_topic_arn,
             d.reference("OpsAlertsTopic")
         );
-        assert_eq!(
-            s.foxreload.api_key,
-            ApiKeySource::SecretArn(d.reference("FoxReloadApiKeySecret")),
-            "{function} reads the key from the secret the stack created"
-        );
+        if access_of(function) == FoxReloadAccess::Needed {
+            assert_eq!(
+                s.foxreload.api_key,
+                ApiKeySource::SecretArn(d.reference("FoxReloadApiKeySecret")),
+                "{function} reads the key from the secret the stack created"
+            );
+        }
         assert_eq!(s.metrics_namespace, "foxrelay");
         assert_eq!(
             s.schedule,
@@ -749,7 +920,9 @@ fn every_parameter_reaches_the_setting_it_names_on_every_function() {
     for function in FUNCTIONS {
         let s = settings_of(&d, function);
         let f = &s.foxreload;
-        assert_eq!(f.api_key, ApiKeySource::SecretArn(EXISTING_SECRET.into()));
+        if access_of(function) == FoxReloadAccess::Needed {
+            assert_eq!(f.api_key, ApiKeySource::SecretArn(EXISTING_SECRET.into()));
+        }
         assert_eq!(f.base_url, "https://api.foxreload.example");
         assert!(!f.auto_pay && f.mock_orders, "{function}");
         assert_eq!(f.currency.as_deref(), Some("usd"));

@@ -97,6 +97,10 @@ pub struct Tally {
     /// The IAM actions the requests needed, each with the resource it named
     /// (a table, `table/index/NAME`, a queue URL, a topic ARN, a secret id).
     pub actions: BTreeSet<(String, String)>,
+    /// The IAM action of every DynamoDB item request (each item of a
+    /// transaction too), with the partition key it named: what an IAM
+    /// `dynamodb:LeadingKeys` condition is checked against.
+    pub item_keys: BTreeSet<(String, String)>,
 }
 
 impl Tally {
@@ -129,6 +133,7 @@ impl Tally {
             *self.unmodelled.entry(name).or_default() += n;
         }
         self.actions.extend(other.actions);
+        self.item_keys.extend(other.item_keys);
     }
 }
 
@@ -467,6 +472,59 @@ pub fn iam_actions(call: &Call, body: &[u8]) -> Vec<(String, String)> {
     }
 }
 
+/// Each DynamoDB item request's IAM action and partition key (`pk`): a
+/// single-item call, or every item of a transaction or batch.
+pub fn item_keys(call: &Call, body: &[u8]) -> Vec<(String, String)> {
+    if call.service != "dynamodb" {
+        return Vec::new();
+    }
+    let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let pk = |inner: &Value| {
+        let item = if inner["Item"].is_object() {
+            &inner["Item"]
+        } else {
+            &inner["Key"]
+        };
+        item["pk"]["S"].as_str().map(str::to_owned)
+    };
+    let action = |operation: &str| format!("dynamodb:{operation}");
+    match call.operation.as_str() {
+        "TransactWriteItems" | "TransactGetItems" => request["TransactItems"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| {
+                let (kind, inner) = item.as_object()?.iter().next()?;
+                let operation = match kind.as_str() {
+                    "ConditionCheck" => "ConditionCheckItem".to_owned(),
+                    other => format!("{other}Item"),
+                };
+                Some((action(&operation), pk(inner)?))
+            })
+            .collect(),
+        "BatchWriteItem" => request["RequestItems"]
+            .as_object()
+            .into_iter()
+            .flat_map(|tables| tables.values())
+            .filter_map(Value::as_array)
+            .flatten()
+            .filter_map(|entry| {
+                let (kind, inner) = entry.as_object()?.iter().next()?;
+                let operation = match kind.as_str() {
+                    "PutRequest" => "PutItem",
+                    _ => "DeleteItem",
+                };
+                Some((action(operation), pk(inner)?))
+            })
+            .collect(),
+        operation @ ("GetItem" | "PutItem" | "UpdateItem" | "DeleteItem") => pk(&request)
+            .map(|pk| (action(operation), pk))
+            .into_iter()
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The service of a SigV4 `Authorization` header's credential scope
 /// (`Credential=KEY/DATE/REGION/SERVICE/aws4_request`).
 fn scope_service(authorization: &str) -> Option<String> {
@@ -532,6 +590,7 @@ impl Recorder {
     fn record(&mut self, headers: &HeaderMap, body: &[u8], status: u16, answer: &[u8]) {
         let mut call = classify(headers, body);
         self.tally.actions.extend(iam_actions(&call, body));
+        self.tally.item_keys.extend(item_keys(&call, body));
         let ok = (200..300).contains(&status);
         match call.service.as_str() {
             "sqs" => {
