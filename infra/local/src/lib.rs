@@ -4,6 +4,7 @@
 
 pub mod counting_proxy;
 pub mod event_source;
+pub mod gateway;
 pub mod moto;
 pub mod provision;
 pub mod stack;

@@ -187,6 +187,7 @@ fn print_message(message: &Value, show_codes: bool) {
 async fn serve(args: &Args) -> Result<(), String> {
     let options = StackOptions::from_env(args.template.clone())?;
     let stack = LocalStack::start(options).await?;
+    eprintln!("{}", foxrelay_local::gateway::UNVERIFIED_TOKENS);
     let printer = printer_queue(&stack).await?;
     println!(
         "foxrelay is up: POST http://{}/orders (Ctrl-C stops it)",

@@ -5,11 +5,9 @@
 //! poll-order, a timer running scan-stalled.
 
 use crate::event_source::{EventSourceOptions, SqsEventSource};
+use crate::gateway;
 use crate::{MotoServer, Provisioned, StackTemplate, provision};
-use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use aws_lambda_events::encodings::Body as LambdaBody;
-use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::response::Response;
 use foxrelay_shared::aws::{AwsClients, LocalAws, load_local};
 use foxrelay_shared::settings::{Settings, names};
@@ -153,18 +151,21 @@ impl LocalStack {
         let api_addr = listener.local_addr().map_err(|e| e.to_string())?;
 
         let create = Arc::new(create_order::Handler::new(context.clone()));
-        let app = axum::Router::new().fallback(move |method, uri, headers, body| {
-            let create = create.clone();
-            let mut killed = killed.clone();
-            async move {
-                // A kill cuts the invocation wherever it is, as a crashed
-                // Lambda's; API Gateway then answers 502.
-                tokio::select! {
-                    answer = api_gateway(&create, method, uri, headers, body) => answer,
-                    () = until_stopped(&mut killed) => crashed(),
+        let app = axum::Router::new()
+            .fallback(move |request: Request| {
+                let create = create.clone();
+                let mut killed = killed.clone();
+                async move {
+                    // A kill cuts the invocation wherever it is, as a crashed
+                    // Lambda's; API Gateway then answers 502.
+                    tokio::select! {
+                        answer = api_gateway(&create, request) => answer,
+                        () = until_stopped(&mut killed) => gateway::crashed(),
+                    }
                 }
-            }
-        });
+            })
+            // The gateway's own limit applies (10 MB), not axum's default.
+            .layer(DefaultBodyLimit::disable());
         let mut api_stop = stopped.clone();
         tasks.spawn(async move {
             let shutdown = async move { until_stopped(&mut api_stop).await };
@@ -281,56 +282,15 @@ fn lambda_context(timeout_secs: u64) -> lambda_runtime::Context {
 
 /// What API Gateway's HTTP API does: the request as a payload 2.0 event to
 /// create-order, its answer as the HTTP response.
-async fn api_gateway(
-    handler: &create_order::Handler,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let mut request = ApiGatewayV2httpRequest::default();
-    request.version = Some("2.0".into());
-    request.route_key = Some("$default".into());
-    request.raw_path = Some(uri.path().to_owned());
-    request.raw_query_string = uri.query().map(str::to_owned);
-    request.headers = headers;
-    request.request_context.http.method = method;
-    request.request_context.http.path = Some(uri.path().to_owned());
-    request.request_context.stage = Some("$default".into());
-    match std::str::from_utf8(&body) {
-        Ok(text) => request.body = (!text.is_empty()).then(|| text.to_owned()),
-        Err(_) => {
-            use base64::Engine;
-            request.body = Some(base64::engine::general_purpose::STANDARD.encode(&body));
-            request.is_base64_encoded = true;
-        }
-    }
-    // create-order answers every request; it never fails.
-    let answer = match handler
-        .handle(LambdaEvent::new(request, lambda_context(28)))
-        .await
-    {
-        Ok(answer) => answer,
-        Err(never) => match never {},
+async fn api_gateway(handler: &create_order::Handler, request: Request) -> Response {
+    let deadline = lambda_context(28).deadline;
+    let event = match gateway::to_event(request, deadline).await {
+        Ok(event) => event,
+        Err(refused) => return refused,
     };
-    http_response(answer)
-}
-
-/// API Gateway's answer when the function crashed mid-invocation.
-fn crashed() -> Response {
-    let mut response = Response::new(Body::from(r#"{"message":"Internal Server Error"}"#));
-    *response.status_mut() = StatusCode::BAD_GATEWAY;
-    response
-}
-
-fn http_response(answer: ApiGatewayV2httpResponse) -> Response {
-    let mut response = Response::new(match answer.body {
-        Some(LambdaBody::Text(text)) => Body::from(text),
-        Some(LambdaBody::Binary(bytes)) => Body::from(bytes),
-        _ => Body::empty(),
-    });
-    *response.status_mut() =
-        StatusCode::from_u16(answer.status_code as u16).unwrap_or(StatusCode::BAD_GATEWAY);
-    *response.headers_mut() = answer.headers;
-    response
+    // create-order answers every request; it never fails.
+    match handler.handle(event).await {
+        Ok(answer) => gateway::response(answer),
+        Err(never) => match never {},
+    }
 }

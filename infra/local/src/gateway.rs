@@ -1,0 +1,197 @@
+//! What API Gateway's HTTP API does in front of create-order, locally: the
+//! request becomes a payload 2.0 event (the caller in its request context,
+//! as the authorizer puts it), the handler's answer becomes the response.
+//!
+//! The caller comes from `Authorization: Bearer <JWT>`: the token's claims
+//! are decoded **without verifying its signature** and placed where API
+//! Gateway's JWT authorizer puts them (`requestContext.authorizer.jwt.claims`,
+//! the issuer in `iss`). Without the header the caller is `local` (an IAM
+//! caller, as with the default `ApiAuth=IAM`; SigV4 itself is not emulated).
+
+use aws_lambda_events::apigw::{
+    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerIamDescription,
+    ApiGatewayRequestAuthorizerJwtDescription, ApiGatewayV2httpRequest, ApiGatewayV2httpResponse,
+};
+use aws_lambda_events::encodings::Body as LambdaBody;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use base64::Engine;
+use lambda_runtime::LambdaEvent;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+/// API Gateway HTTP APIs take request bodies up to 10 MB: anything smaller
+/// reaches the handler (which has its own, smaller limit).
+pub const MAX_PAYLOAD: usize = 10 * 1024 * 1024;
+
+/// The caller of a request without an `Authorization` header.
+pub const LOCAL_CALLER: &str = "local";
+
+/// Said once when the runner starts.
+pub const UNVERIFIED_TOKENS: &str = "foxrelay-local: bearer tokens are decoded but NOT verified \
+     (no signature, issuer or audience check): any token is believed. In AWS, API Gateway \
+     verifies them.";
+
+/// The request, as API Gateway would hand it to create-order, or the
+/// answer the gateway itself gives (a body too large, a token that is not a
+/// JWT).
+pub async fn to_event(
+    request: Request,
+    deadline_ms: u64,
+) -> Result<LambdaEvent<ApiGatewayV2httpRequest>, Response> {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, MAX_PAYLOAD).await.map_err(|_| {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the body is over API Gateway's 10 MB limit",
+        )
+    })?;
+    let mut event = ApiGatewayV2httpRequest::default();
+    event.version = Some("2.0".into());
+    event.route_key = Some("$default".into());
+    event.raw_path = Some(parts.uri.path().to_owned());
+    event.raw_query_string = parts.uri.query().map(str::to_owned);
+    event.request_context.http.method = parts.method;
+    event.request_context.http.path = Some(parts.uri.path().to_owned());
+    event.request_context.stage = Some("$default".into());
+    event.request_context.request_id = Some(uuid::Uuid::new_v4().to_string());
+    event.request_context.authorizer = Some(authorizer(&parts.headers)?);
+    event.headers = parts.headers;
+    match std::str::from_utf8(&body) {
+        Ok(text) => event.body = (!text.is_empty()).then(|| text.to_owned()),
+        Err(_) => {
+            event.body = Some(base64::engine::general_purpose::STANDARD.encode(&body));
+            event.is_base64_encoded = true;
+        }
+    }
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = deadline_ms;
+    Ok(LambdaEvent::new(event, context))
+}
+
+/// The authorizer's part of the request context.
+fn authorizer(headers: &HeaderMap) -> Result<ApiGatewayRequestAuthorizer, Response> {
+    let mut authorizer = ApiGatewayRequestAuthorizer::default();
+    match headers.get("authorization") {
+        None => {
+            let mut iam = ApiGatewayRequestAuthorizerIamDescription::default();
+            iam.user_arn = Some(LOCAL_CALLER.to_owned());
+            authorizer.iam = Some(iam);
+        }
+        Some(value) => {
+            let claims = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer ").or(v.strip_prefix("bearer ")))
+                .ok_or_else(|| unauthorized("Authorization must be 'Bearer <JWT>' locally"))
+                .and_then(|token| claims(token.trim()).map_err(unauthorized))?;
+            let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
+            jwt.claims = claims;
+            authorizer.jwt = Some(jwt);
+        }
+    }
+    Ok(authorizer)
+}
+
+/// A JWT's claims, unverified, flattened to text as API Gateway passes them
+/// (strings as they are, anything else as JSON).
+pub fn claims(token: &str) -> Result<HashMap<String, String>, &'static str> {
+    let mut parts = token.split('.');
+    let (Some(_header), Some(payload), Some(_signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("the bearer token is not a JWT (three dot-separated parts)");
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|_| "the JWT's payload is not base64url")?;
+    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(&bytes) else {
+        return Err("the JWT's payload is not a JSON object");
+    };
+    Ok(map
+        .into_iter()
+        .map(|(name, value)| {
+            let text = match value {
+                Value::String(text) => text,
+                other => other.to_string(),
+            };
+            (name, text)
+        })
+        .collect())
+}
+
+fn unauthorized(why: &str) -> Response {
+    error(StatusCode::UNAUTHORIZED, "unauthenticated", why)
+}
+
+/// An answer of the runner itself, in the API's error shape.
+pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({"error": {"code": code, "message": message}}).to_string();
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    response
+}
+
+/// API Gateway's answer when the function crashed mid-invocation: its own
+/// `{"message"}` body, as in AWS.
+pub fn crashed() -> Response {
+    let mut response = Response::new(Body::from(r#"{"message":"Internal Server Error"}"#));
+    *response.status_mut() = StatusCode::BAD_GATEWAY;
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    response
+}
+
+/// The handler's answer as the HTTP response.
+pub fn response(answer: ApiGatewayV2httpResponse) -> Response {
+    let mut response = Response::new(match answer.body {
+        Some(LambdaBody::Text(text)) => Body::from(text),
+        Some(LambdaBody::Binary(bytes)) => Body::from(bytes),
+        _ => Body::empty(),
+    });
+    *response.status_mut() =
+        StatusCode::from_u16(answer.status_code as u16).unwrap_or(StatusCode::BAD_GATEWAY);
+    *response.headers_mut() = answer.headers;
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(payload: &Value) -> String {
+        let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        format!(
+            "{}.{}.{}",
+            b64(br#"{"alg":"RS256"}"#),
+            b64(payload.to_string().as_bytes()),
+            b64(b"not-checked")
+        )
+    }
+
+    #[test]
+    fn claims_are_read_unverified_and_flattened_to_text() {
+        let claims = claims(&token(&json!({
+            "iss": "https://issuer.example", "sub": "client-a", "exp": 1, "scope": ["a", "b"]
+        })))
+        .unwrap();
+        assert_eq!(claims["iss"], "https://issuer.example");
+        assert_eq!(claims["sub"], "client-a");
+        assert_eq!(claims["exp"], "1");
+        assert_eq!(claims["scope"], r#"["a","b"]"#);
+    }
+
+    #[test]
+    fn what_is_not_a_jwt_is_refused() {
+        for bad in ["", "a.b", "a.b.c.d", "a.!!!.c", &format!("a.{}.c", "W10")] {
+            assert!(claims(bad).is_err(), "{bad}");
+        }
+    }
+}

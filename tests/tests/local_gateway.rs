@@ -1,0 +1,163 @@
+//! The local runner answers as API Gateway and the handler would: the
+//! caller from a bearer JWT (decoded, not verified) or `local`, bodies up
+//! to the gateway's 10 MB limit handed to the handler, and every error the
+//! runner itself gives in the API's JSON error shape.
+
+use foxrelay_local::{LocalStack, StackOptions, StackTemplate};
+use foxrelay_tests::{moto, unique_prefix};
+use foxreload_sim::{PRODUCT_FAST, SimConfig};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+fn jwt(claims: Value) -> String {
+    use base64::Engine;
+    let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    format!(
+        "{}.{}.{}",
+        b64(br#"{"alg":"RS256","typ":"JWT"}"#),
+        b64(claims.to_string().as_bytes()),
+        b64(b"unverified")
+    )
+}
+
+async fn stack() -> LocalStack {
+    LocalStack::start(StackOptions {
+        template: StackTemplate::repository_path(),
+        aws_endpoint: Some(moto().endpoint_url()),
+        foxreload: None,
+        simulator: SimConfig::default(),
+        prefix: unique_prefix(),
+        api_addr: ([127, 0, 0, 1], 0).into(),
+        overrides: Default::default(),
+        scan_interval: Duration::from_secs(3600),
+        poll_copies: 1,
+        poll_wait: Duration::from_secs(1),
+    })
+    .await
+    .unwrap()
+}
+
+async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json",
+        "status {status}"
+    );
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_runner_takes_the_caller_from_the_token_and_answers_like_the_handler() {
+    let stack = stack().await;
+    let http = reqwest::Client::new();
+    let orders = format!("http://{}/orders", stack.api_addr);
+    let body = json!({"items": [{"productId": PRODUCT_FAST, "quantity": 1}]}).to_string();
+    let shop = jwt(json!({"iss": "https://issuer.example", "sub": "shop"}));
+    let partner = jwt(json!({"iss": "https://issuer.example", "sub": "partner"}));
+
+    let placed = http
+        .post(&orders)
+        .bearer_auth(&shop)
+        .header("content-type", "application/json")
+        .header("idempotency-key", "k-1")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    let (status, order) = json_of(placed).await;
+    assert_eq!(status, 202, "{order}");
+    let url = format!("{orders}/{}", order["orderId"].as_str().unwrap());
+    let read = |token: Option<&str>| {
+        let mut request = http.get(&url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_eq!(json_of(read(Some(&shop)).await.unwrap()).await.0, 200);
+    // Another token's caller, and the anonymous `local` caller, see nothing.
+    for other in [Some(partner.as_str()), None] {
+        let (status, body) = json_of(read(other).await.unwrap()).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (404, Some("not_found"))
+        );
+    }
+    // The same key from another caller is another order.
+    let theirs = http
+        .post(&orders)
+        .bearer_auth(&partner)
+        .header("content-type", "application/json")
+        .header("idempotency-key", "k-1")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    let (status, their_order) = json_of(theirs).await;
+    assert_eq!(status, 202);
+    assert_ne!(their_order["orderId"], order["orderId"]);
+    // A replay is marked.
+    let replay = http
+        .post(&orders)
+        .bearer_auth(&shop)
+        .header("content-type", "application/json")
+        .header("idempotency-key", "k-1")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+
+    // What is not a JWT is refused by the runner, in the API's shape.
+    let garbage = http
+        .get(&url)
+        .header("authorization", "Bearer not-a-token")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(garbage).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthenticated"))
+    );
+
+    // 2 MB reaches the handler, which refuses it with its own JSON 413; over
+    // the gateway's 10 MB the runner refuses it the same way.
+    for size in [2 * 1024 * 1024, 11 * 1024 * 1024] {
+        let big = format!(r#"{{"items":[],"pad":"{}"}}"#, "x".repeat(size));
+        let response = http
+            .post(&orders)
+            .header("content-type", "application/json")
+            .body(big)
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = json_of(response).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (413, Some("payload_too_large")),
+            "{size}: {body}"
+        );
+    }
+    // Unknown routes and wrong methods: the same JSON error shape.
+    let (status, body) = json_of(
+        http.get(format!("http://{}/nowhere", stack.api_addr))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let wrong = http.delete(&orders).send().await.unwrap();
+    assert_eq!(wrong.headers()["allow"], "POST");
+    let (status, body) = json_of(wrong).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+    stack.stop().await;
+}
