@@ -193,6 +193,19 @@ pub async fn call(
     response
 }
 
+/// The status and JSON body of an answer over HTTP (the local runner),
+/// checked against the OpenAPI document like every handler answer.
+pub async fn http_answer(method: &str, response: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    let path = response.url().path().to_owned();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("a body");
+    if let Some(reason) = openapi::http_violation(method, &path, status, &headers, &text) {
+        panic!("the answer breaks openapi.yaml: {reason}");
+    }
+    (status, serde_json::from_str(&text).expect("a JSON body"))
+}
+
 /// An order event as published, checked against its JSON Schema
 /// ([`openapi::check_event`]) before it is read.
 pub fn order_event(raw: serde_json::Value) -> foxrelay_shared::domain::event::OrderEvent {

@@ -7,6 +7,7 @@
 
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use aws_lambda_events::encodings::Body;
+use aws_lambda_events::http::HeaderMap;
 use serde_json::{Map, Value, json};
 use std::path::Path;
 use std::sync::LazyLock;
@@ -82,8 +83,31 @@ fn template_of(doc: &Value, path: &str) -> Option<String> {
 /// Why `response`, the handler's answer to `method` `path`, breaks the
 /// document; `None` when it keeps it.
 pub fn violation(method: &str, path: &str, response: &ApiGatewayV2httpResponse) -> Option<String> {
+    let body = match &response.body {
+        Some(Body::Text(text)) => text.as_str(),
+        None | Some(Body::Empty) => "",
+        Some(other) => return Some(format!("{method} {path}: a non-text body {other:?}")),
+    };
+    http_violation(
+        method,
+        path,
+        response.status_code as u16,
+        &response.headers,
+        body,
+    )
+}
+
+/// Why an HTTP answer (status, headers, body) to `method` `path` breaks the
+/// document: the same check for answers seen over HTTP (the local runner).
+pub fn http_violation(
+    method: &str,
+    path: &str,
+    status: u16,
+    response_headers: &HeaderMap,
+    body: &str,
+) -> Option<String> {
     let doc = document();
-    let status = response.status_code.to_string();
+    let status = status.to_string();
     let operation = template_of(doc, path).and_then(|template| {
         doc["paths"][template]
             .get(method.to_ascii_lowercase())
@@ -103,17 +127,11 @@ pub fn violation(method: &str, path: &str, response: &ApiGatewayV2httpResponse) 
         }
     };
     let schema = &documented["content"]["application/json"]["schema"];
-    let body = match &response.body {
-        Some(Body::Text(text)) => text.as_str(),
-        None | Some(Body::Empty) => "",
-        Some(other) => return Some(format!("{method} {path}: a non-text body {other:?}")),
-    };
     if schema.is_null() {
         return (!body.is_empty())
             .then(|| format!("{method} {path} {status}: an undocumented body"));
     }
-    if response
-        .headers
+    if response_headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         != Some("application/json")
@@ -143,7 +161,7 @@ pub fn violation(method: &str, path: &str, response: &ApiGatewayV2httpResponse) 
         .cloned()
         .unwrap_or_default();
     for name in ["location", "retry-after", "idempotent-replayed", "allow"] {
-        let sent = response.headers.contains_key(name);
+        let sent = response_headers.contains_key(name);
         let listed = headers.keys().any(|h| h.eq_ignore_ascii_case(name));
         if sent && !listed {
             return Some(format!(

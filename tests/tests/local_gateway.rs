@@ -4,7 +4,7 @@
 //! runner itself gives in the API's JSON error shape.
 
 use foxrelay_local::{LocalStack, StackOptions, StackTemplate};
-use foxrelay_tests::{moto, unique_prefix};
+use foxrelay_tests::{http_answer, moto, unique_prefix};
 use foxreload_sim::{PRODUCT_FAST, SimConfig};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -37,16 +37,6 @@ async fn stack() -> LocalStack {
     .unwrap()
 }
 
-async fn json_of(response: reqwest::Response) -> (u16, Value) {
-    let status = response.status().as_u16();
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/json",
-        "status {status}"
-    );
-    (status, response.json().await.unwrap())
-}
-
 #[tokio::test]
 async fn the_runner_takes_the_caller_from_the_token_and_answers_like_the_handler() {
     let stack = stack().await;
@@ -65,7 +55,7 @@ async fn the_runner_takes_the_caller_from_the_token_and_answers_like_the_handler
         .send()
         .await
         .unwrap();
-    let (status, order) = json_of(placed).await;
+    let (status, order) = http_answer("POST", placed).await;
     assert_eq!(status, 202, "{order}");
     let url = format!("{orders}/{}", order["orderId"].as_str().unwrap());
     let read = |token: Option<&str>| {
@@ -75,10 +65,13 @@ async fn the_runner_takes_the_caller_from_the_token_and_answers_like_the_handler
         }
         request.send()
     };
-    assert_eq!(json_of(read(Some(&shop)).await.unwrap()).await.0, 200);
+    assert_eq!(
+        http_answer("GET", read(Some(&shop)).await.unwrap()).await.0,
+        200
+    );
     // Another token's caller, and the anonymous `local` caller, see nothing.
     for other in [Some(partner.as_str()), None] {
-        let (status, body) = json_of(read(other).await.unwrap()).await;
+        let (status, body) = http_answer("GET", read(other).await.unwrap()).await;
         assert_eq!(
             (status, body["error"]["code"].as_str()),
             (404, Some("not_found"))
@@ -94,7 +87,7 @@ async fn the_runner_takes_the_caller_from_the_token_and_answers_like_the_handler
         .send()
         .await
         .unwrap();
-    let (status, their_order) = json_of(theirs).await;
+    let (status, their_order) = http_answer("POST", theirs).await;
     assert_eq!(status, 202);
     assert_ne!(their_order["orderId"], order["orderId"]);
     // A replay is marked.
@@ -116,7 +109,7 @@ async fn the_runner_takes_the_caller_from_the_token_and_answers_like_the_handler
         .send()
         .await
         .unwrap();
-    let (status, body) = json_of(garbage).await;
+    let (status, body) = http_answer("GET", garbage).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (401, Some("unauthenticated"))
@@ -133,7 +126,7 @@ async fn the_runner_takes_the_caller_from_the_token_and_answers_like_the_handler
             .send()
             .await
             .unwrap();
-        let (status, body) = json_of(response).await;
+        let (status, body) = http_answer("POST", response).await;
         assert_eq!(
             (status, body["error"]["code"].as_str()),
             (413, Some("payload_too_large")),
@@ -141,7 +134,8 @@ async fn the_runner_takes_the_caller_from_the_token_and_answers_like_the_handler
         );
     }
     // Unknown routes and wrong methods: the same JSON error shape.
-    let (status, body) = json_of(
+    let (status, body) = http_answer(
+        "GET",
         http.get(format!("http://{}/nowhere", stack.api_addr))
             .send()
             .await
@@ -154,7 +148,7 @@ async fn the_runner_takes_the_caller_from_the_token_and_answers_like_the_handler
     );
     let wrong = http.delete(&orders).send().await.unwrap();
     assert_eq!(wrong.headers()["allow"], "POST");
-    let (status, body) = json_of(wrong).await;
+    let (status, body) = http_answer("DELETE", wrong).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (405, Some("method_not_allowed"))
