@@ -233,11 +233,7 @@ pub async fn post_order(
     if let Some(key) = key {
         headers.push(("idempotency-key", key));
     }
-    call(
-        &handler,
-        http_event("POST", "/orders", &headers, Some(body)),
-    )
-    .await
+    call(handler, http_event("POST", "/orders", &headers, Some(body))).await
 }
 
 /// A queue named `name` subscribed to `topic_arn` with raw delivery;

@@ -13,7 +13,7 @@ use foxreload_sim::{
     PRODUCT_5XX, PRODUCT_429, PRODUCT_ACTIVATION, PRODUCT_FAIL, PRODUCT_FAST, PRODUCT_MANY,
     PRODUCT_NEVER, PRODUCT_PARTIAL, PRODUCT_STALL_CREATE, SimConfig, Simulator, Timing,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -42,7 +42,7 @@ async fn post_n(
 ) -> (u16, Value) {
     let body = json!({"items": [{"productId": product, "quantity": quantity}]}).to_string();
     let response = call(
-        &handler,
+        handler,
         http_event(
             "POST",
             "/orders",
@@ -294,7 +294,7 @@ async fn each_function_calls_exactly_what_its_role_grants() {
             }
         }
     }
-    for ((function, action), _) in &narrowed {
+    for (function, action) in narrowed.keys() {
         let tally = match *function {
             "CreateOrderFunction" => &create_calls,
             "PollOrderFunction" => &poll_calls,

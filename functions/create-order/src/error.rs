@@ -22,10 +22,9 @@ pub struct ApiError {
     pub field: Option<String>,
     /// More to say: FoxReload's code, the caller's own order id.
     pub extra: Map<String, Value>,
-    /// When to try again (`Retry-After`), for answers that invite it.
-    pub retry_after: Option<Duration>,
-    /// The methods a route takes (`Allow`, with 405).
-    pub allow: Option<&'static str>,
+    /// Headers the answer carries: `Retry-After` (whole seconds) for
+    /// answers that invite a retry, `Allow` with a 405.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -36,8 +35,7 @@ impl ApiError {
             message: message.into(),
             field: None,
             extra: Map::new(),
-            retry_after: None,
-            allow: None,
+            headers: Vec::new(),
         }
     }
 
@@ -46,9 +44,22 @@ impl ApiError {
         self
     }
 
-    pub fn retry_after(mut self, wait: Duration) -> Self {
-        self.retry_after = Some(wait.max(Duration::from_secs(1)));
+    pub fn retry_after(self, wait: Duration) -> Self {
+        let seconds = wait.max(Duration::from_secs(1)).as_secs();
+        self.header("retry-after", seconds.to_string())
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
         self
+    }
+
+    /// The value of header `name`, if the answer carries it.
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn with(mut self, name: &str, value: impl Into<Value>) -> Self {
@@ -233,12 +244,13 @@ mod tests {
     #[test]
     fn answers_that_invite_a_retry_say_when() {
         assert_eq!(
-            ApiError::supplier_unavailable(Some(Duration::from_secs(7))).retry_after,
-            Some(Duration::from_secs(7))
+            ApiError::supplier_unavailable(Some(Duration::from_secs(7)))
+                .header_value("retry-after"),
+            Some("7")
         );
         assert_eq!(
-            ApiError::supplier_unavailable(None).retry_after,
-            Some(Duration::from_secs(2))
+            ApiError::supplier_unavailable(None).header_value("retry-after"),
+            Some("2")
         );
     }
 }

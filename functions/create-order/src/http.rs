@@ -83,10 +83,7 @@ fn is_order_id(id: &str) -> bool {
 }
 
 fn method_not_allowed(allowed: &'static str) -> ApiError {
-    ApiError {
-        allow: Some(allowed),
-        ..ApiError::new(405, "method_not_allowed", format!("use {allowed} here"))
-    }
+    ApiError::new(405, "method_not_allowed", format!("use {allowed} here")).header("allow", allowed)
 }
 
 /// The caller, from what API Gateway's authorizer put in the request
@@ -203,11 +200,8 @@ pub fn with_header(
 impl ApiError {
     pub fn response(&self) -> ApiGatewayV2httpResponse {
         let mut response = respond(self.status, self.body());
-        if let Some(allow) = &self.allow {
-            response = with_header(response, "allow", allow);
-        }
-        if let Some(wait) = self.retry_after {
-            response = with_header(response, "retry-after", &wait.as_secs().to_string());
+        for (name, value) in &self.headers {
+            response = with_header(response, name, value);
         }
         response
     }

@@ -58,7 +58,7 @@ pub async fn to_event(
     event.request_context.http.path = Some(parts.uri.path().to_owned());
     event.request_context.stage = Some("$default".into());
     event.request_context.request_id = Some(uuid::Uuid::new_v4().to_string());
-    event.request_context.authorizer = Some(authorizer(&parts.headers)?);
+    event.request_context.authorizer = Some(authorizer(&parts.headers).map_err(unauthorized)?);
     event.headers = parts.headers;
     match std::str::from_utf8(&body) {
         Ok(text) => event.body = (!text.is_empty()).then(|| text.to_owned()),
@@ -73,7 +73,7 @@ pub async fn to_event(
 }
 
 /// The authorizer's part of the request context.
-fn authorizer(headers: &HeaderMap) -> Result<ApiGatewayRequestAuthorizer, Response> {
+fn authorizer(headers: &HeaderMap) -> Result<ApiGatewayRequestAuthorizer, &'static str> {
     let mut authorizer = ApiGatewayRequestAuthorizer::default();
     match headers.get("authorization") {
         None => {
@@ -86,8 +86,8 @@ fn authorizer(headers: &HeaderMap) -> Result<ApiGatewayRequestAuthorizer, Respon
                 .to_str()
                 .ok()
                 .and_then(|v| v.strip_prefix("Bearer ").or(v.strip_prefix("bearer ")))
-                .ok_or_else(|| unauthorized("Authorization must be 'Bearer <JWT>' locally"))
-                .and_then(|token| claims(token.trim()).map_err(unauthorized))?;
+                .ok_or("Authorization must be 'Bearer <JWT>' locally")
+                .and_then(|token| claims(token.trim()))?;
             let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
             jwt.claims = claims;
             authorizer.jwt = Some(jwt);
