@@ -46,16 +46,15 @@ async fn the_runner_takes_the_caller_from_the_token_and_answers_like_the_handler
     let shop = jwt(json!({"iss": "https://issuer.example", "sub": "shop"}));
     let partner = jwt(json!({"iss": "https://issuer.example", "sub": "partner"}));
 
-    let placed = http
-        .post(&orders)
-        .bearer_auth(&shop)
-        .header("content-type", "application/json")
-        .header("idempotency-key", "k-1")
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    let (status, order) = http_answer("POST", placed).await;
+    let post = |token: &str| {
+        http.post(&orders)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("idempotency-key", "k-1")
+            .body(body.clone())
+            .send()
+    };
+    let (status, order) = http_answer("POST", post(&shop).await.unwrap()).await;
     assert_eq!(status, 202, "{order}");
     let url = format!("{orders}/{}", order["orderId"].as_str().unwrap());
     let read = |token: Option<&str>| {
@@ -78,28 +77,11 @@ async fn the_runner_takes_the_caller_from_the_token_and_answers_like_the_handler
         );
     }
     // The same key from another caller is another order.
-    let theirs = http
-        .post(&orders)
-        .bearer_auth(&partner)
-        .header("content-type", "application/json")
-        .header("idempotency-key", "k-1")
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    let (status, their_order) = http_answer("POST", theirs).await;
+    let (status, their_order) = http_answer("POST", post(&partner).await.unwrap()).await;
     assert_eq!(status, 202);
     assert_ne!(their_order["orderId"], order["orderId"]);
     // A replay is marked.
-    let replay = http
-        .post(&orders)
-        .bearer_auth(&shop)
-        .header("content-type", "application/json")
-        .header("idempotency-key", "k-1")
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+    let replay = post(&shop).await.unwrap();
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
 
     // What is not a JWT is refused by the runner, in the API's shape.

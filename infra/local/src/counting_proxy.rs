@@ -421,18 +421,8 @@ pub fn iam_actions(call: &Call, body: &[u8]) -> Vec<(String, String)> {
             let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
             let table = |v: &Value| v["TableName"].as_str().unwrap_or_default().to_owned();
             match call.operation.as_str() {
-                "TransactWriteItems" | "TransactGetItems" => request["TransactItems"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|item| {
-                        let (kind, inner) = item.as_object()?.iter().next()?;
-                        let operation = match kind.as_str() {
-                            "ConditionCheck" => "ConditionCheckItem".to_owned(),
-                            other => format!("{other}Item"),
-                        };
-                        Some((action(&operation), table(inner)))
-                    })
+                "TransactWriteItems" | "TransactGetItems" => transaction_items(&request)
+                    .map(|(operation, inner)| (action(&operation), table(inner)))
                     .collect(),
                 "BatchWriteItem" | "BatchGetItem" => request["RequestItems"]
                     .as_object()
@@ -472,6 +462,23 @@ pub fn iam_actions(call: &Call, body: &[u8]) -> Vec<(String, String)> {
     }
 }
 
+/// A transaction's items: each one's IAM operation (`PutItem`,
+/// `ConditionCheckItem`…) and its body.
+fn transaction_items(request: &Value) -> impl Iterator<Item = (String, &Value)> {
+    request["TransactItems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| {
+            let (kind, inner) = item.as_object()?.iter().next()?;
+            let operation = match kind.as_str() {
+                "ConditionCheck" => "ConditionCheckItem".to_owned(),
+                other => format!("{other}Item"),
+            };
+            Some((operation, inner))
+        })
+}
+
 /// Each DynamoDB item request's IAM action and partition key (`pk`): a
 /// single-item call, or every item of a transaction or batch.
 pub fn item_keys(call: &Call, body: &[u8]) -> Vec<(String, String)> {
@@ -489,18 +496,8 @@ pub fn item_keys(call: &Call, body: &[u8]) -> Vec<(String, String)> {
     };
     let action = |operation: &str| format!("dynamodb:{operation}");
     match call.operation.as_str() {
-        "TransactWriteItems" | "TransactGetItems" => request["TransactItems"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|item| {
-                let (kind, inner) = item.as_object()?.iter().next()?;
-                let operation = match kind.as_str() {
-                    "ConditionCheck" => "ConditionCheckItem".to_owned(),
-                    other => format!("{other}Item"),
-                };
-                Some((action(&operation), pk(inner)?))
-            })
+        "TransactWriteItems" | "TransactGetItems" => transaction_items(&request)
+            .filter_map(|(operation, inner)| Some((action(&operation), pk(inner)?)))
             .collect(),
         "BatchWriteItem" => request["RequestItems"]
             .as_object()

@@ -70,6 +70,15 @@ fn idempotency_key(key_text: &str) -> Item {
     key(format!("IDEMPOTENCY#{key_text}"), "IDEMPOTENCY")
 }
 
+/// Where the time an alert was last sent is kept: an order's slot, or a
+/// stack alert's item (created on first use).
+struct AlertMark {
+    operation: &'static str,
+    key: Item,
+    attribute: &'static str,
+    existing_only: bool,
+}
+
 fn stack_alert_key(name: &str) -> Item {
     key(format!("ALERT#{name}"), "ALERT")
 }
@@ -686,6 +695,56 @@ impl DynamoStore {
                 return Ok(codes);
             }
         }
+    }
+
+    /// Sets `mark`'s time to `now` unless it is at or after `realert_before`:
+    /// true when this caller may send the alert.
+    async fn claim_mark(
+        &self,
+        mark: AlertMark,
+        realert_before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let free = "(attribute_not_exists(#mark) OR #mark < :before)";
+        let condition = if mark.existing_only {
+            format!("attribute_exists(pk) AND {free}")
+        } else {
+            free.to_owned()
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(mark.key))
+            .update_expression("SET #mark = :now")
+            .condition_expression(condition)
+            .expression_attribute_names("#mark", mark.attribute)
+            .expression_attribute_values(":now", n(millis(now)))
+            .expression_attribute_values(":before", n(millis(realert_before)))
+            .send()
+            .await;
+        conditional(mark.operation, result)
+    }
+
+    /// Removes `mark` if it is still the one set at `claimed_at` (another
+    /// worker that alerted meanwhile keeps its own).
+    async fn release_mark(
+        &self,
+        mark: AlertMark,
+        claimed_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(mark.key))
+            .update_expression("REMOVE #mark")
+            .condition_expression("#mark = :claimed")
+            .expression_attribute_names("#mark", mark.attribute)
+            .expression_attribute_values(":claimed", n(millis(claimed_at)))
+            .send()
+            .await;
+        conditional(mark.operation, result).map(drop)
     }
 
     /// A transaction action that checks the order has not ended.
@@ -1423,21 +1482,13 @@ impl OrderStore for DynamoStore {
         realert_before: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(order_key(order_id)))
-            .update_expression("SET #slot = :now")
-            .condition_expression(
-                "attribute_exists(pk) AND (attribute_not_exists(#slot) OR #slot < :before)",
-            )
-            .expression_attribute_names("#slot", alert_attribute(slot))
-            .expression_attribute_values(":now", n(millis(now)))
-            .expression_attribute_values(":before", n(millis(realert_before)))
-            .send()
-            .await;
-        conditional("claim an alert", result)
+        let mark = AlertMark {
+            operation: "claim an alert",
+            key: order_key(order_id),
+            attribute: alert_attribute(slot),
+            existing_only: true,
+        };
+        self.claim_mark(mark, realert_before, now).await
     }
 
     async fn release_alert(
@@ -1446,19 +1497,13 @@ impl OrderStore for DynamoStore {
         slot: AlertSlot,
         claimed_at: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(order_key(order_id)))
-            .update_expression("REMOVE #slot")
-            .condition_expression("#slot = :claimed")
-            .expression_attribute_names("#slot", alert_attribute(slot))
-            .expression_attribute_values(":claimed", n(millis(claimed_at)))
-            .send()
-            .await;
-        // Another worker alerted meanwhile: nothing to give back.
-        conditional("release an alert", result).map(drop)
+        let mark = AlertMark {
+            operation: "release an alert",
+            key: order_key(order_id),
+            attribute: alert_attribute(slot),
+            existing_only: true,
+        };
+        self.release_mark(mark, claimed_at).await
     }
 
     async fn claim_stack_alert(
@@ -1467,18 +1512,13 @@ impl OrderStore for DynamoStore {
         realert_before: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(stack_alert_key(name)))
-            .update_expression("SET alertedAt = :now")
-            .condition_expression("attribute_not_exists(alertedAt) OR alertedAt < :before")
-            .expression_attribute_values(":now", n(millis(now)))
-            .expression_attribute_values(":before", n(millis(realert_before)))
-            .send()
-            .await;
-        conditional("claim a stack alert", result)
+        let mark = AlertMark {
+            operation: "claim a stack alert",
+            key: stack_alert_key(name),
+            attribute: "alertedAt",
+            existing_only: false,
+        };
+        self.claim_mark(mark, realert_before, now).await
     }
 
     async fn release_stack_alert(
@@ -1486,17 +1526,13 @@ impl OrderStore for DynamoStore {
         name: &str,
         claimed_at: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(stack_alert_key(name)))
-            .update_expression("REMOVE alertedAt")
-            .condition_expression("alertedAt = :claimed")
-            .expression_attribute_values(":claimed", n(millis(claimed_at)))
-            .send()
-            .await;
-        conditional("release a stack alert", result).map(drop)
+        let mark = AlertMark {
+            operation: "release a stack alert",
+            key: stack_alert_key(name),
+            attribute: "alertedAt",
+            existing_only: false,
+        };
+        self.release_mark(mark, claimed_at).await
     }
 
     async fn claim_unreadable_alert(
