@@ -656,6 +656,10 @@ impl Reader<'_> {
     }
 
     fn api_key(&mut self) -> ApiKeySource {
+        if self.access == FoxReloadAccess::NotNeeded {
+            // Never read, whatever is set: the role may not read the secret.
+            return ApiKeySource::NotGiven;
+        }
         let arn = self.get(names::FOXRELOAD_API_KEY_SECRET_ARN);
         let plain = self.get(names::FOXRELOAD_API_KEY);
         let in_lambda = self.get(names::AWS_LAMBDA_FUNCTION_NAME).is_some();
@@ -678,7 +682,6 @@ impl Reader<'_> {
                 ApiKeySource::Plain(ApiKey::new(String::new()))
             }
             (None, Some(key)) => ApiKeySource::Plain(ApiKey::new(key)),
-            (None, None) if self.access == FoxReloadAccess::NotNeeded => ApiKeySource::NotGiven,
             (None, None) => {
                 self.problems.push(SettingProblem::Missing {
                     name: names::FOXRELOAD_API_KEY_SECRET_ARN,

@@ -3,6 +3,7 @@
 //! authorizer puts them in the request context). Idempotency keys are scoped
 //! by it, and nobody else can read the order or learn that it exists.
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use create_order::Handler;
 use create_order::create::CreateOptions;
 use foxrelay_shared::domain::idempotency::{IdempotencyKey, fingerprint};
@@ -267,6 +268,82 @@ async fn a_key_stored_before_keys_were_scoped_is_still_answered_and_buys_nothing
     let scoped = key.scoped(&foxrelay_shared::domain::Principal::iam(SHOP_SESSION_1).unwrap());
     assert!(store.idempotency(&scoped).await.unwrap().is_some());
     assert!(store.idempotency("fresh-key").await.unwrap().is_none());
+
+    // The old order has no caller on record: its client (whoever it is now)
+    // can still read it, and the codes an earlier version stored beside it.
+    let id = intent.order_id.clone();
+    let table = h.stack.resources.table_name();
+    let dynamodb = &h.stack.clients.dynamodb;
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let n = |v: u64| AttributeValue::N(v.to_string());
+    dynamodb
+        .update_item()
+        .table_name(table)
+        .key("pk", s(&format!("ORDER#{id}")))
+        .key("sk", s("ORDER"))
+        .update_expression(
+            "SET #status = :done, codeCount = :two, terminalAt = :at REMOVE pendingPk, pendingSk",
+        )
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":done", s("completed"))
+        .expression_attribute_values(":two", n(2))
+        .expression_attribute_values(":at", n(1))
+        .send()
+        .await
+        .unwrap();
+    // Position 0 beside the order (the old layout); position 0 again with
+    // another code, and position 1, in the new partition: a code is never
+    // hidden by another at its position.
+    for (pk, index, code) in [
+        (format!("ORDER#{id}"), 0, "OLD-LAYOUT-0"),
+        (format!("CODES#{id}"), 0, "NEW-LAYOUT-0"),
+        (format!("CODES#{id}"), 1, "NEW-LAYOUT-1"),
+    ] {
+        dynamodb
+            .put_item()
+            .table_name(table)
+            .item("pk", s(&pk))
+            .item("sk", s(&format!("CODE#{index:06}")))
+            .item("orderId", s(&id))
+            .item("codeIndex", n(index))
+            .item("itemIndex", n(0))
+            .item("productId", s(PRODUCT_FAST))
+            .item("code", s(code))
+            .item("kind", s("code"))
+            .send()
+            .await
+            .unwrap();
+    }
+    for caller in [Caller::Iam(SHOP_SESSION_1), partner("client-z")] {
+        let read = get_as(&handler, &caller, &id).await;
+        assert_eq!(read.status_code, 200);
+        let codes: Vec<String> = body_of(&read)["codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["code"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(codes, ["NEW-LAYOUT-0", "OLD-LAYOUT-0", "NEW-LAYOUT-1"]);
+    }
+}
+
+#[tokio::test]
+async fn another_callers_scoped_key_sent_as_a_key_is_just_a_key() {
+    let (h, handler) = setup().await;
+    let shop = Caller::Iam(SHOP_SESSION_1);
+    let placed = post_as(&handler, &shop, Some("k-7")).await;
+    assert_eq!(placed.status_code, 202);
+    // What the shop's key is stored as, sent by another caller: not the
+    // shop's key, not an old unscoped key, just this caller's own new key.
+    let shop_principal = foxrelay_shared::domain::Principal::iam(SHOP_SESSION_1).unwrap();
+    let stored_as = IdempotencyKey::parse("k-7")
+        .unwrap()
+        .scoped(&shop_principal);
+    let theirs = post_as(&handler, &partner("client-b"), Some(&stored_as)).await;
+    assert_eq!(theirs.status_code, 202, "{:?}", theirs.body);
+    assert!(!theirs.headers.contains_key("idempotent-replayed"));
+    assert_ne!(order_id(&theirs), order_id(&placed));
+    assert_eq!(h.sim.counters().orders_created, 2);
 }
 
 #[tokio::test]

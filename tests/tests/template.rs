@@ -801,6 +801,16 @@ fn scan_stalled_starts_without_the_api_key_and_the_others_need_it() {
         settings_of(d, "ScanStalledFunction").foxreload.api_key,
         ApiKeySource::NotGiven
     );
+    // Even with a secret named (an older configuration mid-update), it is
+    // never read: its role may not.
+    let mut env = lambda_environment(d, "ScanStalledFunction");
+    env.insert(
+        names::FOXRELOAD_API_KEY_SECRET_ARN.into(),
+        EXISTING_SECRET.into(),
+    );
+    let scan = Settings::from_lookup_for(|name| env.get(name).cloned(), FoxReloadAccess::NotNeeded)
+        .unwrap();
+    assert_eq!(scan.foxreload.api_key, ApiKeySource::NotGiven);
     for function in ["CreateOrderFunction", "PollOrderFunction"] {
         let mut env = lambda_environment(d, function);
         env.remove(names::FOXRELOAD_API_KEY_SECRET_ARN);

@@ -164,17 +164,29 @@ impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock, P: EventPublisher> Crea
     /// A key stored before keys were scoped by caller, still unexpired: its
     /// request is answered from it as before (its order may exist and be
     /// paid), so an upgrade never buys a retried order twice. Such keys stop
-    /// existing 24 hours after the upgrade.
+    /// existing 24 hours after the upgrade. A key that is another caller's
+    /// scoped key (`{scope}#{key}` sent as a key) is not one: its order
+    /// names its caller.
     async fn unscoped_key(
         &self,
         key: &IdempotencyKey,
     ) -> Result<Option<IdempotencyRecord>, ApiError> {
-        let record = self
+        let Some(record) = self
             .store
             .idempotency(key.as_str())
             .await
+            .map_err(|e| store_error(&e))?
+            .filter(|r| r.expires_at > self.clock.now())
+        else {
+            return Ok(None);
+        };
+        let order = self
+            .store
+            .order(&record.order_id)
+            .await
             .map_err(|e| store_error(&e))?;
-        Ok(record.filter(|r| r.expires_at > self.clock.now()))
+        let unscoped = order.is_none_or(|order| order.principal.is_none());
+        Ok(unscoped.then_some(record))
     }
 
     /// The key is known: the same answer, a refusal, or a takeover.

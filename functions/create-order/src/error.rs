@@ -125,10 +125,13 @@ impl ApiError {
                 }
                 api
             }
+            // Only a refusal FoxReload explained (its JSON `code`): a bare
+            // 404 is as likely a wrong base URL as an unknown product.
             SupplierError::Rejected {
                 status: 400 | 404 | 409 | 422,
+                code: Some(code),
                 ..
-            } if !code.is_some_and(|c| ACCOUNT_CODES.contains(&c)) => Self::new(
+            } if !ACCOUNT_CODES.contains(&code.as_str()) => Self::new(
                 422,
                 "supplier_refused",
                 format!("FoxReload refused the order{said}; nothing was bought"),
@@ -200,7 +203,7 @@ mod tests {
         for (status, code) in [
             (400, Some("VALIDATION_ERROR")),
             (404, Some("NOT_FOUND")),
-            (422, None),
+            (422, Some("QUANTITY_OUT_OF_RANGE")),
         ] {
             let api = ApiError::supplier_refused(&rejected(status, code, None));
             assert_eq!(
@@ -239,6 +242,16 @@ mod tests {
         assert_eq!((balance.status, balance.code), (502, "supplier_error"));
         let odd = ApiError::supplier_refused(&rejected(405, None, None));
         assert_eq!(odd.status, 502);
+        // A refusal without FoxReload's code (an HTML 404 from a wrong base
+        // URL) is not blamed on the request.
+        for status in [400, 404, 422] {
+            let bare = ApiError::supplier_refused(&rejected(status, None, None));
+            assert_eq!(
+                (bare.status, bare.code),
+                (502, "supplier_error"),
+                "{status}"
+            );
+        }
     }
 
     #[test]

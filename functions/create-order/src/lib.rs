@@ -130,8 +130,8 @@ impl Handler {
 
 impl Handler {
     /// `GET /orders/{orderId}`: the order, and its codes once it has ended;
-    /// to the principal that placed it only. Anyone else is told, as for an
-    /// unknown id, that there is no such order.
+    /// to the principal that placed it only ([`is_readable_by`]). Anyone else
+    /// is told, as for an unknown id, that there is no such order.
     async fn read(
         &self,
         order_id: &str,
@@ -142,7 +142,7 @@ impl Handler {
             .order(order_id)
             .await
             .map_err(|e| ApiError::store(&e))?
-            .filter(|order| order.principal.as_ref() == Some(principal))
+            .filter(|order| is_readable_by(order, principal))
             .ok_or_else(|| ApiError::not_found("order"))?;
         if !order.status.is_terminal() {
             return Ok(view::order_json(&order));
@@ -153,6 +153,17 @@ impl Handler {
             .map_err(|e| ApiError::store(&e))?;
         Ok(view::finished_order_json(&order, &codes))
     }
+}
+
+/// Whether `principal` may read `order`: the caller that placed it. An
+/// order placed before callers were recorded has no owner to check and is
+/// readable by any authenticated caller, as it was then (its client must
+/// still be able to read its codes after the upgrade).
+fn is_readable_by(order: &foxrelay_shared::store::OrderRecord, principal: &Principal) -> bool {
+    order
+        .principal
+        .as_ref()
+        .is_none_or(|owner| owner == principal)
 }
 
 /// The time budget: Lambda's deadline less a margin, at most [`MAX_BUDGET`].

@@ -1273,13 +1273,14 @@ impl OrderStore for DynamoStore {
     async fn codes(&self, order_id: &str) -> Result<Vec<DeliveredCodeRecord>, StoreError> {
         let mut codes = self.codes_under(codes_pk(order_id)).await?;
         // Orders that ended before codes had their own partition keep them
-        // beside the order; an order cut short across the upgrade has some
-        // in each place (never the same position twice).
+        // beside the order; an order cut short across the upgrade may have
+        // some in each place. Only a code stored twice alike is kept once:
+        // two different codes at one position are both kept, never hidden.
         let legacy = self.codes_under(format!("ORDER#{order_id}")).await?;
         if !legacy.is_empty() {
             codes.extend(legacy);
-            codes.sort_by_key(|code| code.index);
-            codes.dedup_by_key(|code| code.index);
+            codes.sort_by(|a, b| (a.index, &a.code).cmp(&(b.index, &b.code)));
+            codes.dedup();
         }
         Ok(codes)
     }

@@ -37,7 +37,7 @@ pub struct OrderRecord {
     /// bare key on orders placed before keys were scoped by caller).
     pub idempotency_key: Option<String>,
     /// Who placed it; only they may read it. `None` on orders placed before
-    /// callers were recorded (readable by nobody through the API).
+    /// callers were recorded.
     pub principal: Option<Principal>,
     /// The poll message number being worked on, and until when.
     pub claimed_seq: u64,
