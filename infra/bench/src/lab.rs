@@ -2,7 +2,9 @@
 //! whole run, a fresh set of the template's resources per section, and the
 //! FoxReload simulator.
 
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use aws_lambda_events::apigw::{
+    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerIamDescription, ApiGatewayV2httpRequest,
+};
 use axum::http::{HeaderValue, Method, header};
 use foxrelay_local::{MotoServer, Provisioned, StackTemplate, provision};
 use foxrelay_shared::aws::{AwsClients, LocalAws, load_local};
@@ -45,8 +47,17 @@ pub fn http_request(
     request.request_context.http.method = method;
     request.request_context.http.path = Some(path.into());
     request.request_context.stage = Some("$default".into());
+    // The caller, as API Gateway's IAM authorizer names it.
+    let mut iam = ApiGatewayRequestAuthorizerIamDescription::default();
+    iam.user_arn = Some(BENCH_CALLER.into());
+    let mut authorizer = ApiGatewayRequestAuthorizer::default();
+    authorizer.iam = Some(iam);
+    request.request_context.authorizer = Some(authorizer);
     request
 }
+
+/// The caller of every benchmark request.
+pub const BENCH_CALLER: &str = "arn:aws:iam::000000000000:role/foxrelay-bench";
 
 /// moto, started once.
 pub struct Lab {
