@@ -710,13 +710,15 @@ async fn a_retry_taking_over_an_order_from_before_post_times_were_recorded_buys_
     let now = time::OffsetDateTime::now_utc();
     let body = order_of(PRODUCT_FAST, None);
     let new = foxrelay_shared::domain::parse_new_order(body.as_bytes()).unwrap();
-    let intent = OrderRecord::intent(
+    // An order from that era: no POST times, no caller, an unscoped key.
+    let mut intent = OrderRecord::intent(
         "legacy-keyed".into(),
         &new,
         Some("old-key".into()),
         test_caller(),
         now - time::Duration::minutes(3),
     );
+    intent.principal = None;
     let claim = foxrelay_shared::store::IdempotencyClaim {
         key: "old-key".into(),
         fingerprint: fingerprint(&new),
