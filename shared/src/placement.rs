@@ -16,8 +16,8 @@
 use crate::clock::Clock;
 use crate::domain::OrderStatus;
 use crate::domain::reconcile::{
-    ClockOffset, Fit, Margins, Verdict, Wanted, Window, decide, doubted_windows, fit, opens,
-    resembles, windows,
+    ClockOffset, Fit, Margins, Owners, Verdict, Wanted, Window, closes, decide, doubted_windows,
+    fit, opens, resembles, windows,
 };
 use crate::foxreload::{
     CreateOrderRequest, PageRequest, Supplier, SupplierError, SupplierOrder, SupplierStatus,
@@ -172,12 +172,17 @@ impl ReconcileOptions {
             recorded = Some(at);
         }
         if recorded.is_none_or(|at| clock.now() - at > SEND_SLACK) {
+            mark_known(store, order_id, *posts).await;
             return Ok(Posted::NotSent);
         }
         let sent = clock.now();
         let created = match supplier.create_order(request).await {
             Ok(created) => created,
-            Err(error) => return Ok(Posted::Failed(error)),
+            Err(error) => {
+                // Sent and unanswered, or surely not sent: known either way.
+                mark_known(store, order_id, *posts).await;
+                return Ok(Posted::Failed(error));
+            }
         };
         let answered = clock.now();
         if let Some(stamped) = created.created_at.as_ref().and_then(|t| t.parsed) {
@@ -201,7 +206,10 @@ impl ReconcileOptions {
             .await?;
         Ok(match claim {
             Claim::Claimed => Posted::Claimed(created),
-            Claim::TakenByAnother => Posted::TakenByAnother,
+            Claim::TakenByAnother => {
+                mark_known(store, order_id, *posts).await;
+                Posted::TakenByAnother
+            }
             Claim::OrderMoved => Posted::Moved,
         })
     }
@@ -280,6 +288,9 @@ impl ReconcileOptions {
         // Look-alikes that would be ours were the measure off keep the
         // answer from being "nothing there".
         let wide = doubted_windows(&order.posted_at, measured, &self.margins);
+        // Orders of ours whose POSTs were answered (or timed out) before now
+        // are in the list as read; later ones may not be.
+        let snapshot = clock.now();
         let mut listed = match self
             .read_back(supplier, &wanted, windows, &wide, deadline)
             .await
@@ -332,21 +343,42 @@ impl ReconcileOptions {
             if unclaimed.is_empty() {
                 return self.nothing_unless_alike(store, &listed.near).await;
             }
-            let owners = self.owners(store, order, &unclaimed, measured).await?;
+            let owners = self
+                .owners(store, order, &unclaimed, measured, snapshot, &listed.others)
+                .await?;
             if self::unclaimed(store, &unclaimed).await? != unclaimed {
                 continue;
             }
             let id = match decide(&unclaimed, owners, windows) {
                 Verdict::Nothing => return self.nothing_unless_alike(store, &listed.near).await,
+                Verdict::Wait => {
+                    info!(
+                        ?owners,
+                        "orders of ours still in flight could own the candidates"
+                    );
+                    return Ok(Found::Undecided(undecided(
+                        "orders of ours whose POSTs may still be in flight could own the \
+                         candidates; looking again later",
+                    )));
+                }
                 Verdict::Ambiguous(candidates) => {
                     warn!(
                         ?candidates,
-                        owners, "more candidates than orders of ours that could own them"
+                        ?owners,
+                        "more candidates than orders of ours sure to own them"
                     );
+                    let certain = owners.settled - owners.unsure;
                     return Ok(Found::Ambiguous {
                         problem: ambiguous(format!(
-                            "{} FoxReload orders fit and only {owners} of ours could own them: {}",
+                            "{} FoxReload orders fit and only {certain} of ours are sure to own \
+                             one{}: {}",
                             candidates.len(),
+                            if owners.unsure > 0 {
+                                " (an order whose POST may never have been sent counts for \
+                                 none while other buyers' orders are listed)"
+                            } else {
+                                ""
+                            },
                             candidates.join(", ")
                         )),
                         candidates,
@@ -431,6 +463,11 @@ impl ReconcileOptions {
         deadline: Instant,
     ) -> Result<Listed, Found> {
         let oldest = opens(wide);
+        let nearby = |at: OffsetDateTime| {
+            let minute = time::Duration::minutes(1);
+            matches!((opens(wide), closes(wide)), (Some(from), Some(to))
+                if from - minute <= at && at <= to + minute)
+        };
         let mut listed = Listed::default();
         let mut page = PageRequest::first(self.page_size);
         for read in 0..self.max_pages {
@@ -459,6 +496,11 @@ impl ReconcileOptions {
                         if resembles(wanted, wide, &entry) {
                             listed.near.insert(entry.id.clone());
                         }
+                        if let Some(at) = entry.created_at.as_ref().and_then(|t| t.parsed)
+                            && nearby(at)
+                        {
+                            listed.others.push((entry.id.clone(), at));
+                        }
                         continue;
                     }
                     Fit::Unknown(why) => {
@@ -479,54 +521,116 @@ impl ReconcileOptions {
         ))))
     }
 
-    /// How many of our undecided orders (this one included) could own one
-    /// of `candidates`: the same request, with a window holding one.
+    /// Our undecided orders (this one included) that could own one of
+    /// `candidates`: the same request, with a window holding one. Those
+    /// whose last POST may still have been in flight when the list was read
+    /// (`snapshot`) are counted apart; those that may never have sent it
+    /// are unsure when the list shows orders that are nobody's of ours
+    /// (`others`: listed, not fitting, near in time).
+    #[allow(clippy::too_many_arguments)]
     async fn owners(
         &self,
         store: &impl OrderStore,
         order: &OrderRecord,
         candidates: &[(String, OffsetDateTime)],
         measured: Option<&ClockOffset>,
-    ) -> Result<usize, StoreError> {
-        let (Some(first), Some(last)) = (
+        snapshot: OffsetDateTime,
+        others: &[(String, OffsetDateTime)],
+    ) -> Result<Owners, StoreError> {
+        let in_flight_for = self.margins.request_timeout + self.margins.margin + SEND_SLACK;
+        let settled = |o: &OrderRecord| {
+            o.posted_at
+                .iter()
+                .max()
+                .is_none_or(|last| *last + in_flight_for <= snapshot)
+        };
+        // Answered by now, had it been sent: its invocation died unknowing.
+        let maybe_unsent = |o: &OrderRecord| o.posts_known < o.posted_at.len() && settled(o);
+        let mut owners = Owners {
+            settled: 1,
+            ..Owners::default()
+        };
+        let mut maybe_unsent_count = usize::from(maybe_unsent(order));
+        if let (Some(first), Some(last)) = (
             candidates.iter().map(|(_, at)| *at).min(),
             candidates.iter().map(|(_, at)| *at).max(),
-        ) else {
-            return Ok(1);
-        };
-        // Created up to an hour before (a POST made later by poll-order
-        // counts from its own time), in our clock.
-        let offset = measured.map_or(time::Duration::ZERO, |m| m.offset);
-        let slack = self.margins.unmeasured + self.margins.request_timeout + self.margins.margin;
-        let from = first - offset - time::Duration::hours(1);
-        let to = last - offset + slack;
-        let shape = request_shape(order);
-        let could_own = |other: &OrderRecord| {
-            let theirs = windows(&other.posted_at, measured, &self.margins);
-            other.order_id != order.order_id
-                && other.supplier_order_id.is_none()
-                && matches!(
-                    other.status,
-                    OrderStatus::Creating | OrderStatus::Reconciling
-                )
-                && request_shape(other) == shape
-                && candidates
-                    .iter()
-                    .any(|(_, at)| theirs.iter().any(|w| w.contains(*at)))
-        };
-        let mut owners = 1;
-        for other in store.unsettled_between(from, to).await? {
-            // The index lags: each is confirmed by a consistent read.
-            if could_own(&other)
-                && store
+        ) {
+            // Created up to an hour before (a POST made later by poll-order
+            // counts from its own time), in our clock.
+            let offset = measured.map_or(time::Duration::ZERO, |m| m.offset);
+            let slack =
+                self.margins.unmeasured + self.margins.request_timeout + self.margins.margin;
+            let from = first - offset - time::Duration::hours(1);
+            let to = last - offset + slack;
+            let shape = request_shape(order);
+            let could_own = |other: &OrderRecord| {
+                let theirs = windows(&other.posted_at, measured, &self.margins);
+                other.order_id != order.order_id
+                    && other.supplier_order_id.is_none()
+                    && matches!(
+                        other.status,
+                        OrderStatus::Creating | OrderStatus::Reconciling
+                    )
+                    && request_shape(other) == shape
+                    && candidates
+                        .iter()
+                        .any(|(_, at)| theirs.iter().any(|w| w.contains(*at)))
+            };
+            for other in store.unsettled_between(from, to).await? {
+                // The index lags: each is confirmed by a consistent read.
+                if !could_own(&other) {
+                    continue;
+                }
+                let Some(now) = store
                     .order(&other.order_id)
                     .await?
-                    .is_some_and(|now| could_own(&now))
-            {
-                owners += 1;
+                    .filter(|now| could_own(now))
+                else {
+                    continue;
+                };
+                if settled(&now) {
+                    owners.settled += 1;
+                    maybe_unsent_count += usize::from(maybe_unsent(&now));
+                } else {
+                    owners.in_flight += 1;
+                }
             }
         }
+        if maybe_unsent_count > 0 && foreign_listed(store, others).await? {
+            owners.unsure = maybe_unsent_count;
+        }
         Ok(owners)
+    }
+}
+
+/// Most listed orders checked for a claim of ours before assuming that
+/// some other buyer's are among them.
+const FOREIGN_CHECKS: usize = 100;
+
+/// Whether some of `others` (listed orders near ours that fit none of its
+/// windows) are held by no order of ours: then another buyer uses the
+/// account, and an order of ours that may never have been sent is no proof
+/// that a candidate is ours.
+async fn foreign_listed(
+    store: &impl OrderStore,
+    others: &[(String, OffsetDateTime)],
+) -> Result<bool, StoreError> {
+    if others.len() > FOREIGN_CHECKS {
+        return Ok(true);
+    }
+    for (id, _) in others {
+        if !store.is_claimed(id).await? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Records that the outcome of `order_id`'s first `known` POSTs is known.
+/// A failure to record it only makes a later reconciliation more careful.
+async fn mark_known(store: &impl OrderStore, order_id: &str, known: usize) {
+    if let Err(error) = store.mark_posts_known(order_id, known).await {
+        warn!(%error, "a POST's outcome was not recorded as known");
     }
 }
 
@@ -550,6 +654,9 @@ struct Listed {
     fitting: BTreeMap<String, OffsetDateTime>,
     /// Not ours by the measure, but alike and near our POSTs.
     near: BTreeSet<String>,
+    /// Every other order made within a minute of the wide windows (what
+    /// tells whether another buyer uses the account).
+    others: Vec<(String, OffsetDateTime)>,
     unknown: BTreeMap<String, &'static str>,
     orders: BTreeMap<String, SupplierOrder>,
 }

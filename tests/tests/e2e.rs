@@ -452,7 +452,13 @@ async fn chaos_buys_nothing_twice_claims_nothing_foreign_and_loses_no_code() {
         };
         assert!(
             !foreign.contains(&supplier),
-            "{id} claimed another buyer's order"
+            "{id} claimed another buyer's order {supplier}: POSTs recorded at {:?} (our clock), \
+             status {}, handed over {}, last error {:?}; foreign orders {:?}",
+            order.posted_at,
+            order.status,
+            order.handed_over,
+            order.last_error,
+            counters.foreign_orders
         );
         assert!(
             claimed.insert(supplier.clone()),

@@ -321,16 +321,43 @@ pub enum Verdict {
     /// More candidates fit than we have undecided orders that could own
     /// them: one of them is somebody else's, and nothing tells which.
     Ambiguous(Vec<String>),
+    /// Orders of ours whose POSTs may still be in flight could own some of
+    /// them, and their orders may not be listed yet: look again later.
+    Wait,
 }
 
-/// Decides among `fitting` (unclaimed candidates and when they were made),
-/// given how many of our undecided orders of this shape could own them
-/// (`owners`, this one included).
-pub fn decide(fitting: &[(String, OffsetDateTime)], owners: usize, windows: &[Window]) -> Verdict {
+/// Our undecided orders of the same request whose windows hold a
+/// candidate, as counted when deciding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Owners {
+    /// Whose windows had all closed when the list was read (the order
+    /// deciding included): any order they made is in it.
+    pub settled: usize,
+    /// Of those, how many may never have sent their last POST (the
+    /// invocation died between recording it and learning its outcome) while
+    /// the list shows orders that are nobody's of ours: such an order
+    /// explains no candidate for sure, since another buyer's could stand in
+    /// for the order it never made.
+    pub unsure: usize,
+    /// Whose last POST may still be in flight: their orders may be missing
+    /// from the list as read.
+    pub in_flight: usize,
+}
+
+/// Decides among `fitting` (unclaimed candidates and when they were made).
+/// A candidate is claimed only when the orders of ours sure to be listed
+/// if they were made are at least as many as the candidates; otherwise it
+/// waits for orders still in flight, or is ambiguous.
+pub fn decide(fitting: &[(String, OffsetDateTime)], owners: Owners, windows: &[Window]) -> Verdict {
     if fitting.is_empty() {
         return Verdict::Nothing;
     }
-    if fitting.len() > owners.max(1) {
+    let settled = owners.settled.max(1);
+    let certain = settled - owners.unsure.min(settled);
+    if fitting.len() > certain {
+        if owners.in_flight > 0 && fitting.len() <= settled + owners.in_flight {
+            return Verdict::Wait;
+        }
         return Verdict::Ambiguous(fitting.iter().map(|(id, _)| id.clone()).collect());
     }
     let distance = |at: OffsetDateTime| {
@@ -572,13 +599,67 @@ mod tests {
         let w = one_post(Some(&measured(0)));
         let at = |s: i64| T0 + time::Duration::milliseconds(s);
         let two = vec![("far".to_owned(), at(3_000)), ("near".to_owned(), at(200))];
-        assert_eq!(decide(&[], 1, &w), Verdict::Nothing);
+        let settled = |n| Owners {
+            settled: n,
+            ..Owners::default()
+        };
+        assert_eq!(decide(&[], settled(1), &w), Verdict::Nothing);
         assert_eq!(
-            decide(&two, 1, &w),
+            decide(&two, settled(1), &w),
             Verdict::Ambiguous(vec!["far".into(), "near".into()])
         );
-        assert_eq!(decide(&two, 2, &w), Verdict::Claim("near".into()));
-        assert_eq!(decide(&two[..1], 1, &w), Verdict::Claim("far".into()));
+        assert_eq!(decide(&two, settled(2), &w), Verdict::Claim("near".into()));
+        assert_eq!(
+            decide(&two[..1], settled(1), &w),
+            Verdict::Claim("far".into())
+        );
+    }
+
+    #[test]
+    fn an_order_still_in_flight_is_waited_for_not_counted() {
+        let w = one_post(Some(&measured(0)));
+        let at = |s: i64| T0 + time::Duration::milliseconds(s);
+        let two = vec![("ours".to_owned(), at(300)), ("theirs".to_owned(), at(100))];
+        // One of ours is settled, another may still be sending: its order
+        // may be missing from the list, so another buyer's could fill its
+        // place. Wait; and once it has settled, count it.
+        let waiting = Owners {
+            settled: 1,
+            unsure: 0,
+            in_flight: 1,
+        };
+        assert_eq!(decide(&two, waiting, &w), Verdict::Wait);
+        let three = [two.clone(), vec![("more".to_owned(), at(500))]].concat();
+        assert!(matches!(decide(&three, waiting, &w), Verdict::Ambiguous(_)));
+        let settled = Owners {
+            settled: 2,
+            ..Owners::default()
+        };
+        assert_eq!(decide(&two, settled, &w), Verdict::Claim("theirs".into()));
+    }
+
+    #[test]
+    fn an_order_that_may_never_have_posted_explains_nothing_beside_another_buyer() {
+        let w = one_post(Some(&measured(0)));
+        let one = vec![("alike".to_owned(), T0 + time::Duration::milliseconds(200))];
+        let unsure = Owners {
+            settled: 1,
+            unsure: 1,
+            in_flight: 0,
+        };
+        assert_eq!(
+            decide(&one, unsure, &w),
+            Verdict::Ambiguous(vec!["alike".into()])
+        );
+        let with_a_sure_one = Owners {
+            settled: 2,
+            unsure: 1,
+            in_flight: 0,
+        };
+        assert_eq!(
+            decide(&one, with_a_sure_one, &w),
+            Verdict::Claim("alike".into())
+        );
     }
 
     #[test]

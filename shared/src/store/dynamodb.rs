@@ -371,6 +371,13 @@ fn order_from_item(item: &Item) -> Result<OrderRecord, StoreError> {
             .millis_list("postedAt")?
             .unwrap_or_else(|| vec![created_at]),
         posts_recorded: item.contains_key("postedAt"),
+        posts_known: match r.opt_n("postsKnown")? {
+            Some(known) => usize::try_from(known).unwrap_or(0),
+            None => item
+                .get("postedAt")
+                .and_then(|v| v.as_l().ok())
+                .map_or(1, Vec::len),
+        },
         handed_over: matches!(item.get("handedOver"), Some(AttributeValue::Bool(true))),
         items: r.json("itemOutcomes")?.unwrap_or_default(),
         code_count: r.opt_n("codeCount")?.unwrap_or(0) as u32,
@@ -391,6 +398,7 @@ fn order_to_item(order: &OrderRecord) -> Item {
     item.insert("createdAt".into(), s(&created));
     item.insert("updatedAt".into(), s(rfc3339(order.updated_at)));
     item.insert("pollSeq".into(), n(order.poll_seq));
+    item.insert("postsKnown".into(), n(order.posts_known));
     item.insert(
         "postedAt".into(),
         AttributeValue::L(order.posted_at.iter().map(|at| n(millis(*at))).collect()),
@@ -1312,6 +1320,23 @@ impl OrderStore for DynamoStore {
             request = request.expression_attribute_values(name, value);
         }
         conditional("record a POST", request.send().await)
+    }
+
+    async fn mark_posts_known(&self, order_id: &str, known: usize) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(order_key(order_id)))
+            .update_expression("SET postsKnown = :known")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(postsKnown) OR postsKnown < :known)",
+            )
+            .expression_attribute_values(":known", n(known))
+            .send()
+            .await;
+        // Already as known, or more: nothing to add.
+        conditional("mark POSTs known", result).map(drop)
     }
 
     async fn clock_offset(&self) -> Result<Option<ClockOffset>, StoreError> {

@@ -56,6 +56,12 @@ pub struct OrderRecord {
     /// False for an order placed by an earlier version, which did not
     /// record its POSTs' times: it is never bought again automatically.
     pub posts_recorded: bool,
+    /// How many of its POSTs (from the first) had their outcome learned by
+    /// the invocation that sent them. One recorded but not known, long
+    /// after it could have been answered, may never have been sent: its
+    /// invocation died in between. (All, on orders from before this was
+    /// kept.)
+    pub posts_known: usize,
     /// Handed to reconciliation by the sweep after its create-order
     /// invocation died: its client never had an answer, so reconciliation
     /// settles it but never buys it again.
@@ -119,6 +125,7 @@ impl OrderRecord {
             needs_attention: None,
             posted_at: vec![now],
             posts_recorded: true,
+            posts_known: 0,
             handed_over: false,
             items: Vec::new(),
             code_count: 0,
@@ -445,6 +452,15 @@ pub trait OrderStore: Send + Sync {
         seen: usize,
         at: OffsetDateTime,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records that the outcome of the order's first `known` POSTs was
+    /// learned (an answer, a refusal, a timeout after sending): they were
+    /// sent, or surely not.
+    fn mark_posts_known(
+        &self,
+        order_id: &str,
+        known: usize,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// FoxReload's clock against ours, as last measured.
     fn clock_offset(&self) -> impl Future<Output = Result<Option<ClockOffset>, StoreError>> + Send;
