@@ -98,6 +98,10 @@ pub fn undecided(why: impl Into<String>) -> SupplierProblem {
     }
 }
 
+/// The kind of an undecided reconciliation that waits for other orders of
+/// ours whose POSTs may still be in flight.
+pub const OWNERS_IN_FLIGHT: &str = "owners_in_flight";
+
 /// How one POST ended.
 #[derive(Debug)]
 pub enum Posted {
@@ -245,10 +249,10 @@ impl ReconcileOptions {
                 )));
             }
         }
-        for look in 0..2 {
-            if look > 0 && !self.pause(self.recheck_delay, deadline).await {
-                return Ok(Found::Undecided(undecided("no time left to re-check")));
-            }
+        // "Nothing" takes two looks; orders of ours in flight are waited
+        // for (until they settle) a few times before leaving it undecided.
+        let (mut nothing, mut waits) = (0, 0);
+        loop {
             match self
                 .look(
                     store,
@@ -261,11 +265,28 @@ impl ReconcileOptions {
                 )
                 .await?
             {
-                Found::Nothing => continue,
+                Found::Nothing => {
+                    nothing += 1;
+                    if nothing == 2 {
+                        return Ok(Found::Nothing);
+                    }
+                    if !self.pause(self.recheck_delay, deadline).await {
+                        return Ok(Found::Undecided(undecided("no time left to re-check")));
+                    }
+                }
+                Found::Undecided(problem) if problem.kind == OWNERS_IN_FLIGHT && waits < 3 => {
+                    waits += 1;
+                    // A quarter of the time an order in flight takes to
+                    // settle, at least the re-check delay.
+                    let settle = self.margins.request_timeout + self.margins.margin + SEND_SLACK;
+                    let pause = self.recheck_delay.max(settle / 4).min(settle);
+                    if !self.pause(pause, deadline).await {
+                        return Ok(Found::Undecided(problem));
+                    }
+                }
                 other => return Ok(other),
             }
         }
-        Ok(Found::Nothing)
     }
 
     /// One read of the list back past the windows, and a decision.
@@ -356,10 +377,15 @@ impl ReconcileOptions {
                         ?owners,
                         "orders of ours still in flight could own the candidates"
                     );
-                    return Ok(Found::Undecided(undecided(
-                        "orders of ours whose POSTs may still be in flight could own the \
-                         candidates; looking again later",
-                    )));
+                    return Ok(Found::Undecided(SupplierProblem {
+                        kind: OWNERS_IN_FLIGHT.into(),
+                        detail: Some(format!(
+                            "{} orders of ours whose POSTs may still be in flight could own the \
+                             candidates; looking again once they have settled",
+                            owners.in_flight
+                        )),
+                        ..undecided("")
+                    }));
                 }
                 Verdict::Ambiguous(candidates) => {
                     warn!(

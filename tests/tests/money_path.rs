@@ -749,3 +749,68 @@ async fn a_retry_taking_over_an_order_from_before_post_times_were_recorded_buys_
     assert_eq!(answer["status"], "reconciling", "{answer}");
     assert_eq!(h.sim.counters().orders_created, 0, "never bought again");
 }
+
+/// A create whose invocation died between recording its POST and learning
+/// its outcome may never have sent it. While the account's list shows
+/// orders no order of ours holds (another buyer uses the key), a look-alike
+/// in its window may be that buyer's: it is alerted, never claimed. (With
+/// nobody else's orders listed, the same order is settled onto it: see
+/// `creates_left_creating_are_settled_by_reconciliation_never_by_a_new_post`.)
+#[tokio::test]
+async fn a_dead_create_that_may_never_have_posted_takes_no_look_alike_beside_another_buyer() {
+    let w = world(quick_timing()).await;
+    let now = time::OffsetDateTime::now_utc();
+    let placed = now - time::Duration::minutes(5);
+    let new =
+        foxrelay_shared::domain::parse_new_order(order_of(PRODUCT_FAST, None).as_bytes()).unwrap();
+    let order = OrderRecord::intent(
+        "maybe-unsent".into(),
+        &new,
+        Some("key-maybe-unsent".into()),
+        test_caller(),
+        placed,
+    );
+    let claim = foxrelay_shared::store::IdempotencyClaim {
+        key: "key-maybe-unsent".into(),
+        fingerprint: "f".into(),
+        holder: "dead".into(),
+        locked_until: now - time::Duration::minutes(4),
+        expires_at: now + time::Duration::hours(24),
+    };
+    w.store.begin(&order, Some(&claim)).await.unwrap();
+    // Another buyer's look-alike, made as our POST would have been, and
+    // another of theirs a few seconds later that is nothing like ours.
+    let look_alike = foreign(&w.h, PRODUCT_FAST, -300_000, json!({}));
+    foreign(&w.h, foxreload_sim::PRODUCT_ACTIVATION, -296_000, json!({}));
+
+    let sweep = scan_stalled::Handler::with_options(
+        w.h.context.clone(),
+        scan_stalled::sweep::SweepOptions::default(),
+    );
+    let mut lambda = lambda_runtime::Context::default();
+    lambda.deadline = u64::MAX;
+    let report = sweep
+        .handle(lambda_runtime::LambdaEvent::new(Default::default(), lambda))
+        .await
+        .unwrap();
+    assert_eq!(report.creates_handed_over, 1, "{report:?}");
+    let poller = w.poller(w.sns());
+    for message in drain_json(&w.h.stack.clients, w.h.stack.resources.poll_queue_url()).await {
+        poller.handle(&message.to_string()).await.unwrap();
+    }
+    let order = w.order("maybe-unsent").await;
+    assert_eq!(order.status, OrderStatus::Reconciling);
+    assert_eq!(
+        order.supplier_order_id, None,
+        "another buyer's order claimed"
+    );
+    assert!(!w.store.is_claimed(&look_alike).await.unwrap());
+    let alerts = drain_json(&w.h.stack.clients, &w.alerts).await;
+    assert!(
+        alerts.iter().any(|a| a["kind"] == "reconcile_ambiguous"
+            && a["orderId"] == "maybe-unsent"
+            && a.to_string().contains(&look_alike)),
+        "{alerts:?}"
+    );
+    assert_eq!(w.h.sim.counters().orders_created, 0, "nothing bought");
+}

@@ -625,8 +625,8 @@ mod tests {
         // place. Wait; and once it has settled, count it.
         let waiting = Owners {
             settled: 1,
-            unsure: 0,
             in_flight: 1,
+            ..Owners::default()
         };
         assert_eq!(decide(&two, waiting, &w), Verdict::Wait);
         let three = [two.clone(), vec![("more".to_owned(), at(500))]].concat();
@@ -645,7 +645,7 @@ mod tests {
         let unsure = Owners {
             settled: 1,
             unsure: 1,
-            in_flight: 0,
+            ..Owners::default()
         };
         assert_eq!(
             decide(&one, unsure, &w),
@@ -654,7 +654,7 @@ mod tests {
         let with_a_sure_one = Owners {
             settled: 2,
             unsure: 1,
-            in_flight: 0,
+            ..Owners::default()
         };
         assert_eq!(
             decide(&one, with_a_sure_one, &w),
