@@ -176,17 +176,22 @@ impl ReconcileOptions {
             recorded = Some(at);
         }
         if recorded.is_none_or(|at| clock.now() - at > SEND_SLACK) {
-            mark_known(store, order_id, *posts).await;
+            // Recorded, never sent: left unknown, so it is never counted as
+            // sure to have made an order.
             return Ok(Posted::NotSent);
         }
         let sent = clock.now();
-        let created = match supplier.create_order(request).await {
+        let outcome = supplier.create_order(request).await;
+        // The request left (an answer, or a timeout or broken connection
+        // after sending): its outcome is known. One that never left (no
+        // connection) stays unknown, so it is never counted as sure to have
+        // made an order.
+        if !matches!(outcome, Err(SupplierError::Unreachable { .. })) {
+            mark_known(store, order_id, *posts).await;
+        }
+        let created = match outcome {
             Ok(created) => created,
-            Err(error) => {
-                // Sent and unanswered, or surely not sent: known either way.
-                mark_known(store, order_id, *posts).await;
-                return Ok(Posted::Failed(error));
-            }
+            Err(error) => return Ok(Posted::Failed(error)),
         };
         let answered = clock.now();
         if let Some(stamped) = created.created_at.as_ref().and_then(|t| t.parsed) {
@@ -210,10 +215,7 @@ impl ReconcileOptions {
             .await?;
         Ok(match claim {
             Claim::Claimed => Posted::Claimed(created),
-            Claim::TakenByAnother => {
-                mark_known(store, order_id, *posts).await;
-                Posted::TakenByAnother
-            }
+            Claim::TakenByAnother => Posted::TakenByAnother,
             Claim::OrderMoved => Posted::Moved,
         })
     }
@@ -241,7 +243,7 @@ impl ReconcileOptions {
         // the time its timeout and the margin have passed.
         let last_post = order.posted_at.iter().max().copied();
         if let Some(last) = last_post {
-            let closed = last + self.margins.request_timeout + self.margins.margin;
+            let closed = last + self.margins.request_timeout + self.margins.margin + SEND_SLACK;
             let wait: Duration = (closed - clock.now()).try_into().unwrap_or_default();
             if !wait.is_zero() && !self.pause(wait, deadline).await {
                 return Ok(Found::Undecided(undecided(
@@ -622,15 +624,24 @@ impl ReconcileOptions {
                 }
             }
         }
-        if maybe_unsent_count > 0 && foreign_listed(store, others).await? {
+        // Orders made too recently may be ours with a claim on its way.
+        let older: Vec<(String, OffsetDateTime)> = others
+            .iter()
+            .filter(|(_, at)| {
+                *at - measured.map_or(time::Duration::ZERO, |m| m.offset) + in_flight_for
+                    <= snapshot
+            })
+            .cloned()
+            .collect();
+        if maybe_unsent_count > 0 && foreign_listed(store, &older, order).await? {
             owners.unsure = maybe_unsent_count;
         }
         Ok(owners)
     }
 }
 
-/// Most listed orders checked for a claim of ours before assuming that
-/// some other buyer's are among them.
+/// Most listed orders (the nearest to our POSTs) checked for a claim of
+/// ours.
 const FOREIGN_CHECKS: usize = 100;
 
 /// Whether some of `others` (listed orders near ours that fit none of its
@@ -640,11 +651,13 @@ const FOREIGN_CHECKS: usize = 100;
 async fn foreign_listed(
     store: &impl OrderStore,
     others: &[(String, OffsetDateTime)],
+    order: &OrderRecord,
 ) -> Result<bool, StoreError> {
-    if others.len() > FOREIGN_CHECKS {
-        return Ok(true);
-    }
-    for (id, _) in others {
+    // The nearest to our POSTs first.
+    let first = order.posted_at.iter().min().copied();
+    let mut nearest: Vec<&(String, OffsetDateTime)> = others.iter().collect();
+    nearest.sort_by_key(|(_, at)| first.map(|f| (*at - f).abs()));
+    for (id, _) in nearest.into_iter().take(FOREIGN_CHECKS) {
         if !store.is_claimed(id).await? {
             return Ok(true);
         }

@@ -355,7 +355,7 @@ pub fn decide(fitting: &[(String, OffsetDateTime)], owners: Owners, windows: &[W
     let settled = owners.settled.max(1);
     let certain = settled - owners.unsure.min(settled);
     if fitting.len() > certain {
-        if owners.in_flight > 0 && fitting.len() <= settled + owners.in_flight {
+        if owners.in_flight > 0 && fitting.len() <= certain + owners.in_flight {
             return Verdict::Wait;
         }
         return Verdict::Ambiguous(fitting.iter().map(|(id, _)| id.clone()).collect());
