@@ -87,6 +87,20 @@ fn foreign(h: &Harness, product: &str, offset_ms: i64, extra: Value) -> String {
         .to_owned()
 }
 
+/// One scan-stalled run over the world's stack.
+async fn sweep_once(w: &foxrelay_tests::world::World) -> scan_stalled::ScanReport {
+    let sweep = scan_stalled::Handler::with_options(
+        w.h.context.clone(),
+        scan_stalled::sweep::SweepOptions::default(),
+    );
+    let mut lambda = lambda_runtime::Context::default();
+    lambda.deadline = u64::MAX;
+    sweep
+        .handle(lambda_runtime::LambdaEvent::new(Default::default(), lambda))
+        .await
+        .unwrap()
+}
+
 fn claimed(body: &Value) -> String {
     body["supplierOrderId"]
         .as_str()
@@ -495,16 +509,7 @@ async fn creates_left_creating_are_settled_by_reconciliation_never_by_a_new_post
     // What the dead create of "made" committed at FoxReload.
     let made_at_foxreload = foreign(&w.h, PRODUCT_FAST, -300_000, json!({}));
 
-    let sweep = scan_stalled::Handler::with_options(
-        w.h.context.clone(),
-        scan_stalled::sweep::SweepOptions::default(),
-    );
-    let mut lambda = lambda_runtime::Context::default();
-    lambda.deadline = u64::MAX;
-    let report = sweep
-        .handle(lambda_runtime::LambdaEvent::new(Default::default(), lambda))
-        .await
-        .unwrap();
+    let report = sweep_once(&w).await;
     assert_eq!(report.creates_handed_over, 2, "{report:?}");
     assert_eq!(w.order("held").await.status, OrderStatus::Creating);
 
@@ -783,16 +788,7 @@ async fn a_dead_create_that_may_never_have_posted_takes_no_look_alike_beside_ano
     let look_alike = foreign(&w.h, PRODUCT_FAST, -300_000, json!({}));
     foreign(&w.h, foxreload_sim::PRODUCT_ACTIVATION, -296_000, json!({}));
 
-    let sweep = scan_stalled::Handler::with_options(
-        w.h.context.clone(),
-        scan_stalled::sweep::SweepOptions::default(),
-    );
-    let mut lambda = lambda_runtime::Context::default();
-    lambda.deadline = u64::MAX;
-    let report = sweep
-        .handle(lambda_runtime::LambdaEvent::new(Default::default(), lambda))
-        .await
-        .unwrap();
+    let report = sweep_once(&w).await;
     assert_eq!(report.creates_handed_over, 1, "{report:?}");
     let poller = w.poller(w.sns());
     for message in drain_json(&w.h.stack.clients, w.h.stack.resources.poll_queue_url()).await {
