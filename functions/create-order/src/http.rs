@@ -10,29 +10,12 @@ use base64::Engine;
 use foxrelay_shared::domain::idempotency::{self, IdempotencyKey};
 use foxrelay_shared::domain::principal::PrincipalError;
 use foxrelay_shared::domain::{NewOrder, Principal, parse_new_order};
+use foxrelay_shared::settings::ApiSettings;
 
 /// Largest body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
 /// Set on an answer replayed from an earlier request with the same key.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
-
-/// What the API asks of every request, from the settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ApiOptions {
-    /// The JWT claim naming the caller (with the issuer).
-    pub principal_claim: String,
-    /// Refuse a POST without an `Idempotency-Key`.
-    pub require_idempotency_key: bool,
-}
-
-impl Default for ApiOptions {
-    fn default() -> Self {
-        Self {
-            principal_claim: "sub".to_owned(),
-            require_idempotency_key: false,
-        }
-    }
-}
 
 /// What a request asks for, and who asks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,7 +32,7 @@ pub enum Route {
 }
 
 /// Routes and validates a request. Only `Ok` requests reach any I/O.
-pub fn decode(request: &ApiGatewayV2httpRequest, options: &ApiOptions) -> Result<Route, ApiError> {
+pub fn decode(request: &ApiGatewayV2httpRequest, options: &ApiSettings) -> Result<Route, ApiError> {
     let method = &request.request_context.http.method;
     let path = request
         .raw_path
@@ -108,7 +91,7 @@ pub fn principal(request: &ApiGatewayV2httpRequest, claim: &str) -> Result<Princ
 
 fn decode_create(
     request: &ApiGatewayV2httpRequest,
-    options: &ApiOptions,
+    options: &ApiSettings,
 ) -> Result<Route, ApiError> {
     let principal = principal(request, &options.principal_claim)?;
     let content_type = header(&request.headers, "content-type").unwrap_or_default();

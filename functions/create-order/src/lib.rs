@@ -19,9 +19,10 @@ use foxrelay_shared::events::SnsPublisher;
 use foxrelay_shared::foxreload::FoxReloadClient;
 use foxrelay_shared::metrics::{Metered, Metric, Metrics};
 use foxrelay_shared::queue::SqsPollQueue;
+use foxrelay_shared::settings::ApiSettings;
 use foxrelay_shared::startup::Context;
 use foxrelay_shared::store::{DynamoStore, OrderStore};
-use http::{ApiOptions, Route};
+use http::Route;
 use lambda_runtime::LambdaEvent;
 use std::convert::Infallible;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -41,7 +42,7 @@ const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
 pub struct Handler {
     creator:
         Creator<DynamoStore, SqsPollQueue, Metered<FoxReloadClient>, SystemClock, SnsPublisher>,
-    api: ApiOptions,
+    api: ApiSettings,
     metrics: Metrics,
 }
 
@@ -63,10 +64,7 @@ impl Handler {
     pub fn with_options(context: Context, mut options: CreateOptions) -> Self {
         options.reconcile = options.reconcile.fitted_to(&context.settings.foxreload);
         let metrics = context.metrics(METRICS);
-        let api = ApiOptions {
-            principal_claim: context.settings.api.principal_claim.clone(),
-            require_idempotency_key: context.settings.api.require_idempotency_key,
-        };
+        let api = context.settings.api.clone();
         Self {
             creator: Creator {
                 store: context.store(),

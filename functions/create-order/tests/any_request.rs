@@ -7,7 +7,8 @@ use aws_lambda_events::apigw::{
     ApiGatewayRequestAuthorizerJwtDescription, ApiGatewayV2httpRequest,
 };
 use aws_lambda_events::http::{HeaderName, HeaderValue, Method};
-use create_order::http::{ApiOptions, Route, decode};
+use create_order::http::{Route, decode};
+use foxrelay_shared::settings::ApiSettings;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
@@ -136,12 +137,12 @@ fn authorizer() -> impl Strategy<Value = Option<ApiGatewayRequestAuthorizer>> {
     ]
 }
 
-fn options() -> impl Strategy<Value = ApiOptions> {
+fn options() -> impl Strategy<Value = ApiSettings> {
     (
         prop::sample::select(vec!["sub", "client_id", "azp"]),
         any::<bool>(),
     )
-        .prop_map(|(claim, require)| ApiOptions {
+        .prop_map(|(claim, require)| ApiSettings {
             principal_claim: claim.to_owned(),
             require_idempotency_key: require,
         })
