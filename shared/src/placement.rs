@@ -22,7 +22,7 @@ use crate::domain::reconcile::{
 use crate::foxreload::{
     CreateOrderRequest, PageRequest, Supplier, SupplierError, SupplierOrder, SupplierStatus,
 };
-use crate::store::{Claim, OrderRecord, OrderStore, StoreError, SupplierProblem};
+use crate::store::{Claim, OrderRecord, PlacementStore, StoreError, SupplierProblem};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -155,7 +155,7 @@ impl ReconcileOptions {
     #[allow(clippy::too_many_arguments)]
     pub async fn post(
         &self,
-        store: &impl OrderStore,
+        store: &impl PlacementStore,
         supplier: &impl Supplier,
         clock: &impl Clock,
         order_id: &str,
@@ -224,7 +224,7 @@ impl ReconcileOptions {
     /// is told apart for sure.
     pub async fn run(
         &self,
-        store: &impl OrderStore,
+        store: &impl PlacementStore,
         supplier: &impl Supplier,
         clock: &impl Clock,
         order: &OrderRecord,
@@ -295,7 +295,7 @@ impl ReconcileOptions {
     #[allow(clippy::too_many_arguments)]
     async fn look(
         &self,
-        store: &impl OrderStore,
+        store: &impl PlacementStore,
         supplier: &impl Supplier,
         clock: &impl Clock,
         order: &OrderRecord,
@@ -456,7 +456,7 @@ impl ReconcileOptions {
     /// could be ours under a wrong measure: then ambiguous.
     async fn nothing_unless_alike(
         &self,
-        store: &impl OrderStore,
+        store: &impl PlacementStore,
         near: &BTreeSet<String>,
     ) -> Result<Found, StoreError> {
         let mut alike = Vec::new();
@@ -558,7 +558,7 @@ impl ReconcileOptions {
     #[allow(clippy::too_many_arguments)]
     async fn owners(
         &self,
-        store: &impl OrderStore,
+        store: &impl PlacementStore,
         order: &OrderRecord,
         candidates: &[(String, OffsetDateTime)],
         measured: Option<&ClockOffset>,
@@ -649,7 +649,7 @@ const FOREIGN_CHECKS: usize = 100;
 /// account, and an order of ours that may never have been sent is no proof
 /// that a candidate is ours.
 async fn foreign_listed(
-    store: &impl OrderStore,
+    store: &impl PlacementStore,
     others: &[(String, OffsetDateTime)],
     order: &OrderRecord,
 ) -> Result<bool, StoreError> {
@@ -667,7 +667,7 @@ async fn foreign_listed(
 
 /// Records that the outcome of `order_id`'s first `known` POSTs is known.
 /// A failure to record it only makes a later reconciliation more careful.
-async fn mark_known(store: &impl OrderStore, order_id: &str, known: usize) {
+async fn mark_known(store: &impl PlacementStore, order_id: &str, known: usize) {
     if let Err(error) = store.mark_posts_known(order_id, known).await {
         warn!(%error, "a POST's outcome was not recorded as known");
     }
@@ -675,7 +675,7 @@ async fn mark_known(store: &impl OrderStore, order_id: &str, known: usize) {
 
 /// The candidates no order of ours holds yet.
 async fn unclaimed(
-    store: &impl OrderStore,
+    store: &impl PlacementStore,
     candidates: &[(String, OffsetDateTime)],
 ) -> Result<Vec<(String, OffsetDateTime)>, StoreError> {
     let mut free = Vec::new();
@@ -727,7 +727,7 @@ fn request_shape(order: &OrderRecord) -> (Vec<String>, Option<String>) {
 /// so its cancellation is published). Returns FoxReload's status after a
 /// payment it confirmed.
 pub async fn pay(
-    store: &impl OrderStore,
+    store: &impl PlacementStore,
     supplier: &impl Supplier,
     clock: &impl Clock,
     order_id: &str,

@@ -354,7 +354,9 @@ pub async fn pending_order(
     created: time::OffsetDateTime,
     status: &str,
 ) {
-    use foxrelay_shared::store::{OrderRecord, OrderStore};
+    use foxrelay_shared::store::{
+        IdempotencyStore, OrderRecord, PlacementStore,
+    };
     let order = foxrelay_shared::domain::parse_new_order(
         br#"{"items":[{"productId":"product_fast","quantity":1}]}"#,
     )
@@ -379,7 +381,9 @@ pub async fn unnotified_completion(
 ) {
     use foxrelay_shared::domain::OrderStatus;
     use foxrelay_shared::domain::event::{CodeKind, DeliveredCodeRecord, ItemOutcome};
-    use foxrelay_shared::store::{OrderStore, Terminal};
+    use foxrelay_shared::store::{
+        OrderReader, PollChain, Terminal,
+    };
     pending_order(store, id, placed, "processing").await;
     let order = store.order(id).await.unwrap().unwrap();
     let terminal = Terminal {

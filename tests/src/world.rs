@@ -10,7 +10,7 @@ use foxrelay_shared::domain::event::OrderEvent;
 use foxrelay_shared::domain::schedule::Schedule;
 use foxrelay_shared::events::{EventPublisher, SnsPublisher};
 use foxrelay_shared::metrics::{Metered, Metrics};
-use foxrelay_shared::store::{DynamoStore, OrderRecord, OrderStore};
+use foxrelay_shared::store::{DynamoStore, OrderReader, OrderRecord};
 use foxreload_sim::{SimConfig, Timing};
 use poll_order::poll::{PollOptions, Poller};
 use serde_json::{Value, json};
@@ -183,7 +183,7 @@ impl World {
         ids: &[String],
     ) -> BTreeMap<String, Vec<OrderEvent>>
     where
-        S: OrderStore + 'static,
+        S: poll_order::poll::PollOrderStore + 'static,
         Q: foxrelay_shared::queue::PollQueue + 'static,
         F: foxrelay_shared::foxreload::Supplier + 'static,
         P: EventPublisher + 'static,

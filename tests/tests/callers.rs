@@ -8,7 +8,9 @@ use create_order::Handler;
 use create_order::create::CreateOptions;
 use foxrelay_shared::domain::idempotency::{IdempotencyKey, fingerprint};
 use foxrelay_shared::domain::parse_new_order;
-use foxrelay_shared::store::{IdempotencyClaim, OrderRecord, OrderStore, StoredResponse};
+use foxrelay_shared::store::{
+    IdempotencyClaim, IdempotencyStore, OrderReader, OrderRecord, StoredResponse, SweepStore,
+};
 use foxrelay_tests::{
     Caller, Harness, body_of, call, drain_json, harness, http_event_as, subscribe_queue,
     test_caller, unique_prefix, with_wrong_api_key,

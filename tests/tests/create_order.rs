@@ -596,7 +596,7 @@ async fn fifty_creates_that_commit_then_stall_buy_exactly_fifty_orders() {
 async fn a_dead_holders_key_is_taken_over_and_its_order_reconciled_not_bought_again() {
     use foxrelay_shared::domain::idempotency::{IdempotencyKey, fingerprint};
     use foxrelay_shared::domain::parse_new_order;
-    use foxrelay_shared::store::{DynamoStore, IdempotencyClaim, OrderRecord, OrderStore};
+    use foxrelay_shared::store::{DynamoStore, IdempotencyClaim, IdempotencyStore, OrderRecord};
 
     let (h, handler) = setup().await;
     let body = order_of(PRODUCT_FAST, 1);

@@ -5,7 +5,7 @@
 
 use foxrelay_local::{LocalStack, StackOptions, StackTemplate};
 use foxrelay_shared::domain::event::OrderEvent;
-use foxrelay_shared::store::{DynamoStore, OrderStore};
+use foxrelay_shared::store::{DynamoStore, OrderReader};
 use foxrelay_tests::{
     drain_json, moto, simulator_codes, subscribe_both, subscribe_queue, unique_prefix,
 };

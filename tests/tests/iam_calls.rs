@@ -16,8 +16,8 @@ use foxrelay_shared::domain::{PollKind, PollMessage};
 use foxrelay_shared::queue::PollQueue;
 use foxrelay_shared::settings::ApiKeySource;
 use foxrelay_shared::startup::Context;
-use foxrelay_shared::store::OrderStore;
 use foxrelay_shared::store::{IdempotencyClaim, OrderRecord};
+use foxrelay_shared::store::{IdempotencyStore, PlacementStore};
 use foxrelay_tests::grants::{self, Calls};
 use foxrelay_tests::world::{poll_options, quick_timing, world};
 use foxrelay_tests::{

@@ -14,7 +14,8 @@ use foxrelay_shared::aws::{AwsClients, LocalAws, load_local};
 use foxrelay_shared::domain::OrderStatus;
 use foxrelay_shared::domain::event::{CodeKind, DeliveredCodeRecord, ItemOutcome};
 use foxrelay_shared::store::{
-    Claim, DynamoStore, OrderRecord, OrderStore, Persisted, StoreError, Terminal,
+    Claim, DynamoStore, IdempotencyStore, OrderReader, OrderRecord, Persisted, PlacementStore,
+    PollChain, StoreError, Terminal,
 };
 use foxrelay_tests::world::{quick_timing, world};
 use foxrelay_tests::{

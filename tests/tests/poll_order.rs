@@ -7,7 +7,7 @@ use create_order::create::CreateOptions;
 use foxrelay_shared::domain::event::OrderEvent;
 use foxrelay_shared::domain::schedule::Schedule;
 use foxrelay_shared::events::{EventPublisher, OpsAlert, PublishError, SnsPublisher};
-use foxrelay_shared::store::OrderStore;
+use foxrelay_shared::store::OrderReader;
 use foxrelay_tests::world::{World, codes_of, quick_timing, world};
 use foxrelay_tests::{call, drain_json, http_event, metric_totals};
 use foxreload_sim::{

@@ -6,7 +6,7 @@
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use foxrelay_shared::domain::OrderStatus;
 use foxrelay_shared::domain::event::event_id;
-use foxrelay_shared::store::{DynamoStore, OrderStore};
+use foxrelay_shared::store::{DynamoStore, OrderReader, PlacementStore};
 use foxrelay_tests::{
     Harness, drain_json, harness, metric_totals, pending_order, subscribe_both,
     unnotified_completion,

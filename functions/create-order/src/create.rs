@@ -23,8 +23,8 @@ use foxrelay_shared::foxreload::{ErrorClass, Supplier, SupplierError, SupplierOr
 use foxrelay_shared::placement::{Found, Posted, ReconcileOptions, pay, undecided};
 use foxrelay_shared::queue::PollQueue;
 use foxrelay_shared::store::{
-    Begin, IdempotencyClaim, IdempotencyRecord, OrderRecord, OrderStore, StoreError,
-    StoredResponse, SupplierProblem,
+    Begin, IdempotencyClaim, IdempotencyRecord, IdempotencyStore, OrderRecord, PlacementStore,
+    StackAlerts, StoreError, StoredResponse, SupplierProblem,
 };
 use std::time::Duration;
 use tokio::time::Instant;
@@ -82,6 +82,13 @@ pub struct Answer {
 /// The stack alert sent while FoxReload refuses foxrelay's API key.
 pub const KEY_REFUSED_ALERT: &str = "foxreload_key_refused";
 
+/// What create-order's role may do with the store: its keys, placing
+/// orders, and alerts about the whole stack (the template's
+/// `CreateOrderFunction` grants no more).
+pub trait CreateOrderStore: IdempotencyStore + PlacementStore + StackAlerts {}
+
+impl<T: IdempotencyStore + PlacementStore + StackAlerts> CreateOrderStore for T {}
+
 /// The create flow over its ports.
 pub struct Creator<S, Q, F, C, P> {
     pub store: S,
@@ -107,7 +114,14 @@ enum Placed {
     Moved,
 }
 
-impl<S: OrderStore, Q: PollQueue, F: Supplier, C: Clock, P: EventPublisher> Creator<S, Q, F, C, P> {
+impl<S, Q, F, C, P> Creator<S, Q, F, C, P>
+where
+    S: CreateOrderStore,
+    Q: PollQueue,
+    F: Supplier,
+    C: Clock,
+    P: EventPublisher,
+{
     /// `POST /orders` by `principal`. Its idempotency key is its own: the
     /// same key from another principal is another request.
     pub async fn create(

@@ -21,7 +21,7 @@ use foxrelay_shared::metrics::{Metered, Metric, Metrics};
 use foxrelay_shared::queue::SqsPollQueue;
 use foxrelay_shared::settings::ApiSettings;
 use foxrelay_shared::startup::Context;
-use foxrelay_shared::store::{DynamoStore, OrderStore};
+use foxrelay_shared::store::{DynamoStore, OrderReader};
 use http::Route;
 use lambda_runtime::LambdaEvent;
 use std::convert::Infallible;

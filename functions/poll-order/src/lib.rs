@@ -15,9 +15,9 @@ use foxrelay_shared::foxreload::{FoxReloadClient, Supplier};
 use foxrelay_shared::metrics::{Metered, Metric, Metrics};
 use foxrelay_shared::queue::{PollQueue, SqsPollQueue};
 use foxrelay_shared::startup::Context;
-use foxrelay_shared::store::{DynamoStore, OrderStore};
+use foxrelay_shared::store::DynamoStore;
 use lambda_runtime::LambdaEvent;
-use poll::{Handled, PollOptions, Poller};
+use poll::{Handled, PollOptions, PollOrderStore, Poller};
 use std::convert::Infallible;
 use std::sync::Arc;
 use tracing::{instrument, warn};
@@ -77,7 +77,7 @@ impl Handler {
 
 impl<S, Q, F, P, C> Handler<S, Q, F, P, C>
 where
-    S: OrderStore + 'static,
+    S: PollOrderStore + 'static,
     Q: PollQueue + 'static,
     F: Supplier + 'static,
     P: EventPublisher + 'static,

@@ -19,8 +19,8 @@ use foxrelay_shared::foxreload::{Supplier, SupplierError, SupplierOrder};
 use foxrelay_shared::placement::{Found, Posted, ReconcileOptions, pay};
 use foxrelay_shared::queue::PollQueue;
 use foxrelay_shared::store::{
-    AlertSlot, OrderRecord, OrderStore, Persisted, PollRecord, StoreError, SupplierProblem,
-    Terminal,
+    AlertSlot, NotifyMarks, OrderAlerts, OrderRecord, Persisted, PlacementStore, PollChain,
+    PollRecord, StoreError, SupplierProblem, Terminal,
 };
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -97,6 +97,14 @@ pub enum PollError {
     OutOfTime,
 }
 
+/// What poll-order's role may do with the store: settle placements
+/// (reconciliation and payment), move the chain, store the end, mark it
+/// notified, and claim alerts about orders (the template's
+/// `PollOrderFunction` grants no more).
+pub trait PollOrderStore: PlacementStore + PollChain + NotifyMarks + OrderAlerts {}
+
+impl<T: PlacementStore + PollChain + NotifyMarks + OrderAlerts> PollOrderStore for T {}
+
 /// The chain over its ports.
 pub struct Poller<S, Q, F, P, C> {
     pub store: S,
@@ -109,7 +117,7 @@ pub struct Poller<S, Q, F, P, C> {
 
 impl<S, Q, F, P, C> Poller<S, Q, F, P, C>
 where
-    S: OrderStore,
+    S: PollOrderStore,
     Q: PollQueue,
     F: Supplier,
     P: EventPublisher,

@@ -25,7 +25,9 @@ use foxrelay_shared::domain::{OrderStatus, PollKind, PollMessage};
 use foxrelay_shared::events::{EventPublisher, OpsAlert, order_event};
 use foxrelay_shared::placement::undecided;
 use foxrelay_shared::queue::PollQueue;
-use foxrelay_shared::store::{AlertSlot, OrderRecord, OrderStore, StoreError};
+use foxrelay_shared::store::{
+    AlertSlot, NotifyMarks, OrderAlerts, OrderRecord, StoreError, SweepStore,
+};
 use serde::Serialize;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -93,6 +95,14 @@ pub struct ScanReport {
     pub complete: bool,
 }
 
+/// What scan-stalled's role may do with the store: read the pending index,
+/// repair what it finds, mark republished orders notified, and claim
+/// alerts about orders (the template's `ScanStalledFunction` grants no
+/// more).
+pub trait ScanStalledStore: SweepStore + NotifyMarks + OrderAlerts {}
+
+impl<T: SweepStore + NotifyMarks + OrderAlerts> ScanStalledStore for T {}
+
 /// The sweep over its ports.
 pub struct Sweeper<S, Q, P, C> {
     pub store: S,
@@ -102,7 +112,7 @@ pub struct Sweeper<S, Q, P, C> {
     pub options: SweepOptions,
 }
 
-impl<S: OrderStore, Q: PollQueue, P: EventPublisher, C: Clock> Sweeper<S, Q, P, C> {
+impl<S: ScanStalledStore, Q: PollQueue, P: EventPublisher, C: Clock> Sweeper<S, Q, P, C> {
     /// One run: from the saved cursor, at most `max_items` index items.
     pub async fn run(&self) -> Result<ScanReport, StoreError> {
         let mut report = ScanReport::default();

@@ -7,7 +7,7 @@ use crate::lab::Lab;
 use crate::table::{Section, fixed};
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use foxrelay_shared::domain::parse_new_order;
-use foxrelay_shared::store::{DynamoStore, OrderRecord, OrderStore};
+use foxrelay_shared::store::{DynamoStore, IdempotencyStore, OrderRecord, PlacementStore};
 use scan_stalled::sweep::SweepOptions;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -1,0 +1,85 @@
+//! Sorting the SDK's failures: what passes with time is
+//! [`StoreError::Unavailable`], the rest [`StoreError::Refused`]; a
+//! conditional write refused by its condition is an answer, not an error.
+
+use crate::store::StoreError;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+
+/// Sorts an SDK failure: throttling, 5xx and transport trouble are
+/// retryable; the rest is refused.
+pub(super) fn sdk_error<E>(operation: &'static str, error: SdkError<E>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let retryable = passes(&error);
+    let source = Box::new(error);
+    if retryable {
+        StoreError::Unavailable { operation, source }
+    } else {
+        StoreError::Refused { operation, source }
+    }
+}
+
+/// Whether an SDK failure passes with time (throttling, 5xx, transport).
+pub(super) fn passes<E: ProvideErrorMetadata>(error: &SdkError<E>) -> bool {
+    match error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => {
+            service.raw().status().is_server_error()
+                || matches!(
+                    service.err().code(),
+                    Some(
+                        "ProvisionedThroughputExceededException"
+                            | "RequestLimitExceeded"
+                            | "ThrottlingException"
+                            | "InternalServerError"
+                            | "TransactionConflictException"
+                            | "TransactionInProgressException"
+                    )
+                )
+        }
+        _ => false,
+    }
+}
+
+/// A conditional write's outcome: written, or refused by its condition;
+/// any other failure is an error.
+pub(super) fn conditional<T, E>(
+    operation: &'static str,
+    result: Result<T, SdkError<E>>,
+) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if is_condition_failure(&e) => Ok(false),
+        Err(e) => Err(sdk_error(operation, e)),
+    }
+}
+
+/// A conditional write that must have been written: a refusal means the
+/// item is not in the state expected.
+pub(super) fn expected<T, E>(
+    operation: &'static str,
+    id: &str,
+    result: Result<T, SdkError<E>>,
+) -> Result<(), StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if conditional(operation, result)? {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict {
+            operation,
+            order_id: id.to_owned(),
+        })
+    }
+}
+
+pub(super) fn is_condition_failure<E: ProvideErrorMetadata>(error: &SdkError<E>) -> bool {
+    matches!(error, SdkError::ServiceError(s) if s.err().code() == Some("ConditionalCheckFailedException"))
+}

@@ -1,0 +1,143 @@
+//! The order store on DynamoDB: one table, every write conditional.
+//!
+//! Items (`pk`, `sk`):
+//! - `ORDER#{orderId}`, `ORDER`: the order. Non-terminal orders also carry
+//!   `pendingPk = "PENDING"` and `pendingSk = "{createdAt}#{orderId}"`, which
+//!   puts them in the sparse `pending-orders` index.
+//! - `SUPPLIER#{supplierOrderId}`, `CLAIM`: which of our orders holds a
+//!   FoxReload order; created only if absent, so a supplier order is held by
+//!   exactly one of ours.
+//! - `CODES#{orderId}`, `CODE#{position:06}`: one delivered code each
+//!   (orders that ended before this layout keep theirs under
+//!   `ORDER#{orderId}`, and are still read from there). Only poll-order
+//!   writes under `CODES#`: create-order's role is denied it.
+//! - `IDEMPOTENCY#{scope}#{key}`, `IDEMPOTENCY`: a caller's idempotency key
+//!   (`scope`: 32 hex digits naming the caller; keys stored before callers
+//!   were told apart have none), with `expiresAt` (epoch seconds) as the
+//!   table's TTL attribute.
+//! - `CLOCK#foxreload`, `OFFSET`: FoxReload's measured clock offset.
+//! - `ALERT#{name}`, `ALERT`: when an alert about the whole stack (not one
+//!   order) was last sent, so concurrent functions send it once.
+//! - `SWEEP#scan-stalled`, `CURSOR`: where the sweep resumes.
+//!
+//! | module | holds |
+//! |---|---|
+//! | `keys` | each item's keys, the sweep cursor |
+//! | `codec` | items to records and back, one time format per meaning |
+//! | `conditions` | the status conditions writes share |
+//! | `errors`, `transaction` | sorting SDK failures; transactions and their retries |
+//! | `idempotency`, `placement`, `chain`, `alerts`, `sweep` | one port each |
+
+mod alerts;
+mod chain;
+mod codec;
+mod conditions;
+mod errors;
+mod idempotency;
+mod keys;
+mod placement;
+mod sweep;
+mod transaction;
+
+pub use keys::PENDING_INDEX;
+
+use crate::domain::event::DeliveredCodeRecord;
+use crate::store::{OrderReader, OrderRecord, StoreError};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+use codec::{code_from_item, order_from_item, s};
+use errors::sdk_error;
+use keys::{codes_pk, order_key};
+use std::collections::HashMap;
+
+pub(super) type Item = HashMap<String, AttributeValue>;
+
+/// The DynamoDB adapter of [`OrderStore`].
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+impl DynamoStore {
+    pub(super) async fn get(
+        &self,
+        key: Item,
+        operation: &'static str,
+    ) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error(operation, e))?;
+        Ok(out.item)
+    }
+
+    /// Every code item under partition `pk`, in position order.
+    pub(super) async fn codes_under(
+        &self,
+        pk: String,
+    ) -> Result<Vec<DeliveredCodeRecord>, StoreError> {
+        let mut codes = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :code)")
+                .expression_attribute_values(":pk", s(&pk))
+                .expression_attribute_values(":code", s("CODE#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_error("read codes", e))?;
+            for item in page.items() {
+                codes.push(code_from_item(item)?);
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(codes);
+            }
+        }
+    }
+}
+
+impl OrderReader for DynamoStore {
+    async fn order(&self, order_id: &str) -> Result<Option<OrderRecord>, StoreError> {
+        self.get(order_key(order_id), "read order")
+            .await?
+            .as_ref()
+            .map(order_from_item)
+            .transpose()
+    }
+
+    async fn codes(&self, order_id: &str) -> Result<Vec<DeliveredCodeRecord>, StoreError> {
+        let mut codes = self.codes_under(codes_pk(order_id)).await?;
+        // Orders that ended before codes had their own partition keep them
+        // beside the order; an order cut short across the upgrade may have
+        // some in each place. Only a code stored twice alike is kept once:
+        // two different codes at one position are both kept, never hidden.
+        let legacy = self.codes_under(format!("ORDER#{order_id}")).await?;
+        if !legacy.is_empty() {
+            codes.extend(legacy);
+            codes.sort_by(|a, b| (a.index, &a.code).cmp(&(b.index, &b.code)));
+            codes.dedup();
+        }
+        Ok(codes)
+    }
+}

@@ -1,0 +1,343 @@
+//! The store's ports, one per role, mirroring the IAM roles: each function
+//! is generic only over the ports its role may use, so what the type
+//! system allows and what the template grants say the same thing.
+//!
+//! | port | used by |
+//! |---|---|
+//! | [`OrderReader`] | all three |
+//! | [`IdempotencyStore`] | create-order |
+//! | [`PlacementStore`] | create-order, poll-order (reconciliation) |
+//! | [`PollChain`] | poll-order |
+//! | [`NotifyMarks`] | poll-order, scan-stalled |
+//! | [`OrderAlerts`] | poll-order, scan-stalled |
+//! | [`StackAlerts`] | create-order |
+//! | [`SweepStore`] | scan-stalled |
+//!
+//! Every write is conditional; an adapter must keep the conditions each
+//! method names (the contract suite runs the same cases against each).
+
+use super::record::{
+    AlertSlot, Begin, Claim, IdempotencyClaim, IdempotencyRecord, OrderRecord, PendingPage,
+    Persisted, PollRecord, StoreError, StoredResponse, SupplierProblem, Terminal,
+};
+use crate::domain::event::DeliveredCodeRecord;
+use crate::domain::reconcile::ClockOffset;
+use std::future::Future;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// Reads every function makes: an order and its codes.
+pub trait OrderReader: Send + Sync {
+    /// Reads an order (strongly consistent).
+    fn order(
+        &self,
+        order_id: &str,
+    ) -> impl Future<Output = Result<Option<OrderRecord>, StoreError>> + Send;
+
+    /// The order's codes, in order.
+    fn codes(
+        &self,
+        order_id: &str,
+    ) -> impl Future<Output = Result<Vec<DeliveredCodeRecord>, StoreError>> + Send;
+}
+
+/// create-order's idempotency keys (`IDEMPOTENCY#`), and the intent stored with
+/// a new key.
+pub trait IdempotencyStore: Send + Sync {
+    /// Stores a new order's intent, and claims its idempotency key, in one
+    /// conditional transaction.
+    fn begin(
+        &self,
+        order: &OrderRecord,
+        claim: Option<&IdempotencyClaim>,
+    ) -> impl Future<Output = Result<Begin, StoreError>> + Send;
+
+    /// Reads an idempotency record (strongly consistent).
+    fn idempotency(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<IdempotencyRecord>, StoreError>> + Send;
+
+    /// Takes over an in-progress record whose holder's lock ran out. Returns
+    /// false when someone else moved first.
+    fn take_over(
+        &self,
+        record: &IdempotencyRecord,
+        holder: &str,
+        locked_until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Stores the answer for a key, if `holder` still holds it.
+    fn finish(
+        &self,
+        key: &str,
+        holder: &str,
+        response: &StoredResponse,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Forgets a key held by `holder`, so a retry starts afresh (used when
+    /// nothing was bought).
+    fn release(
+        &self,
+        key: &str,
+        holder: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Buying an order and settling what buying left unsure (create-order, and
+/// poll-order's reconciliation): POST records, the supplier-order claim,
+/// payment, FoxReload's clock, the first poll.
+pub trait PlacementStore: OrderReader {
+    /// Records that a new POST is about to be sent at `at`, if the order
+    /// still has no supplier order and exactly `seen` POSTs recorded. False
+    /// when another worker recorded one, or settled the order, meanwhile:
+    /// then nothing may be sent.
+    fn record_post(
+        &self,
+        order_id: &str,
+        seen: usize,
+        at: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records that the outcome of the order's first `known` POSTs was
+    /// learned (an answer, a refusal, a timeout after sending): they were
+    /// sent, or surely not.
+    fn mark_posts_known(
+        &self,
+        order_id: &str,
+        known: usize,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Whether any of our orders holds this supplier order.
+    fn is_claimed(
+        &self,
+        supplier_order_id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Claims `supplier_order_id` for our order (still `creating` or
+    /// `reconciling`, with no supplier order yet) and records its status.
+    fn claim_supplier_order(
+        &self,
+        order_id: &str,
+        supplier_order_id: &str,
+        supplier_status: &str,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
+
+    /// Records the outcome of paying: FoxReload's status after it, or why it
+    /// was refused.
+    fn record_payment(
+        &self,
+        order_id: &str,
+        supplier_status: Option<&str>,
+        refusal: Option<&SupplierProblem>,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Ends a create that bought nothing.
+    fn mark_not_placed(
+        &self,
+        order_id: &str,
+        problem: &SupplierProblem,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Leaves a create to reconciliation by poll-order.
+    fn mark_reconciling(
+        &self,
+        order_id: &str,
+        problem: &SupplierProblem,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records that poll message `seq` was (about to be) sent, due at
+    /// `due_at`; refused if a message with this or a later number was.
+    fn schedule_poll(
+        &self,
+        order_id: &str,
+        seq: u64,
+        due_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// FoxReload's clock against ours, as last measured.
+    fn clock_offset(&self) -> impl Future<Output = Result<Option<ClockOffset>, StoreError>> + Send;
+
+    /// Keeps a new measure of FoxReload's clock if it is tighter than the
+    /// stored one, or the stored one is older than `stale_after`.
+    fn save_clock_offset(
+        &self,
+        measure: &ClockOffset,
+        stale_after: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Our orders created between `from` and `to` that still have no
+    /// supplier order (`creating` or `reconciling`), read through the
+    /// pending index (eventually consistent).
+    fn unsettled_between(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> impl Future<Output = Result<Vec<OrderRecord>, StoreError>> + Send;
+}
+
+/// poll-order's chain of poll messages: one live link at a time, the order's
+/// end stored with its codes.
+pub trait PollChain: OrderReader {
+    /// Lets exactly one worker proceed with poll message `seq`: the live
+    /// link of the chain, not claimed yet or claimed by a worker whose lease
+    /// ran out. False for duplicates and stale links.
+    fn claim_link(
+        &self,
+        order_id: &str,
+        seq: u64,
+        lease_until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records a poll made under link `seq` and moves the chain on to
+    /// `poll.next_seq`.
+    fn record_poll(
+        &self,
+        order_id: &str,
+        seq: u64,
+        poll: &PollRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stores the codes and the terminal status (the codes first; the status
+    /// commits). A replay changes nothing.
+    fn persist_terminal(
+        &self,
+        order: &OrderRecord,
+        terminal: &Terminal,
+    ) -> impl Future<Output = Result<Persisted, StoreError>> + Send;
+}
+
+/// What notifying a finished order writes (poll-order and the sweep).
+pub trait NotifyMarks: OrderReader {
+    /// Records that the order's event was published; the order leaves the
+    /// pending index.
+    fn mark_notified(
+        &self,
+        order_id: &str,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Claims on alerts about one order, so concurrent workers alert once.
+pub trait OrderAlerts: Send + Sync {
+    /// Claims the right to send the `slot` alert about an order: true if no
+    /// such alert was sent since `realert_before`. Conditional, so concurrent
+    /// workers alert once.
+    fn claim_alert(
+        &self,
+        order_id: &str,
+        slot: AlertSlot,
+        realert_before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives an alert claim back (the alert could not be sent).
+    fn release_alert(
+        &self,
+        order_id: &str,
+        slot: AlertSlot,
+        claimed_at: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Claims on alerts about the whole stack (create-order).
+pub trait StackAlerts: Send + Sync {
+    /// Claims the right to send the alert `name` about the whole stack (not
+    /// one order): true if it was not sent since `realert_before`.
+    fn claim_stack_alert(
+        &self,
+        name: &str,
+        realert_before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives a stack alert claim back (the alert could not be sent).
+    fn release_stack_alert(
+        &self,
+        name: &str,
+        claimed_at: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// scan-stalled's sweep: the pending index, where the sweep stopped, and the
+/// repairs it makes.
+pub trait SweepStore: OrderReader {
+    /// A page of the sparse index of orders not yet ended or not yet
+    /// notified, oldest first, from `start` (a cursor from a previous page).
+    fn pending(
+        &self,
+        limit: u32,
+        start: Option<&str>,
+    ) -> impl Future<Output = Result<PendingPage, StoreError>> + Send;
+
+    /// Where the last sweep stopped, if it did not reach the end.
+    fn sweep_cursor(&self) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Records where the sweep stopped (`None`: start from the beginning).
+    fn save_sweep_cursor(
+        &self,
+        cursor: Option<&str>,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Claims the right to alert about a stored item that does not read as
+    /// an order, by its key: true the first time only.
+    fn claim_unreadable_alert(
+        &self,
+        pk: &str,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Moves `order`'s dead chain on to its `poll_seq + 1`, due now: only if
+    /// the chain is still where `order` saw it, its next poll is overdue
+    /// before `overdue_before` (with no next poll recorded: the order has
+    /// not changed since `order.updated_at`, which is before
+    /// `overdue_before`), and no worker holds a lease. False otherwise.
+    /// The revival is recorded as the `streak`-th in a row without a poll
+    /// (against `order.poll_count`), and its link is due at `due`.
+    fn revive_chain(
+        &self,
+        order: &OrderRecord,
+        overdue_before: OffsetDateTime,
+        now: OffsetDateTime,
+        streak: u32,
+        due: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Hands an order left `creating` (its create-order invocation died) to
+    /// reconciliation: `reconciling`, with poll message `seq` due now, only
+    /// if it is still `creating` and no request holds its idempotency key.
+    /// False otherwise.
+    fn hand_over_create(
+        &self,
+        order: &OrderRecord,
+        seq: u64,
+        problem: &SupplierProblem,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// The whole store: every port. Adapters implement it all; only tests and
+/// the contract suite ask for all of it.
+pub trait OrderStore:
+    IdempotencyStore + PlacementStore + PollChain + NotifyMarks + OrderAlerts + StackAlerts + SweepStore
+{
+}
+
+impl<T> OrderStore for T where
+    T: IdempotencyStore
+        + PlacementStore
+        + PollChain
+        + NotifyMarks
+        + OrderAlerts
+        + StackAlerts
+        + SweepStore
+{
+}
