@@ -22,7 +22,9 @@ use crate::domain::reconcile::{
 use crate::foxreload::{
     CreateOrderRequest, PageRequest, Supplier, SupplierError, SupplierOrder, SupplierStatus,
 };
-use crate::store::{Claim, OrderRecord, PlacementStore, StoreError, SupplierProblem};
+use crate::store::{
+    Claim, OrderRecord, PlacementStore, StoreError, SupplierProblem, SupplierState,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -211,7 +213,12 @@ impl ReconcileOptions {
             }
         }
         let claim = store
-            .claim_supplier_order(order_id, &created.id, created.status.as_str(), answered)
+            .claim_supplier_order(
+                order_id,
+                &created.id,
+                &SupplierState::claimed(&created.status),
+                answered,
+            )
             .await?;
         Ok(match claim {
             Claim::Claimed => Posted::Claimed(created),
@@ -419,7 +426,12 @@ impl ReconcileOptions {
                 .get(&id)
                 .map_or(SupplierStatus::Active, |o| o.status.clone());
             match store
-                .claim_supplier_order(&order.order_id, &id, status.as_str(), clock.now())
+                .claim_supplier_order(
+                    &order.order_id,
+                    &id,
+                    &SupplierState::claimed(&status),
+                    clock.now(),
+                )
                 .await?
             {
                 Claim::Claimed => {
@@ -743,9 +755,9 @@ pub async fn pay(
             (None, Some(SupplierProblem::from(&error)))
         }
     };
-    let stored = status.as_ref().map(SupplierStatus::as_str);
+    let stored = status.as_ref().map(SupplierState::after_payment);
     if let Err(error) = store
-        .record_payment(order_id, stored, refusal.as_ref(), clock.now())
+        .record_payment(order_id, stored.as_ref(), refusal.as_ref(), clock.now())
         .await
     {
         // The next poll reads FoxReload's status anyway.

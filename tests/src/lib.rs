@@ -348,15 +348,21 @@ pub fn metric_totals(lines: &[String]) -> BTreeMap<String, u64> {
 
 /// An order placed at `created` and, unless `status` is `creating`, claimed
 /// with a supplier order in `status`.
+/// The state a claim of a FoxReload order in `status` (as FoxReload says
+/// it) stores.
+pub fn claimed_in(status: &str) -> foxrelay_shared::store::SupplierState {
+    foxrelay_shared::store::SupplierState::claimed(
+        &foxrelay_shared::foxreload::SupplierStatus::parse(status),
+    )
+}
+
 pub async fn pending_order(
     store: &foxrelay_shared::store::DynamoStore,
     id: &str,
     created: time::OffsetDateTime,
     status: &str,
 ) {
-    use foxrelay_shared::store::{
-        IdempotencyStore, OrderRecord, PlacementStore,
-    };
+    use foxrelay_shared::store::{IdempotencyStore, OrderRecord, PlacementStore};
     let order = foxrelay_shared::domain::parse_new_order(
         br#"{"items":[{"productId":"product_fast","quantity":1}]}"#,
     )
@@ -365,7 +371,7 @@ pub async fn pending_order(
     store.begin(&intent, None).await.unwrap();
     if status != "creating" {
         store
-            .claim_supplier_order(id, &format!("sup-{id}"), status, created)
+            .claim_supplier_order(id, &format!("sup-{id}"), &claimed_in(status), created)
             .await
             .unwrap();
     }
@@ -381,9 +387,7 @@ pub async fn unnotified_completion(
 ) {
     use foxrelay_shared::domain::OrderStatus;
     use foxrelay_shared::domain::event::{CodeKind, DeliveredCodeRecord, ItemOutcome};
-    use foxrelay_shared::store::{
-        OrderReader, PollChain, Terminal,
-    };
+    use foxrelay_shared::store::{OrderReader, PollChain, Terminal};
     pending_order(store, id, placed, "processing").await;
     let order = store.order(id).await.unwrap().unwrap();
     let terminal = Terminal {

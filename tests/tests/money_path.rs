@@ -19,7 +19,7 @@ use foxrelay_shared::store::{
 };
 use foxrelay_tests::world::{quick_timing, world};
 use foxrelay_tests::{
-    Harness, body_of, drain_json, harness, moto, pending_order, post_order, test_caller,
+    Harness, body_of, claimed_in, drain_json, harness, moto, pending_order, post_order, test_caller,
 };
 use foxreload_sim::{
     CreateFault, PRODUCT_FAST, PRODUCT_STALL_CREATE, SimConfig, TimeFormat, Timing,
@@ -317,7 +317,7 @@ async fn a_claim_cancelled_by_a_conflict_is_retried_never_taken_for_an_answer() 
 
     proxy.cancel_transactions(2, 0);
     let claim = store
-        .claim_supplier_order("conflicted", "sup-1", "active", now)
+        .claim_supplier_order("conflicted", "sup-1", &claimed_in("active"), now)
         .await
         .unwrap();
     assert_eq!(claim, Claim::Claimed);
@@ -325,7 +325,7 @@ async fn a_claim_cancelled_by_a_conflict_is_retried_never_taken_for_an_answer() 
 
     proxy.cancel_transactions(50, 0);
     let error = store
-        .claim_supplier_order("kept-conflicted", "sup-2", "active", now)
+        .claim_supplier_order("kept-conflicted", "sup-2", &claimed_in("active"), now)
         .await
         .unwrap_err();
     assert!(matches!(error, StoreError::Unavailable { .. }), "{error}");
@@ -387,7 +387,7 @@ async fn ten_thousand_codes_are_stored_once_by_a_persist_cut_short_and_resumed()
     let now = time::OffsetDateTime::now_utc();
     pending_order(&store, "big", now, "creating").await;
     store
-        .claim_supplier_order("big", "sup-big", "processing", now)
+        .claim_supplier_order("big", "sup-big", &claimed_in("processing"), now)
         .await
         .unwrap();
     let order = store.order("big").await.unwrap().unwrap();
@@ -557,7 +557,7 @@ async fn a_supplier_order_claimed_after_it_ended_is_finished_with_its_codes() {
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(w.h.sim.order(&sup).unwrap()["status"], "completed");
     w.store
-        .claim_supplier_order("late", &sup, "completed", now)
+        .claim_supplier_order("late", &sup, &claimed_in("completed"), now)
         .await
         .unwrap();
     let order = w.order("late").await;

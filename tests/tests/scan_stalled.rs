@@ -8,7 +8,7 @@ use foxrelay_shared::domain::OrderStatus;
 use foxrelay_shared::domain::event::event_id;
 use foxrelay_shared::store::{DynamoStore, OrderReader, PlacementStore};
 use foxrelay_tests::{
-    Harness, drain_json, harness, metric_totals, pending_order, subscribe_both,
+    Harness, claimed_in, drain_json, harness, metric_totals, pending_order, subscribe_both,
     unnotified_completion,
 };
 use foxreload_sim::SimConfig;
@@ -314,7 +314,7 @@ async fn an_order_still_being_placed_is_not_revived_before_the_grace() {
     // Placed five minutes ago, claimed just now, no poll recorded yet.
     pending_order(&store, "paying", now - minutes(5), "creating").await;
     store
-        .claim_supplier_order("paying", "sup-paying", "active", now)
+        .claim_supplier_order("paying", "sup-paying", &claimed_in("active"), now)
         .await
         .unwrap();
     let handler = scan_stalled::Handler::with_options(h.context.clone(), SweepOptions::default());

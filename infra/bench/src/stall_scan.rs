@@ -7,7 +7,10 @@ use crate::lab::Lab;
 use crate::table::{Section, fixed};
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use foxrelay_shared::domain::parse_new_order;
-use foxrelay_shared::store::{DynamoStore, IdempotencyStore, OrderRecord, PlacementStore};
+use foxrelay_shared::foxreload::SupplierStatus;
+use foxrelay_shared::store::{
+    DynamoStore, IdempotencyStore, OrderRecord, PlacementStore, SupplierState,
+};
 use scan_stalled::sweep::SweepOptions;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -74,7 +77,12 @@ async fn pending_orders(store: &DynamoStore, count: usize) -> Result<(), String>
             .await
             .map_err(|e| e.to_string())?;
         store
-            .claim_supplier_order(&id, &format!("sup-{id}"), "processing", now)
+            .claim_supplier_order(
+                &id,
+                &format!("sup-{id}"),
+                &SupplierState::claimed(&SupplierStatus::Processing),
+                now,
+            )
             .await
             .map_err(|e| e.to_string())?;
         store

@@ -18,7 +18,7 @@
 
 use super::record::{
     AlertSlot, Begin, Claim, IdempotencyClaim, IdempotencyRecord, OrderRecord, PendingPage,
-    Persisted, PollRecord, StoreError, StoredResponse, SupplierProblem, Terminal,
+    Persisted, PollRecord, StoreError, StoredResponse, SupplierProblem, SupplierState, Terminal,
 };
 use crate::domain::event::DeliveredCodeRecord;
 use crate::domain::reconcile::ClockOffset;
@@ -116,21 +116,21 @@ pub trait PlacementStore: OrderReader {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Claims `supplier_order_id` for our order (still `creating` or
-    /// `reconciling`, with no supplier order yet) and records its status.
+    /// `reconciling`, with no supplier order yet) and records its state.
     fn claim_supplier_order(
         &self,
         order_id: &str,
         supplier_order_id: &str,
-        supplier_status: &str,
+        state: &SupplierState,
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
 
-    /// Records the outcome of paying: FoxReload's status after it, or why it
-    /// was refused.
+    /// Records the outcome of paying: FoxReload's state after it, or why it
+    /// was refused. Only an order holding a supplier order and not ended.
     fn record_payment(
         &self,
         order_id: &str,
-        supplier_status: Option<&str>,
+        state: Option<&SupplierState>,
         refusal: Option<&SupplierProblem>,
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;

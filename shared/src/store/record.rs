@@ -3,7 +3,7 @@
 
 use crate::domain::event::{DeliveredCodeRecord, ItemOutcome};
 use crate::domain::{OrderLine, OrderStatus, Principal};
-use crate::foxreload::SupplierError;
+use crate::foxreload::{SupplierError, SupplierStatus};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -152,6 +152,37 @@ impl From<&SupplierError> for SupplierProblem {
             status: error.status(),
             code: error.supplier_code().map(str::to_owned),
             detail: error.supplier_detail().map(str::to_owned),
+        }
+    }
+}
+
+/// FoxReload's status for an order as it said it (kept even when unknown
+/// to us), and ours to store from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SupplierState {
+    pub said: String,
+    /// `None` leaves ours as it is.
+    pub status: Option<OrderStatus>,
+}
+
+impl SupplierState {
+    /// A FoxReload order just claimed: ours from its status, but never an
+    /// end (an order ends only with its codes stored, by the poll that
+    /// reads them).
+    pub fn claimed(status: &SupplierStatus) -> Self {
+        Self {
+            said: status.as_str().to_owned(),
+            status: Some(OrderStatus::open_from_supplier(status)),
+        }
+    }
+
+    /// FoxReload's status after paying: ours follows unless it is an end
+    /// (poll-order's to store, with the codes).
+    pub fn after_payment(status: &SupplierStatus) -> Self {
+        let ours = OrderStatus::from_supplier(status);
+        Self {
+            said: status.as_str().to_owned(),
+            status: (!ours.is_terminal()).then_some(ours),
         }
     }
 }

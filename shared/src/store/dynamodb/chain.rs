@@ -3,7 +3,7 @@
 
 use super::DynamoStore;
 use super::codec::{code_kind, json, millis, n, rfc3339, s};
-use super::conditions::{STILL_OPEN, TERMINAL_VALUES};
+use super::conditions::{STILL_OPEN, TERMINAL_VALUES, ended};
 use super::errors::{conditional, expected};
 use super::keys::{code_sk, codes_pk, key, order_key};
 use super::transaction::Tx;
@@ -285,9 +285,7 @@ impl NotifyMarks for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(order_key(order_id)))
             .update_expression("SET notifiedAt = :now REMOVE pendingPk, pendingSk")
-            .condition_expression(
-                "#status IN (:c, :x, :f, :a, :n) AND attribute_not_exists(notifiedAt)",
-            )
+            .condition_expression(concat!(ended!(), " AND attribute_not_exists(notifiedAt)"))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":now", n(millis(now)));
         for (name, status) in TERMINAL_VALUES {

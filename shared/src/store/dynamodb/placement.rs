@@ -3,13 +3,15 @@
 
 use super::DynamoStore;
 use super::codec::{clock_offset_from_item, json, millis, n, order_from_item, rfc3339, s};
-use super::conditions::{STILL_CREATING, creating_values};
+use super::conditions::{STILL_CREATING, TERMINAL_VALUES, creating_values, ended};
 use super::errors::{conditional, expected, sdk_error};
 use super::keys::{PENDING, PENDING_INDEX, claim_key, clock_key, order_key};
 use super::transaction::Tx;
 use crate::domain::OrderStatus;
 use crate::domain::reconcile::ClockOffset;
-use crate::store::{Claim, OrderRecord, PlacementStore, StoreError, SupplierProblem};
+use crate::store::{
+    Claim, OrderRecord, PlacementStore, StoreError, SupplierProblem, SupplierState,
+};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -96,7 +98,7 @@ impl PlacementStore for DynamoStore {
         &self,
         order_id: &str,
         supplier_order_id: &str,
-        supplier_status: &str,
+        state: &SupplierState,
         now: OffsetDateTime,
     ) -> Result<Claim, StoreError> {
         let mut claim = claim_key(supplier_order_id);
@@ -109,23 +111,26 @@ impl PlacementStore for DynamoStore {
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .expect("table, item and condition are set");
-        let status = OrderStatus::open_from_supplier(&crate::foxreload::SupplierStatus::parse(
-            supplier_status,
-        ));
+        let mut sets = vec![
+            "supplierOrderId = :sid",
+            "supplierStatus = :sst",
+            "updatedAt = :now",
+        ];
         let mut update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(order_key(order_id)))
-            .update_expression(
-                "SET supplierOrderId = :sid, supplierStatus = :sst, #status = :status, updatedAt = :now REMOVE lastError",
-            )
             .condition_expression(format!(
                 "attribute_exists(pk) AND attribute_not_exists(supplierOrderId) AND {STILL_CREATING}"
             ))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":sid", s(supplier_order_id))
-            .expression_attribute_values(":sst", s(supplier_status))
-            .expression_attribute_values(":status", s(status.as_str()))
+            .expression_attribute_values(":sst", s(&state.said))
             .expression_attribute_values(":now", s(rfc3339(now)));
+        if let Some(status) = state.status {
+            sets.push("#status = :status");
+            update = update.expression_attribute_values(":status", s(status.as_str()));
+        }
+        update = update.update_expression(format!("SET {} REMOVE lastError", sets.join(", ")));
         for (name, value) in creating_values() {
             update = update.expression_attribute_values(name, value);
         }
@@ -144,7 +149,7 @@ impl PlacementStore for DynamoStore {
     async fn record_payment(
         &self,
         order_id: &str,
-        supplier_status: Option<&str>,
+        state: Option<&SupplierState>,
         refusal: Option<&SupplierProblem>,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
@@ -154,24 +159,21 @@ impl PlacementStore for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(order_key(order_id)))
-            .condition_expression(
-                "attribute_exists(supplierOrderId) AND NOT #status IN (:c, :x, :f, :a, :n)",
-            )
+            .condition_expression(concat!(
+                "attribute_exists(supplierOrderId) AND NOT ",
+                ended!()
+            ))
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":now", s(rfc3339(now)))
-            .expression_attribute_values(":c", s(OrderStatus::Completed.as_str()))
-            .expression_attribute_values(":x", s(OrderStatus::Cancelled.as_str()))
-            .expression_attribute_values(":f", s(OrderStatus::Failed.as_str()))
-            .expression_attribute_values(":a", s(OrderStatus::Abandoned.as_str()))
-            .expression_attribute_values(":n", s(OrderStatus::NotPlaced.as_str()));
-        if let Some(status) = supplier_status {
-            let ours = OrderStatus::from_supplier(&crate::foxreload::SupplierStatus::parse(status));
+            .expression_attribute_values(":now", s(rfc3339(now)));
+        for (name, status) in TERMINAL_VALUES {
+            request = request.expression_attribute_values(name, s(status.as_str()));
+        }
+        if let Some(state) = state {
             sets.push("supplierStatus = :sst");
-            request = request.expression_attribute_values(":sst", s(status));
-            if !ours.is_terminal() {
-                // Terminal statuses are poll-order's to record, with the codes.
+            request = request.expression_attribute_values(":sst", s(&state.said));
+            if let Some(status) = state.status {
                 sets.push("#status = :status");
-                request = request.expression_attribute_values(":status", s(ours.as_str()));
+                request = request.expression_attribute_values(":status", s(status.as_str()));
             }
         }
         if let Some(problem) = refusal {

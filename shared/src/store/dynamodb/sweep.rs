@@ -3,7 +3,7 @@
 
 use super::DynamoStore;
 use super::codec::{json, millis, n, order_from_item, rfc3339, s};
-use super::conditions::TERMINAL_VALUES;
+use super::conditions::{TERMINAL_VALUES, ended};
 use super::errors::{conditional, sdk_error};
 use super::keys::{
     PENDING, PENDING_INDEX, cursor_to_key, idempotency_key, key, key_to_cursor, order_key,
@@ -126,13 +126,14 @@ impl SweepStore for DynamoStore {
                 "SET pollSeq = :next, nextPollDueAt = :due, updatedAt = :nowText, \
                  revivals = :streak, revivedAtPolls = :polls",
             )
-            .condition_expression(
+            .condition_expression(concat!(
                 "attribute_exists(pk) AND (attribute_not_exists(pollSeq) OR pollSeq = :seen) \
                  AND ((attribute_not_exists(nextPollDueAt) AND updatedAt = :updated) \
                       OR nextPollDueAt < :overdue) \
                  AND (attribute_not_exists(leaseUntil) OR leaseUntil < :now) \
-                 AND NOT #status IN (:c, :x, :f, :a, :n, :creating)",
-            )
+                 AND NOT #status = :creating AND NOT ",
+                ended!()
+            ))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":next", n(order.poll_seq + 1))
             .expression_attribute_values(":seen", n(order.poll_seq))
