@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 pub const MAX_EVENT_BYTES: usize = 240 * 1024;
 
 /// How one delivered entry was kept.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CodeKind {
     /// The entry's `code` field.

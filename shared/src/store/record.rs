@@ -1,7 +1,8 @@
 //! What the store keeps and answers: orders, idempotency records, and the
 //! outcomes of its conditional writes. Plain data: no adapter in sight.
 
-use crate::domain::event::{DeliveredCodeRecord, ItemOutcome};
+use crate::domain::event::{CodeKind, DeliveredCodeRecord, ItemOutcome};
+use std::collections::HashMap;
 use crate::domain::{OrderLine, OrderStatus, Principal};
 use crate::foxreload::{SupplierError, SupplierStatus};
 use serde::{Deserialize, Serialize};
@@ -333,4 +334,58 @@ pub enum AlertSlot {
     LongRunning,
     /// Its polling chain keeps dying without progress.
     ChainStuck,
+}
+
+/// The codes of `delivered` not yet in `stored`, compared as a multiset of
+/// (product, code, kind), numbered after the stored ones; and how many
+/// stored codes `delivered` no longer holds.
+pub fn missing_codes(
+    stored: &[DeliveredCodeRecord],
+    delivered: &[DeliveredCodeRecord],
+) -> (Vec<DeliveredCodeRecord>, u32) {
+    let mut left: HashMap<(&str, &str, CodeKind), usize> = HashMap::new();
+    for code in stored {
+        *left
+            .entry((
+                code.product_id.as_str(),
+                code.code.as_str(),
+                code.kind,
+            ))
+            .or_default() += 1;
+    }
+    let mut next = stored.iter().map(|c| c.index + 1).max().unwrap_or(0);
+    let mut missing = Vec::new();
+    for code in delivered {
+        let key = (
+            code.product_id.as_str(),
+            code.code.as_str(),
+            code.kind,
+        );
+        match left.get_mut(&key) {
+            Some(count) if *count > 0 => *count -= 1,
+            _ => {
+                missing.push(DeliveredCodeRecord {
+                    index: next,
+                    ..code.clone()
+                });
+                next += 1;
+            }
+        }
+    }
+    let unlisted = left.values().sum::<usize>() as u32;
+    (missing, unlisted)
+}
+
+/// An instant as RFC 3339 text in UTC: how the times people read are
+/// stored, so that they sort as text.
+pub fn utc_text(at: OffsetDateTime) -> String {
+    at.to_offset(time::UtcOffset::UTC)
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("a UTC time formats as RFC 3339")
+}
+
+/// Where an order sorts in the pending index: oldest first, by its
+/// creation time as text, then its id.
+pub fn pending_sort_key(order: &OrderRecord) -> String {
+    format!("{}#{}", utc_text(order.created_at), order.order_id)
 }

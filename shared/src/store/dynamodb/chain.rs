@@ -7,57 +7,17 @@ use super::conditions::{STILL_OPEN, TERMINAL_VALUES, ended};
 use super::errors::{conditional, expected};
 use super::keys::{code_sk, codes_pk, key, order_key};
 use super::transaction::Tx;
-use crate::domain::event::DeliveredCodeRecord;
 use crate::store::{
+    missing_codes,
     NotifyMarks, OrderReader, OrderRecord, Persisted, PollChain, PollRecord, StoreError, Terminal,
 };
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
-use std::collections::HashMap;
 use time::OffsetDateTime;
 
 /// Codes written per transaction beside the order's commit or its check
 /// (DynamoDB takes 100 actions at most).
 pub(super) const MAX_CODES_PER_COMMIT: usize = 99;
 
-/// The codes of `delivered` not yet in `stored`, compared as a multiset of
-/// (product, code, kind), numbered after the stored ones; and how many
-/// stored codes `delivered` no longer holds.
-pub(super) fn missing_codes(
-    stored: &[DeliveredCodeRecord],
-    delivered: &[DeliveredCodeRecord],
-) -> (Vec<DeliveredCodeRecord>, u32) {
-    let mut left: HashMap<(&str, &str, &'static str), usize> = HashMap::new();
-    for code in stored {
-        *left
-            .entry((
-                code.product_id.as_str(),
-                code.code.as_str(),
-                code_kind(code.kind),
-            ))
-            .or_default() += 1;
-    }
-    let mut next = stored.iter().map(|c| c.index + 1).max().unwrap_or(0);
-    let mut missing = Vec::new();
-    for code in delivered {
-        let key = (
-            code.product_id.as_str(),
-            code.code.as_str(),
-            code_kind(code.kind),
-        );
-        match left.get_mut(&key) {
-            Some(count) if *count > 0 => *count -= 1,
-            _ => {
-                missing.push(DeliveredCodeRecord {
-                    index: next,
-                    ..code.clone()
-                });
-                next += 1;
-            }
-        }
-    }
-    let unlisted = left.values().sum::<usize>() as u32;
-    (missing, unlisted)
-}
 
 impl DynamoStore {
     /// A transaction action that checks the order has not ended.

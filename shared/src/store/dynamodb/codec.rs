@@ -16,7 +16,7 @@ use super::keys::order_key;
 use crate::domain::event::{CodeKind, DeliveredCodeRecord};
 use crate::domain::reconcile::ClockOffset;
 use crate::domain::{OrderLine, OrderStatus, Principal};
-use crate::store::{IdempotencyRecord, OrderRecord, StoreError, StoredResponse};
+use crate::store::{pending_sort_key, IdempotencyRecord, OrderRecord, StoreError, StoredResponse};
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -32,9 +32,7 @@ pub(super) fn n(number: impl ToString) -> AttributeValue {
 
 /// RFC 3339 in UTC, so stored times sort as text.
 pub(super) fn rfc3339(at: OffsetDateTime) -> String {
-    at.to_offset(time::UtcOffset::UTC)
-        .format(&Rfc3339)
-        .expect("a UTC time formats as RFC 3339")
+    crate::store::utc_text(at)
 }
 
 pub(super) fn millis(at: OffsetDateTime) -> i128 {
@@ -217,10 +215,7 @@ pub(super) fn order_to_item(order: &OrderRecord) -> Item {
     );
     if !order.status.is_terminal() {
         item.insert("pendingPk".into(), s(PENDING));
-        item.insert(
-            "pendingSk".into(),
-            s(format!("{created}#{}", order.order_id)),
-        );
+        item.insert("pendingSk".into(), s(pending_sort_key(order)));
     }
     let optional = [
         ("customerReference", order.customer_reference.clone()),

@@ -1,0 +1,925 @@
+//! The store contract: what every adapter of the store ports must do, as
+//! cases generic over the store. [`store_contract!`](crate::store_contract)
+//! turns them into tests; the same cases run against [`MemoryStore`]
+//! (`shared`'s unit tests) and against DynamoDB on moto (the `tests`
+//! crate), so the fast tier cannot drift from the real adapter.
+//!
+//! [`MemoryStore`]: super::MemoryStore
+
+use crate::domain::event::{CodeKind, DeliveredCodeRecord, ItemOutcome};
+use crate::domain::reconcile::ClockOffset;
+use crate::domain::{NewOrder, OrderLine, OrderStatus, Principal};
+use crate::store::{
+    AlertSlot, Begin, Claim, IdempotencyClaim, OrderRecord, OrderStore, Persisted, PollRecord,
+    StoreError, StoredResponse, SupplierProblem, SupplierState, Terminal,
+};
+use std::time::Duration;
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+/// Every case's name, for [`store_contract!`](crate::store_contract).
+#[macro_export]
+macro_rules! store_contract {
+    ($make:expr) => {
+        $crate::store_contract!(@cases $make;
+            an_intent_is_stored_once,
+            a_held_key_is_taken_and_an_expired_one_is_free_again,
+            a_key_is_taken_over_only_from_its_holder_after_the_lock_and_before_an_answer,
+            only_the_holder_answers_or_frees_a_key,
+            a_post_is_recorded_only_against_the_count_seen_on_an_unsettled_order,
+            posts_known_only_grows,
+            a_supplier_order_is_claimed_by_one_of_our_orders_only,
+            payment_is_recorded_only_on_a_claimed_open_order,
+            a_create_ends_not_placed_or_reconciling_only_while_creating,
+            the_first_poll_is_scheduled_only_forward,
+            the_clock_keeps_the_tighter_measure_until_it_is_stale,
+            unsettled_orders_are_the_unclaimed_creates_in_the_window,
+            one_worker_holds_a_link_until_its_lease_runs_out,
+            a_poll_moves_the_chain_only_under_the_claimed_link,
+            an_end_is_stored_once_with_its_codes_in_order,
+            a_cancelled_end_keeps_its_reason_and_its_codes,
+            an_order_is_marked_notified_once_and_only_after_its_end,
+            an_order_alert_is_claimed_once_per_interval_and_given_back_by_its_claimer,
+            a_stack_alert_is_claimed_once_per_interval_and_given_back_by_its_claimer,
+            pending_pages_go_oldest_first_and_resume_from_the_cursor,
+            the_sweep_cursor_is_kept_and_cleared,
+            an_unreadable_item_alert_is_claimed_once,
+            a_dead_chain_is_revived_once_and_only_when_overdue_and_unleased,
+            a_dead_create_is_handed_over_only_when_no_request_holds_its_key,
+            instants_compared_in_conditions_come_back_in_milliseconds
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let store = $make.await;
+                $crate::testing::contract::$case(&store).await;
+            }
+        )*
+    };
+}
+
+/// The contract's clock: sub-millisecond digits on purpose, so adapters
+/// that keep milliseconds show it.
+pub const T0: OffsetDateTime = datetime!(2026-11-30 12:00:00.123_456_789 UTC);
+
+fn at(seconds: i64) -> OffsetDateTime {
+    T0 + time::Duration::seconds(seconds)
+}
+
+fn owner() -> Principal {
+    Principal::from_stored("arn:aws:iam::000000000000:role/contract")
+}
+
+/// A new order's intent, created at `created`.
+pub fn intent(id: &str, created: OffsetDateTime) -> OrderRecord {
+    let order = NewOrder {
+        lines: vec![OrderLine {
+            product_id: "product_fast".into(),
+            quantity: 2,
+            note: None,
+        }],
+        customer_reference: Some(format!("ref-{id}")),
+        total_price: Some("10.00".into()),
+    };
+    OrderRecord::intent(
+        id.to_owned(),
+        &order,
+        Some(format!("key-{id}")),
+        owner(),
+        created,
+    )
+}
+
+fn key_claim(key: &str, holder: &str, locked_until: OffsetDateTime) -> IdempotencyClaim {
+    IdempotencyClaim {
+        key: key.to_owned(),
+        fingerprint: "fp".into(),
+        holder: holder.to_owned(),
+        locked_until,
+        expires_at: T0 + time::Duration::hours(24),
+    }
+}
+
+fn problem(kind: &str) -> SupplierProblem {
+    SupplierProblem {
+        kind: kind.to_owned(),
+        status: None,
+        code: None,
+        detail: None,
+    }
+}
+
+fn state(said: &str, status: OrderStatus) -> SupplierState {
+    SupplierState {
+        said: said.to_owned(),
+        status: Some(status),
+    }
+}
+
+fn code(index: u32, text: &str) -> DeliveredCodeRecord {
+    DeliveredCodeRecord {
+        index,
+        item_index: 0,
+        product_id: "product_fast".into(),
+        code: text.to_owned(),
+        kind: CodeKind::Code,
+    }
+}
+
+fn completed(codes: Vec<DeliveredCodeRecord>, when: OffsetDateTime) -> Terminal {
+    Terminal {
+        status: OrderStatus::Completed,
+        supplier_status: Some("completed".into()),
+        cancel_reason: None,
+        items: vec![ItemOutcome {
+            product_id: "product_fast".into(),
+            quantity: Some(codes.len() as u32),
+            delivered: codes.len() as u32,
+            error: None,
+            missing: 0,
+        }],
+        codes,
+        at: when,
+    }
+}
+
+async fn begun<S: OrderStore>(store: &S, id: &str, created: OffsetDateTime) -> OrderRecord {
+    let order = intent(id, created);
+    assert_eq!(store.begin(&order, None).await.unwrap(), Begin::Started);
+    store.order(id).await.unwrap().expect("just begun")
+}
+
+/// An order placed and paid, its first poll link `1` due at `due`.
+async fn placed<S: OrderStore>(store: &S, id: &str, due: OffsetDateTime) -> OrderRecord {
+    begun(store, id, T0).await;
+    let supplier = format!("sup-{id}");
+    let claimed = store
+        .claim_supplier_order(id, &supplier, &state("active", OrderStatus::Active), T0)
+        .await
+        .unwrap();
+    assert_eq!(claimed, Claim::Claimed);
+    store.schedule_poll(id, 1, due, T0).await.unwrap();
+    store.order(id).await.unwrap().unwrap()
+}
+
+fn is_conflict(result: Result<(), StoreError>) -> bool {
+    matches!(result, Err(StoreError::Conflict { .. }))
+}
+
+pub async fn an_intent_is_stored_once<S: OrderStore>(store: &S) {
+    let order = intent("o1", T0);
+    assert_eq!(store.begin(&order, None).await.unwrap(), Begin::Started);
+    let stored = store.order("o1").await.unwrap().expect("stored");
+    assert_eq!(stored.status, OrderStatus::Creating);
+    assert_eq!(stored.lines, order.lines);
+    assert_eq!(stored.customer_reference.as_deref(), Some("ref-o1"));
+    assert_eq!(stored.total_price.as_deref(), Some("10.00"));
+    assert_eq!(stored.created_at, T0);
+    assert_eq!(stored.principal, Some(owner()));
+    assert_eq!(stored.idempotency_key.as_deref(), Some("key-o1"));
+    assert_eq!(stored.posts_known, 0);
+    assert!(stored.posts_recorded);
+    assert_eq!(stored.poll_seq, 0);
+    let again = store.begin(&order, None).await;
+    assert!(matches!(again, Err(StoreError::Conflict { .. })), "{again:?}");
+    assert!(store.order("nobody").await.unwrap().is_none());
+    assert!(store.codes("nobody").await.unwrap().is_empty());
+}
+
+pub async fn a_held_key_is_taken_and_an_expired_one_is_free_again<S: OrderStore>(store: &S) {
+    let claim = key_claim("k", "h1", at(30));
+    let first = intent("k1", T0);
+    assert_eq!(
+        store.begin(&first, Some(&claim)).await.unwrap(),
+        Begin::Started
+    );
+    let held = store.idempotency("k").await.unwrap().expect("held");
+    assert_eq!(held.order_id, "k1");
+    assert_eq!(held.holder, "h1");
+    assert_eq!(held.fingerprint, "fp");
+    assert!(held.response.is_none());
+    // The second request's intent is not stored: the key answers.
+    let second = intent("k2", at(1));
+    match store.begin(&second, Some(&claim)).await.unwrap() {
+        Begin::KeyTaken(record) => assert_eq!(record.order_id, "k1"),
+        other => panic!("{other:?}"),
+    }
+    assert!(store.order("k2").await.unwrap().is_none());
+    // Past its expiry the key is free again.
+    let late = intent("k3", T0 + time::Duration::hours(25));
+    assert_eq!(
+        store.begin(&late, Some(&claim)).await.unwrap(),
+        Begin::Started
+    );
+    assert_eq!(store.idempotency("k").await.unwrap().unwrap().order_id, "k3");
+}
+
+pub async fn a_key_is_taken_over_only_from_its_holder_after_the_lock_and_before_an_answer<
+    S: OrderStore,
+>(
+    store: &S,
+) {
+    let order = intent("t1", T0);
+    store
+        .begin(&order, Some(&key_claim("t", "h1", at(30))))
+        .await
+        .unwrap();
+    let held = store.idempotency("t").await.unwrap().unwrap();
+    // Lock still running.
+    assert!(!store.take_over(&held, "h2", at(60), at(10)).await.unwrap());
+    // Lock ran out: one taker wins, a second with the stale view loses.
+    assert!(store.take_over(&held, "h2", at(90), at(31)).await.unwrap());
+    assert!(!store.take_over(&held, "h3", at(90), at(31)).await.unwrap());
+    let now_held = store.idempotency("t").await.unwrap().unwrap();
+    assert_eq!(now_held.holder, "h2");
+    assert_eq!(now_held.locked_until, crate::testing::millis(at(90)));
+    // Answered: no takeover even after the lock.
+    let answer = StoredResponse {
+        status: 202,
+        body: "{}".into(),
+    };
+    store.finish("t", "h2", &answer).await.unwrap();
+    assert!(
+        !store
+            .take_over(&now_held, "h4", at(200), at(100))
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn only_the_holder_answers_or_frees_a_key<S: OrderStore>(store: &S) {
+    let answer = StoredResponse {
+        status: 202,
+        body: "{\"orderId\":\"f1\"}".into(),
+    };
+    store
+        .begin(&intent("f1", T0), Some(&key_claim("f", "h1", at(30))))
+        .await
+        .unwrap();
+    assert!(is_conflict(store.finish("f", "h2", &answer).await));
+    // Freeing by another is a no-op.
+    store.release("f", "h2").await.unwrap();
+    assert!(store.idempotency("f").await.unwrap().is_some());
+    store.finish("f", "h1", &answer).await.unwrap();
+    assert!(is_conflict(store.finish("f", "h1", &answer).await));
+    assert_eq!(
+        store.idempotency("f").await.unwrap().unwrap().response,
+        Some(answer.clone())
+    );
+    // An answered key is never freed.
+    store.release("f", "h1").await.unwrap();
+    assert!(store.idempotency("f").await.unwrap().is_some());
+    // An unanswered one is, by its holder.
+    store
+        .begin(&intent("g1", T0), Some(&key_claim("g", "h1", at(30))))
+        .await
+        .unwrap();
+    store.release("g", "h1").await.unwrap();
+    assert!(store.idempotency("g").await.unwrap().is_none());
+    assert!(is_conflict(store.finish("missing", "h1", &answer).await));
+}
+
+pub async fn a_post_is_recorded_only_against_the_count_seen_on_an_unsettled_order<
+    S: OrderStore,
+>(
+    store: &S,
+) {
+    begun(store, "p1", T0).await;
+    assert!(!store.record_post("p1", 0, at(5)).await.unwrap());
+    assert!(store.record_post("p1", 1, at(5)).await.unwrap());
+    // Another worker's view is stale now.
+    assert!(!store.record_post("p1", 1, at(6)).await.unwrap());
+    let order = store.order("p1").await.unwrap().unwrap();
+    assert_eq!(
+        order.posted_at,
+        vec![crate::testing::millis(T0), crate::testing::millis(at(5))]
+    );
+    assert_eq!(order.updated_at, at(5));
+    // Reconciling still takes POSTs; a claimed order does not.
+    store
+        .mark_reconciling("p1", &problem("timeout"), at(7))
+        .await
+        .unwrap();
+    assert!(store.record_post("p1", 2, at(8)).await.unwrap());
+    store
+        .claim_supplier_order("p1", "sup-p1", &state("active", OrderStatus::Active), at(9))
+        .await
+        .unwrap();
+    assert!(!store.record_post("p1", 3, at(10)).await.unwrap());
+    assert!(!store.record_post("missing", 0, at(10)).await.unwrap());
+}
+
+pub async fn posts_known_only_grows<S: OrderStore>(store: &S) {
+    begun(store, "n1", T0).await;
+    store.mark_posts_known("n1", 2).await.unwrap();
+    store.mark_posts_known("n1", 1).await.unwrap();
+    assert_eq!(store.order("n1").await.unwrap().unwrap().posts_known, 2);
+    store.mark_posts_known("missing", 1).await.unwrap();
+    assert!(store.order("missing").await.unwrap().is_none());
+}
+
+pub async fn a_supplier_order_is_claimed_by_one_of_our_orders_only<S: OrderStore>(store: &S) {
+    begun(store, "c1", T0).await;
+    begun(store, "c2", T0).await;
+    store
+        .mark_reconciling("c1", &problem("timeout"), at(1))
+        .await
+        .unwrap();
+    assert!(!store.is_claimed("sup-x").await.unwrap());
+    let claimed = store
+        .claim_supplier_order("c1", "sup-x", &state("paid", OrderStatus::Paid), at(2))
+        .await
+        .unwrap();
+    assert_eq!(claimed, Claim::Claimed);
+    assert!(store.is_claimed("sup-x").await.unwrap());
+    let order = store.order("c1").await.unwrap().unwrap();
+    assert_eq!(order.supplier_order_id.as_deref(), Some("sup-x"));
+    assert_eq!(order.supplier_status.as_deref(), Some("paid"));
+    assert_eq!(order.status, OrderStatus::Paid);
+    assert_eq!(order.last_error, None, "a claim clears the last error");
+    assert_eq!(order.updated_at, at(2));
+    // Another of ours cannot hold it; ours cannot hold a second one.
+    assert_eq!(
+        store
+            .claim_supplier_order("c2", "sup-x", &state("paid", OrderStatus::Paid), at(3))
+            .await
+            .unwrap(),
+        Claim::TakenByAnother
+    );
+    assert_eq!(
+        store
+            .claim_supplier_order("c1", "sup-y", &state("paid", OrderStatus::Paid), at(3))
+            .await
+            .unwrap(),
+        Claim::OrderMoved
+    );
+    assert!(!store.is_claimed("sup-y").await.unwrap());
+    assert_eq!(store.order("c2").await.unwrap().unwrap().supplier_order_id, None);
+    // A state without ours keeps ours.
+    let kept = SupplierState {
+        said: "weird".into(),
+        status: None,
+    };
+    assert_eq!(
+        store
+            .claim_supplier_order("c2", "sup-z", &kept, at(4))
+            .await
+            .unwrap(),
+        Claim::Claimed
+    );
+    let c2 = store.order("c2").await.unwrap().unwrap();
+    assert_eq!(c2.status, OrderStatus::Creating);
+    assert_eq!(c2.supplier_status.as_deref(), Some("weird"));
+}
+
+pub async fn payment_is_recorded_only_on_a_claimed_open_order<S: OrderStore>(store: &S) {
+    begun(store, "y1", T0).await;
+    let paid = state("paid", OrderStatus::Paid);
+    assert!(is_conflict(
+        store.record_payment("y1", Some(&paid), None, at(1)).await
+    ));
+    store
+        .claim_supplier_order("y1", "sup-y1", &state("active", OrderStatus::Active), at(1))
+        .await
+        .unwrap();
+    store
+        .record_payment("y1", Some(&paid), None, at(2))
+        .await
+        .unwrap();
+    let order = store.order("y1").await.unwrap().unwrap();
+    assert_eq!(order.status, OrderStatus::Paid);
+    assert_eq!(order.supplier_status.as_deref(), Some("paid"));
+    let refused = problem("rejected");
+    let ended = SupplierState {
+        said: "completed".into(),
+        status: None,
+    };
+    store
+        .record_payment("y1", Some(&ended), Some(&refused), at(3))
+        .await
+        .unwrap();
+    let order = store.order("y1").await.unwrap().unwrap();
+    assert_eq!(order.status, OrderStatus::Paid, "an end is not a payment's");
+    assert_eq!(order.supplier_status.as_deref(), Some("completed"));
+    assert_eq!(order.payment_error, Some(refused));
+    assert_eq!(order.updated_at, at(3));
+    store
+        .persist_terminal(&order, &completed(vec![code(0, "A")], at(4)))
+        .await
+        .unwrap();
+    assert!(is_conflict(
+        store.record_payment("y1", Some(&paid), None, at(5)).await
+    ));
+}
+
+pub async fn a_create_ends_not_placed_or_reconciling_only_while_creating<S: OrderStore>(
+    store: &S,
+) {
+    begun(store, "m1", T0).await;
+    begun(store, "m2", T0).await;
+    store
+        .mark_reconciling("m1", &problem("timeout"), at(1))
+        .await
+        .unwrap();
+    let m1 = store.order("m1").await.unwrap().unwrap();
+    assert_eq!(m1.status, OrderStatus::Reconciling);
+    assert_eq!(m1.last_error, Some(problem("timeout")));
+    store
+        .mark_not_placed("m1", &problem("refused"), at(2))
+        .await
+        .unwrap();
+    let m1 = store.order("m1").await.unwrap().unwrap();
+    assert_eq!(m1.status, OrderStatus::NotPlaced);
+    assert_eq!(m1.last_error, Some(problem("refused")));
+    let pending = store.pending(100, None).await.unwrap();
+    let ids: Vec<&str> = pending.orders.iter().map(|o| o.order_id.as_str()).collect();
+    assert_eq!(ids, ["m2"], "not placed leaves the pending index");
+    assert!(is_conflict(
+        store.mark_not_placed("m1", &problem("x"), at(3)).await
+    ));
+    assert!(is_conflict(
+        store.mark_reconciling("m1", &problem("x"), at(3)).await
+    ));
+    assert!(is_conflict(
+        store.mark_not_placed("missing", &problem("x"), at(3)).await
+    ));
+}
+
+pub async fn the_first_poll_is_scheduled_only_forward<S: OrderStore>(store: &S) {
+    begun(store, "s1", T0).await;
+    store.schedule_poll("s1", 1, at(10), at(1)).await.unwrap();
+    let order = store.order("s1").await.unwrap().unwrap();
+    assert_eq!(order.poll_seq, 1);
+    assert_eq!(order.next_poll_due_at, Some(crate::testing::millis(at(10))));
+    assert!(is_conflict(store.schedule_poll("s1", 1, at(20), at(2)).await));
+    assert!(is_conflict(
+        store.schedule_poll("missing", 1, at(20), at(2)).await
+    ));
+    store.schedule_poll("s1", 3, at(30), at(3)).await.unwrap();
+    assert_eq!(store.order("s1").await.unwrap().unwrap().poll_seq, 3);
+}
+
+pub async fn the_clock_keeps_the_tighter_measure_until_it_is_stale<S: OrderStore>(store: &S) {
+    assert_eq!(store.clock_offset().await.unwrap(), None);
+    let measure = |offset_ms: i64, uncertainty_ms: u64, sampled: OffsetDateTime| ClockOffset {
+        offset: time::Duration::milliseconds(offset_ms),
+        uncertainty: Duration::from_millis(uncertainty_ms),
+        sampled_at: sampled,
+    };
+    let stale_after = Duration::from_secs(3600);
+    let first = measure(-250, 40, T0);
+    store.save_clock_offset(&first, stale_after).await.unwrap();
+    let kept = store.clock_offset().await.unwrap().unwrap();
+    assert_eq!(kept.offset, first.offset);
+    assert_eq!(kept.uncertainty, first.uncertainty);
+    assert_eq!(kept.sampled_at, crate::testing::millis(T0));
+    // Looser and fresh: ignored. Tighter: kept.
+    store
+        .save_clock_offset(&measure(900, 200, at(60)), stale_after)
+        .await
+        .unwrap();
+    assert_eq!(store.clock_offset().await.unwrap().unwrap().offset, first.offset);
+    store
+        .save_clock_offset(&measure(-240, 20, at(120)), stale_after)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.clock_offset().await.unwrap().unwrap().uncertainty,
+        Duration::from_millis(20)
+    );
+    // Looser but the kept one is stale: replaced.
+    store
+        .save_clock_offset(&measure(500, 300, at(7200)), stale_after)
+        .await
+        .unwrap();
+    let last = store.clock_offset().await.unwrap().unwrap();
+    assert_eq!(last.offset, time::Duration::milliseconds(500));
+    assert_eq!(last.uncertainty, Duration::from_millis(300));
+}
+
+pub async fn unsettled_orders_are_the_unclaimed_creates_in_the_window<S: OrderStore>(
+    store: &S,
+) {
+    begun(store, "u-early", at(-100)).await;
+    begun(store, "u-creating", at(0)).await;
+    begun(store, "u-reconciling", at(5)).await;
+    store
+        .mark_reconciling("u-reconciling", &problem("timeout"), at(6))
+        .await
+        .unwrap();
+    begun(store, "u-claimed", at(6)).await;
+    store
+        .claim_supplier_order(
+            "u-claimed",
+            "sup-u",
+            &state("active", OrderStatus::Active),
+            at(7),
+        )
+        .await
+        .unwrap();
+    begun(store, "u-refused", at(7)).await;
+    store
+        .mark_not_placed("u-refused", &problem("refused"), at(8))
+        .await
+        .unwrap();
+    begun(store, "u-late", at(100)).await;
+    let found = store.unsettled_between(at(-10), at(10)).await.unwrap();
+    let mut ids: Vec<&str> = found.iter().map(|o| o.order_id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["u-creating", "u-reconciling"]);
+    // The window's ends are inclusive.
+    let edge = store.unsettled_between(at(0), at(0)).await.unwrap();
+    let ids: Vec<&str> = edge.iter().map(|o| o.order_id.as_str()).collect();
+    assert_eq!(ids, ["u-creating"]);
+}
+
+pub async fn one_worker_holds_a_link_until_its_lease_runs_out<S: OrderStore>(store: &S) {
+    placed(store, "l1", at(10)).await;
+    // Not the live link.
+    assert!(!store.claim_link("l1", 2, at(40), at(10)).await.unwrap());
+    assert!(store.claim_link("l1", 1, at(40), at(10)).await.unwrap());
+    // A duplicate while the lease runs.
+    assert!(!store.claim_link("l1", 1, at(40), at(20)).await.unwrap());
+    // The lease ran out: the link can be taken again.
+    assert!(store.claim_link("l1", 1, at(80), at(41)).await.unwrap());
+    let order = store.order("l1").await.unwrap().unwrap();
+    assert_eq!(order.claimed_seq, 1);
+    assert_eq!(order.lease_until, Some(crate::testing::millis(at(80))));
+    assert!(!store.claim_link("missing", 1, at(40), at(10)).await.unwrap());
+}
+
+pub async fn a_poll_moves_the_chain_only_under_the_claimed_link<S: OrderStore>(store: &S) {
+    placed(store, "r1", at(10)).await;
+    let poll = PollRecord {
+        status: Some(OrderStatus::Processing),
+        supplier_status: Some("processing".into()),
+        error: Some(problem("timeout")),
+        consecutive_errors: 1,
+        needs_attention: Some("slow".into()),
+        next_seq: 2,
+        next_due: at(30),
+        nominal_delay: Duration::from_millis(15_500),
+        now: at(12),
+    };
+    // Not claimed yet.
+    assert!(is_conflict(store.record_poll("r1", 1, &poll).await));
+    store.claim_link("r1", 1, at(40), at(11)).await.unwrap();
+    store.record_poll("r1", 1, &poll).await.unwrap();
+    let order = store.order("r1").await.unwrap().unwrap();
+    assert_eq!(order.poll_seq, 2);
+    assert_eq!(order.status, OrderStatus::Processing);
+    assert_eq!(order.supplier_status.as_deref(), Some("processing"));
+    assert_eq!(order.poll_count, 1);
+    assert_eq!(order.last_error, Some(problem("timeout")));
+    assert_eq!(order.needs_attention.as_deref(), Some("slow"));
+    assert_eq!(order.consecutive_errors, 1);
+    assert_eq!(order.next_poll_due_at, Some(crate::testing::millis(at(30))));
+    assert_eq!(order.last_delay, Some(Duration::from_millis(15_500)));
+    assert_eq!(order.last_polled_at, Some(crate::testing::millis(at(12))));
+    assert_eq!(order.updated_at, at(12));
+    // The link moved on: a replay of link 1 changes nothing.
+    assert!(is_conflict(store.record_poll("r1", 1, &poll).await));
+    // A clean poll clears the error and the attention, keeps the status.
+    store.claim_link("r1", 2, at(60), at(31)).await.unwrap();
+    let clean = PollRecord {
+        status: None,
+        supplier_status: None,
+        error: None,
+        consecutive_errors: 0,
+        needs_attention: None,
+        next_seq: 3,
+        next_due: at(50),
+        now: at(32),
+        ..poll
+    };
+    store.record_poll("r1", 2, &clean).await.unwrap();
+    let order = store.order("r1").await.unwrap().unwrap();
+    assert_eq!(order.poll_count, 2);
+    assert_eq!(order.status, OrderStatus::Processing);
+    assert_eq!(order.last_error, None);
+    assert_eq!(order.needs_attention, None);
+}
+
+pub async fn an_end_is_stored_once_with_its_codes_in_order<S: OrderStore>(store: &S) {
+    let order = placed(store, "e1", at(10)).await;
+    let codes: Vec<DeliveredCodeRecord> = (0..3).map(|i| code(i, &format!("C{i}"))).collect();
+    let end = completed(codes.clone(), at(20));
+    assert_eq!(
+        store.persist_terminal(&order, &end).await.unwrap(),
+        Persisted::Committed { unlisted: 0 }
+    );
+    let stored = store.order("e1").await.unwrap().unwrap();
+    assert_eq!(stored.status, OrderStatus::Completed);
+    assert_eq!(stored.code_count, 3);
+    assert_eq!(stored.items, end.items);
+    assert_eq!(stored.terminal_at, Some(crate::testing::millis(at(20))));
+    assert_eq!(stored.supplier_status.as_deref(), Some("completed"));
+    assert_eq!(store.codes("e1").await.unwrap(), codes);
+    // Ended: a second end writes nothing, not even other codes.
+    let other = completed(vec![code(0, "Z")], at(30));
+    assert_eq!(
+        store.persist_terminal(&order, &other).await.unwrap(),
+        Persisted::AlreadyTerminal
+    );
+    assert_eq!(store.codes("e1").await.unwrap(), codes);
+    // Still pending until notified.
+    let pending = store.pending(100, None).await.unwrap();
+    assert!(pending.orders.iter().any(|o| o.order_id == "e1"));
+    let missing = intent("e-missing", T0);
+    assert_eq!(
+        store.persist_terminal(&missing, &end).await.unwrap(),
+        Persisted::AlreadyTerminal
+    );
+}
+
+pub async fn a_cancelled_end_keeps_its_reason_and_its_codes<S: OrderStore>(store: &S) {
+    // Cancelled by FoxReload with some codes already delivered, and no
+    // status of its own kept.
+    let order = placed(store, "e2", at(10)).await;
+    let end = Terminal {
+        status: OrderStatus::Cancelled,
+        supplier_status: None,
+        cancel_reason: Some("out of stock".into()),
+        ..completed(vec![code(0, "A"), code(1, "B")], at(20))
+    };
+    store.persist_terminal(&order, &end).await.unwrap();
+    let stored = store.order("e2").await.unwrap().unwrap();
+    assert_eq!(stored.status, OrderStatus::Cancelled);
+    assert_eq!(stored.cancel_reason.as_deref(), Some("out of stock"));
+    assert_eq!(stored.supplier_status, None);
+    let codes = store.codes("e2").await.unwrap();
+    assert_eq!(
+        codes.iter().map(|c| c.code.as_str()).collect::<Vec<_>>(),
+        ["A", "B"]
+    );
+    assert_eq!(codes.iter().map(|c| c.index).collect::<Vec<_>>(), [0, 1]);
+}
+
+pub async fn an_order_is_marked_notified_once_and_only_after_its_end<S: OrderStore>(store: &S) {
+    let order = placed(store, "nt1", at(10)).await;
+    store.mark_notified("nt1", at(11)).await.unwrap();
+    assert_eq!(store.order("nt1").await.unwrap().unwrap().notified_at, None);
+    store
+        .persist_terminal(&order, &completed(vec![code(0, "A")], at(20)))
+        .await
+        .unwrap();
+    store.mark_notified("nt1", at(21)).await.unwrap();
+    store.mark_notified("nt1", at(99)).await.unwrap();
+    let stored = store.order("nt1").await.unwrap().unwrap();
+    assert_eq!(stored.notified_at, Some(crate::testing::millis(at(21))));
+    let pending = store.pending(100, None).await.unwrap();
+    assert!(
+        pending.orders.iter().all(|o| o.order_id != "nt1"),
+        "a notified order leaves the pending index"
+    );
+    store.mark_notified("missing", at(21)).await.unwrap();
+    assert!(store.order("missing").await.unwrap().is_none());
+}
+
+pub async fn an_order_alert_is_claimed_once_per_interval_and_given_back_by_its_claimer<
+    S: OrderStore,
+>(
+    store: &S,
+) {
+    begun(store, "a1", T0).await;
+    for slot in [
+        AlertSlot::Stall,
+        AlertSlot::Reconcile,
+        AlertSlot::LongRunning,
+        AlertSlot::ChainStuck,
+    ] {
+        assert!(store.claim_alert("a1", slot, at(0), at(10)).await.unwrap());
+        // Within the interval: not again.
+        assert!(!store.claim_alert("a1", slot, at(5), at(11)).await.unwrap());
+        // Given back by someone else's claim time: kept.
+        store.release_alert("a1", slot, at(11)).await.unwrap();
+        assert!(!store.claim_alert("a1", slot, at(5), at(12)).await.unwrap());
+        // Given back by the claimer: free again.
+        store.release_alert("a1", slot, at(10)).await.unwrap();
+        assert!(store.claim_alert("a1", slot, at(5), at(13)).await.unwrap());
+        // Past the interval: again.
+        assert!(store.claim_alert("a1", slot, at(14), at(20)).await.unwrap());
+    }
+    assert_eq!(
+        store.order("a1").await.unwrap().unwrap().stall_alerted_at,
+        Some(crate::testing::millis(at(20)))
+    );
+    assert!(
+        !store
+            .claim_alert("missing", AlertSlot::Stall, at(0), at(10))
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn a_stack_alert_is_claimed_once_per_interval_and_given_back_by_its_claimer<
+    S: OrderStore,
+>(
+    store: &S,
+) {
+    assert!(store.claim_stack_alert("key", at(0), at(10)).await.unwrap());
+    assert!(!store.claim_stack_alert("key", at(5), at(11)).await.unwrap());
+    assert!(store.claim_stack_alert("other", at(5), at(11)).await.unwrap());
+    store.release_stack_alert("key", at(11)).await.unwrap();
+    assert!(!store.claim_stack_alert("key", at(5), at(12)).await.unwrap());
+    store.release_stack_alert("key", at(10)).await.unwrap();
+    assert!(store.claim_stack_alert("key", at(5), at(13)).await.unwrap());
+    assert!(store.claim_stack_alert("key", at(14), at(20)).await.unwrap());
+}
+
+pub async fn pending_pages_go_oldest_first_and_resume_from_the_cursor<S: OrderStore>(
+    store: &S,
+) {
+    for (id, created) in [("q3", 3), ("q1", 1), ("q5", 5), ("q2", 2), ("q4", 4)] {
+        begun(store, id, at(created)).await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = store.pending(2, cursor.as_deref()).await.unwrap();
+        assert!(page.orders.len() <= 2);
+        assert!(page.unreadable.is_empty());
+        assert_eq!(page.items_read, page.orders.len() as u64);
+        seen.extend(page.orders.iter().map(|o| o.order_id.clone()));
+        pages += 1;
+        assert!(pages <= 4, "the pages never end");
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["q1", "q2", "q3", "q4", "q5"]);
+}
+
+pub async fn the_sweep_cursor_is_kept_and_cleared<S: OrderStore>(store: &S) {
+    assert_eq!(store.sweep_cursor().await.unwrap(), None);
+    begun(store, "w1", at(1)).await;
+    begun(store, "w2", at(2)).await;
+    let page = store.pending(1, None).await.unwrap();
+    let cursor = page.next.expect("a second order follows");
+    store.save_sweep_cursor(Some(&cursor), at(3)).await.unwrap();
+    let kept = store.sweep_cursor().await.unwrap().expect("kept");
+    let resumed = store.pending(1, Some(&kept)).await.unwrap();
+    assert_eq!(resumed.orders[0].order_id, "w2");
+    store.save_sweep_cursor(None, at(4)).await.unwrap();
+    assert_eq!(store.sweep_cursor().await.unwrap(), None);
+}
+
+pub async fn an_unreadable_item_alert_is_claimed_once<S: OrderStore>(store: &S) {
+    begun(store, "x1", T0).await;
+    assert!(store.claim_unreadable_alert("ORDER#x1", at(1)).await.unwrap());
+    assert!(!store.claim_unreadable_alert("ORDER#x1", at(2)).await.unwrap());
+    assert!(
+        !store
+            .claim_unreadable_alert("ORDER#missing", at(2))
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn a_dead_chain_is_revived_once_and_only_when_overdue_and_unleased<S: OrderStore>(
+    store: &S,
+) {
+    let order = placed(store, "v1", at(10)).await;
+    // Not overdue yet.
+    assert!(
+        !store
+            .revive_chain(&order, at(5), at(20), 1, at(20))
+            .await
+            .unwrap()
+    );
+    // Leased by a worker.
+    store.claim_link("v1", 1, at(100), at(15)).await.unwrap();
+    let leased = store.order("v1").await.unwrap().unwrap();
+    assert!(
+        !store
+            .revive_chain(&leased, at(60), at(61), 1, at(61))
+            .await
+            .unwrap()
+    );
+    // Overdue and the lease ran out: revived once.
+    assert!(
+        store
+            .revive_chain(&leased, at(150), at(150), 1, at(151))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revive_chain(&leased, at(150), at(150), 1, at(151))
+            .await
+            .unwrap(),
+        "a stale view revives nothing"
+    );
+    let revived = store.order("v1").await.unwrap().unwrap();
+    assert_eq!(revived.poll_seq, 2);
+    assert_eq!(revived.next_poll_due_at, Some(crate::testing::millis(at(151))));
+    assert_eq!(revived.revivals, 1);
+    assert_eq!(revived.revived_at_polls, Some(0));
+    assert_eq!(revived.updated_at, at(150));
+    // An order still creating has no chain; an ended one needs none.
+    let creating = begun(store, "v2", T0).await;
+    assert!(
+        !store
+            .revive_chain(&creating, at(600), at(600), 1, at(600))
+            .await
+            .unwrap()
+    );
+    let ended = placed(store, "v3", at(10)).await;
+    store
+        .persist_terminal(&ended, &completed(vec![code(0, "A")], at(11)))
+        .await
+        .unwrap();
+    let ended = store.order("v3").await.unwrap().unwrap();
+    assert!(
+        !store
+            .revive_chain(&ended, at(600), at(600), 1, at(600))
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn a_dead_create_is_handed_over_only_when_no_request_holds_its_key<S: OrderStore>(
+    store: &S,
+) {
+    let held = intent("h1", T0);
+    let key = held.idempotency_key.clone().unwrap();
+    store
+        .begin(&held, Some(&key_claim(&key, "worker", at(30))))
+        .await
+        .unwrap();
+    // The key's holder may still be settling it.
+    assert!(
+        !store
+            .hand_over_create(&held, 1, &problem("died"), at(20))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .hand_over_create(&held, 1, &problem("died"), at(31))
+            .await
+            .unwrap()
+    );
+    let order = store.order("h1").await.unwrap().unwrap();
+    assert_eq!(order.status, OrderStatus::Reconciling);
+    assert!(order.handed_over);
+    assert_eq!(order.poll_seq, 1);
+    assert_eq!(order.next_poll_due_at, Some(crate::testing::millis(at(31))));
+    assert_eq!(order.last_error, Some(problem("died")));
+    // Once only.
+    assert!(
+        !store
+            .hand_over_create(&held, 2, &problem("died"), at(40))
+            .await
+            .unwrap()
+    );
+    // No key stored: nothing to wait for. A claimed order is not handed.
+    let unkeyed = begun(store, "h2", T0).await;
+    let mut claimed = unkeyed.clone();
+    claimed.order_id = "h3".into();
+    begun(store, "h3", T0).await;
+    store
+        .claim_supplier_order("h3", "sup-h3", &state("active", OrderStatus::Active), at(1))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .hand_over_create(&unkeyed, 1, &problem("died"), at(5))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .hand_over_create(&claimed, 1, &problem("died"), at(5))
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn instants_compared_in_conditions_come_back_in_milliseconds<S: OrderStore>(
+    store: &S,
+) {
+    let order = begun(store, "i1", T0).await;
+    // Times people read keep their full precision.
+    assert_eq!(order.created_at, T0);
+    assert_eq!(order.updated_at, T0);
+    assert_eq!(order.posted_at, vec![crate::testing::millis(T0)]);
+    assert_ne!(crate::testing::millis(T0), T0);
+    // A lease that ends within the same millisecond as `now` has not run
+    // out: conditions compare milliseconds.
+    store.schedule_poll("i1", 1, T0, T0).await.unwrap();
+    store
+        .claim_supplier_order("i1", "sup-i1", &state("active", OrderStatus::Active), T0)
+        .await
+        .unwrap();
+    let lease = T0 + time::Duration::microseconds(10);
+    assert!(store.claim_link("i1", 1, lease, T0).await.unwrap());
+    let same_ms = T0 + time::Duration::microseconds(500);
+    assert!(!store.claim_link("i1", 1, at(40), same_ms).await.unwrap());
+    let next_ms = T0 + time::Duration::milliseconds(1);
+    assert!(store.claim_link("i1", 1, at(40), next_ms).await.unwrap());
+}
