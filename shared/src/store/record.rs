@@ -2,10 +2,10 @@
 //! outcomes of its conditional writes. Plain data: no adapter in sight.
 
 use crate::domain::event::{CodeKind, DeliveredCodeRecord, ItemOutcome};
-use std::collections::HashMap;
 use crate::domain::{OrderLine, OrderStatus, Principal};
 use crate::foxreload::{SupplierError, SupplierStatus};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -346,21 +346,13 @@ pub fn missing_codes(
     let mut left: HashMap<(&str, &str, CodeKind), usize> = HashMap::new();
     for code in stored {
         *left
-            .entry((
-                code.product_id.as_str(),
-                code.code.as_str(),
-                code.kind,
-            ))
+            .entry((code.product_id.as_str(), code.code.as_str(), code.kind))
             .or_default() += 1;
     }
     let mut next = stored.iter().map(|c| c.index + 1).max().unwrap_or(0);
     let mut missing = Vec::new();
     for code in delivered {
-        let key = (
-            code.product_id.as_str(),
-            code.code.as_str(),
-            code.kind,
-        );
+        let key = (code.product_id.as_str(), code.code.as_str(), code.kind);
         match left.get_mut(&key) {
             Some(count) if *count > 0 => *count -= 1,
             _ => {

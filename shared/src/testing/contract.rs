@@ -6,9 +6,10 @@
 //!
 //! [`MemoryStore`]: super::MemoryStore
 
+use super::seed::{intent, owner};
+use crate::domain::OrderStatus;
 use crate::domain::event::{CodeKind, DeliveredCodeRecord, ItemOutcome};
 use crate::domain::reconcile::ClockOffset;
-use crate::domain::{NewOrder, OrderLine, OrderStatus, Principal};
 use crate::store::{
     AlertSlot, Begin, Claim, IdempotencyClaim, OrderRecord, OrderStore, Persisted, PollRecord,
     StoreError, StoredResponse, SupplierProblem, SupplierState, Terminal,
@@ -66,30 +67,6 @@ pub const T0: OffsetDateTime = datetime!(2026-11-30 12:00:00.123_456_789 UTC);
 
 fn at(seconds: i64) -> OffsetDateTime {
     T0 + time::Duration::seconds(seconds)
-}
-
-fn owner() -> Principal {
-    Principal::from_stored("arn:aws:iam::000000000000:role/contract")
-}
-
-/// A new order's intent, created at `created`.
-pub fn intent(id: &str, created: OffsetDateTime) -> OrderRecord {
-    let order = NewOrder {
-        lines: vec![OrderLine {
-            product_id: "product_fast".into(),
-            quantity: 2,
-            note: None,
-        }],
-        customer_reference: Some(format!("ref-{id}")),
-        total_price: Some("10.00".into()),
-    };
-    OrderRecord::intent(
-        id.to_owned(),
-        &order,
-        Some(format!("key-{id}")),
-        owner(),
-        created,
-    )
 }
 
 fn key_claim(key: &str, holder: &str, locked_until: OffsetDateTime) -> IdempotencyClaim {
@@ -183,7 +160,10 @@ pub async fn an_intent_is_stored_once<S: OrderStore>(store: &S) {
     assert!(stored.posts_recorded);
     assert_eq!(stored.poll_seq, 0);
     let again = store.begin(&order, None).await;
-    assert!(matches!(again, Err(StoreError::Conflict { .. })), "{again:?}");
+    assert!(
+        matches!(again, Err(StoreError::Conflict { .. })),
+        "{again:?}"
+    );
     assert!(store.order("nobody").await.unwrap().is_none());
     assert!(store.codes("nobody").await.unwrap().is_empty());
 }
@@ -213,7 +193,10 @@ pub async fn a_held_key_is_taken_and_an_expired_one_is_free_again<S: OrderStore>
         store.begin(&late, Some(&claim)).await.unwrap(),
         Begin::Started
     );
-    assert_eq!(store.idempotency("k").await.unwrap().unwrap().order_id, "k3");
+    assert_eq!(
+        store.idempotency("k").await.unwrap().unwrap().order_id,
+        "k3"
+    );
 }
 
 pub async fn a_key_is_taken_over_only_from_its_holder_after_the_lock_and_before_an_answer<
@@ -281,9 +264,7 @@ pub async fn only_the_holder_answers_or_frees_a_key<S: OrderStore>(store: &S) {
     assert!(is_conflict(store.finish("missing", "h1", &answer).await));
 }
 
-pub async fn a_post_is_recorded_only_against_the_count_seen_on_an_unsettled_order<
-    S: OrderStore,
->(
+pub async fn a_post_is_recorded_only_against_the_count_seen_on_an_unsettled_order<S: OrderStore>(
     store: &S,
 ) {
     begun(store, "p1", T0).await;
@@ -356,7 +337,10 @@ pub async fn a_supplier_order_is_claimed_by_one_of_our_orders_only<S: OrderStore
         Claim::OrderMoved
     );
     assert!(!store.is_claimed("sup-y").await.unwrap());
-    assert_eq!(store.order("c2").await.unwrap().unwrap().supplier_order_id, None);
+    assert_eq!(
+        store.order("c2").await.unwrap().unwrap().supplier_order_id,
+        None
+    );
     // A state without ours keeps ours.
     let kept = SupplierState {
         said: "weird".into(),
@@ -414,9 +398,7 @@ pub async fn payment_is_recorded_only_on_a_claimed_open_order<S: OrderStore>(sto
     ));
 }
 
-pub async fn a_create_ends_not_placed_or_reconciling_only_while_creating<S: OrderStore>(
-    store: &S,
-) {
+pub async fn a_create_ends_not_placed_or_reconciling_only_while_creating<S: OrderStore>(store: &S) {
     begun(store, "m1", T0).await;
     begun(store, "m2", T0).await;
     store
@@ -453,7 +435,9 @@ pub async fn the_first_poll_is_scheduled_only_forward<S: OrderStore>(store: &S) 
     let order = store.order("s1").await.unwrap().unwrap();
     assert_eq!(order.poll_seq, 1);
     assert_eq!(order.next_poll_due_at, Some(crate::testing::millis(at(10))));
-    assert!(is_conflict(store.schedule_poll("s1", 1, at(20), at(2)).await));
+    assert!(is_conflict(
+        store.schedule_poll("s1", 1, at(20), at(2)).await
+    ));
     assert!(is_conflict(
         store.schedule_poll("missing", 1, at(20), at(2)).await
     ));
@@ -480,7 +464,10 @@ pub async fn the_clock_keeps_the_tighter_measure_until_it_is_stale<S: OrderStore
         .save_clock_offset(&measure(900, 200, at(60)), stale_after)
         .await
         .unwrap();
-    assert_eq!(store.clock_offset().await.unwrap().unwrap().offset, first.offset);
+    assert_eq!(
+        store.clock_offset().await.unwrap().unwrap().offset,
+        first.offset
+    );
     store
         .save_clock_offset(&measure(-240, 20, at(120)), stale_after)
         .await
@@ -499,9 +486,7 @@ pub async fn the_clock_keeps_the_tighter_measure_until_it_is_stale<S: OrderStore
     assert_eq!(last.uncertainty, Duration::from_millis(300));
 }
 
-pub async fn unsettled_orders_are_the_unclaimed_creates_in_the_window<S: OrderStore>(
-    store: &S,
-) {
+pub async fn unsettled_orders_are_the_unclaimed_creates_in_the_window<S: OrderStore>(store: &S) {
     begun(store, "u-early", at(-100)).await;
     begun(store, "u-creating", at(0)).await;
     begun(store, "u-reconciling", at(5)).await;
@@ -547,7 +532,12 @@ pub async fn one_worker_holds_a_link_until_its_lease_runs_out<S: OrderStore>(sto
     let order = store.order("l1").await.unwrap().unwrap();
     assert_eq!(order.claimed_seq, 1);
     assert_eq!(order.lease_until, Some(crate::testing::millis(at(80))));
-    assert!(!store.claim_link("missing", 1, at(40), at(10)).await.unwrap());
+    assert!(
+        !store
+            .claim_link("missing", 1, at(40), at(10))
+            .await
+            .unwrap()
+    );
 }
 
 pub async fn a_poll_moves_the_chain_only_under_the_claimed_link<S: OrderStore>(store: &S) {
@@ -721,17 +711,25 @@ pub async fn a_stack_alert_is_claimed_once_per_interval_and_given_back_by_its_cl
 ) {
     assert!(store.claim_stack_alert("key", at(0), at(10)).await.unwrap());
     assert!(!store.claim_stack_alert("key", at(5), at(11)).await.unwrap());
-    assert!(store.claim_stack_alert("other", at(5), at(11)).await.unwrap());
+    assert!(
+        store
+            .claim_stack_alert("other", at(5), at(11))
+            .await
+            .unwrap()
+    );
     store.release_stack_alert("key", at(11)).await.unwrap();
     assert!(!store.claim_stack_alert("key", at(5), at(12)).await.unwrap());
     store.release_stack_alert("key", at(10)).await.unwrap();
     assert!(store.claim_stack_alert("key", at(5), at(13)).await.unwrap());
-    assert!(store.claim_stack_alert("key", at(14), at(20)).await.unwrap());
+    assert!(
+        store
+            .claim_stack_alert("key", at(14), at(20))
+            .await
+            .unwrap()
+    );
 }
 
-pub async fn pending_pages_go_oldest_first_and_resume_from_the_cursor<S: OrderStore>(
-    store: &S,
-) {
+pub async fn pending_pages_go_oldest_first_and_resume_from_the_cursor<S: OrderStore>(store: &S) {
     for (id, created) in [("q3", 3), ("q1", 1), ("q5", 5), ("q2", 2), ("q4", 4)] {
         begun(store, id, at(created)).await;
     }
@@ -770,8 +768,18 @@ pub async fn the_sweep_cursor_is_kept_and_cleared<S: OrderStore>(store: &S) {
 
 pub async fn an_unreadable_item_alert_is_claimed_once<S: OrderStore>(store: &S) {
     begun(store, "x1", T0).await;
-    assert!(store.claim_unreadable_alert("ORDER#x1", at(1)).await.unwrap());
-    assert!(!store.claim_unreadable_alert("ORDER#x1", at(2)).await.unwrap());
+    assert!(
+        store
+            .claim_unreadable_alert("ORDER#x1", at(1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_unreadable_alert("ORDER#x1", at(2))
+            .await
+            .unwrap()
+    );
     assert!(
         !store
             .claim_unreadable_alert("ORDER#missing", at(2))
@@ -816,7 +824,10 @@ pub async fn a_dead_chain_is_revived_once_and_only_when_overdue_and_unleased<S: 
     );
     let revived = store.order("v1").await.unwrap().unwrap();
     assert_eq!(revived.poll_seq, 2);
-    assert_eq!(revived.next_poll_due_at, Some(crate::testing::millis(at(151))));
+    assert_eq!(
+        revived.next_poll_due_at,
+        Some(crate::testing::millis(at(151)))
+    );
     assert_eq!(revived.revivals, 1);
     assert_eq!(revived.revived_at_polls, Some(0));
     assert_eq!(revived.updated_at, at(150));
@@ -900,9 +911,7 @@ pub async fn a_dead_create_is_handed_over_only_when_no_request_holds_its_key<S: 
     );
 }
 
-pub async fn instants_compared_in_conditions_come_back_in_milliseconds<S: OrderStore>(
-    store: &S,
-) {
+pub async fn instants_compared_in_conditions_come_back_in_milliseconds<S: OrderStore>(store: &S) {
     let order = begun(store, "i1", T0).await;
     // Times people read keep their full precision.
     assert_eq!(order.created_at, T0);

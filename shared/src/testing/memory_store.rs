@@ -271,7 +271,9 @@ impl IdempotencyStore for MemoryStore {
         let Some(held) = state.keys.get_mut(&record.key) else {
             return Ok(false);
         };
-        if held.holder != record.holder || held.locked_until >= millis(now) || held.response.is_some()
+        if held.holder != record.holder
+            || held.locked_until >= millis(now)
+            || held.response.is_some()
         {
             return Ok(false);
         }
@@ -549,9 +551,11 @@ impl PollChain for MemoryStore {
         poll: &PollRecord,
     ) -> Result<(), StoreError> {
         let mut state = self.enter("record_poll")?;
-        let Some(order) = state.orders.get_mut(order_id).filter(|o| {
-            o.link_claimed && o.record.claimed_seq == seq && o.record.poll_seq == seq
-        }) else {
+        let Some(order) = state
+            .orders
+            .get_mut(order_id)
+            .filter(|o| o.link_claimed && o.record.claimed_seq == seq && o.record.poll_seq == seq)
+        else {
             return Err(conflict("record poll", order_id));
         };
         let record = &mut order.record;
@@ -715,7 +719,9 @@ impl SweepStore for MemoryStore {
             orders: page.iter().map(|(_, order)| (*order).clone()).collect(),
             unreadable: Vec::new(),
             items_read: page.len() as u64,
-            next: more.then(|| page.last().map(|(sort, _)| sort.clone())).flatten(),
+            next: more
+                .then(|| page.last().map(|(sort, _)| sort.clone()))
+                .flatten(),
         })
     }
 

@@ -5,6 +5,7 @@
 //! - in-memory adapters of every port, for the fast test tier: the store
 //!   ([`MemoryStore`]), the queue, the publisher, a clock on tokio's time,
 //!   and a scripted FoxReload ([`ScriptedSupplier`]);
+//! - orders seeded as create-order leaves them ([`seed`]);
 //! - the store contract ([`contract`]), which every store adapter passes.
 
 pub mod contract;
@@ -12,6 +13,7 @@ mod memory_ports;
 mod memory_store;
 mod runtime;
 mod scripted_supplier;
+pub mod seed;
 
 pub use memory_ports::{MemoryPublisher, MemoryQueue, Sent, TestClock};
 pub use memory_store::{MemoryStore, millis};

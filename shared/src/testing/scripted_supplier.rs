@@ -11,7 +11,7 @@
 
 use crate::clock::Clock;
 use crate::foxreload::{
-    CreateOrderRequest, OrderPage, Operation, PageRequest, Price, ProductRef, Supplier,
+    CreateOrderRequest, Operation, OrderPage, PageRequest, Price, ProductRef, Supplier,
     SupplierError, SupplierItem, SupplierOrder, SupplierStatus, Timestamp, Uncertainty,
 };
 use serde_json::{Value, json};

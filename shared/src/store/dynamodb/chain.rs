@@ -8,8 +8,8 @@ use super::errors::{conditional, expected};
 use super::keys::{code_sk, codes_pk, key, order_key};
 use super::transaction::Tx;
 use crate::store::{
-    missing_codes,
     NotifyMarks, OrderReader, OrderRecord, Persisted, PollChain, PollRecord, StoreError, Terminal,
+    missing_codes,
 };
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use time::OffsetDateTime;
@@ -17,7 +17,6 @@ use time::OffsetDateTime;
 /// Codes written per transaction beside the order's commit or its check
 /// (DynamoDB takes 100 actions at most).
 pub(super) const MAX_CODES_PER_COMMIT: usize = 99;
-
 
 impl DynamoStore {
     /// A transaction action that checks the order has not ended.

@@ -16,7 +16,7 @@ use super::keys::order_key;
 use crate::domain::event::{CodeKind, DeliveredCodeRecord};
 use crate::domain::reconcile::ClockOffset;
 use crate::domain::{OrderLine, OrderStatus, Principal};
-use crate::store::{pending_sort_key, IdempotencyRecord, OrderRecord, StoreError, StoredResponse};
+use crate::store::{IdempotencyRecord, OrderRecord, StoreError, StoredResponse, pending_sort_key};
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::time::Duration;
 use time::OffsetDateTime;

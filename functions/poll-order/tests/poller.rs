@@ -1,0 +1,460 @@
+//! The fast tier of poll-order: the chain, reconciliation and the end of an
+//! order, in process, over the in-memory adapters on a paused clock. The
+//! same behaviours run against moto and the simulator in the `tests` crate.
+
+use foxrelay_shared::clock::Clock;
+use foxrelay_shared::domain::event::OrderEvent;
+use foxrelay_shared::domain::{OrderStatus, PollKind, PollMessage};
+use foxrelay_shared::foxreload::{Operation, Uncertainty};
+use foxrelay_shared::queue::PollQueue;
+use foxrelay_shared::store::{OrderReader, OrderRecord};
+use foxrelay_shared::testing::seed::{self, Seeded};
+use foxrelay_shared::testing::{
+    CreateStep, Ending, MemoryPublisher, MemoryQueue, MemoryStore, ScriptedSupplier, TestClock,
+    refusal,
+};
+use poll_order::poll::{Handled, PollError, PollOptions, Poller};
+use std::time::Duration;
+use time::macros::datetime;
+use tokio::time::Instant;
+
+type TestPoller =
+    Poller<MemoryStore, MemoryQueue, ScriptedSupplier<TestClock>, MemoryPublisher, TestClock>;
+
+fn poller() -> TestPoller {
+    let clock = TestClock::starting_at(datetime!(2026-11-30 12:00 UTC));
+    Poller {
+        store: MemoryStore::new(),
+        queue: MemoryQueue::new(),
+        supplier: ScriptedSupplier::new(clock),
+        publisher: MemoryPublisher::new(),
+        clock,
+        options: PollOptions::default(),
+    }
+}
+
+async fn seed(p: &TestPoller, id: &str) -> Seeded {
+    seed::place(
+        &p.store,
+        &p.supplier,
+        &p.queue,
+        &p.clock,
+        id,
+        Duration::from_secs(5),
+    )
+    .await
+}
+
+/// SQS as the chain sees it: each message delivered when its delay is
+/// over; a failed one delivered again after the visibility timeout, and
+/// after five receives moved to the dead-letter queue.
+#[derive(Default)]
+struct Sqs {
+    waiting: Vec<(Instant, String, u32)>,
+    dead: Vec<String>,
+}
+
+const VISIBILITY: Duration = Duration::from_secs(60);
+
+impl Sqs {
+    fn collect(&mut self, p: &TestPoller) {
+        let now = Instant::now();
+        for sent in p.queue.take() {
+            self.waiting
+                .push((now + sent.delay, sent.message.to_json(), 0));
+        }
+    }
+
+    /// Delivers the next message due; `None` when none waits.
+    async fn deliver(&mut self, p: &TestPoller) -> Option<Result<Handled, PollError>> {
+        self.collect(p);
+        let next = (0..self.waiting.len()).min_by_key(|i| self.waiting[*i].0)?;
+        let (due, body, receives) = self.waiting.remove(next);
+        tokio::time::sleep_until(due).await;
+        let outcome = p.handle(&body).await;
+        if outcome.is_err() {
+            if receives + 1 >= 5 {
+                self.dead.push(body);
+            } else {
+                self.waiting
+                    .push((Instant::now() + VISIBILITY, body, receives + 1));
+            }
+        }
+        self.collect(p);
+        Some(outcome)
+    }
+
+    /// Delivers until nothing waits or `max` messages were handled.
+    async fn drain(&mut self, p: &TestPoller, max: usize) -> Vec<Result<Handled, PollError>> {
+        let mut outcomes = Vec::new();
+        while outcomes.len() < max {
+            match self.deliver(p).await {
+                Some(outcome) => outcomes.push(outcome),
+                None => break,
+            }
+        }
+        outcomes
+    }
+}
+
+async fn stored(p: &TestPoller, id: &str) -> OrderRecord {
+    p.store.order(id).await.unwrap().expect("stored")
+}
+
+fn codes_of(event: &OrderEvent) -> Vec<String> {
+    event.codes.iter().map(|c| c.code.clone()).collect()
+}
+
+/// FoxReload's codes for a supplier order, in order.
+fn supplier_codes(p: &TestPoller, supplier_order_id: &str) -> Vec<String> {
+    let order = p.supplier.order(supplier_order_id).expect("at FoxReload");
+    order
+        .delivered()
+        .map(|(_, _, code)| code.secret().to_owned())
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_paid_order_is_polled_until_it_ends_and_published_with_exactly_its_codes() {
+    let p = poller();
+    p.supplier.reads_to_end(3);
+    let order = seed(&p, "o1").await;
+    assert!(matches!(order, Seeded::Placed(_)), "{order:?}");
+    let outcomes = Sqs::default().drain(&p, 20).await;
+    assert_eq!(outcomes.len(), 3, "{outcomes:?}");
+    assert!(matches!(
+        outcomes.last(),
+        Some(Ok(Handled::Finished(OrderStatus::Completed)))
+    ));
+    let order = stored(&p, "o1").await;
+    assert_eq!(order.status, OrderStatus::Completed);
+    assert!(order.notified_at.is_some());
+    let events = p.publisher.events();
+    assert_eq!(events.len(), 1);
+    let supplier_order_id = order.supplier_order_id.clone().unwrap();
+    let codes = supplier_codes(&p, &supplier_order_id);
+    assert_eq!(codes.len(), 2);
+    assert_eq!(codes_of(&events[0]), codes);
+    let kept: Vec<String> = p
+        .store
+        .codes("o1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.code)
+        .collect();
+    assert_eq!(kept, codes);
+    assert_eq!(p.supplier.bought().len(), 1);
+    assert_eq!(p.supplier.calls(Operation::GetOrder), 3);
+    assert!(p.queue.is_empty(), "the chain ends with the order");
+}
+
+#[tokio::test(start_paused = true)]
+async fn codes_are_stored_before_the_event_and_a_failed_publish_is_repaired_with_the_same_event() {
+    let p = poller();
+    seed(&p, "o2").await;
+    p.publisher.fail_events(1);
+    let mut sqs = Sqs::default();
+    let first = sqs.deliver(&p).await.unwrap();
+    assert!(matches!(first, Err(PollError::Publish(_))), "{first:?}");
+    // The end and its codes are stored; nothing is published yet.
+    let order = stored(&p, "o2").await;
+    assert_eq!(order.status, OrderStatus::Completed);
+    assert_eq!(order.notified_at, None);
+    let kept = p.store.codes("o2").await.unwrap();
+    assert_eq!(kept.len(), 2);
+    assert!(p.publisher.events().is_empty());
+    // The redelivery publishes it, from what is stored, once.
+    let again = sqs.deliver(&p).await.unwrap();
+    assert!(matches!(again, Ok(Handled::Finished(_))), "{again:?}");
+    let events = p.publisher.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        codes_of(&events[0]),
+        kept.into_iter().map(|c| c.code).collect::<Vec<_>>()
+    );
+    assert!(sqs.deliver(&p).await.is_none());
+    assert_eq!(p.supplier.calls(Operation::GetOrder), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_deliveries_of_one_link_poll_once_and_fork_no_chain() {
+    let p = poller();
+    p.supplier.reads_to_end(5);
+    seed(&p, "o3").await;
+    let message = p.queue.take().remove(0).message.to_json();
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let (a, b) = tokio::join!(p.handle(&message), p.handle(&message));
+    let outcomes = [a.unwrap(), b.unwrap()];
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, Handled::Continued { .. }))
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.iter().any(|o| matches!(o, Handled::Dropped(_))),
+        "{outcomes:?}"
+    );
+    assert_eq!(p.supplier.calls(Operation::GetOrder), 1);
+    assert_eq!(p.queue.len(), 1, "one next link");
+    // The stale link delivered late changes nothing.
+    let late = p.handle(&message).await.unwrap();
+    assert_eq!(late, Handled::Dropped("stale link"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_whose_answer_was_lost_is_settled_onto_the_order_bought_never_bought_again() {
+    let p = poller();
+    p.supplier
+        .on_create(CreateStep::Lost(Uncertainty::TimedOut));
+    let order = seed(&p, "o4").await;
+    assert!(matches!(order, Seeded::Reconciling(_)), "{order:?}");
+    let outcomes = Sqs::default().drain(&p, 20).await;
+    assert!(
+        matches!(
+            outcomes.last(),
+            Some(Ok(Handled::Finished(OrderStatus::Completed)))
+        ),
+        "{outcomes:?}"
+    );
+    let bought = p.supplier.bought();
+    assert_eq!(bought.len(), 1, "never bought again");
+    let order = stored(&p, "o4").await;
+    assert_eq!(
+        order.supplier_order_id.as_deref(),
+        Some(bought[0].id.as_str())
+    );
+    assert_eq!(p.supplier.calls(Operation::CreateOrder), 1);
+    assert_eq!(
+        codes_of(&p.publisher.events()[0]),
+        supplier_codes(&p, &bought[0].id)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_that_never_reached_foxreload_is_bought_once_when_reconciliation_finds_nothing() {
+    let p = poller();
+    p.supplier
+        .on_create(CreateStep::Unsent(Uncertainty::TimedOut));
+    seed(&p, "o5").await;
+    assert!(p.supplier.bought().is_empty());
+    let outcomes = Sqs::default().drain(&p, 20).await;
+    assert!(
+        matches!(
+            outcomes.last(),
+            Some(Ok(Handled::Finished(OrderStatus::Completed)))
+        ),
+        "{outcomes:?}"
+    );
+    assert_eq!(p.supplier.bought().len(), 1, "bought exactly once");
+    assert_eq!(p.supplier.calls(Operation::CreateOrder), 2);
+    let order = stored(&p, "o5").await;
+    assert_eq!(order.posted_at.len(), 2, "both POSTs recorded");
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_buyers_look_alikes_before_ours_or_mock_are_never_claimed() {
+    let p = poller();
+    // One answered create measures FoxReload's clock, as in production.
+    seed(&p, "measure").await;
+    let request = seed::intent("x", p.clock.now()).supplier_request(false);
+    let before = p
+        .supplier
+        .place_foreign(&request, p.clock.now() - time::Duration::seconds(60));
+    let mock = p.supplier.place_foreign(
+        &seed::intent("x", p.clock.now()).supplier_request(true),
+        p.clock.now(),
+    );
+    p.supplier
+        .on_create(CreateStep::Lost(Uncertainty::TimedOut));
+    seed(&p, "o6").await;
+    Sqs::default().drain(&p, 40).await;
+    let order = stored(&p, "o6").await;
+    let ours = order.supplier_order_id.clone().expect("claimed");
+    assert!(
+        ![&before, &mock].contains(&&ours),
+        "claimed a foreign order"
+    );
+    assert_eq!(order.status, OrderStatus::Completed);
+    assert_eq!(p.supplier.bought().len(), 2, "ours and the measuring one");
+    assert!(
+        p.store
+            .claims()
+            .keys()
+            .all(|id| *id != before && *id != mock)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_look_alike_made_while_ours_was_in_flight_is_alerted_once_never_guessed() {
+    let p = poller();
+    seed(&p, "measure").await;
+    Sqs::default().drain(&p, 10).await;
+    p.supplier
+        .on_create(CreateStep::Lost(Uncertainty::TimedOut));
+    seed(&p, "o7").await;
+    let request = seed::intent("x", p.clock.now()).supplier_request(false);
+    let stranger = p.supplier.place_foreign(&request, p.clock.now());
+    let mut sqs = Sqs::default();
+    let first = sqs.deliver(&p).await.unwrap().unwrap();
+    assert!(matches!(first, Handled::Continued { .. }), "{first:?}");
+    let order = stored(&p, "o7").await;
+    assert_eq!(order.status, OrderStatus::Reconciling);
+    assert_eq!(order.supplier_order_id, None);
+    let alerts = p.publisher.alerts();
+    let alert = alerts
+        .iter()
+        .find(|a| a.kind == "reconcile_ambiguous")
+        .unwrap_or_else(|| panic!("no reconcile_ambiguous alert: {alerts:?}"));
+    assert_eq!(alert.order_id, "o7");
+    let detail = alert.last_error.as_ref().unwrap().detail.clone().unwrap();
+    assert!(detail.contains(&stranger), "{detail}");
+    // Reconciled again and again: alerted once per interval, never bought.
+    sqs.drain(&p, 5).await;
+    let ambiguous = p
+        .publisher
+        .alert_kinds()
+        .into_iter()
+        .filter(|k| k == "reconcile_ambiguous")
+        .count();
+    assert_eq!(ambiguous, 1);
+    assert_eq!(p.supplier.bought().len(), 2, "never bought again");
+    assert_eq!(stored(&p, "o7").await.supplier_order_id, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unpaid_order_past_the_horizon_is_abandoned_published_and_alerted() {
+    let p = poller();
+    // Payment refused for good: the order stays active at FoxReload.
+    p.supplier.fail(
+        Operation::PayOrder,
+        refusal(Operation::PayOrder, 400, "BALANCE_NOT_ENOUGH"),
+    );
+    seed(&p, "o8").await;
+    let outcomes = Sqs::default().drain(&p, 2_000).await;
+    assert!(
+        matches!(
+            outcomes.last(),
+            Some(Ok(Handled::Finished(OrderStatus::Abandoned)))
+        ),
+        "{:?}",
+        outcomes.last()
+    );
+    let order = stored(&p, "o8").await;
+    assert_eq!(order.status, OrderStatus::Abandoned);
+    assert_eq!(p.publisher.events()[0].status, "abandoned");
+    assert!(p.publisher.alert_kinds().contains(&"abandoned".to_owned()));
+    assert_eq!(p.supplier.calls(Operation::PayOrder), 1, "paid never again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_paid_order_past_the_horizon_is_polled_on_and_alerted_never_abandoned() {
+    let p = poller();
+    p.supplier.reads_to_end(u32::MAX);
+    seed(&p, "o9").await;
+    let start = Instant::now();
+    let horizon = p.options.schedule.horizon;
+    let mut sqs = Sqs::default();
+    while Instant::now() - start < horizon + Duration::from_secs(3 * 3_600) {
+        let outcome = sqs.deliver(&p).await.expect("the chain goes on");
+        assert!(
+            matches!(outcome, Ok(Handled::Continued { .. })),
+            "{outcome:?}"
+        );
+    }
+    let order = stored(&p, "o9").await;
+    assert_eq!(order.status, OrderStatus::Processing);
+    assert!(p.publisher.events().is_empty());
+    let kinds = p.publisher.alert_kinds();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "long_running").count(),
+        1,
+        "alerted once a day: {kinds:?}"
+    );
+    assert!(!kinds.contains(&"abandoned".to_owned()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_short_delivery_is_alerted_and_its_event_says_what_is_missing() {
+    let p = poller();
+    p.supplier.ending(Ending::Short { short: 1 });
+    seed(&p, "o10").await;
+    Sqs::default().drain(&p, 10).await;
+    let events = p.publisher.events();
+    assert_eq!(events.len(), 1);
+    let event = &events[0];
+    assert_eq!(event.status, "completed");
+    assert_eq!(event.codes.len(), 1);
+    assert_eq!(event.items[0].missing, 1);
+    assert!(
+        p.publisher
+            .alert_kinds()
+            .contains(&"short_delivery".to_owned())
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_order_is_published_with_its_reason_and_no_codes() {
+    let p = poller();
+    p.supplier.ending(Ending::Cancelled("out of stock".into()));
+    seed(&p, "o11").await;
+    Sqs::default().drain(&p, 10).await;
+    let event = &p.publisher.events()[0];
+    assert_eq!(event.status, "cancelled");
+    assert_eq!(event.cancel_reason.as_deref(), Some("out of stock"));
+    assert!(event.codes.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn failing_reads_are_retried_on_the_schedule_and_flagged_past_the_bound() {
+    let p = poller();
+    for _ in 0..12 {
+        p.supplier.fail(
+            Operation::GetOrder,
+            foxrelay_shared::testing::server_error(Operation::GetOrder),
+        );
+    }
+    // The first good read continues the chain; the second ends it.
+    p.supplier.reads_to_end(2);
+    seed(&p, "o12").await;
+    let outcomes = Sqs::default().drain(&p, 30).await;
+    assert!(
+        matches!(
+            outcomes.last(),
+            Some(Ok(Handled::Finished(OrderStatus::Completed)))
+        ),
+        "{outcomes:?}"
+    );
+    assert_eq!(p.supplier.calls(Operation::GetOrder), 14);
+    let kinds = p.publisher.alert_kinds();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "needs_attention").count(),
+        1,
+        "{kinds:?}"
+    );
+    let order = stored(&p, "o12").await;
+    assert_eq!(order.consecutive_errors, 0, "a good read resets the count");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_for_an_unknown_order_fails_and_reaches_the_dead_letter_queue() {
+    let p = poller();
+    let message = PollMessage {
+        order_id: "nobody".into(),
+        seq: 1,
+        kind: PollKind::Poll,
+    };
+    p.queue.send(&message, Duration::ZERO).await.unwrap();
+    let mut sqs = Sqs::default();
+    let outcomes = sqs.drain(&p, 10).await;
+    assert_eq!(outcomes.len(), 5);
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Err(PollError::UnknownOrder(_))))
+    );
+    assert_eq!(sqs.dead.len(), 1);
+}
