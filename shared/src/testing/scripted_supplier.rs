@@ -364,7 +364,7 @@ impl<C: Clock> Supplier for ScriptedSupplier<C> {
                 .iter()
                 .map(|a| a.order.clone())
                 .collect(),
-            next: (end < newest_first.len()).then(|| PageRequest {
+            next: (end < newest_first.len()).then_some(PageRequest {
                 limit: page.limit,
                 offset: end as u64,
                 cursor: None,
