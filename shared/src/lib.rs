@@ -8,6 +8,7 @@ pub mod domain;
 pub mod events;
 pub mod foxreload;
 pub mod metrics;
+pub mod notify;
 pub mod placement;
 pub mod queue;
 pub mod settings;

@@ -14,8 +14,9 @@ use foxrelay_shared::clock::Clock;
 use foxrelay_shared::domain::event::delivered;
 use foxrelay_shared::domain::schedule::{Next, Schedule};
 use foxrelay_shared::domain::{OrderStatus, PollKind, PollMessage};
-use foxrelay_shared::events::{EventPublisher, OpsAlert, order_event};
+use foxrelay_shared::events::{EventPublisher, OpsAlert};
 use foxrelay_shared::foxreload::{Supplier, SupplierError, SupplierOrder};
+use foxrelay_shared::notify::{NotifyError, notify};
 use foxrelay_shared::placement::{Found, Posted, ReconcileOptions, pay};
 use foxrelay_shared::queue::PollQueue;
 use foxrelay_shared::store::{
@@ -104,6 +105,15 @@ pub enum PollError {
 pub trait PollOrderStore: PlacementStore + PollChain + NotifyMarks + OrderAlerts {}
 
 impl<T: PlacementStore + PollChain + NotifyMarks + OrderAlerts> PollOrderStore for T {}
+
+impl From<NotifyError> for PollError {
+    fn from(error: NotifyError) -> Self {
+        match error {
+            NotifyError::Store(error) => Self::Store(error),
+            NotifyError::Publish(error) => Self::Publish(error),
+        }
+    }
+}
 
 /// The chain over its ports.
 pub struct Poller<S, Q, F, P, C> {
@@ -579,13 +589,7 @@ where
     /// Publishes a terminal order's event from what is stored, then marks it
     /// notified. A failed publish leaves it un-notified for a retry.
     async fn notify(&self, order: OrderRecord) -> Result<Handled, PollError> {
-        let codes = self.store.codes(&order.order_id).await?;
-        let event = order_event(&order, codes);
-        self.publisher.publish_order_event(&event).await?;
-        self.store
-            .mark_notified(&order.order_id, self.clock.now())
-            .await?;
-        info!(event_id = %event.event_id, kind = %event.kind, "event published");
+        notify(&self.store, &self.publisher, &order, self.clock.now()).await?;
         Ok(Handled::Finished(order.status))
     }
 

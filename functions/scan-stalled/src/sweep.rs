@@ -22,7 +22,8 @@
 
 use foxrelay_shared::clock::Clock;
 use foxrelay_shared::domain::{OrderStatus, PollKind, PollMessage};
-use foxrelay_shared::events::{EventPublisher, OpsAlert, order_event};
+use foxrelay_shared::events::{EventPublisher, OpsAlert};
+use foxrelay_shared::notify::notify;
 use foxrelay_shared::placement::undecided;
 use foxrelay_shared::queue::PollQueue;
 use foxrelay_shared::store::{
@@ -172,11 +173,7 @@ impl<S: ScanStalledStore, Q: PollQueue, P: EventPublisher, C: Clock> Sweeper<S, 
         if order.status.is_terminal() {
             let ended = order.terminal_at.unwrap_or(order.updated_at);
             if order.notified_at.is_none() && now - ended >= self.options.notify_grace {
-                let codes = self.store.codes(&order.order_id).await?;
-                let event = order_event(order, codes);
-                self.publisher.publish_order_event(&event).await?;
-                self.store.mark_notified(&order.order_id, now).await?;
-                info!(order_id = %order.order_id, event_id = %event.event_id, "event published again");
+                notify(&self.store, &self.publisher, order, now).await?;
                 report.events_republished += 1;
             }
             return Ok(());
