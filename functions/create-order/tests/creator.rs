@@ -1,0 +1,423 @@
+//! The fast tier of create-order: placing an order, keys, refusals and
+//! reconciliation within the request, in process, over the in-memory
+//! adapters on a paused clock. The same behaviours run through the HTTP
+//! handler against moto and the simulator in the `tests` crate.
+
+use create_order::create::{Answer, CreateOptions, Creator};
+use create_order::error::ApiError;
+use foxrelay_shared::clock::Clock;
+use foxrelay_shared::domain::idempotency::{IdempotencyKey, fingerprint};
+use foxrelay_shared::domain::{NewOrder, OrderStatus, PollKind, Principal};
+use foxrelay_shared::foxreload::{Operation, SupplierError, Uncertainty};
+use foxrelay_shared::store::{IdempotencyClaim, IdempotencyStore, OrderReader, OrderRecord};
+use foxrelay_shared::testing::seed::new_order;
+use foxrelay_shared::testing::{
+    CreateStep, MemoryPublisher, MemoryQueue, MemoryStore, ScriptedSupplier, TestClock, refusal,
+};
+use serde_json::Value;
+use std::time::Duration;
+use time::macros::datetime;
+use tokio::time::Instant;
+
+type TestCreator =
+    Creator<MemoryStore, MemoryQueue, ScriptedSupplier<TestClock>, TestClock, MemoryPublisher>;
+
+fn creator() -> TestCreator {
+    let clock = TestClock::starting_at(datetime!(2026-11-30 12:00 UTC));
+    Creator {
+        store: MemoryStore::new(),
+        queue: MemoryQueue::new(),
+        supplier: ScriptedSupplier::new(clock),
+        clock,
+        publisher: MemoryPublisher::new(),
+        options: CreateOptions::default(),
+    }
+}
+
+fn alice() -> Principal {
+    Principal::iam("arn:aws:iam::111111111111:user/alice").unwrap()
+}
+
+fn bob() -> Principal {
+    Principal::iam("arn:aws:iam::222222222222:user/bob").unwrap()
+}
+
+fn key(text: &str) -> Option<IdempotencyKey> {
+    Some(IdempotencyKey::parse(text).unwrap())
+}
+
+/// Create-order's deadline: its 30 s Lambda timeout.
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(30)
+}
+
+async fn create(
+    c: &TestCreator,
+    order: NewOrder,
+    key: Option<IdempotencyKey>,
+    who: Principal,
+) -> Result<Answer, ApiError> {
+    c.create(order, key, who, deadline()).await
+}
+
+fn body(answer: &Answer) -> Value {
+    serde_json::from_str(&answer.body).unwrap()
+}
+
+async fn stored(c: &TestCreator, id: &str) -> OrderRecord {
+    c.store.order(id).await.unwrap().expect("stored")
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_order_is_stored_bought_once_paid_and_its_first_poll_waits_for_its_delay() {
+    let c = creator();
+    let answer = create(&c, new_order("a"), key("k1"), alice())
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 202);
+    assert!(answer.new_order && !answer.replayed);
+    let json = body(&answer);
+    assert_eq!(json["status"], "paid");
+    let bought = c.supplier.bought();
+    assert_eq!(bought.len(), 1);
+    assert_eq!(json["supplierOrderId"], bought[0].id.as_str());
+    let order = stored(&c, &answer.order_id).await;
+    assert_eq!(order.status, OrderStatus::Paid);
+    assert_eq!(order.principal, Some(alice()));
+    assert_eq!(order.posts_known, 1);
+    let sent = c.queue.take();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].message.kind, PollKind::Poll);
+    assert_eq!(sent[0].message.seq, 1);
+    assert_eq!(sent[0].delay, Duration::from_secs(5));
+    assert_eq!(order.poll_seq, 1);
+    // FoxReload's clock was measured from the answer.
+    use foxrelay_shared::store::PlacementStore;
+    assert!(c.store.clock_offset().await.unwrap().is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replay_with_the_same_key_gives_the_same_answer_and_buys_once() {
+    let c = creator();
+    let first = create(&c, new_order("a"), key("k1"), alice())
+        .await
+        .unwrap();
+    let again = create(&c, new_order("a"), key("k1"), alice())
+        .await
+        .unwrap();
+    assert!(again.replayed && !again.new_order);
+    assert_eq!(again.status, first.status);
+    assert_eq!(again.body, first.body);
+    assert_eq!(c.supplier.bought().len(), 1);
+    assert_eq!(c.queue.take().len(), 1, "one chain");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_same_key_from_another_caller_is_another_order() {
+    let c = creator();
+    let a = create(&c, new_order("a"), key("shared"), alice())
+        .await
+        .unwrap();
+    let b = create(&c, new_order("a"), key("shared"), bob())
+        .await
+        .unwrap();
+    assert!(!b.replayed);
+    assert_ne!(a.order_id, b.order_id);
+    assert_eq!(c.supplier.bought().len(), 2);
+    assert_eq!(stored(&c, &b.order_id).await.principal, Some(bob()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_same_key_with_another_request_is_a_422_and_buys_nothing() {
+    let c = creator();
+    create(&c, new_order("a"), key("k1"), alice())
+        .await
+        .unwrap();
+    let mut other = new_order("a");
+    other.lines[0].quantity = 3;
+    let refused = create(&c, other, key("k1"), alice()).await.unwrap_err();
+    assert_eq!(refused.status, 422);
+    assert_eq!(refused.code, "idempotency_key_reused");
+    assert_eq!(c.supplier.bought().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_same_key_while_the_first_request_is_in_flight_is_a_409_with_retry_after() {
+    let c = creator();
+    let order = new_order("a");
+    let k = key("k1").unwrap();
+    let now = c.clock.now();
+    let intent = OrderRecord::intent(
+        "in-flight".into(),
+        &order,
+        Some(k.scoped(&alice())),
+        alice(),
+        now,
+    );
+    let claim = IdempotencyClaim {
+        key: k.scoped(&alice()),
+        fingerprint: fingerprint(&order),
+        holder: "first".into(),
+        locked_until: now + Duration::from_secs(60),
+        expires_at: now + Duration::from_secs(86_400),
+    };
+    c.store.begin(&intent, Some(&claim)).await.unwrap();
+    tokio::time::advance(Duration::from_secs(20)).await;
+    let busy = create(&c, order, Some(k), alice()).await.unwrap_err();
+    assert_eq!(busy.status, 409);
+    assert_eq!(busy.code, "request_in_progress");
+    assert_eq!(busy.header_value("retry-after"), Some("40"));
+    assert!(c.supplier.bought().is_empty());
+    assert!(c.queue.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_holders_key_is_taken_over_and_its_order_reconciled_not_bought_again() {
+    let c = creator();
+    // One answered create measures FoxReload's clock first.
+    create(&c, new_order("m"), key("measure"), alice())
+        .await
+        .unwrap();
+    c.queue.take();
+    let order = new_order("a");
+    let k = key("k1").unwrap();
+    let now = c.clock.now();
+    let intent = OrderRecord::intent(
+        "orphan".into(),
+        &order,
+        Some(k.scoped(&alice())),
+        alice(),
+        now,
+    );
+    let claim = IdempotencyClaim {
+        key: k.scoped(&alice()),
+        fingerprint: fingerprint(&order),
+        holder: "died".into(),
+        locked_until: now + Duration::from_secs(60),
+        expires_at: now + Duration::from_secs(86_400),
+    };
+    c.store.begin(&intent, Some(&claim)).await.unwrap();
+    // Its POST reached FoxReload; then the invocation died.
+    use foxrelay_shared::foxreload::Supplier;
+    let made = c
+        .supplier
+        .create_order(&intent.supplier_request(false))
+        .await
+        .unwrap();
+    tokio::time::advance(Duration::from_secs(61)).await;
+    let answer = create(&c, order, Some(k), alice()).await.unwrap();
+    assert_eq!(answer.order_id, "orphan");
+    assert!(!answer.new_order, "a takeover, not a new order");
+    let json = body(&answer);
+    assert_eq!(json["supplierOrderId"], made.id.as_str());
+    assert_eq!(
+        c.supplier.bought().len(),
+        2,
+        "the measuring order and this one"
+    );
+    assert_eq!(c.supplier.calls(Operation::CreateOrder), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_the_request_caused_is_a_422_stored_for_replay_and_buys_nothing() {
+    let c = creator();
+    c.supplier.on_create(CreateStep::Refuse(refusal(
+        Operation::CreateOrder,
+        400,
+        "PRODUCT_NOT_FOUND",
+    )));
+    let refused = create(&c, new_order("a"), key("k1"), alice())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status, 422);
+    assert_eq!(refused.code, "supplier_refused");
+    assert_eq!(refused.extra["supplierCode"], "PRODUCT_NOT_FOUND");
+    let order_id = refused.extra["orderId"].as_str().unwrap().to_owned();
+    assert_eq!(stored(&c, &order_id).await.status, OrderStatus::NotPlaced);
+    let replay = create(&c, new_order("a"), key("k1"), alice())
+        .await
+        .unwrap();
+    assert!(replay.replayed);
+    assert_eq!(replay.status, 422);
+    assert_eq!(c.supplier.calls(Operation::CreateOrder), 1);
+    assert!(c.supplier.bought().is_empty());
+    assert!(c.queue.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_changed_price_is_a_409_with_the_current_price_as_plain_money() {
+    let c = creator();
+    c.supplier
+        .on_create(CreateStep::Refuse(SupplierError::Rejected {
+            op: Operation::CreateOrder,
+            status: 400,
+            code: Some("OFFER_PRICE_NOT_MATCHED".into()),
+            detail: Some("price changed".into()),
+            price: Some("12.5".into()),
+        }));
+    let refused = create(&c, new_order("a"), None, alice()).await.unwrap_err();
+    assert_eq!(refused.status, 409);
+    assert_eq!(refused.code, "price_changed");
+    assert_eq!(refused.extra["currentPrice"], "12.50");
+    assert!(c.supplier.bought().is_empty());
+}
+
+fn rate_limited() -> CreateStep {
+    CreateStep::Refuse(SupplierError::RateLimited {
+        op: Operation::CreateOrder,
+        retry_after: Some(Duration::from_secs(3)),
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_rate_limit_is_waited_out_within_the_request() {
+    let c = creator();
+    c.supplier.on_create(rate_limited());
+    let started = c.clock.now();
+    let answer = create(&c, new_order("a"), key("k1"), alice())
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 202);
+    assert!(
+        c.clock.now() - started >= Duration::from_secs(3),
+        "Retry-After honoured"
+    );
+    assert_eq!(c.supplier.calls(Operation::CreateOrder), 2);
+    assert_eq!(c.supplier.bought().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn foxreload_rate_limiting_every_attempt_is_a_503_with_retry_after_that_frees_the_key() {
+    let c = creator();
+    for _ in 0..c.options.max_create_attempts {
+        c.supplier.on_create(rate_limited());
+    }
+    let busy = create(&c, new_order("a"), key("k1"), alice())
+        .await
+        .unwrap_err();
+    assert_eq!(busy.status, 503);
+    assert_eq!(busy.code, "supplier_unavailable");
+    assert_eq!(busy.header_value("retry-after"), Some("3"));
+    assert!(c.supplier.bought().is_empty());
+    // The key is free: the retry places the order.
+    let retry = create(&c, new_order("a"), key("k1"), alice())
+        .await
+        .unwrap();
+    assert_eq!(retry.status, 202);
+    assert!(!retry.replayed);
+    assert_eq!(c.supplier.bought().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn foxreload_refusing_our_key_is_a_502_alerted_once_per_interval() {
+    let c = creator();
+    for _ in 0..2 {
+        c.supplier
+            .on_create(CreateStep::Refuse(SupplierError::Unauthorized {
+                op: Operation::CreateOrder,
+                status: 401,
+                code: None,
+                detail: None,
+            }));
+    }
+    let first = create(&c, new_order("a"), key("k1"), alice())
+        .await
+        .unwrap_err();
+    assert_eq!(first.status, 502);
+    assert_eq!(first.code, "supplier_configuration");
+    let second = create(&c, new_order("a"), key("k1"), alice())
+        .await
+        .unwrap_err();
+    assert_eq!(second.status, 502, "the key was freed: tried again");
+    assert_eq!(c.publisher.alert_kinds(), ["foxreload_key_refused"]);
+    assert_eq!(c.supplier.calls(Operation::CreateOrder), 2);
+    assert!(c.supplier.bought().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_whose_answer_was_lost_is_settled_within_the_request_and_bought_once() {
+    let c = creator();
+    c.supplier
+        .on_create(CreateStep::Lost(Uncertainty::TimedOut));
+    let answer = create(&c, new_order("a"), key("k1"), alice())
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 202);
+    let bought = c.supplier.bought();
+    assert_eq!(bought.len(), 1, "never bought again");
+    assert_eq!(body(&answer)["supplierOrderId"], bought[0].id.as_str());
+    assert_eq!(c.supplier.calls(Operation::CreateOrder), 1);
+    let sent = c.queue.take();
+    assert_eq!(sent[0].message.kind, PollKind::Poll);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_that_never_reached_foxreload_is_bought_once() {
+    let c = creator();
+    c.supplier
+        .on_create(CreateStep::Unsent(Uncertainty::ConnectionLost));
+    let answer = create(&c, new_order("a"), key("k1"), alice())
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 202);
+    assert_eq!(c.supplier.bought().len(), 1);
+    assert_eq!(c.supplier.calls(Operation::CreateOrder), 2);
+    assert_eq!(stored(&c, &answer.order_id).await.posted_at.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_look_alike_made_while_ours_was_in_flight_leaves_the_order_reconciling() {
+    let c = creator();
+    create(&c, new_order("m"), None, alice()).await.unwrap();
+    c.queue.take();
+    let order = new_order("a");
+    let request = order.supplier_request(false);
+    c.supplier
+        .on_create(CreateStep::Lost(Uncertainty::TimedOut));
+    c.supplier.place_foreign(&request, c.clock.now());
+    let answer = create(&c, order, key("k1"), alice()).await.unwrap();
+    assert_eq!(answer.status, 202);
+    let json = body(&answer);
+    assert_eq!(json["status"], "reconciling", "{json}");
+    assert!(json["supplierOrderId"].is_null());
+    let sent = c.queue.take();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].message.kind, PollKind::Reconcile);
+    assert_eq!(c.supplier.bought().len(), 2, "never bought again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_payment_is_stored_and_the_order_is_still_polled() {
+    let c = creator();
+    c.supplier.fail(
+        Operation::PayOrder,
+        refusal(Operation::PayOrder, 400, "BALANCE_NOT_ENOUGH"),
+    );
+    let answer = create(&c, new_order("a"), None, alice()).await.unwrap();
+    assert_eq!(answer.status, 202);
+    let json = body(&answer);
+    assert_eq!(json["status"], "active");
+    assert_eq!(json["paymentError"]["code"], "BALANCE_NOT_ENOUGH");
+    let order = stored(&c, &answer.order_id).await;
+    assert_eq!(
+        order.payment_error.unwrap().code.as_deref(),
+        Some("BALANCE_NOT_ENOUGH")
+    );
+    assert_eq!(c.queue.take().len(), 1, "polled on, to publish its end");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unavailable_store_is_a_503_and_buys_nothing() {
+    let c = creator();
+    c.store.fail("begin", 1);
+    let refused = create(&c, new_order("a"), key("k1"), alice())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status, 503);
+    assert!(c.supplier.bought().is_empty());
+    assert!(c.store.orders().is_empty());
+    let retry = create(&c, new_order("a"), key("k1"), alice())
+        .await
+        .unwrap();
+    assert_eq!(retry.status, 202);
+}
