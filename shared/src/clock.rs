@@ -1,4 +1,7 @@
-//! The clock port: handlers ask it the time, so tests can set it.
+//! The clock port: handlers ask it the wall-clock time (what is stored and
+//! compared with FoxReload's), and keep their deadlines on tokio's clock.
+//! The fast tier's `TestClock` (`testing`) reads tokio's clock too, so
+//! under a paused runtime a test moves both at once.
 
 use time::OffsetDateTime;
 

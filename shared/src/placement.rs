@@ -126,7 +126,7 @@ impl ReconcileOptions {
     /// take the client's timeout and a second more, a POST is in flight for
     /// at most that timeout, and mock orders are what we ask for.
     pub fn fitted_to(mut self, settings: &crate::settings::FoxReloadSettings) -> Self {
-        self.call_budget = settings.request_timeout + Duration::from_secs(1);
+        self.call_budget = settings.request_timeout + crate::settings::CALL_SLACK;
         self.margins.request_timeout = settings.request_timeout;
         self.is_mock = settings.mock_orders;
         self

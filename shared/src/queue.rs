@@ -6,8 +6,7 @@ use aws_sdk_sqs::error::SdkError;
 use std::future::Future;
 use std::time::Duration;
 
-/// SQS cannot delay a message longer than this.
-pub const MAX_DELAY: Duration = Duration::from_secs(900);
+pub use crate::domain::schedule::MAX_DELAY;
 
 /// The `DelaySeconds` SQS is given for `delay`: whole seconds (rounded down),
 /// at most 900.

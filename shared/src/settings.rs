@@ -5,7 +5,7 @@
 //! missing or malformed setting stops start-up with a message naming it; all
 //! problems are reported together so one deploy fixes them all.
 
-use crate::domain::schedule::{Preset, Schedule};
+use crate::domain::schedule::{MAX_DELAY, Preset, Schedule};
 use std::fmt;
 use std::time::Duration;
 
@@ -168,7 +168,7 @@ pub const RANGES: &[Range] = &[
     Range {
         name: names::POLL_FAST_INTERVAL_SECS,
         min: 1,
-        max: 900,
+        max: MAX_DELAY.as_secs(),
         default: None,
     },
     Range {
@@ -180,7 +180,7 @@ pub const RANGES: &[Range] = &[
     Range {
         name: names::POLL_STEADY_START_SECS,
         min: 1,
-        max: 900,
+        max: MAX_DELAY.as_secs(),
         default: None,
     },
     Range {
@@ -192,13 +192,13 @@ pub const RANGES: &[Range] = &[
     Range {
         name: names::POLL_STEADY_CAP_SECS,
         min: 1,
-        max: 900,
+        max: MAX_DELAY.as_secs(),
         default: None,
     },
     Range {
         name: names::POLL_SLOW_CAP_SECS,
         min: 1,
-        max: 900,
+        max: MAX_DELAY.as_secs(),
         default: None,
     },
     Range {

@@ -328,7 +328,7 @@ async fn chaos_buys_nothing_twice_claims_nothing_foreign_and_loses_no_code() {
     })
     .await
     .unwrap();
-    let proxy = foxrelay_local::counting_proxy::CountingProxy::start(&moto().endpoint_url())
+    let proxy = foxrelay_recorder::CountingProxy::start(&moto().endpoint_url())
         .await
         .unwrap();
     proxy.cancel_transactions(0, 50);

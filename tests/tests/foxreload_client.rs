@@ -477,15 +477,3 @@ async fn the_whole_list_is_read_newest_first_page_by_page_in_every_envelope() {
         assert_eq!(sim.counters().list_calls, calls);
     }
 }
-
-#[tokio::test]
-async fn product_is_read_with_its_price_and_required_note_fields() {
-    let sim = simulator().await;
-    let client = client_for(&sim);
-    let product = client.get_product(PRODUCT_PLAYER).await.unwrap();
-    assert_eq!(product.id, PRODUCT_PLAYER);
-    assert_eq!(product.required_note_fields, vec!["player_id".to_owned()]);
-    assert!(product.price.unwrap().cents().unwrap() > 0);
-    let missing = client.get_product("product_nope").await.unwrap_err();
-    assert!(missing.is_not_found());
-}

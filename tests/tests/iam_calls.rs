@@ -10,7 +10,7 @@
 //! the template test holds every role to.
 
 use aws_lambda_events::encodings::Body;
-use foxrelay_local::counting_proxy::CountingProxy;
+use foxrelay_recorder::CountingProxy;
 use foxrelay_shared::aws::{AwsClients, LocalAws, load_local};
 use foxrelay_shared::domain::{PollKind, PollMessage};
 use foxrelay_shared::queue::PollQueue;

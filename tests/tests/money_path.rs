@@ -9,7 +9,7 @@
 
 use create_order::Handler;
 use create_order::create::CreateOptions;
-use foxrelay_local::counting_proxy::CountingProxy;
+use foxrelay_recorder::CountingProxy;
 use foxrelay_shared::aws::{AwsClients, LocalAws, load_local};
 use foxrelay_shared::domain::OrderStatus;
 use foxrelay_shared::domain::event::{CodeKind, DeliveredCodeRecord, ItemOutcome};

@@ -12,7 +12,7 @@
 
 use foxrelay_shared::clock::Clock;
 use foxrelay_shared::domain::event::delivered;
-use foxrelay_shared::domain::schedule::{Next, Schedule};
+use foxrelay_shared::domain::schedule::{MAX_DELAY, Next, Schedule};
 use foxrelay_shared::domain::{OrderStatus, PollKind, PollMessage};
 use foxrelay_shared::events::{EventPublisher, OpsAlert};
 use foxrelay_shared::foxreload::{Supplier, SupplierError, SupplierOrder};
@@ -418,7 +418,7 @@ where
             }
             Next::Poll { nominal, delay } => (nominal, delay.max(at_least.unwrap_or_default())),
         };
-        let delay = delay.min(foxrelay_shared::queue::MAX_DELAY);
+        let delay = delay.min(MAX_DELAY);
         let consecutive_errors = if problem.is_some() {
             order.consecutive_errors + 1
         } else {

@@ -2,7 +2,8 @@
 //! per 1,000 orders at published us-east-1 prices, beside the same flow on
 //! Step Functions Standard.
 //!
-//! The run: a fresh stack in moto behind the counting proxy ([`proxy`]), the
+//! The run: a fresh stack in moto behind the counting proxy
+//! ([`foxrelay_recorder`]), the
 //! FoxReload simulator with every order finishing at the schedule section's
 //! median completion time, and the three real handlers with the template's
 //! settings (the default poll schedule, in real time): 100 orders placed as
@@ -10,8 +11,6 @@
 //! SQS event source as Lambda's event source mapping feeds it, and two
 //! scan-stalled runs (one with the orders pending, one idle). Requests are
 //! counted per phase, so what is per order and what is per month stay apart.
-//!
-//! [`proxy`]: crate::proxy
 
 use crate::lab::{Lab, http_request, lambda_context};
 use crate::rng::Rng;
@@ -20,8 +19,8 @@ use crate::table::{Section, fixed, ratio};
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::event::sqs::SqsEvent;
 use axum::http::Method;
-use foxrelay_local::counting_proxy::{CountingProxy, ItemRead, ItemWrite, Tally};
 use foxrelay_local::{EventSourceOptions, SqsEventSource, StackTemplate, subscribe_queue};
+use foxrelay_recorder::{CountingProxy, ItemRead, ItemWrite, Tally};
 use foxrelay_shared::aws::AwsClients;
 use foxrelay_shared::domain::schedule::Schedule;
 use foxrelay_shared::settings::names;

@@ -2,7 +2,6 @@
 //! resources of `template.yaml` created in it through the real SDK, and the
 //! FoxReload simulator.
 
-pub mod counting_proxy;
 pub mod event_source;
 pub mod gateway;
 pub mod moto;

@@ -180,11 +180,6 @@ impl Schedule {
             _ => self.steady_start.min(cap),
         }
     }
-
-    /// Whether an order of `age` is stalled.
-    pub fn is_stalled(&self, age: Duration) -> bool {
-        age >= self.stall_after
-    }
 }
 
 #[cfg(test)]
@@ -305,8 +300,6 @@ mod tests {
     #[test]
     fn stalled_orders_slow_down_to_the_sqs_maximum() {
         let s = Schedule::practical();
-        assert!(!s.is_stalled(secs(599.0)));
-        assert!(s.is_stalled(secs(600.0)));
         let mut previous = secs(30.0);
         for _ in 0..20 {
             previous = nominal(s.next(secs(3_600.0), Some(previous), MID));

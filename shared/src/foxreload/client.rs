@@ -2,7 +2,7 @@
 
 use super::error::{Operation, SupplierError, Uncertainty};
 use super::types::{
-    CreateOrderRequest, ErrorBody, OrderPage, PageRequest, Product, SupplierOrder, parse_order_page,
+    CreateOrderRequest, ErrorBody, OrderPage, PageRequest, SupplierOrder, parse_order_page,
 };
 use crate::settings::{ApiKey, FoxReloadSettings};
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
@@ -128,18 +128,6 @@ impl FoxReloadClient {
         let path = format!("/api/orders/?{}", request.query());
         let (status, body) = self.send(op, Method::GET, &path, None).await?;
         parse_order_page(&body, &request).map_err(|reason| unreadable(op, status, reason))
-    }
-
-    /// `GET /api/products/{id}/`.
-    #[instrument(skip(self))]
-    pub async fn get_product(&self, product_id: &str) -> Result<Product, SupplierError> {
-        self.call(
-            Operation::GetProduct,
-            Method::GET,
-            format!("/api/products/{}/", segment(product_id)),
-            None,
-        )
-        .await
     }
 
     async fn call<T: DeserializeOwned>(

@@ -10,7 +10,6 @@ pub enum Operation {
     PayOrder,
     GetOrder,
     ListOrders,
-    GetProduct,
 }
 
 impl Operation {
@@ -26,7 +25,6 @@ impl Operation {
             Self::PayOrder => "pay order",
             Self::GetOrder => "get order",
             Self::ListOrders => "list orders",
-            Self::GetProduct => "get product",
         }
     }
 }

@@ -52,7 +52,7 @@ use std::collections::HashMap;
 
 pub(super) type Item = HashMap<String, AttributeValue>;
 
-/// The DynamoDB adapter of [`OrderStore`].
+/// The DynamoDB adapter of every store port ([`crate::store::OrderStore`]).
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
     client: Client,
