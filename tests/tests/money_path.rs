@@ -340,7 +340,8 @@ async fn a_claim_cancelled_by_a_conflict_is_retried_never_taken_for_an_answer() 
     let persisted = store
         .persist_terminal(&order, &terminal(&[(0, "C-1"), (0, "C-2")], now))
         .await
-        .unwrap();
+        .unwrap()
+        .persisted;
     assert_eq!(persisted, Persisted::Committed { unlisted: 0 });
 }
 
@@ -420,7 +421,7 @@ async fn ten_thousand_codes_are_stored_once_by_a_persist_cut_short_and_resumed()
         tries += 1;
         match store.persist_terminal(&order, &second).await {
             Err(StoreError::Conflict { .. }) if tries < 3 => continue,
-            other => break other.unwrap(),
+            other => break other.unwrap().persisted,
         }
     };
     assert_eq!(persisted, Persisted::Committed { unlisted: 0 });
@@ -443,7 +444,11 @@ async fn ten_thousand_codes_are_stored_once_by_a_persist_cut_short_and_resumed()
     );
     // A replay writes nothing and changes nothing.
     assert_eq!(
-        store.persist_terminal(&order, &second).await.unwrap(),
+        store
+            .persist_terminal(&order, &second)
+            .await
+            .unwrap()
+            .persisted,
         Persisted::AlreadyTerminal
     );
 }

@@ -115,6 +115,29 @@ impl From<NotifyError> for PollError {
     }
 }
 
+/// What one link found, for the next link to record.
+enum Finding {
+    /// FoxReload's order as it stands (after a payment made now).
+    Read(SupplierOrder),
+    /// Nothing new: another worker moved the order on.
+    Nothing,
+    /// A failed read or an unsettled reconciliation; the next link waits
+    /// at least `at_least` (FoxReload's `Retry-After`).
+    Problem {
+        problem: SupplierProblem,
+        at_least: Option<Duration>,
+    },
+}
+
+impl Finding {
+    fn problem(problem: SupplierProblem) -> Self {
+        Self::Problem {
+            problem,
+            at_least: None,
+        }
+    }
+}
+
 /// The chain over its ports.
 pub struct Poller<S, Q, F, P, C> {
     pub store: S,
@@ -186,37 +209,18 @@ where
         let supplier_order_id = order.supplier_order_id.clone().unwrap_or_default();
         match self.supplier.get_order(&supplier_order_id).await {
             Ok(found) if found.status.is_terminal() => self.finish(order, &found).await,
-            Ok(mut found) => {
-                if self.options.auto_pay && payment_due(&order, &found) {
-                    // Not paid yet, and not refused for good: create-order's
-                    // payment failed on the way, or never ran. Paying an
-                    // order that is no longer `active` is refused, so this
-                    // cannot pay twice.
-                    if let Some(status) = pay(
-                        &self.store,
-                        &self.supplier,
-                        &self.clock,
-                        &order.order_id,
-                        &found,
-                    )
+            Ok(found) => {
+                // Not paid yet, and not refused for good: create-order's
+                // payment failed on the way, or never ran. Paying an order
+                // that is no longer `active` is refused, so this cannot pay
+                // twice.
+                let found = if self.options.auto_pay && payment_due(&order, &found) {
+                    self.pay(&order, found).await
+                } else {
+                    found
+                };
+                self.next_link(&order, message.seq, Finding::Read(found))
                     .await
-                    {
-                        found.status = status;
-                    }
-                }
-                // Paid into an end already: the next poll finishes it with
-                // its codes.
-                let status = OrderStatus::open_from_supplier(&found.status);
-                let supplier_status = Some(found.status.as_str().to_owned());
-                self.next_link(
-                    &order,
-                    message.seq,
-                    Some(status),
-                    supplier_status,
-                    None,
-                    None,
-                )
-                .await
             }
             Err(error) => self.failed_poll(&order, message.seq, &error).await,
         }
@@ -251,38 +255,25 @@ where
             other => other,
         };
         match found {
-            Found::Claimed(mut supplier_order) => {
+            Found::Claimed(supplier_order) => {
                 info!(supplier_order_id = %supplier_order.id, "reconciliation settled the order");
-                if self.options.auto_pay {
-                    // The next poll reads the status after payment.
-                    if let Some(status) = pay(
-                        &self.store,
-                        &self.supplier,
-                        &self.clock,
-                        &order.order_id,
-                        &supplier_order,
-                    )
-                    .await
-                    {
-                        supplier_order.status = status;
-                    }
-                }
-                let status = OrderStatus::open_from_supplier(&supplier_order.status);
-                let supplier_status = Some(supplier_order.status.as_str().to_owned());
-                self.next_link(&order, seq, Some(status), supplier_status, None, None)
+                let supplier_order = if self.options.auto_pay {
+                    self.pay(&order, supplier_order).await
+                } else {
+                    supplier_order
+                };
+                self.next_link(&order, seq, Finding::Read(supplier_order))
                     .await
             }
-            Found::Moved => self.next_link(&order, seq, None, None, None, None).await,
+            Found::Moved => self.next_link(&order, seq, Finding::Nothing).await,
             Found::Nothing => {
                 let problem = foxrelay_shared::placement::undecided(
                     "no matching FoxReload order and no attempt left",
                 );
-                self.next_link(&order, seq, None, None, Some(problem), None)
-                    .await
+                self.next_link(&order, seq, Finding::problem(problem)).await
             }
             Found::Undecided(problem) => {
-                self.next_link(&order, seq, None, None, Some(problem), None)
-                    .await
+                self.next_link(&order, seq, Finding::problem(problem)).await
             }
             Found::Ambiguous { problem, .. } => {
                 self.alert_once(
@@ -294,10 +285,28 @@ where
                     &problem,
                 )
                 .await;
-                self.next_link(&order, seq, None, None, Some(problem), None)
-                    .await
+                self.next_link(&order, seq, Finding::problem(problem)).await
             }
         }
+    }
+
+    /// Pays `found` (if it is `active`) and returns it with FoxReload's
+    /// status after a payment it confirmed: the next link records that
+    /// status, and a payment that went straight to an end is finished by
+    /// the next poll, with its codes.
+    async fn pay(&self, order: &OrderRecord, mut found: SupplierOrder) -> SupplierOrder {
+        if let Some(status) = pay(
+            &self.store,
+            &self.supplier,
+            &self.clock,
+            &order.order_id,
+            &found,
+        )
+        .await
+        {
+            found.status = status;
+        }
+        found
     }
 
     /// A new POST for an order reconciliation found nowhere.
@@ -378,22 +387,33 @@ where
         error: &SupplierError,
     ) -> Result<Handled, PollError> {
         warn!(%error, "poll failed");
-        let problem = SupplierProblem::from(error);
-        self.next_link(order, seq, None, None, Some(problem), error.retry_after())
-            .await
+        let finding = Finding::Problem {
+            problem: SupplierProblem::from(error),
+            at_least: error.retry_after(),
+        };
+        self.next_link(order, seq, finding).await
     }
 
-    /// Records the poll and sends the next link (at least `at_least` later),
-    /// or abandons the order past the horizon.
+    /// Records what link `seq` found and sends the next link, or abandons
+    /// the order past the horizon.
     async fn next_link(
         &self,
         order: &OrderRecord,
         seq: u64,
-        status: Option<OrderStatus>,
-        supplier_status: Option<String>,
-        problem: Option<SupplierProblem>,
-        at_least: Option<Duration>,
+        finding: Finding,
     ) -> Result<Handled, PollError> {
+        let (status, supplier_status, problem, at_least) = match finding {
+            // An end read by a payment just made is `processing` here: the
+            // next poll finishes the order with its codes.
+            Finding::Read(found) => (
+                Some(OrderStatus::open_from_supplier(&found.status)),
+                Some(found.status.as_str().to_owned()),
+                None,
+                None,
+            ),
+            Finding::Nothing => (None, None, None, None),
+            Finding::Problem { problem, at_least } => (None, None, Some(problem), at_least),
+        };
         let now = self.clock.now();
         let age = age(order, now);
         let (nominal, delay) = match self.options.schedule.next(age, order.last_delay, unit()) {
@@ -483,7 +503,8 @@ where
             codes,
             at: self.clock.now(),
         };
-        let unlisted = match self.store.persist_terminal(&order, &terminal).await? {
+        let ended = self.store.persist_terminal(&order, &terminal).await?;
+        let unlisted = match ended.persisted {
             Persisted::Committed { unlisted } => {
                 info!(%status, codes = terminal.codes.len(), "order ended; stored");
                 unlisted
@@ -493,11 +514,7 @@ where
                 0
             }
         };
-        let stored = self
-            .store
-            .order(&order.order_id)
-            .await?
-            .ok_or_else(|| PollError::UnknownOrder(order.order_id.clone()))?;
+        let stored = ended.order;
         if unlisted > 0 {
             self.alert(
                 &stored,
@@ -550,7 +567,7 @@ where
         self.notify(stored).await
     }
 
-    /// Stores an end that brings no codes, and reads the order back.
+    /// Stores an end that brings no codes; the order as stored.
     async fn end_without_codes(
         &self,
         order: &OrderRecord,
@@ -564,11 +581,7 @@ where
             codes: Vec::new(),
             at: self.clock.now(),
         };
-        self.store.persist_terminal(order, &terminal).await?;
-        self.store
-            .order(&order.order_id)
-            .await?
-            .ok_or_else(|| PollError::UnknownOrder(order.order_id.clone()))
+        Ok(self.store.persist_terminal(order, &terminal).await?.order)
     }
 
     /// Past the horizon: the order is abandoned, published and alerted.

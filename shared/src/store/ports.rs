@@ -17,8 +17,8 @@
 //! method names (the contract suite runs the same cases against each).
 
 use super::record::{
-    AlertSlot, Begin, Claim, IdempotencyClaim, IdempotencyRecord, OrderRecord, PendingPage,
-    Persisted, PollRecord, StoreError, StoredResponse, SupplierProblem, SupplierState, Terminal,
+    AlertSlot, Begin, Claim, Ended, IdempotencyClaim, IdempotencyRecord, OrderRecord, PendingPage,
+    PollRecord, StoreError, StoredResponse, SupplierProblem, SupplierState, Terminal,
 };
 use crate::domain::event::DeliveredCodeRecord;
 use crate::domain::reconcile::ClockOffset;
@@ -206,12 +206,13 @@ pub trait PollChain: OrderReader {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Stores the codes and the terminal status (the codes first; the status
-    /// commits). A replay changes nothing.
+    /// commits), and reads the order back. A replay changes nothing; an
+    /// order that does not exist is a conflict.
     fn persist_terminal(
         &self,
         order: &OrderRecord,
         terminal: &Terminal,
-    ) -> impl Future<Output = Result<Persisted, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Ended, StoreError>> + Send;
 }
 
 /// What notifying a finished order writes (poll-order and the sweep).

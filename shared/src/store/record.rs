@@ -279,6 +279,14 @@ pub enum Persisted {
     AlreadyTerminal,
 }
 
+/// How [`PollChain::persist_terminal`](super::PollChain::persist_terminal)
+/// went, and the order as stored after it: its end, whoever stored it.
+#[derive(Clone, Debug)]
+pub struct Ended {
+    pub persisted: Persisted,
+    pub order: OrderRecord,
+}
+
 /// One page of the pending-orders index.
 #[derive(Clone, Debug)]
 pub struct PendingPage {

@@ -596,11 +596,10 @@ pub async fn an_end_is_stored_once_with_its_codes_in_order<S: OrderStore>(store:
     let order = placed(store, "e1", at(10)).await;
     let codes: Vec<DeliveredCodeRecord> = (0..3).map(|i| code(i, &format!("C{i}"))).collect();
     let end = completed(codes.clone(), at(20));
-    assert_eq!(
-        store.persist_terminal(&order, &end).await.unwrap(),
-        Persisted::Committed { unlisted: 0 }
-    );
+    let ended = store.persist_terminal(&order, &end).await.unwrap();
+    assert_eq!(ended.persisted, Persisted::Committed { unlisted: 0 });
     let stored = store.order("e1").await.unwrap().unwrap();
+    assert_eq!(ended.order, stored, "the order as stored comes back");
     assert_eq!(stored.status, OrderStatus::Completed);
     assert_eq!(stored.code_count, 3);
     assert_eq!(stored.items, end.items);
@@ -609,19 +608,21 @@ pub async fn an_end_is_stored_once_with_its_codes_in_order<S: OrderStore>(store:
     assert_eq!(store.codes("e1").await.unwrap(), codes);
     // Ended: a second end writes nothing, not even other codes.
     let other = completed(vec![code(0, "Z")], at(30));
-    assert_eq!(
-        store.persist_terminal(&order, &other).await.unwrap(),
-        Persisted::AlreadyTerminal
-    );
+    let again = store.persist_terminal(&order, &other).await.unwrap();
+    assert_eq!(again.persisted, Persisted::AlreadyTerminal);
+    assert_eq!(again.order, stored, "the first end is the one kept");
     assert_eq!(store.codes("e1").await.unwrap(), codes);
     // Still pending until notified.
     let pending = store.pending(100, None).await.unwrap();
     assert!(pending.orders.iter().any(|o| o.order_id == "e1"));
     let missing = intent("e-missing", T0);
-    assert_eq!(
-        store.persist_terminal(&missing, &end).await.unwrap(),
-        Persisted::AlreadyTerminal
+    let refused = store.persist_terminal(&missing, &end).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict { .. })),
+        "{refused:?}"
     );
+    assert!(store.order("e-missing").await.unwrap().is_none());
+    assert!(store.codes("e-missing").await.unwrap().is_empty());
 }
 
 pub async fn a_cancelled_end_keeps_its_reason_and_its_codes<S: OrderStore>(store: &S) {

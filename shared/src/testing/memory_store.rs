@@ -14,9 +14,9 @@ use crate::domain::OrderStatus;
 use crate::domain::event::DeliveredCodeRecord;
 use crate::domain::reconcile::ClockOffset;
 use crate::store::{
-    AlertSlot, Begin, Claim, IdempotencyClaim, IdempotencyRecord, IdempotencyStore, NotifyMarks,
-    OrderAlerts, OrderReader, OrderRecord, PendingPage, Persisted, PlacementStore, PollChain,
-    PollRecord, StackAlerts, StoreError, StoredResponse, SupplierProblem, SupplierState,
+    AlertSlot, Begin, Claim, Ended, IdempotencyClaim, IdempotencyRecord, IdempotencyStore,
+    NotifyMarks, OrderAlerts, OrderReader, OrderRecord, PendingPage, Persisted, PlacementStore,
+    PollChain, PollRecord, StackAlerts, StoreError, StoredResponse, SupplierProblem, SupplierState,
     SweepStore, Terminal, missing_codes, pending_sort_key, utc_text,
 };
 use std::collections::{BTreeMap, HashMap};
@@ -581,14 +581,16 @@ impl PollChain for MemoryStore {
         &self,
         order: &OrderRecord,
         terminal: &Terminal,
-    ) -> Result<Persisted, StoreError> {
+    ) -> Result<Ended, StoreError> {
         let mut state = self.enter("persist_terminal")?;
-        let open = state
-            .orders
-            .get(&order.order_id)
-            .is_some_and(|o| !o.record.status.is_terminal());
-        if !open {
-            return Ok(Persisted::AlreadyTerminal);
+        let Some(stored) = state.orders.get(&order.order_id) else {
+            return Err(conflict("persist terminal status", &order.order_id));
+        };
+        if stored.record.status.is_terminal() {
+            return Ok(Ended {
+                persisted: Persisted::AlreadyTerminal,
+                order: stored.record.clone(),
+            });
         }
         let stored = state.codes.entry(order.order_id.clone()).or_default();
         let (missing, unlisted) = missing_codes(stored, &terminal.codes);
@@ -606,7 +608,10 @@ impl PollChain for MemoryStore {
         record.updated_at = terminal.at;
         record.supplier_status = terminal.supplier_status.clone();
         record.cancel_reason = terminal.cancel_reason.clone();
-        Ok(Persisted::Committed { unlisted })
+        Ok(Ended {
+            persisted: Persisted::Committed { unlisted },
+            order: record.clone(),
+        })
     }
 }
 

@@ -8,8 +8,8 @@ use super::errors::{conditional, expected};
 use super::keys::{code_sk, codes_pk, key, order_key};
 use super::transaction::Tx;
 use crate::store::{
-    NotifyMarks, OrderReader, OrderRecord, Persisted, PollChain, PollRecord, StoreError, Terminal,
-    missing_codes,
+    Ended, NotifyMarks, OrderReader, OrderRecord, Persisted, PollChain, PollRecord, StoreError,
+    Terminal, missing_codes,
 };
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use time::OffsetDateTime;
@@ -19,6 +19,115 @@ use time::OffsetDateTime;
 pub(super) const MAX_CODES_PER_COMMIT: usize = 99;
 
 impl DynamoStore {
+    /// Stores the codes, then the status: see [`PollChain::persist_terminal`].
+    async fn store_terminal(
+        &self,
+        order: &OrderRecord,
+        terminal: &Terminal,
+    ) -> Result<Persisted, StoreError> {
+        // An earlier attempt may have stored some codes before it was cut
+        // short: those are kept, and only the rest is written. FoxReload's
+        // list is compared as a multiset, since a re-read may give the same
+        // codes in another order (items included).
+        let stored = self.codes(&order.order_id).await?;
+        let (missing, unlisted) = missing_codes(&stored, &terminal.codes);
+        let received = rfc3339(terminal.at);
+        let mut puts: Vec<TransactWriteItem> = missing
+            .iter()
+            .map(|code| {
+                let mut item = key(codes_pk(&order.order_id), &code_sk(code.index));
+                item.insert("orderId".into(), s(&order.order_id));
+                item.insert("codeIndex".into(), n(code.index));
+                item.insert("itemIndex".into(), n(code.item_index));
+                item.insert("productId".into(), s(&code.product_id));
+                item.insert("code".into(), s(&code.code));
+                item.insert("kind".into(), s(code_kind(code.kind)));
+                item.insert("receivedAt".into(), s(&received));
+                if let Some(reference) = &order.customer_reference {
+                    item.insert("customerReference".into(), s(reference));
+                }
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    // Another writer took this position: start again from
+                    // what is stored.
+                    .condition_expression("attribute_not_exists(pk)")
+                    .build()
+                    .expect("table, item and condition are set");
+                TransactWriteItem::builder().put(put).build()
+            })
+            .collect();
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(order_key(&order.order_id)))
+            .update_expression(
+                "SET #status = :status, itemOutcomes = :items, codeCount = :count, \
+                 terminalAt = :at, updatedAt = :atText, supplierStatus = :sst, cancelReason = :cancel",
+            )
+            .condition_expression(STILL_OPEN)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", s(terminal.status.as_str()))
+            .expression_attribute_values(":items", json(&terminal.items))
+            .expression_attribute_values(":count", n(stored.len() + missing.len()))
+            .expression_attribute_values(":at", n(millis(terminal.at)))
+            .expression_attribute_values(":atText", s(&received))
+            .expression_attribute_values(
+                ":sst",
+                terminal
+                    .supplier_status
+                    .as_ref()
+                    .map_or(AttributeValue::Null(true), s),
+            )
+            .expression_attribute_values(
+                ":cancel",
+                terminal
+                    .cancel_reason
+                    .as_ref()
+                    .map_or(AttributeValue::Null(true), s),
+            );
+        for (name, status) in TERMINAL_VALUES {
+            update = update.expression_attribute_values(name, s(status.as_str()));
+        }
+        let commit = TransactWriteItem::builder()
+            .update(update.build().expect("table, key and expression are set"))
+            .build();
+        // DynamoDB takes at most 100 actions per transaction: the codes go
+        // first in chunks, each with a check that the order has not ended
+        // (no code is ever added to an ended order); the last transaction
+        // carries the status, which commits the order's end.
+        let tail = if puts.is_empty() {
+            0
+        } else {
+            (puts.len() - 1) % MAX_CODES_PER_COMMIT + 1
+        };
+        let last = puts.split_off(puts.len() - tail);
+        for chunk in puts.chunks(MAX_CODES_PER_COMMIT) {
+            let mut actions = vec![self.still_open_check(&order.order_id)];
+            actions.extend_from_slice(chunk);
+            match self.transact("persist codes", actions).await? {
+                Tx::Committed => {}
+                Tx::Refused(flags) if flags[0] => return Ok(Persisted::AlreadyTerminal),
+                Tx::Refused(_) => {
+                    return Err(StoreError::Conflict {
+                        operation: "persist codes",
+                        order_id: order.order_id.clone(),
+                    });
+                }
+            }
+        }
+        let mut actions = last;
+        actions.push(commit);
+        let count = actions.len();
+        match self.transact("persist terminal status", actions).await? {
+            Tx::Committed => Ok(Persisted::Committed { unlisted }),
+            Tx::Refused(flags) if flags[count - 1] => Ok(Persisted::AlreadyTerminal),
+            Tx::Refused(_) => Err(StoreError::Conflict {
+                operation: "persist codes",
+                order_id: order.order_id.clone(),
+            }),
+        }
+    }
+
     /// A transaction action that checks the order has not ended.
     pub(super) fn still_open_check(&self, order_id: &str) -> TransactWriteItem {
         let mut check = ConditionCheck::builder()
@@ -131,108 +240,19 @@ impl PollChain for DynamoStore {
         &self,
         order: &OrderRecord,
         terminal: &Terminal,
-    ) -> Result<Persisted, StoreError> {
-        // An earlier attempt may have stored some codes before it was cut
-        // short: those are kept, and only the rest is written. FoxReload's
-        // list is compared as a multiset, since a re-read may give the same
-        // codes in another order (items included).
-        let stored = self.codes(&order.order_id).await?;
-        let (missing, unlisted) = missing_codes(&stored, &terminal.codes);
-        let received = rfc3339(terminal.at);
-        let mut puts: Vec<TransactWriteItem> = missing
-            .iter()
-            .map(|code| {
-                let mut item = key(codes_pk(&order.order_id), &code_sk(code.index));
-                item.insert("orderId".into(), s(&order.order_id));
-                item.insert("codeIndex".into(), n(code.index));
-                item.insert("itemIndex".into(), n(code.item_index));
-                item.insert("productId".into(), s(&code.product_id));
-                item.insert("code".into(), s(&code.code));
-                item.insert("kind".into(), s(code_kind(code.kind)));
-                item.insert("receivedAt".into(), s(&received));
-                if let Some(reference) = &order.customer_reference {
-                    item.insert("customerReference".into(), s(reference));
-                }
-                let put = Put::builder()
-                    .table_name(&self.table)
-                    .set_item(Some(item))
-                    // Another writer took this position: start again from
-                    // what is stored.
-                    .condition_expression("attribute_not_exists(pk)")
-                    .build()
-                    .expect("table, item and condition are set");
-                TransactWriteItem::builder().put(put).build()
-            })
-            .collect();
-        let mut update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(order_key(&order.order_id)))
-            .update_expression(
-                "SET #status = :status, itemOutcomes = :items, codeCount = :count, \
-                 terminalAt = :at, updatedAt = :atText, supplierStatus = :sst, cancelReason = :cancel",
-            )
-            .condition_expression(STILL_OPEN)
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":status", s(terminal.status.as_str()))
-            .expression_attribute_values(":items", json(&terminal.items))
-            .expression_attribute_values(":count", n(stored.len() + missing.len()))
-            .expression_attribute_values(":at", n(millis(terminal.at)))
-            .expression_attribute_values(":atText", s(&received))
-            .expression_attribute_values(
-                ":sst",
-                terminal
-                    .supplier_status
-                    .as_ref()
-                    .map_or(AttributeValue::Null(true), s),
-            )
-            .expression_attribute_values(
-                ":cancel",
-                terminal
-                    .cancel_reason
-                    .as_ref()
-                    .map_or(AttributeValue::Null(true), s),
-            );
-        for (name, status) in TERMINAL_VALUES {
-            update = update.expression_attribute_values(name, s(status.as_str()));
-        }
-        let commit = TransactWriteItem::builder()
-            .update(update.build().expect("table, key and expression are set"))
-            .build();
-        // DynamoDB takes at most 100 actions per transaction: the codes go
-        // first in chunks, each with a check that the order has not ended
-        // (no code is ever added to an ended order); the last transaction
-        // carries the status, which commits the order's end.
-        let tail = if puts.is_empty() {
-            0
-        } else {
-            (puts.len() - 1) % MAX_CODES_PER_COMMIT + 1
-        };
-        let last = puts.split_off(puts.len() - tail);
-        for chunk in puts.chunks(MAX_CODES_PER_COMMIT) {
-            let mut actions = vec![self.still_open_check(&order.order_id)];
-            actions.extend_from_slice(chunk);
-            match self.transact("persist codes", actions).await? {
-                Tx::Committed => {}
-                Tx::Refused(flags) if flags[0] => return Ok(Persisted::AlreadyTerminal),
-                Tx::Refused(_) => {
-                    return Err(StoreError::Conflict {
-                        operation: "persist codes",
-                        order_id: order.order_id.clone(),
-                    });
-                }
-            }
-        }
-        let mut actions = last;
-        actions.push(commit);
-        let count = actions.len();
-        match self.transact("persist terminal status", actions).await? {
-            Tx::Committed => Ok(Persisted::Committed { unlisted }),
-            Tx::Refused(flags) if flags[count - 1] => Ok(Persisted::AlreadyTerminal),
-            Tx::Refused(_) => Err(StoreError::Conflict {
-                operation: "persist codes",
+    ) -> Result<Ended, StoreError> {
+        let persisted = self.store_terminal(order, terminal).await?;
+        let stored = self
+            .order(&order.order_id)
+            .await?
+            .ok_or_else(|| StoreError::Conflict {
+                operation: "persist terminal status",
                 order_id: order.order_id.clone(),
-            }),
-        }
+            })?;
+        Ok(Ended {
+            persisted,
+            order: stored,
+        })
     }
 }
 
