@@ -169,12 +169,7 @@ pub fn http_event_as(
         request["requestContext"]["authorizer"] = authorizer;
     }
     let payload = serde_json::from_value(request).expect("a valid HTTP API event");
-    let mut context = lambda_runtime::Context::default();
-    context.deadline = (std::time::SystemTime::now() + std::time::Duration::from_secs(30))
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_millis() as u64;
-    lambda_runtime::LambdaEvent::new(payload, context)
+    foxrelay_local::lambda::event(payload, std::time::Duration::from_secs(30))
 }
 
 /// create-order's answer to `event`, checked against the OpenAPI document

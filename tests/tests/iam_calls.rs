@@ -250,10 +250,11 @@ async fn each_function_calls_exactly_what_its_role_grants() {
         .unwrap();
     assert!(scan_context.foxreload.is_none());
     let scan = scan_stalled::Handler::with_options(scan_context, SweepOptions::default());
-    let mut lambda = lambda_runtime::Context::default();
-    lambda.deadline = u64::MAX;
     let report = scan
-        .handle(lambda_runtime::LambdaEvent::new(Default::default(), lambda))
+        .handle(foxrelay_local::lambda::event(
+            Default::default(),
+            std::time::Duration::from_secs(900),
+        ))
         .await
         .unwrap();
     assert_eq!(

@@ -94,10 +94,11 @@ async fn sweep_once(w: &foxrelay_tests::world::World) -> scan_stalled::ScanRepor
         w.h.context.clone(),
         scan_stalled::sweep::SweepOptions::default(),
     );
-    let mut lambda = lambda_runtime::Context::default();
-    lambda.deadline = u64::MAX;
     sweep
-        .handle(lambda_runtime::LambdaEvent::new(Default::default(), lambda))
+        .handle(foxrelay_local::lambda::event(
+            Default::default(),
+            std::time::Duration::from_secs(900),
+        ))
         .await
         .unwrap()
 }

@@ -64,9 +64,7 @@ async fn sweep_world() -> (Harness, DynamoStore, String) {
 
 fn scheduled_event()
 -> LambdaEvent<aws_lambda_events::eventbridge::EventBridgeEvent<serde_json::Value>> {
-    let mut context = lambda_runtime::Context::default();
-    context.deadline = u64::MAX;
-    LambdaEvent::new(Default::default(), context)
+    foxrelay_local::lambda::event(Default::default(), Duration::from_secs(900))
 }
 
 #[tokio::test]

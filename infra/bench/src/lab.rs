@@ -10,17 +10,8 @@ use foxrelay_local::{MotoServer, Provisioned, StackTemplate, provision};
 use foxrelay_shared::aws::{AwsClients, LocalAws, load_local};
 use foxrelay_shared::settings::{Settings, names};
 use foxrelay_shared::startup::Context;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A Lambda context whose deadline is `timeout` away.
-pub fn lambda_context(timeout: Duration) -> lambda_runtime::Context {
-    let mut context = lambda_runtime::Context::default();
-    context.deadline = (SystemTime::now() + timeout)
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64;
-    context
-}
+pub use foxrelay_local::lambda::context as lambda_context;
 
 /// A request as API Gateway's HTTP API (payload 2.0) hands it to
 /// create-order; a body is sent as JSON.

@@ -127,12 +127,10 @@ pub async fn run(lab: &Lab) -> Result<Section, String> {
             SweepOptions::default(),
         );
         let started = Instant::now();
-        let mut context = lambda_runtime::Context::default();
-        context.deadline = u64::MAX;
         let report = handler
-            .handle(lambda_runtime::LambdaEvent::new(
+            .handle(foxrelay_local::lambda::event(
                 Default::default(),
-                context,
+                Duration::from_secs(900),
             ))
             .await
             .map_err(|e| e.to_string())?;

@@ -182,15 +182,7 @@ impl SqsEventSource {
     }
 
     fn context(&self) -> Context {
-        let mut context = Context::default();
-        context.request_id = uuid_like();
-        context.deadline = (SystemTime::now() + self.options.function_timeout)
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
-        context.invoked_function_arn =
-            "arn:aws:lambda:us-east-1:000000000000:function:local".into();
-        context
+        crate::lambda::context(self.options.function_timeout)
     }
 }
 
@@ -204,14 +196,6 @@ fn batch_entry_id(message_id: &str) -> String {
 }
 
 /// A request id for the handler's context.
-fn uuid_like() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    format!("local-{nanos:x}")
-}
-
 /// Fisher–Yates with a clock-seeded xorshift: order only, no security.
 fn shuffle<T>(items: &mut [T]) {
     let mut state = SystemTime::now()

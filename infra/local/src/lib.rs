@@ -4,6 +4,7 @@
 
 pub mod event_source;
 pub mod gateway;
+pub mod lambda;
 pub mod moto;
 pub mod provision;
 pub mod stack;

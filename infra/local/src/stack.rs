@@ -13,11 +13,10 @@ use foxrelay_shared::aws::{AwsClients, LocalAws, load_local};
 use foxrelay_shared::settings::{Settings, names};
 use foxrelay_shared::startup::Context;
 use foxreload_sim::{SimConfig, Simulator};
-use lambda_runtime::LambdaEvent;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
@@ -215,7 +214,10 @@ impl LocalStack {
                     _ = until_stopped(&mut scan_stop) => return,
                 }
                 match scan
-                    .handle(LambdaEvent::new(Default::default(), lambda_context(120)))
+                    .handle(crate::lambda::event(
+                        Default::default(),
+                        Duration::from_secs(120),
+                    ))
                     .await
                 {
                     Ok(report) => info!(?report, "scan-stalled ran"),
@@ -271,19 +273,10 @@ async fn until_stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-fn lambda_context(timeout_secs: u64) -> lambda_runtime::Context {
-    let mut context = lambda_runtime::Context::default();
-    context.deadline = (SystemTime::now() + Duration::from_secs(timeout_secs))
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64;
-    context
-}
-
 /// What API Gateway's HTTP API does: the request as a payload 2.0 event to
 /// create-order, its answer as the HTTP response.
 async fn api_gateway(handler: &create_order::Handler, request: Request) -> Response {
-    let deadline = lambda_context(28).deadline;
+    let deadline = crate::lambda::context(Duration::from_secs(28)).deadline;
     let event = match gateway::to_event(request, deadline).await {
         Ok(event) => event,
         Err(refused) => return refused,
