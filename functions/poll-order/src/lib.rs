@@ -126,6 +126,9 @@ where
                 }
                 Ok((_, Ok(_))) => continue,
                 Ok((task, Err(error))) => (task, error.to_string()),
+                // A panic, in builds that unwind (tests). The release
+                // profile aborts instead: the container ends and the whole
+                // batch is delivered again.
                 Err(error) => (error.id(), format!("the task failed: {error}")),
             };
             let id = ids.remove(&task).unwrap_or_default();

@@ -261,6 +261,11 @@ async fn run_demo(stack: &LocalStack, show_codes: bool) -> Result<(), String> {
     let api = format!("http://{}/orders", stack.api_addr);
     println!("foxrelay demo: the stack is up; orders go to {api}");
     let mut pending = BTreeMap::new();
+    let mut first = String::new();
+    let bought_before = stack
+        .simulator
+        .as_ref()
+        .map(|sim| sim.counters().orders_created);
     for (n, (product, quantity, what)) in DEMO_ORDERS.iter().enumerate() {
         let body = json!({"items": [{"productId": product, "quantity": quantity}],
                           "customerReference": format!("demo-{n}")});
@@ -277,6 +282,9 @@ async fn run_demo(stack: &LocalStack, show_codes: bool) -> Result<(), String> {
             return Err(format!("{product}: expected 202, got {status}: {answer}"));
         }
         let id = answer["orderId"].as_str().unwrap_or_default().to_owned();
+        if n == 0 {
+            first = id.clone();
+        }
         println!(
             "placed {product:<24} {status}  order {id}  {}  ({what})",
             answer["status"].as_str().unwrap_or_default()
@@ -294,9 +302,30 @@ async fn run_demo(stack: &LocalStack, show_codes: bool) -> Result<(), String> {
         .send()
         .await
         .map_err(|e| format!("POST /orders failed: {e}"))?;
+    let replayed = replay
+        .headers()
+        .get("idempotent-replayed")
+        .is_some_and(|v| v == "true");
+    let status = replay.status();
+    let answer: Value = replay.json().await.map_err(|e| e.to_string())?;
+    if answer["orderId"] != first.as_str() || !replayed {
+        return Err(format!(
+            "the replay of demo-0 was not answered from its key: {status} {answer}"
+        ));
+    }
+    // With the simulator in the stack, FoxReload's own count says it too.
+    let bought = stack
+        .simulator
+        .as_ref()
+        .map(|sim| sim.counters().orders_created);
+    let expected = bought_before.map(|before| before + DEMO_ORDERS.len() as u64);
+    if bought != expected {
+        return Err(format!(
+            "FoxReload counts {bought:?} orders bought, {expected:?} expected"
+        ));
+    }
     println!(
-        "replayed demo-0: {} (same order, nothing bought again)",
-        replay.status()
+        "replayed demo-0: {status}, order {first}, Idempotent-Replayed: true; nothing bought again"
     );
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
