@@ -23,6 +23,11 @@ fn the_demo_exits_zero_with_every_order_ended_and_notified() {
         "{stdout}"
     );
     assert_eq!(stdout.matches("event  order.").count(), 10, "{stdout}");
+    // The replay is checked by the demo itself before it says so.
+    assert!(
+        stdout.contains("Idempotent-Replayed: true; nothing bought again"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("cancelReason payment_expiration"),
         "{stdout}"
