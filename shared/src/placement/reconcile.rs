@@ -1,27 +1,15 @@
-//! Placing an order at FoxReload without buying twice, or taking another
-//! buyer's order: the POST and the reconciliation that create-order and
-//! poll-order share.
-//!
-//! Every POST's send time is recorded on the order before it is sent (the
-//! first one with the intent), so reconciliation knows the windows in which
-//! one of our POSTs could have made an order. FoxReload's order list is
-//! then read back, page after page, until it is older than those windows,
-//! and each entry is compared exactly ([`crate::domain::reconcile`]). An
-//! entry that cannot be evaluated is fetched by id; still unreadable, or
-//! more fitting candidates than our undecided orders that could own them,
-//! and the answer is *ambiguous*: nothing is claimed, nothing is bought, and
-//! poll-order alerts operations. "Nothing" is an answer only when the list
-//! was read back far enough, twice, after every window closed.
+//! Reconciliation: FoxReload's list read back past our POSTs' windows,
+//! every entry compared exactly, and a claim only when an entry is ours
+//! for sure.
 
+use super::{Found, OWNERS_IN_FLIGHT, ReconcileOptions, SEND_SLACK, ambiguous, undecided};
 use crate::clock::Clock;
 use crate::domain::OrderStatus;
 use crate::domain::reconcile::{
-    ClockOffset, Fit, Margins, Owners, Verdict, Wanted, Window, closes, decide, doubted_windows,
-    fit, opens, resembles, windows,
+    ClockOffset, Fit, Owners, Verdict, Wanted, Window, closes, decide, doubted_windows, fit, opens,
+    resembles, windows,
 };
-use crate::foxreload::{
-    CreateOrderRequest, PageRequest, Supplier, SupplierError, SupplierOrder, SupplierStatus,
-};
+use crate::foxreload::{PageRequest, Supplier, SupplierOrder, SupplierStatus};
 use crate::store::{
     Claim, OrderRecord, PlacementStore, StoreError, SupplierProblem, SupplierState,
 };
@@ -31,202 +19,7 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-/// The most a POST may be sent after the time recorded for it; well inside
-/// [`Margins::margin`], which widens every window.
-pub const SEND_SLACK: Duration = Duration::from_millis(800);
-
-/// Figures of a reconciliation.
-#[derive(Clone, Debug)]
-pub struct ReconcileOptions {
-    /// Orders asked for per page of the list.
-    pub page_size: u32,
-    /// Pages read at most; a list not read back far enough within them
-    /// leaves the answer undecided.
-    pub max_pages: u32,
-    /// How the windows are widened.
-    pub margins: Margins,
-    /// Whether our orders are FoxReload mock orders.
-    pub is_mock: bool,
-    /// Pause before the re-check of a list that showed nothing.
-    pub recheck_delay: Duration,
-    /// The time one FoxReload call may take: none starts with less left.
-    pub call_budget: Duration,
-    /// A stored clock measure older than this is replaced by any new one.
-    pub clock_stale_after: Duration,
-}
-
-impl Default for ReconcileOptions {
-    fn default() -> Self {
-        Self {
-            page_size: 50,
-            max_pages: 20,
-            margins: Margins::default(),
-            is_mock: false,
-            recheck_delay: Duration::from_secs(1),
-            call_budget: Duration::from_secs(9),
-            clock_stale_after: Duration::from_secs(600),
-        }
-    }
-}
-
-/// How a reconciliation ended.
-#[derive(Clone, Debug)]
-pub enum Found {
-    /// Our order now holds this supplier order.
-    Claimed(SupplierOrder),
-    /// Read back far enough, twice, after our POSTs' windows closed: nothing
-    /// of ours is there, and buying again is safe.
-    Nothing,
-    /// The list could not be read far enough, or no time was left: try
-    /// again later.
-    Undecided(SupplierProblem),
-    /// Candidates that cannot be told apart from somebody else's: nothing
-    /// is claimed or bought until they can, or an operator settles it.
-    Ambiguous {
-        problem: SupplierProblem,
-        candidates: Vec<String>,
-    },
-    /// Our order moved on meanwhile (another worker settled it).
-    Moved,
-}
-
-/// A problem saying why a create could not be decided.
-pub fn undecided(why: impl Into<String>) -> SupplierProblem {
-    SupplierProblem {
-        kind: "undecided".into(),
-        status: None,
-        code: None,
-        detail: Some(why.into()),
-    }
-}
-
-/// The kind of an undecided reconciliation that waits for other orders of
-/// ours whose POSTs may still be in flight.
-pub const OWNERS_IN_FLIGHT: &str = "owners_in_flight";
-
-/// How one POST ended.
-#[derive(Debug)]
-pub enum Posted {
-    /// Made, and now held by our order.
-    Claimed(SupplierOrder),
-    /// Made, but another of our orders claimed it first (it reconciled onto
-    /// it while our answer was in flight): reconcile to find ours.
-    TakenByAnother,
-    /// Not sent: another worker recorded a POST or settled the order.
-    Moved,
-    /// Not sent: its send time could not be recorded close enough to the
-    /// send (the store is slow): undecided, try again later.
-    NotSent,
-    /// Sent and failed.
-    Failed(SupplierError),
-}
-
 impl ReconcileOptions {
-    /// These options for the FoxReload client `settings` build: a call may
-    /// take the client's timeout and a second more, a POST is in flight for
-    /// at most that timeout, and mock orders are what we ask for.
-    pub fn fitted_to(mut self, settings: &crate::settings::FoxReloadSettings) -> Self {
-        self.call_budget = settings.request_timeout + crate::settings::CALL_SLACK;
-        self.margins.request_timeout = settings.request_timeout;
-        self.is_mock = settings.mock_orders;
-        self
-    }
-
-    /// Whether a FoxReload call still fits before `deadline`.
-    pub fn time_left(&self, deadline: Instant) -> bool {
-        Instant::now() + self.call_budget <= deadline
-    }
-
-    /// Sleeps `pause` if there is time for it and a call after it.
-    pub async fn pause(&self, pause: Duration, deadline: Instant) -> bool {
-        if Instant::now() + pause + self.call_budget > deadline {
-            return false;
-        }
-        tokio::time::sleep(pause).await;
-        true
-    }
-
-    /// POSTs `request` for `order_id` and claims what it made. `posts` is
-    /// the number of POSTs recorded on the order (counted up as this one is
-    /// recorded); `recorded` the send time already recorded for this one
-    /// (the intent's, for create-order's first POST). A POST is sent only
-    /// within [`SEND_SLACK`] of the time recorded for it: a slow store
-    /// write first records a fresh time, so the windows reconciliation
-    /// matches in always hold the real send. A successful create also
-    /// measures FoxReload's clock.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn post(
-        &self,
-        store: &impl PlacementStore,
-        supplier: &impl Supplier,
-        clock: &impl Clock,
-        order_id: &str,
-        request: &CreateOrderRequest,
-        posts: &mut usize,
-        recorded: Option<OffsetDateTime>,
-    ) -> Result<Posted, StoreError> {
-        let mut recorded = recorded;
-        for _ in 0..3 {
-            if recorded.is_some_and(|at| clock.now() - at <= SEND_SLACK) {
-                break;
-            }
-            let at = clock.now();
-            if !store.record_post(order_id, *posts, at).await? {
-                return Ok(Posted::Moved);
-            }
-            *posts += 1;
-            recorded = Some(at);
-        }
-        if recorded.is_none_or(|at| clock.now() - at > SEND_SLACK) {
-            // Recorded, never sent: left unknown, so it is never counted as
-            // sure to have made an order.
-            return Ok(Posted::NotSent);
-        }
-        let sent = clock.now();
-        let outcome = supplier.create_order(request).await;
-        // The request left (an answer, or a timeout or broken connection
-        // after sending): its outcome is known. One that never left (no
-        // connection) stays unknown, so it is never counted as sure to have
-        // made an order.
-        if !matches!(outcome, Err(SupplierError::Unreachable { .. })) {
-            mark_known(store, order_id, *posts).await;
-        }
-        let created = match outcome {
-            Ok(created) => created,
-            Err(error) => return Ok(Posted::Failed(error)),
-        };
-        let answered = clock.now();
-        if let Some(stamped) = created.created_at.as_ref().and_then(|t| t.parsed) {
-            let measure = ClockOffset::sample(sent, answered, stamped);
-            if measure.is_plausible() {
-                if let Err(error) = store
-                    .save_clock_offset(&measure, self.clock_stale_after)
-                    .await
-                {
-                    warn!(%error, "FoxReload's clock measure not stored");
-                }
-            } else {
-                warn!(
-                    offset_ms = measure.offset.whole_milliseconds() as i64,
-                    "FoxReload's createdAt is implausibly far from our clock; not used as a measure"
-                );
-            }
-        }
-        let claim = store
-            .claim_supplier_order(
-                order_id,
-                &created.id,
-                &SupplierState::claimed(&created.status),
-                answered,
-            )
-            .await?;
-        Ok(match claim {
-            Claim::Claimed => Posted::Claimed(created),
-            Claim::TakenByAnother => Posted::TakenByAnother,
-            Claim::OrderMoved => Posted::Moved,
-        })
-    }
-
     /// Looks through FoxReload's orders for `order`'s, claiming it when it
     /// is told apart for sure.
     pub async fn run(
@@ -677,14 +470,6 @@ async fn foreign_listed(
     Ok(false)
 }
 
-/// Records that the outcome of `order_id`'s first `known` POSTs is known.
-/// A failure to record it only makes a later reconciliation more careful.
-async fn mark_known(store: &impl PlacementStore, order_id: &str, known: usize) {
-    if let Err(error) = store.mark_posts_known(order_id, known).await {
-        warn!(%error, "a POST's outcome was not recorded as known");
-    }
-}
-
 /// The candidates no order of ours holds yet.
 async fn unclaimed(
     store: &impl PlacementStore,
@@ -699,28 +484,6 @@ async fn unclaimed(
     Ok(free)
 }
 
-/// What a read of the list found that could be ours.
-#[derive(Default)]
-struct Listed {
-    fitting: BTreeMap<String, OffsetDateTime>,
-    /// Not ours by the measure, but alike and near our POSTs.
-    near: BTreeSet<String>,
-    /// Every other order made within a minute of the wide windows (what
-    /// tells whether another buyer uses the account).
-    others: Vec<(String, OffsetDateTime)>,
-    unknown: BTreeMap<String, &'static str>,
-    orders: BTreeMap<String, SupplierOrder>,
-}
-
-fn ambiguous(detail: String) -> SupplierProblem {
-    SupplierProblem {
-        kind: "reconcile_ambiguous".into(),
-        status: None,
-        code: None,
-        detail: Some(detail),
-    }
-}
-
 /// An order's request as FoxReload would see it: lines (in any order) and
 /// price.
 fn request_shape(order: &OrderRecord) -> (Vec<String>, Option<String>) {
@@ -733,35 +496,15 @@ fn request_shape(order: &OrderRecord) -> (Vec<String>, Option<String>) {
     (lines, order.total_price.clone())
 }
 
-/// Pays an `active` supplier order from the account balance and stores the
-/// outcome: FoxReload's status after it, or why it was refused (a refusal
-/// such as `BALANCE_NOT_ENOUGH` is kept on the order; the order is polled on,
-/// so its cancellation is published). Returns FoxReload's status after a
-/// payment it confirmed.
-pub async fn pay(
-    store: &impl PlacementStore,
-    supplier: &impl Supplier,
-    clock: &impl Clock,
-    order_id: &str,
-    supplier_order: &SupplierOrder,
-) -> Option<SupplierStatus> {
-    if supplier_order.status != SupplierStatus::Active {
-        return None;
-    }
-    let (status, refusal) = match supplier.pay_order(&supplier_order.id).await {
-        Ok(paid) => (Some(paid.status), None),
-        Err(error) => {
-            warn!(%error, "payment not confirmed");
-            (None, Some(SupplierProblem::from(&error)))
-        }
-    };
-    let stored = status.as_ref().map(SupplierState::after_payment);
-    if let Err(error) = store
-        .record_payment(order_id, stored.as_ref(), refusal.as_ref(), clock.now())
-        .await
-    {
-        // The next poll reads FoxReload's status anyway.
-        warn!(%error, "payment outcome not stored");
-    }
-    status
+/// What a read of the list found that could be ours.
+#[derive(Default)]
+struct Listed {
+    fitting: BTreeMap<String, OffsetDateTime>,
+    /// Not ours by the measure, but alike and near our POSTs.
+    near: BTreeSet<String>,
+    /// Every other order made within a minute of the wide windows (what
+    /// tells whether another buyer uses the account).
+    others: Vec<(String, OffsetDateTime)>,
+    unknown: BTreeMap<String, &'static str>,
+    orders: BTreeMap<String, SupplierOrder>,
 }

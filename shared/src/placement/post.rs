@@ -1,0 +1,102 @@
+//! One POST: its send time recorded first, sent only close to that time,
+//! its outcome marked known once learned, a measure of FoxReload's clock
+//! kept, and the order made claimed.
+
+use super::{Posted, ReconcileOptions, SEND_SLACK};
+use crate::clock::Clock;
+use crate::domain::reconcile::ClockOffset;
+use crate::foxreload::{CreateOrderRequest, Supplier, SupplierError};
+use crate::store::{Claim, PlacementStore, StoreError, SupplierState};
+use time::OffsetDateTime;
+use tracing::warn;
+
+impl ReconcileOptions {
+    /// POSTs `request` for `order_id` and claims what it made. `posts` is
+    /// the number of POSTs recorded on the order (counted up as this one is
+    /// recorded); `recorded` the send time already recorded for this one
+    /// (the intent's, for create-order's first POST). A POST is sent only
+    /// within [`SEND_SLACK`] of the time recorded for it: a slow store
+    /// write first records a fresh time, so the windows reconciliation
+    /// matches in always hold the real send. A successful create also
+    /// measures FoxReload's clock.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn post(
+        &self,
+        store: &impl PlacementStore,
+        supplier: &impl Supplier,
+        clock: &impl Clock,
+        order_id: &str,
+        request: &CreateOrderRequest,
+        posts: &mut usize,
+        recorded: Option<OffsetDateTime>,
+    ) -> Result<Posted, StoreError> {
+        let mut recorded = recorded;
+        for _ in 0..3 {
+            if recorded.is_some_and(|at| clock.now() - at <= SEND_SLACK) {
+                break;
+            }
+            let at = clock.now();
+            if !store.record_post(order_id, *posts, at).await? {
+                return Ok(Posted::Moved);
+            }
+            *posts += 1;
+            recorded = Some(at);
+        }
+        if recorded.is_none_or(|at| clock.now() - at > SEND_SLACK) {
+            // Recorded, never sent: left unknown, so it is never counted as
+            // sure to have made an order.
+            return Ok(Posted::NotSent);
+        }
+        let sent = clock.now();
+        let outcome = supplier.create_order(request).await;
+        // The request left (an answer, or a timeout or broken connection
+        // after sending): its outcome is known. One that never left (no
+        // connection) stays unknown, so it is never counted as sure to have
+        // made an order.
+        if !matches!(outcome, Err(SupplierError::Unreachable { .. })) {
+            mark_known(store, order_id, *posts).await;
+        }
+        let created = match outcome {
+            Ok(created) => created,
+            Err(error) => return Ok(Posted::Failed(error)),
+        };
+        let answered = clock.now();
+        if let Some(stamped) = created.created_at.as_ref().and_then(|t| t.parsed) {
+            let measure = ClockOffset::sample(sent, answered, stamped);
+            if measure.is_plausible() {
+                if let Err(error) = store
+                    .save_clock_offset(&measure, self.clock_stale_after)
+                    .await
+                {
+                    warn!(%error, "FoxReload's clock measure not stored");
+                }
+            } else {
+                warn!(
+                    offset_ms = measure.offset.whole_milliseconds() as i64,
+                    "FoxReload's createdAt is implausibly far from our clock; not used as a measure"
+                );
+            }
+        }
+        let claim = store
+            .claim_supplier_order(
+                order_id,
+                &created.id,
+                &SupplierState::claimed(&created.status),
+                answered,
+            )
+            .await?;
+        Ok(match claim {
+            Claim::Claimed => Posted::Claimed(created),
+            Claim::TakenByAnother => Posted::TakenByAnother,
+            Claim::OrderMoved => Posted::Moved,
+        })
+    }
+}
+
+/// Records that the outcome of `order_id`'s first `known` POSTs is known.
+/// A failure to record it only makes a later reconciliation more careful.
+async fn mark_known(store: &impl PlacementStore, order_id: &str, known: usize) {
+    if let Err(error) = store.mark_posts_known(order_id, known).await {
+        warn!(%error, "a POST's outcome was not recorded as known");
+    }
+}

@@ -1,0 +1,416 @@
+//! Every setting foxrelay reads, named in one place.
+//!
+//! Settings come from environment variables (the Lambda convention; the SAM
+//! template sets them from its Parameters) and are read once at start-up. A
+//! missing or malformed setting stops start-up with a message naming it; all
+//! problems are reported together so one deploy fixes them all.
+
+use crate::domain::schedule::{Preset, Schedule};
+use std::fmt;
+use std::time::Duration;
+
+pub mod names;
+mod ranges;
+mod reader;
+
+pub use ranges::{
+    CALL_SLACK, MAX_REQUEST_TIMEOUT_MS, POLL_MESSAGE_BUDGET, RANGES, RECONCILE_MARGIN, Range, range,
+};
+use ranges::{DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS};
+use reader::Reader;
+
+/// Default CloudWatch namespace of foxrelay's metrics.
+pub const DEFAULT_METRICS_NAMESPACE: &str = "foxrelay";
+
+/// Default FoxReload base URL.
+pub const DEFAULT_FOXRELOAD_BASE_URL: &str = "https://public-api.foxreload.com";
+
+/// Everything a foxrelay function needs to start.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub resources: Resources,
+    pub foxreload: FoxReloadSettings,
+    pub stall: StallSettings,
+    /// The polling schedule; its `stall_after` is `stall.after`.
+    pub schedule: Schedule,
+    /// CloudWatch namespace of the metrics foxrelay logs.
+    pub metrics_namespace: String,
+    /// What the orders API asks of callers.
+    pub api: ApiSettings,
+}
+
+/// Names of the AWS resources created by `template.yaml`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resources {
+    pub table_name: String,
+    pub poll_queue_url: String,
+    pub order_events_topic_arn: String,
+    pub ops_alerts_topic_arn: String,
+}
+
+/// How to reach FoxReload.
+#[derive(Clone, Debug)]
+pub struct FoxReloadSettings {
+    /// Base URL without a trailing slash.
+    pub base_url: String,
+    pub api_key: ApiKeySource,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub auto_pay: bool,
+    pub mock_orders: bool,
+    pub currency: Option<String>,
+    pub language: Option<String>,
+}
+
+impl FoxReloadSettings {
+    /// Settings for a FoxReload (or simulator) at `base_url` with a plain key
+    /// and the default timeouts: what the local stack and tests use.
+    pub fn local(base_url: impl Into<String>, api_key: impl Into<String>) -> Self {
+        Self {
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            api_key: ApiKeySource::Plain(ApiKey::new(api_key)),
+            connect_timeout: Duration::from_millis(DEFAULT_CONNECT_TIMEOUT_MS),
+            request_timeout: Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS),
+            auto_pay: true,
+            mock_orders: false,
+            currency: None,
+            language: None,
+        }
+    }
+}
+
+/// Stall detection figures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StallSettings {
+    pub after: Duration,
+    pub realert: Duration,
+}
+
+/// Where the FoxReload API key comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApiKeySource {
+    /// A Secrets Manager secret (its ARN); read once per container.
+    SecretArn(String),
+    /// The key itself: only outside Lambda, or against a local endpoint.
+    Plain(ApiKey),
+    /// None: the function never calls FoxReload (scan-stalled), and its role
+    /// may not read the key.
+    NotGiven,
+}
+
+/// Whether a function calls FoxReload, and so needs its API key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FoxReloadAccess {
+    Needed,
+    NotNeeded,
+}
+
+/// What the orders API asks of its callers (create-order).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiSettings {
+    /// The JWT claim that names the caller, with the issuer (`sub`).
+    pub principal_claim: String,
+    /// A POST without an `Idempotency-Key` is refused (400).
+    pub require_idempotency_key: bool,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            principal_claim: DEFAULT_PRINCIPAL_CLAIM.to_owned(),
+            require_idempotency_key: false,
+        }
+    }
+}
+
+/// The JWT claim naming the caller unless `JWT_PRINCIPAL_CLAIM` says another.
+pub const DEFAULT_PRINCIPAL_CLAIM: &str = "sub";
+
+/// The FoxReload API key. Its `Debug` and `Display` never show it, so it
+/// cannot leak into a log line or an error message by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> Self {
+        Self(key.into())
+    }
+
+    /// The key, for the one place that sends it: the `X-API-Key` header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// One thing wrong with the settings.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SettingProblem {
+    #[error("{name} is not set")]
+    Missing { name: &'static str },
+    #[error("{name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// Every problem found while reading the settings.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("foxrelay cannot start, its settings are wrong: {}", list(.problems))]
+pub struct SettingsError {
+    pub problems: Vec<SettingProblem>,
+}
+
+impl SettingsError {
+    /// The names of the settings at fault.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.problems
+            .iter()
+            .map(|p| match p {
+                SettingProblem::Missing { name } | SettingProblem::Invalid { name, .. } => *name,
+            })
+            .collect()
+    }
+}
+
+fn list(problems: &[SettingProblem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Settings {
+    /// Reads the settings from the process environment.
+    pub fn from_env(access: FoxReloadAccess) -> Result<Self, SettingsError> {
+        Self::from_lookup_for(|name| std::env::var(name).ok(), access)
+    }
+
+    /// Reads the settings through `lookup` (the environment, or a map in
+    /// tests), for a function that calls FoxReload.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        Self::from_lookup_for(lookup, FoxReloadAccess::Needed)
+    }
+
+    /// Reads the settings through `lookup`; the API key is required only
+    /// when `access` says FoxReload is called.
+    pub fn from_lookup_for(
+        lookup: impl Fn(&str) -> Option<String>,
+        access: FoxReloadAccess,
+    ) -> Result<Self, SettingsError> {
+        let mut reader = Reader {
+            lookup: &lookup,
+            problems: Vec::new(),
+            access,
+        };
+        let resources = Resources {
+            table_name: reader.required(names::TABLE_NAME),
+            poll_queue_url: reader.required_url(names::POLL_QUEUE_URL),
+            order_events_topic_arn: reader.required_arn(names::ORDER_EVENTS_TOPIC_ARN, "sns"),
+            ops_alerts_topic_arn: reader.required_arn(names::OPS_ALERTS_TOPIC_ARN, "sns"),
+        };
+        let foxreload = reader.foxreload();
+        let stall = StallSettings {
+            after: reader.seconds(names::STALL_AFTER_SECS, 0),
+            realert: reader.seconds(names::STALL_REALERT_SECS, 0),
+        };
+        let schedule = reader.schedule(stall.after);
+        let metrics_namespace = reader.metrics_namespace();
+        let api = reader.api();
+        if reader.problems.is_empty() {
+            Ok(Settings {
+                resources,
+                foxreload,
+                stall,
+                schedule,
+                metrics_namespace,
+                api,
+            })
+        } else {
+            Err(SettingsError {
+                problems: reader.problems,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn minimal() -> HashMap<&'static str, String> {
+        HashMap::from([
+            (names::TABLE_NAME, "orders".to_owned()),
+            (
+                names::POLL_QUEUE_URL,
+                "https://sqs.us-east-1.amazonaws.com/123456789012/poll".to_owned(),
+            ),
+            (
+                names::ORDER_EVENTS_TOPIC_ARN,
+                "arn:aws:sns:us-east-1:123456789012:order-events".to_owned(),
+            ),
+            (
+                names::OPS_ALERTS_TOPIC_ARN,
+                "arn:aws:sns:us-east-1:123456789012:ops-alerts".to_owned(),
+            ),
+            (
+                names::FOXRELOAD_API_KEY_SECRET_ARN,
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:foxreload-AbCdEf".to_owned(),
+            ),
+        ])
+    }
+
+    fn load(env: &HashMap<&'static str, String>) -> Result<Settings, SettingsError> {
+        Settings::from_lookup(|name| env.get(name).cloned())
+    }
+
+    #[test]
+    fn minimal_settings_take_documented_defaults() {
+        let s = load(&minimal()).expect("valid");
+        assert_eq!(s.foxreload.base_url, DEFAULT_FOXRELOAD_BASE_URL);
+        assert_eq!(s.foxreload.connect_timeout, Duration::from_millis(2_000));
+        assert_eq!(s.foxreload.request_timeout, Duration::from_millis(8_000));
+        assert!(s.foxreload.auto_pay);
+        assert!(!s.foxreload.mock_orders);
+        assert_eq!(s.stall.after, Duration::from_secs(600));
+        assert_eq!(s.stall.realert, Duration::from_secs(3_600));
+        assert_eq!(s.schedule, Schedule::default());
+        assert!(matches!(s.foxreload.api_key, ApiKeySource::SecretArn(_)));
+        assert_eq!(s.metrics_namespace, DEFAULT_METRICS_NAMESPACE);
+    }
+
+    #[test]
+    fn a_schedule_preset_gives_the_defaults_each_figure_overrides() {
+        let mut env = minimal();
+        env.insert(names::POLL_SCHEDULE, "guide".into());
+        assert_eq!(load(&env).unwrap().schedule, Schedule::guide());
+        env.insert(names::POLL_STEADY_CAP_SECS, "20".into());
+        let s = load(&env).unwrap().schedule;
+        assert_eq!(s.steady_cap, Duration::from_secs(20));
+        assert_eq!(s.growth, 1.5);
+        env.insert(names::POLL_SCHEDULE, "hourly".into());
+        assert_eq!(load(&env).unwrap_err().names(), vec![names::POLL_SCHEDULE]);
+    }
+
+    #[test]
+    fn a_metrics_namespace_cloudwatch_would_refuse_is_named() {
+        let mut env = minimal();
+        env.insert(names::METRICS_NAMESPACE, "foxrelay:prod".into());
+        assert_eq!(
+            load(&env).unwrap_err().names(),
+            vec![names::METRICS_NAMESPACE]
+        );
+        env.insert(names::METRICS_NAMESPACE, "foxrelay/prod".into());
+        assert_eq!(load(&env).unwrap().metrics_namespace, "foxrelay/prod");
+    }
+
+    #[test]
+    fn every_missing_required_setting_is_named() {
+        let err = load(&HashMap::new()).unwrap_err();
+        assert_eq!(
+            err.names(),
+            vec![
+                names::TABLE_NAME,
+                names::POLL_QUEUE_URL,
+                names::ORDER_EVENTS_TOPIC_ARN,
+                names::OPS_ALERTS_TOPIC_ARN,
+                names::FOXRELOAD_API_KEY_SECRET_ARN,
+            ]
+        );
+        assert!(err.to_string().contains("TABLE_NAME is not set"));
+    }
+
+    #[test]
+    fn malformed_settings_are_named_with_the_reason() {
+        let mut env = minimal();
+        env.insert(names::FOXRELOAD_AUTO_PAY, "maybe".into());
+        env.insert(names::FOXRELOAD_REQUEST_TIMEOUT_MS, "fast".into());
+        env.insert(names::ORDER_EVENTS_TOPIC_ARN, "order-events".into());
+        env.insert(names::FOXRELOAD_CURRENCY, "eur".into());
+        let err = load(&env).unwrap_err();
+        assert_eq!(
+            err.names(),
+            vec![
+                names::ORDER_EVENTS_TOPIC_ARN,
+                names::FOXRELOAD_REQUEST_TIMEOUT_MS,
+                names::FOXRELOAD_AUTO_PAY,
+                names::FOXRELOAD_CURRENCY,
+            ]
+        );
+        assert!(err.to_string().contains("expected true or false"));
+    }
+
+    #[test]
+    fn the_longest_request_timeout_leaves_a_poll_message_room_for_a_post_and_a_list() {
+        let timeout = Duration::from_millis(range(names::FOXRELOAD_REQUEST_TIMEOUT_MS).max);
+        // A POST, the margin before its window may be read, then a list call.
+        let worst = timeout + RECONCILE_MARGIN + (timeout + CALL_SLACK);
+        assert!(worst <= POLL_MESSAGE_BUDGET, "{worst:?}");
+        let mut env = minimal();
+        env.insert(
+            names::FOXRELOAD_REQUEST_TIMEOUT_MS,
+            (timeout.as_millis() + 1).to_string(),
+        );
+        assert_eq!(
+            load(&env).unwrap_err().names(),
+            vec![names::FOXRELOAD_REQUEST_TIMEOUT_MS]
+        );
+        for r in RANGES {
+            assert!(r.min <= r.max && r.default.is_none_or(|d| (r.min..=r.max).contains(&d)));
+        }
+    }
+
+    #[test]
+    fn plain_http_base_url_is_refused_unless_loopback() {
+        let mut env = minimal();
+        env.insert(names::FOXRELOAD_BASE_URL, "http://api.example.com".into());
+        assert_eq!(
+            load(&env).unwrap_err().names(),
+            vec![names::FOXRELOAD_BASE_URL]
+        );
+        env.insert(names::FOXRELOAD_BASE_URL, "http://127.0.0.1:8090/".into());
+        assert_eq!(
+            load(&env).unwrap().foxreload.base_url,
+            "http://127.0.0.1:8090"
+        );
+    }
+
+    #[test]
+    fn plain_api_key_is_refused_inside_lambda_but_allowed_locally() {
+        let mut env = minimal();
+        env.remove(names::FOXRELOAD_API_KEY_SECRET_ARN);
+        env.insert(names::FOXRELOAD_API_KEY, "secret-key-value".into());
+        let local = load(&env).unwrap();
+        assert_eq!(
+            local.foxreload.api_key,
+            ApiKeySource::Plain(ApiKey::new("secret-key-value"))
+        );
+
+        env.insert(names::AWS_LAMBDA_FUNCTION_NAME, "poll-order".into());
+        let err = load(&env).unwrap_err();
+        assert_eq!(err.names(), vec![names::FOXRELOAD_API_KEY]);
+        assert!(!err.to_string().contains("secret-key-value"));
+
+        env.insert(names::AWS_ENDPOINT_URL, "http://127.0.0.1:5000".into());
+        assert!(load(&env).is_ok(), "a local endpoint allows a plain key");
+    }
+
+    #[test]
+    fn api_key_never_shows_in_debug_or_display() {
+        let key = ApiKey::new("k-123456");
+        let settings = FoxReloadSettings::local("http://127.0.0.1:1", "k-123456");
+        assert!(!format!("{key:?} {key} {settings:?}").contains("k-123456"));
+        assert_eq!(key.expose(), "k-123456");
+    }
+}

@@ -1,0 +1,98 @@
+//! The names of every environment variable foxrelay reads.
+
+/// The DynamoDB table holding orders, codes and idempotency records.
+pub const TABLE_NAME: &str = "TABLE_NAME";
+/// URL of the SQS queue carrying poll messages.
+pub const POLL_QUEUE_URL: &str = "POLL_QUEUE_URL";
+/// ARN of the SNS topic order events are published to.
+pub const ORDER_EVENTS_TOPIC_ARN: &str = "ORDER_EVENTS_TOPIC_ARN";
+/// ARN of the SNS topic operations alerts are published to.
+pub const OPS_ALERTS_TOPIC_ARN: &str = "OPS_ALERTS_TOPIC_ARN";
+/// FoxReload's API base URL.
+pub const FOXRELOAD_BASE_URL: &str = "FOXRELOAD_BASE_URL";
+/// ARN of the Secrets Manager secret holding the FoxReload API key.
+pub const FOXRELOAD_API_KEY_SECRET_ARN: &str = "FOXRELOAD_API_KEY_SECRET_ARN";
+/// The FoxReload API key itself: local runs only, refused inside Lambda.
+pub const FOXRELOAD_API_KEY: &str = "FOXRELOAD_API_KEY";
+/// Milliseconds allowed to open a connection to FoxReload.
+pub const FOXRELOAD_CONNECT_TIMEOUT_MS: &str = "FOXRELOAD_CONNECT_TIMEOUT_MS";
+/// Milliseconds allowed for a whole FoxReload request.
+pub const FOXRELOAD_REQUEST_TIMEOUT_MS: &str = "FOXRELOAD_REQUEST_TIMEOUT_MS";
+/// Pay each order from the account balance right after creating it.
+pub const FOXRELOAD_AUTO_PAY: &str = "FOXRELOAD_AUTO_PAY";
+/// Ask FoxReload for mock orders (no money moves).
+pub const FOXRELOAD_MOCK_ORDERS: &str = "FOXRELOAD_MOCK_ORDERS";
+/// Optional `X-Currency` header (`usd` or `rub`).
+pub const FOXRELOAD_CURRENCY: &str = "FOXRELOAD_CURRENCY";
+/// Optional `X-Language` header (`en` or `ru`).
+pub const FOXRELOAD_LANGUAGE: &str = "FOXRELOAD_LANGUAGE";
+/// Seconds without reaching a terminal status before an order is stalled.
+pub const STALL_AFTER_SECS: &str = "STALL_AFTER_SECS";
+/// Seconds before a stalled order is alerted again.
+pub const STALL_REALERT_SECS: &str = "STALL_REALERT_SECS";
+/// Seconds after placement past which an order is abandoned.
+pub const POLL_HORIZON_SECS: &str = "POLL_HORIZON_SECS";
+/// The named schedule the `POLL_*` figures start from: `foxrelay` (the
+/// default), `guide` (FoxReload's guide: 5 s ×1.5 to 30 s) or `practical`
+/// (the guide's text: 5 s for a minute, then 15–30 s).
+pub const POLL_SCHEDULE: &str = "POLL_SCHEDULE";
+/// Poll delay while an order is young, in seconds.
+pub const POLL_FAST_INTERVAL_SECS: &str = "POLL_FAST_INTERVAL_SECS";
+/// Age until which the fast interval applies, in seconds.
+pub const POLL_FAST_UNTIL_SECS: &str = "POLL_FAST_UNTIL_SECS";
+/// First delay after the fast phase, in seconds.
+pub const POLL_STEADY_START_SECS: &str = "POLL_STEADY_START_SECS";
+/// Growth of each delay over the previous one, in percent (150 = ×1.5).
+pub const POLL_GROWTH_PERCENT: &str = "POLL_GROWTH_PERCENT";
+/// Longest delay until the order is stalled, in seconds.
+pub const POLL_STEADY_CAP_SECS: &str = "POLL_STEADY_CAP_SECS";
+/// Longest delay once stalled, in seconds (at most 900).
+pub const POLL_SLOW_CAP_SECS: &str = "POLL_SLOW_CAP_SECS";
+/// Jitter of every delay, in percent (20 = ±20 %).
+pub const POLL_JITTER_PERCENT: &str = "POLL_JITTER_PERCENT";
+/// CloudWatch namespace of the Embedded Metric Format lines.
+pub const METRICS_NAMESPACE: &str = "METRICS_NAMESPACE";
+/// create-order: the JWT claim that names the caller (default `sub`).
+pub const JWT_PRINCIPAL_CLAIM: &str = "JWT_PRINCIPAL_CLAIM";
+/// create-order: refuse a POST without an `Idempotency-Key` (default
+/// false).
+pub const REQUIRE_IDEMPOTENCY_KEY: &str = "REQUIRE_IDEMPOTENCY_KEY";
+/// Set by the Lambda service inside a function; its presence means "in AWS".
+pub const AWS_LAMBDA_FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
+/// Points the AWS SDK at another endpoint (moto, locally).
+pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+
+/// The settings `template.yaml` sets on every function: every name above
+/// but the local-only ones (`FOXRELOAD_API_KEY`, `AWS_ENDPOINT_URL`), the
+/// one Lambda sets itself, the optional request headers, and those of
+/// [`SUPPLIER_KEY`] and [`API`].
+pub const DEPLOYED: &[&str] = &[
+    TABLE_NAME,
+    POLL_QUEUE_URL,
+    ORDER_EVENTS_TOPIC_ARN,
+    OPS_ALERTS_TOPIC_ARN,
+    FOXRELOAD_BASE_URL,
+    FOXRELOAD_CONNECT_TIMEOUT_MS,
+    FOXRELOAD_REQUEST_TIMEOUT_MS,
+    FOXRELOAD_AUTO_PAY,
+    FOXRELOAD_MOCK_ORDERS,
+    STALL_AFTER_SECS,
+    STALL_REALERT_SECS,
+    POLL_HORIZON_SECS,
+    POLL_SCHEDULE,
+    POLL_FAST_INTERVAL_SECS,
+    POLL_FAST_UNTIL_SECS,
+    POLL_STEADY_START_SECS,
+    POLL_GROWTH_PERCENT,
+    POLL_STEADY_CAP_SECS,
+    POLL_SLOW_CAP_SECS,
+    POLL_JITTER_PERCENT,
+    METRICS_NAMESPACE,
+];
+
+/// Set only on the functions that call FoxReload (create-order,
+/// poll-order): scan-stalled neither has nor may read the key.
+pub const SUPPLIER_KEY: &[&str] = &[FOXRELOAD_API_KEY_SECRET_ARN];
+
+/// Set only on create-order: what the orders API asks of callers.
+pub const API: &[&str] = &[JWT_PRINCIPAL_CLAIM, REQUIRE_IDEMPOTENCY_KEY];

@@ -1,0 +1,270 @@
+//! Reading the environment: every setting parsed and checked against its
+//! range, every problem collected so one deploy fixes them all.
+
+use super::*;
+
+pub(super) struct Reader<'a> {
+    pub(super) lookup: &'a dyn Fn(&str) -> Option<String>,
+    pub(super) problems: Vec<SettingProblem>,
+    pub(super) access: FoxReloadAccess,
+}
+
+impl Reader<'_> {
+    pub(super) fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub(super) fn invalid(&mut self, name: &'static str, reason: impl Into<String>) {
+        self.problems.push(SettingProblem::Invalid {
+            name,
+            reason: reason.into(),
+        });
+    }
+
+    pub(super) fn required(&mut self, name: &'static str) -> String {
+        self.get(name).unwrap_or_else(|| {
+            self.problems.push(SettingProblem::Missing { name });
+            String::new()
+        })
+    }
+
+    pub(super) fn required_url(&mut self, name: &'static str) -> String {
+        let value = self.required(name);
+        if !(value.is_empty() || value.starts_with("https://") || value.starts_with("http://")) {
+            self.invalid(name, "expected an http(s) URL");
+        }
+        value
+    }
+
+    pub(super) fn required_arn(&mut self, name: &'static str, service: &str) -> String {
+        let value = self.required(name);
+        if !value.is_empty() && !is_arn_of(&value, service) {
+            self.invalid(
+                name,
+                format!("expected an {service} ARN (arn:aws:{service}:…)"),
+            );
+        }
+        value
+    }
+
+    pub(super) fn flag(&mut self, name: &'static str, default: bool) -> bool {
+        match self.get(name).map(|v| v.to_ascii_lowercase()) {
+            None => default,
+            Some(v) if matches!(v.as_str(), "true" | "1" | "yes") => true,
+            Some(v) if matches!(v.as_str(), "false" | "0" | "no") => false,
+            Some(_) => {
+                self.invalid(name, "expected true or false");
+                default
+            }
+        }
+    }
+
+    /// The whole-number setting `name`, in its [`RANGES`] entry; `default`
+    /// when unset (the entry's own default, when it has one).
+    pub(super) fn number(&mut self, name: &'static str, default: u64) -> u64 {
+        let range = range(name);
+        let default = range.default.unwrap_or(default);
+        let Some(raw) = self.get(name) else {
+            return default;
+        };
+        match raw.parse::<u64>() {
+            Ok(n) if (range.min..=range.max).contains(&n) => n,
+            _ => {
+                self.invalid(
+                    name,
+                    format!(
+                        "expected a whole number from {} to {}",
+                        range.min, range.max
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    pub(super) fn seconds(&mut self, name: &'static str, default: u64) -> Duration {
+        Duration::from_secs(self.number(name, default))
+    }
+
+    pub(super) fn millis(&mut self, name: &'static str) -> Duration {
+        Duration::from_millis(self.number(name, 0))
+    }
+
+    pub(super) fn one_of(&mut self, name: &'static str, allowed: &[&str]) -> Option<String> {
+        let value = self.get(name)?.to_ascii_lowercase();
+        if allowed.contains(&value.as_str()) {
+            Some(value)
+        } else {
+            self.invalid(name, format!("expected one of {}", allowed.join(", ")));
+            None
+        }
+    }
+
+    pub(super) fn foxreload(&mut self) -> FoxReloadSettings {
+        let base_url = self
+            .get(names::FOXRELOAD_BASE_URL)
+            .unwrap_or_else(|| DEFAULT_FOXRELOAD_BASE_URL.to_owned());
+        if let Err(reason) = check_base_url(&base_url) {
+            self.invalid(names::FOXRELOAD_BASE_URL, reason);
+        }
+        let api_key = self.api_key();
+        let connect_timeout = self.millis(names::FOXRELOAD_CONNECT_TIMEOUT_MS);
+        let request_timeout = self.millis(names::FOXRELOAD_REQUEST_TIMEOUT_MS);
+        if request_timeout < connect_timeout {
+            self.invalid(
+                names::FOXRELOAD_REQUEST_TIMEOUT_MS,
+                "must not be shorter than FOXRELOAD_CONNECT_TIMEOUT_MS",
+            );
+        }
+        FoxReloadSettings {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_key,
+            connect_timeout,
+            request_timeout,
+            auto_pay: self.flag(names::FOXRELOAD_AUTO_PAY, true),
+            mock_orders: self.flag(names::FOXRELOAD_MOCK_ORDERS, false),
+            currency: self.one_of(names::FOXRELOAD_CURRENCY, &["usd", "rub"]),
+            language: self.one_of(names::FOXRELOAD_LANGUAGE, &["en", "ru"]),
+        }
+    }
+
+    pub(super) fn schedule(&mut self, stall_after: Duration) -> Schedule {
+        let preset = match self.get(names::POLL_SCHEDULE) {
+            None => Preset::Foxrelay,
+            Some(name) => Preset::parse(&name).unwrap_or_else(|| {
+                self.invalid(
+                    names::POLL_SCHEDULE,
+                    format!("expected one of {}", Preset::NAMES.join(", ")),
+                );
+                Preset::Foxrelay
+            }),
+        };
+        let base = preset.schedule();
+        let secs = |d: Duration| d.as_secs();
+        let percent = |f: f64| (f * 100.0).round() as u64;
+        let schedule = Schedule {
+            fast_interval: self.seconds(names::POLL_FAST_INTERVAL_SECS, secs(base.fast_interval)),
+            fast_until: self.seconds(names::POLL_FAST_UNTIL_SECS, secs(base.fast_until)),
+            steady_start: self.seconds(names::POLL_STEADY_START_SECS, secs(base.steady_start)),
+            growth: self.number(names::POLL_GROWTH_PERCENT, percent(base.growth)) as f64 / 100.0,
+            steady_cap: self.seconds(names::POLL_STEADY_CAP_SECS, secs(base.steady_cap)),
+            stall_after,
+            slow_cap: self.seconds(names::POLL_SLOW_CAP_SECS, secs(base.slow_cap)),
+            horizon: self.seconds(names::POLL_HORIZON_SECS, secs(base.horizon)),
+            jitter: self.number(names::POLL_JITTER_PERCENT, percent(base.jitter)) as f64 / 100.0,
+        };
+        if schedule.steady_cap < schedule.steady_start {
+            self.invalid(
+                names::POLL_STEADY_CAP_SECS,
+                "must not be shorter than POLL_STEADY_START_SECS",
+            );
+        }
+        if schedule.horizon <= schedule.stall_after {
+            self.invalid(
+                names::POLL_HORIZON_SECS,
+                "must be longer than STALL_AFTER_SECS",
+            );
+        }
+        schedule
+    }
+
+    /// CloudWatch allows 1 to 255 characters, none of them a colon.
+    pub(super) fn metrics_namespace(&mut self) -> String {
+        let namespace = self
+            .get(names::METRICS_NAMESPACE)
+            .unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.to_owned());
+        if namespace.len() > 255
+            || namespace.contains(':')
+            || namespace.chars().any(char::is_control)
+        {
+            self.invalid(
+                names::METRICS_NAMESPACE,
+                "must be at most 255 characters, without a colon",
+            );
+        }
+        namespace
+    }
+
+    pub(super) fn api(&mut self) -> ApiSettings {
+        let principal_claim = self
+            .get(names::JWT_PRINCIPAL_CLAIM)
+            .unwrap_or_else(|| DEFAULT_PRINCIPAL_CLAIM.to_owned());
+        let well_formed = principal_claim.len() <= 128
+            && principal_claim
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-:.".contains(&b));
+        if !well_formed {
+            self.invalid(
+                names::JWT_PRINCIPAL_CLAIM,
+                "expected a claim name: 1 to 128 letters, digits, '_', '-', ':' or '.'",
+            );
+        }
+        ApiSettings {
+            principal_claim,
+            require_idempotency_key: self.flag(names::REQUIRE_IDEMPOTENCY_KEY, false),
+        }
+    }
+
+    pub(super) fn api_key(&mut self) -> ApiKeySource {
+        if self.access == FoxReloadAccess::NotNeeded {
+            // Never read, whatever is set: the role may not read the secret.
+            return ApiKeySource::NotGiven;
+        }
+        let arn = self.get(names::FOXRELOAD_API_KEY_SECRET_ARN);
+        let plain = self.get(names::FOXRELOAD_API_KEY);
+        let in_lambda = self.get(names::AWS_LAMBDA_FUNCTION_NAME).is_some();
+        let local_endpoint = self.get(names::AWS_ENDPOINT_URL).is_some();
+        match (arn, plain) {
+            (Some(arn), _) => {
+                if !is_arn_of(&arn, "secretsmanager") {
+                    self.invalid(
+                        names::FOXRELOAD_API_KEY_SECRET_ARN,
+                        "expected a Secrets Manager ARN (arn:aws:secretsmanager:…)",
+                    );
+                }
+                ApiKeySource::SecretArn(arn)
+            }
+            (None, Some(_)) if in_lambda && !local_endpoint => {
+                self.invalid(
+                    names::FOXRELOAD_API_KEY,
+                    "a plain API key is refused inside AWS Lambda; store it in Secrets Manager and set FOXRELOAD_API_KEY_SECRET_ARN",
+                );
+                ApiKeySource::Plain(ApiKey::new(String::new()))
+            }
+            (None, Some(key)) => ApiKeySource::Plain(ApiKey::new(key)),
+            (None, None) => {
+                self.problems.push(SettingProblem::Missing {
+                    name: names::FOXRELOAD_API_KEY_SECRET_ARN,
+                });
+                ApiKeySource::Plain(ApiKey::new(String::new()))
+            }
+        }
+    }
+}
+
+/// Production FoxReload is HTTPS only; plain HTTP is allowed for loopback
+/// (the simulator, tests).
+fn check_base_url(url: &str) -> Result<(), String> {
+    if let Some(rest) = url.strip_prefix("http://") {
+        let host = rest.split(['/', ':']).next().unwrap_or_default();
+        if host == "localhost" || host.starts_with("127.") || rest.starts_with("[::1]") {
+            return Ok(());
+        }
+        return Err("plain http is allowed for loopback addresses only; use https".into());
+    }
+    if url.strip_prefix("https://").is_some_and(|r| !r.is_empty()) {
+        Ok(())
+    } else {
+        Err("expected an https URL".into())
+    }
+}
+
+fn is_arn_of(value: &str, service: &str) -> bool {
+    let mut parts = value.splitn(6, ':');
+    parts.next() == Some("arn")
+        && parts.next().is_some_and(|p| p.starts_with("aws"))
+        && parts.next() == Some(service)
+        && parts.count() == 3
+}
