@@ -1,0 +1,171 @@
+//! The next link: what this one found recorded, the chain moved on in one
+//! conditional write, the next message sent (or the order abandoned past
+//! the horizon, unless it is paid).
+
+use super::{Finding, Handled, PollError, PollOrderStore, Poller, age, paid, unit, unsettled};
+use foxrelay_shared::domain::schedule::{MAX_DELAY, Next};
+use foxrelay_shared::domain::{OrderStatus, PollKind, PollMessage};
+use foxrelay_shared::events::OpsAlert;
+use foxrelay_shared::foxreload::SupplierError;
+use foxrelay_shared::store::{AlertSlot, OrderRecord, PollRecord, SupplierProblem};
+use std::time::Duration;
+use tracing::warn;
+
+/// How often a paid order past the horizon is alerted again.
+const LONG_RUNNING_REALERT: Duration = Duration::from_secs(24 * 3_600);
+use foxrelay_shared::clock::Clock;
+use foxrelay_shared::events::EventPublisher;
+use foxrelay_shared::foxreload::Supplier;
+use foxrelay_shared::queue::PollQueue;
+
+impl<S, Q, F, P, C> Poller<S, Q, F, P, C>
+where
+    S: PollOrderStore,
+    Q: PollQueue,
+    F: Supplier,
+    P: EventPublisher,
+    C: Clock,
+{
+    /// Sends an alert of `slot`'s kind about `order` unless one was sent
+    /// within the re-alert interval.
+    pub(super) async fn alert_once(
+        &self,
+        order: &OrderRecord,
+        slot: AlertSlot,
+        kind: &str,
+        message: &str,
+        problem: &SupplierProblem,
+    ) {
+        let now = self.clock.now();
+        let realert = match slot {
+            AlertSlot::LongRunning => LONG_RUNNING_REALERT,
+            _ => self.options.realert_after,
+        };
+        match self
+            .store
+            .claim_alert(&order.order_id, slot, now - realert, now)
+            .await
+        {
+            Ok(true) => {
+                let alert = OpsAlert::for_order(order, kind, message, Some(problem), now);
+                if let Err(error) = self.publisher.publish_alert(&alert).await {
+                    warn!(%error, "operations alert not sent");
+                    if let Err(error) = self.store.release_alert(&order.order_id, slot, now).await {
+                        warn!(%error, "alert claim not given back");
+                    }
+                }
+            }
+            Ok(false) => {}
+            Err(error) => warn!(%error, "alert not claimed"),
+        }
+    }
+
+    /// A poll that failed: counted, flagged past the bound, and the chain goes
+    /// on (at least `Retry-After` later).
+    pub(super) async fn failed_poll(
+        &self,
+        order: &OrderRecord,
+        seq: u64,
+        error: &SupplierError,
+    ) -> Result<Handled, PollError> {
+        warn!(%error, "poll failed");
+        let finding = Finding::Problem {
+            problem: SupplierProblem::from(error),
+            at_least: error.retry_after(),
+        };
+        self.next_link(order, seq, finding).await
+    }
+
+    /// Records what link `seq` found and sends the next link, or abandons
+    /// the order past the horizon.
+    pub(super) async fn next_link(
+        &self,
+        order: &OrderRecord,
+        seq: u64,
+        finding: Finding,
+    ) -> Result<Handled, PollError> {
+        let (status, supplier_status, problem, at_least) = match finding {
+            // An end read by a payment just made is `processing` here: the
+            // next poll finishes the order with its codes.
+            Finding::Read(found) => (
+                Some(OrderStatus::open_from_supplier(&found.status)),
+                Some(found.status.as_str().to_owned()),
+                None,
+                None,
+            ),
+            Finding::Nothing => (None, None, None, None),
+            Finding::Problem { problem, at_least } => (None, None, Some(problem), at_least),
+        };
+        let now = self.clock.now();
+        let age = age(order, now);
+        let (nominal, delay) = match self.options.schedule.next(age, order.last_delay, unit()) {
+            Next::Abandon if !paid(status.unwrap_or(order.status)) => {
+                return self.abandon(order).await;
+            }
+            Next::Abandon => {
+                // Paid for: its codes are never given up. Polled on at the
+                // slow cap, and operations hear of it once a day.
+                self.alert_once(
+                    order,
+                    AlertSlot::LongRunning,
+                    "long_running",
+                    "the order is paid and has not ended past the polling horizon; it is still polled",
+                    &problem.clone().unwrap_or_else(|| {
+                        foxrelay_shared::placement::undecided("past the polling horizon")
+                    }),
+                )
+                .await;
+                let slow = self.options.schedule.slow_cap;
+                (slow, slow.max(at_least.unwrap_or_default()))
+            }
+            Next::Poll { nominal, delay } => (nominal, delay.max(at_least.unwrap_or_default())),
+        };
+        let delay = delay.min(MAX_DELAY);
+        let consecutive_errors = if problem.is_some() {
+            order.consecutive_errors + 1
+        } else {
+            0
+        };
+        let needs_attention = (consecutive_errors >= self.options.error_bound)
+            .then(|| format!("{consecutive_errors} failed polls in a row"));
+        if needs_attention.is_some() && order.needs_attention.is_none() {
+            self.alert(
+                order,
+                "needs_attention",
+                "FoxReload polls keep failing",
+                &problem,
+            )
+            .await;
+        }
+        let next_seq = seq + 1;
+        let kind = if status.is_none() && unsettled(order) {
+            PollKind::Reconcile
+        } else {
+            PollKind::Poll
+        };
+        let record = PollRecord {
+            status,
+            supplier_status,
+            error: problem,
+            consecutive_errors,
+            needs_attention,
+            next_seq,
+            next_due: now + delay,
+            nominal_delay: nominal,
+            now,
+        };
+        self.store
+            .record_poll(&order.order_id, seq, &record)
+            .await?;
+        let message = PollMessage {
+            order_id: order.order_id.clone(),
+            seq: next_seq,
+            kind,
+        };
+        if let Err(error) = self.queue.send(&message, delay).await {
+            // The due time is stored: scan-stalled revives the chain.
+            warn!(%error, "next poll message not sent");
+        }
+        Ok(Handled::Continued { next_seq })
+    }
+}
