@@ -1,7 +1,7 @@
 //! The local runner answers as API Gateway and the handler would: the
-//! caller from a bearer JWT (decoded, not verified) or `local`, bodies up
-//! to the gateway's 10 MB limit handed to the handler, and every error the
-//! runner itself gives in the API's JSON error shape.
+//! caller from a bearer JWT (decoded, not verified) or `local`, the request
+//! answered by create-order's own router (as in Lambda), and every error,
+//! the runner's and the router's, in the API's JSON error shape.
 
 use foxrelay_local::{LocalStack, StackOptions, StackTemplate};
 use foxrelay_tests::{http_answer, moto, unique_prefix};
@@ -97,8 +97,8 @@ async fn the_runner_takes_the_caller_from_the_token_and_answers_like_the_handler
         (401, Some("unauthenticated"))
     );
 
-    // 2 MB reaches the handler, which refuses it with its own JSON 413; over
-    // the gateway's 10 MB the runner refuses it the same way.
+    // Over the API's 64 KB, small or far over API Gateway's 10 MB: the
+    // router's own JSON 413.
     for size in [2 * 1024 * 1024, 11 * 1024 * 1024] {
         let big = format!(r#"{{"items":[],"pad":"{}"}}"#, "x".repeat(size));
         let response = http

@@ -1,6 +1,7 @@
-//! What API Gateway's HTTP API does in front of create-order, locally: the
-//! request becomes a payload 2.0 event (the caller in its request context,
-//! as the authorizer puts it), the handler's answer becomes the response.
+//! What API Gateway's HTTP API does in front of create-order, locally:
+//! the caller put in the request's context as the authorizer puts it, and
+//! the invocation's context (its deadline); then create-order's own router
+//! answers, as in Lambda.
 //!
 //! The caller comes from `Authorization: Bearer <JWT>`: the token's claims
 //! are decoded **without verifying its signature** and placed where API
@@ -10,21 +11,18 @@
 
 use aws_lambda_events::apigw::{
     ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerIamDescription,
-    ApiGatewayRequestAuthorizerJwtDescription, ApiGatewayV2httpRequest, ApiGatewayV2httpResponse,
+    ApiGatewayRequestAuthorizerJwtDescription, ApiGatewayV2httpRequestContext,
 };
-use aws_lambda_events::encodings::Body as LambdaBody;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use base64::Engine;
-use lambda_runtime::LambdaEvent;
+use lambda_http::RequestExt;
+use lambda_http::request::RequestContext;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-
-/// API Gateway HTTP APIs take request bodies up to 10 MB: anything smaller
-/// reaches the handler (which has its own, smaller limit).
-pub const MAX_PAYLOAD: usize = 10 * 1024 * 1024;
+use std::time::Duration;
 
 /// The caller of a request without an `Authorization` header.
 pub const LOCAL_CALLER: &str = "local";
@@ -34,42 +32,23 @@ pub const UNVERIFIED_TOKENS: &str = "foxrelay-local: bearer tokens are decoded b
      (no signature, issuer or audience check): any token is believed. In AWS, API Gateway \
      verifies them.";
 
-/// The request, as API Gateway would hand it to create-order, or the
-/// answer the gateway itself gives (a body too large, a token that is not a
-/// JWT).
-pub async fn to_event(
-    request: Request,
-    deadline_ms: u64,
-) -> Result<LambdaEvent<ApiGatewayV2httpRequest>, Response> {
-    let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, MAX_PAYLOAD).await.map_err(|_| {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the body is over API Gateway's 10 MB limit",
-        )
-    })?;
-    let mut event = ApiGatewayV2httpRequest::default();
-    event.version = Some("2.0".into());
-    event.route_key = Some("$default".into());
-    event.raw_path = Some(parts.uri.path().to_owned());
-    event.raw_query_string = parts.uri.query().map(str::to_owned);
-    event.request_context.http.method = parts.method;
-    event.request_context.http.path = Some(parts.uri.path().to_owned());
-    event.request_context.stage = Some("$default".into());
-    event.request_context.request_id = Some(uuid::Uuid::new_v4().to_string());
-    event.request_context.authorizer = Some(authorizer(&parts.headers).map_err(unauthorized)?);
-    event.headers = parts.headers;
-    match std::str::from_utf8(&body) {
-        Ok(text) => event.body = (!text.is_empty()).then(|| text.to_owned()),
-        Err(_) => {
-            event.body = Some(base64::engine::general_purpose::STANDARD.encode(&body));
-            event.is_base64_encoded = true;
-        }
-    }
-    let mut context = lambda_runtime::Context::default();
-    context.deadline = deadline_ms;
-    Ok(LambdaEvent::new(event, context))
+/// How long an invocation of create-order may run (its template timeout
+/// less a second).
+const INVOCATION: Duration = Duration::from_secs(28);
+
+/// The request as API Gateway hands it on: with its request context (the
+/// caller) and the invocation's context; or the gateway's own answer (a
+/// token that is not a JWT).
+pub fn prepare(request: Request) -> Result<Request, Response> {
+    let mut context = ApiGatewayV2httpRequestContext::default();
+    context.http.method = request.method().clone();
+    context.http.path = Some(request.uri().path().to_owned());
+    context.stage = Some("$default".into());
+    context.request_id = Some(uuid::Uuid::new_v4().to_string());
+    context.authorizer = Some(authorizer(request.headers()).map_err(unauthorized)?);
+    Ok(request
+        .with_request_context(RequestContext::ApiGatewayV2(context))
+        .with_lambda_context(crate::lambda::context(INVOCATION)))
 }
 
 /// The authorizer's part of the request context.
@@ -146,19 +125,6 @@ pub fn crashed() -> Response {
     response
         .headers_mut()
         .insert("content-type", HeaderValue::from_static("application/json"));
-    response
-}
-
-/// The handler's answer as the HTTP response.
-pub fn response(answer: ApiGatewayV2httpResponse) -> Response {
-    let mut response = Response::new(match answer.body {
-        Some(LambdaBody::Text(text)) => Body::from(text),
-        Some(LambdaBody::Binary(bytes)) => Body::from(bytes),
-        _ => Body::empty(),
-    });
-    *response.status_mut() =
-        StatusCode::from_u16(answer.status_code as u16).unwrap_or(StatusCode::BAD_GATEWAY);
-    *response.headers_mut() = answer.headers;
     response
 }
 

@@ -7,12 +7,13 @@
 use crate::event_source::{EventSourceOptions, SqsEventSource};
 use crate::gateway;
 use crate::{MotoServer, Provisioned, StackTemplate, provision};
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::Request;
 use axum::response::Response;
 use foxrelay_shared::aws::{AwsClients, LocalAws, load_local};
 use foxrelay_shared::settings::{Settings, names};
 use foxrelay_shared::startup::Context;
 use foxreload_sim::{SimConfig, Simulator};
+use lambda_http::tower::ServiceExt;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -149,22 +150,19 @@ impl LocalStack {
             .map_err(|e| format!("cannot listen on {}: {e}", options.api_addr))?;
         let api_addr = listener.local_addr().map_err(|e| e.to_string())?;
 
-        let create = Arc::new(create_order::Handler::new(context.clone()));
-        let app = axum::Router::new()
-            .fallback(move |request: Request| {
-                let create = create.clone();
-                let mut killed = killed.clone();
-                async move {
-                    // A kill cuts the invocation wherever it is, as a crashed
-                    // Lambda's; API Gateway then answers 502.
-                    tokio::select! {
-                        answer = api_gateway(&create, request) => answer,
-                        () = until_stopped(&mut killed) => gateway::crashed(),
-                    }
+        let create = create_order::Handler::new(context.clone()).router();
+        let app = axum::Router::new().fallback(move |request: Request| {
+            let create = create.clone();
+            let mut killed = killed.clone();
+            async move {
+                // A kill cuts the invocation wherever it is, as a crashed
+                // Lambda's; API Gateway then answers 502.
+                tokio::select! {
+                    answer = api_gateway(create, request) => answer,
+                    () = until_stopped(&mut killed) => gateway::crashed(),
                 }
-            })
-            // The gateway's own limit applies (10 MB), not axum's default.
-            .layer(DefaultBodyLimit::disable());
+            }
+        });
         let mut api_stop = stopped.clone();
         tasks.spawn(async move {
             let shutdown = async move { until_stopped(&mut api_stop).await };
@@ -273,17 +271,14 @@ async fn until_stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-/// What API Gateway's HTTP API does: the request as a payload 2.0 event to
-/// create-order, its answer as the HTTP response.
-async fn api_gateway(handler: &create_order::Handler, request: Request) -> Response {
-    let deadline = crate::lambda::context(Duration::from_secs(28)).deadline;
-    let event = match gateway::to_event(request, deadline).await {
-        Ok(event) => event,
-        Err(refused) => return refused,
-    };
-    // create-order answers every request; it never fails.
-    match handler.handle(event).await {
-        Ok(answer) => gateway::response(answer),
-        Err(never) => match never {},
+/// What API Gateway's HTTP API does: the caller and the invocation put in
+/// the request's context, then create-order's router answers.
+async fn api_gateway(router: axum::Router, request: Request) -> Response {
+    match gateway::prepare(request) {
+        Ok(request) => match router.oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        },
+        Err(refused) => refused,
     }
 }
