@@ -37,15 +37,15 @@ pub const UNVERIFIED_TOKENS: &str = "foxrelay-local: bearer tokens are decoded b
 const INVOCATION: Duration = Duration::from_secs(28);
 
 /// The request as API Gateway hands it on: with its request context (the
-/// caller) and the invocation's context; or the gateway's own answer (a
-/// token that is not a JWT).
-pub fn prepare(request: Request) -> Result<Request, Response> {
+/// caller) and the invocation's context; or why the gateway refuses it (a
+/// token that is not a JWT: [`unauthorized`]).
+pub fn prepare(request: Request) -> Result<Request, &'static str> {
     let mut context = ApiGatewayV2httpRequestContext::default();
     context.http.method = request.method().clone();
     context.http.path = Some(request.uri().path().to_owned());
     context.stage = Some("$default".into());
     context.request_id = Some(uuid::Uuid::new_v4().to_string());
-    context.authorizer = Some(authorizer(request.headers()).map_err(unauthorized)?);
+    context.authorizer = Some(authorizer(request.headers())?);
     Ok(request
         .with_request_context(RequestContext::ApiGatewayV2(context))
         .with_lambda_context(crate::lambda::context(INVOCATION)))
@@ -102,7 +102,8 @@ pub fn claims(token: &str) -> Result<HashMap<String, String>, &'static str> {
         .collect())
 }
 
-fn unauthorized(why: &str) -> Response {
+/// The gateway's 401, in the API's error shape.
+pub fn unauthorized(why: &str) -> Response {
     error(StatusCode::UNAUTHORIZED, "unauthenticated", why)
 }
 

@@ -279,6 +279,6 @@ async fn api_gateway(router: axum::Router, request: Request) -> Response {
             Ok(response) => response,
             Err(never) => match never {},
         },
-        Err(refused) => refused,
+        Err(why) => gateway::unauthorized(why),
     }
 }
