@@ -64,6 +64,23 @@ fn body(answer: &Answer) -> Value {
     serde_json::from_str(&answer.body).unwrap()
 }
 
+/// Order `id` placed now by another invocation of alice's, which holds
+/// `key` for the usual 60 s: what a retry with that key finds.
+async fn held(c: &TestCreator, id: &str, order: &NewOrder, key: &IdempotencyKey) -> OrderRecord {
+    let now = c.clock.now();
+    let scoped = key.scoped(&alice());
+    let intent = OrderRecord::intent(id.into(), order, Some(scoped.clone()), alice(), now);
+    let claim = IdempotencyClaim {
+        key: scoped,
+        fingerprint: fingerprint(order),
+        holder: format!("invocation-{id}"),
+        locked_until: now + Duration::from_secs(60),
+        expires_at: now + Duration::from_secs(86_400),
+    };
+    c.store.begin(&intent, Some(&claim)).await.unwrap();
+    intent
+}
+
 async fn stored(c: &TestCreator, id: &str) -> OrderRecord {
     c.store.order(id).await.unwrap().expect("stored")
 }
@@ -146,22 +163,7 @@ async fn the_same_key_while_the_first_request_is_in_flight_is_a_409_with_retry_a
     let c = creator();
     let order = new_order("a");
     let k = key("k1").unwrap();
-    let now = c.clock.now();
-    let intent = OrderRecord::intent(
-        "in-flight".into(),
-        &order,
-        Some(k.scoped(&alice())),
-        alice(),
-        now,
-    );
-    let claim = IdempotencyClaim {
-        key: k.scoped(&alice()),
-        fingerprint: fingerprint(&order),
-        holder: "first".into(),
-        locked_until: now + Duration::from_secs(60),
-        expires_at: now + Duration::from_secs(86_400),
-    };
-    c.store.begin(&intent, Some(&claim)).await.unwrap();
+    held(&c, "in-flight", &order, &k).await;
     tokio::time::advance(Duration::from_secs(20)).await;
     let busy = create(&c, order, Some(k), alice()).await.unwrap_err();
     assert_eq!(busy.status, 409);
@@ -181,22 +183,7 @@ async fn a_dead_holders_key_is_taken_over_and_its_order_reconciled_not_bought_ag
     c.queue.take();
     let order = new_order("a");
     let k = key("k1").unwrap();
-    let now = c.clock.now();
-    let intent = OrderRecord::intent(
-        "orphan".into(),
-        &order,
-        Some(k.scoped(&alice())),
-        alice(),
-        now,
-    );
-    let claim = IdempotencyClaim {
-        key: k.scoped(&alice()),
-        fingerprint: fingerprint(&order),
-        holder: "died".into(),
-        locked_until: now + Duration::from_secs(60),
-        expires_at: now + Duration::from_secs(86_400),
-    };
-    c.store.begin(&intent, Some(&claim)).await.unwrap();
+    let intent = held(&c, "orphan", &order, &k).await;
     // Its POST reached FoxReload; then the invocation died.
     use foxrelay_shared::foxreload::Supplier;
     let made = c

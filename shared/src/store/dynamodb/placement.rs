@@ -17,14 +17,20 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 impl DynamoStore {
-    /// Applies `set` (an update expression) to a still-creating order.
-    pub(super) async fn update_creating(
+    /// Moves a still-creating order to `status` with the problem that
+    /// settled it; an end (`not_placed`) also leaves the pending index.
+    async fn settle_create(
         &self,
         operation: &'static str,
         order_id: &str,
-        set: &str,
-        values: Vec<(&'static str, AttributeValue)>,
+        status: OrderStatus,
+        problem: &SupplierProblem,
+        now: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        let mut set = "SET #status = :to, lastError = :err, updatedAt = :now".to_owned();
+        if status.is_terminal() {
+            set.push_str(" REMOVE pendingPk, pendingSk");
+        }
         let mut request = self
             .client
             .update_item()
@@ -32,8 +38,11 @@ impl DynamoStore {
             .set_key(Some(order_key(order_id)))
             .update_expression(set)
             .condition_expression(format!("attribute_exists(pk) AND {STILL_CREATING}"))
-            .expression_attribute_names("#status", "status");
-        for (name, value) in values.into_iter().chain(creating_values()) {
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":to", s(status.as_str()))
+            .expression_attribute_values(":err", json(problem))
+            .expression_attribute_values(":now", s(rfc3339(now)));
+        for (name, value) in creating_values() {
             request = request.expression_attribute_values(name, value);
         }
         expected(operation, order_id, request.send().await)
@@ -193,15 +202,12 @@ impl PlacementStore for DynamoStore {
         problem: &SupplierProblem,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        self.update_creating(
+        self.settle_create(
             "mark order not placed",
             order_id,
-            "SET #status = :np, lastError = :err, updatedAt = :now REMOVE pendingPk, pendingSk",
-            vec![
-                (":np", s(OrderStatus::NotPlaced.as_str())),
-                (":err", json(problem)),
-                (":now", s(rfc3339(now))),
-            ],
+            OrderStatus::NotPlaced,
+            problem,
+            now,
         )
         .await
     }
@@ -212,15 +218,12 @@ impl PlacementStore for DynamoStore {
         problem: &SupplierProblem,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        self.update_creating(
+        self.settle_create(
             "mark order reconciling",
             order_id,
-            "SET #status = :rc, lastError = :err, updatedAt = :now",
-            vec![
-                (":rc", s(OrderStatus::Reconciling.as_str())),
-                (":err", json(problem)),
-                (":now", s(rfc3339(now))),
-            ],
+            OrderStatus::Reconciling,
+            problem,
+            now,
         )
         .await
     }
