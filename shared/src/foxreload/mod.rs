@@ -9,7 +9,7 @@ pub use client::{ClientBuildError, FoxReloadClient};
 pub use error::{ErrorClass, Operation, SupplierError, Uncertainty};
 pub use types::{
     CreateOrderItem, CreateOrderRequest, DeliveredCode, ErrorBody, OrderPage, PageRequest, Price,
-    Product, ProductRef, SupplierItem, SupplierOrder, SupplierStatus, Timestamp, parse_instant,
+    ProductRef, SupplierItem, SupplierOrder, SupplierStatus, Timestamp, parse_instant,
     parse_order_page,
 };
 

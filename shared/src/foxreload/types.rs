@@ -306,24 +306,6 @@ impl DeliveredCode {
     }
 }
 
-/// `GET /api/products/{id}/`.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Product {
-    #[serde(deserialize_with = "text")]
-    pub id: String,
-    #[serde(default, deserialize_with = "optional_text")]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub price: Option<Price>,
-    #[serde(default, deserialize_with = "optional_quantity")]
-    pub min_quantity: Option<u32>,
-    #[serde(default, deserialize_with = "optional_quantity")]
-    pub max_quantity: Option<u32>,
-    #[serde(default, deserialize_with = "string_list")]
-    pub required_note_fields: Vec<String>,
-}
-
 /// `POST /api/orders/` body.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -558,14 +540,6 @@ fn optional_quantity<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::
         Value::Number(n) => n.as_u64().and_then(|q| u32::try_from(q).ok()),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
-    })
-}
-
-fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::Array(values) => values.into_iter().map(scalar_text).collect(),
-        Value::Null => Vec::new(),
-        other => vec![scalar_text(other)],
     })
 }
 
