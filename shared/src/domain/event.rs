@@ -1,7 +1,7 @@
 //! The order event published when an order ends, and what it is made of.
 
 use super::order::{OrderLine, OrderStatus};
-use crate::foxreload::{DeliveredCode, SupplierOrder};
+use super::supplier::{DeliveredCode, SupplierItem, SupplierOrder};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -120,7 +120,7 @@ pub fn delivered(
     lines: &[OrderLine],
     order: &SupplierOrder,
 ) -> (Vec<ItemOutcome>, Vec<DeliveredCodeRecord>) {
-    let product_of = |index: usize, item: &crate::foxreload::SupplierItem| {
+    let product_of = |index: usize, item: &SupplierItem| {
         item.product_id()
             .or_else(|| lines.get(index).map(|l| l.product_id.as_str()))
             .unwrap_or_default()

@@ -9,6 +9,7 @@ pub mod principal;
 pub mod reconcile;
 pub mod request;
 pub mod schedule;
+pub mod supplier;
 
 pub use order::{NewOrder, OrderLine, OrderStatus};
 pub use poll::{PollKind, PollMessage};

@@ -1,6 +1,6 @@
 //! Our order: what the reseller asked for, and where it stands.
 
-use crate::foxreload::{CreateOrderItem, CreateOrderRequest, SupplierStatus};
+use super::supplier::{CreateOrderItem, CreateOrderRequest, SupplierStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;

@@ -18,7 +18,7 @@
 //! makes a supplier order held by exactly one of our orders.
 
 use super::order::OrderLine;
-use crate::foxreload::{Price, SupplierOrder};
+use super::supplier::{Price, SupplierOrder};
 use serde_json::{Map, Value};
 use std::time::Duration;
 use time::OffsetDateTime;

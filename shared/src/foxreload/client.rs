@@ -1,9 +1,8 @@
 //! The FoxReload HTTP client (reqwest, rustls).
 
 use super::error::{Operation, SupplierError, Uncertainty};
-use super::types::{
-    CreateOrderRequest, ErrorBody, OrderPage, PageRequest, SupplierOrder, parse_order_page,
-};
+use super::types::{ErrorBody, OrderPage, PageRequest, parse_order_page};
+use crate::domain::supplier::{CreateOrderRequest, SupplierOrder};
 use crate::settings::{ApiKey, FoxReloadSettings};
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, Response, StatusCode};

@@ -1,17 +1,19 @@
-//! FoxReload, the supplier: its wire types, its client, and the port the
-//! functions use to reach it.
+//! FoxReload, the supplier: its wire shapes, its client, and the port the
+//! functions use to reach it. The port speaks the domain's supplier types
+//! (`domain::supplier`, re-exported here); the client maps FoxReload's JSON
+//! onto them.
 
 mod client;
 mod error;
 mod types;
 
+pub use crate::domain::supplier::{
+    CreateOrderItem, CreateOrderRequest, DeliveredCode, Price, ProductRef, SupplierItem,
+    SupplierOrder, SupplierStatus, Timestamp,
+};
 pub use client::{ClientBuildError, FoxReloadClient};
 pub use error::{ErrorClass, Operation, SupplierError, Uncertainty};
-pub use types::{
-    CreateOrderItem, CreateOrderRequest, DeliveredCode, ErrorBody, OrderPage, PageRequest, Price,
-    ProductRef, SupplierItem, SupplierOrder, SupplierStatus, Timestamp, parse_instant,
-    parse_order_page,
-};
+pub use types::{ErrorBody, OrderPage, PageRequest, parse_instant, parse_order_page};
 
 use std::future::Future;
 

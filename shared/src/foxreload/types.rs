@@ -1,4 +1,5 @@
-//! FoxReload's wire types, parsed leniently.
+//! FoxReload's wire shapes, parsed leniently onto the domain's supplier
+//! types (`domain::supplier`), and the create request written out.
 //!
 //! FoxReload does not publish exact formats. These types accept every shape
 //! `foxreload-api.md` describes: unknown fields are ignored, an unknown status
@@ -6,62 +7,14 @@
 //! numbers, timestamps that do not parse are kept as text, and an
 //! `externalData` entry without `code` is kept whole. Nothing is dropped.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use crate::domain::supplier::{
+    CreateOrderItem, CreateOrderRequest, Price, ProductRef, SupplierItem, SupplierOrder,
+    SupplierStatus, Timestamp,
+};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
-use std::fmt;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-
-/// An order's status at FoxReload. Statuses only move forward.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum SupplierStatus {
-    Active,
-    Paid,
-    Processing,
-    Completed,
-    Cancelled,
-    Failed,
-    /// A status this version does not know. Treated as not terminal: keep
-    /// polling, never crash.
-    Unknown(String),
-}
-
-impl SupplierStatus {
-    pub fn parse(raw: &str) -> Self {
-        match raw.trim().to_ascii_lowercase().as_str() {
-            "active" => Self::Active,
-            "paid" => Self::Paid,
-            "processing" => Self::Processing,
-            "completed" => Self::Completed,
-            "cancelled" | "canceled" => Self::Cancelled,
-            "failed" => Self::Failed,
-            _ => Self::Unknown(raw.to_owned()),
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Active => "active",
-            Self::Paid => "paid",
-            Self::Processing => "processing",
-            Self::Completed => "completed",
-            Self::Cancelled => "cancelled",
-            Self::Failed => "failed",
-            Self::Unknown(raw) => raw,
-        }
-    }
-
-    /// `completed`, `cancelled` and `failed` are final.
-    pub fn is_terminal(&self) -> bool {
-        matches!(self, Self::Completed | Self::Cancelled | Self::Failed)
-    }
-}
-
-impl fmt::Display for SupplierStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 impl<'de> Deserialize<'de> for SupplierStatus {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -72,63 +25,10 @@ impl<'de> Deserialize<'de> for SupplierStatus {
     }
 }
 
-/// A decimal amount as FoxReload sent it (string or number), kept as text so
-/// no money ever passes through a float.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct Price(String);
-
-impl Price {
-    pub fn new(text: impl Into<String>) -> Self {
-        Self(text.into())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The amount in hundredths, when the text is a plain decimal with at
-    /// most two fractional digits.
-    pub fn cents(&self) -> Option<i64> {
-        let text = self.0.trim();
-        let (negative, digits) = match text.strip_prefix('-') {
-            Some(rest) => (true, rest),
-            None => (false, text),
-        };
-        let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
-        if whole.is_empty()
-            || frac.len() > 2
-            || !whole.bytes().all(|b| b.is_ascii_digit())
-            || !frac.bytes().all(|b| b.is_ascii_digit())
-        {
-            return None;
-        }
-        let frac_cents = match frac.len() {
-            0 => 0,
-            1 => frac.parse::<i64>().ok()? * 10,
-            _ => frac.parse::<i64>().ok()?,
-        };
-        let cents = whole
-            .parse::<i64>()
-            .ok()?
-            .checked_mul(100)?
-            .checked_add(frac_cents)?;
-        Some(if negative { -cents } else { cents })
-    }
-}
-
 impl<'de> Deserialize<'de> for Price {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Self(scalar_text(Value::deserialize(d)?)))
+        Ok(Price::new(scalar_text(Value::deserialize(d)?)))
     }
-}
-
-/// A timestamp as FoxReload sent it; `parsed` is set when it reads as an
-/// instant by [`parse_instant`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Timestamp {
-    pub raw: String,
-    pub parsed: Option<OffsetDateTime>,
 }
 
 impl<'de> Deserialize<'de> for Timestamp {
@@ -210,120 +110,122 @@ fn has_offset(text: &str) -> bool {
 /// An order as `GET /api/orders/{id}` (and create, pay, list) return it.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SupplierOrder {
+struct WireOrder {
     #[serde(deserialize_with = "text")]
-    pub id: String,
-    pub status: SupplierStatus,
+    id: String,
+    status: SupplierStatus,
     #[serde(default, deserialize_with = "optional_timestamp")]
-    pub created_at: Option<Timestamp>,
+    created_at: Option<Timestamp>,
     #[serde(default, deserialize_with = "optional_timestamp")]
-    pub payment_expires_at: Option<Timestamp>,
+    payment_expires_at: Option<Timestamp>,
     #[serde(default, deserialize_with = "optional_text")]
-    pub cancel_reason: Option<String>,
+    cancel_reason: Option<String>,
     #[serde(default)]
-    pub total_price: Option<Price>,
-    /// Whether FoxReload says the order is a mock; `None` when it does not
-    /// say (or says it in a form that is not a boolean).
+    total_price: Option<Price>,
     #[serde(default, deserialize_with = "optional_bool")]
-    pub is_mock: Option<bool>,
+    is_mock: Option<bool>,
     #[serde(default, deserialize_with = "items")]
-    pub items: Vec<SupplierItem>,
-}
-
-impl SupplierOrder {
-    /// Every delivered code or activation entry, in order, with the item it
-    /// came from.
-    pub fn delivered(&self) -> impl Iterator<Item = (usize, &SupplierItem, DeliveredCode)> {
-        self.items.iter().enumerate().flat_map(|(index, item)| {
-            item.external_data
-                .iter()
-                .map(move |entry| (index, item, DeliveredCode::from_entry(entry)))
-        })
-    }
+    items: Vec<WireItem>,
 }
 
 /// One line of an order.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SupplierItem {
+struct WireItem {
     #[serde(default)]
-    pub product: Option<ProductRef>,
+    product: Option<WireProduct>,
     #[serde(default, deserialize_with = "optional_quantity")]
-    pub quantity: Option<u32>,
-    /// Every entry as sent; see [`DeliveredCode`] for how one becomes a code.
+    quantity: Option<u32>,
     #[serde(default, deserialize_with = "external_data")]
-    pub external_data: Vec<Value>,
-    /// Per-item error: a `completed` order can still carry one (partial
-    /// fulfilment).
+    external_data: Vec<Value>,
     #[serde(default, deserialize_with = "optional_text")]
-    pub error: Option<String>,
-    /// The item's note as FoxReload echoes it: `None` when the field is
-    /// absent, `Some(Value::Null)` when it is there but null.
+    error: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    pub note: Option<Value>,
-}
-
-impl SupplierItem {
-    pub fn product_id(&self) -> Option<&str> {
-        self.product.as_ref().map(|p| p.id.as_str())
-    }
+    note: Option<Value>,
 }
 
 /// The product an item refers to.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-pub struct ProductRef {
+struct WireProduct {
     #[serde(deserialize_with = "text")]
-    pub id: String,
+    id: String,
     #[serde(default, deserialize_with = "optional_text")]
-    pub name: Option<String>,
+    name: Option<String>,
 }
 
-/// What one `externalData` entry delivers: its `code` when present, else the
-/// whole entry as JSON (activation data: pin, serial, url, expiry…).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DeliveredCode {
-    Code(String),
-    Whole(String),
-}
-
-impl DeliveredCode {
-    pub fn from_entry(entry: &Value) -> Self {
-        match entry.get("code") {
-            Some(Value::String(code)) if !code.is_empty() => Self::Code(code.clone()),
-            Some(Value::Number(n)) => Self::Code(n.to_string()),
-            _ => Self::Whole(match entry {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            }),
+impl From<WireOrder> for SupplierOrder {
+    fn from(wire: WireOrder) -> Self {
+        Self {
+            id: wire.id,
+            status: wire.status,
+            created_at: wire.created_at,
+            payment_expires_at: wire.payment_expires_at,
+            cancel_reason: wire.cancel_reason,
+            total_price: wire.total_price,
+            is_mock: wire.is_mock,
+            items: wire.items.into_iter().map(SupplierItem::from).collect(),
         }
     }
+}
 
-    /// The secret itself. Never log it.
-    pub fn secret(&self) -> &str {
-        match self {
-            Self::Code(s) | Self::Whole(s) => s,
+impl From<WireItem> for SupplierItem {
+    fn from(wire: WireItem) -> Self {
+        Self {
+            product: wire.product.map(|p| ProductRef {
+                id: p.id,
+                name: p.name,
+            }),
+            quantity: wire.quantity,
+            external_data: wire.external_data,
+            error: wire.error,
+            note: wire.note,
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for SupplierOrder {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        WireOrder::deserialize(d).map(Self::from)
     }
 }
 
 /// `POST /api/orders/` body.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CreateOrderRequest {
-    pub items: Vec<CreateOrderItem>,
+struct WireCreate<'a> {
+    items: Vec<WireCreateItem<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub total_price: Option<String>,
-    pub is_mock: bool,
+    total_price: Option<&'a str>,
+    is_mock: bool,
 }
 
 /// One line of a create request.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CreateOrderItem {
-    pub item_id: String,
-    pub quantity: u32,
+struct WireCreateItem<'a> {
+    item_id: &'a str,
+    quantity: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<Map<String, Value>>,
+    note: Option<&'a Map<String, Value>>,
+}
+
+impl Serialize for CreateOrderRequest {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let wire = WireCreate {
+            items: self
+                .items
+                .iter()
+                .map(|item: &CreateOrderItem| WireCreateItem {
+                    item_id: &item.item_id,
+                    quantity: item.quantity,
+                    note: item.note.as_ref(),
+                })
+                .collect(),
+            total_price: self.total_price.as_deref(),
+            is_mock: self.is_mock,
+        };
+        wire.serialize(s)
+    }
 }
 
 /// FoxReload's error body: `detail` (human text) and `code` (machine code).
@@ -553,7 +455,7 @@ fn external_data<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error
     })
 }
 
-fn items<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SupplierItem>, D::Error> {
+fn items<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<WireItem>, D::Error> {
     match Value::deserialize(d)? {
         Value::Null => Ok(Vec::new()),
         other => serde_json::from_value(other).map_err(serde::de::Error::custom),
@@ -563,6 +465,7 @@ fn items<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SupplierItem>, D::Error>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::supplier::DeliveredCode;
     use serde_json::json;
 
     fn order(value: Value) -> SupplierOrder {
