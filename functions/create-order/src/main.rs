@@ -1,3 +1,6 @@
+//! The create-order binary: settings read once (start-up stops naming any
+//! that is wrong), then the orders router served by `lambda_http`.
+
 use foxrelay_shared::startup::Context;
 
 #[tokio::main]

@@ -1,3 +1,6 @@
+//! The poll-order binary: settings read once (start-up stops naming any
+//! that is wrong), then SQS batches handed to the handler by `lambda_runtime`.
+
 use foxrelay_shared::startup::Context;
 use lambda_runtime::{Error, service_fn};
 

@@ -1,3 +1,6 @@
+//! The scan-stalled binary: settings read once (start-up stops naming any
+//! that is wrong), then each scheduled event runs one sweep.
+
 use foxrelay_shared::startup::Context;
 use lambda_runtime::{Error, service_fn};
 
