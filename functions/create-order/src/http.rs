@@ -32,6 +32,7 @@ use foxrelay_shared::store::OrderRecord;
 use lambda_http::request::{LambdaRequest, RequestContext};
 use lambda_http::tower::ServiceExt;
 use lambda_http::{LambdaEvent, RequestExt};
+use base64::Engine;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::Instrument;
@@ -68,7 +69,12 @@ where
     P: EventPublisher + 'static,
 {
     let orders = || post(create::<S, Q, F, C, P>).fallback(|| async { not_allowed("POST") });
-    let order = || get(read::<S, Q, F, C, P>).fallback(|| async { not_allowed("GET") });
+    // axum answers HEAD with a GET route unless told otherwise.
+    let order = || {
+        get(read::<S, Q, F, C, P>)
+            .head(|| async { not_allowed("GET") })
+            .fallback(|| async { not_allowed("GET") })
+    };
     let flushed = api.clone();
     Router::new()
         .route("/orders", orders())
@@ -361,20 +367,44 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// One API Gateway event through `router`, as `lambda_http` hands it in
-/// Lambda (the request, with the invocation's context), and the answer as
-/// API Gateway takes it.
+/// One API Gateway event through `router` (converted by `lambda_http`,
+/// with the invocation's context), and the answer as API Gateway takes it.
+/// This is the function's Lambda entry, not `lambda_http::run`: that
+/// conversion panics, and with `panic = "abort"` kills the container, on a
+/// body flagged base64 that is not, or a URL it cannot build from the
+/// `Host` and query. Those are answered 400 here, and what the API never
+/// reads (the query, `Host`, `X-Forwarded-Proto`) is left out first.
 pub async fn serve_event(
     router: Router,
     event: LambdaEvent<ApiGatewayV2httpRequest>,
 ) -> ApiGatewayV2httpResponse {
-    let LambdaEvent { payload, context } = event;
+    let LambdaEvent {
+        mut payload,
+        context,
+    } = event;
+    if payload.is_base64_encoded
+        && base64::engine::general_purpose::STANDARD
+            .decode(payload.body.as_deref().unwrap_or_default())
+            .is_err()
+    {
+        let refused = ApiError::new(400, "invalid_request", "the body is not valid base64");
+        return gateway_answer(refused.into_response()).await;
+    }
+    payload.raw_query_string = None;
+    payload.query_string_parameters = Default::default();
+    payload.headers.remove("host");
+    payload.headers.remove("x-forwarded-proto");
     let request: lambda_http::Request = LambdaRequest::ApiGatewayV2(payload).into();
     let request = request.with_lambda_context(context);
     let response = match router.oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},
     };
+    gateway_answer(response).await
+}
+
+/// A response as API Gateway takes it from the function.
+async fn gateway_answer(response: Response) -> ApiGatewayV2httpResponse {
     let (parts, body) = response.into_parts();
     // Every answer is JSON text, well under any limit.
     let bytes = axum::body::to_bytes(body, usize::MAX)

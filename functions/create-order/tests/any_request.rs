@@ -87,11 +87,12 @@ fn request() -> impl Strategy<Value = ApiGatewayV2httpRequest> {
         ]),
         prop::option::of(prop::collection::vec(any::<u8>(), 0..300)),
         body(),
-        any::<bool>(),
+        0u8..3,
         authorizer(),
+        (prop::option::of(".{0,40}"), prop::option::of("[ -~]{0,40}")),
     )
         .prop_map(
-            |(method, path, content_type, key, body, base64, authorizer)| {
+            |(method, path, content_type, key, body, base64, authorizer, (query, host))| {
                 let mut request = ApiGatewayV2httpRequest::default();
                 request.request_context.authorizer = authorizer;
                 request.request_context.http.method =
@@ -108,14 +109,19 @@ fn request() -> impl Strategy<Value = ApiGatewayV2httpRequest> {
                         .insert(HeaderName::from_static("idempotency-key"), key);
                 }
                 // API Gateway base64-encodes a body it does not take for
-                // text; the flag never comes with anything else.
-                request.body = Some(if base64 {
+                // text (1); a direct invocation may flag one that is not (2).
+                request.body = Some(if base64 == 1 {
                     use base64::Engine;
                     base64::engine::general_purpose::STANDARD.encode(body.as_bytes())
                 } else {
                     body
                 });
-                request.is_base64_encoded = base64;
+                request.is_base64_encoded = base64 > 0;
+                // A query and a Host the API never reads, whatever they hold.
+                request.raw_query_string = query;
+                if let Some(host) = host.and_then(|h| HeaderValue::from_str(&h).ok()) {
+                    request.headers.insert(HeaderName::from_static("host"), host);
+                }
                 request
             },
         )

@@ -158,12 +158,13 @@ impl From<&SupplierError> for SupplierProblem {
 }
 
 /// FoxReload's status for an order as it said it (kept even when unknown
-/// to us), and ours to store from it.
+/// to us), and ours to store from it. Made only by [`Self::claimed`] and
+/// [`Self::after_payment`], so a claim or a payment can never store an end
+/// (an end comes only with its codes) nor leave a claimed order `creating`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SupplierState {
-    pub said: String,
-    /// `None` leaves ours as it is.
-    pub status: Option<OrderStatus>,
+    said: String,
+    status: Option<OrderStatus>,
 }
 
 impl SupplierState {
@@ -185,6 +186,16 @@ impl SupplierState {
             said: status.as_str().to_owned(),
             status: (!ours.is_terminal()).then_some(ours),
         }
+    }
+
+    /// FoxReload's status, as it said it.
+    pub fn said(&self) -> &str {
+        &self.said
+    }
+
+    /// Ours to store; `None` leaves ours as it is.
+    pub fn status(&self) -> Option<OrderStatus> {
+        self.status
     }
 }
 

@@ -8,6 +8,7 @@
 
 use super::seed::{intent, owner};
 use crate::domain::OrderStatus;
+use crate::domain::supplier::SupplierStatus;
 use crate::domain::event::{CodeKind, DeliveredCodeRecord, ItemOutcome};
 use crate::domain::reconcile::ClockOffset;
 use crate::store::{
@@ -88,11 +89,14 @@ fn problem(kind: &str) -> SupplierProblem {
     }
 }
 
-fn state(said: &str, status: OrderStatus) -> SupplierState {
-    SupplierState {
-        said: said.to_owned(),
-        status: Some(status),
-    }
+/// What a claim of a FoxReload order in `said` stores.
+fn claim_of(said: &str) -> SupplierState {
+    SupplierState::claimed(&SupplierStatus::parse(said))
+}
+
+/// What a payment FoxReload answered with `said` stores.
+fn paid(said: &str) -> SupplierState {
+    SupplierState::after_payment(&SupplierStatus::parse(said))
 }
 
 fn code(index: u32, text: &str) -> DeliveredCodeRecord {
@@ -133,7 +137,7 @@ async fn placed<S: OrderStore>(store: &S, id: &str, due: OffsetDateTime) -> Orde
     begun(store, id, T0).await;
     let supplier = format!("sup-{id}");
     let claimed = store
-        .claim_supplier_order(id, &supplier, &state("active", OrderStatus::Active), T0)
+        .claim_supplier_order(id, &supplier, &claim_of("active"), T0)
         .await
         .unwrap();
     assert_eq!(claimed, Claim::Claimed);
@@ -285,7 +289,7 @@ pub async fn a_post_is_recorded_only_against_the_count_seen_on_an_unsettled_orde
         .unwrap();
     assert!(store.record_post("p1", 2, at(8)).await.unwrap());
     store
-        .claim_supplier_order("p1", "sup-p1", &state("active", OrderStatus::Active), at(9))
+        .claim_supplier_order("p1", "sup-p1", &claim_of("active"), at(9))
         .await
         .unwrap();
     assert!(!store.record_post("p1", 3, at(10)).await.unwrap());
@@ -310,7 +314,7 @@ pub async fn a_supplier_order_is_claimed_by_one_of_our_orders_only<S: OrderStore
         .unwrap();
     assert!(!store.is_claimed("sup-x").await.unwrap());
     let claimed = store
-        .claim_supplier_order("c1", "sup-x", &state("paid", OrderStatus::Paid), at(2))
+        .claim_supplier_order("c1", "sup-x", &claim_of("paid"), at(2))
         .await
         .unwrap();
     assert_eq!(claimed, Claim::Claimed);
@@ -324,14 +328,14 @@ pub async fn a_supplier_order_is_claimed_by_one_of_our_orders_only<S: OrderStore
     // Another of ours cannot hold it; ours cannot hold a second one.
     assert_eq!(
         store
-            .claim_supplier_order("c2", "sup-x", &state("paid", OrderStatus::Paid), at(3))
+            .claim_supplier_order("c2", "sup-x", &claim_of("paid"), at(3))
             .await
             .unwrap(),
         Claim::TakenByAnother
     );
     assert_eq!(
         store
-            .claim_supplier_order("c1", "sup-y", &state("paid", OrderStatus::Paid), at(3))
+            .claim_supplier_order("c1", "sup-y", &claim_of("paid"), at(3))
             .await
             .unwrap(),
         Claim::OrderMoved
@@ -341,45 +345,39 @@ pub async fn a_supplier_order_is_claimed_by_one_of_our_orders_only<S: OrderStore
         store.order("c2").await.unwrap().unwrap().supplier_order_id,
         None
     );
-    // A state without ours keeps ours.
-    let kept = SupplierState {
-        said: "weird".into(),
-        status: None,
-    };
+    // A status we do not know is kept as said, and polled on as
+    // `processing`; a claimed order never stays `creating`.
     assert_eq!(
         store
-            .claim_supplier_order("c2", "sup-z", &kept, at(4))
+            .claim_supplier_order("c2", "sup-z", &claim_of("on_hold"), at(4))
             .await
             .unwrap(),
         Claim::Claimed
     );
     let c2 = store.order("c2").await.unwrap().unwrap();
-    assert_eq!(c2.status, OrderStatus::Creating);
-    assert_eq!(c2.supplier_status.as_deref(), Some("weird"));
+    assert_eq!(c2.status, OrderStatus::Processing);
+    assert_eq!(c2.supplier_status.as_deref(), Some("on_hold"));
 }
 
 pub async fn payment_is_recorded_only_on_a_claimed_open_order<S: OrderStore>(store: &S) {
     begun(store, "y1", T0).await;
-    let paid = state("paid", OrderStatus::Paid);
+    let paid_now = paid("paid");
     assert!(is_conflict(
-        store.record_payment("y1", Some(&paid), None, at(1)).await
+        store.record_payment("y1", Some(&paid_now), None, at(1)).await
     ));
     store
-        .claim_supplier_order("y1", "sup-y1", &state("active", OrderStatus::Active), at(1))
+        .claim_supplier_order("y1", "sup-y1", &claim_of("active"), at(1))
         .await
         .unwrap();
     store
-        .record_payment("y1", Some(&paid), None, at(2))
+        .record_payment("y1", Some(&paid_now), None, at(2))
         .await
         .unwrap();
     let order = store.order("y1").await.unwrap().unwrap();
     assert_eq!(order.status, OrderStatus::Paid);
     assert_eq!(order.supplier_status.as_deref(), Some("paid"));
     let refused = problem("rejected");
-    let ended = SupplierState {
-        said: "completed".into(),
-        status: None,
-    };
+    let ended = paid("completed");
     store
         .record_payment("y1", Some(&ended), Some(&refused), at(3))
         .await
@@ -394,7 +392,7 @@ pub async fn payment_is_recorded_only_on_a_claimed_open_order<S: OrderStore>(sto
         .await
         .unwrap();
     assert!(is_conflict(
-        store.record_payment("y1", Some(&paid), None, at(5)).await
+        store.record_payment("y1", Some(&paid_now), None, at(5)).await
     ));
 }
 
@@ -499,7 +497,7 @@ pub async fn unsettled_orders_are_the_unclaimed_creates_in_the_window<S: OrderSt
         .claim_supplier_order(
             "u-claimed",
             "sup-u",
-            &state("active", OrderStatus::Active),
+            &claim_of("active"),
             at(7),
         )
         .await
@@ -895,7 +893,7 @@ pub async fn a_dead_create_is_handed_over_only_when_no_request_holds_its_key<S: 
     claimed.order_id = "h3".into();
     begun(store, "h3", T0).await;
     store
-        .claim_supplier_order("h3", "sup-h3", &state("active", OrderStatus::Active), at(1))
+        .claim_supplier_order("h3", "sup-h3", &claim_of("active"), at(1))
         .await
         .unwrap();
     assert!(
@@ -923,7 +921,7 @@ pub async fn instants_compared_in_conditions_come_back_in_milliseconds<S: OrderS
     // out: conditions compare milliseconds.
     store.schedule_poll("i1", 1, T0, T0).await.unwrap();
     store
-        .claim_supplier_order("i1", "sup-i1", &state("active", OrderStatus::Active), T0)
+        .claim_supplier_order("i1", "sup-i1", &claim_of("active"), T0)
         .await
         .unwrap();
     let lease = T0 + time::Duration::microseconds(10);

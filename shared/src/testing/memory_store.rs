@@ -369,8 +369,8 @@ impl PlacementStore for MemoryStore {
         };
         let record = &mut order.record;
         record.supplier_order_id = Some(supplier_order_id.to_owned());
-        record.supplier_status = Some(supplier.said.clone());
-        if let Some(status) = supplier.status {
+        record.supplier_status = Some(supplier.said().to_owned());
+        if let Some(status) = supplier.status() {
             record.status = status;
         }
         record.updated_at = now;
@@ -399,8 +399,8 @@ impl PlacementStore for MemoryStore {
         let record = &mut order.record;
         record.updated_at = now;
         if let Some(supplier) = supplier {
-            record.supplier_status = Some(supplier.said.clone());
-            if let Some(status) = supplier.status {
+            record.supplier_status = Some(supplier.said().to_owned());
+            if let Some(status) = supplier.status() {
                 record.status = status;
             }
         }

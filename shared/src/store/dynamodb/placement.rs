@@ -133,9 +133,9 @@ impl PlacementStore for DynamoStore {
             ))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":sid", s(supplier_order_id))
-            .expression_attribute_values(":sst", s(&state.said))
+            .expression_attribute_values(":sst", s(state.said()))
             .expression_attribute_values(":now", s(rfc3339(now)));
-        if let Some(status) = state.status {
+        if let Some(status) = state.status() {
             sets.push("#status = :status");
             update = update.expression_attribute_values(":status", s(status.as_str()));
         }
@@ -179,8 +179,8 @@ impl PlacementStore for DynamoStore {
         }
         if let Some(state) = state {
             sets.push("supplierStatus = :sst");
-            request = request.expression_attribute_values(":sst", s(&state.said));
-            if let Some(status) = state.status {
+            request = request.expression_attribute_values(":sst", s(state.said()));
+            if let Some(status) = state.status() {
                 sets.push("#status = :status");
                 request = request.expression_attribute_values(":status", s(status.as_str()));
             }
