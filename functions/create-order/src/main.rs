@@ -9,5 +9,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let handler = &create_order::Handler::new(
         Context::from_env_or_exit(create_order::FOXRELOAD_ACCESS).await,
     );
-    lambda_runtime::run(lambda_runtime::service_fn(move |event| handler.handle(event))).await
+    lambda_runtime::run(lambda_runtime::service_fn(move |event| {
+        handler.handle(event)
+    }))
+    .await
 }

@@ -120,7 +120,9 @@ fn request() -> impl Strategy<Value = ApiGatewayV2httpRequest> {
                 // A query and a Host the API never reads, whatever they hold.
                 request.raw_query_string = query;
                 if let Some(host) = host.and_then(|h| HeaderValue::from_str(&h).ok()) {
-                    request.headers.insert(HeaderName::from_static("host"), host);
+                    request
+                        .headers
+                        .insert(HeaderName::from_static("host"), host);
                 }
                 request
             },

@@ -8,9 +8,9 @@
 
 use super::seed::{intent, owner};
 use crate::domain::OrderStatus;
-use crate::domain::supplier::SupplierStatus;
 use crate::domain::event::{CodeKind, DeliveredCodeRecord, ItemOutcome};
 use crate::domain::reconcile::ClockOffset;
+use crate::domain::supplier::SupplierStatus;
 use crate::store::{
     AlertSlot, Begin, Claim, IdempotencyClaim, OrderRecord, OrderStore, Persisted, PollRecord,
     StoreError, StoredResponse, SupplierProblem, SupplierState, Terminal,
@@ -363,7 +363,9 @@ pub async fn payment_is_recorded_only_on_a_claimed_open_order<S: OrderStore>(sto
     begun(store, "y1", T0).await;
     let paid_now = paid("paid");
     assert!(is_conflict(
-        store.record_payment("y1", Some(&paid_now), None, at(1)).await
+        store
+            .record_payment("y1", Some(&paid_now), None, at(1))
+            .await
     ));
     store
         .claim_supplier_order("y1", "sup-y1", &claim_of("active"), at(1))
@@ -392,7 +394,9 @@ pub async fn payment_is_recorded_only_on_a_claimed_open_order<S: OrderStore>(sto
         .await
         .unwrap();
     assert!(is_conflict(
-        store.record_payment("y1", Some(&paid_now), None, at(5)).await
+        store
+            .record_payment("y1", Some(&paid_now), None, at(5))
+            .await
     ));
 }
 
@@ -494,12 +498,7 @@ pub async fn unsettled_orders_are_the_unclaimed_creates_in_the_window<S: OrderSt
         .unwrap();
     begun(store, "u-claimed", at(6)).await;
     store
-        .claim_supplier_order(
-            "u-claimed",
-            "sup-u",
-            &claim_of("active"),
-            at(7),
-        )
+        .claim_supplier_order("u-claimed", "sup-u", &claim_of("active"), at(7))
         .await
         .unwrap();
     begun(store, "u-refused", at(7)).await;

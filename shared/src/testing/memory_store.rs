@@ -4,11 +4,20 @@
 //! for a key's expiry), so a flow behaves the same on either: the contract
 //! suite (`testing::contract`) runs the same cases against both.
 //!
-//! What it does not model: items of earlier layouts (legacy codes, orders
-//! without POST records), unreadable items, and TTL deletions (an expired
-//! key stays until it is claimed again, as DynamoDB allows).
-//!
-//! [`MemoryStore::fail`] makes a method fail as an unavailable store would.
+//! What it does not model, so what the fast tier cannot show:
+//! - items of earlier layouts (legacy codes, orders without POST records),
+//!   unreadable items, and TTL deletions (an expired key stays until it is
+//!   claimed again, as DynamoDB allows);
+//! - the pending index's lag: DynamoDB's index is eventually consistent,
+//!   this one is not (reconciliation missing an order created a moment
+//!   ago, or the sweep seeing one just notified, is the integration
+//!   tier's);
+//! - a last page exactly full: DynamoDB may hand back a cursor to an empty
+//!   page, this store does not (callers take both);
+//! - a write that committed in part: [`MemoryStore::fail`] makes a whole
+//!   method fail as an unavailable store would, changing nothing; a
+//!   persist cut between its transactions, or one that committed but
+//!   failed reading the order back, is tested against moto.
 
 use crate::domain::OrderStatus;
 use crate::domain::event::DeliveredCodeRecord;
