@@ -1,7 +1,7 @@
 //! The orders API as an axum [`Router`]: `POST /orders` and
 //! `GET /orders/{orderId}` (also under a stage name, `/prod/orders…`). The
-//! same router runs in Lambda (`lambda_http::run`, which turns API
-//! Gateway's events into HTTP requests) and in `foxrelay-local`.
+//! same router runs in Lambda ([`serve_event`]: API Gateway's events
+//! turned into HTTP requests by `lambda_http`) and in `foxrelay-local`.
 //!
 //! Every answer is JSON in the API's error shape, the router's own
 //! rejections (no such route, a method not allowed) included. Decoding is

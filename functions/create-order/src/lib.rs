@@ -3,9 +3,9 @@
 //! `POST /orders` places an order without ever buying twice (see
 //! [`create`]); `GET /orders/{orderId}` shows it. The handler is thin: an
 //! axum router ([`http`]) decodes the request, hands it to the create flow
-//! or the store, and encodes the answer. In Lambda, `lambda_http` turns API
-//! Gateway's events into the router's requests; `foxrelay-local` serves the
-//! same router.
+//! or the store, and encodes the answer. In Lambda, each API Gateway event
+//! becomes the router's request (`http::serve_event`, with `lambda_http`'s
+//! conversion); `foxrelay-local` serves the same router.
 
 pub mod create;
 pub mod error;
@@ -79,7 +79,7 @@ impl Handler {
         &self.api.metrics
     }
 
-    /// The orders API: what `lambda_http::run` serves in Lambda and
+    /// The orders API: what the Lambda entry hands every event to and
     /// `foxrelay-local` serves on its port.
     pub fn router(&self) -> Router {
         http::router(self.api.clone())
