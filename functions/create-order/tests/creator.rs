@@ -408,3 +408,132 @@ async fn an_unavailable_store_is_a_503_and_buys_nothing() {
         .unwrap();
     assert_eq!(retry.status, 202);
 }
+
+/// An order for `product` with a `player_id` note, as a client sends it.
+fn for_player(product: &str, player: Option<&str>) -> NewOrder {
+    let mut order = new_order("p");
+    order.lines[0].product_id = product.to_owned();
+    order.lines[0].note =
+        player.map(|p| serde_json::Map::from_iter([("player_id".to_owned(), Value::from(p))]));
+    order
+}
+
+/// One answered create: FoxReload's clock is measured, as in production.
+async fn measure_clock(c: &TestCreator) {
+    create(c, new_order("m"), key("measure"), alice())
+        .await
+        .unwrap();
+    c.queue.take();
+}
+
+#[tokio::test(start_paused = true)]
+async fn our_order_behind_many_newer_ones_is_found_further_back() {
+    let c = creator();
+    c.supplier.list_page_cap(10);
+    measure_clock(&c).await;
+    let others = for_player("product_other", None).supplier_request(false);
+    for i in 0..30 {
+        let at = c.clock.now() + time::Duration::milliseconds(30_000 + i);
+        c.supplier.place_foreign(&others, at);
+    }
+    c.supplier
+        .on_create(CreateStep::Lost(Uncertainty::TimedOut));
+    let answer = create(&c, new_order("deep"), key("deep"), alice())
+        .await
+        .unwrap();
+    let json = body(&answer);
+    let bought = c.supplier.bought();
+    assert_eq!(bought.len(), 2, "the measuring order and ours, once");
+    assert_eq!(json["supplierOrderId"], bought[1].id.as_str(), "{json}");
+    assert!(
+        c.supplier.calls(Operation::ListOrders) >= 4,
+        "read back {} pages",
+        c.supplier.calls(Operation::ListOrders)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreadable_creation_time_is_undecided_never_bought_again() {
+    let c = creator();
+    c.supplier.unreadable_times();
+    c.supplier
+        .on_create(CreateStep::Lost(Uncertainty::TimedOut));
+    let answer = create(&c, new_order("odd"), key("odd"), alice())
+        .await
+        .unwrap();
+    let json = body(&answer);
+    assert_eq!(json["status"], "reconciling", "{json}");
+    assert_eq!(json["lastError"]["kind"], "reconcile_ambiguous", "{json}");
+    assert_eq!(c.supplier.bought().len(), 1, "never bought again");
+    assert_eq!(c.supplier.calls(Operation::CreateOrder), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn orders_for_different_players_each_get_their_own() {
+    let c = creator();
+    measure_clock(&c).await;
+    let other_player = c.supplier.place_foreign(
+        &for_player("product_fast", Some("C")).supplier_request(false),
+        c.clock.now() - time::Duration::milliseconds(500),
+    );
+    c.supplier
+        .on_create(CreateStep::Lost(Uncertainty::TimedOut))
+        .on_create(CreateStep::Lost(Uncertainty::TimedOut));
+    let (a, b) = tokio::join!(
+        create(&c, for_player("product_fast", Some("A")), key("a"), alice()),
+        create(&c, for_player("product_fast", Some("B")), key("b"), alice()),
+    );
+    for (player, answer) in [("A", a.unwrap()), ("B", b.unwrap())] {
+        let json = body(&answer);
+        let ours = json["supplierOrderId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("unclaimed: {json}"));
+        assert_ne!(ours, other_player);
+        let at_foxreload = c.supplier.order(ours).unwrap();
+        let note = at_foxreload.items[0].note.clone().unwrap();
+        assert_eq!(note["player_id"], player);
+    }
+    assert_eq!(c.supplier.bought().len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_after_an_ambiguous_attempt_leaves_the_order_to_reconciliation() {
+    let c = creator();
+    c.supplier
+        .on_create(CreateStep::Unsent(Uncertainty::ServerError(503)))
+        .on_create(CreateStep::Refuse(refusal(
+            Operation::CreateOrder,
+            400,
+            "VALIDATION_ERROR",
+        )));
+    let answer = create(&c, new_order("r"), key("r"), alice()).await.unwrap();
+    let json = body(&answer);
+    assert_eq!(json["status"], "reconciling", "{json}");
+    assert!(c.supplier.bought().is_empty());
+    let sent = c.queue.take();
+    assert_eq!(sent[0].message.kind, PollKind::Reconcile);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_foxreload_clock_ninety_seconds_ahead_is_measured_and_followed() {
+    let c = creator();
+    c.supplier.clock_offset(time::Duration::seconds(90));
+    measure_clock(&c).await;
+    let earlier = c.supplier.place_foreign(
+        &new_order("x").supplier_request(false),
+        c.clock.now() - time::Duration::seconds(60),
+    );
+    c.supplier
+        .on_create(CreateStep::Lost(Uncertainty::TimedOut));
+    let answer = create(&c, new_order("ahead"), key("ahead"), alice())
+        .await
+        .unwrap();
+    let json = body(&answer);
+    let ours = json["supplierOrderId"].as_str().expect("claimed");
+    assert_ne!(ours, earlier);
+    assert_eq!(c.supplier.bought().len(), 2, "bought once");
+    use foxrelay_shared::store::PlacementStore;
+    let measure = c.store.clock_offset().await.unwrap().expect("measured");
+    let off = measure.offset - time::Duration::seconds(90);
+    assert!(off.abs() < time::Duration::seconds(2), "{measure:?}");
+}

@@ -67,7 +67,22 @@ struct Script {
     ending: Ending,
     /// FoxReload's clock against ours.
     offset: time::Duration,
+    /// The most orders one page of the list holds, whatever was asked.
+    page_cap: Option<u32>,
+    /// Orders created from now on carry a `createdAt` that reads as no time.
+    unreadable_times: bool,
     calls: Vec<Operation>,
+}
+
+impl Script {
+    /// Adds an order, keeping the list in creation order as FoxReload's is
+    /// (another buyer's order may be stamped later than one of ours made
+    /// after it).
+    fn add(&mut self, account: Account) {
+        let at = |a: &Account| a.order.created_at.as_ref().and_then(|t| t.parsed);
+        let place = self.orders.partition_point(|o| at(o) <= at(&account));
+        self.orders.insert(place, account);
+    }
 }
 
 /// The scripted FoxReload.
@@ -119,6 +134,8 @@ impl<C: Clock> ScriptedSupplier<C> {
                 reads_to_end: 1,
                 ending: Ending::Completed,
                 offset: time::Duration::ZERO,
+                page_cap: None,
+                unreadable_times: false,
                 calls: Vec::new(),
             }),
         }
@@ -146,6 +163,20 @@ impl<C: Clock> ScriptedSupplier<C> {
         self
     }
 
+    /// One page of the list holds at most `cap` orders, as a server's own
+    /// cap would.
+    pub fn list_page_cap(&self, cap: u32) -> &Self {
+        self.script().page_cap = Some(cap);
+        self
+    }
+
+    /// Orders created from now on carry a `createdAt` that reads as no
+    /// time.
+    pub fn unreadable_times(&self) -> &Self {
+        self.script().unreadable_times = true;
+        self
+    }
+
     /// What the next creates do, in order; then they are answered.
     pub fn on_create(&self, step: CreateStep) -> &Self {
         self.script().creates.push_back(step);
@@ -169,11 +200,7 @@ impl<C: Clock> ScriptedSupplier<C> {
         let at = at + script.offset;
         let account = Self::open(&mut script, request, at, true);
         let id = account.order.id.clone();
-        script.orders.push(account);
-        // Keep the list in creation order, as FoxReload's is.
-        script
-            .orders
-            .sort_by_key(|a| a.order.created_at.as_ref().and_then(|t| t.parsed));
+        script.add(account);
         id
     }
 
@@ -213,7 +240,14 @@ impl<C: Clock> ScriptedSupplier<C> {
             order: SupplierOrder {
                 id,
                 status: SupplierStatus::Active,
-                created_at: Some(timestamp(at)),
+                created_at: Some(if script.unreadable_times {
+                    Timestamp {
+                        raw: "soon".into(),
+                        parsed: None,
+                    }
+                } else {
+                    timestamp(at)
+                }),
                 payment_expires_at: None,
                 cancel_reason: None,
                 total_price: request.total_price.as_ref().map(|p| Price::new(p.clone())),
@@ -310,7 +344,7 @@ impl<C: Clock> Supplier for ScriptedSupplier<C> {
                 let at = now + script.offset;
                 let account = Self::open(&mut script, request, at, false);
                 let order = account.order.clone();
-                script.orders.push(account);
+                script.add(account);
                 match step {
                     CreateStep::Lost(why) => Err(lost(why)),
                     _ => Ok(order),
@@ -358,7 +392,8 @@ impl<C: Clock> Supplier for ScriptedSupplier<C> {
         let script = self.call(Operation::ListOrders)?;
         let newest_first: Vec<&Account> = script.orders.iter().rev().collect();
         let start = (page.offset as usize).min(newest_first.len());
-        let end = (start + page.limit.max(1) as usize).min(newest_first.len());
+        let limit = page.limit.max(1).min(script.page_cap.unwrap_or(u32::MAX));
+        let end = (start + limit as usize).min(newest_first.len());
         Ok(OrderPage {
             orders: newest_first[start..end]
                 .iter()

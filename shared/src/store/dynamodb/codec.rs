@@ -199,7 +199,9 @@ pub(super) fn order_from_item(item: &Item) -> Result<OrderRecord, StoreError> {
     })
 }
 
-pub(super) fn order_to_item(order: &OrderRecord) -> Item {
+/// A new order's item, as `begin` puts it: the fields an intent has (every
+/// later change is a conditional update of its own).
+pub(super) fn intent_to_item(order: &OrderRecord) -> Item {
     let mut item = order_key(&order.order_id);
     let created = rfc3339(order.created_at);
     item.insert("orderId".into(), s(&order.order_id));

@@ -2,7 +2,7 @@
 //! held by one request at a time, answered once, freed only by their holder.
 
 use super::DynamoStore;
-use super::codec::{idempotency_from_item, millis, n, order_to_item, s};
+use super::codec::{idempotency_from_item, intent_to_item, millis, n, s};
 use super::errors::{conditional, expected};
 use super::keys::idempotency_key;
 use super::transaction::Tx;
@@ -21,7 +21,7 @@ impl IdempotencyStore for DynamoStore {
     ) -> Result<Begin, StoreError> {
         let put_order = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(order_to_item(order)))
+            .set_item(Some(intent_to_item(order)))
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .expect("table, item and condition are set");
