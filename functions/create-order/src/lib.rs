@@ -37,6 +37,8 @@ type LiveApi = Api<DynamoStore, SqsPollQueue, Metered<FoxReloadClient>, SystemCl
 /// The create-order handler; built once per container.
 pub struct Handler {
     api: Arc<LiveApi>,
+    /// Built once per container; each request gets a cheap clone.
+    router: Router,
 }
 
 /// The metrics create-order writes after every request.
@@ -58,19 +60,21 @@ impl Handler {
         options.reconcile = options.reconcile.fitted_to(&context.settings.foxreload);
         let metrics = context.metrics(METRICS);
         let settings = context.settings.api.clone();
+        let api = Arc::new(Api {
+            creator: Creator {
+                store: context.store(),
+                queue: context.poll_queue(),
+                supplier: context.metered_foxreload(&metrics),
+                clock: SystemClock,
+                publisher: context.publisher(),
+                options,
+            },
+            settings,
+            metrics,
+        });
         Self {
-            api: Arc::new(Api {
-                creator: Creator {
-                    store: context.store(),
-                    queue: context.poll_queue(),
-                    supplier: context.metered_foxreload(&metrics),
-                    clock: SystemClock,
-                    publisher: context.publisher(),
-                    options,
-                },
-                settings,
-                metrics,
-            }),
+            router: http::router(api.clone()),
+            api,
         }
     }
 
@@ -82,7 +86,7 @@ impl Handler {
     /// The orders API: what the Lambda entry hands every event to and
     /// `foxrelay-local` serves on its port.
     pub fn router(&self) -> Router {
-        http::router(self.api.clone())
+        self.router.clone()
     }
 
     /// One API Gateway event through the router, as in Lambda: for tests
