@@ -5,7 +5,7 @@
 use crate::aws::{self, ApiKeyError, AwsClients};
 use crate::events::SnsPublisher;
 use crate::foxreload::{ClientBuildError, FoxReloadClient};
-use crate::metrics::{Metered, Metric, Metrics};
+use crate::metrics::{Metered, MetricSet, Metrics};
 use crate::queue::SqsPollQueue;
 use crate::settings::{ApiKeySource, FoxReloadAccess, Settings, SettingsError};
 use crate::store::DynamoStore;
@@ -37,9 +37,13 @@ pub struct Context {
 }
 
 impl Context {
-    /// Builds the context from the process environment, as in Lambda.
-    pub async fn from_env(access: FoxReloadAccess) -> Result<Self, StartupError> {
-        telemetry::init();
+    /// Builds the context of `function` from the process environment, as in
+    /// Lambda.
+    pub async fn from_env(
+        function: &'static str,
+        access: FoxReloadAccess,
+    ) -> Result<Self, StartupError> {
+        telemetry::init(function);
         let settings = Settings::from_env(access)?;
         let aws = AwsClients::new(&aws::load_from_env().await);
         let mut context = Self::build(settings, aws).await?;
@@ -50,8 +54,8 @@ impl Context {
     /// [`Context::from_env`], or the process ends with the reason on standard
     /// error and in the log, and a non-zero exit code (Lambda reports it as
     /// an init failure).
-    pub async fn from_env_or_exit(access: FoxReloadAccess) -> Self {
-        match Self::from_env(access).await {
+    pub async fn from_env_or_exit(function: &'static str, access: FoxReloadAccess) -> Self {
+        match Self::from_env(function, access).await {
             Ok(context) => context,
             Err(error) => {
                 tracing::error!(%error, "start-up failed");
@@ -87,13 +91,13 @@ impl Context {
         )
     }
 
-    /// This function's metric counters; it writes `declared` on every flush.
-    pub fn metrics(&self, declared: &[Metric]) -> Metrics {
+    /// This function's metrics; it writes `set`'s counters on every flush.
+    pub fn metrics(&self, set: MetricSet) -> Metrics {
         let namespace = &self.settings.metrics_namespace;
         if self.metrics_to_stdout {
-            Metrics::stdout(namespace, declared)
+            Metrics::stdout(namespace, set)
         } else {
-            Metrics::in_memory(namespace, declared)
+            Metrics::in_memory(namespace, set)
         }
     }
 

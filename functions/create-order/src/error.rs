@@ -75,6 +75,12 @@ impl ApiError {
         }
     }
 
+    /// A 5xx because FoxReload failed or refused us, not the caller: what
+    /// the `SupplierErrorResponses` metric counts.
+    pub fn is_supplier_failure(&self) -> bool {
+        self.status >= 500 && self.code.starts_with("supplier_")
+    }
+
     pub fn not_found(what: &str) -> Self {
         Self::new(404, "not_found", format!("{what} not found"))
     }

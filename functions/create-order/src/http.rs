@@ -112,7 +112,7 @@ where
     let span = tracing::info_span!(
         "request",
         method = "POST",
-        request_id = request_id(&parts.extensions)
+        api_request_id = api_request_id(&parts.extensions)
     );
     async {
         let deadline = deadline(&parts.extensions);
@@ -134,7 +134,12 @@ where
                 }
                 answered(answer)
             }
-            Err(error) => error.into_response(),
+            Err(error) => {
+                if error.is_supplier_failure() {
+                    api.metrics.add(Metric::SupplierErrorResponses, 1);
+                }
+                error.into_response()
+            }
         }
     }
     .instrument(span)
@@ -162,7 +167,12 @@ where
         .next()
         .unwrap_or_default()
         .to_owned();
-    let span = tracing::info_span!("request", method = "GET", order_id = %order_id, request_id = request_id(&parts.extensions));
+    let span = tracing::info_span!(
+        "request",
+        method = "GET",
+        order_id = %order_id,
+        api_request_id = api_request_id(&parts.extensions)
+    );
     async {
         // Our ids are UUIDs: anything else names no order, and must not
         // reach the store as a key.
@@ -226,7 +236,9 @@ fn is_order_id(id: &str) -> bool {
 }
 
 /// The request id API Gateway gave the request, for the logs.
-fn request_id(extensions: &axum::http::Extensions) -> String {
+/// API Gateway's id of the request: `requestId` in the API's access log,
+/// logged as `api_request_id` so a client's failed call can be found.
+fn api_request_id(extensions: &axum::http::Extensions) -> String {
     match extensions.get::<RequestContext>() {
         Some(RequestContext::ApiGatewayV2(context)) => {
             context.request_id.clone().unwrap_or_default()

@@ -18,7 +18,7 @@ use create::{CreateOptions, Creator};
 use foxrelay_shared::clock::SystemClock;
 use foxrelay_shared::events::SnsPublisher;
 use foxrelay_shared::foxreload::FoxReloadClient;
-use foxrelay_shared::metrics::{Metered, Metric, Metrics};
+use foxrelay_shared::metrics::{Metered, Metric, MetricSet, Metrics};
 use foxrelay_shared::queue::SqsPollQueue;
 use foxrelay_shared::startup::Context;
 use foxrelay_shared::store::DynamoStore;
@@ -41,8 +41,23 @@ pub struct Handler {
     router: Router,
 }
 
-/// The metrics create-order writes after every request.
-pub const METRICS: &[Metric] = &[Metric::OrdersCreated, Metric::SupplierErrors];
+/// This function's name in logs and metrics.
+pub const FUNCTION: &str = "create-order";
+
+/// The metrics create-order writes after every request; the stack's
+/// supplier-errors and undecided-reconciliations alarms watch two of them.
+pub const METRICS: MetricSet = MetricSet {
+    function: FUNCTION,
+    declared: &[
+        Metric::OrdersCreated,
+        Metric::SupplierErrors,
+        Metric::SupplierErrorResponses,
+        Metric::PaymentRefusals,
+        Metric::ReconciliationsClaimed,
+        Metric::ReconciliationsNothing,
+        Metric::ReconciliationsUndecided,
+    ],
+};
 
 impl Handler {
     pub fn new(context: Context) -> Self {

@@ -189,7 +189,7 @@ fn api(settings: ApiSettings) -> Arc<TestApi> {
             options: CreateOptions::default(),
         },
         settings,
-        metrics: Metrics::in_memory("test", &[]),
+        metrics: Metrics::in_memory("test", create_order::METRICS),
     })
 }
 

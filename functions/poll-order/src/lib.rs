@@ -12,7 +12,7 @@ use foxrelay_shared::clock::{Clock, SystemClock};
 use foxrelay_shared::domain::order::OrderStatus;
 use foxrelay_shared::events::{EventPublisher, SnsPublisher};
 use foxrelay_shared::foxreload::{FoxReloadClient, Supplier};
-use foxrelay_shared::metrics::{Metered, Metric, Metrics};
+use foxrelay_shared::metrics::{Metered, Metric, MetricSet, Metrics};
 use foxrelay_shared::queue::{PollQueue, SqsPollQueue};
 use foxrelay_shared::startup::Context;
 use foxrelay_shared::store::DynamoStore;
@@ -20,7 +20,7 @@ use lambda_runtime::LambdaEvent;
 use poll::{Handled, PollOptions, PollOrderStore, Poller};
 use std::convert::Infallible;
 use std::sync::Arc;
-use tracing::{instrument, warn};
+use tracing::{Instrument, instrument, warn};
 
 /// Whether this function calls FoxReload: it reads, pays and reconciles orders.
 pub const FOXRELOAD_ACCESS: foxrelay_shared::settings::FoxReloadAccess =
@@ -38,13 +38,25 @@ pub struct Handler<
     metrics: Metrics,
 }
 
-/// The metrics poll-order writes after every batch.
-pub const METRICS: &[Metric] = &[
-    Metric::Polls,
-    Metric::OrdersCompleted,
-    Metric::OrdersFailed,
-    Metric::SupplierErrors,
-];
+/// This function's name in logs and metrics.
+pub const FUNCTION: &str = "poll-order";
+
+/// The metrics poll-order writes after every batch; the stack's
+/// undecided-reconciliations alarm watches one of them.
+pub const METRICS: MetricSet = MetricSet {
+    function: FUNCTION,
+    declared: &[
+        Metric::Polls,
+        Metric::OrdersCompleted,
+        Metric::OrdersFailed,
+        Metric::SupplierErrors,
+        Metric::PaymentRefusals,
+        Metric::ReconciliationsClaimed,
+        Metric::ReconciliationsNothing,
+        Metric::ReconciliationsUndecided,
+        Metric::ShortDeliveries,
+    ],
+};
 
 impl Handler {
     pub fn new(context: Context) -> Self {
@@ -109,19 +121,30 @@ where
             let poller = self.poller.clone();
             let id = record.message_id.unwrap_or_default();
             let body = record.body.unwrap_or_default();
-            let task = tasks.spawn(async move { poller.handle(&body).await });
+            // In the invocation's span, so the message's log lines carry
+            // the request and trace ids.
+            let task = tasks.spawn(async move { poller.handle(&body).await }.in_current_span());
             ids.insert(task.id(), id);
         }
         let mut failures = Vec::new();
         while let Some(joined) = tasks.join_next_with_id().await {
             let (task, failure) = match joined {
-                Ok((_, Ok(Handled::Finished(status)))) => {
+                Ok((
+                    _,
+                    Ok(Handled::Finished {
+                        status,
+                        time_to_notify,
+                        short,
+                    }),
+                )) => {
                     let metric = if status == OrderStatus::Completed {
                         Metric::OrdersCompleted
                     } else {
                         Metric::OrdersFailed
                     };
                     self.metrics.add(metric, 1);
+                    self.metrics.add(Metric::ShortDeliveries, u64::from(short));
+                    self.metrics.time_to_notify(time_to_notify);
                     continue;
                 }
                 Ok((_, Ok(_))) => continue,

@@ -124,7 +124,10 @@ async fn a_paid_order_is_polled_until_it_ends_and_published_with_exactly_its_cod
     assert_eq!(outcomes.len(), 3, "{outcomes:?}");
     assert!(matches!(
         outcomes.last(),
-        Some(Ok(Handled::Finished(OrderStatus::Completed)))
+        Some(Ok(Handled::Finished {
+            status: OrderStatus::Completed,
+            ..
+        }))
     ));
     let order = stored(&p, "o1").await;
     assert_eq!(order.status, OrderStatus::Completed);
@@ -166,7 +169,7 @@ async fn codes_are_stored_before_the_event_and_a_failed_publish_is_repaired_with
     assert!(p.publisher.events().is_empty());
     // The redelivery publishes it, from what is stored, once.
     let again = sqs.deliver(&p).await.unwrap();
-    assert!(matches!(again, Ok(Handled::Finished(_))), "{again:?}");
+    assert!(matches!(again, Ok(Handled::Finished { .. })), "{again:?}");
     let events = p.publisher.events();
     assert_eq!(events.len(), 1);
     assert_eq!(
@@ -216,7 +219,10 @@ async fn a_create_whose_answer_was_lost_is_settled_onto_the_order_bought_never_b
     assert!(
         matches!(
             outcomes.last(),
-            Some(Ok(Handled::Finished(OrderStatus::Completed)))
+            Some(Ok(Handled::Finished {
+                status: OrderStatus::Completed,
+                ..
+            }))
         ),
         "{outcomes:?}"
     );
@@ -245,7 +251,10 @@ async fn a_create_that_never_reached_foxreload_is_bought_once_when_reconciliatio
     assert!(
         matches!(
             outcomes.last(),
-            Some(Ok(Handled::Finished(OrderStatus::Completed)))
+            Some(Ok(Handled::Finished {
+                status: OrderStatus::Completed,
+                ..
+            }))
         ),
         "{outcomes:?}"
     );
@@ -338,7 +347,10 @@ async fn an_unpaid_order_past_the_horizon_is_abandoned_published_and_alerted() {
     assert!(
         matches!(
             outcomes.last(),
-            Some(Ok(Handled::Finished(OrderStatus::Abandoned)))
+            Some(Ok(Handled::Finished {
+                status: OrderStatus::Abandoned,
+                ..
+            }))
         ),
         "{:?}",
         outcomes.last()
@@ -424,7 +436,10 @@ async fn failing_reads_are_retried_on_the_schedule_and_flagged_past_the_bound() 
     assert!(
         matches!(
             outcomes.last(),
-            Some(Ok(Handled::Finished(OrderStatus::Completed)))
+            Some(Ok(Handled::Finished {
+                status: OrderStatus::Completed,
+                ..
+            }))
         ),
         "{outcomes:?}"
     );

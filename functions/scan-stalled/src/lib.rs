@@ -5,7 +5,7 @@ pub mod sweep;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use foxrelay_shared::clock::SystemClock;
 use foxrelay_shared::events::SnsPublisher;
-use foxrelay_shared::metrics::{Metric, Metrics};
+use foxrelay_shared::metrics::{Metric, MetricSet, Metrics};
 use foxrelay_shared::queue::SqsPollQueue;
 use foxrelay_shared::startup::Context;
 use foxrelay_shared::store::{DynamoStore, StoreError};
@@ -26,11 +26,17 @@ pub struct Handler {
 
 /// The metrics scan-stalled writes after every run; the stack's stalled-orders
 /// alarm watches `StalledOrders`.
-pub const METRICS: &[Metric] = &[
-    Metric::StalledOrders,
-    Metric::RevivedChains,
-    Metric::RepublishedEvents,
-];
+pub const METRICS: MetricSet = MetricSet {
+    function: FUNCTION,
+    declared: &[
+        Metric::StalledOrders,
+        Metric::RevivedChains,
+        Metric::RepublishedEvents,
+    ],
+};
+
+/// This function's name in logs and metrics.
+pub const FUNCTION: &str = "scan-stalled";
 
 impl Handler {
     pub fn new(context: Context) -> Self {
@@ -74,6 +80,9 @@ impl Handler {
                 .add(Metric::RevivedChains, report.chains_revived);
             self.metrics
                 .add(Metric::RepublishedEvents, report.events_republished);
+            for took in &report.republished_after {
+                self.metrics.time_to_notify(*took);
+            }
         }
         self.metrics.flush();
         report

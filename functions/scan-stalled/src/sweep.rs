@@ -88,6 +88,9 @@ pub struct ScanReport {
     pub creates_handed_over: u64,
     pub chains_revived: u64,
     pub events_republished: u64,
+    /// For each republished event, its order's time from acceptance to now.
+    #[serde(skip)]
+    pub republished_after: Vec<std::time::Duration>,
     /// Orders whose handling failed this run (retried next run).
     pub errors: u64,
     /// Index items that do not read as orders (skipped; alerted once).
@@ -175,6 +178,9 @@ impl<S: ScanStalledStore, Q: PollQueue, P: EventPublisher, C: Clock> Sweeper<S, 
             if order.notified_at.is_none() && now - ended >= self.options.notify_grace {
                 notify(&self.store, &self.publisher, order, now).await?;
                 report.events_republished += 1;
+                report
+                    .republished_after
+                    .push((now - order.created_at).try_into().unwrap_or_default());
             }
             return Ok(());
         }

@@ -27,6 +27,17 @@ impl Operation {
             Self::ListOrders => "list orders",
         }
     }
+
+    /// As a metric dimension and a log field: `create_order`, `pay_order`,
+    /// `get_order`, `list_orders`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::CreateOrder => "create_order",
+            Self::PayOrder => "pay_order",
+            Self::GetOrder => "get_order",
+            Self::ListOrders => "list_orders",
+        }
+    }
 }
 
 impl fmt::Display for Operation {

@@ -37,6 +37,39 @@ pub trait Supplier: Send + Sync {
         &self,
         page: &PageRequest,
     ) -> impl Future<Output = Result<OrderPage, SupplierError>> + Send;
+    /// Told what a flow concluded from FoxReload's answers, for a wrapper
+    /// that counts it ([`crate::metrics::Metered`]); nothing by default.
+    fn observe(&self, _observation: Observation) {}
+}
+
+/// What a flow concluded from FoxReload's answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Observation {
+    /// A reconciliation ended.
+    Reconciled(Reconciled),
+}
+
+/// How a reconciliation ended, as counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reconciled {
+    /// Our order was found and claimed.
+    Claimed,
+    /// No order of ours was made, for sure.
+    Nothing,
+    /// Not decided: unreadable, no time left, or look-alikes of another
+    /// buyer. Nothing was claimed or bought.
+    Undecided,
+}
+
+impl Reconciled {
+    /// As logged (`reconciliation` field).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Claimed => "claimed",
+            Self::Nothing => "nothing",
+            Self::Undecided => "undecided",
+        }
+    }
 }
 
 impl Supplier for FoxReloadClient {

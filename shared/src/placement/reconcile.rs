@@ -9,7 +9,9 @@ use crate::domain::reconcile::{
     ClockOffset, Fit, Owners, Verdict, Wanted, Window, closes, decide, doubted_windows, fit, opens,
     resembles, windows,
 };
-use crate::foxreload::{PageRequest, Supplier, SupplierOrder, SupplierStatus};
+use crate::foxreload::{
+    Observation, PageRequest, Reconciled, Supplier, SupplierOrder, SupplierStatus,
+};
 use crate::store::{
     Claim, OrderRecord, PlacementStore, StoreError, SupplierProblem, SupplierState,
 };
@@ -21,8 +23,39 @@ use tracing::{info, warn};
 
 impl ReconcileOptions {
     /// Looks through FoxReload's orders for `order`'s, claiming it when it
-    /// is told apart for sure.
+    /// is told apart for sure. The outcome is logged ("reconciliation
+    /// decided", field `reconciliation`) and told to the supplier port, which
+    /// counts it.
     pub async fn run(
+        &self,
+        store: &impl PlacementStore,
+        supplier: &impl Supplier,
+        clock: &impl Clock,
+        order: &OrderRecord,
+        deadline: Instant,
+    ) -> Result<Found, StoreError> {
+        let found = self.search(store, supplier, clock, order, deadline).await?;
+        let (outcome, detail) = match &found {
+            Found::Claimed(_) => (Reconciled::Claimed, None),
+            Found::Nothing => (Reconciled::Nothing, None),
+            Found::Undecided(problem) | Found::Ambiguous { problem, .. } => {
+                (Reconciled::Undecided, problem.detail.as_deref())
+            }
+            // Another worker settled the order: its own reconciliation (if
+            // any) was counted there.
+            Found::Moved => return Ok(found),
+        };
+        supplier.observe(Observation::Reconciled(outcome));
+        let reconciliation = outcome.as_str();
+        if outcome == Reconciled::Undecided {
+            warn!(reconciliation, detail, "reconciliation decided");
+        } else {
+            info!(reconciliation, "reconciliation decided");
+        }
+        Ok(found)
+    }
+
+    async fn search(
         &self,
         store: &impl PlacementStore,
         supplier: &impl Supplier,

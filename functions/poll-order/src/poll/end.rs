@@ -138,8 +138,14 @@ where
     /// Publishes a terminal order's event from what is stored, then marks it
     /// notified. A failed publish leaves it un-notified for a retry.
     pub(super) async fn notify(&self, order: OrderRecord) -> Result<Handled, PollError> {
-        notify(&self.store, &self.publisher, &order, self.clock.now()).await?;
-        Ok(Handled::Finished(order.status))
+        let now = self.clock.now();
+        notify(&self.store, &self.publisher, &order, now).await?;
+        Ok(Handled::Finished {
+            status: order.status,
+            time_to_notify: (now - order.created_at).try_into().unwrap_or_default(),
+            short: order.status == OrderStatus::Completed
+                && order.items.iter().any(|item| item.is_silently_short()),
+        })
     }
 
     pub(super) async fn alert(

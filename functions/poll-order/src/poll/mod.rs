@@ -77,7 +77,13 @@ pub enum Handled {
     /// Polled; the chain goes on.
     Continued { next_seq: u64 },
     /// The order ended and its event was published.
-    Finished(OrderStatus),
+    Finished {
+        status: OrderStatus,
+        /// From the order's acceptance to its event published.
+        time_to_notify: std::time::Duration,
+        /// Completed with units missing and no item error.
+        short: bool,
+    },
 }
 
 /// Why a message must be delivered again (or, past the redrive bound, land
