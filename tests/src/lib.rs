@@ -8,6 +8,7 @@
 //! - The SDK is configured explicitly for moto: endpoint, region `us-east-1`
 //!   and static credentials; nothing is looked up elsewhere.
 
+pub mod binaries;
 pub mod grants;
 pub mod openapi;
 pub mod world;

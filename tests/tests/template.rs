@@ -1154,3 +1154,267 @@ fn jwt_scopes_when_given_are_required_on_every_route() {
         );
     }
 }
+
+// ------------------------------------------------------------ signals
+
+/// The template as written (before the SAM transform).
+fn raw_template() -> Value {
+    let text = std::fs::read_to_string(workspace().join("template.yaml")).unwrap();
+    serde_yaml_ng::from_str(&text).unwrap()
+}
+
+/// The functions' metric sets, by the `Function` dimension they write.
+fn metric_sets() -> BTreeMap<&'static str, foxrelay_shared::metrics::MetricSet> {
+    [create_order::METRICS, poll_order::METRICS, scan_stalled::METRICS]
+        .into_iter()
+        .map(|set| (set.function, set))
+        .collect()
+}
+
+/// Whether `function` writes `metric` on every flush (zeros included), so an
+/// alarm on it always has data.
+fn declared(function: &str, metric: &str) -> bool {
+    metric_sets()
+        .get(function)
+        .is_some_and(|set| set.declared.iter().any(|m| m.name() == metric))
+}
+
+/// Every (metric name, Function value) an alarm reads from foxrelay's
+/// namespace, directly or in metric math.
+fn own_metrics_of(alarm: &Value) -> Vec<(String, String)> {
+    let mut stats: Vec<&Value> = vec![alarm];
+    if let Some(metrics) = alarm["Metrics"].as_array() {
+        stats.extend(metrics.iter().map(|m| &m["MetricStat"]["Metric"]));
+    }
+    stats
+        .into_iter()
+        .filter(|m| m["Namespace"] == json!({"Ref": "MetricsNamespace"}))
+        .map(|m| {
+            let dimensions = m["Dimensions"].as_array().cloned().unwrap_or_default();
+            let function = dimensions
+                .iter()
+                .find(|d| d["Name"] == "Function")
+                .and_then(|d| d["Value"].as_str())
+                .unwrap_or_else(|| panic!("{m} has no Function dimension"));
+            (
+                m["MetricName"].as_str().unwrap().to_owned(),
+                function.to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn alarms(template: &Value) -> BTreeMap<String, Value> {
+    template["Resources"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::CloudWatch::Alarm")
+        .map(|(id, r)| (id.clone(), r["Properties"].clone()))
+        .collect()
+}
+
+#[test]
+fn every_alarm_on_our_metrics_reads_a_counter_its_function_writes_as_zero_too() {
+    let template = raw_template();
+    let mut checked = BTreeSet::new();
+    for (id, alarm) in alarms(&template) {
+        for (metric, function) in own_metrics_of(&alarm) {
+            assert!(
+                declared(&function, &metric),
+                "{id}: {function} does not write {metric} on every invocation"
+            );
+            checked.insert(metric);
+        }
+    }
+    for metric in [
+        "StalledOrders",
+        "SupplierErrorResponses",
+        "ReconciliationsUndecided",
+    ] {
+        assert!(checked.contains(metric), "no alarm reads {metric}");
+    }
+}
+
+#[test]
+fn every_alarm_notifies_operations_when_it_fires_and_when_it_clears() {
+    let template = raw_template();
+    let alarms = alarms(&template);
+    for id in [
+        "CreateOrderSupplierErrorsAlarm",
+        "ApiServerErrorsAlarm",
+        "OrderEventsDeliveryFailedAlarm",
+        "CreateOrderDurationNearTimeoutAlarm",
+        "PollOrderDurationNearTimeoutAlarm",
+        "ScanStalledDurationNearTimeoutAlarm",
+        "UndecidedReconciliationsAlarm",
+        "StalledOrdersAlarm",
+    ] {
+        assert!(alarms.contains_key(id), "{id} is missing");
+    }
+    let ops = json!([{"Ref": "OpsAlertsTopic"}]);
+    for (id, alarm) in &alarms {
+        assert_eq!(alarm["AlarmActions"], ops, "{id}");
+        assert_eq!(alarm["OKActions"], ops, "{id}");
+        let description = alarm["AlarmDescription"].as_str().unwrap_or_default();
+        assert!(description.starts_with("foxrelay:"), "{id}: {description}");
+    }
+    let api = &alarms["ApiServerErrorsAlarm"];
+    assert_eq!(
+        (&api["Namespace"], &api["MetricName"]),
+        (&json!("AWS/ApiGateway"), &json!("5xx"))
+    );
+    let sns = &alarms["OrderEventsDeliveryFailedAlarm"];
+    assert_eq!(sns["MetricName"], "NumberOfNotificationsFailed");
+    assert_eq!(
+        sns["Dimensions"][0]["Value"],
+        json!({"Fn::GetAtt": ["OrderEventsTopic", "TopicName"]})
+    );
+}
+
+#[test]
+fn each_duration_alarm_fires_at_four_fifths_of_its_functions_timeout() {
+    let template = raw_template();
+    let alarms = alarms(&template);
+    for (alarm, function) in [
+        ("CreateOrderDurationNearTimeoutAlarm", "CreateOrderFunction"),
+        ("PollOrderDurationNearTimeoutAlarm", "PollOrderFunction"),
+        ("ScanStalledDurationNearTimeoutAlarm", "ScanStalledFunction"),
+    ] {
+        let alarm = &alarms[alarm];
+        assert_eq!(alarm["MetricName"], "Duration");
+        assert_eq!(alarm["Statistic"], "Maximum");
+        assert_eq!(alarm["Dimensions"][0]["Value"], json!({"Ref": function}));
+        let timeout = template["Resources"][function]["Properties"]["Timeout"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(
+            alarm["Threshold"].as_u64(),
+            Some(timeout * 1_000 * 4 / 5),
+            "{function}"
+        );
+    }
+}
+
+#[test]
+fn the_saved_queries_read_every_function_log_group_by_the_fields_the_functions_write() {
+    use foxrelay_shared::telemetry::json_lines::{ORDER_ID, REQUEST_ID, TRACE_ID};
+    let template = raw_template();
+    let queries: BTreeMap<&str, &Value> = template["Resources"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Logs::QueryDefinition")
+        .map(|(id, r)| (id.as_str(), &r["Properties"]))
+        .collect();
+    let groups: Vec<Value> = ["CreateOrderLogGroup", "PollOrderLogGroup", "ScanStalledLogGroup"]
+        .iter()
+        .map(|g| json!({"Ref": g}))
+        .collect();
+    for (id, must_say) in [
+        (
+            "OneOrderQuery",
+            vec![format!("filter {ORDER_ID} = "), REQUEST_ID.into(), TRACE_ID.into()],
+        ),
+        (
+            "SupplierErrorsQuery",
+            vec!["\"FoxReload call failed\"".into(), "error_kind".into(), "operation".into()],
+        ),
+        (
+            "UndecidedReconciliationsQuery",
+            vec![
+                "\"reconciliation decided\"".into(),
+                "reconciliation = \"undecided\"".into(),
+            ],
+        ),
+    ] {
+        let query = queries.get(id).unwrap_or_else(|| panic!("{id} is missing"));
+        let text = query["QueryString"].as_str().unwrap();
+        for said in must_say {
+            assert!(text.contains(&said), "{id} does not say {said}: {text}");
+        }
+        let names = query["LogGroupNames"].as_array().unwrap();
+        for group in &groups {
+            assert!(names.contains(group), "{id} does not read {group}");
+        }
+    }
+}
+
+/// The dashboard's body with every `${...}` replaced: the namespace by
+/// `NS`, anything else by `X`.
+fn dashboard_body(template: &Value) -> Value {
+    let body = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+        .as_str()
+        .expect("the dashboard body is one Fn::Sub string");
+    let mut text = String::new();
+    let mut rest = body;
+    while let Some(at) = rest.find("${") {
+        text.push_str(&rest[..at]);
+        let end = rest[at..].find('}').unwrap() + at;
+        text.push_str(if &rest[at + 2..end] == "MetricsNamespace" {
+            "NS"
+        } else {
+            "X"
+        });
+        rest = &rest[end + 1..];
+    }
+    text.push_str(rest);
+    serde_json::from_str(&text).expect("the dashboard body is JSON")
+}
+
+#[test]
+fn the_dashboard_shows_every_alarm_and_only_metrics_the_functions_write() {
+    let template = raw_template();
+    let body = dashboard_body(&template);
+    let widgets = body["widgets"].as_array().unwrap();
+    let raw = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+        .as_str()
+        .unwrap();
+    for id in alarms(&template).keys() {
+        assert!(
+            raw.contains(&format!("${{{id}.Arn}}")),
+            "the dashboard does not show {id}"
+        );
+    }
+    let timings = [
+        ("TimeToNotify", ["poll-order", "scan-stalled"]),
+        ("SupplierLatency", ["create-order", "poll-order"]),
+    ];
+    let mut shown = BTreeSet::new();
+    for widget in widgets {
+        let Some(rows) = widget["properties"]["metrics"].as_array() else {
+            continue;
+        };
+        for row in rows {
+            let row = row.as_array().unwrap();
+            if row.first().and_then(Value::as_str) != Some("NS") {
+                continue;
+            }
+            let metric = row[1].as_str().unwrap();
+            assert_eq!(row[2], "Function", "{row:?}");
+            let function = row[3].as_str().unwrap();
+            let written = declared(function, metric)
+                || timings
+                    .iter()
+                    .any(|(name, by)| *name == metric && by.contains(&function));
+            assert!(written, "the dashboard shows {metric} of {function}: never written");
+            shown.insert(metric.to_owned());
+        }
+    }
+    for metric in [
+        "OrdersCreated",
+        "OrdersCompleted",
+        "OrdersFailed",
+        "TimeToNotify",
+        "Polls",
+        "SupplierErrors",
+        "SupplierLatency",
+        "StalledOrders",
+    ] {
+        assert!(shown.contains(metric), "the dashboard does not show {metric}");
+    }
+    assert!(
+        raw.contains("PollDeadLetterQueue.QueueName") && raw.contains("ApproximateAgeOfOldestMessage"),
+        "the dashboard shows the queues"
+    );
+}

@@ -32,7 +32,7 @@ use foxrelay_shared::store::{
 use serde::Serialize;
 use std::time::Duration;
 use time::OffsetDateTime;
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 /// How the sweep behaves; every figure has a default.
 #[derive(Clone, Debug)]
@@ -134,7 +134,9 @@ impl<S: ScanStalledStore, Q: PollQueue, P: EventPublisher, C: Clock> Sweeper<S, 
                 }
             }
             for order in &page.orders {
-                if let Err(error) = self.inspect(order, &mut report).await {
+                // Every line about this order carries its id.
+                let span = info_span!("inspect", order_id = %order.order_id);
+                if let Err(error) = self.inspect(order, &mut report).instrument(span).await {
                     warn!(order_id = %order.order_id, %error, "order not swept; next run retries");
                     report.errors += 1;
                 }
@@ -326,6 +328,7 @@ impl<S: ScanStalledStore, Q: PollQueue, P: EventPublisher, C: Clock> Sweeper<S, 
             self.store.release_alert(&order.order_id, slot, now).await?;
             return Err(error.into());
         }
+        warn!(order_id = %order.order_id, kind, status = %order.status, "operations alerted");
         Ok(true)
     }
 

@@ -10,9 +10,11 @@ use std::fmt;
 use std::time::Duration;
 
 pub mod names;
+mod catalog;
 mod ranges;
 mod reader;
 
+pub use catalog::{CATALOG, Documented, settings_table};
 pub use ranges::{
     CALL_SLACK, MAX_REQUEST_TIMEOUT_MS, POLL_MESSAGE_BUDGET, RANGES, RECONCILE_MARGIN, Range, range,
 };

@@ -122,17 +122,29 @@ async fn next_event(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
             headers.insert(name, v);
         }
     };
-    set("lambda-runtime-aws-request-id", id);
     set("lambda-runtime-deadline-ms", deadline.to_string());
     set(
         "lambda-runtime-invoked-function-arn",
         "arn:aws:lambda:us-east-1:123456789012:function:local".into(),
     );
-    set(
-        "lambda-runtime-trace-id",
-        "Root=1-00000000-000000000000000000000000;Sampled=0".into(),
-    );
+    set("lambda-runtime-trace-id", trace_header(&id));
+    set("lambda-runtime-aws-request-id", id);
     (StatusCode::OK, headers, event.to_string())
+}
+
+/// The X-Ray trace header of invocation `id` (`req-N`): one trace per
+/// invocation, `Root=1-00000000-<N as 24 hex digits>`.
+pub fn trace_header(id: &str) -> String {
+    format!("Root={};Sampled=0", trace_id(id))
+}
+
+/// The X-Ray trace id of invocation `id`, as logged (`trace_id`).
+pub fn trace_id(id: &str) -> String {
+    let n: u64 = id
+        .strip_prefix("req-")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_default();
+    format!("1-00000000-{n:024x}")
 }
 
 async fn settle(shared: &Shared, id: &str, outcome: Outcome) -> StatusCode {
