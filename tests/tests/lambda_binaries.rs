@@ -190,9 +190,9 @@ async fn every_log_line_of_a_create_a_poll_and_a_sweep_carries_its_ids_at_the_to
     }
     assert!(ended, "the order was not notified");
 
-    let mut about_the_order = 0;
     for function in [create, poll, sweep] {
         let name = function.name;
+        let mut about_the_order = 0;
         let lines = function.log_lines().await;
         assert!(!lines.is_empty(), "{name} logged nothing");
         for line in &lines {
@@ -216,6 +216,7 @@ async fn every_log_line_of_a_create_a_poll_and_a_sweep_carries_its_ids_at_the_to
                 about_the_order += 1;
             }
         }
+        assert!(about_the_order > 0, "{name} logged nothing about the order");
         if name == "create-order" {
             assert!(
                 lines.iter().any(|l| l["api_request_id"] == "Jt3wQjRvoAMEVdA="),
@@ -230,5 +231,4 @@ async fn every_log_line_of_a_create_a_poll_and_a_sweep_carries_its_ids_at_the_to
             );
         }
     }
-    assert!(about_the_order > 5, "{about_the_order} lines about the order");
 }
