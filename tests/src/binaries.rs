@@ -24,7 +24,10 @@ pub fn function_binary(name: &str) -> PathBuf {
             .and_then(|deps| deps.parent())
             .expect("a test binary lives in target/<profile>/deps")
             .to_path_buf();
-        let target_dir = profile_dir.parent().expect("target/<profile>").to_path_buf();
+        let target_dir = profile_dir
+            .parent()
+            .expect("target/<profile>")
+            .to_path_buf();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = std::process::Command::new(cargo);
         build

@@ -22,7 +22,10 @@ fn the_settings_table_is_the_one_the_code_renders() {
     let path = workspace().join("docs/configuration.md");
     let text = std::fs::read_to_string(&path).expect("docs/configuration.md");
     let start = text.find(TABLE_START).expect("the table's start marker") + TABLE_START.len();
-    let end = text[start..].find(TABLE_END).expect("the table's end marker") + start;
+    let end = text[start..]
+        .find(TABLE_END)
+        .expect("the table's end marker")
+        + start;
     let rendered = format!("\n{}", settings_table());
     if std::env::var_os("FOXRELAY_BLESS").is_some() {
         let blessed = format!("{}{rendered}{}", &text[..start], &text[end..]);
@@ -200,17 +203,20 @@ fn every_relative_link_and_anchor_in_the_docs_resolves() {
 fn the_readme_stays_short() {
     let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
     let lines = readme.lines().count();
-    assert!(lines <= 200, "README.md has {lines} lines; the rest goes to docs/");
+    assert!(
+        lines <= 200,
+        "README.md has {lines} lines; the rest goes to docs/"
+    );
 }
 
 #[test]
 fn a_github_anchor_drops_punctuation_and_numbers_repeats() {
     assert_eq!(anchor(" Runbook: alarms"), "runbook-alarms");
-    assert_eq!(anchor("What is deployed, and why"), "what-is-deployed-and-why");
+    assert_eq!(
+        anchor("What is deployed, and why"),
+        "what-is-deployed-and-why"
+    );
     assert_eq!(anchor("`foxrelay-local` CLI"), "foxrelay-local-cli");
     let seen = anchors("# A\n## A\n```\n# not a heading\n```\n");
-    assert_eq!(
-        seen,
-        BTreeSet::from(["a".to_owned(), "a-1".to_owned()])
-    );
+    assert_eq!(seen, BTreeSet::from(["a".to_owned(), "a-1".to_owned()]));
 }

@@ -153,11 +153,11 @@ async fn every_log_line_of_a_create_a_poll_and_a_sweep_carries_its_ids_at_the_to
 
     let placed = create.invoke(sample("create-order-post.json")).await;
     assert_eq!(placed["statusCode"], 202, "{placed}");
-    let order_id = serde_json::from_str::<Value>(placed["body"].as_str().unwrap()).unwrap()
-        ["orderId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let order_id =
+        serde_json::from_str::<Value>(placed["body"].as_str().unwrap()).unwrap()["orderId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
     let store = foxrelay_shared::store::DynamoStore::new(
         stack.clients.dynamodb.clone(),
         stack.resources.table_name(),
@@ -166,9 +166,7 @@ async fn every_log_line_of_a_create_a_poll_and_a_sweep_carries_its_ids_at_the_to
 
     // Stalled, unpolled: the sweep alerts it.
     tokio::time::sleep(Duration::from_secs(11)).await;
-    let report = sweep
-        .invoke(sample("scan-stalled-schedule.json"))
-        .await;
+    let report = sweep.invoke(sample("scan-stalled-schedule.json")).await;
     assert_eq!(report["stalledAlerted"], 1, "{report}");
 
     // Then polled to its end, link after link, as SQS would hand them over.
@@ -219,14 +217,18 @@ async fn every_log_line_of_a_create_a_poll_and_a_sweep_carries_its_ids_at_the_to
         assert!(about_the_order > 0, "{name} logged nothing about the order");
         if name == "create-order" {
             assert!(
-                lines.iter().any(|l| l["api_request_id"] == "Jt3wQjRvoAMEVdA="),
+                lines
+                    .iter()
+                    .any(|l| l["api_request_id"] == "Jt3wQjRvoAMEVdA="),
                 "create-order logs API Gateway's request id"
             );
         }
         if name == "scan-stalled" {
             assert!(
-                lines.iter().any(|l| l[ORDER_ID] == order_id.as_str()
-                    && l["message"] == "operations alerted"),
+                lines
+                    .iter()
+                    .any(|l| l[ORDER_ID] == order_id.as_str()
+                        && l["message"] == "operations alerted"),
                 "the sweep's alert is logged with the order id"
             );
         }

@@ -1165,10 +1165,14 @@ fn raw_template() -> Value {
 
 /// The functions' metric sets, by the `Function` dimension they write.
 fn metric_sets() -> BTreeMap<&'static str, foxrelay_shared::metrics::MetricSet> {
-    [create_order::METRICS, poll_order::METRICS, scan_stalled::METRICS]
-        .into_iter()
-        .map(|set| (set.function, set))
-        .collect()
+    [
+        create_order::METRICS,
+        poll_order::METRICS,
+        scan_stalled::METRICS,
+    ]
+    .into_iter()
+    .map(|set| (set.function, set))
+    .collect()
 }
 
 /// Whether `function` writes `metric` on every flush (zeros included), so an
@@ -1307,18 +1311,30 @@ fn the_saved_queries_read_every_function_log_group_by_the_fields_the_functions_w
         .filter(|(_, r)| r["Type"] == "AWS::Logs::QueryDefinition")
         .map(|(id, r)| (id.as_str(), &r["Properties"]))
         .collect();
-    let groups: Vec<Value> = ["CreateOrderLogGroup", "PollOrderLogGroup", "ScanStalledLogGroup"]
-        .iter()
-        .map(|g| json!({"Ref": g}))
-        .collect();
+    let groups: Vec<Value> = [
+        "CreateOrderLogGroup",
+        "PollOrderLogGroup",
+        "ScanStalledLogGroup",
+    ]
+    .iter()
+    .map(|g| json!({"Ref": g}))
+    .collect();
     for (id, must_say) in [
         (
             "OneOrderQuery",
-            vec![format!("filter {ORDER_ID} = "), REQUEST_ID.into(), TRACE_ID.into()],
+            vec![
+                format!("filter {ORDER_ID} = "),
+                REQUEST_ID.into(),
+                TRACE_ID.into(),
+            ],
         ),
         (
             "SupplierErrorsQuery",
-            vec!["\"FoxReload call failed\"".into(), "error_kind".into(), "operation".into()],
+            vec![
+                "\"FoxReload call failed\"".into(),
+                "error_kind".into(),
+                "operation".into(),
+            ],
         ),
         (
             "UndecidedReconciliationsQuery",
@@ -1397,7 +1413,10 @@ fn the_dashboard_shows_every_alarm_and_only_metrics_the_functions_write() {
                 || timings
                     .iter()
                     .any(|(name, by)| *name == metric && by.contains(&function));
-            assert!(written, "the dashboard shows {metric} of {function}: never written");
+            assert!(
+                written,
+                "the dashboard shows {metric} of {function}: never written"
+            );
             shown.insert(metric.to_owned());
         }
     }
@@ -1411,10 +1430,14 @@ fn the_dashboard_shows_every_alarm_and_only_metrics_the_functions_write() {
         "SupplierLatency",
         "StalledOrders",
     ] {
-        assert!(shown.contains(metric), "the dashboard does not show {metric}");
+        assert!(
+            shown.contains(metric),
+            "the dashboard does not show {metric}"
+        );
     }
     assert!(
-        raw.contains("PollDeadLetterQueue.QueueName") && raw.contains("ApproximateAgeOfOldestMessage"),
+        raw.contains("PollDeadLetterQueue.QueueName")
+            && raw.contains("ApproximateAgeOfOldestMessage"),
         "the dashboard shows the queues"
     );
 }

@@ -1,51 +1,137 @@
 //! `foxrelay-local`: the whole product on one machine, with no AWS account.
 //!
-//! ```text
-//! foxrelay-local serve [--template PATH] [--show-codes]
-//! foxrelay-local demo  [--template PATH] [--show-codes]
-//! ```
 //! `serve` runs the stack (see [`foxrelay_local::stack`]) and prints every
 //! order event and operations alert as it arrives, until Ctrl-C. `demo` runs
 //! it, places a handful of orders across the simulator's behaviours, shows
 //! them to their events, and exits 0 once every one has ended and been
-//! notified (non-zero, with the reason, otherwise).
+//! notified (non-zero, with the reason, otherwise). `--help` lists every
+//! option; each falls back to its environment variable. Function settings
+//! (`POLL_*`, `STALL_*`, `FOXRELOAD_*`) are read from the environment.
 //!
-//! Settings: `FOXRELAY_API_ADDR` (default 127.0.0.1:3000), `SCAN_INTERVAL_SECS`
-//! (300), `FOXRELAY_POLL_COPIES` (1), `AWS_ENDPOINT_URL` (moto is started when
-//! unset), `FOXRELOAD_BASE_URL` and `FOXRELOAD_API_KEY` (the simulator runs
-//! when unset), and any function setting (`POLL_*`, `STALL_*`, …).
+//! Exit codes: 0 done (demo: every order ended and was notified; serve:
+//! stopped by Ctrl-C), 1 failed (the reason is printed), 2 a usage error.
 
+use clap::{Parser, Subcommand};
 use foxrelay_local::StackTemplate;
-use foxrelay_local::stack::{LocalStack, StackOptions};
+use foxrelay_local::stack::{DEFAULT_API_ADDR, LocalStack, StackOptions};
 use foxreload_sim::{SimConfig, Timing};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-const USAGE: &str = "usage: foxrelay-local serve|demo [--template PATH] [--show-codes]";
+/// foxrelay on one machine: moto as AWS, the FoxReload simulator, and the
+/// three real handlers wired as AWS wires them.
+#[derive(Debug, Parser)]
+#[command(
+    name = "foxrelay-local",
+    version,
+    after_help = "Exit codes: 0 done (demo: every order ended and was notified; serve: stopped \
+                  by Ctrl-C), 1 failed (the reason is printed), 2 usage error.\n\
+                  Function settings (POLL_*, STALL_*, FOXRELOAD_*, RUST_LOG) are read from the \
+                  environment; see docs/configuration.md."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    options: Options,
+}
 
-struct Args {
-    demo: bool,
-    template: PathBuf,
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the stack until Ctrl-C, printing every order event and alert.
+    Serve,
+    /// Run the stack, place ten orders across the simulator's behaviours,
+    /// and exit once every one has ended and been notified.
+    Demo,
+}
+
+#[derive(Debug, clap::Args)]
+struct Options {
+    /// The SAM template the resources are created from.
+    #[arg(long, global = true, env = "FOXRELAY_TEMPLATE", value_name = "PATH")]
+    template: Option<PathBuf>,
+    /// Print codes in full (masked but for their last four characters
+    /// otherwise).
+    #[arg(long, global = true)]
     show_codes: bool,
+    /// Where the orders API listens [serve: 127.0.0.1:3000; demo: a free
+    /// port].
+    #[arg(long, global = true, env = "FOXRELAY_API_ADDR", value_name = "ADDR")]
+    api_addr: Option<SocketAddr>,
+    /// Seconds between two runs of scan-stalled [serve: 300; demo: 15].
+    #[arg(long, global = true, env = "SCAN_INTERVAL_SECS", value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    scan_interval_secs: Option<u64>,
+    /// Copies of every poll message handed to poll-order (2 delivers each
+    /// twice, as SQS's at-least-once delivery may).
+    #[arg(long, global = true, env = "FOXRELAY_POLL_COPIES", value_name = "N",
+          default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=5))]
+    poll_copies: u64,
+    /// An AWS endpoint of yours; moto is started when none is given.
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    aws_endpoint_url: Option<String>,
+    /// A FoxReload of yours (with --foxreload-api-key); the simulator runs
+    /// when none is given.
+    #[arg(
+        long,
+        global = true,
+        env = "FOXRELOAD_BASE_URL",
+        value_name = "URL",
+        requires = "foxreload_api_key"
+    )]
+    foxreload_base_url: Option<String>,
+    /// The API key of --foxreload-base-url.
+    #[arg(
+        long,
+        global = true,
+        env = "FOXRELOAD_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true,
+        requires = "foxreload_base_url"
+    )]
+    foxreload_api_key: Option<String>,
+}
+
+impl Options {
+    /// The stack's options: the function settings from the environment,
+    /// the rest from the command line (or its environment variables).
+    fn stack_options(&self, demo: bool) -> Result<StackOptions, String> {
+        let template = self.template.clone().unwrap_or_else(default_template);
+        let mut options = StackOptions::from_env(template)?;
+        options.api_addr = self.api_addr.unwrap_or(if demo {
+            ([127, 0, 0, 1], 0).into()
+        } else {
+            DEFAULT_API_ADDR
+                .parse()
+                .map_err(|_| "the default API address".to_owned())?
+        });
+        let scan_default = if demo { 15 } else { 300 };
+        options.scan_interval =
+            Duration::from_secs(self.scan_interval_secs.unwrap_or(scan_default));
+        options.poll_copies = self.poll_copies as usize;
+        options.aws_endpoint = self
+            .aws_endpoint_url
+            .clone()
+            .filter(|u| !u.trim().is_empty());
+        options.foxreload = self
+            .foxreload_base_url
+            .clone()
+            .zip(self.foxreload_api_key.clone());
+        Ok(options)
+    }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let cli = Cli::parse();
     foxrelay_shared::telemetry::init_local();
-    let args = match parse_args(std::env::args().skip(1).collect()) {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let result = if args.demo {
-        demo(&args).await
-    } else {
-        serve(&args).await
+    let result = match cli.command {
+        Command::Demo => demo(&cli.options).await,
+        Command::Serve => serve(&cli.options).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -54,31 +140,6 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn parse_args(args: Vec<String>) -> Result<Args, String> {
-    let mut iter = args.into_iter();
-    let demo = match iter.next().as_deref() {
-        Some("serve") => false,
-        Some("demo") => true,
-        Some(other) => return Err(format!("unknown command {other}")),
-        None => return Err("no command given".into()),
-    };
-    let mut parsed = Args {
-        demo,
-        template: default_template(),
-        show_codes: false,
-    };
-    while let Some(arg) = iter.next() {
-        match arg.as_str() {
-            "--show-codes" => parsed.show_codes = true,
-            "--template" => {
-                parsed.template = iter.next().ok_or("--template needs a path")?.into();
-            }
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    Ok(parsed)
 }
 
 /// `./template.yaml` when run from the repository root, else the repository's.
@@ -184,8 +245,8 @@ fn print_message(message: &Value, show_codes: bool) {
     }
 }
 
-async fn serve(args: &Args) -> Result<(), String> {
-    let options = StackOptions::from_env(args.template.clone())?;
+async fn serve(args: &Options) -> Result<(), String> {
+    let options = args.stack_options(false)?;
     let stack = LocalStack::start(options).await?;
     eprintln!("{}", foxrelay_local::gateway::UNVERIFIED_TOKENS);
     let printer = printer_queue(&stack).await?;
@@ -232,11 +293,8 @@ const DEMO_ORDERS: [(&str, u32, &str); 10] = [
     ),
 ];
 
-async fn demo(args: &Args) -> Result<(), String> {
-    let mut options = StackOptions::from_env(args.template.clone())?;
-    if std::env::var("FOXRELAY_API_ADDR").is_err() {
-        options.api_addr = ([127, 0, 0, 1], 0).into();
-    }
+async fn demo(args: &Options) -> Result<(), String> {
+    let mut options = args.stack_options(true)?;
     options.simulator = SimConfig {
         timing: Timing {
             payment_window: Duration::from_secs(15),
@@ -245,12 +303,14 @@ async fn demo(args: &Args) -> Result<(), String> {
         },
         ..SimConfig::default()
     };
-    options.scan_interval = Duration::from_secs(15);
     let stack = LocalStack::start(options).await?;
     let result = run_demo(&stack, args.show_codes).await;
     stack.stop().await;
     result
 }
+
+/// How often the demo says how far it is while it waits.
+const PROGRESS_EVERY: Duration = Duration::from_secs(3);
 
 async fn run_demo(stack: &LocalStack, show_codes: bool) -> Result<(), String> {
     let printer = printer_queue(stack).await?;
@@ -329,7 +389,18 @@ async fn run_demo(stack: &LocalStack, show_codes: bool) -> Result<(), String> {
     );
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+    let total = DEMO_ORDERS.len();
+    let mut said = tokio::time::Instant::now();
     while !pending.is_empty() {
+        // A person watching sees it is alive: a line every few seconds.
+        if said.elapsed() >= PROGRESS_EVERY {
+            println!(
+                "{} of {total} orders ended; waiting for {}…",
+                total - pending.len(),
+                pending.values().cloned().collect::<Vec<_>>().join(", ")
+            );
+            said = tokio::time::Instant::now();
+        }
         if tokio::time::Instant::now() > deadline {
             return Err(format!(
                 "{} orders did not end in time: {}",
@@ -366,9 +437,35 @@ mod tests {
 
     #[test]
     fn commands_and_flags_are_parsed() {
-        let args = parse_args(vec!["demo".into(), "--show-codes".into()]).unwrap();
-        assert!(args.demo && args.show_codes);
-        assert!(parse_args(vec![]).is_err());
-        assert!(parse_args(vec!["serve".into(), "--nope".into()]).is_err());
+        let cli = Cli::try_parse_from([
+            "foxrelay-local",
+            "demo",
+            "--show-codes",
+            "--poll-copies",
+            "2",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::Demo));
+        assert!(cli.options.show_codes);
+        assert_eq!(cli.options.poll_copies, 2);
+        assert!(Cli::try_parse_from(["foxrelay-local"]).is_err());
+        assert!(Cli::try_parse_from(["foxrelay-local", "serve", "--nope"]).is_err());
+        assert!(Cli::try_parse_from(["foxrelay-local", "serve", "--poll-copies", "9"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "foxrelay-local",
+                "serve",
+                "--foxreload-base-url",
+                "http://x"
+            ])
+            .is_err(),
+            "a FoxReload of yours needs its key"
+        );
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 }

@@ -8,7 +8,7 @@
 //! that orders placed together do not poll together.
 //!
 //! It was chosen by the schedule benchmark (`foxrelay-bench`, see the
-//! README) over 10,000 orders of a documented completion mix: against the
+//! docs/benchmarks.md) over 10,000 orders of a documented completion mix: against the
 //! reference in FoxReload's guide ([`Schedule::guide`]: 5 s, then ×1.5 to a
 //! 30 s cap) it has a lower mean and p95 notification lag and fewer FoxReload
 //! reads per order. The guide's schedule, and the "practical schedule" of its

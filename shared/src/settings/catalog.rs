@@ -38,34 +38,202 @@ const fn doc(
 
 /// Every setting a function reads, in the order of the table.
 pub const CATALOG: &[Documented] = &[
-    doc(names::TABLE_NAME, None, "(set by the template)", "", "DynamoDB table of orders, codes and idempotency records"),
-    doc(names::POLL_QUEUE_URL, None, "(set by the template)", "", "SQS queue carrying poll messages"),
-    doc(names::ORDER_EVENTS_TOPIC_ARN, None, "(set by the template)", "", "SNS topic order events are published to"),
-    doc(names::OPS_ALERTS_TOPIC_ARN, None, "(set by the template)", "", "SNS topic operations alerts are published to"),
-    doc(names::FOXRELOAD_API_KEY_SECRET_ARN, Some("FoxReloadApiKeySecretArn"), "the stack's own secret", "a full secret ARN", "Secrets Manager secret holding the FoxReload API key; create-order and poll-order only (scan-stalled never calls FoxReload)"),
-    doc(names::FOXRELOAD_API_KEY, None, "—", "local runs only", "the key itself; refused inside Lambda"),
-    doc(names::FOXRELOAD_BASE_URL, Some("FoxReloadBaseUrl"), super::DEFAULT_FOXRELOAD_BASE_URL, "https; plain http for loopback only", "FoxReload's API"),
-    doc(names::FOXRELOAD_CONNECT_TIMEOUT_MS, Some("FoxReloadConnectTimeoutMs"), "", "", "milliseconds to open a connection to FoxReload"),
-    doc(names::FOXRELOAD_REQUEST_TIMEOUT_MS, Some("FoxReloadRequestTimeoutMs"), "", "not below the connect timeout", "milliseconds for a whole FoxReload request: a POST, the reconciliation margin and a list call must fit poll-order's 20 s message budget; also how long a POST counts as in flight when reconciling"),
-    doc(names::FOXRELOAD_AUTO_PAY, Some("AutoPay"), "true", "true, false", "pay each order from the balance right after creating it"),
-    doc(names::FOXRELOAD_MOCK_ORDERS, Some("MockOrders"), "false", "true, false", "ask FoxReload for mock orders (no money moves)"),
-    doc(names::FOXRELOAD_CURRENCY, Some("FoxReloadCurrency"), "none", "usd, rub", "the `X-Currency` header"),
-    doc(names::FOXRELOAD_LANGUAGE, Some("FoxReloadLanguage"), "none", "en, ru", "the `X-Language` header"),
-    doc(names::STALL_AFTER_SECS, Some("StallAfterSecs"), "", "", "an order not ended after this many seconds is stalled: alerted, and polled at the slow pace"),
-    doc(names::STALL_REALERT_SECS, Some("StallRealertSecs"), "", "", "a stalled order is alerted again at most this often"),
-    doc(names::POLL_HORIZON_SECS, Some("PollHorizonSecs"), "", "above STALL_AFTER_SECS", "past this age an order never paid is abandoned; a paid one is polled on every POLL_SLOW_CAP_SECS"),
-    doc(names::POLL_SCHEDULE, Some("PollSchedule"), "foxrelay", "foxrelay, guide, practical", "the named schedule the POLL_* figures start from; each figure set overrides it"),
-    doc(names::POLL_FAST_INTERVAL_SECS, Some("PollFastIntervalSecs"), "", "", "poll delay while the order is young (the first poll too)"),
-    doc(names::POLL_FAST_UNTIL_SECS, Some("PollFastUntilSecs"), "", "", "age until which the fast interval applies"),
-    doc(names::POLL_STEADY_START_SECS, Some("PollSteadyStartSecs"), "", "", "first delay after the fast phase"),
-    doc(names::POLL_GROWTH_PERCENT, Some("PollGrowthPercent"), "", "", "each later delay is this percent of the previous one"),
-    doc(names::POLL_STEADY_CAP_SECS, Some("PollSteadyCapSecs"), "", "not below the steady start", "longest delay until the order is stalled"),
-    doc(names::POLL_SLOW_CAP_SECS, Some("PollSlowCapSecs"), "", "", "longest delay once stalled (SQS allows 900 at most)"),
-    doc(names::POLL_JITTER_PERCENT, Some("PollJitterPercent"), "", "", "± jitter on every delay, in percent"),
-    doc(names::METRICS_NAMESPACE, Some("MetricsNamespace"), super::DEFAULT_METRICS_NAMESPACE, "1–255 characters, no colon", "CloudWatch namespace of the metrics"),
-    doc(names::JWT_PRINCIPAL_CLAIM, Some("JwtPrincipalClaim"), "sub", "a claim name", "create-order, with JWT auth: the claim that names the caller (with the issuer)"),
-    doc(names::REQUIRE_IDEMPOTENCY_KEY, Some("RequireIdempotencyKey"), "false", "true, false", "create-order: refuse a POST without `Idempotency-Key` (400 `idempotency_key_required`)"),
-    doc("RUST_LOG", Some("RustLog"), "info", "a tracing filter", "log filter; logs are JSON lines inside Lambda"),
+    doc(
+        names::TABLE_NAME,
+        None,
+        "(set by the template)",
+        "",
+        "DynamoDB table of orders, codes and idempotency records",
+    ),
+    doc(
+        names::POLL_QUEUE_URL,
+        None,
+        "(set by the template)",
+        "",
+        "SQS queue carrying poll messages",
+    ),
+    doc(
+        names::ORDER_EVENTS_TOPIC_ARN,
+        None,
+        "(set by the template)",
+        "",
+        "SNS topic order events are published to",
+    ),
+    doc(
+        names::OPS_ALERTS_TOPIC_ARN,
+        None,
+        "(set by the template)",
+        "",
+        "SNS topic operations alerts are published to",
+    ),
+    doc(
+        names::FOXRELOAD_API_KEY_SECRET_ARN,
+        Some("FoxReloadApiKeySecretArn"),
+        "the stack's own secret",
+        "a full secret ARN",
+        "Secrets Manager secret holding the FoxReload API key; create-order and poll-order only (scan-stalled never calls FoxReload)",
+    ),
+    doc(
+        names::FOXRELOAD_API_KEY,
+        None,
+        "—",
+        "local runs only",
+        "the key itself; refused inside Lambda",
+    ),
+    doc(
+        names::FOXRELOAD_BASE_URL,
+        Some("FoxReloadBaseUrl"),
+        super::DEFAULT_FOXRELOAD_BASE_URL,
+        "https; plain http for loopback only",
+        "FoxReload's API",
+    ),
+    doc(
+        names::FOXRELOAD_CONNECT_TIMEOUT_MS,
+        Some("FoxReloadConnectTimeoutMs"),
+        "",
+        "",
+        "milliseconds to open a connection to FoxReload",
+    ),
+    doc(
+        names::FOXRELOAD_REQUEST_TIMEOUT_MS,
+        Some("FoxReloadRequestTimeoutMs"),
+        "",
+        "not below the connect timeout",
+        "milliseconds for a whole FoxReload request: a POST, the reconciliation margin and a list call must fit poll-order's 20 s message budget; also how long a POST counts as in flight when reconciling",
+    ),
+    doc(
+        names::FOXRELOAD_AUTO_PAY,
+        Some("AutoPay"),
+        "true",
+        "true, false",
+        "pay each order from the balance right after creating it",
+    ),
+    doc(
+        names::FOXRELOAD_MOCK_ORDERS,
+        Some("MockOrders"),
+        "false",
+        "true, false",
+        "ask FoxReload for mock orders (no money moves)",
+    ),
+    doc(
+        names::FOXRELOAD_CURRENCY,
+        Some("FoxReloadCurrency"),
+        "none",
+        "usd, rub",
+        "the `X-Currency` header",
+    ),
+    doc(
+        names::FOXRELOAD_LANGUAGE,
+        Some("FoxReloadLanguage"),
+        "none",
+        "en, ru",
+        "the `X-Language` header",
+    ),
+    doc(
+        names::STALL_AFTER_SECS,
+        Some("StallAfterSecs"),
+        "",
+        "",
+        "an order not ended after this many seconds is stalled: alerted, and polled at the slow pace",
+    ),
+    doc(
+        names::STALL_REALERT_SECS,
+        Some("StallRealertSecs"),
+        "",
+        "",
+        "a stalled order is alerted again at most this often",
+    ),
+    doc(
+        names::POLL_HORIZON_SECS,
+        Some("PollHorizonSecs"),
+        "",
+        "above STALL_AFTER_SECS",
+        "past this age an order never paid is abandoned; a paid one is polled on every POLL_SLOW_CAP_SECS",
+    ),
+    doc(
+        names::POLL_SCHEDULE,
+        Some("PollSchedule"),
+        "foxrelay",
+        "foxrelay, guide, practical",
+        "the named schedule the POLL_* figures start from; each figure set overrides it",
+    ),
+    doc(
+        names::POLL_FAST_INTERVAL_SECS,
+        Some("PollFastIntervalSecs"),
+        "",
+        "",
+        "poll delay while the order is young (the first poll too)",
+    ),
+    doc(
+        names::POLL_FAST_UNTIL_SECS,
+        Some("PollFastUntilSecs"),
+        "",
+        "",
+        "age until which the fast interval applies",
+    ),
+    doc(
+        names::POLL_STEADY_START_SECS,
+        Some("PollSteadyStartSecs"),
+        "",
+        "",
+        "first delay after the fast phase",
+    ),
+    doc(
+        names::POLL_GROWTH_PERCENT,
+        Some("PollGrowthPercent"),
+        "",
+        "",
+        "each later delay is this percent of the previous one",
+    ),
+    doc(
+        names::POLL_STEADY_CAP_SECS,
+        Some("PollSteadyCapSecs"),
+        "",
+        "not below the steady start",
+        "longest delay until the order is stalled",
+    ),
+    doc(
+        names::POLL_SLOW_CAP_SECS,
+        Some("PollSlowCapSecs"),
+        "",
+        "",
+        "longest delay once stalled (SQS allows 900 at most)",
+    ),
+    doc(
+        names::POLL_JITTER_PERCENT,
+        Some("PollJitterPercent"),
+        "",
+        "",
+        "± jitter on every delay after the first, in percent",
+    ),
+    doc(
+        names::METRICS_NAMESPACE,
+        Some("MetricsNamespace"),
+        super::DEFAULT_METRICS_NAMESPACE,
+        "1–255 characters, no colon",
+        "CloudWatch namespace of the metrics",
+    ),
+    doc(
+        names::JWT_PRINCIPAL_CLAIM,
+        Some("JwtPrincipalClaim"),
+        "sub",
+        "a claim name",
+        "create-order, with JWT auth: the claim that names the caller (with the issuer)",
+    ),
+    doc(
+        names::REQUIRE_IDEMPOTENCY_KEY,
+        Some("RequireIdempotencyKey"),
+        "false",
+        "true, false",
+        "create-order: refuse a POST without `Idempotency-Key` (400 `idempotency_key_required`)",
+    ),
+    doc(
+        "RUST_LOG",
+        Some("RustLog"),
+        "info",
+        "a tracing filter",
+        "log filter; logs are JSON lines inside Lambda",
+    ),
 ];
 
 /// The settings table as `docs/configuration.md` holds it.
@@ -76,7 +244,10 @@ pub fn settings_table() -> String {
     for setting in CATALOG {
         let ranged = RANGES.iter().find(|r| r.name == setting.name);
         let (default, allowed) = match ranged {
-            Some(range) => (ranged_default(range), ranged_allowed(range, setting.allowed)),
+            Some(range) => (
+                ranged_default(range),
+                ranged_allowed(range, setting.allowed),
+            ),
             None => (setting.default.to_owned(), setting.allowed.to_owned()),
         };
         let parameter = setting
@@ -124,7 +295,9 @@ fn schedule_figure(preset: &str, name: &str) -> u64 {
         |n| match n {
             names::POLL_SCHEDULE => Some(preset.to_owned()),
             names::TABLE_NAME => Some("orders".into()),
-            names::POLL_QUEUE_URL => Some("https://sqs.us-east-1.amazonaws.com/000000000000/x".into()),
+            names::POLL_QUEUE_URL => {
+                Some("https://sqs.us-east-1.amazonaws.com/000000000000/x".into())
+            }
             names::ORDER_EVENTS_TOPIC_ARN | names::OPS_ALERTS_TOPIC_ARN => {
                 Some("arn:aws:sns:us-east-1:000000000000:x".into())
             }

@@ -9,8 +9,8 @@ use crate::domain::schedule::{Preset, Schedule};
 use std::fmt;
 use std::time::Duration;
 
-pub mod names;
 mod catalog;
+pub mod names;
 mod ranges;
 mod reader;
 
