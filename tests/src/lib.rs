@@ -312,9 +312,11 @@ pub async fn subscribe_both(
     (events, alerts)
 }
 
-/// Sums EMF lines: each metric without dimensions by name, and supplier
-/// errors by kind under `SupplierErrors/{kind}`. Checks each line is the
-/// EMF shape CloudWatch reads.
+/// Sums EMF lines: each counter by name, supplier errors by kind under
+/// `SupplierErrors/{kind}`; a timing counts its values (`TimeToNotify`: the
+/// orders notified; `SupplierLatency/{operation}`: the calls). Checks each
+/// line is the EMF shape CloudWatch reads, with the `Function` dimension
+/// first.
 pub fn metric_totals(lines: &[String]) -> BTreeMap<String, u64> {
     let mut totals = BTreeMap::new();
     for line in lines {
@@ -324,11 +326,19 @@ pub fn metric_totals(lines: &[String]) -> BTreeMap<String, u64> {
         let dimensions = directive["Dimensions"][0]
             .as_array()
             .expect("one dimension set");
+        assert_eq!(dimensions.first(), Some(&"Function".into()), "{line}");
+        assert!(line["Function"].is_string(), "{line}");
         for metric in directive["Metrics"].as_array().expect("metrics") {
             let name = metric["Name"].as_str().expect("a name");
-            assert_eq!(metric["Unit"], "Count");
-            let value = line[name].as_u64().expect("a count beside the directive");
-            let key = match dimensions.as_slice() {
+            let value = match metric["Unit"].as_str() {
+                Some("Count") => line[name].as_u64().expect("a count beside the directive"),
+                Some("Milliseconds") => line[name]
+                    .as_array()
+                    .expect("values beside the directive")
+                    .len() as u64,
+                other => panic!("unit {other:?} in {line}"),
+            };
+            let key = match &dimensions[1..] {
                 [] => name.to_owned(),
                 [dimension] => format!(
                     "{name}/{}",
@@ -340,6 +350,18 @@ pub fn metric_totals(lines: &[String]) -> BTreeMap<String, u64> {
         }
     }
     totals
+}
+
+/// The EMF lines of `lines` that carry the function's counters (one per
+/// flush).
+pub fn counter_lines(lines: &[String]) -> usize {
+    lines
+        .iter()
+        .filter(|line| {
+            let line: serde_json::Value = serde_json::from_str(line).expect("JSON");
+            line["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0] == serde_json::json!(["Function"])
+        })
+        .count()
 }
 
 /// An order placed at `created` and, unless `status` is `creating`, claimed

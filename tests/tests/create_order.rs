@@ -3,8 +3,8 @@
 use create_order::Handler;
 use create_order::create::CreateOptions;
 use foxrelay_tests::{
-    Harness, body_of, call, harness, http_event, metric_totals, post_order as post, test_caller,
-    with_foxreload_down,
+    Harness, body_of, call, counter_lines, harness, http_event, metric_totals, post_order as post,
+    test_caller, with_foxreload_down,
 };
 use foxreload_sim::{
     PRODUCT_FAST, PRODUCT_PLAYER, PRODUCT_POOR, PRODUCT_STALL_CREATE, SimConfig, Timing,
@@ -350,9 +350,9 @@ async fn replay_with_the_same_key_gives_the_same_answer_and_buys_once() {
     assert_eq!(body_of(&other)["error"]["code"], "idempotency_key_reused");
     assert_eq!(h.sim.counters().orders_created, 1);
 
-    // One order created, whatever the replays: one EMF line per request.
+    // One order created, whatever the replays: one flush per request.
     let lines = handler.metrics().lines();
-    assert_eq!(lines.len(), 3);
+    assert_eq!(counter_lines(&lines), 3);
     assert_eq!(metric_totals(&lines)["OrdersCreated"], 1);
 }
 
@@ -513,6 +513,9 @@ async fn twenty_foxreload_refusals_are_the_callers_422_or_409_and_buy_nothing() 
         (0, 20),
         "{totals:?}"
     );
+    // The caller's faults: no 5xx counted against FoxReload; each call timed.
+    assert_eq!(totals["SupplierErrorResponses"], 0, "{totals:?}");
+    assert_eq!(totals["SupplierLatency/create_order"], 20, "{totals:?}");
 }
 
 fn response_text(response: &aws_lambda_events::apigw::ApiGatewayV2httpResponse) -> String {

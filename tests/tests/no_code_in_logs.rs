@@ -24,13 +24,16 @@ impl std::io::Write for LogBuffer {
 async fn no_delivered_code_appears_in_any_log_line() {
     let logs = LogBuffer::default();
     let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
+    // The functions' own JSON lines (every span's fields on every line).
+    use tracing_subscriber::layer::SubscriberExt;
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new(
             "debug,foxrelay_shared=trace,create_order=trace,poll_order=trace,foxreload_sim=trace",
         ))
-        .json()
-        .with_writer(move || writer.clone())
-        .finish();
+        .with(foxrelay_shared::telemetry::json_lines::JsonLines::new(
+            "poll-order",
+            move || writer.clone(),
+        ));
     tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
 
     let w = world(quick_timing()).await;

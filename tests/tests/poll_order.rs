@@ -130,6 +130,10 @@ async fn orders_end_with_exactly_the_delivered_codes_stored_then_published() {
     assert_eq!(totals["OrdersCompleted"], 4, "{totals:?}");
     assert_eq!(totals["OrdersFailed"], 2, "{totals:?}");
     assert_eq!(totals["SupplierErrors"], 0, "{totals:?}");
+    // Every order notified has its time to notify; every read its latency.
+    assert_eq!(totals["TimeToNotify"], 6, "{totals:?}");
+    assert_eq!(totals["SupplierLatency/get_order"], gets, "{totals:?}");
+    assert_eq!(totals["ShortDeliveries"], 0, "{totals:?}");
 }
 
 #[tokio::test]

@@ -41,6 +41,7 @@ fn build_functions() -> Result<PathBuf, String> {
     if dir.file_name().and_then(|n| n.to_str()) != Some("release") {
         eprintln!("note: cold start figures are for release builds; run with --release");
     }
+    crate::progress::step("building the three function binaries (release; minutes from cold)");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = std::process::Command::new(cargo);
     command.args([
@@ -181,7 +182,8 @@ pub async fn run(lab: &Lab) -> Result<Section, String> {
             .map_err(|e| format!("{}: {e}", binary.display()))?
             .len();
         let mut runs = Vec::new();
-        for _ in 0..RUNS {
+        for run in 1..=RUNS {
+            crate::progress::step(format_args!("{function}: start {run} of {RUNS}"));
             runs.push(one_run(&binary, &env, &event).await?);
         }
         let init = median(runs.iter().map(|r| ms(r.init)).collect());

@@ -4,11 +4,13 @@
 //!
 //! Every figure is measured in this run on this machine; where there is
 //! something to compare with, both are measured in the same run and the
-//! ratio is printed. Nothing here is a pass/fail test.
+//! ratio is printed. Nothing here is a pass/fail test. Progress (which
+//! section, how far along) goes to standard error.
 
 mod cold_start;
 mod cost;
 mod lab;
+mod progress;
 mod rng;
 mod schedule_lag;
 mod stall_scan;
@@ -62,7 +64,9 @@ async fn main() -> ExitCode {
     } else {
         None
     };
-    for name in chosen {
+    let count = chosen.len();
+    for (index, name) in chosen.into_iter().enumerate() {
+        let started = progress::section(index, count, name);
         let section: Result<Section, String> = match (name, &lab) {
             ("schedule", _) => Ok(schedule_lag::run()),
             ("cold-start", Some(lab)) => cold_start::run(lab).await,
@@ -71,6 +75,7 @@ async fn main() -> ExitCode {
             ("cost", Some(lab)) => cost::run(lab).await,
             _ => unreachable!("checked above"),
         };
+        progress::done(name, started);
         match section {
             Ok(section) => println!("{}", section.markdown()),
             Err(error) => {

@@ -129,6 +129,10 @@ pub fn run() -> Section {
         ("guide (POLL_SCHEDULE=guide)", Schedule::guide()),
         ("practical (POLL_SCHEDULE=practical)", Schedule::practical()),
     ] {
+        crate::progress::step(format_args!(
+            "{name}: {} orders on a simulated clock",
+            times.len()
+        ));
         let o = measure(&schedule, &times);
         section.row(vec![
             name.to_owned(),

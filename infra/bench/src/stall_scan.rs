@@ -112,6 +112,9 @@ pub async fn run(lab: &Lab) -> Result<Section, String> {
         .await
         .map_err(|e| e.to_string())?;
     for size in SIZES {
+        crate::progress::step(format_args!(
+            "a table of {size} orders: filling it, then one sweep"
+        ));
         let stack = lab.stack(lab.clients().await).await?;
         let set_up = Instant::now();
         let pending = size / 100;

@@ -117,6 +117,7 @@ pub async fn run(lab: &Lab) -> Result<Section, String> {
             let cpu = thread_cpu();
             let started = Instant::now();
             for round in 1..=ROUNDS {
+                crate::progress::step(format_args!("round {round} of {ROUNDS}"));
                 for batch in links.chunks_mut(BATCH) {
                     let response = handler
                         .handle(batch_event(batch, round))

@@ -318,7 +318,12 @@ async fn poll_until_notified(
     }
     let mut events: BTreeMap<String, String> = BTreeMap::new();
     let deadline = Instant::now() + POLLING_LIMIT;
+    let mut said = Instant::now();
     while events.len() < ORDERS {
+        if said.elapsed() >= Duration::from_secs(5) {
+            crate::progress::step(format_args!("{} of {ORDERS} orders notified", events.len()));
+            said = Instant::now();
+        }
         if Instant::now() > deadline {
             done.store(true, Ordering::Relaxed);
             return Err(format!(
