@@ -26,11 +26,12 @@ async fn no_delivered_code_appears_in_any_log_line() {
     let writer = logs.clone();
     // The functions' own JSON lines (every span's fields on every line).
     use tracing_subscriber::layer::SubscriberExt;
+    // Everything at trace, the AWS SDK included: its trace lines carry
+    // request bodies, and the layer must keep them out whatever RUST_LOG
+    // asks for.
     let subscriber = tracing_subscriber::registry()
-        .with(tracing_subscriber::EnvFilter::new(
-            "debug,foxrelay_shared=trace,create_order=trace,poll_order=trace,foxreload_sim=trace",
-        ))
-        .with(foxrelay_shared::telemetry::json_lines::JsonLines::new(
+        .with(tracing_subscriber::EnvFilter::new("trace"))
+        .with(foxrelay_shared::telemetry::json_layer(
             "poll-order",
             move || writer.clone(),
         ));

@@ -44,7 +44,7 @@ pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
 /// The longest a request may work, whatever Lambda's deadline: API Gateway
 /// gives up at about 29 s.
-const MAX_BUDGET: Duration = Duration::from_secs(25);
+pub const MAX_BUDGET: Duration = Duration::from_secs(25);
 /// Kept back from Lambda's deadline to store and send the answer.
 const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
 

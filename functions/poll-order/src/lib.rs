@@ -144,7 +144,12 @@ where
                     };
                     self.metrics.add(metric, 1);
                     self.metrics.add(Metric::ShortDeliveries, u64::from(short));
-                    self.metrics.time_to_notify(time_to_notify);
+                    // What the schedule optimises: orders FoxReload ended.
+                    // An abandoned order took the whole horizon by
+                    // definition, and one never placed was never polled.
+                    if !matches!(status, OrderStatus::Abandoned | OrderStatus::NotPlaced) {
+                        self.metrics.time_to_notify(time_to_notify);
+                    }
                     continue;
                 }
                 Ok((_, Ok(_))) => continue,

@@ -1,7 +1,7 @@
 //! The FoxReload HTTP client (reqwest, rustls).
 
 use super::error::{Operation, SupplierError, Uncertainty};
-use super::types::{ErrorBody, OrderPage, PageRequest, parse_order_page};
+use super::types::{ErrorBody, OrderPage, PageRequest, parse_order_page, unreadable_because};
 use crate::domain::supplier::{CreateOrderRequest, SupplierOrder};
 use crate::settings::{ApiKey, FoxReloadSettings};
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
@@ -137,7 +137,8 @@ impl FoxReloadClient {
         body: Option<serde_json::Value>,
     ) -> Result<T, SupplierError> {
         let (status, bytes) = self.send(op, method, &path, body).await?;
-        serde_json::from_slice(&bytes).map_err(|e| unreadable(op, status, e.to_string()))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| unreadable(op, status, format!("the body {}", unreadable_because(&e))))
     }
 
     /// Sends one request and sorts every failure by what the caller must do.

@@ -297,6 +297,25 @@ pub struct OrderPage {
     pub next: Option<PageRequest>,
 }
 
+/// What is wrong with a body FoxReload sent, without any of its values:
+/// serde's own messages quote what they found (`invalid type: string
+/// "…"`), and in an order that may be a code, which must never reach an
+/// error message or a log line.
+pub fn unreadable_because(error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match error.classify() {
+        Category::Io => "could not be read",
+        Category::Syntax => "is not valid JSON",
+        Category::Eof => "is cut short",
+        Category::Data => "is not the documented shape",
+    };
+    if error.line() > 0 {
+        format!("{what} (line {}, column {})", error.line(), error.column())
+    } else {
+        what.to_owned()
+    }
+}
+
 /// Parses one page of the order list, answered to `request`. The envelope is
 /// not published, so three are accepted:
 /// - `{"items": [...], "nextCursor": …}`: the list ends where the cursor is
@@ -310,7 +329,8 @@ pub struct OrderPage {
 /// contradicts its own envelope (empty before `total`) is an error:
 /// reconciliation must never decide on a list it could not read whole.
 pub fn parse_order_page(body: &[u8], request: &PageRequest) -> Result<OrderPage, String> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the list {}", unreadable_because(&e)))?;
     let (entries, cursor, total) = match value {
         Value::Array(entries) => (entries, None, None),
         Value::Object(mut map) => {
@@ -340,7 +360,8 @@ pub fn parse_order_page(body: &[u8], request: &PageRequest) -> Result<OrderPage,
         .into_iter()
         .enumerate()
         .map(|(i, entry)| {
-            serde_json::from_value(entry).map_err(|e| format!("entry {i} is not an order: {e}"))
+            serde_json::from_value(entry)
+                .map_err(|e| format!("entry {i} is not an order: it {}", unreadable_because(&e)))
         })
         .collect::<Result<_, _>>()?;
     let after = request.offset + orders.len() as u64;
@@ -470,6 +491,40 @@ mod tests {
 
     fn order(value: Value) -> SupplierOrder {
         serde_json::from_value(value).expect("parses")
+    }
+
+    #[test]
+    fn an_unreadable_order_or_list_is_described_without_its_values() {
+        let code = "SECRET-CODE-0001";
+        let bodies = [
+            json!({"id": "x", "status": "completed", "items": [code]}),
+            json!({"id": "x", "status": "completed", "items": [{"product": code}]}),
+            json!({"id": "x", "status": "completed", "items": code}),
+        ];
+        for body in &bodies {
+            let bytes = body.to_string().into_bytes();
+            let error = serde_json::from_slice::<SupplierOrder>(&bytes).unwrap_err();
+            let said = unreadable_because(&error);
+            assert!(!said.contains(code), "{said}");
+            assert!(
+                said.starts_with("is not the documented shape (line 1"),
+                "{said}"
+            );
+            let listed = parse_order_page(
+                json!({"items": [body]}).to_string().as_bytes(),
+                &PageRequest {
+                    limit: 10,
+                    offset: 0,
+                    cursor: None,
+                },
+            )
+            .unwrap_err();
+            assert!(!listed.contains(code), "{listed}");
+            assert!(listed.starts_with("entry 0 is not an order"), "{listed}");
+        }
+        let cut = serde_json::from_slice::<SupplierOrder>(format!("{{\"id\": \"{code}").as_bytes())
+            .unwrap_err();
+        assert!(!unreadable_because(&cut).contains(code));
     }
 
     #[test]

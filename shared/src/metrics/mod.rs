@@ -14,9 +14,10 @@
 //! distributions (every value is written), so CloudWatch gives percentiles.
 //!
 //! Why not a metrics crate: the `metrics` facade keeps one global recorder
-//! per process (tests run many handlers in one process), and the EMF
-//! recorders built on it write a counter only once it has been counted, so
-//! an alarm on a counter that stays at zero would see no data.
+//! per process (tests run many handlers in one process, each with its own
+//! figures), and the EMF recorders built on it write what was touched, so
+//! every handler would have to touch every counter on every invocation to
+//! keep the zeros the alarms rely on.
 
 mod emf;
 mod metered;

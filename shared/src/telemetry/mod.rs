@@ -13,6 +13,8 @@
 pub mod json_lines;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -26,15 +28,38 @@ pub fn init(function: &'static str) {
     if json {
         let _ = tracing_subscriber::registry()
             .with(filter)
-            .with(json_lines::JsonLines::new(function, std::io::stdout))
+            .with(json_layer(function, std::io::stdout))
             .try_init();
     } else {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_target(false)
-            .with_ansi(false)
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_ansi(false)
+                    .with_filter(filter_fn(no_sdk_trace)),
+            )
             .try_init();
     }
+}
+
+/// The functions' JSON lines to `make_writer`, without the AWS SDK's trace
+/// lines whatever `RUST_LOG` says.
+pub fn json_layer<S, W>(function: &'static str, make_writer: W) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
+{
+    json_lines::JsonLines::new(function, make_writer).with_filter(filter_fn(no_sdk_trace))
+}
+
+/// The AWS SDK's trace level logs whole request and response bodies: a
+/// DynamoDB write of codes, an SNS publish of an order event. Those lines
+/// are never written, even with `RUST_LOG=trace`.
+fn no_sdk_trace(metadata: &tracing::Metadata<'_>) -> bool {
+    !(*metadata.level() == tracing::Level::TRACE
+        && (metadata.target().starts_with("aws_smithy")
+            || metadata.target().starts_with("aws_sdk")))
 }
 
 /// Logging for a process run by hand (the local runner): readable text on
