@@ -98,17 +98,21 @@ fn anchor(heading: &str) -> String {
         .collect()
 }
 
-fn anchors(text: &str) -> BTreeSet<String> {
-    let mut seen = BTreeSet::new();
+/// The lines of `text` outside fenced code blocks.
+fn prose_lines(text: &str) -> impl Iterator<Item = &str> {
     let mut in_code = false;
-    for line in text.lines() {
+    text.lines().filter(move |line| {
         if line.trim_start().starts_with("```") {
             in_code = !in_code;
-            continue;
+            return false;
         }
-        if in_code {
-            continue;
-        }
+        !in_code
+    })
+}
+
+fn anchors(text: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    for line in prose_lines(text) {
         if let Some(heading) = line.strip_prefix('#') {
             let base = anchor(heading.trim_start_matches('#'));
             let mut name = base.clone();
@@ -125,15 +129,7 @@ fn anchors(text: &str) -> BTreeSet<String> {
 /// The targets of the inline links `[text](target)` outside code.
 fn links(text: &str) -> Vec<String> {
     let mut found = Vec::new();
-    let mut in_code = false;
-    for line in text.lines() {
-        if line.trim_start().starts_with("```") {
-            in_code = !in_code;
-            continue;
-        }
-        if in_code {
-            continue;
-        }
+    for line in prose_lines(text) {
         let mut rest = line;
         while let Some(at) = rest.find("](") {
             let after = &rest[at + 2..];
