@@ -3,6 +3,7 @@
 
 pub mod event;
 pub mod idempotency;
+pub mod learning;
 pub mod order;
 pub mod poll;
 pub mod principal;

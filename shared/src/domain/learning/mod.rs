@@ -1,0 +1,22 @@
+//! Polling that learns each product (issue 15): how long a product's orders
+//! take to end at FoxReload, kept as a small decaying summary, and the poll
+//! times that summary calls for.
+//!
+//! - [`bins`]: completion times in log-spaced bins (a quarter octave each,
+//!   from half a second to about two and a half days);
+//! - [`summary`]: the per-product summary: interval-censored observations
+//!   ("ended after the last poll that saw it running, by the poll that saw
+//!   it end") spread over the bins they cover, weighted so that recent
+//!   orders dominate, written with additions only (no read-modify-write);
+//! - [`plan`]: the poll times that minimise the expected number of reads
+//!   while the orders seen late by more than the lag target stay within 5 %.
+//!
+//! Nothing here knows DynamoDB: the store adds [`summary::Contribution`]s
+//! and reads [`summary::Summary`]s.
+
+pub mod bins;
+pub mod plan;
+pub mod summary;
+
+pub use plan::{Plan, Planner};
+pub use summary::{Contribution, Observation, Summary};

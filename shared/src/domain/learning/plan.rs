@@ -1,0 +1,281 @@
+//! The poll times a completion-time distribution calls for.
+//!
+//! The objective: the fewest FoxReload reads on average, while the orders
+//! seen more than `target_lag` after they ended stay within `late_share`
+//! (5 %: the lag target is a 95th percentile). A read at `b` after one at
+//! `a` happens when the order had not ended by `a` (probability `S(a)`),
+//! and it sees late the orders that ended in `(a, b - target_lag)`.
+//!
+//! Both costs add up over the gaps between polls, so for a price `μ` on a
+//! late order the best poll times are a shortest path over a one-second
+//! grid (dynamic programming, `O(T²)` for a plan reaching `T` seconds);
+//! `μ` is then bisected to the cheapest plan that keeps the late share
+//! within bounds (the Lagrangian relaxation of the constrained problem).
+//! Times are whole seconds, as SQS delays are.
+//!
+//! The plan covers the learned mass only: it ends where all but
+//! `1 - mass_covered` of the completions have happened (or at the stall
+//! threshold, whichever is first). Past it the default schedule's rails
+//! apply: polls at least every steady cap, the stall alert, the horizon.
+
+use std::time::Duration;
+
+/// The figures a plan is made with.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Planner {
+    /// Lag, in seconds, that all but `late_share` of the orders stay within.
+    pub target_lag: f64,
+    /// The share of orders allowed to be seen later than `target_lag`.
+    pub late_share: f64,
+    /// The share of the completions the plan covers before it hands over
+    /// to the default schedule.
+    pub mass_covered: f64,
+    /// No plan reaches past this age (the stall threshold), in seconds.
+    pub until: u32,
+}
+
+impl Default for Planner {
+    fn default() -> Self {
+        Self {
+            target_lag: 10.0,
+            late_share: 0.05,
+            mass_covered: 0.995,
+            until: 600,
+        }
+    }
+}
+
+/// Poll times, in whole seconds after the start of the order's clock;
+/// strictly increasing, the first at least 1 s.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub polls: Vec<u32>,
+}
+
+impl Plan {
+    /// The delay before poll `i` (`i = 0`: from the start), made up to a
+    /// `jitter` share shorter by `unit` in `[0, 1)`: jitter spreads the
+    /// reads of orders placed together, and never makes an order seen later
+    /// than planned.
+    pub fn delay_before(&self, i: usize, jitter: f64, unit: f64) -> Option<Duration> {
+        let at = *self.polls.get(i)?;
+        let previous = if i == 0 { 0 } else { self.polls[i - 1] };
+        let gap = f64::from(at - previous);
+        let early = (gap * jitter.clamp(0.0, 0.9) * unit.clamp(0.0, 1.0)).floor();
+        Some(Duration::from_secs_f64((gap - early).max(1.0)))
+    }
+}
+
+/// What a plan is expected to do.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Expected {
+    /// Reads per order up to the plan's last poll.
+    pub reads: f64,
+    /// The share of orders seen later than the target lag (among those the
+    /// plan covers).
+    pub late: f64,
+}
+
+impl Planner {
+    /// The plan for an order whose completion time survives `survival`
+    /// (`S(t)`: the share not ended by `t` seconds, non-increasing).
+    pub fn plan(&self, survival: impl Fn(f64) -> f64) -> Plan {
+        let end = self.end(&survival);
+        let s: Vec<f64> = (0..=end).map(|t| survival(f64::from(t))).collect();
+        let at = |t: f64| -> f64 {
+            // Linear between whole seconds.
+            let t = t.clamp(0.0, f64::from(end));
+            let low = t.floor() as usize;
+            let high = (low + 1).min(end as usize);
+            s[low] + (s[high] - s[low]) * (t - low as f64)
+        };
+        let mut best = self.shortest(&s, &at, 0.0);
+        if self.expect(&best, &s, &at).late <= self.late_share {
+            return best;
+        }
+        let (mut cheap, mut dear) = (0.0, 1.0);
+        // Grow the price until the late share holds (or stops falling).
+        while dear < 1e9 {
+            let plan = self.shortest(&s, &at, dear);
+            if self.expect(&plan, &s, &at).late <= self.late_share {
+                best = plan;
+                break;
+            }
+            best = plan;
+            cheap = dear;
+            dear *= 4.0;
+        }
+        for _ in 0..40 {
+            let mid = (cheap + dear) / 2.0;
+            let plan = self.shortest(&s, &at, mid);
+            if self.expect(&plan, &s, &at).late <= self.late_share {
+                best = plan;
+                dear = mid;
+            } else {
+                cheap = mid;
+            }
+        }
+        best
+    }
+
+    /// What `plan` is expected to do for `survival`.
+    pub fn expected(&self, plan: &Plan, survival: impl Fn(f64) -> f64) -> Expected {
+        let end = plan.polls.last().copied().unwrap_or(0);
+        let s: Vec<f64> = (0..=end).map(|t| survival(f64::from(t))).collect();
+        let at = |t: f64| survival(t.clamp(0.0, f64::from(end)));
+        self.expect(plan, &s, &at)
+    }
+
+    /// Where the plan ends: the first whole second by which `mass_covered`
+    /// of the completions have happened, within `[1, until]`.
+    fn end(&self, survival: &impl Fn(f64) -> f64) -> u32 {
+        let tail = 1.0 - self.mass_covered;
+        (1..=self.until.max(1))
+            .find(|t| survival(f64::from(*t)) <= tail)
+            .unwrap_or(self.until.max(1))
+    }
+
+    fn late_between(&self, a: u32, b: u32, at: &impl Fn(f64) -> f64) -> f64 {
+        let seen_late_before = f64::from(b) - self.target_lag;
+        if seen_late_before <= f64::from(a) {
+            0.0
+        } else {
+            (at(f64::from(a)) - at(seen_late_before)).max(0.0)
+        }
+    }
+
+    /// The cheapest plan from 0 to the end for price `price` per late
+    /// order: `value[a]` is the least cost from a poll at `a` to the end.
+    fn shortest(&self, s: &[f64], at: &impl Fn(f64) -> f64, price: f64) -> Plan {
+        let end = s.len() - 1;
+        let mut value = vec![f64::INFINITY; end + 1];
+        let mut next = vec![end; end + 1];
+        value[end] = 0.0;
+        for a in (0..end).rev() {
+            for b in a + 1..=end {
+                let cost = s[a] + price * self.late_between(a as u32, b as u32, at) + value[b];
+                if cost < value[a] {
+                    value[a] = cost;
+                    next[a] = b;
+                }
+            }
+        }
+        let mut polls = Vec::new();
+        let mut t = 0;
+        while t < end {
+            t = next[t];
+            polls.push(t as u32);
+        }
+        Plan { polls }
+    }
+
+    fn expect(&self, plan: &Plan, s: &[f64], at: &impl Fn(f64) -> f64) -> Expected {
+        let mut previous = 0u32;
+        let (mut reads, mut late) = (0.0, 0.0);
+        for &poll in &plan.polls {
+            reads += s[previous as usize];
+            late += self.late_between(previous, poll, at);
+            previous = poll;
+        }
+        let covered = 1.0 - s[previous as usize];
+        Expected {
+            reads,
+            late: if covered > 0.0 { late / covered } else { 0.0 },
+        }
+    }
+}
+
+/// The survival of an order of several products: it ends when its slowest
+/// item does (the items taken as independent).
+pub fn slowest(survivals: &[&dyn Fn(f64) -> f64], t: f64) -> f64 {
+    1.0 - survivals.iter().map(|s| 1.0 - s(t)).product::<f64>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Ends uniformly in `[low, high]` seconds.
+    fn uniform(low: f64, high: f64) -> impl Fn(f64) -> f64 {
+        move |t| ((high - t) / (high - low)).clamp(0.0, 1.0)
+    }
+
+    #[test]
+    fn a_narrow_fast_product_is_read_once_just_after_it_ends() {
+        let planner = Planner::default();
+        let plan = planner.plan(uniform(1.8, 2.2));
+        assert_eq!(plan.polls, vec![3]);
+        let expected = planner.expected(&plan, uniform(1.8, 2.2));
+        assert!((expected.reads - 1.0).abs() < 1e-9);
+        assert_eq!(expected.late, 0.0);
+    }
+
+    #[test]
+    fn a_narrow_slow_product_is_not_read_before_it_can_have_ended() {
+        let planner = Planner::default();
+        let plan = planner.plan(uniform(270.0, 330.0));
+        assert!(plan.polls[0] >= 270, "{plan:?}");
+        assert!(plan.polls.len() <= 8, "{plan:?}");
+        assert!(planner.expected(&plan, uniform(270.0, 330.0)).late <= 0.05);
+    }
+
+    #[test]
+    fn a_tighter_lag_target_costs_more_reads() {
+        let loose = Planner::default();
+        let tight = Planner {
+            target_lag: 2.0,
+            ..loose
+        };
+        let broad = uniform(5.0, 120.0);
+        let reads = |p: &Planner| p.expected(&p.plan(&broad), &broad).reads;
+        assert!(reads(&tight) > reads(&loose));
+        assert!(tight.expected(&tight.plan(&broad), &broad).late <= 0.05);
+    }
+
+    #[test]
+    fn jitter_only_ever_polls_earlier() {
+        let plan = Plan {
+            polls: vec![3, 10, 30],
+        };
+        assert_eq!(plan.delay_before(0, 0.2, 0.0), Some(Duration::from_secs(3)));
+        assert_eq!(
+            plan.delay_before(2, 0.2, 0.99),
+            Some(Duration::from_secs(17))
+        );
+        assert_eq!(plan.delay_before(3, 0.2, 0.5), None);
+    }
+
+    #[test]
+    fn an_order_ends_with_its_slowest_item() {
+        let fast = uniform(1.0, 2.0);
+        let slow = uniform(10.0, 20.0);
+        let both = |t: f64| slowest(&[&fast, &slow], t);
+        assert_eq!(both(5.0), 1.0);
+        assert_eq!(both(25.0), 0.0);
+        assert!((both(15.0) - 0.5).abs() < 1e-9);
+    }
+
+    proptest! {
+        // Each case plans up to 600 one-second steps many times over, in a
+        // debug build: a few dozen cases keep the fast tier fast.
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn plans_keep_the_rails_whatever_the_distribution(
+            low in 0.0f64..900.0, width in 0.1f64..900.0, lag in 1.0f64..60.0,
+        ) {
+            let planner = Planner { target_lag: lag, until: 600, ..Planner::default() };
+            let survival = uniform(low, low + width);
+            let plan = planner.plan(&survival);
+            prop_assert!(!plan.polls.is_empty());
+            prop_assert!(plan.polls[0] >= 1);
+            prop_assert!(plan.polls.windows(2).all(|w| w[0] < w[1]), "{:?}", plan);
+            // It never reaches past the stall threshold, and it ends where
+            // the learned mass does (or at the threshold).
+            let last = *plan.polls.last().unwrap();
+            prop_assert!(last <= 600);
+            prop_assert!(last == 600 || survival(f64::from(last)) <= 0.005 + 1e-9);
+            prop_assert!(planner.expected(&plan, &survival).late <= 0.05 + 1e-9);
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! A product's completion-time summary: bounded, decaying, written with
+//! additions only.
+//!
+//! Every finished order adds one *observation*: its order ended after
+//! `after` (the last poll that saw it running, or the start) and by `by`
+//! (the poll that saw it end), both measured from the start of its clock
+//! (payment, or placement when we never paid). The observation's unit of
+//! mass is spread over the bins `(after, by]` covers ([`bins::spread`]).
+//!
+//! Recent orders must dominate, and a product that changes must be followed
+//! within tens of orders, without reading and rewriting the summary (two
+//! containers finishing orders of one product at once would lose one of
+//! the writes). So the observations are numbered, and observation `n` adds
+//! its mass with weight `2^(n/H)` relative to its *epoch* (`E` observations
+//! each): weights only grow, and a reader scales each epoch back by the
+//! count it sees, which is exponential forgetting with a half-life of `H`
+//! observations. Only the current epoch and the one before are kept; older
+//! bins are removed by the writers of the epoch after next. A write is one
+//! addition to the count and to a few bins of one epoch: no conflict with
+//! another, and the item holds at most `2 × BINS` numbers.
+//!
+//! The number `n` a writer uses is the count it read when the order was
+//! planned: a little stale under concurrency, which only shifts a weight by
+//! a few percent.
+
+use super::bins::{self, BINS};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How fast a summary forgets.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Decay {
+    /// Observations after which an observation weighs half.
+    pub half_life: f64,
+    /// Observations per epoch; bins of epochs older than the one before
+    /// the current are forgotten (they weigh at most `2^(-E/H)`).
+    pub epoch: u64,
+}
+
+impl Default for Decay {
+    fn default() -> Self {
+        Self {
+            half_life: 16.0,
+            epoch: 48,
+        }
+    }
+}
+
+/// When a finished order ended, as its polls saw it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Observation {
+    /// It was still running at this age (the last poll before the end, or
+    /// zero).
+    pub after: Duration,
+    /// It had ended by this age (the poll that saw it end).
+    pub by: Duration,
+}
+
+/// What one observation adds to a summary.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Contribution {
+    /// The epoch whose bins it adds to.
+    pub epoch: u64,
+    /// `(bin, weight)`: the weight to add to each bin.
+    pub bins: Vec<(usize, f64)>,
+    /// The epoch whose bins may now be removed (two before this one).
+    pub forget: Option<u64>,
+}
+
+impl Decay {
+    /// What observation number `index` (the count read when its order was
+    /// planned) adds.
+    pub fn contribution(&self, observation: &Observation, index: u64) -> Contribution {
+        let epoch = index / self.epoch;
+        let weight = 2f64.powf((index - epoch * self.epoch) as f64 / self.half_life);
+        Contribution {
+            epoch,
+            bins: bins::spread(
+                observation.after.as_secs_f64(),
+                observation.by.as_secs_f64(),
+            )
+            .into_iter()
+            .map(|(k, share)| (k, share * weight))
+            .collect(),
+            forget: epoch.checked_sub(2),
+        }
+    }
+}
+
+/// A product's summary as stored: the observations counted, and the bins
+/// of the epochs kept.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Summary {
+    pub observations: u64,
+    /// Epoch → weight per bin (`BINS` long).
+    pub epochs: BTreeMap<u64, Vec<f64>>,
+}
+
+/// The estimated distribution of a product's completion time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Masses {
+    /// Share of the completions in each bin; sums to 1.
+    pub bins: Vec<f64>,
+    /// The weight behind it, in observations (recent ones count fully,
+    /// older ones by their decayed weight).
+    pub effective: f64,
+}
+
+impl Summary {
+    /// Adds `contribution` as the store does (in-memory stores, the bench).
+    pub fn add(&mut self, contribution: &Contribution) {
+        self.observations += 1;
+        let bins = self
+            .epochs
+            .entry(contribution.epoch)
+            .or_insert_with(|| vec![0.0; BINS]);
+        for (k, weight) in &contribution.bins {
+            bins[*k] += weight;
+        }
+        if let Some(old) = contribution.forget {
+            self.epochs.retain(|epoch, _| *epoch > old);
+        }
+    }
+
+    /// The distribution the summary estimates, weighting the current epoch
+    /// and the one before by their age; `None` without any mass.
+    pub fn masses(&self, decay: &Decay) -> Option<Masses> {
+        let count = self.observations;
+        let current = count / decay.epoch;
+        let mut bins = vec![0.0; BINS];
+        for epoch in [current.checked_sub(1), Some(current)]
+            .into_iter()
+            .flatten()
+        {
+            let Some(stored) = self.epochs.get(&epoch) else {
+                continue;
+            };
+            let age = count.saturating_sub(epoch * decay.epoch) as f64;
+            let scale = 2f64.powf(-age / decay.half_life);
+            for (total, weight) in bins.iter_mut().zip(stored) {
+                *total += weight.max(0.0) * scale;
+            }
+        }
+        let effective: f64 = bins.iter().sum();
+        if !(effective > 0.0 && effective.is_finite()) {
+            return None;
+        }
+        bins.iter_mut().for_each(|m| *m /= effective);
+        Some(Masses { bins, effective })
+    }
+}
+
+impl Masses {
+    /// The share of completions later than `seconds`: mass is log-uniform
+    /// within a bin.
+    pub fn survival(&self, seconds: f64) -> f64 {
+        let p = bins::position(seconds);
+        let k = p.floor() as usize;
+        let within = self.bins[k] * (1.0 - (p - k as f64));
+        (within + self.bins[k + 1..].iter().sum::<f64>()).clamp(0.0, 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn at(after: f64, by: f64) -> Observation {
+        Observation {
+            after: Duration::from_secs_f64(after),
+            by: Duration::from_secs_f64(by),
+        }
+    }
+
+    fn learn(summary: &mut Summary, decay: &Decay, observation: Observation) {
+        let index = summary.observations;
+        summary.add(&decay.contribution(&observation, index));
+    }
+
+    #[test]
+    fn an_interval_censored_observation_lands_between_its_polls() {
+        let decay = Decay::default();
+        let mut summary = Summary::default();
+        learn(&mut summary, &decay, at(2.0, 4.0));
+        let masses = summary.masses(&decay).unwrap();
+        assert!((masses.survival(2.0) - 1.0).abs() < 1e-9);
+        assert!(masses.survival(4.0) < 1e-9);
+        // Log-uniform between the polls: half the mass past 2·√2 s.
+        assert!((masses.survival(8f64.sqrt()) - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn recent_orders_dominate_and_a_change_is_followed_within_tens_of_orders() {
+        let decay = Decay::default();
+        let mut summary = Summary::default();
+        for _ in 0..500 {
+            learn(&mut summary, &decay, at(4.0, 5.0));
+        }
+        for _ in 0..40 {
+            learn(&mut summary, &decay, at(59.0, 60.0));
+        }
+        let masses = summary.masses(&decay).unwrap();
+        // After 40 orders at 60 s, 2^(-40/16) ≈ 18 % of the weight is left
+        // on the old behaviour at most.
+        assert!(masses.survival(10.0) > 0.8, "{}", masses.survival(10.0));
+    }
+
+    #[test]
+    fn an_empty_summary_has_no_distribution() {
+        assert_eq!(Summary::default().masses(&Decay::default()), None);
+    }
+
+    proptest! {
+        #[test]
+        fn the_summary_stays_bounded_and_normalised(
+            ends in proptest::collection::vec((0.0f64..5_000.0, 0.0f64..100.0), 1..400)
+        ) {
+            let decay = Decay::default();
+            let mut summary = Summary::default();
+            for (after, width) in ends {
+                learn(&mut summary, &decay, at(after, after + width));
+                prop_assert!(summary.epochs.len() <= 3);
+                for bins in summary.epochs.values() {
+                    prop_assert!(bins.iter().all(|w| w.is_finite() && *w >= 0.0));
+                    // Weights relative to their epoch: at most 2^(E/H).
+                    let most = 2f64.powf(decay.epoch as f64 / decay.half_life);
+                    prop_assert!(bins.iter().all(|w| *w <= most * decay.epoch as f64));
+                }
+            }
+            let masses = summary.masses(&decay).unwrap();
+            prop_assert!((masses.bins.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+            let mut last = 1.0;
+            for s in [0.0, 0.5, 1.0, 3.0, 10.0, 60.0, 600.0, 6_000.0] {
+                let now = masses.survival(s);
+                prop_assert!(now <= last + 1e-12);
+                last = now;
+            }
+        }
+    }
+}
