@@ -1,6 +1,6 @@
 //! foxrelay's benchmarks. `cargo run --release -p foxrelay-bench` runs every
 //! section and prints one markdown table each; name sections to run only
-//! those (`schedule`, `cold-start`, `throughput`, `scan`, `cost`).
+//! those (`schedule`, `learned`, `cold-start`, `throughput`, `scan`, `cost`).
 //!
 //! Every figure is measured in this run on this machine; where there is
 //! something to compare with, both are measured in the same run and the
@@ -10,6 +10,7 @@
 mod cold_start;
 mod cost;
 mod lab;
+mod learned;
 mod progress;
 mod rng;
 mod schedule_lag;
@@ -20,7 +21,14 @@ mod throughput;
 use std::process::ExitCode;
 use table::Section;
 
-const SECTIONS: [&str; 5] = ["schedule", "cold-start", "throughput", "scan", "cost"];
+const SECTIONS: [&str; 6] = [
+    "schedule",
+    "learned",
+    "cold-start",
+    "throughput",
+    "scan",
+    "cost",
+];
 /// The sections that need moto (the local AWS).
 const NEEDS_AWS: [&str; 4] = ["cold-start", "throughput", "scan", "cost"];
 
@@ -69,6 +77,7 @@ async fn main() -> ExitCode {
         let started = progress::section(index, count, name);
         let section: Result<Section, String> = match (name, &lab) {
             ("schedule", _) => Ok(schedule_lag::run()),
+            ("learned", _) => Ok(learned::run()),
             ("cold-start", Some(lab)) => cold_start::run(lab).await,
             ("throughput", Some(lab)) => throughput::run(lab).await,
             ("scan", Some(lab)) => stall_scan::run(lab).await,

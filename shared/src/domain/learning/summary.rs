@@ -46,6 +46,10 @@ impl Default for Decay {
     }
 }
 
+/// The share of an observation spread evenly over its interval, whatever
+/// the prior says.
+pub const EVEN_SHARE: f64 = 0.05;
+
 /// When a finished order ended, as its polls saw it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Observation {
@@ -69,19 +73,45 @@ pub struct Contribution {
 
 impl Decay {
     /// What observation number `index` (the count read when its order was
-    /// planned) adds.
-    pub fn contribution(&self, observation: &Observation, index: u64) -> Contribution {
+    /// planned) adds, given what the summary said then (`prior`).
+    ///
+    /// The mass goes where the prior puts it within the interval (one step
+    /// of the self-consistency, or EM, estimator of interval-censored data,
+    /// taken online), with a twentieth spread evenly so that nothing the prior
+    /// rules out stays ruled out; evenly when the prior puts nothing there.
+    /// Without that, the wide intervals of a sparse plan ("ended in the
+    /// first 10 s") would keep blurring what its narrow ones showed.
+    pub fn contribution(
+        &self,
+        observation: &Observation,
+        index: u64,
+        prior: Option<&Masses>,
+    ) -> Contribution {
         let epoch = index / self.epoch;
         let weight = 2f64.powf((index - epoch * self.epoch) as f64 / self.half_life);
+        let even = bins::spread(
+            observation.after.as_secs_f64(),
+            observation.by.as_secs_f64(),
+        );
+        let believed: Vec<f64> = even
+            .iter()
+            .map(|(k, share)| prior.map_or(0.0, |p| p.bins[*k] * share))
+            .collect();
+        let total: f64 = believed.iter().sum();
+        let shares: Vec<(usize, f64)> = if total > 0.0 && total.is_finite() {
+            even.iter()
+                .zip(&believed)
+                .map(|((k, share), b)| (*k, EVEN_SHARE * share + (1.0 - EVEN_SHARE) * b / total))
+                .collect()
+        } else {
+            even
+        };
         Contribution {
             epoch,
-            bins: bins::spread(
-                observation.after.as_secs_f64(),
-                observation.by.as_secs_f64(),
-            )
-            .into_iter()
-            .map(|(k, share)| (k, share * weight))
-            .collect(),
+            bins: shares
+                .into_iter()
+                .map(|(k, share)| (k, share * weight))
+                .collect(),
             forget: epoch.checked_sub(2),
         }
     }
@@ -175,7 +205,24 @@ mod tests {
 
     fn learn(summary: &mut Summary, decay: &Decay, observation: Observation) {
         let index = summary.observations;
-        summary.add(&decay.contribution(&observation, index));
+        let prior = summary.masses(decay);
+        summary.add(&decay.contribution(&observation, index, prior.as_ref()));
+    }
+
+    #[test]
+    fn a_wide_interval_goes_mostly_where_narrow_ones_have_shown_the_ends() {
+        let decay = Decay::default();
+        let mut summary = Summary::default();
+        for _ in 0..10 {
+            learn(&mut summary, &decay, at(1.9, 2.1));
+        }
+        for _ in 0..10 {
+            learn(&mut summary, &decay, at(0.0, 10.0));
+        }
+        let masses = summary.masses(&decay).unwrap();
+        // The two bins around 2 s ([1.68, 2.38) s) hold nearly all of it.
+        let between = masses.survival(bins::lower_edge(8)) - masses.survival(bins::lower_edge(10));
+        assert!(between > 0.85, "{between}");
     }
 
     #[test]

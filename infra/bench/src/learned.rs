@@ -1,0 +1,390 @@
+//! Learned polling against fixed schedules: the real summary and planner
+//! code (`domain::learning`) and the real schedule on a simulated clock,
+//! over 10,000 orders of five products that behave very differently, one of
+//! which changes halfway through.
+//!
+//! Each product's summary learns from the orders before it, as poll-order
+//! would: an order's observation reaches the summary 10 orders of its
+//! product later (orders in flight), and a product's plan is made again
+//! every 10 of its orders (a container's cache). Until a product has 20
+//! observations the default schedule applies. Lag is from completion at
+//! FoxReload to the poll that sees it; reads are FoxReload GETs.
+
+use crate::rng::Rng;
+use crate::schedule_lag::poll_until;
+use crate::table::{Section, fixed, ratio};
+use foxrelay_shared::domain::learning::summary::{Decay, Masses};
+use foxrelay_shared::domain::learning::{Observation, Plan, Planner, Summary};
+use foxrelay_shared::domain::schedule::{Next, Schedule};
+use foxrelay_shared::queue::delay_seconds;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+const ORDERS: usize = 10_000;
+const SEED: u64 = 1515;
+/// Orders of a product before its figures count as "after warm-up".
+const WARM_UP: usize = 100;
+/// Observations a product needs before its plan replaces the default.
+pub const MIN_OBSERVATIONS: u64 = 20;
+/// Orders of a product between two plans of it.
+const REPLAN_EVERY: usize = 10;
+/// Orders of a product an observation takes to reach its summary.
+const IN_FLIGHT: usize = 10;
+/// The order of the shifting product from which it behaves otherwise.
+const SHIFT_AT: usize = ORDERS / 5 / 2;
+/// The share of orders given one probe poll, to learn inside a gap.
+pub const PROBE_SHARE: f64 = 0.1;
+/// Lag targets tried; the first is the default.
+const TARGETS: [f64; 4] = [10.0, 5.0, 15.0, 20.0];
+
+#[derive(Clone, Copy)]
+enum Product {
+    NarrowFast,
+    NarrowSlow,
+    Broad,
+    Bimodal,
+    Shifting,
+}
+
+const PRODUCTS: [Product; 5] = [
+    Product::NarrowFast,
+    Product::NarrowSlow,
+    Product::Broad,
+    Product::Bimodal,
+    Product::Shifting,
+];
+
+impl Product {
+    fn name(self) -> &'static str {
+        match self {
+            Self::NarrowFast => "narrow fast (1.7–2.3 s)",
+            Self::NarrowSlow => "narrow slow (270–330 s)",
+            Self::Broad => "broad (2–600 s, log-uniform)",
+            Self::Bimodal => "bimodal (2–4 s or 80–100 s)",
+            Self::Shifting => "shifting (4–6 s, then 40–60 s)",
+        }
+    }
+
+    /// Seconds from payment to the end, for order `k` of this product.
+    fn draw(self, k: usize, rng: &mut Rng) -> f64 {
+        match self {
+            Self::NarrowFast => rng.uniform(1.7, 2.3),
+            Self::NarrowSlow => rng.uniform(270.0, 330.0),
+            Self::Broad => rng.log_uniform(2.0, 600.0),
+            Self::Bimodal if rng.unit() < 0.5 => rng.uniform(2.0, 4.0),
+            Self::Bimodal => rng.uniform(80.0, 100.0),
+            Self::Shifting if k < SHIFT_AT => rng.uniform(4.0, 6.0),
+            Self::Shifting => rng.uniform(40.0, 60.0),
+        }
+    }
+}
+
+/// What one way of polling did to some orders.
+#[derive(Clone, Debug, Default)]
+struct Seen {
+    lags: Vec<f64>,
+    reads: u64,
+}
+
+impl Seen {
+    fn add(&mut self, lag: f64, reads: u32) {
+        self.lags.push(lag);
+        self.reads += u64::from(reads);
+    }
+    fn extend(&mut self, other: &Seen) {
+        self.lags.extend(&other.lags);
+        self.reads += other.reads;
+    }
+    fn reads_per_order(&self) -> f64 {
+        self.reads as f64 / self.lags.len().max(1) as f64
+    }
+    fn mean(&self) -> f64 {
+        self.lags.iter().sum::<f64>() / self.lags.len().max(1) as f64
+    }
+    fn p95(&self) -> f64 {
+        let mut lags = self.lags.clone();
+        lags.sort_by(f64::total_cmp);
+        lags.get((lags.len() * 95).div_ceil(100).saturating_sub(1))
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+/// One order polled on `plan` (then the default schedule's rails):
+/// `(lag, reads, observation)`.
+fn poll_planned(
+    plan: &Plan,
+    schedule: &Schedule,
+    done: f64,
+    rng: &mut Rng,
+) -> (f64, u32, Observation) {
+    let (mut age, mut before, mut reads) = (0.0f64, 0.0f64, 0u32);
+    for i in 0..plan.polls.len() {
+        let delay = plan
+            .delay_before(i, schedule.jitter, rng.unit())
+            .unwrap_or(Duration::from_secs(1));
+        age += f64::from(delay_seconds(delay).max(1));
+        reads += 1;
+        if age >= done {
+            return (age - done, reads, observed(before, age));
+        }
+        before = age;
+    }
+    // Past the learned mass: the default schedule's rails.
+    let mut nominal = schedule.steady_cap;
+    loop {
+        match schedule.next(Duration::from_secs_f64(age), Some(nominal), rng.unit()) {
+            Next::Poll { nominal: n, delay } => {
+                nominal = n;
+                age += f64::from(delay_seconds(delay).max(1));
+                reads += 1;
+                if age >= done {
+                    return (age - done, reads, observed(before, age));
+                }
+                before = age;
+            }
+            Next::Abandon => return (f64::NAN, reads, observed(before, age)),
+        }
+    }
+}
+
+fn observed(after: f64, by: f64) -> Observation {
+    Observation {
+        after: Duration::from_secs_f64(after),
+        by: Duration::from_secs_f64(by),
+    }
+}
+
+/// The default schedule's polls of one order, as an observation too.
+fn poll_default(schedule: &Schedule, done: f64, rng: &mut Rng) -> (f64, u32, Observation) {
+    let (lag, reads) = poll_until(schedule, done, rng).unwrap_or((f64::NAN, 0));
+    // The default's polls are not replayed here: the poll before the one
+    // that saw the end is at most the steady cap earlier.
+    let by = done + lag;
+    let after = (by - schedule.steady_cap.as_secs_f64()).max(0.0).min(done);
+    (lag, reads, observed(after, by))
+}
+
+struct Learner {
+    summary: Summary,
+    in_flight: VecDeque<(Observation, u64, Option<Masses>)>,
+    masses: Option<Masses>,
+    plan: Option<Plan>,
+}
+
+/// Every way of polling over the same orders, for one lag target.
+struct Run {
+    /// Per product: default, guide, learned, after warm-up.
+    steady: Vec<[Seen; 3]>,
+    /// Learned, per product, during warm-up.
+    warm: Vec<Seen>,
+    /// Orders of the shifting product after the shift until its reads are
+    /// within 10 % of the new optimum's (over the next 20).
+    recovered_after: Option<usize>,
+    /// The new optimum's reads per order, and the learned plans' over the
+    /// shifting product's last 500 orders.
+    shift_reads: (f64, f64),
+}
+
+fn run_target(target: f64) -> Run {
+    let schedule = Schedule::default();
+    let guide = Schedule::guide();
+    let planner = Planner {
+        target_lag: target,
+        until: schedule.stall_after.as_secs() as u32,
+        ..Planner::default()
+    };
+    let decay = Decay::default();
+    let mut draws = Rng::new(SEED);
+    let mut jitter = Rng::new(SEED + 1);
+    let mut learners: Vec<Learner> = PRODUCTS
+        .iter()
+        .map(|_| Learner {
+            summary: Summary::default(),
+            in_flight: VecDeque::new(),
+            masses: None,
+            plan: None,
+        })
+        .collect();
+    let mut steady = vec![<[Seen; 3]>::default(); PRODUCTS.len()];
+    let mut warm = vec![Seen::default(); PRODUCTS.len()];
+    // The reads per order the best plan for the new behaviour makes.
+    let shifted_optimum = {
+        let new = |t: f64| ((60.0 - t) / 20.0).clamp(0.0, 1.0);
+        planner.expected(&planner.plan(new), new).reads
+    };
+    let mut shifted_reads = Vec::new();
+    for i in 0..ORDERS {
+        let p = i % PRODUCTS.len();
+        let k = i / PRODUCTS.len();
+        let product = PRODUCTS[p];
+        let done = product.draw(k, &mut draws);
+        let learner = &mut learners[p];
+        if k.is_multiple_of(REPLAN_EVERY) {
+            learner.masses = learner.summary.masses(&decay);
+            learner.plan = (learner.summary.observations >= MIN_OBSERVATIONS)
+                .then_some(learner.masses.as_ref())
+                .flatten()
+                .map(|masses| planner.plan(|t| masses.survival(t)));
+        }
+        let index = learner.summary.observations + learner.in_flight.len() as u64;
+        let (lag, reads, observation) = match (&learner.plan, &learner.masses) {
+            (Some(plan), Some(masses)) => {
+                let mut polls = plan.clone();
+                if jitter.unit() < PROBE_SHARE
+                    && let Some(probe) =
+                        planner.probe(plan, |t| masses.survival(t), jitter.unit(), jitter.unit())
+                {
+                    polls.polls.push(probe);
+                    polls.polls.sort_unstable();
+                }
+                poll_planned(&polls, &schedule, done, &mut jitter)
+            }
+            _ => poll_default(&schedule, done, &mut jitter),
+        };
+        if matches!(product, Product::Shifting) && k >= SHIFT_AT {
+            shifted_reads.push(f64::from(reads));
+        }
+        learner
+            .in_flight
+            .push_back((observation, index, learner.masses.clone()));
+        if learner.in_flight.len() > IN_FLIGHT {
+            let (observation, index, prior) = learner.in_flight.pop_front().expect("in flight");
+            learner
+                .summary
+                .add(&decay.contribution(&observation, index, prior.as_ref()));
+        }
+        let (default_lag, default_reads, _) = poll_default(&schedule, done, &mut jitter);
+        let (guide_lag, guide_reads) = poll_until(&guide, done, &mut jitter).unwrap_or_default();
+        if k < WARM_UP {
+            warm[p].add(lag, reads);
+        } else {
+            steady[p][0].add(default_lag, default_reads);
+            steady[p][1].add(guide_lag, guide_reads);
+            steady[p][2].add(lag, reads);
+        }
+    }
+    // The first order after the shift from which the next 20 read, on
+    // average, within 10 % of the optimum (probes included).
+    let recovered_after = (0..shifted_reads.len().saturating_sub(20)).find(|&j| {
+        shifted_reads[j..j + 20].iter().sum::<f64>() / 20.0 <= 1.1 * (shifted_optimum + PROBE_SHARE)
+    });
+    let tail = &shifted_reads[shifted_reads.len().saturating_sub(500)..];
+    Run {
+        steady,
+        warm,
+        recovered_after,
+        shift_reads: (
+            shifted_optimum,
+            tail.iter().sum::<f64>() / tail.len().max(1) as f64,
+        ),
+    }
+}
+
+pub fn run() -> Section {
+    let mut runs = Vec::new();
+    for target in TARGETS {
+        crate::progress::step(format_args!(
+            "lag target {target} s: {ORDERS} orders of {} products",
+            PRODUCTS.len()
+        ));
+        runs.push((target, run_target(target)));
+    }
+    let mut section = Section::new(
+        "Learned polling",
+        &format!(
+            "The real summary and planner (domain::learning) and schedule on a simulated clock: \
+             {ORDERS} orders, five products in turn; an observation reaches its product's summary \
+             {IN_FLIGHT} orders later, plans are made every {REPLAN_EVERY} orders, the default \
+             schedule applies until {MIN_OBSERVATIONS} observations. Figures after the first \
+             {WARM_UP} orders of each product (warm-up) unless said. The shifting product \
+             changes at its order {SHIFT_AT}. Rows per lag target: the default target first."
+        ),
+        &[
+            "product / lag target",
+            "default reads",
+            "learned reads",
+            "reads vs default",
+            "default p95 lag s",
+            "learned p95 lag s",
+            "default mean lag s",
+            "learned mean lag s",
+        ],
+    );
+    let (default_target, chosen) = &runs[0];
+    for (p, product) in PRODUCTS.iter().enumerate() {
+        let [default, _, learned] = &chosen.steady[p];
+        section.row(vec![
+            format!("{} @ {default_target} s", product.name()),
+            fixed(default.reads_per_order(), 2),
+            fixed(learned.reads_per_order(), 2),
+            ratio(learned.reads_per_order(), default.reads_per_order()),
+            fixed(default.p95(), 1),
+            fixed(learned.p95(), 1),
+            fixed(default.mean(), 2),
+            fixed(learned.mean(), 2),
+        ]);
+    }
+    for (target, run) in &runs {
+        let (mut default, mut guide, mut learned, mut warm) = (
+            Seen::default(),
+            Seen::default(),
+            Seen::default(),
+            Seen::default(),
+        );
+        for p in 0..PRODUCTS.len() {
+            default.extend(&run.steady[p][0]);
+            guide.extend(&run.steady[p][1]);
+            learned.extend(&run.steady[p][2]);
+            warm.extend(&run.warm[p]);
+        }
+        section.row(vec![
+            format!(
+                "all products @ {target} s (guide: {} reads, p95 {} s; warm-up learned: {} reads, p95 {} s; after the shift: optimum {} reads, learned {} over the last 500, within 10 % after {} orders)",
+                fixed(guide.reads_per_order(), 2),
+                fixed(guide.p95(), 1),
+                fixed(warm.reads_per_order(), 2),
+                fixed(warm.p95(), 1),
+                fixed(run.shift_reads.0, 2),
+                fixed(run.shift_reads.1, 2),
+                run.recovered_after
+                    .map_or_else(|| "never".to_owned(), |n| n.to_string()),
+            ),
+            fixed(default.reads_per_order(), 2),
+            fixed(learned.reads_per_order(), 2),
+            ratio(learned.reads_per_order(), default.reads_per_order()),
+            fixed(default.p95(), 1),
+            fixed(learned.p95(), 1),
+            fixed(default.mean(), 2),
+            fixed(learned.mean(), 2),
+        ]);
+    }
+    section
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_planned_order_is_seen_no_later_than_its_plan_and_observed_between_polls() {
+        let schedule = Schedule::default();
+        let plan = Plan {
+            polls: vec![3, 8, 20],
+        };
+        for seed in 0..50 {
+            let (lag, reads, observation) =
+                poll_planned(&plan, &schedule, 7.5, &mut Rng::new(seed));
+            // Jitter shortens a gap by whole seconds only (none for gaps
+            // under 5 s at 20 %): the poll planned at 8 s sees the end.
+            assert!(lag <= 0.5 + 1e-9, "{lag}");
+            assert!(reads <= 2);
+            assert!(observation.after.as_secs_f64() < 7.5);
+            assert!(observation.by.as_secs_f64() >= 7.5);
+        }
+        // Past the plan, the default schedule's rails: at most a steady cap
+        // between polls.
+        let (lag, _, _) = poll_planned(&plan, &schedule, 100.0, &mut Rng::new(1));
+        assert!(lag <= schedule.steady_cap.as_secs_f64());
+    }
+}
