@@ -121,7 +121,7 @@ fn poll_planned(
     let (mut age, mut before, mut reads) = (0.0f64, 0.0f64, 0u32);
     for i in 0..plan.polls.len() {
         let delay = plan
-            .delay_before(i, schedule.jitter, rng.unit())
+            .delay_to(i, Duration::from_secs_f64(age), schedule.jitter, rng.unit())
             .unwrap_or(Duration::from_secs(1));
         age += f64::from(delay_seconds(delay).max(1));
         reads += 1;
@@ -184,6 +184,8 @@ struct Run {
     /// The new optimum's reads per order, and the learned plans' over the
     /// shifting product's last 500 orders.
     shift_reads: (f64, f64),
+    /// Each product's plan at the end of the run.
+    plans: Vec<Option<Plan>>,
 }
 
 fn run_target(target: f64) -> Run {
@@ -271,6 +273,7 @@ fn run_target(target: f64) -> Run {
     });
     let tail = &shifted_reads[shifted_reads.len().saturating_sub(500)..];
     Run {
+        plans: learners.iter().map(|l| l.plan.clone()).collect(),
         steady,
         warm,
         recovered_after,
@@ -309,6 +312,7 @@ pub fn run() -> Section {
             "learned p95 lag s",
             "default mean lag s",
             "learned mean lag s",
+            "learned plan at the end, s",
         ],
     );
     let (default_target, chosen) = &runs[0];
@@ -323,6 +327,15 @@ pub fn run() -> Section {
             fixed(learned.p95(), 1),
             fixed(default.mean(), 2),
             fixed(learned.mean(), 2),
+            chosen.plans[p].as_ref().map_or_else(
+                || "none".to_owned(),
+                |plan| {
+                    let shown: Vec<String> =
+                        plan.polls.iter().take(10).map(u32::to_string).collect();
+                    let more = if plan.polls.len() > 10 { " …" } else { "" };
+                    format!("{}{more}", shown.join(", "))
+                },
+            ),
         ]);
     }
     for (target, run) in &runs {
@@ -357,6 +370,7 @@ pub fn run() -> Section {
             fixed(learned.p95(), 1),
             fixed(default.mean(), 2),
             fixed(learned.mean(), 2),
+            String::new(),
         ]);
     }
     section

@@ -2,8 +2,8 @@
 //! take to end at FoxReload, kept as a small decaying summary, and the poll
 //! times that summary calls for.
 //!
-//! - [`bins`]: completion times in log-spaced bins (a quarter octave each,
-//!   from half a second to about two and a half days);
+//! - [`bins`]: completion times in log-spaced bins (an eighth of an octave
+//!   each, from half a second to about two days);
 //! - [`summary`]: the per-product summary: interval-censored observations
 //!   ("ended after the last poll that saw it running, by the poll that saw
 //!   it end") spread over the bins they cover, weighted so that recent

@@ -58,16 +58,22 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The delay before poll `i` (`i = 0`: from the start), made up to a
-    /// `jitter` share shorter by `unit` in `[0, 1)`: jitter spreads the
-    /// reads of orders placed together, and never makes an order seen later
-    /// than planned.
-    pub fn delay_before(&self, i: usize, jitter: f64, unit: f64) -> Option<Duration> {
+    /// The delay from `age` to planned poll `i`, `None` past the plan.
+    /// Jitter spreads the reads of orders placed together: the poll comes
+    /// up to a `jitter` share of its gap earlier (`unit` in `[0, 1)` picks
+    /// how much, in whole seconds), never later, so no order is seen later
+    /// than planned. The time is absolute (from the order's start), so a
+    /// poll that came early, or a message delivered late, does not move the
+    /// ones after it.
+    pub fn delay_to(&self, i: usize, age: Duration, jitter: f64, unit: f64) -> Option<Duration> {
         let at = *self.polls.get(i)?;
         let previous = if i == 0 { 0 } else { self.polls[i - 1] };
         let gap = f64::from(at - previous);
         let early = (gap * jitter.clamp(0.0, 0.9) * unit.clamp(0.0, 1.0)).floor();
-        Some(Duration::from_secs_f64((gap - early).max(1.0)))
+        let target = (f64::from(at) - early).max(f64::from(previous) + 1.0);
+        Some(Duration::from_secs_f64(
+            (target - age.as_secs_f64()).round().max(1.0),
+        ))
     }
 }
 
@@ -295,16 +301,44 @@ mod tests {
     }
 
     #[test]
-    fn jitter_only_ever_polls_earlier() {
+    fn jitter_only_ever_polls_earlier_and_never_moves_the_polls_after() {
         let plan = Plan {
             polls: vec![3, 10, 30],
         };
-        assert_eq!(plan.delay_before(0, 0.2, 0.0), Some(Duration::from_secs(3)));
-        assert_eq!(
-            plan.delay_before(2, 0.2, 0.99),
-            Some(Duration::from_secs(17))
-        );
-        assert_eq!(plan.delay_before(3, 0.2, 0.5), None);
+        let secs = Duration::from_secs;
+        assert_eq!(plan.delay_to(0, secs(0), 0.2, 0.0), Some(secs(3)));
+        // The poll planned at 30 s comes up to 4 s earlier (a fifth of its
+        // 20 s gap)...
+        assert_eq!(plan.delay_to(2, secs(10), 0.2, 0.99), Some(secs(17)));
+        // ...and one that came early, or late, does not move the next.
+        assert_eq!(plan.delay_to(2, secs(7), 0.0, 0.0), Some(secs(23)));
+        assert_eq!(plan.delay_to(2, secs(12), 0.0, 0.0), Some(secs(18)));
+        assert_eq!(plan.delay_to(3, secs(30), 0.2, 0.5), None);
+        // Never less than a second.
+        assert_eq!(plan.delay_to(1, secs(11), 0.0, 0.0), Some(secs(1)));
+    }
+
+    proptest! {
+        #[test]
+        fn a_jittered_plan_polls_at_each_planned_time_or_before_it(
+            gaps in proptest::collection::vec(1u32..200, 1..12),
+            units in proptest::collection::vec(0.0f64..1.0, 12),
+        ) {
+            let mut t = 0;
+            let polls: Vec<u32> = gaps.iter().map(|g| { t += g; t }).collect();
+            let plan = Plan { polls: polls.clone() };
+            let mut age = Duration::ZERO;
+            let mut i = 0;
+            while let Some(delay) = plan.delay_to(i, age, 0.2, units[i]) {
+                prop_assert!(delay >= Duration::from_secs(1));
+                age += delay;
+                let got = age.as_secs() as u32;
+                prop_assert!(got <= polls[i], "{} after {:?}", got, polls);
+                prop_assert!(i == 0 || got > polls[i - 1]);
+                i += 1;
+            }
+            prop_assert_eq!(i, polls.len());
+        }
     }
 
     #[test]

@@ -48,7 +48,7 @@ impl Default for Decay {
 
 /// The share of an observation spread evenly over its interval, whatever
 /// the prior says.
-pub const EVEN_SHARE: f64 = 0.05;
+pub const EVEN_SHARE: f64 = 0.01;
 
 /// When a finished order ended, as its polls saw it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -77,7 +77,7 @@ impl Decay {
     ///
     /// The mass goes where the prior puts it within the interval (one step
     /// of the self-consistency, or EM, estimator of interval-censored data,
-    /// taken online), with a twentieth spread evenly so that nothing the prior
+    /// taken online), with a hundredth spread evenly so that nothing the prior
     /// rules out stays ruled out; evenly when the prior puts nothing there.
     /// Without that, the wide intervals of a sparse plan ("ended in the
     /// first 10 s") would keep blurring what its narrow ones showed.
@@ -220,8 +220,13 @@ mod tests {
             learn(&mut summary, &decay, at(0.0, 10.0));
         }
         let masses = summary.masses(&decay).unwrap();
-        // The two bins around 2 s ([1.68, 2.38) s) hold nearly all of it.
-        let between = masses.survival(bins::lower_edge(8)) - masses.survival(bins::lower_edge(10));
+        // The bins the narrow observations fell in hold nearly all of it.
+        let (low, high) = (
+            bins::position(1.9).floor() as usize,
+            bins::position(2.1).floor() as usize + 1,
+        );
+        let between =
+            masses.survival(bins::lower_edge(low)) - masses.survival(bins::lower_edge(high));
         assert!(between > 0.85, "{between}");
     }
 
