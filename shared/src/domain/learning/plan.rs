@@ -45,7 +45,7 @@ impl Default for Planner {
             late_share: 0.05,
             mass_covered: 0.995,
             until: 600,
-            lag_weight: 0.02,
+            lag_weight: 0.05,
         }
     }
 }
