@@ -284,6 +284,19 @@ fn run_target(target: f64) -> Run {
     }
 }
 
+/// The cells comparing the default schedule with the learned plans.
+fn compared(default: &Seen, learned: &Seen) -> Vec<String> {
+    vec![
+        fixed(default.reads_per_order(), 2),
+        fixed(learned.reads_per_order(), 2),
+        ratio(learned.reads_per_order(), default.reads_per_order()),
+        fixed(default.p95(), 1),
+        fixed(learned.p95(), 1),
+        fixed(default.mean(), 2),
+        fixed(learned.mean(), 2),
+    ]
+}
+
 pub fn run() -> Section {
     let mut runs = Vec::new();
     for target in TARGETS {
@@ -318,25 +331,17 @@ pub fn run() -> Section {
     let (default_target, chosen) = &runs[0];
     for (p, product) in PRODUCTS.iter().enumerate() {
         let [default, _, learned] = &chosen.steady[p];
-        section.row(vec![
-            format!("{} @ {default_target} s", product.name()),
-            fixed(default.reads_per_order(), 2),
-            fixed(learned.reads_per_order(), 2),
-            ratio(learned.reads_per_order(), default.reads_per_order()),
-            fixed(default.p95(), 1),
-            fixed(learned.p95(), 1),
-            fixed(default.mean(), 2),
-            fixed(learned.mean(), 2),
-            chosen.plans[p].as_ref().map_or_else(
-                || "none".to_owned(),
-                |plan| {
-                    let shown: Vec<String> =
-                        plan.polls.iter().take(10).map(u32::to_string).collect();
-                    let more = if plan.polls.len() > 10 { " …" } else { "" };
-                    format!("{}{more}", shown.join(", "))
-                },
-            ),
-        ]);
+        let mut row = vec![format!("{} @ {default_target} s", product.name())];
+        row.extend(compared(default, learned));
+        row.push(chosen.plans[p].as_ref().map_or_else(
+            || "none".to_owned(),
+            |plan| {
+                let shown: Vec<String> = plan.polls.iter().take(10).map(u32::to_string).collect();
+                let more = if plan.polls.len() > 10 { " …" } else { "" };
+                format!("{}{more}", shown.join(", "))
+            },
+        ));
+        section.row(row);
     }
     for (target, run) in &runs {
         let (mut default, mut guide, mut learned, mut warm) = (
@@ -351,27 +356,20 @@ pub fn run() -> Section {
             learned.extend(&run.steady[p][2]);
             warm.extend(&run.warm[p]);
         }
-        section.row(vec![
-            format!(
-                "all products @ {target} s (guide: {} reads, p95 {} s; warm-up learned: {} reads, p95 {} s; after the shift: optimum {} reads, learned {} over the last 500, within 10 % after {} orders)",
-                fixed(guide.reads_per_order(), 2),
-                fixed(guide.p95(), 1),
-                fixed(warm.reads_per_order(), 2),
-                fixed(warm.p95(), 1),
-                fixed(run.shift_reads.0, 2),
-                fixed(run.shift_reads.1, 2),
-                run.recovered_after
-                    .map_or_else(|| "never".to_owned(), |n| n.to_string()),
-            ),
-            fixed(default.reads_per_order(), 2),
-            fixed(learned.reads_per_order(), 2),
-            ratio(learned.reads_per_order(), default.reads_per_order()),
-            fixed(default.p95(), 1),
-            fixed(learned.p95(), 1),
-            fixed(default.mean(), 2),
-            fixed(learned.mean(), 2),
-            String::new(),
-        ]);
+        let mut row = vec![format!(
+            "all products @ {target} s (guide: {} reads, p95 {} s; warm-up learned: {} reads, p95 {} s; after the shift: optimum {} reads, learned {} over the last 500, within 10 % after {} orders)",
+            fixed(guide.reads_per_order(), 2),
+            fixed(guide.p95(), 1),
+            fixed(warm.reads_per_order(), 2),
+            fixed(warm.p95(), 1),
+            fixed(run.shift_reads.0, 2),
+            fixed(run.shift_reads.1, 2),
+            run.recovered_after
+                .map_or_else(|| "never".to_owned(), |n| n.to_string()),
+        )];
+        row.extend(compared(&default, &learned));
+        row.push(String::new());
+        section.row(row);
     }
     section
 }
