@@ -10,6 +10,7 @@ pub mod foxreload;
 pub mod metrics;
 pub mod notify;
 pub mod placement;
+pub mod plans;
 pub mod queue;
 pub mod settings;
 pub mod startup;

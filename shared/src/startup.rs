@@ -73,6 +73,11 @@ impl Context {
         )
     }
 
+    /// Learned poll plans for new orders, kept per container.
+    pub fn plans(&self) -> crate::plans::Plans {
+        crate::plans::Plans::new(self.settings.learning(), self.settings.learning.plan_cache)
+    }
+
     /// The stack's poll queue.
     pub fn poll_queue(&self) -> SqsPollQueue {
         SqsPollQueue::new(

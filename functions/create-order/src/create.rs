@@ -11,7 +11,9 @@
 //!    `reconciling` for poll-order.
 //! 4. With auto-pay, `POST /pay`; a refusal is stored and returned, and the
 //!    order is still polled so its cancellation is published.
-//! 5. The first poll message goes out with the schedule's first delay.
+//! 5. The first poll message goes out with the schedule's first delay, or
+//!    the first time of the plan learned for the order's products (chosen
+//!    with the intent, and stored on it).
 
 use crate::error::ApiError;
 use crate::view::order_json;
@@ -21,10 +23,11 @@ use foxrelay_shared::domain::{NewOrder, OrderStatus, PollKind, PollMessage, Prin
 use foxrelay_shared::events::{EventPublisher, OpsAlert};
 use foxrelay_shared::foxreload::{ErrorClass, Supplier, SupplierError, SupplierOrder};
 use foxrelay_shared::placement::{Found, Posted, ReconcileOptions, pay, undecided};
+use foxrelay_shared::plans::{Plans, random_unit};
 use foxrelay_shared::queue::PollQueue;
 use foxrelay_shared::store::{
     Begin, IdempotencyClaim, IdempotencyRecord, IdempotencyStore, OrderRecord, PlacementStore,
-    StackAlerts, StoreError, StoredResponse, SupplierProblem,
+    StackAlerts, StoreError, StoredResponse, SummaryReader, SupplierProblem,
 };
 use std::time::Duration;
 use tokio::time::Instant;
@@ -83,11 +86,14 @@ pub struct Answer {
 pub const KEY_REFUSED_ALERT: &str = "foxreload_key_refused";
 
 /// What create-order's role may do with the store: its keys, placing
-/// orders, and alerts about the whole stack (the template's
-/// `CreateOrderFunction` grants no more).
-pub trait CreateOrderStore: IdempotencyStore + PlacementStore + StackAlerts {}
+/// orders, alerts about the whole stack, and reading the summaries plans
+/// are made from (the template's `CreateOrderFunction` grants no more).
+pub trait CreateOrderStore:
+    IdempotencyStore + PlacementStore + StackAlerts + SummaryReader
+{
+}
 
-impl<T: IdempotencyStore + PlacementStore + StackAlerts> CreateOrderStore for T {}
+impl<T: IdempotencyStore + PlacementStore + StackAlerts + SummaryReader> CreateOrderStore for T {}
 
 /// The create flow over its ports.
 pub struct Creator<S, Q, F, C, P> {
@@ -98,6 +104,8 @@ pub struct Creator<S, Q, F, C, P> {
     /// Where operations alerts go (FoxReload refusing our key).
     pub publisher: P,
     pub options: CreateOptions,
+    /// Learned poll plans, per container.
+    pub plans: Plans,
 }
 
 /// How placing the order at FoxReload ended.
@@ -149,13 +157,16 @@ where
                 .await;
         }
         let claim = key.as_ref().map(|key| claim_for(key.scoped(&principal)));
-        let intent = OrderRecord::intent(
+        let plan = self.plans.plan_for(&self.store, &order.lines).await;
+        let mut intent = OrderRecord::intent(
             order_id.clone(),
             &order,
             claim.as_ref().map(|c| c.key.clone()),
             principal,
             now,
         );
+        intent.plan_step = plan.as_ref().map(|_| 0);
+        intent.poll_plan = plan.map(|plan| plan.polls);
         match self
             .store
             .begin(&intent, claim.as_ref())
@@ -286,7 +297,7 @@ where
                     )
                     .await;
                 }
-                self.start_polling(id, PollKind::Poll).await;
+                self.start_polling(&order, PollKind::Poll).await;
             }
             Placed::NotBought(error) => {
                 warn!(%error, "FoxReload unavailable; nothing bought");
@@ -318,7 +329,7 @@ where
                     .mark_reconciling(id, &problem, now)
                     .await
                     .map_err(|e| store_error(&e))?;
-                self.start_polling(id, PollKind::Reconcile).await;
+                self.start_polling(&order, PollKind::Reconcile).await;
             }
             Placed::Moved => {}
         }
@@ -541,9 +552,21 @@ where
 
     /// Sends poll message 1. Its due time is stored first, so a lost send is
     /// found and revived by scan-stalled.
-    async fn start_polling(&self, order_id: &str, kind: PollKind) {
+    async fn start_polling(&self, order: &OrderRecord, kind: PollKind) {
+        let order_id = order.order_id.as_str();
         let now = self.clock.now();
-        let delay = self.options.first_poll_delay;
+        // On a plan, its first time counts from the payment just made.
+        let delay = order
+            .poll_plan
+            .clone()
+            .and_then(|polls| {
+                self.plans.learning.first_delay(
+                    &foxrelay_shared::domain::learning::Plan { polls },
+                    Duration::ZERO,
+                    random_unit(),
+                )
+            })
+            .unwrap_or(self.options.first_poll_delay);
         let message = PollMessage {
             order_id: order_id.to_owned(),
             seq: 1,

@@ -83,6 +83,7 @@ impl Handler {
                 clock: SystemClock,
                 publisher: context.publisher(),
                 options,
+                plans: context.plans(),
             },
             settings,
             metrics,

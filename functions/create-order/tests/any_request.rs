@@ -187,6 +187,7 @@ fn api(settings: ApiSettings) -> Arc<TestApi> {
             clock,
             publisher: MemoryPublisher::new(),
             options: CreateOptions::default(),
+            plans: Default::default(),
         },
         settings,
         metrics: Metrics::in_memory("test", create_order::METRICS),

@@ -31,6 +31,7 @@ fn creator() -> TestCreator {
         clock,
         publisher: MemoryPublisher::new(),
         options: CreateOptions::default(),
+        plans: Default::default(),
     }
 }
 

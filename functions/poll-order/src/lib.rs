@@ -63,6 +63,7 @@ impl Handler {
         let settings = &context.settings;
         let options = PollOptions {
             schedule: settings.schedule.clone(),
+            learning: settings.learning(),
             is_mock: settings.foxreload.mock_orders,
             auto_pay: settings.foxreload.auto_pay,
             ..PollOptions::default()
@@ -135,6 +136,7 @@ where
                         status,
                         time_to_notify,
                         short,
+                        ended,
                     }),
                 )) => {
                     let metric = if status == OrderStatus::Completed {
@@ -144,12 +146,11 @@ where
                     };
                     self.metrics.add(metric, 1);
                     self.metrics.add(Metric::ShortDeliveries, u64::from(short));
-                    // What the schedule optimises: orders FoxReload ended.
-                    // An abandoned order took the whole horizon by
-                    // definition, and one never placed was never polled.
-                    if !matches!(status, OrderStatus::Abandoned | OrderStatus::NotPlaced) {
+                    // Only orders FoxReload ended (see `Ended`).
+                    if ended.time_to_notify.is_some() {
                         self.metrics.time_to_notify(time_to_notify);
                     }
+                    self.metrics.ended(&ended);
                     continue;
                 }
                 Ok((_, Ok(_))) => continue,

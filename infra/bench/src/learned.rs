@@ -252,9 +252,9 @@ fn run_target(target: f64) -> Run {
             .push_back((observation, index, learner.masses.clone()));
         if learner.in_flight.len() > IN_FLIGHT {
             let (observation, index, prior) = learner.in_flight.pop_front().expect("in flight");
-            learner
-                .summary
-                .add(&decay.contribution(&observation, index, prior.as_ref()));
+            let contribution =
+                decay.contribution(&observation, index, prior.as_ref(), &learner.summary);
+            learner.summary.add(&contribution);
         }
         let (default_lag, default_reads, _) = poll_default(&schedule, done, &mut jitter);
         let (guide_lag, guide_reads) = poll_until(&guide, done, &mut jitter).unwrap_or_default();

@@ -1,6 +1,9 @@
 //! The EMF lines of one flush.
 
-use super::{ERROR_KIND, FUNCTION, Figures, Metric, MetricSet, OPERATION, Timing};
+use super::{
+    ERROR_KIND, FUNCTION, Figures, Metric, MetricSet, OPERATION, POLLS_PER_ORDER, PRODUCT,
+    SCHEDULE, Timing,
+};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
@@ -58,6 +61,18 @@ pub(super) fn render(
             &[(Timing::TimeToNotify.name(), "Milliseconds", json!(chunk))],
         ));
     }
+    for ((product, schedule), (polls, notify)) in &figures.ended {
+        let dimensions = [(PRODUCT, product.as_str()), (SCHEDULE, *schedule)];
+        for chunk in polls.chunks(VALUES_PER_LINE) {
+            lines.push(line.render_with(&dimensions, &[(POLLS_PER_ORDER, "Count", json!(chunk))]));
+        }
+        for chunk in notify.chunks(VALUES_PER_LINE) {
+            lines.push(line.render_with(
+                &dimensions,
+                &[(Timing::TimeToNotify.name(), "Milliseconds", json!(chunk))],
+            ));
+        }
+    }
     lines
 }
 
@@ -71,12 +86,18 @@ impl Line<'_> {
     /// One EMF line: `values` (name, unit, value) with the `Function`
     /// dimension and `extra`, when given.
     fn render(&self, extra: Option<(&str, &str)>, values: &[(&str, &str, Value)]) -> String {
+        self.render_with(extra.as_slice(), values)
+    }
+
+    /// One EMF line with the `Function` dimension and every one of
+    /// `extra`.
+    fn render_with(&self, extra: &[(&str, &str)], values: &[(&str, &str, Value)]) -> String {
         let mut dimensions = vec![FUNCTION];
         let mut line = Map::new();
         line.insert(FUNCTION.into(), self.function.into());
-        if let Some((name, value)) = extra {
+        for (name, value) in extra {
             dimensions.push(name);
-            line.insert(name.into(), value.into());
+            line.insert((*name).into(), (*value).into());
         }
         let metrics: Vec<_> = values
             .iter()
@@ -271,5 +292,40 @@ mod tests {
         let all: Vec<u64> = (0..250).collect();
         assert_eq!(notified, all);
         assert_eq!(timed, all);
+    }
+
+    #[test]
+    fn ended_orders_are_written_per_product_and_schedule() {
+        let metrics = Metrics::in_memory("ns", set(&[]));
+        let ended = |product: &str, schedule, polls, ms: Option<u64>| super::super::Ended {
+            product: product.to_owned(),
+            schedule,
+            polls,
+            time_to_notify: ms.map(Duration::from_millis),
+        };
+        metrics.ended(&ended("p1", "learned", 1, Some(2_500)));
+        metrics.ended(&ended("p1", "learned", 2, Some(3_000)));
+        metrics.ended(&ended("p1", "default", 4, None));
+        metrics.flush();
+        let lines: Vec<_> = metrics.lines().iter().map(|l| parse(l)).collect();
+        let of = |schedule: &str, metric: &str| -> Vec<Value> {
+            lines
+                .iter()
+                .filter(|l| l[SCHEDULE] == schedule && l.get(metric).is_some())
+                .map(|l| {
+                    let directive = &l["_aws"]["CloudWatchMetrics"][0];
+                    assert_eq!(
+                        directive["Dimensions"],
+                        json!([[FUNCTION, PRODUCT, SCHEDULE]])
+                    );
+                    assert_eq!(l[PRODUCT], "p1");
+                    l[metric].clone()
+                })
+                .collect()
+        };
+        assert_eq!(of("learned", POLLS_PER_ORDER), vec![json!([1, 2])]);
+        assert_eq!(of("learned", "TimeToNotify"), vec![json!([2500, 3000])]);
+        assert_eq!(of("default", POLLS_PER_ORDER), vec![json!([4])]);
+        assert!(of("default", "TimeToNotify").is_empty());
     }
 }

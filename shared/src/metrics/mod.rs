@@ -107,6 +107,25 @@ impl Timing {
     }
 }
 
+/// Polls an ended order took, per product and schedule (learned polling's
+/// figure; with [`Timing::TimeToNotify`] on the same lines).
+pub const POLLS_PER_ORDER: &str = "PollsPerOrder";
+/// The dimension per-product figures are written by: the order's product,
+/// or `several` for an order of more than one.
+pub const PRODUCT: &str = "Product";
+/// The dimension saying how the order was polled: `learned` or `default`.
+pub const SCHEDULE: &str = "Schedule";
+
+/// One ended order, as the per-product figures count it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ended {
+    pub product: String,
+    pub schedule: &'static str,
+    pub polls: u64,
+    /// `None` for an order FoxReload did not end (abandoned, never placed).
+    pub time_to_notify: Option<Duration>,
+}
+
 /// The dimension every metric is written with: which function wrote it.
 pub const FUNCTION: &str = "Function";
 /// The dimension supplier errors are also written by.
@@ -139,6 +158,8 @@ struct Figures {
     supplier_errors: BTreeMap<&'static str, u64>,
     time_to_notify: Vec<u64>,
     latency: BTreeMap<&'static str, Vec<u64>>,
+    /// (product, schedule) → (polls, times to notify in ms).
+    ended: BTreeMap<(String, &'static str), (Vec<u64>, Vec<u64>)>,
 }
 
 /// The most lines in-memory metrics keep (the newest).
@@ -185,6 +206,19 @@ impl Metrics {
     /// One order's time from acceptance to its event published.
     pub fn time_to_notify(&self, took: Duration) {
         lock(&self.figures).time_to_notify.push(millis(took));
+    }
+
+    /// One ended order, for the per-product figures.
+    pub fn ended(&self, order: &Ended) {
+        let mut figures = lock(&self.figures);
+        let (polls, notify) = figures
+            .ended
+            .entry((order.product.clone(), order.schedule))
+            .or_default();
+        polls.push(order.polls);
+        if let Some(took) = order.time_to_notify {
+            notify.push(millis(took));
+        }
     }
 
     /// Counts one failed FoxReload call, in total and by its kind.

@@ -35,6 +35,8 @@ pub struct Settings {
     pub stall: StallSettings,
     /// The polling schedule; its `stall_after` is `stall.after`.
     pub schedule: Schedule,
+    /// Learned polling.
+    pub learning: LearningSettings,
     /// CloudWatch namespace of the metrics foxrelay logs.
     pub metrics_namespace: String,
     /// What the orders API asks of callers.
@@ -78,6 +80,28 @@ impl FoxReloadSettings {
             currency: None,
             language: None,
         }
+    }
+}
+
+/// Learned polling's figures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LearningSettings {
+    pub enabled: bool,
+    pub target_lag: Duration,
+    pub min_observations: u64,
+    pub plan_cache: Duration,
+}
+
+impl Settings {
+    /// Learned polling over this stack's schedule.
+    pub fn learning(&self) -> crate::domain::learning::Learning {
+        let mut learning = crate::domain::learning::Learning::new(
+            &self.schedule,
+            self.learning.target_lag,
+            self.learning.min_observations,
+        );
+        learning.enabled = self.learning.enabled;
+        learning
     }
 }
 
@@ -227,6 +251,12 @@ impl Settings {
             realert: reader.seconds(names::STALL_REALERT_SECS, 0),
         };
         let schedule = reader.schedule(stall.after);
+        let learning = LearningSettings {
+            enabled: reader.flag(names::POLL_LEARNING, true),
+            target_lag: reader.seconds(names::POLL_TARGET_P95_LAG_SECS, 0),
+            min_observations: reader.number(names::POLL_LEARN_MIN_OBSERVATIONS, 0),
+            plan_cache: reader.seconds(names::POLL_PLAN_CACHE_SECS, 0),
+        };
         let metrics_namespace = reader.metrics_namespace();
         let api = reader.api();
         if reader.problems.is_empty() {
@@ -235,6 +265,7 @@ impl Settings {
                 foxreload,
                 stall,
                 schedule,
+                learning,
                 metrics_namespace,
                 api,
             })

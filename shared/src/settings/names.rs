@@ -50,6 +50,17 @@ pub const POLL_STEADY_CAP_SECS: &str = "POLL_STEADY_CAP_SECS";
 pub const POLL_SLOW_CAP_SECS: &str = "POLL_SLOW_CAP_SECS";
 /// Jitter of every delay, in percent (20 = ±20 %).
 pub const POLL_JITTER_PERCENT: &str = "POLL_JITTER_PERCENT";
+/// Learned polling: plan each order's polls from how its products' orders
+/// ended (default true).
+pub const POLL_LEARNING: &str = "POLL_LEARNING";
+/// Learned polling: the 95th-percentile lag, in seconds, plans aim for.
+pub const POLL_TARGET_P95_LAG_SECS: &str = "POLL_TARGET_P95_LAG_SECS";
+/// Learned polling: observations a product needs before its orders get a
+/// plan.
+pub const POLL_LEARN_MIN_OBSERVATIONS: &str = "POLL_LEARN_MIN_OBSERVATIONS";
+/// Learned polling: seconds a container keeps a plan before reading the
+/// summaries again.
+pub const POLL_PLAN_CACHE_SECS: &str = "POLL_PLAN_CACHE_SECS";
 /// CloudWatch namespace of the Embedded Metric Format lines.
 pub const METRICS_NAMESPACE: &str = "METRICS_NAMESPACE";
 /// create-order: the JWT claim that names the caller (default `sub`).
@@ -87,6 +98,10 @@ pub const DEPLOYED: &[&str] = &[
     POLL_STEADY_CAP_SECS,
     POLL_SLOW_CAP_SECS,
     POLL_JITTER_PERCENT,
+    POLL_LEARNING,
+    POLL_TARGET_P95_LAG_SECS,
+    POLL_LEARN_MIN_OBSERVATIONS,
+    POLL_PLAN_CACHE_SECS,
     METRICS_NAMESPACE,
 ];
 

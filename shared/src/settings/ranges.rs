@@ -113,6 +113,24 @@ pub const RANGES: &[Range] = &[
         max: 50,
         default: None,
     },
+    Range {
+        name: names::POLL_TARGET_P95_LAG_SECS,
+        min: 1,
+        max: 300,
+        default: Some(10),
+    },
+    Range {
+        name: names::POLL_LEARN_MIN_OBSERVATIONS,
+        min: 5,
+        max: 10_000,
+        default: Some(20),
+    },
+    Range {
+        name: names::POLL_PLAN_CACHE_SECS,
+        min: 0,
+        max: 3_600,
+        default: Some(60),
+    },
 ];
 
 /// The range of the whole-number setting `name`.

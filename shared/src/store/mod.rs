@@ -10,6 +10,6 @@ mod record;
 pub use dynamodb::{DynamoStore, PENDING_INDEX};
 pub use ports::{
     IdempotencyStore, NotifyMarks, OrderAlerts, OrderReader, OrderStore, PlacementStore, PollChain,
-    StackAlerts, SweepStore,
+    StackAlerts, SummaryReader, SummaryStore, SweepStore,
 };
 pub use record::*;

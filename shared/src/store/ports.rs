@@ -12,6 +12,8 @@
 //! | [`OrderAlerts`] | poll-order, scan-stalled |
 //! | [`StackAlerts`] | create-order |
 //! | [`SweepStore`] | scan-stalled |
+//! | [`SummaryReader`] | create-order (plans) |
+//! | [`SummaryStore`] | poll-order (observations) |
 //!
 //! Every write is conditional; an adapter must keep the conditions each
 //! method names (the contract suite runs the same cases against each).
@@ -21,6 +23,7 @@ use super::record::{
     PollRecord, StoreError, StoredResponse, SupplierProblem, SupplierState, Terminal,
 };
 use crate::domain::event::DeliveredCodeRecord;
+use crate::domain::learning::{Contribution, Summary};
 use crate::domain::reconcile::ClockOffset;
 use std::future::Future;
 use std::time::Duration;
@@ -325,10 +328,35 @@ pub trait SweepStore: OrderReader {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
+/// Reads of the per-product completion-time summaries (learned polling).
+pub trait SummaryReader: Send + Sync {
+    /// A product's summary; empty when it has none.
+    fn summary(&self, product_id: &str)
+    -> impl Future<Output = Result<Summary, StoreError>> + Send;
+}
+
+/// What an ended order adds to its product's summary.
+pub trait SummaryStore: SummaryReader {
+    /// Adds one observation, with additions only (concurrent writers never
+    /// lose each other's), and removes the bins it forgets.
+    fn add_observation(
+        &self,
+        product_id: &str,
+        contribution: &Contribution,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// The whole store: every port. Adapters implement it all; only tests and
 /// the contract suite ask for all of it.
 pub trait OrderStore:
-    IdempotencyStore + PlacementStore + PollChain + NotifyMarks + OrderAlerts + StackAlerts + SweepStore
+    IdempotencyStore
+    + PlacementStore
+    + PollChain
+    + NotifyMarks
+    + OrderAlerts
+    + StackAlerts
+    + SweepStore
+    + SummaryStore
 {
 }
 
@@ -340,5 +368,6 @@ impl<T> OrderStore for T where
         + OrderAlerts
         + StackAlerts
         + SweepStore
+        + SummaryStore
 {
 }

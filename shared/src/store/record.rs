@@ -73,6 +73,16 @@ pub struct OrderRecord {
     /// the poll count at the last one.
     pub revivals: u32,
     pub revived_at_polls: Option<u64>,
+    /// The learned poll times the order follows, in seconds from the start
+    /// of its clock (payment, or placement until paid), when it got a
+    /// plan; `None`: the default schedule.
+    pub poll_plan: Option<Vec<u32>>,
+    /// The planned poll the live link is for (`None`: past the plan).
+    pub plan_step: Option<u32>,
+    /// When FoxReload confirmed our payment.
+    pub paid_at: Option<OffsetDateTime>,
+    /// The last poll that read the order open at FoxReload.
+    pub last_seen_open_at: Option<OffsetDateTime>,
 }
 
 impl OrderRecord {
@@ -129,7 +139,17 @@ impl OrderRecord {
             stall_alerted_at: None,
             revivals: 0,
             revived_at_polls: None,
+            poll_plan: None,
+            plan_step: None,
+            paid_at: None,
+            last_seen_open_at: None,
         }
+    }
+
+    /// When the order's poll clock started: payment, or placement while
+    /// we have not paid.
+    pub fn clock_start(&self) -> OffsetDateTime {
+        self.paid_at.unwrap_or(self.created_at)
     }
 }
 
@@ -265,6 +285,8 @@ pub struct PollRecord {
     pub next_seq: u64,
     pub next_due: OffsetDateTime,
     pub nominal_delay: Duration,
+    /// The planned poll the next link is for (`None`: no plan, or past it).
+    pub plan_step: Option<u32>,
     pub now: OffsetDateTime,
 }
 

@@ -48,7 +48,10 @@ macro_rules! store_contract {
             an_unreadable_item_alert_is_claimed_once,
             a_dead_chain_is_revived_once_and_only_when_overdue_and_unleased,
             a_dead_create_is_handed_over_only_when_no_request_holds_its_key,
-            instants_compared_in_conditions_come_back_in_milliseconds
+            instants_compared_in_conditions_come_back_in_milliseconds,
+            an_order_keeps_its_poll_plan_and_its_clock,
+            a_summary_counts_every_observation_and_forgets_old_epochs,
+            concurrent_observations_are_all_counted
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -548,6 +551,7 @@ pub async fn a_poll_moves_the_chain_only_under_the_claimed_link<S: OrderStore>(s
         next_seq: 2,
         next_due: at(30),
         nominal_delay: Duration::from_millis(15_500),
+        plan_step: None,
         now: at(12),
     };
     // Not claimed yet.
@@ -929,4 +933,172 @@ pub async fn instants_compared_in_conditions_come_back_in_milliseconds<S: OrderS
     assert!(!store.claim_link("i1", 1, at(40), same_ms).await.unwrap());
     let next_ms = T0 + time::Duration::milliseconds(1);
     assert!(store.claim_link("i1", 1, at(40), next_ms).await.unwrap());
+}
+
+pub async fn an_order_keeps_its_poll_plan_and_its_clock<S: OrderStore>(store: &S) {
+    let mut order = intent("p1", T0);
+    order.poll_plan = Some(vec![3, 10, 40]);
+    order.plan_step = Some(0);
+    store.begin(&order, None).await.unwrap();
+    let stored = store.order("p1").await.unwrap().unwrap();
+    assert_eq!(stored.poll_plan, Some(vec![3, 10, 40]));
+    assert_eq!(stored.plan_step, Some(0));
+    assert_eq!(stored.paid_at, None);
+    assert_eq!(stored.clock_start(), T0);
+    store
+        .claim_supplier_order("p1", "sup-p1", &claim_of("active"), at(1))
+        .await
+        .unwrap();
+    // Paid: the clock starts, once.
+    store
+        .record_payment("p1", Some(&paid("paid")), None, at(2))
+        .await
+        .unwrap();
+    store
+        .record_payment("p1", Some(&paid("processing")), None, at(3))
+        .await
+        .unwrap();
+    let stored = store.order("p1").await.unwrap().unwrap();
+    assert_eq!(stored.paid_at, Some(crate::testing::millis(at(2))));
+    assert_eq!(stored.clock_start(), crate::testing::millis(at(2)));
+    // A refused payment starts nothing.
+    begun(store, "p2", T0).await;
+    store
+        .claim_supplier_order("p2", "sup-p2", &claim_of("active"), at(1))
+        .await
+        .unwrap();
+    store
+        .record_payment("p2", None, Some(&problem("rejected")), at(2))
+        .await
+        .unwrap();
+    assert_eq!(store.order("p2").await.unwrap().unwrap().paid_at, None);
+    // A poll that read the order open is when it was last seen open; the
+    // plan's step moves with the chain, and goes when past the plan.
+    store.schedule_poll("p1", 1, at(5), at(3)).await.unwrap();
+    store.claim_link("p1", 1, at(60), at(5)).await.unwrap();
+    let read = PollRecord {
+        status: Some(OrderStatus::Processing),
+        supplier_status: Some("processing".into()),
+        error: None,
+        consecutive_errors: 0,
+        needs_attention: None,
+        next_seq: 2,
+        next_due: at(12),
+        nominal_delay: Duration::from_secs(7),
+        plan_step: Some(1),
+        now: at(5),
+    };
+    store.record_poll("p1", 1, &read).await.unwrap();
+    let stored = store.order("p1").await.unwrap().unwrap();
+    assert_eq!(stored.plan_step, Some(1));
+    assert_eq!(
+        stored.last_seen_open_at,
+        Some(crate::testing::millis(at(5)))
+    );
+    store.claim_link("p1", 2, at(60), at(12)).await.unwrap();
+    let failed = PollRecord {
+        status: None,
+        supplier_status: None,
+        error: Some(problem("timeout")),
+        consecutive_errors: 1,
+        next_seq: 3,
+        plan_step: None,
+        now: at(12),
+        ..read
+    };
+    store.record_poll("p1", 2, &failed).await.unwrap();
+    let stored = store.order("p1").await.unwrap().unwrap();
+    assert_eq!(stored.plan_step, None);
+    assert_eq!(
+        stored.last_seen_open_at,
+        Some(crate::testing::millis(at(5))),
+        "a failed poll saw nothing"
+    );
+    assert_eq!(stored.poll_plan, Some(vec![3, 10, 40]));
+}
+
+fn ended_between(after: f64, by: f64) -> crate::domain::learning::Observation {
+    crate::domain::learning::Observation {
+        after: Duration::from_secs_f64(after),
+        by: Duration::from_secs_f64(by),
+    }
+}
+
+fn close(a: &crate::domain::learning::Summary, b: &crate::domain::learning::Summary) -> bool {
+    a.observations == b.observations
+        && a.epochs.keys().eq(b.epochs.keys())
+        && a.epochs.iter().all(|(epoch, bins)| {
+            bins.iter()
+                .zip(&b.epochs[epoch])
+                .all(|(x, y)| (x - y).abs() <= 1e-9 * x.abs().max(1.0))
+        })
+}
+
+pub async fn a_summary_counts_every_observation_and_forgets_old_epochs<S: OrderStore>(store: &S) {
+    use crate::domain::learning::Summary;
+    use crate::domain::learning::summary::Decay;
+    let decay = Decay {
+        half_life: 2.0,
+        epoch: 3,
+    };
+    assert_eq!(
+        store.summary("product_x").await.unwrap(),
+        Summary::default()
+    );
+    // What the store keeps is what the summary's own arithmetic keeps.
+    let mut expected = Summary::default();
+    for i in 0..10u32 {
+        let observation = ended_between(f64::from(i), f64::from(i) + 30.0);
+        let stored = store.summary("product_x").await.unwrap();
+        assert!(close(&stored, &expected), "{stored:?} {expected:?}");
+        let contribution = decay.learn(&observation, &stored);
+        store
+            .add_observation("product_x", &contribution)
+            .await
+            .unwrap();
+        expected.add(&contribution);
+    }
+    let stored = store.summary("product_x").await.unwrap();
+    assert!(close(&stored, &expected));
+    assert_eq!(stored.observations, 10);
+    // Observations 9 (epoch 3) forgot epoch 1: only 2 and 3 are left.
+    assert_eq!(
+        stored.epochs.keys().copied().collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    // Another product's summary is its own.
+    assert_eq!(
+        store.summary("product_y").await.unwrap(),
+        Summary::default()
+    );
+}
+
+pub async fn concurrent_observations_are_all_counted<S: OrderStore>(store: &S) {
+    use crate::domain::learning::summary::Decay;
+    let decay = Decay::default();
+    let stored = store.summary("product_c").await.unwrap();
+    // Eight writers that all read the same summary: none loses another's.
+    let contributions: Vec<_> = (0..8)
+        .map(|i| decay.learn(&ended_between(2.0, 3.0 + f64::from(i)), &stored))
+        .collect();
+    let add = |i: usize| store.add_observation("product_c", &contributions[i]);
+    let done = tokio::join!(
+        add(0),
+        add(1),
+        add(2),
+        add(3),
+        add(4),
+        add(5),
+        add(6),
+        add(7)
+    );
+    for result in [
+        done.0, done.1, done.2, done.3, done.4, done.5, done.6, done.7,
+    ] {
+        result.unwrap();
+    }
+    let stored = store.summary("product_c").await.unwrap();
+    assert_eq!(stored.observations, 8);
+    let mass: f64 = stored.epochs.values().flatten().sum();
+    assert!((mass - 8.0).abs() < 1e-6, "{mass}");
 }

@@ -21,12 +21,14 @@
 
 use crate::domain::OrderStatus;
 use crate::domain::event::DeliveredCodeRecord;
+use crate::domain::learning::{Contribution, Summary};
 use crate::domain::reconcile::ClockOffset;
 use crate::store::{
     AlertSlot, Begin, Claim, Ended, IdempotencyClaim, IdempotencyRecord, IdempotencyStore,
     NotifyMarks, OrderAlerts, OrderReader, OrderRecord, PendingPage, Persisted, PlacementStore,
-    PollChain, PollRecord, StackAlerts, StoreError, StoredResponse, SupplierProblem, SupplierState,
-    SweepStore, Terminal, missing_codes, pending_sort_key, utc_text,
+    PollChain, PollRecord, StackAlerts, StoreError, StoredResponse, SummaryReader, SummaryStore,
+    SupplierProblem, SupplierState, SweepStore, Terminal, missing_codes, pending_sort_key,
+    utc_text,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -117,6 +119,8 @@ fn as_begun(order: &OrderRecord) -> OrderRecord {
         stall_alerted_at: None,
         revivals: 0,
         revived_at_polls: None,
+        paid_at: None,
+        last_seen_open_at: None,
         ..order.clone()
     }
 }
@@ -131,6 +135,7 @@ struct State {
     clock: Option<ClockOffset>,
     stack_alerts: BTreeMap<String, OffsetDateTime>,
     sweep_cursor: Option<String>,
+    summaries: BTreeMap<String, Summary>,
 }
 
 /// The in-memory adapter of every store port.
@@ -409,6 +414,7 @@ impl PlacementStore for MemoryStore {
         record.updated_at = now;
         if let Some(supplier) = supplier {
             record.supplier_status = Some(supplier.said().to_owned());
+            record.paid_at = record.paid_at.or(Some(millis(now)));
             if let Some(status) = supplier.status() {
                 record.status = status;
             }
@@ -577,10 +583,12 @@ impl PollChain for MemoryStore {
         record.updated_at = poll.now;
         if let Some(status) = poll.status {
             record.status = status;
+            record.last_seen_open_at = Some(millis(poll.now));
         }
         if let Some(supplier_status) = &poll.supplier_status {
             record.supplier_status = Some(supplier_status.clone());
         }
+        record.plan_step = poll.plan_step;
         record.last_error = poll.error.clone();
         record.needs_attention = poll.needs_attention.clone();
         Ok(())
@@ -851,4 +859,27 @@ mod contract {
     use super::MemoryStore;
 
     crate::store_contract!(async { MemoryStore::new() });
+}
+
+impl SummaryReader for MemoryStore {
+    async fn summary(&self, product_id: &str) -> Result<Summary, StoreError> {
+        let state = self.enter("summary")?;
+        Ok(state.summaries.get(product_id).cloned().unwrap_or_default())
+    }
+}
+
+impl SummaryStore for MemoryStore {
+    async fn add_observation(
+        &self,
+        product_id: &str,
+        contribution: &Contribution,
+    ) -> Result<(), StoreError> {
+        let mut state = self.enter("add_observation")?;
+        state
+            .summaries
+            .entry(product_id.to_owned())
+            .or_default()
+            .add(contribution);
+        Ok(())
+    }
 }

@@ -90,7 +90,11 @@ where
             )
             .await;
         }
-        self.notify(stored).await
+        let handled = self.notify(stored).await?;
+        if ended.persisted != Persisted::AlreadyTerminal {
+            self.learn(&order, terminal.at).await;
+        }
+        Ok(handled)
     }
 
     /// A handed-over create that reconciliation found nowhere: nothing was
@@ -140,11 +144,32 @@ where
     pub(super) async fn notify(&self, order: OrderRecord) -> Result<Handled, PollError> {
         let now = self.clock.now();
         notify(&self.store, &self.publisher, &order, now).await?;
+        let time_to_notify = (now - order.created_at).try_into().unwrap_or_default();
+        // What the schedule optimises: orders FoxReload ended. An abandoned
+        // order took the whole horizon by definition, and one never placed
+        // was never polled.
+        let ended_by_foxreload = !matches!(
+            order.status,
+            OrderStatus::Abandoned | OrderStatus::NotPlaced
+        );
         Ok(Handled::Finished {
             status: order.status,
-            time_to_notify: (now - order.created_at).try_into().unwrap_or_default(),
+            time_to_notify,
             short: order.status == OrderStatus::Completed
                 && order.items.iter().any(|item| item.is_silently_short()),
+            ended: foxrelay_shared::metrics::Ended {
+                product: super::learn::product_of(&order)
+                    .unwrap_or("several")
+                    .to_owned(),
+                schedule: if order.poll_plan.is_some() {
+                    "learned"
+                } else {
+                    "default"
+                },
+                // The poll that saw the end is not counted on the order.
+                polls: order.poll_count + 1,
+                time_to_notify: ended_by_foxreload.then_some(time_to_notify),
+            },
         })
     }
 

@@ -10,14 +10,20 @@
 //! anything is published; the event is then published, and the order marked
 //! notified.
 //!
+//! An order with a learned plan (chosen by create-order, stored on it) is
+//! polled at the plan's times, then on the schedule's rails; every order
+//! that ends adds what its polls saw to its product's summary (`learn`).
+//!
 //! `settle` reconciles, `next` moves the chain on, `end` stores and
 //! publishes an end.
 
 mod end;
+mod learn;
 mod next;
 mod settle;
 
 use foxrelay_shared::clock::Clock;
+use foxrelay_shared::domain::learning::Learning;
 use foxrelay_shared::domain::schedule::Schedule;
 use foxrelay_shared::domain::{OrderStatus, PollMessage};
 use foxrelay_shared::events::EventPublisher;
@@ -26,7 +32,8 @@ use foxrelay_shared::notify::NotifyError;
 use foxrelay_shared::placement::ReconcileOptions;
 use foxrelay_shared::queue::PollQueue;
 use foxrelay_shared::store::{
-    NotifyMarks, OrderAlerts, OrderRecord, PlacementStore, PollChain, StoreError, SupplierProblem,
+    NotifyMarks, OrderAlerts, OrderRecord, PlacementStore, PollChain, StoreError, SummaryStore,
+    SupplierProblem,
 };
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -51,6 +58,9 @@ pub struct PollOptions {
     /// Time one message may take, well inside the visibility timeout.
     pub message_budget: Duration,
     pub reconcile: ReconcileOptions,
+    /// Learned polling: how summaries forget, and how planned polls are
+    /// jittered.
+    pub learning: Learning,
 }
 
 impl Default for PollOptions {
@@ -65,6 +75,7 @@ impl Default for PollOptions {
             auto_pay: true,
             message_budget: foxrelay_shared::settings::POLL_MESSAGE_BUDGET,
             reconcile: ReconcileOptions::default(),
+            learning: Learning::new(&Schedule::default(), Duration::from_secs(10), 20),
         }
     }
 }
@@ -83,6 +94,8 @@ pub enum Handled {
         time_to_notify: std::time::Duration,
         /// Completed with units missing and no item error.
         short: bool,
+        /// The order's per-product figures.
+        ended: foxrelay_shared::metrics::Ended,
     },
 }
 
@@ -110,11 +123,17 @@ pub enum PollError {
 
 /// What poll-order's role may do with the store: settle placements
 /// (reconciliation and payment), move the chain, store the end, mark it
-/// notified, and claim alerts about orders (the template's
-/// `PollOrderFunction` grants no more).
-pub trait PollOrderStore: PlacementStore + PollChain + NotifyMarks + OrderAlerts {}
+/// notified, claim alerts about orders, and add to the products' summaries
+/// (the template's `PollOrderFunction` grants no more).
+pub trait PollOrderStore:
+    PlacementStore + PollChain + NotifyMarks + OrderAlerts + SummaryStore
+{
+}
 
-impl<T: PlacementStore + PollChain + NotifyMarks + OrderAlerts> PollOrderStore for T {}
+impl<T: PlacementStore + PollChain + NotifyMarks + OrderAlerts + SummaryStore> PollOrderStore
+    for T
+{
+}
 
 impl From<NotifyError> for PollError {
     fn from(error: NotifyError) -> Self {
@@ -267,5 +286,5 @@ fn age(order: &OrderRecord, now: OffsetDateTime) -> Duration {
 
 /// A random number in `[0, 1)` for the schedule's jitter.
 fn unit() -> f64 {
-    (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64
+    foxrelay_shared::plans::random_unit()
 }

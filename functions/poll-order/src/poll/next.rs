@@ -3,6 +3,7 @@
 //! the horizon, unless it is paid).
 
 use super::{Finding, Handled, PollError, PollOrderStore, Poller, age, paid, unit, unsettled};
+use foxrelay_shared::domain::learning::{NextPoll, Plan, next_poll};
 use foxrelay_shared::domain::schedule::{MAX_DELAY, Next};
 use foxrelay_shared::domain::{OrderStatus, PollKind, PollMessage};
 use foxrelay_shared::events::OpsAlert;
@@ -98,7 +99,17 @@ where
         };
         let now = self.clock.now();
         let age = age(order, now);
-        let (nominal, delay) = match self.options.schedule.next(age, order.last_delay, unit()) {
+        let plan = order.poll_plan.clone().map(|polls| Plan { polls });
+        let NextPoll { next, step } = next_poll(
+            plan.as_ref(),
+            order.plan_step.map(|s| s as usize),
+            &self.options.schedule,
+            (now - order.clock_start()).try_into().unwrap_or_default(),
+            age,
+            order.last_delay,
+            unit(),
+        );
+        let (nominal, delay) = match next {
             Next::Abandon if !paid(status.unwrap_or(order.status)) => {
                 return self.abandon(order).await;
             }
@@ -152,6 +163,7 @@ where
             next_seq,
             next_due: now + delay,
             nominal_delay: nominal,
+            plan_step: step.and_then(|s| u32::try_from(s).ok()),
             now,
         };
         self.store

@@ -9,14 +9,18 @@
 //!   it end") spread over the bins they cover, weighted so that recent
 //!   orders dominate, written with additions only (no read-modify-write);
 //! - [`plan`]: the poll times that minimise the expected number of reads
-//!   while the orders seen late by more than the lag target stay within 5 %.
+//!   while the orders seen late by more than the lag target stay within 5 %;
+//! - [`policy`]: which orders get a plan, and the next poll of an order on
+//!   one (the default schedule's rails past it).
 //!
 //! Nothing here knows DynamoDB: the store adds [`summary::Contribution`]s
 //! and reads [`summary::Summary`]s.
 
 pub mod bins;
 pub mod plan;
+pub mod policy;
 pub mod summary;
 
 pub use plan::{Plan, Planner};
+pub use policy::{Learning, NextPoll, next_poll, observation};
 pub use summary::{Contribution, Observation, Summary};

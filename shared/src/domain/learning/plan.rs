@@ -77,6 +77,35 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// The next planned poll after the one planned as `done` (`None`: none
+    /// made yet), for an order now `age` old: the one after `done`, or the
+    /// first still ahead if the order is late (a message delivered late, a
+    /// chain revived). `(index, gap before it, delay)`; `None` past the plan.
+    pub fn next(
+        &self,
+        done: Option<usize>,
+        age: Duration,
+        jitter: f64,
+        unit: f64,
+    ) -> Option<(usize, Duration, Duration)> {
+        let after_done = done.map_or(0, |d| d + 1);
+        let ahead = self
+            .polls
+            .iter()
+            .position(|&at| f64::from(at) > age.as_secs_f64())
+            .unwrap_or(self.polls.len());
+        let i = after_done.max(ahead);
+        let delay = self.delay_to(i, age, jitter, unit)?;
+        let previous = if i == 0 { 0 } else { self.polls[i - 1] };
+        Some((
+            i,
+            Duration::from_secs(u64::from(self.polls[i] - previous)),
+            delay,
+        ))
+    }
+}
+
 /// What a plan is expected to do.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Expected {
@@ -316,6 +345,36 @@ mod tests {
         assert_eq!(plan.delay_to(3, secs(30), 0.2, 0.5), None);
         // Never less than a second.
         assert_eq!(plan.delay_to(1, secs(11), 0.0, 0.0), Some(secs(1)));
+    }
+
+    #[test]
+    fn the_next_planned_poll_follows_the_one_made_or_the_first_still_ahead() {
+        let plan = Plan {
+            polls: vec![3, 10, 30],
+        };
+        let secs = Duration::from_secs;
+        // The first, from the start.
+        assert_eq!(
+            plan.next(None, secs(0), 0.0, 0.0),
+            Some((0, secs(3), secs(3)))
+        );
+        // After the poll planned at 3 s, made a little early or late.
+        assert_eq!(
+            plan.next(Some(0), secs(2), 0.0, 0.0),
+            Some((1, secs(7), secs(8)))
+        );
+        assert_eq!(
+            plan.next(Some(0), secs(4), 0.0, 0.0),
+            Some((1, secs(7), secs(6)))
+        );
+        // A link delivered at 12 s (after 10 s): the 30 s poll is next.
+        assert_eq!(
+            plan.next(Some(0), secs(12), 0.0, 0.0),
+            Some((2, secs(20), secs(18)))
+        );
+        // Past the plan: the rails take over.
+        assert_eq!(plan.next(Some(2), secs(30), 0.0, 0.0), None);
+        assert_eq!(plan.next(Some(0), secs(31), 0.0, 0.0), None);
     }
 
     proptest! {

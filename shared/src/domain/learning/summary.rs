@@ -14,14 +14,15 @@
 //! its mass with weight `2^(n/H)` relative to its *epoch* (`E` observations
 //! each): weights only grow, and a reader scales each epoch back by the
 //! count it sees, which is exponential forgetting with a half-life of `H`
-//! observations. Only the current epoch and the one before are kept; older
-//! bins are removed by the writers of the epoch after next. A write is one
-//! addition to the count and to a few bins of one epoch: no conflict with
-//! another, and the item holds at most `2 × BINS` numbers.
+//! observations. Only the current epoch and the one before are read; a
+//! writer removes the bins of older epochs it read, in the same write. A
+//! write is one addition to the count and to a few bins of one epoch: no
+//! conflict with another, and the item holds at most about `2 × BINS`
+//! numbers.
 //!
-//! The number `n` a writer uses is the count it read when the order was
-//! planned: a little stale under concurrency, which only shifts a weight by
-//! a few percent.
+//! The number `n` a writer uses is the count it read just before writing
+//! (poll-order reads the summary when an order ends): under concurrency a
+//! little stale, which only shifts a weight by a few percent.
 
 use super::bins::{self, BINS};
 use std::collections::BTreeMap;
@@ -65,15 +66,29 @@ pub struct Observation {
 pub struct Contribution {
     /// The epoch whose bins it adds to.
     pub epoch: u64,
-    /// `(bin, weight)`: the weight to add to each bin.
+    /// `(bin, weight)`: the weight to add to each bin (positive).
     pub bins: Vec<(usize, f64)>,
-    /// The epoch whose bins may now be removed (two before this one).
-    pub forget: Option<u64>,
+    /// Bins of epochs older than the one before this one, as the writer
+    /// read them: removed by the same write (removing one already gone
+    /// is harmless), so the summary never holds more than a few epochs.
+    pub forget: Vec<(u64, Vec<usize>)>,
 }
 
+/// Weights below this are not written: they would only grow the item.
+const NEGLIGIBLE: f64 = 1e-9;
+
 impl Decay {
-    /// What observation number `index` (the count read when its order was
-    /// planned) adds, given what the summary said then (`prior`).
+    /// What `observation` adds to `stored`, the summary as just read: it
+    /// is observation number `stored.observations`, and spread by what
+    /// `stored` estimates.
+    pub fn learn(&self, observation: &Observation, stored: &Summary) -> Contribution {
+        let prior = stored.masses(self);
+        self.contribution(observation, stored.observations, prior.as_ref(), stored)
+    }
+
+    /// What observation number `index` adds, given what the summary said
+    /// when it was read (`prior`), and which epochs `stored` holds that may
+    /// be forgotten.
     ///
     /// The mass goes where the prior puts it within the interval (one step
     /// of the self-consistency, or EM, estimator of interval-censored data,
@@ -86,6 +101,7 @@ impl Decay {
         observation: &Observation,
         index: u64,
         prior: Option<&Masses>,
+        stored: &Summary,
     ) -> Contribution {
         let epoch = index / self.epoch;
         let weight = 2f64.powf((index - epoch * self.epoch) as f64 / self.half_life);
@@ -106,13 +122,27 @@ impl Decay {
         } else {
             even
         };
+        let keep_from = epoch.saturating_sub(1);
         Contribution {
             epoch,
             bins: shares
                 .into_iter()
                 .map(|(k, share)| (k, share * weight))
+                .filter(|(_, w)| *w > NEGLIGIBLE && w.is_finite())
                 .collect(),
-            forget: epoch.checked_sub(2),
+            forget: stored
+                .epochs
+                .range(..keep_from)
+                .map(|(old, bins)| {
+                    let held = bins
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, w)| **w != 0.0)
+                        .map(|(k, _)| k)
+                        .collect();
+                    (*old, held)
+                })
+                .collect(),
         }
     }
 }
@@ -137,19 +167,32 @@ pub struct Masses {
 }
 
 impl Summary {
-    /// Adds `contribution` as the store does (in-memory stores, the bench).
+    /// Adds `contribution` as the store does (in-memory stores, the bench):
+    /// one more observation, its weights added, the forgotten bins removed
+    /// (an epoch left with none is gone).
     pub fn add(&mut self, contribution: &Contribution) {
         self.observations += 1;
-        let bins = self
-            .epochs
-            .entry(contribution.epoch)
-            .or_insert_with(|| vec![0.0; BINS]);
-        for (k, weight) in &contribution.bins {
-            bins[*k] += weight;
+        for (old, held) in &contribution.forget {
+            if let Some(bins) = self.epochs.get_mut(old) {
+                for k in held {
+                    if let Some(w) = bins.get_mut(*k) {
+                        *w = 0.0;
+                    }
+                }
+            }
         }
-        if let Some(old) = contribution.forget {
-            self.epochs.retain(|epoch, _| *epoch > old);
+        if !contribution.bins.is_empty() {
+            let bins = self
+                .epochs
+                .entry(contribution.epoch)
+                .or_insert_with(|| vec![0.0; BINS]);
+            for (k, weight) in &contribution.bins {
+                if let Some(w) = bins.get_mut(*k) {
+                    *w += weight;
+                }
+            }
         }
+        self.epochs.retain(|_, bins| bins.iter().any(|w| *w != 0.0));
     }
 
     /// The distribution the summary estimates, weighting the current epoch
@@ -204,9 +247,8 @@ mod tests {
     }
 
     fn learn(summary: &mut Summary, decay: &Decay, observation: Observation) {
-        let index = summary.observations;
-        let prior = summary.masses(decay);
-        summary.add(&decay.contribution(&observation, index, prior.as_ref()));
+        let contribution = decay.learn(&observation, summary);
+        summary.add(&contribution);
     }
 
     #[test]
@@ -272,7 +314,7 @@ mod tests {
             let mut summary = Summary::default();
             for (after, width) in ends {
                 learn(&mut summary, &decay, at(after, after + width));
-                prop_assert!(summary.epochs.len() <= 3);
+                prop_assert!(summary.epochs.len() <= 2);
                 for bins in summary.epochs.values() {
                     prop_assert!(bins.iter().all(|w| w.is_finite() && *w >= 0.0));
                     // Weights relative to their epoch: at most 2^(E/H).

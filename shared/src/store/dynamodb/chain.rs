@@ -211,6 +211,17 @@ impl PollChain for DynamoStore {
             sets.push("supplierStatus = :sst");
             request = request.expression_attribute_values(":sst", s(supplier_status));
         }
+        if poll.status.is_some() {
+            // FoxReload answered, with the order open.
+            sets.push("lastSeenOpenAt = :now");
+        }
+        match poll.plan_step {
+            Some(step) => {
+                sets.push("planStep = :step");
+                request = request.expression_attribute_values(":step", n(step));
+            }
+            None => removes.push("planStep"),
+        }
         match &poll.error {
             Some(problem) => {
                 sets.push("lastError = :err");

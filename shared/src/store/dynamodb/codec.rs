@@ -3,7 +3,8 @@
 //! | attribute | stored as | why |
 //! |---|---|---|
 //! | `createdAt`, `updatedAt`, `claimedAt`, `receivedAt` | RFC 3339 text, UTC | read by people; `createdAt` sorts the pending index as text |
-//! | `nextPollDueAt`, `leaseUntil`, `lockedUntil`, `lastPolledAt`, `terminalAt`, `notifiedAt`, `*AlertedAt`, `postedAt[]`, `sampledAt` | epoch milliseconds | compared in conditions |
+//! | `nextPollDueAt`, `leaseUntil`, `lockedUntil`, `lastPolledAt`, `lastSeenOpenAt`, `paidAt`, `terminalAt`, `notifiedAt`, `*AlertedAt`, `postedAt[]`, `sampledAt` | epoch milliseconds | compared in conditions, or subtracted |
+//! | `pollPlan[]`, `planStep` | whole seconds, an index | an order's learned poll times |
 //! | `expiresAt` | epoch seconds | DynamoDB's TTL reads only seconds |
 //! | `lastDelayMs`, `offsetMs`, `uncertaintyMs` | milliseconds | durations |
 //!
@@ -108,6 +109,23 @@ impl<'a> Reader<'a> {
             .transpose()
     }
 
+    /// A list of whole seconds, strictly increasing (a poll plan).
+    pub(super) fn seconds_list(&self, name: &str) -> Result<Option<Vec<u32>>, StoreError> {
+        let Some(value) = self.item.get(name) else {
+            return Ok(None);
+        };
+        let list = value
+            .as_l()
+            .map_err(|_| self.corrupt(format!("{name} is not a list")))?;
+        let seconds = list
+            .iter()
+            .map(|v| v.as_n().ok().and_then(|n| n.parse::<u32>().ok()))
+            .collect::<Option<Vec<u32>>>()
+            .filter(|s| !s.is_empty() && s.windows(2).all(|w| w[0] < w[1]))
+            .ok_or_else(|| self.corrupt(format!("{name} is not increasing whole seconds")))?;
+        Ok(Some(seconds))
+    }
+
     /// A list of instants in epoch milliseconds.
     pub(super) fn millis_list(
         &self,
@@ -196,6 +214,13 @@ pub(super) fn order_from_item(item: &Item) -> Result<OrderRecord, StoreError> {
         stall_alerted_at: r.millis("stallAlertedAt")?,
         revivals: r.opt_n("revivals")?.unwrap_or(0) as u32,
         revived_at_polls: r.opt_n("revivedAtPolls")?.map(|n| n.max(0) as u64),
+        poll_plan: r.seconds_list("pollPlan")?,
+        plan_step: r
+            .opt_n("planStep")?
+            .map(|n| u32::try_from(n).map_err(|_| r.corrupt("planStep is out of range")))
+            .transpose()?,
+        paid_at: r.millis("paidAt")?,
+        last_seen_open_at: r.millis("lastSeenOpenAt")?,
     })
 }
 
@@ -244,6 +269,15 @@ pub(super) fn intent_to_item(order: &OrderRecord) -> Item {
     }
     if let Some(due) = order.next_poll_due_at {
         item.insert("nextPollDueAt".into(), n(millis(due)));
+    }
+    if let Some(plan) = &order.poll_plan {
+        item.insert(
+            "pollPlan".into(),
+            AttributeValue::L(plan.iter().map(|t| n(*t)).collect()),
+        );
+    }
+    if let Some(step) = order.plan_step {
+        item.insert("planStep".into(), n(step));
     }
     item
 }

@@ -39,6 +39,11 @@ pub(super) fn clock_key() -> Item {
     key("CLOCK#foxreload".to_owned(), "OFFSET")
 }
 
+/// A product's completion-time summary (learned polling).
+pub(super) fn summary_key(product_id: &str) -> Item {
+    key(format!("LEARN#{product_id}"), "SUMMARY")
+}
+
 pub(super) fn sweep_key() -> Item {
     key("SWEEP#scan-stalled".to_owned(), "CURSOR")
 }

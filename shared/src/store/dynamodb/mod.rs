@@ -19,6 +19,8 @@
 //! - `ALERT#{name}`, `ALERT`: when an alert about the whole stack (not one
 //!   order) was last sent, so concurrent functions send it once.
 //! - `SWEEP#scan-stalled`, `CURSOR`: where the sweep resumes.
+//! - `LEARN#{productId}`, `SUMMARY`: how long the product's orders take to
+//!   end, as learned polling keeps it (`learning`).
 //!
 //! | module | holds |
 //! |---|---|
@@ -26,7 +28,7 @@
 //! | `codec` | items to records and back, one time format per meaning |
 //! | `conditions` | the status conditions writes share |
 //! | `errors`, `transaction` | sorting SDK failures; transactions and their retries |
-//! | `idempotency`, `placement`, `chain`, `alerts`, `sweep` | one port each |
+//! | `idempotency`, `placement`, `chain`, `alerts`, `sweep`, `learning` | one port each (`learning`: two) |
 
 mod alerts;
 mod chain;
@@ -35,6 +37,7 @@ mod conditions;
 mod errors;
 mod idempotency;
 mod keys;
+mod learning;
 mod placement;
 mod sweep;
 mod transaction;

@@ -178,8 +178,12 @@ impl PlacementStore for DynamoStore {
             request = request.expression_attribute_values(name, s(status.as_str()));
         }
         if let Some(state) = state {
+            // Paid: the poll clock starts (once).
             sets.push("supplierStatus = :sst");
-            request = request.expression_attribute_values(":sst", s(state.said()));
+            sets.push("paidAt = if_not_exists(paidAt, :nowMs)");
+            request = request
+                .expression_attribute_values(":sst", s(state.said()))
+                .expression_attribute_values(":nowMs", n(millis(now)));
             if let Some(status) = state.status() {
                 sets.push("#status = :status");
                 request = request.expression_attribute_values(":status", s(status.as_str()));

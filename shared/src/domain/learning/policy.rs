@@ -1,0 +1,304 @@
+//! Which poll times an order gets, and its next poll.
+//!
+//! An order of products that each have enough observations gets a plan
+//! made for the slowest of them; any other order, or one whose summaries
+//! could not be read, gets the default schedule. An order on a plan is
+//! polled at the plan's times (jittered earlier only) and, past the plan,
+//! on the default schedule's rails: at least every steady cap until the
+//! stall threshold, then slower towards the horizon, where an unpaid
+//! order is abandoned. Stall alerts do not depend on the plan at all.
+
+use super::plan::{Plan, Planner, slowest};
+use super::summary::{Decay, Masses, Observation, Summary};
+use crate::domain::schedule::{Next, Schedule};
+use std::time::Duration;
+
+/// How orders learn their poll times.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Learning {
+    /// Off: every order is polled on the default schedule (summaries are
+    /// still kept).
+    pub enabled: bool,
+    pub planner: Planner,
+    pub decay: Decay,
+    /// Observations a product needs before its orders get a plan.
+    pub min_observations: u64,
+    /// The share of planned orders given one more poll inside a gap, to
+    /// learn where in it orders end.
+    pub probe_share: f64,
+    /// The schedule's jitter, which planned polls keep (earlier only).
+    pub jitter: f64,
+}
+
+impl Learning {
+    /// Learning with a lag target, for orders otherwise polled on
+    /// `schedule`: no plan reaches past its stall threshold.
+    pub fn new(schedule: &Schedule, target_lag: Duration, min_observations: u64) -> Self {
+        Self {
+            enabled: true,
+            planner: Planner {
+                target_lag: target_lag.as_secs_f64(),
+                until: schedule.stall_after.as_secs().clamp(1, u64::from(u32::MAX)) as u32,
+                ..Planner::default()
+            },
+            decay: Decay::default(),
+            min_observations: min_observations.max(1),
+            probe_share: 0.1,
+            jitter: schedule.jitter,
+        }
+    }
+
+    /// The first poll's delay on `plan`, for an order whose clock started
+    /// `since_start` ago.
+    pub fn first_delay(&self, plan: &Plan, since_start: Duration, unit: f64) -> Option<Duration> {
+        plan.delay_to(0, since_start, self.jitter, unit)
+    }
+
+    /// What the summaries of an order's products estimate, when learning is
+    /// on and every one has enough observations; `None`: the default
+    /// schedule applies.
+    pub fn estimates(&self, summaries: &[Summary]) -> Option<Vec<Masses>> {
+        if !self.enabled || summaries.is_empty() {
+            return None;
+        }
+        summaries
+            .iter()
+            .map(|summary| {
+                (summary.observations >= self.min_observations)
+                    .then(|| summary.masses(&self.decay))
+                    .flatten()
+            })
+            .collect()
+    }
+
+    /// The plan for an order whose products' completion times are
+    /// `estimates`: it ends when the slowest does.
+    pub fn plan(&self, estimates: &[Masses]) -> Plan {
+        self.planner.plan(|t| survival(estimates, t))
+    }
+
+    /// `plan`, or for a `probe_share` of orders (`roll` in `[0, 1)`) the
+    /// plan with one probe poll added (`pick`, `place`: where, see
+    /// [`Planner::probe`]).
+    pub fn with_probe(
+        &self,
+        plan: &Plan,
+        estimates: &[Masses],
+        roll: f64,
+        pick: f64,
+        place: f64,
+    ) -> Plan {
+        if roll >= self.probe_share {
+            return plan.clone();
+        }
+        let Some(probe) = self
+            .planner
+            .probe(plan, |t| survival(estimates, t), pick, place)
+        else {
+            return plan.clone();
+        };
+        let mut polls = plan.polls.clone();
+        if let Err(at) = polls.binary_search(&probe) {
+            polls.insert(at, probe);
+        }
+        Plan { polls }
+    }
+}
+
+/// The share of orders of these products not ended by `t` seconds.
+fn survival(estimates: &[Masses], t: f64) -> f64 {
+    let survivals: Vec<Box<dyn Fn(f64) -> f64 + '_>> = estimates
+        .iter()
+        .map(|m| Box::new(move |t| m.survival(t)) as Box<dyn Fn(f64) -> f64>)
+        .collect();
+    let refs: Vec<&dyn Fn(f64) -> f64> = survivals.iter().map(|b| b.as_ref()).collect();
+    slowest(&refs, t)
+}
+
+/// What an order that ended tells about its product: it was still open at
+/// `seen_open` (its last poll that read it open; the start when none did)
+/// and had ended by `seen_ended`, both since the start of its clock.
+pub fn observation(seen_open: Option<Duration>, seen_ended: Duration) -> Observation {
+    Observation {
+        after: seen_open.unwrap_or_default().min(seen_ended),
+        by: seen_ended,
+    }
+}
+
+/// The next poll of an order, and the planned poll it is (`None`: on the
+/// default schedule, or past the plan).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NextPoll {
+    pub next: Next,
+    pub step: Option<usize>,
+}
+
+/// The next poll of an order on `plan` (or on the default schedule
+/// without one), after the planned poll `done` (if any was made).
+///
+/// `since_start` is the age on the plan's clock (from payment, or from
+/// placement when we never paid); `since_created` the age the schedule's
+/// rails use (stall threshold, horizon); `previous` the last nominal
+/// delay. Past the plan, the rails: from the steady cap, as the default
+/// schedule would poll an order that old.
+pub fn next_poll(
+    plan: Option<&Plan>,
+    done: Option<usize>,
+    schedule: &Schedule,
+    since_start: Duration,
+    since_created: Duration,
+    previous: Option<Duration>,
+    unit: f64,
+) -> NextPoll {
+    let Some(plan) = plan else {
+        return NextPoll {
+            next: schedule.next(since_created, previous, unit),
+            step: None,
+        };
+    };
+    if since_created < schedule.horizon
+        && let Some((step, gap, delay)) = plan.next(done, since_start, schedule.jitter, unit)
+    {
+        return NextPoll {
+            next: Next::Poll {
+                nominal: gap,
+                delay,
+            },
+            step: Some(step),
+        };
+    }
+    let previous = previous.unwrap_or_default().max(schedule.steady_cap);
+    NextPoll {
+        next: schedule.next(since_created, Some(previous), unit),
+        step: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::learning::summary::Observation;
+    use proptest::prelude::*;
+
+    fn summary_of(decay: &Decay, ends: &[(f64, f64)]) -> Summary {
+        let mut summary = Summary::default();
+        for (after, by) in ends {
+            let observation = Observation {
+                after: Duration::from_secs_f64(*after),
+                by: Duration::from_secs_f64(*by),
+            };
+            let contribution = decay.learn(&observation, &summary);
+            summary.add(&contribution);
+        }
+        summary
+    }
+
+    #[test]
+    fn a_product_with_too_few_observations_falls_back_to_the_default() {
+        let learning = Learning::new(&Schedule::default(), Duration::from_secs(10), 20);
+        let thin = summary_of(&learning.decay, &[(1.9, 2.1); 19]);
+        let enough = summary_of(&learning.decay, &[(1.9, 2.1); 20]);
+        assert_eq!(learning.estimates(std::slice::from_ref(&thin)), None);
+        assert!(learning.estimates(std::slice::from_ref(&enough)).is_some());
+        // Every product of an order needs enough.
+        assert_eq!(learning.estimates(&[enough.clone(), thin]), None);
+        assert_eq!(learning.estimates(&[]), None);
+        let off = Learning {
+            enabled: false,
+            ..learning
+        };
+        assert_eq!(off.estimates(&[enough]), None);
+    }
+
+    #[test]
+    fn an_order_of_several_products_is_planned_for_the_slowest() {
+        let learning = Learning::new(&Schedule::default(), Duration::from_secs(10), 20);
+        let fast = summary_of(&learning.decay, &[(1.9, 2.1); 30]);
+        let slow = summary_of(&learning.decay, &[(59.0, 61.0); 30]);
+        let both = learning.estimates(&[fast, slow.clone()]).unwrap();
+        let alone = learning.estimates(&[slow]).unwrap();
+        let plan = learning.plan(&both);
+        assert!(plan.polls[0] >= 50, "{plan:?}");
+        assert_eq!(plan, learning.plan(&alone));
+    }
+
+    #[test]
+    fn a_probe_is_added_to_a_share_of_plans_only() {
+        let learning = Learning::new(&Schedule::default(), Duration::from_secs(10), 20);
+        let estimates = learning
+            .estimates(&[summary_of(&learning.decay, &[(0.0, 40.0); 30])])
+            .unwrap();
+        let plan = learning.plan(&estimates);
+        assert_eq!(learning.with_probe(&plan, &estimates, 0.5, 0.3, 0.3), plan);
+        let probed = learning.with_probe(&plan, &estimates, 0.05, 0.3, 0.3);
+        assert_eq!(probed.polls.len(), plan.polls.len() + 1, "{plan:?}");
+        assert!(probed.polls.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn an_observation_lies_between_the_last_poll_that_saw_it_open_and_the_end() {
+        let secs = Duration::from_secs;
+        assert_eq!(
+            observation(Some(secs(5)), secs(9)),
+            Observation {
+                after: secs(5),
+                by: secs(9)
+            }
+        );
+        // Never polled open: from the start.
+        assert_eq!(observation(None, secs(9)).after, Duration::ZERO);
+        // A clock that moved (paid after the last open poll) never inverts it.
+        assert_eq!(observation(Some(secs(12)), secs(9)).after, secs(9));
+    }
+
+    proptest! {
+        #[test]
+        fn an_order_on_a_plan_keeps_the_rails(
+            polls in proptest::collection::btree_set(1u32..600, 1..20),
+            offset in 0u64..30,
+            units in proptest::collection::vec(0.0f64..1.0, 400),
+        ) {
+            // `offset`: how long after placement the plan's clock started.
+            let schedule = Schedule::default();
+            let plan = Plan { polls: polls.into_iter().collect() };
+            let (mut age, mut done, mut previous) = (Duration::from_secs(offset), None, None);
+            for unit in units {
+                let since_start = age - Duration::from_secs(offset);
+                let NextPoll { next, step } =
+                    next_poll(Some(&plan), done, &schedule, since_start, age, previous, unit);
+                let Next::Poll { nominal, delay } = next else {
+                    prop_assert!(age >= schedule.horizon);
+                    break;
+                };
+                prop_assert!(delay >= Duration::from_secs(1));
+                match step {
+                    Some(i) => {
+                        // Planned polls go forward, never later than planned.
+                        prop_assert!(done.is_none_or(|d| i > d));
+                        let at = since_start + delay;
+                        prop_assert!(at.as_secs() <= u64::from(plan.polls[i]));
+                    }
+                    None => {
+                        // Past the plan: at least every steady cap before the
+                        // stall threshold.
+                        // Only once every planned poll was made, or its
+                        // time has passed.
+                        prop_assert!(
+                            done == Some(plan.polls.len() - 1)
+                                || since_start.as_secs() >= u64::from(*plan.polls.last().unwrap())
+                        );
+                        if age + delay <= schedule.stall_after {
+                            prop_assert!(delay <= schedule.steady_cap.mul_f64(1.0 + schedule.jitter) + Duration::from_secs(1));
+                        }
+                    }
+                }
+                done = step.or(done);
+                previous = Some(nominal);
+                age += Duration::from_secs(delay.as_secs());
+                if age > schedule.stall_after + Duration::from_secs(60) {
+                    break;
+                }
+            }
+        }
+    }
+}
