@@ -538,3 +538,62 @@ async fn a_foxreload_clock_ninety_seconds_ahead_is_measured_and_followed() {
     let off = measure.offset - time::Duration::seconds(90);
     assert!(off.abs() < time::Duration::seconds(2), "{measure:?}");
 }
+
+/// `n` orders of `product` that each ended between 1.9 s and 2.1 s after
+/// payment, in its summary.
+async fn learned(c: &TestCreator, product: &str, n: u32) {
+    use foxrelay_shared::domain::learning::Observation;
+    use foxrelay_shared::domain::learning::summary::Decay;
+    use foxrelay_shared::store::{SummaryReader, SummaryStore};
+    for _ in 0..n {
+        let summary = c.store.summary(product).await.unwrap();
+        let seen = Observation {
+            after: Duration::from_secs_f64(1.9),
+            by: Duration::from_secs_f64(2.1),
+        };
+        let contribution = Decay::default().learn(&seen, &summary);
+        c.store
+            .add_observation(product, &contribution)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_product_with_enough_history_gets_its_learned_plan_and_its_first_time() {
+    let c = creator();
+    let order = new_order("learned");
+    let product = order.lines[0].product_id.clone();
+    // Too few observations: the schedule's first delay.
+    learned(&c, &product, 19).await;
+    let first = create(&c, order.clone(), key("k-thin"), alice())
+        .await
+        .unwrap();
+    assert_eq!(stored(&c, &first.order_id).await.poll_plan, None);
+    assert_eq!(c.queue.take()[0].delay, Duration::from_secs(5));
+    // Enough, once the cached answer ran out.
+    learned(&c, &product, 1).await;
+    tokio::time::advance(c.plans.keep_for).await;
+    let second = create(&c, order, key("k-enough"), alice()).await.unwrap();
+    let planned = stored(&c, &second.order_id).await;
+    let plan = planned.poll_plan.expect("a learned plan");
+    assert!(plan[0] <= 3, "{plan:?}");
+    assert_eq!(planned.plan_step, Some(0));
+    let sent = c.queue.take();
+    assert!(
+        sent[0].delay <= Duration::from_secs(u64::from(plan[0])),
+        "{sent:?} {plan:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_summary_that_cannot_be_read_leaves_the_order_on_the_schedule() {
+    let c = creator();
+    let order = new_order("unread");
+    learned(&c, &order.lines[0].product_id.clone(), 30).await;
+    c.store.fail("summary", 1);
+    let answer = create(&c, order, key("k-unread"), alice()).await.unwrap();
+    assert_eq!(answer.status, 202);
+    assert_eq!(stored(&c, &answer.order_id).await.poll_plan, None);
+    assert_eq!(c.queue.take()[0].delay, Duration::from_secs(5));
+}

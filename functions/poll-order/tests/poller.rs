@@ -473,3 +473,106 @@ async fn a_message_for_an_unknown_order_fails_and_reaches_the_dead_letter_queue(
     );
     assert_eq!(sqs.dead.len(), 1);
 }
+
+/// Orders of a product polled at the times its learned plan says (jitter
+/// only ever earlier), and its end added to the product's summary.
+#[tokio::test(start_paused = true)]
+async fn an_order_on_a_learned_plan_is_polled_at_its_times_and_teaches_its_product() {
+    use foxrelay_shared::domain::learning::summary::Decay;
+    use foxrelay_shared::store::SummaryReader;
+    let p = poller();
+    p.supplier.reads_to_end(3);
+    let mut intent = seed::intent("planned", p.clock.now());
+    intent.poll_plan = Some(vec![3, 10, 40]);
+    intent.plan_step = Some(0);
+    let start = p.clock.now();
+    seed::place_intent(
+        &p.store,
+        &p.supplier,
+        &p.queue,
+        &p.clock,
+        intent,
+        Duration::from_secs(3),
+    )
+    .await;
+    let product = stored(&p, "planned").await.lines[0].product_id.clone();
+    let mut sqs = Sqs::default();
+    let mut seen = Vec::new();
+    let mut last = None;
+    while let Some(outcome) = sqs.deliver(&p).await {
+        seen.push((p.clock.now() - start).whole_seconds());
+        last = Some(outcome.unwrap());
+    }
+    // The poll planned at 10 s may come up to a fifth of its 7 s gap early
+    // (a whole second), the one at 40 s up to 6 s early: never later.
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen[0], 3);
+    assert!((9..=10).contains(&seen[1]), "{seen:?}");
+    assert!((34..=40).contains(&seen[2]), "{seen:?}");
+    let Some(Handled::Finished { ended, .. }) = last else {
+        panic!("{last:?}")
+    };
+    assert_eq!(ended.schedule, "learned");
+    assert_eq!(ended.polls, 3);
+    assert_eq!(ended.product, product);
+    // It ended after the second poll and by the third (to a bin, which is
+    // a ninth wide).
+    let summary = p.store.summary(&product).await.unwrap();
+    assert_eq!(summary.observations, 1);
+    let masses = summary.masses(&Decay::default()).unwrap();
+    assert!(masses.survival(seen[1] as f64 * 0.9) > 0.999, "{seen:?}");
+    assert!(masses.survival(seen[2] as f64 * 1.1) < 0.001, "{seen:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn past_its_plan_an_order_is_polled_on_the_schedules_rails() {
+    let p = poller();
+    p.supplier.reads_to_end(6);
+    let mut intent = seed::intent("rails", p.clock.now());
+    intent.poll_plan = Some(vec![2, 4]);
+    intent.plan_step = Some(0);
+    let start = p.clock.now();
+    seed::place_intent(
+        &p.store,
+        &p.supplier,
+        &p.queue,
+        &p.clock,
+        intent,
+        Duration::from_secs(2),
+    )
+    .await;
+    let mut sqs = Sqs::default();
+    let mut seen = Vec::new();
+    while let Some(outcome) = sqs.deliver(&p).await {
+        outcome.unwrap();
+        seen.push((p.clock.now() - start).whole_seconds());
+    }
+    assert_eq!(&seen[..2], &[2, 4], "{seen:?}");
+    // Then at most the steady cap (25 s, ±20 %) apart, and the order ends.
+    for gap in seen.windows(2).skip(1) {
+        assert!(gap[1] - gap[0] <= 30, "{seen:?}");
+    }
+    assert_eq!(seen.len(), 6);
+    assert_eq!(stored(&p, "rails").await.status, OrderStatus::Completed);
+    assert_eq!(stored(&p, "rails").await.plan_step, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_summary_that_cannot_be_written_costs_an_observation_not_a_delivery() {
+    use foxrelay_shared::store::SummaryReader;
+    let p = poller();
+    p.supplier.reads_to_end(1);
+    seed(&p, "unlearned").await;
+    p.store.fail("add_observation", 1);
+    let outcomes = Sqs::default().drain(&p, 5).await;
+    assert!(matches!(
+        outcomes.last(),
+        Some(Ok(Handled::Finished {
+            status: OrderStatus::Completed,
+            ..
+        }))
+    ));
+    assert_eq!(p.publisher.events().len(), 1);
+    let product = stored(&p, "unlearned").await.lines[0].product_id.clone();
+    assert_eq!(p.store.summary(&product).await.unwrap().observations, 0);
+}

@@ -78,8 +78,34 @@ where
     Q: PollQueue,
     C: Clock,
 {
-    let now = clock.now();
-    let order = intent(id, now);
+    place_intent(
+        store,
+        supplier,
+        queue,
+        clock,
+        intent(id, clock.now()),
+        first_poll,
+    )
+    .await
+}
+
+/// [`place`] for an intent the test prepared (a poll plan on it, say).
+pub async fn place_intent<S, F, Q, C>(
+    store: &S,
+    supplier: &F,
+    queue: &Q,
+    clock: &C,
+    order: OrderRecord,
+    first_poll: Duration,
+) -> Seeded
+where
+    S: IdempotencyStore + PlacementStore,
+    F: Supplier,
+    Q: PollQueue,
+    C: Clock,
+{
+    let now = order.created_at;
+    let id = order.order_id.as_str();
     store.begin(&order, None).await.expect("intent stored");
     let request = order.supplier_request(false);
     let mut posts = 1;
