@@ -2,13 +2,14 @@
 //! an order's products, kept per container for a short while so that a
 //! burst of orders of one product costs one summary read, not one each.
 //!
-//! A summary that cannot be read is not an error for the order: it is
-//! polled on the default schedule, as it is while its products have too few
-//! observations.
+//! An order of products with too few observations gets a warm-up plan
+//! (the default schedule's times and a probe). A summary that cannot be
+//! read is not an error for the order: it is polled on the default
+//! schedule.
 
 use crate::domain::OrderLine;
 use crate::domain::learning::summary::Masses;
-use crate::domain::learning::{Learning, Plan};
+use crate::domain::learning::{Learning, OrderPlan, Plan, PlanKind};
 use crate::store::SummaryReader;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -24,17 +25,19 @@ pub fn random_unit() -> f64 {
 /// Product sets a container keeps plans for at most.
 const CACHED_AT_MOST: usize = 512;
 
-/// A plan made for a set of products, and what it was made from.
+/// What a set of products calls for.
 #[derive(Clone, Debug)]
-struct Planned {
-    plan: Plan,
-    estimates: Vec<Masses>,
+enum Planned {
+    /// Too few observations yet.
+    WarmUp,
+    /// A plan, and the estimates it was made from.
+    Learned { plan: Plan, estimates: Vec<Masses> },
 }
 
 #[derive(Debug)]
 struct Cached {
     made_at: Instant,
-    planned: Option<Planned>,
+    planned: Planned,
 }
 
 /// Plans for new orders, cached per product set.
@@ -68,9 +71,12 @@ impl Plans {
     }
 
     /// The poll times for a new order of `lines`, or `None`: the default
-    /// schedule (learning off, a product with too few observations, or a
-    /// summary that could not be read).
-    pub async fn plan_for(&self, store: &impl SummaryReader, lines: &[OrderLine]) -> Option<Plan> {
+    /// schedule (learning off, or a summary that could not be read).
+    pub async fn plan_for(
+        &self,
+        store: &impl SummaryReader,
+        lines: &[OrderLine],
+    ) -> Option<OrderPlan> {
         if !self.learning.enabled {
             return None;
         }
@@ -95,13 +101,13 @@ impl Plans {
                         }
                     }
                 }
-                let planned = self
-                    .learning
-                    .estimates(&summaries)
-                    .map(|estimates| Planned {
+                let planned = match self.learning.estimates(&summaries) {
+                    Some(estimates) => Planned::Learned {
                         plan: self.learning.plan(&estimates),
                         estimates,
-                    });
+                    },
+                    None => Planned::WarmUp,
+                };
                 let mut cache = self.cache.lock().expect("plan cache");
                 if cache.len() >= CACHED_AT_MOST {
                     // Bounded: the expired go first, then everything.
@@ -119,13 +125,22 @@ impl Plans {
                 );
                 planned
             }
-        }?;
-        Some(self.learning.with_probe(
-            &planned.plan,
-            &planned.estimates,
-            random_unit(),
-            random_unit(),
-            random_unit(),
-        ))
+        };
+        match planned {
+            Planned::WarmUp => self.learning.warm_up(random_unit()).map(|plan| OrderPlan {
+                kind: PlanKind::WarmUp,
+                plan,
+            }),
+            Planned::Learned { plan, estimates } => Some(OrderPlan {
+                kind: PlanKind::Learned,
+                plan: self.learning.with_probe(
+                    &plan,
+                    &estimates,
+                    random_unit(),
+                    random_unit(),
+                    random_unit(),
+                ),
+            }),
+        }
     }
 }

@@ -166,7 +166,7 @@ where
             now,
         );
         intent.plan_step = plan.as_ref().map(|_| 0);
-        intent.poll_plan = plan.map(|plan| plan.polls);
+        intent.poll_plan = plan;
         match self
             .store
             .begin(&intent, claim.as_ref())
@@ -558,13 +558,11 @@ where
         // On a plan, its first time counts from the payment just made.
         let delay = order
             .poll_plan
-            .clone()
-            .and_then(|polls| {
-                self.plans.learning.first_delay(
-                    &foxrelay_shared::domain::learning::Plan { polls },
-                    Duration::ZERO,
-                    random_unit(),
-                )
+            .as_ref()
+            .and_then(|planned| {
+                self.plans
+                    .learning
+                    .first_delay(&planned.plan, Duration::ZERO, random_unit())
             })
             .unwrap_or(self.options.first_poll_delay);
         let message = PollMessage {

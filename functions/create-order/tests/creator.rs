@@ -107,7 +107,14 @@ async fn an_order_is_stored_bought_once_paid_and_its_first_poll_waits_for_its_de
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].message.kind, PollKind::Poll);
     assert_eq!(sent[0].message.seq, 1);
-    assert_eq!(sent[0].delay, Duration::from_secs(5));
+    // A product never seen before: a warm-up plan, its probe first.
+    let warm = order.poll_plan.clone().expect("a warm-up plan");
+    assert_eq!(
+        warm.kind,
+        foxrelay_shared::domain::learning::PlanKind::WarmUp
+    );
+    assert!(sent[0].delay <= Duration::from_secs(u64::from(warm.plan.polls[0])));
+    assert!(sent[0].delay >= Duration::from_secs(1));
     assert_eq!(order.poll_seq, 1);
     // FoxReload's clock was measured from the answer.
     use foxrelay_shared::store::PlacementStore;
@@ -564,19 +571,32 @@ async fn a_product_with_enough_history_gets_its_learned_plan_and_its_first_time(
     let c = creator();
     let order = new_order("learned");
     let product = order.lines[0].product_id.clone();
-    // Too few observations: the schedule's first delay.
+    // Too few observations: the default's times, with a probe inside its
+    // first gap.
     learned(&c, &product, 19).await;
     let first = create(&c, order.clone(), key("k-thin"), alice())
         .await
         .unwrap();
-    assert_eq!(stored(&c, &first.order_id).await.poll_plan, None);
-    assert_eq!(c.queue.take()[0].delay, Duration::from_secs(5));
+    let warm = stored(&c, &first.order_id).await.poll_plan.unwrap();
+    assert_eq!(
+        warm.kind,
+        foxrelay_shared::domain::learning::PlanKind::WarmUp
+    );
+    assert!((1..10).contains(&warm.plan.polls[0]), "{warm:?}");
+    assert_eq!(&warm.plan.polls[1..4], &[10, 20, 30]);
+    let first_delay = c.queue.take()[0].delay;
+    assert!(first_delay <= Duration::from_secs(u64::from(warm.plan.polls[0])));
     // Enough, once the cached answer ran out.
     learned(&c, &product, 1).await;
     tokio::time::advance(c.plans.keep_for).await;
     let second = create(&c, order, key("k-enough"), alice()).await.unwrap();
     let planned = stored(&c, &second.order_id).await;
-    let plan = planned.poll_plan.expect("a learned plan");
+    let planned_times = planned.poll_plan.expect("a learned plan");
+    assert_eq!(
+        planned_times.kind,
+        foxrelay_shared::domain::learning::PlanKind::Learned
+    );
+    let plan = planned_times.plan.polls;
     assert!(plan[0] <= 3, "{plan:?}");
     assert_eq!(planned.plan_step, Some(0));
     let sent = c.queue.take();

@@ -483,7 +483,7 @@ async fn an_order_on_a_learned_plan_is_polled_at_its_times_and_teaches_its_produ
     let p = poller();
     p.supplier.reads_to_end(3);
     let mut intent = seed::intent("planned", p.clock.now());
-    intent.poll_plan = Some(vec![3, 10, 40]);
+    intent.poll_plan = Some(learned(&[3, 10, 40]));
     intent.plan_step = Some(0);
     let start = p.clock.now();
     seed::place_intent(
@@ -529,7 +529,7 @@ async fn past_its_plan_an_order_is_polled_on_the_schedules_rails() {
     let p = poller();
     p.supplier.reads_to_end(6);
     let mut intent = seed::intent("rails", p.clock.now());
-    intent.poll_plan = Some(vec![2, 4]);
+    intent.poll_plan = Some(learned(&[2, 4]));
     intent.plan_step = Some(0);
     let start = p.clock.now();
     seed::place_intent(
@@ -575,4 +575,13 @@ async fn a_summary_that_cannot_be_written_costs_an_observation_not_a_delivery() 
     assert_eq!(p.publisher.events().len(), 1);
     let product = stored(&p, "unlearned").await.lines[0].product_id.clone();
     assert_eq!(p.store.summary(&product).await.unwrap().observations, 0);
+}
+
+fn learned(polls: &[u32]) -> foxrelay_shared::domain::learning::OrderPlan {
+    foxrelay_shared::domain::learning::OrderPlan {
+        kind: foxrelay_shared::domain::learning::PlanKind::Learned,
+        plan: foxrelay_shared::domain::learning::Plan {
+            polls: polls.to_vec(),
+        },
+    }
 }

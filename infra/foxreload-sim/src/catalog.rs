@@ -37,6 +37,12 @@ pub const PRODUCT_POOR: &str = "product_poor";
 pub const PRODUCT_PLAYER: &str = "product_player";
 /// Completes one unit short without saying so (see [`Behaviour::Short`]).
 pub const PRODUCT_SHORT: &str = "product_short";
+/// Completes 2 s after payment, whatever the timing (see
+/// [`Behaviour::Timed`]).
+pub const PRODUCT_TWO_SECONDS: &str = "product_2s";
+/// Completes 25 s after payment, whatever the timing (see
+/// [`Behaviour::Timed`]).
+pub const PRODUCT_TWENTY_FIVE_SECONDS: &str = "product_25s";
 
 /// What buying a product makes the simulator do. Each behaviour exists to
 /// drive one path of our client and of the polling pipeline.
@@ -95,6 +101,10 @@ pub enum Behaviour {
     /// Ends `completed` one unit short, with no item error: a short delivery
     /// FoxReload does not explain, which operations must hear of.
     Short,
+    /// Completes exactly this long after payment (whatever `Timing` says),
+    /// with one `{"code"}` per unit: a product whose orders always take the
+    /// same time, for learned polling.
+    Timed(std::time::Duration),
 }
 
 /// One catalog entry.
@@ -132,7 +142,7 @@ const fn entry(
     }
 }
 
-static CATALOG: [Product; 15] = [
+static CATALOG: [Product; 17] = [
     entry(PRODUCT_FAST, "Game Wallet 10 USD", 1250, Behaviour::Fast),
     entry(
         PRODUCT_SLOW,
@@ -218,6 +228,18 @@ static CATALOG: [Product; 15] = [
         "Streaming 3 months (one short)",
         1890,
         Behaviour::Short,
+    ),
+    entry(
+        PRODUCT_TWO_SECONDS,
+        "Steam Wallet 5 USD (2 s)",
+        630,
+        Behaviour::Timed(std::time::Duration::from_secs(2)),
+    ),
+    entry(
+        PRODUCT_TWENTY_FIVE_SECONDS,
+        "Travel eSIM 1 GB (25 s)",
+        480,
+        Behaviour::Timed(std::time::Duration::from_secs(25)),
     ),
 ];
 

@@ -123,6 +123,11 @@ fn item_done_at(
         Behaviour::Never => None,
         Behaviour::Slow => after(processing_at, timing.slow_fulfilment),
         Behaviour::UnknownStatus => after(processing_at, timing.unknown_status_for),
+        // Processing started `paid_to_processing` after payment.
+        Behaviour::Timed(total) => after(
+            processing_at,
+            total.saturating_sub(timing.paid_to_processing),
+        ),
         Behaviour::Fast
         | Behaviour::Fail
         | Behaviour::Partial
@@ -172,7 +177,8 @@ pub(crate) fn draw_delivery(
         | Behaviour::Garbage
         | Behaviour::UnknownStatus
         | Behaviour::Poor
-        | Behaviour::Player => codes(quantity),
+        | Behaviour::Player
+        | Behaviour::Timed(_) => codes(quantity),
     }
 }
 

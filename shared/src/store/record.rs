@@ -73,10 +73,10 @@ pub struct OrderRecord {
     /// the poll count at the last one.
     pub revivals: u32,
     pub revived_at_polls: Option<u64>,
-    /// The learned poll times the order follows, in seconds from the start
-    /// of its clock (payment, or placement until paid), when it got a
-    /// plan; `None`: the default schedule.
-    pub poll_plan: Option<Vec<u32>>,
+    /// The poll times the order follows, in seconds from the start of its
+    /// clock (payment, or placement until paid), and whether they were
+    /// learned or are a warm-up's; `None`: the default schedule.
+    pub poll_plan: Option<crate::domain::learning::OrderPlan>,
     /// The planned poll the live link is for (`None`: past the plan).
     pub plan_step: Option<u32>,
     /// When FoxReload confirmed our payment.

@@ -937,11 +937,17 @@ pub async fn instants_compared_in_conditions_come_back_in_milliseconds<S: OrderS
 
 pub async fn an_order_keeps_its_poll_plan_and_its_clock<S: OrderStore>(store: &S) {
     let mut order = intent("p1", T0);
-    order.poll_plan = Some(vec![3, 10, 40]);
+    let plan = crate::domain::learning::OrderPlan {
+        kind: crate::domain::learning::PlanKind::WarmUp,
+        plan: crate::domain::learning::Plan {
+            polls: vec![3, 10, 40],
+        },
+    };
+    order.poll_plan = Some(plan.clone());
     order.plan_step = Some(0);
     store.begin(&order, None).await.unwrap();
     let stored = store.order("p1").await.unwrap().unwrap();
-    assert_eq!(stored.poll_plan, Some(vec![3, 10, 40]));
+    assert_eq!(stored.poll_plan, Some(plan.clone()));
     assert_eq!(stored.plan_step, Some(0));
     assert_eq!(stored.paid_at, None);
     assert_eq!(stored.clock_start(), T0);
@@ -1014,7 +1020,7 @@ pub async fn an_order_keeps_its_poll_plan_and_its_clock<S: OrderStore>(store: &S
         Some(crate::testing::millis(at(5))),
         "a failed poll saw nothing"
     );
-    assert_eq!(stored.poll_plan, Some(vec![3, 10, 40]));
+    assert_eq!(stored.poll_plan, Some(plan));
 }
 
 fn ended_between(after: f64, by: f64) -> crate::domain::learning::Observation {

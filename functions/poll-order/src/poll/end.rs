@@ -161,11 +161,10 @@ where
                 product: super::learn::product_of(&order)
                     .unwrap_or("several")
                     .to_owned(),
-                schedule: if order.poll_plan.is_some() {
-                    "learned"
-                } else {
-                    "default"
-                },
+                schedule: order
+                    .poll_plan
+                    .as_ref()
+                    .map_or("default", |planned| planned.kind.as_str()),
                 // The poll that saw the end is not counted on the order.
                 polls: order.poll_count + 1,
                 time_to_notify: ended_by_foxreload.then_some(time_to_notify),

@@ -3,7 +3,7 @@
 //! the horizon, unless it is paid).
 
 use super::{Finding, Handled, PollError, PollOrderStore, Poller, age, paid, unit, unsettled};
-use foxrelay_shared::domain::learning::{NextPoll, Plan, next_poll};
+use foxrelay_shared::domain::learning::{NextPoll, next_poll};
 use foxrelay_shared::domain::schedule::{MAX_DELAY, Next};
 use foxrelay_shared::domain::{OrderStatus, PollKind, PollMessage};
 use foxrelay_shared::events::OpsAlert;
@@ -99,9 +99,8 @@ where
         };
         let now = self.clock.now();
         let age = age(order, now);
-        let plan = order.poll_plan.clone().map(|polls| Plan { polls });
         let NextPoll { next, step } = next_poll(
-            plan.as_ref(),
+            order.poll_plan.as_ref().map(|planned| &planned.plan),
             order.plan_step.map(|s| s as usize),
             &self.options.schedule,
             (now - order.clock_start()).try_into().unwrap_or_default(),

@@ -22,5 +22,5 @@ pub mod policy;
 pub mod summary;
 
 pub use plan::{Plan, Planner};
-pub use policy::{Learning, NextPoll, next_poll, observation};
+pub use policy::{Learning, NextPoll, OrderPlan, PlanKind, next_poll, observation};
 pub use summary::{Contribution, Observation, Summary};

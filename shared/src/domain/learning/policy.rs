@@ -1,8 +1,13 @@
 //! Which poll times an order gets, and its next poll.
 //!
 //! An order of products that each have enough observations gets a plan
-//! made for the slowest of them; any other order, or one whose summaries
-//! could not be read, gets the default schedule. An order on a plan is
+//! made for the slowest of them ([`PlanKind::Learned`]). An order of a
+//! product still warming up gets the default schedule's times with one more
+//! poll inside the first gap ([`PlanKind::WarmUp`]): the default's first
+//! poll (10 s) says nothing of where in those 10 s an order ends, and a
+//! product that ends in 2 s is learned only from polls before it. An order
+//! whose summaries could not be read, or with learning off, gets the
+//! default schedule itself. An order on a plan is
 //! polled at the plan's times (jittered earlier only) and, past the plan,
 //! on the default schedule's rails: at least every steady cap until the
 //! stall threshold, then slower towards the horizon, where an unpaid
@@ -12,6 +17,40 @@ use super::plan::{Plan, Planner, slowest};
 use super::summary::{Decay, Masses, Observation, Summary};
 use crate::domain::schedule::{Next, Schedule};
 use std::time::Duration;
+
+/// Which kind of plan an order follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanKind {
+    /// The default schedule's times and one probe in its first gap, while
+    /// the product has too few observations.
+    WarmUp,
+    /// Made from the products' summaries.
+    Learned,
+}
+
+impl PlanKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WarmUp => "warm-up",
+            Self::Learned => "learned",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "warm-up" => Some(Self::WarmUp),
+            "learned" => Some(Self::Learned),
+            _ => None,
+        }
+    }
+}
+
+/// The plan an order follows, and its kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderPlan {
+    pub kind: PlanKind,
+    pub plan: Plan,
+}
 
 /// How orders learn their poll times.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,6 +67,9 @@ pub struct Learning {
     pub probe_share: f64,
     /// The schedule's jitter, which planned polls keep (earlier only).
     pub jitter: f64,
+    /// The default schedule's nominal poll times up to its stall
+    /// threshold, in whole seconds: a warming-up order's plan.
+    pub default_times: Vec<u32>,
 }
 
 impl Learning {
@@ -45,7 +87,34 @@ impl Learning {
             min_observations: min_observations.max(1),
             probe_share: 0.1,
             jitter: schedule.jitter,
+            default_times: default_times(schedule),
         }
+    }
+
+    /// Whether the summaries of an order's products are past warm-up:
+    /// every one has enough observations. Learning off: never.
+    pub fn warmed_up(&self, summaries: &[Summary]) -> bool {
+        self.enabled
+            && !summaries.is_empty()
+            && summaries
+                .iter()
+                .all(|s| s.observations >= self.min_observations)
+    }
+
+    /// A warming-up order's plan: the default schedule's times, and a
+    /// probe at a whole second inside the first gap, placed evenly on a
+    /// log scale (`place` in `[0, 1)`). `None` when the first gap has no
+    /// whole second inside it, or learning is off.
+    pub fn warm_up(&self, place: f64) -> Option<Plan> {
+        let first = *self.default_times.first()?;
+        if !self.enabled || first < 2 {
+            return None;
+        }
+        let high = f64::from(first - 1).ln();
+        let probe = (high * place.clamp(0.0, 1.0)).exp().round() as u32;
+        let mut polls = vec![probe.clamp(1, first - 1)];
+        polls.extend(&self.default_times);
+        Some(Plan { polls })
     }
 
     /// The first poll's delay on `plan`, for an order whose clock started
@@ -103,6 +172,25 @@ impl Learning {
         }
         Plan { polls }
     }
+}
+
+/// The default schedule's nominal poll times from the start up to its stall
+/// threshold, in whole seconds, strictly increasing.
+pub fn default_times(schedule: &Schedule) -> Vec<u32> {
+    let mut times: Vec<u32> = Vec::new();
+    let (mut age, mut previous) = (Duration::ZERO, None);
+    while let Next::Poll { nominal, .. } = schedule.next(age, previous, 0.5) {
+        age += nominal.max(Duration::from_secs(1));
+        if age > schedule.stall_after || times.len() >= 10_000 {
+            break;
+        }
+        let at = age.as_secs_f64().round() as u32;
+        if times.last().is_none_or(|last| at > *last) {
+            times.push(at);
+        }
+        previous = Some(nominal);
+    }
+    times
 }
 
 /// The share of orders of these products not ended by `t` seconds.
@@ -220,6 +308,39 @@ mod tests {
         let plan = learning.plan(&both);
         assert!(plan.polls[0] >= 50, "{plan:?}");
         assert_eq!(plan, learning.plan(&alone));
+    }
+
+    #[test]
+    fn a_warming_up_order_keeps_the_default_times_with_one_probe_inside_the_first_gap() {
+        let schedule = Schedule::default();
+        let learning = Learning::new(&schedule, Duration::from_secs(10), 20);
+        assert_eq!(&learning.default_times[..5], &[10, 20, 30, 40, 52]);
+        assert!(learning.default_times.windows(2).all(|w| w[0] < w[1]));
+        assert!(*learning.default_times.last().unwrap() <= 600);
+        for i in 0..20 {
+            let plan = learning.warm_up(f64::from(i) / 20.0).unwrap();
+            assert!((1..=9).contains(&plan.polls[0]), "{plan:?}");
+            assert_eq!(&plan.polls[1..], &learning.default_times[..]);
+        }
+        // Evenly on a log scale: as many probes in 1–3 s as in 3–9 s.
+        let early = (0..100)
+            .filter(|i| learning.warm_up(f64::from(*i) / 100.0).unwrap().polls[0] <= 3)
+            .count();
+        assert!((35..=65).contains(&early), "{early}");
+        let off = Learning {
+            enabled: false,
+            ..learning.clone()
+        };
+        assert_eq!(off.warm_up(0.5), None);
+        // A schedule whose first poll comes after a second has no room.
+        let quick = Schedule {
+            fast_interval: Duration::from_secs(1),
+            ..schedule
+        };
+        assert_eq!(
+            Learning::new(&quick, Duration::from_secs(10), 20).warm_up(0.5),
+            None
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `createdAt`, `updatedAt`, `claimedAt`, `receivedAt` | RFC 3339 text, UTC | read by people; `createdAt` sorts the pending index as text |
 //! | `nextPollDueAt`, `leaseUntil`, `lockedUntil`, `lastPolledAt`, `lastSeenOpenAt`, `paidAt`, `terminalAt`, `notifiedAt`, `*AlertedAt`, `postedAt[]`, `sampledAt` | epoch milliseconds | compared in conditions, or subtracted |
-//! | `pollPlan[]`, `planStep` | whole seconds, an index | an order's learned poll times |
+//! | `pollPlan[]`, `planStep`, `pollSchedule` | whole seconds, an index, `learned` or `warm-up` | an order's planned poll times |
 //! | `expiresAt` | epoch seconds | DynamoDB's TTL reads only seconds |
 //! | `lastDelayMs`, `offsetMs`, `uncertaintyMs` | milliseconds | durations |
 //!
@@ -15,6 +15,7 @@ use super::Item;
 use super::keys::PENDING;
 use super::keys::order_key;
 use crate::domain::event::{CodeKind, DeliveredCodeRecord};
+use crate::domain::learning::{OrderPlan, Plan, PlanKind};
 use crate::domain::reconcile::ClockOffset;
 use crate::domain::{OrderLine, OrderStatus, Principal};
 use crate::store::{IdempotencyRecord, OrderRecord, StoreError, StoredResponse, pending_sort_key};
@@ -214,7 +215,15 @@ pub(super) fn order_from_item(item: &Item) -> Result<OrderRecord, StoreError> {
         stall_alerted_at: r.millis("stallAlertedAt")?,
         revivals: r.opt_n("revivals")?.unwrap_or(0) as u32,
         revived_at_polls: r.opt_n("revivedAtPolls")?.map(|n| n.max(0) as u64),
-        poll_plan: r.seconds_list("pollPlan")?,
+        poll_plan: match (r.seconds_list("pollPlan")?, r.opt_s("pollSchedule")) {
+            (None, _) => None,
+            (Some(polls), kind) => Some(OrderPlan {
+                kind: kind
+                    .and_then(PlanKind::parse)
+                    .ok_or_else(|| r.corrupt("pollSchedule is not a plan's kind"))?,
+                plan: Plan { polls },
+            }),
+        },
         plan_step: r
             .opt_n("planStep")?
             .map(|n| u32::try_from(n).map_err(|_| r.corrupt("planStep is out of range")))
@@ -270,11 +279,12 @@ pub(super) fn intent_to_item(order: &OrderRecord) -> Item {
     if let Some(due) = order.next_poll_due_at {
         item.insert("nextPollDueAt".into(), n(millis(due)));
     }
-    if let Some(plan) = &order.poll_plan {
+    if let Some(planned) = &order.poll_plan {
         item.insert(
             "pollPlan".into(),
-            AttributeValue::L(plan.iter().map(|t| n(*t)).collect()),
+            AttributeValue::L(planned.plan.polls.iter().map(|t| n(*t)).collect()),
         );
+        item.insert("pollSchedule".into(), s(planned.kind.as_str()));
     }
     if let Some(step) = order.plan_step {
         item.insert("planStep".into(), n(step));
