@@ -28,8 +28,8 @@ const CACHED_AT_MOST: usize = 512;
 /// What a set of products calls for.
 #[derive(Clone, Debug)]
 enum Planned {
-    /// Too few observations yet.
-    WarmUp,
+    /// Too few observations yet; what they estimate so far.
+    WarmUp(Vec<Masses>),
     /// A plan, and the estimates it was made from.
     Learned { plan: Plan, estimates: Vec<Masses> },
 }
@@ -106,7 +106,7 @@ impl Plans {
                         plan: self.learning.plan(&estimates),
                         estimates,
                     },
-                    None => Planned::WarmUp,
+                    None => Planned::WarmUp(self.learning.so_far(&summaries)),
                 };
                 let mut cache = self.cache.lock().expect("plan cache");
                 if cache.len() >= CACHED_AT_MOST {
@@ -127,10 +127,13 @@ impl Plans {
             }
         };
         match planned {
-            Planned::WarmUp => self.learning.warm_up(random_unit()).map(|plan| OrderPlan {
-                kind: PlanKind::WarmUp,
-                plan,
-            }),
+            Planned::WarmUp(estimates) => self
+                .learning
+                .warm_up(&estimates, random_unit(), random_unit())
+                .map(|plan| OrderPlan {
+                    kind: PlanKind::WarmUp,
+                    plan,
+                }),
             Planned::Learned { plan, estimates } => Some(OrderPlan {
                 kind: PlanKind::Learned,
                 plan: self.learning.with_probe(

@@ -175,8 +175,15 @@ impl Planner {
             .unwrap_or(self.until.max(1))
     }
 
+    /// The share of orders a read at `b` after one at `a` sees late: those
+    /// that ended before `b - target_lag`, by more than the summary can
+    /// tell times apart (a bin, 9 %). Without that tolerance, the mass a
+    /// bin spreads a little below an observation's interval (the bin
+    /// holding 20 s reaches down to 19 s) would make a plan poll twice
+    /// where once is enough.
     fn late_between(&self, a: u32, b: u32, at: &impl Fn(f64) -> f64) -> f64 {
-        let seen_late_before = f64::from(b) - self.target_lag;
+        let resolution = 2f64.powf(1.0 / super::bins::PER_OCTAVE);
+        let seen_late_before = (f64::from(b) - self.target_lag) / resolution;
         if seen_late_before <= f64::from(a) {
             0.0
         } else {
@@ -189,12 +196,13 @@ impl Planner {
     fn shortest(&self, s: &[f64], price: f64) -> Plan {
         let end = s.len() - 1;
         // area[t]: ∫₀ᵗ S, by trapezoids; the expected lag of the orders a
-        // read at b sees after one at a is ∫ₐᵇ S - (b - a)·S(b).
+        // read at b sees after one at a, E[(b - T); a < T ≤ b], is
+        // (b - a)·S(a) - ∫ₐᵇ S (by parts).
         let mut area = vec![0.0; end + 1];
         for t in 1..=end {
             area[t] = area[t - 1] + (s[t - 1] + s[t]) / 2.0;
         }
-        let lag = |a: usize, b: usize| (area[b] - area[a] - (b - a) as f64 * s[b]).max(0.0);
+        let lag = |a: usize, b: usize| ((b - a) as f64 * s[a] - (area[b] - area[a])).max(0.0);
         // The expected lag beyond the target: the orders ending in
         // (a, b - target), each by how much it is late. A price on it
         // (not on the count of late orders alone) spreads lateness thinly
@@ -248,8 +256,9 @@ impl Planner {
 impl Planner {
     /// A poll to add to `plan` now and then, to learn where in a gap the
     /// orders end: a gap picked by the share of orders ending in it
-    /// (`pick` in `[0, 1)`), a whole second inside it picked evenly on a log
-    /// scale (`place`). `None` when no gap is wider than 2 s.
+    /// (`pick` in `[0, 1)`), and inside it the whole second by which a
+    /// `place` share of those orders have ended (so probes fall where the
+    /// orders do). `None` when no gap is wider than 2 s.
     pub fn probe(
         &self,
         plan: &Plan,
@@ -275,9 +284,20 @@ impl Planner {
                 left < 0.0
             })
             .or(gaps.last())?;
-        let (low, high) = (f64::from(a + 1).ln(), f64::from(b - 1).ln());
-        let at = (low + (high - low) * place.clamp(0.0, 1.0)).exp().round() as u32;
-        Some(at.clamp(a + 1, b - 1))
+        // Bisect for the time by which that share of the gap's orders
+        // ended: survival falls from S(a) to S(b) across it.
+        let (from, to) = (survival(f64::from(a)), survival(f64::from(b)));
+        let target = from - (from - to) * place.clamp(0.0, 1.0);
+        let (mut low, mut high) = (f64::from(a), f64::from(b));
+        for _ in 0..40 {
+            let mid = (low + high) / 2.0;
+            if survival(mid) > target {
+                low = mid;
+            } else {
+                high = mid;
+            }
+        }
+        Some((high.round() as u32).clamp(a + 1, b - 1))
     }
 }
 

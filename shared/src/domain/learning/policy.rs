@@ -101,20 +101,47 @@ impl Learning {
                 .all(|s| s.observations >= self.min_observations)
     }
 
-    /// A warming-up order's plan: the default schedule's times, and a
-    /// probe at a whole second inside the first gap, placed evenly on a
-    /// log scale (`place` in `[0, 1)`). `None` when the first gap has no
-    /// whole second inside it, or learning is off.
-    pub fn warm_up(&self, place: f64) -> Option<Plan> {
+    /// A warming-up order's plan: the default schedule's times and one
+    /// probe. With nothing observed yet (`estimates` empty), the probe is
+    /// at a whole second inside the first gap, evenly on a log scale
+    /// (`place` in `[0, 1)`): the gap nothing else looks into. Once the
+    /// products have some mass, it goes where their orders end, as a
+    /// learned plan's probes do. `None` when there is no room for a probe,
+    /// or learning is off.
+    pub fn warm_up(&self, estimates: &[Masses], pick: f64, place: f64) -> Option<Plan> {
         let first = *self.default_times.first()?;
-        if !self.enabled || first < 2 {
+        if !self.enabled {
             return None;
         }
-        let high = f64::from(first - 1).ln();
-        let probe = (high * place.clamp(0.0, 1.0)).exp().round() as u32;
-        let mut polls = vec![probe.clamp(1, first - 1)];
-        polls.extend(&self.default_times);
+        let default = Plan {
+            polls: self.default_times.clone(),
+        };
+        let probe = if estimates.is_empty() {
+            if first < 2 {
+                return None;
+            }
+            let high = f64::from(first - 1).ln();
+            let at = (high * place.clamp(0.0, 1.0)).exp().round() as u32;
+            at.clamp(1, first - 1)
+        } else {
+            self.planner
+                .probe(&default, |t| survival(estimates, t), pick, place)?
+        };
+        let mut polls = default.polls;
+        if let Err(at) = polls.binary_search(&probe) {
+            polls.insert(at, probe);
+        }
         Some(Plan { polls })
+    }
+
+    /// What the summaries of an order's products estimate so far, whatever
+    /// their number of observations; empty unless every one has some.
+    pub fn so_far(&self, summaries: &[Summary]) -> Vec<Masses> {
+        summaries
+            .iter()
+            .map(|summary| summary.masses(&self.decay))
+            .collect::<Option<Vec<_>>>()
+            .unwrap_or_default()
     }
 
     /// The first poll's delay on `plan`, for an order whose clock started
@@ -318,27 +345,40 @@ mod tests {
         assert!(learning.default_times.windows(2).all(|w| w[0] < w[1]));
         assert!(*learning.default_times.last().unwrap() <= 600);
         for i in 0..20 {
-            let plan = learning.warm_up(f64::from(i) / 20.0).unwrap();
+            let plan = learning.warm_up(&[], 0.5, f64::from(i) / 20.0).unwrap();
             assert!((1..=9).contains(&plan.polls[0]), "{plan:?}");
             assert_eq!(&plan.polls[1..], &learning.default_times[..]);
         }
         // Evenly on a log scale: as many probes in 1–3 s as in 3–9 s.
         let early = (0..100)
-            .filter(|i| learning.warm_up(f64::from(*i) / 100.0).unwrap().polls[0] <= 3)
+            .filter(|i| learning.warm_up(&[], 0.5, f64::from(*i) / 100.0).unwrap().polls[0] <= 3)
             .count();
         assert!((35..=65).contains(&early), "{early}");
+        // Once something is known, the probe goes where orders end: here
+        // between 20 s and 30 s, the default's third gap.
+        let some = learning.so_far(&[summary_of(&learning.decay, &[(20.0, 30.0); 3])]);
+        // (to a bin: the one holding 20 s reaches down to 19 s).
+        let inside = (0..20)
+            .filter(|i| {
+                let unit = (f64::from(*i) + 0.5) / 20.0;
+                let plan = learning.warm_up(&some, unit, unit).unwrap();
+                assert_eq!(plan.polls.len(), learning.default_times.len() + 1);
+                plan.polls.iter().any(|t| (19..30).contains(t) && *t != 20)
+            })
+            .count();
+        assert!(inside >= 18, "{inside}");
         let off = Learning {
             enabled: false,
             ..learning.clone()
         };
-        assert_eq!(off.warm_up(0.5), None);
+        assert_eq!(off.warm_up(&[], 0.5, 0.5), None);
         // A schedule whose first poll comes after a second has no room.
         let quick = Schedule {
             fast_interval: Duration::from_secs(1),
             ..schedule
         };
         assert_eq!(
-            Learning::new(&quick, Duration::from_secs(10), 20).warm_up(0.5),
+            Learning::new(&quick, Duration::from_secs(10), 20).warm_up(&[], 0.5, 0.5),
             None
         );
     }

@@ -1,0 +1,160 @@
+//! Learned polling through the local runner: the three real handlers on the
+//! default schedule, against moto and the simulator's products that end a
+//! fixed time after payment. Once a product has been learned, its orders
+//! are read about once, soon after they end.
+
+use foxrelay_local::{LocalStack, StackOptions, StackTemplate};
+use foxrelay_shared::domain::learning::PlanKind;
+use foxrelay_shared::store::{DynamoStore, OrderReader, OrderRecord};
+use foxrelay_tests::{moto, unique_prefix};
+use foxreload_sim::{PRODUCT_TWENTY_FIVE_SECONDS, PRODUCT_TWO_SECONDS, SimConfig, Simulator};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+fn options(sim: &Simulator) -> StackOptions {
+    // The default schedule and learning settings, but plans kept for 5 s
+    // (not a minute), so the second round is planned from the first.
+    let overrides = [("POLL_PLAN_CACHE_SECS", "5")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    StackOptions {
+        template: StackTemplate::repository_path(),
+        aws_endpoint: Some(moto().endpoint_url()),
+        foxreload: Some((sim.base_url(), sim.api_key().to_owned())),
+        simulator: SimConfig::default(),
+        prefix: unique_prefix(),
+        api_addr: ([127, 0, 0, 1], 0).into(),
+        overrides,
+        scan_interval: Duration::from_secs(5),
+        poll_copies: 1,
+        poll_wait: Duration::from_secs(1),
+    }
+}
+
+/// Places `count` orders of each product at once; our order ids.
+async fn place(stack: &LocalStack, products: &[(&str, usize)], round: &str) -> Vec<String> {
+    let http = reqwest::Client::new();
+    let api = format!("http://{}/orders", stack.api_addr);
+    let mut tasks = Vec::new();
+    for (product, count) in products {
+        for n in 0..*count {
+            let (http, api) = (http.clone(), api.clone());
+            let key = format!("learn-{round}-{product}-{n}");
+            let product = product.to_string();
+            tasks.push(tokio::spawn(async move {
+                let response = http
+                    .post(&api)
+                    .header("idempotency-key", key)
+                    .json(&json!({"items": [{"productId": product, "quantity": 1}]}))
+                    .send()
+                    .await
+                    .unwrap();
+                let (status, answer) = foxrelay_tests::http_answer("POST", response).await;
+                assert_eq!(status, 202, "{answer}");
+                answer["orderId"].as_str().unwrap().to_owned()
+            }));
+        }
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.unwrap());
+    }
+    ids
+}
+
+/// Waits until every order is notified; the orders as stored.
+async fn notified(stack: &LocalStack, ids: &[String]) -> BTreeMap<String, OrderRecord> {
+    let store = DynamoStore::new(stack.clients.dynamodb.clone(), stack.resources.table_name());
+    let deadline = Instant::now() + Duration::from_secs(150);
+    loop {
+        let mut done = BTreeMap::new();
+        for id in ids {
+            let order = store.order(id).await.unwrap().expect("stored");
+            if order.notified_at.is_some() {
+                done.insert(id.clone(), order);
+            }
+        }
+        if done.len() == ids.len() {
+            return done;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} orders notified",
+            done.len(),
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Reads FoxReload answered for the order: the polls recorded, and the one
+/// that saw the end.
+fn reads(order: &OrderRecord) -> u64 {
+    order.poll_count + 1
+}
+
+/// From the order's end at FoxReload (payment there, plus the product's
+/// time) to its event published.
+fn lag(sim: &Simulator, order: &OrderRecord, takes: Duration) -> Duration {
+    let at_foxreload = sim
+        .order(order.supplier_order_id.as_deref().unwrap())
+        .unwrap();
+    let paid = OffsetDateTime::parse(at_foxreload["paidAt"].as_str().unwrap(), &Rfc3339).unwrap();
+    (order.notified_at.unwrap() - (paid + takes))
+        .try_into()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learned_product_is_read_about_once_soon_after_it_ends() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let stack = LocalStack::start(options(&sim)).await.unwrap();
+    let two = Duration::from_secs(2);
+
+    // Warm-up: 30 orders of the 2 s product, 20 of the 25 s one, on the
+    // default schedule's times with a probe each.
+    let first = place(
+        &stack,
+        &[(PRODUCT_TWO_SECONDS, 30), (PRODUCT_TWENTY_FIVE_SECONDS, 20)],
+        "warm",
+    )
+    .await;
+    let warm = notified(&stack, &first).await;
+    assert!(
+        warm.values()
+            .all(|o| o.poll_plan.as_ref().map(|p| p.kind) == Some(PlanKind::WarmUp)),
+        "the first orders warm up"
+    );
+    // Plans cached before the last observations landed run out.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
+    let second = place(
+        &stack,
+        &[(PRODUCT_TWO_SECONDS, 10), (PRODUCT_TWENTY_FIVE_SECONDS, 10)],
+        "learned",
+    )
+    .await;
+    let learned = notified(&stack, &second).await;
+    let mut report = Vec::new();
+    for order in learned.values() {
+        let plan = order.poll_plan.as_ref().expect("a plan");
+        assert_eq!(plan.kind, PlanKind::Learned, "{order:?}");
+        let product = order.lines[0].product_id.as_str();
+        report.push(format!(
+            "{product}: {} reads, plan {:?}",
+            reads(order),
+            plan.plan.polls
+        ));
+        assert!(reads(order) <= 2, "{report:?}");
+        if product == PRODUCT_TWO_SECONDS {
+            let lag = lag(&sim, order, two);
+            assert!(lag <= Duration::from_secs(4), "{lag:?} {report:?}");
+        }
+    }
+    eprintln!("{}", report.join("\n"));
+    stack.stop().await;
+}
