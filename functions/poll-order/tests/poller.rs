@@ -554,7 +554,7 @@ async fn past_its_plan_an_order_is_polled_on_the_schedules_rails() {
     }
     assert_eq!(seen.len(), 6);
     assert_eq!(stored(&p, "rails").await.status, OrderStatus::Completed);
-    assert_eq!(stored(&p, "rails").await.plan_step, None);
+    assert_eq!(stored(&p, "rails").await.plan_step, Some(1));
 }
 
 #[tokio::test(start_paused = true)]

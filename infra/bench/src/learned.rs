@@ -13,8 +13,10 @@
 use crate::rng::Rng;
 use crate::schedule_lag::poll_until;
 use crate::table::{Section, fixed, ratio};
-use foxrelay_shared::domain::learning::summary::{Decay, Masses};
-use foxrelay_shared::domain::learning::{Observation, Plan, Planner, Summary};
+use foxrelay_shared::domain::learning::summary::Masses;
+use foxrelay_shared::domain::learning::{
+    Learning, NextPoll, Observation, Plan, Summary, next_poll,
+};
 use foxrelay_shared::domain::schedule::{Next, Schedule};
 use foxrelay_shared::queue::delay_seconds;
 use std::collections::VecDeque;
@@ -32,8 +34,6 @@ const REPLAN_EVERY: usize = 10;
 const IN_FLIGHT: usize = 10;
 /// The order of the shifting product from which it behaves otherwise.
 const SHIFT_AT: usize = ORDERS / 5 / 2;
-/// The share of orders given one probe poll, to learn inside a gap.
-pub const PROBE_SHARE: f64 = 0.1;
 /// Lag targets tried; the first is the default.
 const TARGETS: [f64; 4] = [10.0, 5.0, 15.0, 20.0];
 
@@ -110,8 +110,9 @@ impl Seen {
     }
 }
 
-/// One order polled on `plan` (then the default schedule's rails):
-/// `(lag, reads, observation)`.
+/// One order polled on `plan` as poll-order polls it (`next_poll`: the
+/// plan's times, jittered earlier only, then the default schedule's
+/// rails): `(lag, reads, observation)`.
 fn poll_planned(
     plan: &Plan,
     schedule: &Schedule,
@@ -119,32 +120,24 @@ fn poll_planned(
     rng: &mut Rng,
 ) -> (f64, u32, Observation) {
     let (mut age, mut before, mut reads) = (0.0f64, 0.0f64, 0u32);
-    for i in 0..plan.polls.len() {
-        let delay = plan
-            .delay_to(i, Duration::from_secs_f64(age), schedule.jitter, rng.unit())
-            .unwrap_or(Duration::from_secs(1));
+    let (mut step, mut previous) = (None, None);
+    loop {
+        let at = Duration::from_secs_f64(age);
+        let NextPoll {
+            next,
+            step: planned,
+        } = next_poll(Some(plan), step, schedule, at, at, previous, rng.unit());
+        let Next::Poll { nominal, delay } = next else {
+            return (f64::NAN, reads, observed(before, age));
+        };
+        step = planned.or(step);
+        previous = Some(nominal);
         age += f64::from(delay_seconds(delay).max(1));
         reads += 1;
         if age >= done {
             return (age - done, reads, observed(before, age));
         }
         before = age;
-    }
-    // Past the learned mass: the default schedule's rails.
-    let mut nominal = schedule.steady_cap;
-    loop {
-        match schedule.next(Duration::from_secs_f64(age), Some(nominal), rng.unit()) {
-            Next::Poll { nominal: n, delay } => {
-                nominal = n;
-                age += f64::from(delay_seconds(delay).max(1));
-                reads += 1;
-                if age >= done {
-                    return (age - done, reads, observed(before, age));
-                }
-                before = age;
-            }
-            Next::Abandon => return (f64::NAN, reads, observed(before, age)),
-        }
     }
 }
 
@@ -167,8 +160,10 @@ fn poll_default(schedule: &Schedule, done: f64, rng: &mut Rng) -> (f64, u32, Obs
 
 struct Learner {
     summary: Summary,
-    in_flight: VecDeque<(Observation, u64, Option<Masses>)>,
-    masses: Option<Masses>,
+    in_flight: VecDeque<Observation>,
+    /// What the summary estimated when last read (empty: nothing yet).
+    estimates: Vec<Masses>,
+    /// The learned plan made then, past warm-up.
     plan: Option<Plan>,
 }
 
@@ -191,12 +186,8 @@ struct Run {
 fn run_target(target: f64) -> Run {
     let schedule = Schedule::default();
     let guide = Schedule::guide();
-    let planner = Planner {
-        target_lag: target,
-        until: schedule.stall_after.as_secs() as u32,
-        ..Planner::default()
-    };
-    let decay = Decay::default();
+    let learning = Learning::new(&schedule, Duration::from_secs_f64(target), MIN_OBSERVATIONS);
+    let planner = learning.planner;
     let mut draws = Rng::new(SEED);
     let mut jitter = Rng::new(SEED + 1);
     let mut learners: Vec<Learner> = PRODUCTS
@@ -204,7 +195,7 @@ fn run_target(target: f64) -> Run {
         .map(|_| Learner {
             summary: Summary::default(),
             in_flight: VecDeque::new(),
-            masses: None,
+            estimates: Vec::new(),
             plan: None,
         })
         .collect();
@@ -223,37 +214,31 @@ fn run_target(target: f64) -> Run {
         let done = product.draw(k, &mut draws);
         let learner = &mut learners[p];
         if k.is_multiple_of(REPLAN_EVERY) {
-            learner.masses = learner.summary.masses(&decay);
-            learner.plan = (learner.summary.observations >= MIN_OBSERVATIONS)
-                .then_some(learner.masses.as_ref())
-                .flatten()
-                .map(|masses| planner.plan(|t| masses.survival(t)));
+            // What create-order's cache holds: plans made from the
+            // summary as read now.
+            let summaries = std::slice::from_ref(&learner.summary);
+            learner.estimates = learning.so_far(summaries);
+            learner.plan = learning
+                .estimates(summaries)
+                .map(|estimates| learning.plan(&estimates));
         }
-        let index = learner.summary.observations + learner.in_flight.len() as u64;
-        let (lag, reads, observation) = match (&learner.plan, &learner.masses) {
-            (Some(plan), Some(masses)) => {
-                let mut polls = plan.clone();
-                if jitter.unit() < PROBE_SHARE
-                    && let Some(probe) =
-                        planner.probe(plan, |t| masses.survival(t), jitter.unit(), jitter.unit())
-                {
-                    polls.polls.push(probe);
-                    polls.polls.sort_unstable();
-                }
-                poll_planned(&polls, &schedule, done, &mut jitter)
-            }
-            _ => poll_default(&schedule, done, &mut jitter),
+        let (roll, pick, place) = (jitter.unit(), jitter.unit(), jitter.unit());
+        let plan = match &learner.plan {
+            Some(plan) => Some(learning.with_probe(plan, &learner.estimates, roll, pick, place)),
+            None => learning.warm_up(&learner.estimates, pick, place),
+        };
+        let (lag, reads, observation) = match &plan {
+            Some(plan) => poll_planned(plan, &schedule, done, &mut jitter),
+            None => poll_default(&schedule, done, &mut jitter),
         };
         if matches!(product, Product::Shifting) && k >= SHIFT_AT {
             shifted_reads.push(f64::from(reads));
         }
-        learner
-            .in_flight
-            .push_back((observation, index, learner.masses.clone()));
+        learner.in_flight.push_back(observation);
         if learner.in_flight.len() > IN_FLIGHT {
-            let (observation, index, prior) = learner.in_flight.pop_front().expect("in flight");
-            let contribution =
-                decay.contribution(&observation, index, prior.as_ref(), &learner.summary);
+            // As poll-order adds it: read the summary, learn, add.
+            let observation = learner.in_flight.pop_front().expect("in flight");
+            let contribution = learning.decay.learn(&observation, &learner.summary);
             learner.summary.add(&contribution);
         }
         let (default_lag, default_reads, _) = poll_default(&schedule, done, &mut jitter);
@@ -269,7 +254,8 @@ fn run_target(target: f64) -> Run {
     // The first order after the shift from which the next 20 read, on
     // average, within 10 % of the optimum (probes included).
     let recovered_after = (0..shifted_reads.len().saturating_sub(20)).find(|&j| {
-        shifted_reads[j..j + 20].iter().sum::<f64>() / 20.0 <= 1.1 * (shifted_optimum + PROBE_SHARE)
+        shifted_reads[j..j + 20].iter().sum::<f64>() / 20.0
+            <= 1.1 * (shifted_optimum + learning.probe_share)
     });
     let tail = &shifted_reads[shifted_reads.len().saturating_sub(500)..];
     Run {

@@ -77,7 +77,8 @@ pub struct OrderRecord {
     /// clock (payment, or placement until paid), and whether they were
     /// learned or are a warm-up's; `None`: the default schedule.
     pub poll_plan: Option<crate::domain::learning::OrderPlan>,
-    /// The planned poll the live link is for (`None`: past the plan).
+    /// The planned poll the live link is for (past the plan: the last
+    /// one made; `None` before any, or without a plan).
     pub plan_step: Option<u32>,
     /// When FoxReload confirmed our payment.
     pub paid_at: Option<OffsetDateTime>,

@@ -162,7 +162,9 @@ where
             next_seq,
             next_due: now + delay,
             nominal_delay: nominal,
-            plan_step: step.and_then(|s| u32::try_from(s).ok()),
+            // Past the plan, the last planned poll made stays: the plan is
+            // never started again.
+            plan_step: step.and_then(|s| u32::try_from(s).ok()).or(order.plan_step),
             now,
         };
         self.store

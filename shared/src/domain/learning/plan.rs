@@ -177,13 +177,14 @@ impl Planner {
 
     /// The share of orders a read at `b` after one at `a` sees late: those
     /// that ended before `b - target_lag`, by more than the summary can
-    /// tell times apart (a bin, 9 %). Without that tolerance, the mass a
-    /// bin spreads a little below an observation's interval (the bin
-    /// holding 20 s reaches down to 19 s) would make a plan poll twice
-    /// where once is enough.
+    /// tell times apart (a bin, 9 %), up to a tenth of the target. Without
+    /// that tolerance, the mass a bin spreads a little below an
+    /// observation's interval (the bin holding 20 s reaches down to 19 s)
+    /// would make a plan poll twice where once is enough.
     fn late_between(&self, a: u32, b: u32, at: &impl Fn(f64) -> f64) -> f64 {
-        let resolution = 2f64.powf(1.0 / super::bins::PER_OCTAVE);
-        let seen_late_before = (f64::from(b) - self.target_lag) / resolution;
+        let due = f64::from(b) - self.target_lag;
+        let blur = due * (1.0 - 2f64.powf(-1.0 / super::bins::PER_OCTAVE));
+        let seen_late_before = due - blur.min(self.target_lag / 10.0);
         if seen_late_before <= f64::from(a) {
             0.0
         } else {

@@ -351,7 +351,13 @@ mod tests {
         }
         // Evenly on a log scale: as many probes in 1–3 s as in 3–9 s.
         let early = (0..100)
-            .filter(|i| learning.warm_up(&[], 0.5, f64::from(*i) / 100.0).unwrap().polls[0] <= 3)
+            .filter(|i| {
+                learning
+                    .warm_up(&[], 0.5, f64::from(*i) / 100.0)
+                    .unwrap()
+                    .polls[0]
+                    <= 3
+            })
             .count();
         assert!((35..=65).contains(&early), "{early}");
         // Once something is known, the probe goes where orders end: here
