@@ -331,21 +331,28 @@ pub fn metric_totals(lines: &[String]) -> BTreeMap<String, u64> {
         for metric in directive["Metrics"].as_array().expect("metrics") {
             let name = metric["Name"].as_str().expect("a name");
             let value = match metric["Unit"].as_str() {
-                Some("Count") => line[name].as_u64().expect("a count beside the directive"),
+                // A count, or counts (one per order: polls per order).
+                Some("Count") => match line[name].as_array() {
+                    Some(counts) => counts.iter().filter_map(serde_json::Value::as_u64).sum(),
+                    None => line[name].as_u64().expect("a count beside the directive"),
+                },
                 Some("Milliseconds") => line[name]
                     .as_array()
                     .expect("values beside the directive")
                     .len() as u64,
                 other => panic!("unit {other:?} in {line}"),
             };
-            let key = match &dimensions[1..] {
-                [] => name.to_owned(),
-                [dimension] => format!(
-                    "{name}/{}",
-                    line[dimension.as_str().unwrap()].as_str().unwrap()
-                ),
-                more => panic!("unexpected dimensions {more:?}"),
-            };
+            // `Name`, or `Name/value` per dimension beyond `Function`
+            // (`TimeToNotify/product_fast/learned`).
+            let key = std::iter::once(name.to_owned())
+                .chain(dimensions[1..].iter().map(|dimension| {
+                    line[dimension.as_str().unwrap()]
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                }))
+                .collect::<Vec<_>>()
+                .join("/");
             *totals.entry(key).or_default() += value;
         }
     }

@@ -45,8 +45,13 @@ pub async fn world(timing: Timing) -> World {
         Duration::from_secs(2),
     )
     .await;
+    // create-order plans warm-ups and learned plans from the schedule the
+    // world polls on (its first poll after a second leaves no room for a
+    // warm-up probe: orders start on the schedule itself).
+    let mut context = h.context.clone();
+    context.settings.schedule = quick_schedule();
     let create = create_order::Handler::with_options(
-        h.context.clone(),
+        context,
         CreateOptions {
             first_poll_delay: Duration::from_secs(1),
             ..CreateOptions::default()

@@ -976,6 +976,12 @@ const RANGED: &[(&str, &str)] = &[
     ("PollSlowCapSecs", names::POLL_SLOW_CAP_SECS),
     ("PollHorizonSecs", names::POLL_HORIZON_SECS),
     ("PollJitterPercent", names::POLL_JITTER_PERCENT),
+    ("PollTargetP95LagSecs", names::POLL_TARGET_P95_LAG_SECS),
+    (
+        "PollLearnMinObservations",
+        names::POLL_LEARN_MIN_OBSERVATIONS,
+    ),
+    ("PollPlanCacheSecs", names::POLL_PLAN_CACHE_SECS),
 ];
 
 #[test]

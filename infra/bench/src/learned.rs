@@ -186,7 +186,18 @@ struct Run {
 fn run_target(target: f64) -> Run {
     let schedule = Schedule::default();
     let guide = Schedule::guide();
-    let learning = Learning::new(&schedule, Duration::from_secs_f64(target), MIN_OBSERVATIONS);
+    let mut learning = Learning::new(&schedule, Duration::from_secs_f64(target), MIN_OBSERVATIONS);
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<f64>().ok());
+    if let Some(h) = env("X_HALF") {
+        learning.decay.half_life = h;
+        learning.decay.epoch = (3.0 * h) as u64;
+    }
+    if let Some(b) = env("X_BOOST") {
+        learning.decay.boost = b;
+    }
+    if let Some(s) = env("X_SMOOTH") {
+        learning.smoothing = s as usize;
+    }
     let planner = learning.planner;
     let mut draws = Rng::new(SEED);
     let mut jitter = Rng::new(SEED + 1);

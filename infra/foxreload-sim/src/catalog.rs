@@ -283,14 +283,14 @@ mod tests {
         let mut ids: Vec<_> = catalog().iter().map(|p| p.id).collect();
         ids.sort_unstable();
         ids.dedup();
-        assert_eq!(ids.len(), 15);
+        assert_eq!(ids.len(), 17);
         let mut behaviours: Vec<_> = catalog()
             .iter()
             .map(|p| format!("{:?}", p.behaviour))
             .collect();
         behaviours.sort_unstable();
         behaviours.dedup();
-        assert_eq!(behaviours.len(), 15);
+        assert_eq!(behaviours.len(), 17);
         assert!(catalog().iter().all(|p| p.price_cents > 0));
     }
 

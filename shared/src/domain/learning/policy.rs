@@ -67,6 +67,9 @@ pub struct Learning {
     pub probe_share: f64,
     /// The schedule's jitter, which planned polls keep (earlier only).
     pub jitter: f64,
+    /// Bins either side each bin's mass is shared with before planning
+    /// ([`Masses::smoothed`]).
+    pub smoothing: usize,
     /// The default schedule's nominal poll times up to its stall
     /// threshold, in whole seconds: a warming-up order's plan.
     pub default_times: Vec<u32>,
@@ -87,6 +90,7 @@ impl Learning {
             min_observations: min_observations.max(1),
             probe_share: 0.1,
             jitter: schedule.jitter,
+            smoothing: 1,
             default_times: default_times(schedule),
         }
     }
@@ -163,6 +167,7 @@ impl Learning {
                 (summary.observations >= self.min_observations)
                     .then(|| summary.masses(&self.decay))
                     .flatten()
+                    .map(|masses| masses.smoothed(self.smoothing))
             })
             .collect()
     }

@@ -36,6 +36,12 @@ pub struct Decay {
     /// Observations per epoch; bins of epochs older than the one before
     /// the current are forgotten (they weigh at most `2^(-E/H)`).
     pub epoch: u64,
+    /// An observation the summary gave less than this share of its mass
+    /// to (a product that changed) ...
+    pub surprise: f64,
+    /// ... counts this many times over, so the summary follows the change
+    /// sooner.
+    pub boost: f64,
 }
 
 impl Default for Decay {
@@ -43,6 +49,8 @@ impl Default for Decay {
         Self {
             half_life: 16.0,
             epoch: 48,
+            surprise: 0.01,
+            boost: 8.0,
         }
     }
 }
@@ -104,7 +112,7 @@ impl Decay {
         stored: &Summary,
     ) -> Contribution {
         let epoch = index / self.epoch;
-        let weight = 2f64.powf((index - epoch * self.epoch) as f64 / self.half_life);
+        let mut weight = 2f64.powf((index - epoch * self.epoch) as f64 / self.half_life);
         let even = bins::spread(
             observation.after.as_secs_f64(),
             observation.by.as_secs_f64(),
@@ -114,6 +122,9 @@ impl Decay {
             .map(|(k, share)| prior.map_or(0.0, |p| p.bins[*k] * share))
             .collect();
         let total: f64 = believed.iter().sum();
+        if prior.is_some() && total < self.surprise {
+            weight *= self.boost;
+        }
         let shares: Vec<(usize, f64)> = if total > 0.0 && total.is_finite() {
             even.iter()
                 .zip(&believed)
@@ -224,6 +235,34 @@ impl Summary {
 }
 
 impl Masses {
+    /// The distribution with each bin's mass shared with its neighbours
+    /// `width` bins either side (triangular weights): an estimate from a
+    /// few dozen orders has holes a plan should not trust.
+    pub fn smoothed(&self, width: usize) -> Masses {
+        if width == 0 {
+            return self.clone();
+        }
+        let mut bins = vec![0.0; self.bins.len()];
+        for (k, mass) in self.bins.iter().enumerate() {
+            if *mass == 0.0 {
+                continue;
+            }
+            let low = k.saturating_sub(width);
+            let high = (k + width).min(self.bins.len() - 1);
+            let weights: Vec<f64> = (low..=high)
+                .map(|j| (width + 1 - j.abs_diff(k)) as f64)
+                .collect();
+            let total: f64 = weights.iter().sum();
+            for (j, w) in (low..=high).zip(weights) {
+                bins[j] += mass * w / total;
+            }
+        }
+        Masses {
+            bins,
+            effective: self.effective,
+        }
+    }
+
     /// The share of completions later than `seconds`: mass is log-uniform
     /// within a bin.
     pub fn survival(&self, seconds: f64) -> f64 {
@@ -317,8 +356,9 @@ mod tests {
                 prop_assert!(summary.epochs.len() <= 2);
                 for bins in summary.epochs.values() {
                     prop_assert!(bins.iter().all(|w| w.is_finite() && *w >= 0.0));
-                    // Weights relative to their epoch: at most 2^(E/H).
-                    let most = 2f64.powf(decay.epoch as f64 / decay.half_life);
+                    // Weights relative to their epoch: at most 2^(E/H),
+                    // boosted at most `boost` times.
+                    let most = decay.boost * 2f64.powf(decay.epoch as f64 / decay.half_life);
                     prop_assert!(bins.iter().all(|w| *w <= most * decay.epoch as f64));
                 }
             }
