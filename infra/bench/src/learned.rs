@@ -186,18 +186,7 @@ struct Run {
 fn run_target(target: f64) -> Run {
     let schedule = Schedule::default();
     let guide = Schedule::guide();
-    let mut learning = Learning::new(&schedule, Duration::from_secs_f64(target), MIN_OBSERVATIONS);
-    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<f64>().ok());
-    if let Some(h) = env("X_HALF") {
-        learning.decay.half_life = h;
-        learning.decay.epoch = (3.0 * h) as u64;
-    }
-    if let Some(b) = env("X_BOOST") {
-        learning.decay.boost = b;
-    }
-    if let Some(s) = env("X_SMOOTH") {
-        learning.smoothing = s as usize;
-    }
+    let learning = Learning::new(&schedule, Duration::from_secs_f64(target), MIN_OBSERVATIONS);
     let planner = learning.planner;
     let mut draws = Rng::new(SEED);
     let mut jitter = Rng::new(SEED + 1);
@@ -308,8 +297,8 @@ pub fn run() -> Section {
         &format!(
             "The real summary and planner (domain::learning) and schedule on a simulated clock: \
              {ORDERS} orders, five products in turn; an observation reaches its product's summary \
-             {IN_FLIGHT} orders later, plans are made every {REPLAN_EVERY} orders, the default \
-             schedule applies until {MIN_OBSERVATIONS} observations. Figures after the first \
+             {IN_FLIGHT} orders later, plans are made every {REPLAN_EVERY} orders, warm-up plans \
+             (the default's times and a probe) until {MIN_OBSERVATIONS} observations. Figures after the first \
              {WARM_UP} orders of each product (warm-up) unless said. The shifting product \
              changes at its order {SHIFT_AT}. Rows per lag target: the default target first."
         ),

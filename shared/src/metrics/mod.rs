@@ -151,6 +151,9 @@ enum Sink {
     Memory(Arc<Mutex<Vec<String>>>),
 }
 
+/// Polls per order and times to notify (ms) of one product and schedule.
+type EndedFigures = (Vec<u64>, Vec<u64>);
+
 /// What an invocation counted and timed.
 #[derive(Debug, Default)]
 struct Figures {
@@ -159,7 +162,7 @@ struct Figures {
     time_to_notify: Vec<u64>,
     latency: BTreeMap<&'static str, Vec<u64>>,
     /// (product, schedule) → (polls, times to notify in ms).
-    ended: BTreeMap<(String, &'static str), (Vec<u64>, Vec<u64>)>,
+    ended: BTreeMap<(String, &'static str), EndedFigures>,
 }
 
 /// The most lines in-memory metrics keep (the newest).

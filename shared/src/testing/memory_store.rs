@@ -854,13 +854,6 @@ impl SweepStore for MemoryStore {
     }
 }
 
-#[cfg(test)]
-mod contract {
-    use super::MemoryStore;
-
-    crate::store_contract!(async { MemoryStore::new() });
-}
-
 impl SummaryReader for MemoryStore {
     async fn summary(&self, product_id: &str) -> Result<Summary, StoreError> {
         let state = self.enter("summary")?;
@@ -882,4 +875,11 @@ impl SummaryStore for MemoryStore {
             .add(contribution);
         Ok(())
     }
+}
+
+#[cfg(test)]
+mod contract {
+    use super::MemoryStore;
+
+    crate::store_contract!(async { MemoryStore::new() });
 }

@@ -9,7 +9,8 @@
 //!   it end") spread over the bins they cover, weighted so that recent
 //!   orders dominate, written with additions only (no read-modify-write);
 //! - [`plan`]: the poll times that minimise the expected number of reads
-//!   while the orders seen late by more than the lag target stay within 5 %;
+//!   while the orders seen late by more than the lag target stay within 3 %
+//!   (a 95th-percentile target, with a margin);
 //! - [`policy`]: which orders get a plan, and the next poll of an order on
 //!   one (the default schedule's rails past it).
 //!

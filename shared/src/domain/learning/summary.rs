@@ -36,12 +36,6 @@ pub struct Decay {
     /// Observations per epoch; bins of epochs older than the one before
     /// the current are forgotten (they weigh at most `2^(-E/H)`).
     pub epoch: u64,
-    /// An observation the summary gave less than this share of its mass
-    /// to (a product that changed) ...
-    pub surprise: f64,
-    /// ... counts this many times over, so the summary follows the change
-    /// sooner.
-    pub boost: f64,
 }
 
 impl Default for Decay {
@@ -49,8 +43,6 @@ impl Default for Decay {
         Self {
             half_life: 16.0,
             epoch: 48,
-            surprise: 0.01,
-            boost: 8.0,
         }
     }
 }
@@ -112,7 +104,7 @@ impl Decay {
         stored: &Summary,
     ) -> Contribution {
         let epoch = index / self.epoch;
-        let mut weight = 2f64.powf((index - epoch * self.epoch) as f64 / self.half_life);
+        let weight = 2f64.powf((index - epoch * self.epoch) as f64 / self.half_life);
         let even = bins::spread(
             observation.after.as_secs_f64(),
             observation.by.as_secs_f64(),
@@ -122,9 +114,6 @@ impl Decay {
             .map(|(k, share)| prior.map_or(0.0, |p| p.bins[*k] * share))
             .collect();
         let total: f64 = believed.iter().sum();
-        if prior.is_some() && total < self.surprise {
-            weight *= self.boost;
-        }
         let shares: Vec<(usize, f64)> = if total > 0.0 && total.is_finite() {
             even.iter()
                 .zip(&believed)
@@ -356,9 +345,8 @@ mod tests {
                 prop_assert!(summary.epochs.len() <= 2);
                 for bins in summary.epochs.values() {
                     prop_assert!(bins.iter().all(|w| w.is_finite() && *w >= 0.0));
-                    // Weights relative to their epoch: at most 2^(E/H),
-                    // boosted at most `boost` times.
-                    let most = decay.boost * 2f64.powf(decay.epoch as f64 / decay.half_life);
+                    // Weights relative to their epoch: at most 2^(E/H).
+                    let most = 2f64.powf(decay.epoch as f64 / decay.half_life);
                     prop_assert!(bins.iter().all(|w| *w <= most * decay.epoch as f64));
                 }
             }
