@@ -24,7 +24,7 @@ use foxrelay_shared::events::{EventPublisher, OpsAlert};
 use foxrelay_shared::foxreload::{ErrorClass, Supplier, SupplierError, SupplierOrder};
 use foxrelay_shared::placement::{Found, Posted, ReconcileOptions, pay, undecided};
 use foxrelay_shared::plans::{Plans, random_unit};
-use foxrelay_shared::queue::PollQueue;
+use foxrelay_shared::queue::{MAX_DELAY, PollQueue};
 use foxrelay_shared::store::{
     Begin, IdempotencyClaim, IdempotencyRecord, IdempotencyStore, OrderRecord, PlacementStore,
     StackAlerts, StoreError, StoredResponse, SummaryReader, SupplierProblem,
@@ -572,7 +572,7 @@ where
         };
         if let Err(error) = self
             .store
-            .schedule_poll(order_id, 1, now + delay, now)
+            .schedule_poll(order_id, 1, now + delay.min(MAX_DELAY), now)
             .await
         {
             warn!(%error, "first poll not recorded");

@@ -418,6 +418,10 @@ async fn a_cancelled_order_is_published_with_its_reason_and_no_codes() {
     assert_eq!(event.status, "cancelled");
     assert_eq!(event.cancel_reason.as_deref(), Some("out of stock"));
     assert!(event.codes.is_empty());
+    // A cancellation says nothing of how long fulfilment takes.
+    use foxrelay_shared::store::SummaryReader;
+    let product = stored(&p, "o11").await.lines[0].product_id.clone();
+    assert_eq!(p.store.summary(&product).await.unwrap().observations, 0);
 }
 
 #[tokio::test(start_paused = true)]

@@ -181,6 +181,9 @@ struct Run {
     shift_reads: (f64, f64),
     /// Each product's plan at the end of the run.
     plans: Vec<Option<Plan>>,
+    /// The longest a plan took to make, per product (create-order's cost
+    /// on a cache miss), in milliseconds.
+    plan_ms: Vec<f64>,
 }
 
 fn run_target(target: f64) -> Run {
@@ -201,6 +204,7 @@ fn run_target(target: f64) -> Run {
         .collect();
     let mut steady = vec![<[Seen; 3]>::default(); PRODUCTS.len()];
     let mut warm = vec![Seen::default(); PRODUCTS.len()];
+    let mut plan_ms = vec![0.0f64; PRODUCTS.len()];
     // The reads per order the best plan for the new behaviour makes.
     let shifted_optimum = {
         let new = |t: f64| ((60.0 - t) / 20.0).clamp(0.0, 1.0);
@@ -218,9 +222,11 @@ fn run_target(target: f64) -> Run {
             // summary as read now.
             let summaries = std::slice::from_ref(&learner.summary);
             learner.estimates = learning.so_far(summaries);
+            let started = std::time::Instant::now();
             learner.plan = learning
                 .estimates(summaries)
                 .map(|estimates| learning.plan(&estimates));
+            plan_ms[p] = f64::max(plan_ms[p], started.elapsed().as_secs_f64() * 1e3);
         }
         let (roll, pick, place) = (jitter.unit(), jitter.unit(), jitter.unit());
         let plan = match &learner.plan {
@@ -260,6 +266,7 @@ fn run_target(target: f64) -> Run {
     let tail = &shifted_reads[shifted_reads.len().saturating_sub(500)..];
     Run {
         plans: learners.iter().map(|l| l.plan.clone()).collect(),
+        plan_ms,
         steady,
         warm,
         recovered_after,
@@ -312,6 +319,7 @@ pub fn run() -> Section {
             "default mean lag s",
             "learned mean lag s",
             "learned plan at the end, s",
+            "longest plan ms",
         ],
     );
     let (default_target, chosen) = &runs[0];
@@ -327,6 +335,7 @@ pub fn run() -> Section {
                 format!("{}{more}", shown.join(", "))
             },
         ));
+        row.push(fixed(chosen.plan_ms[p], 1));
         section.row(row);
     }
     for (target, run) in &runs {
@@ -354,6 +363,7 @@ pub fn run() -> Section {
                 .map_or_else(|| "never".to_owned(), |n| n.to_string()),
         )];
         row.extend(compared(&default, &learned));
+        row.push(String::new());
         row.push(String::new());
         section.row(row);
     }

@@ -111,7 +111,7 @@ impl Timing {
 /// figure; with [`Timing::TimeToNotify`] on the same lines).
 pub const POLLS_PER_ORDER: &str = "PollsPerOrder";
 /// The dimension per-product figures are written by: the order's product,
-/// or `several` for an order of more than one.
+/// or `(several)` for an order of more than one.
 pub const PRODUCT: &str = "Product";
 /// The dimension saying how the order was polled: `learned` or `default`.
 pub const SCHEDULE: &str = "Schedule";

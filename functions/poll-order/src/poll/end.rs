@@ -15,6 +15,13 @@ use foxrelay_shared::queue::PollQueue;
 use foxrelay_shared::store::{OrderRecord, Persisted, SupplierProblem, Terminal};
 use tracing::{info, warn};
 
+/// The time an ended order's observation may take to be kept.
+const LEARN_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The `Product` of an order of several products in per-product metrics
+/// (no product id has parentheses).
+pub const SEVERAL_PRODUCTS: &str = "(several)";
+
 impl<S, Q, F, P, C> Poller<S, Q, F, P, C>
 where
     S: PollOrderStore,
@@ -91,8 +98,17 @@ where
             .await;
         }
         let handled = self.notify(stored).await?;
-        if ended.persisted != Persisted::AlreadyTerminal {
-            self.learn(&order, terminal.at).await;
+        // Ends FoxReload reached by fulfilling teach the product; a
+        // cancellation (an unpaid order expiring) says nothing of how long
+        // fulfilment takes. Bounded: it must not cost the message its
+        // budget.
+        if ended.persisted != Persisted::AlreadyTerminal
+            && matches!(status, OrderStatus::Completed | OrderStatus::Failed)
+            && tokio::time::timeout(LEARN_BUDGET, self.learn(&order, terminal.at))
+                .await
+                .is_err()
+        {
+            warn!("summary not updated in time; observation not kept");
         }
         Ok(handled)
     }
@@ -159,7 +175,7 @@ where
                 && order.items.iter().any(|item| item.is_silently_short()),
             ended: foxrelay_shared::metrics::Ended {
                 product: super::learn::product_of(&order)
-                    .unwrap_or("several")
+                    .unwrap_or(SEVERAL_PRODUCTS)
                     .to_owned(),
                 schedule: order
                     .poll_plan

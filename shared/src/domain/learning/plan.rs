@@ -23,6 +23,9 @@
 
 use std::time::Duration;
 
+/// The longest gap between planned polls: SQS's longest delay.
+const MAX_GAP: usize = crate::domain::schedule::MAX_DELAY.as_secs() as usize;
+
 /// The figures a plan is made with.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Planner {
@@ -228,7 +231,8 @@ impl Planner {
         let mut next = vec![end; end + 1];
         value[end] = 0.0;
         for a in (0..end).rev() {
-            for b in a + 1..=end {
+            // No gap is longer than SQS can delay a message.
+            for b in a + 1..=end.min(a + MAX_GAP) {
                 let cost = s[a] + price * excess(a, b) + self.lag_weight * lag(a, b) + value[b];
                 if cost < value[a] {
                     value[a] = cost;
@@ -474,6 +478,9 @@ mod tests {
             prop_assert!(!plan.polls.is_empty());
             prop_assert!(plan.polls[0] >= 1);
             prop_assert!(plan.polls.windows(2).all(|w| w[0] < w[1]), "{:?}", plan);
+            // No gap longer than SQS can delay a message.
+            prop_assert!(plan.polls.windows(2).all(|w| w[1] - w[0] <= 900), "{:?}", plan);
+            prop_assert!(plan.polls[0] <= 900);
             // It never reaches past the stall threshold, and it ends where
             // the learned mass does (or at the threshold).
             let last = *plan.polls.last().unwrap();

@@ -18,6 +18,12 @@ use super::summary::{Decay, Masses, Observation, Summary};
 use crate::domain::schedule::{Next, Schedule};
 use std::time::Duration;
 
+/// No plan reaches past this age (15 minutes), whatever the stall
+/// threshold: a plan costs `O(T²)` per step of its bisection, so a day-long
+/// threshold would make create-order plan for seconds. Past it, the
+/// schedule's rails poll the order.
+pub const MAX_PLAN_SECS: u64 = 900;
+
 /// Which kind of plan an order follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PlanKind {
@@ -83,7 +89,7 @@ impl Learning {
             enabled: true,
             planner: Planner {
                 target_lag: target_lag.as_secs_f64(),
-                until: schedule.stall_after.as_secs().clamp(1, u64::from(u32::MAX)) as u32,
+                until: schedule.stall_after.as_secs().clamp(1, MAX_PLAN_SECS) as u32,
                 ..Planner::default()
             },
             decay: Decay::default(),
@@ -207,13 +213,14 @@ impl Learning {
 }
 
 /// The default schedule's nominal poll times from the start up to its stall
-/// threshold, in whole seconds, strictly increasing.
+/// threshold (at most [`MAX_PLAN_SECS`]), in whole seconds, strictly
+/// increasing.
 pub fn default_times(schedule: &Schedule) -> Vec<u32> {
     let mut times: Vec<u32> = Vec::new();
     let (mut age, mut previous) = (Duration::ZERO, None);
     while let Next::Poll { nominal, .. } = schedule.next(age, previous, 0.5) {
         age += nominal.max(Duration::from_secs(1));
-        if age > schedule.stall_after || times.len() >= 10_000 {
+        if age > schedule.stall_after.min(Duration::from_secs(MAX_PLAN_SECS)) {
             break;
         }
         let at = age.as_secs_f64().round() as u32;
@@ -287,7 +294,17 @@ pub fn next_poll(
             step: Some(step),
         };
     }
-    let previous = previous.unwrap_or_default().max(schedule.steady_cap);
+    // Past the plan, the rails go on from the steady cap: never from the
+    // plan's own last gap, which may be minutes long.
+    let last_gap = match plan.polls.as_slice() {
+        [.., before, last] => Duration::from_secs(u64::from(last - before)),
+        [only] => Duration::from_secs(u64::from(*only)),
+        [] => Duration::ZERO,
+    };
+    let previous = match previous {
+        Some(p) if p != last_gap => p.max(schedule.steady_cap),
+        _ => schedule.steady_cap,
+    };
     NextPoll {
         next: schedule.next(since_created, Some(previous), unit),
         step: None,
@@ -391,6 +408,34 @@ mod tests {
         assert_eq!(
             Learning::new(&quick, Duration::from_secs(10), 20).warm_up(&[], 0.5, 0.5),
             None
+        );
+    }
+
+    #[test]
+    fn past_a_plan_with_a_long_last_gap_the_rails_start_from_the_steady_cap() {
+        let schedule = Schedule::default();
+        let plan = Plan {
+            polls: vec![100, 700],
+        };
+        // The poll planned at 700 s was made (past the stall threshold);
+        // its gap was 600 s.
+        let secs = Duration::from_secs;
+        let NextPoll { next, step } = next_poll(
+            Some(&plan),
+            Some(1),
+            &schedule,
+            secs(700),
+            secs(700),
+            Some(secs(600)),
+            0.5,
+        );
+        assert_eq!(step, None);
+        let Next::Poll { nominal, .. } = next else {
+            panic!("{next:?}")
+        };
+        assert!(
+            nominal <= schedule.steady_cap.mul_f64(schedule.growth),
+            "{nominal:?}"
         );
     }
 

@@ -215,19 +215,25 @@ pub(super) fn order_from_item(item: &Item) -> Result<OrderRecord, StoreError> {
         stall_alerted_at: r.millis("stallAlertedAt")?,
         revivals: r.opt_n("revivals")?.unwrap_or(0) as u32,
         revived_at_polls: r.opt_n("revivedAtPolls")?.map(|n| n.max(0) as u64),
-        poll_plan: match (r.seconds_list("pollPlan")?, r.opt_s("pollSchedule")) {
-            (None, _) => None,
-            (Some(polls), kind) => Some(OrderPlan {
-                kind: kind
-                    .and_then(PlanKind::parse)
-                    .ok_or_else(|| r.corrupt("pollSchedule is not a plan's kind"))?,
+        // A plan this version cannot read (a kind added by a later one, a
+        // damaged list) never makes the order unreadable: it is polled on
+        // the default schedule instead.
+        poll_plan: match (r.seconds_list("pollPlan"), r.opt_s("pollSchedule")) {
+            (Ok(Some(polls)), Some(kind)) if PlanKind::parse(kind).is_some() => Some(OrderPlan {
+                kind: PlanKind::parse(kind).expect("parsed just above"),
                 plan: Plan { polls },
             }),
+            (Ok(None), _) => None,
+            _ => {
+                tracing::warn!(key = %r.key, "poll plan unreadable; the default schedule applies");
+                None
+            }
         },
         plan_step: r
-            .opt_n("planStep")?
-            .map(|n| u32::try_from(n).map_err(|_| r.corrupt("planStep is out of range")))
-            .transpose()?,
+            .opt_n("planStep")
+            .ok()
+            .flatten()
+            .and_then(|n| u32::try_from(n).ok()),
         paid_at: r.millis("paidAt")?,
         last_seen_open_at: r.millis("lastSeenOpenAt")?,
     })
@@ -360,4 +366,47 @@ pub(super) fn clock_offset_from_item(item: &Item) -> Result<ClockOffset, StoreEr
         uncertainty: Duration::from_millis(uncertainty.max(0) as u64),
         sampled_at,
     })
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use crate::domain::learning::{OrderPlan, Plan, PlanKind};
+
+    fn planned_item() -> Item {
+        let mut order = crate::testing::seed::intent("o", OffsetDateTime::UNIX_EPOCH);
+        order.poll_plan = Some(OrderPlan {
+            kind: PlanKind::Learned,
+            plan: Plan { polls: vec![3, 10] },
+        });
+        order.plan_step = Some(0);
+        intent_to_item(&order)
+    }
+
+    #[test]
+    fn a_plan_this_version_cannot_read_leaves_the_order_readable_on_the_schedule() {
+        let item = planned_item();
+        assert_eq!(
+            order_from_item(&item)
+                .unwrap()
+                .poll_plan
+                .unwrap()
+                .plan
+                .polls,
+            vec![3, 10]
+        );
+        for (name, value) in [
+            ("pollSchedule", s("a-kind-from-a-later-version")),
+            ("pollPlan", AttributeValue::L(vec![n(10), n(3)])),
+            ("pollPlan", s("not a list")),
+        ] {
+            let mut odd = item.clone();
+            odd.insert(name.into(), value);
+            let order = order_from_item(&odd).expect("still an order");
+            assert_eq!(order.poll_plan, None, "{name}");
+        }
+        let mut no_kind = item.clone();
+        no_kind.remove("pollSchedule");
+        assert_eq!(order_from_item(&no_kind).unwrap().poll_plan, None);
+    }
 }

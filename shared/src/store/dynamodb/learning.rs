@@ -54,8 +54,9 @@ fn summary_from_item(
             continue;
         }
         match parse_bin(name) {
-            None => {}
-            Some(None) => return Err(corrupt(format!("{name} is not a bin"))),
+            // Not a bin of this version's (another's, or damaged): left
+            // alone, so one odd attribute does not stop a product learning.
+            None | Some(None) => {}
             Some(Some((epoch, bin))) => {
                 let weight = number(name, value)?;
                 summary
@@ -159,5 +160,25 @@ mod tests {
         assert_eq!(parse_bin("e3_150"), Some(None));
         assert_eq!(parse_bin("e3"), Some(None));
         assert_eq!(bin_attribute(12, 149), "e12_149");
+    }
+
+    #[test]
+    fn an_odd_attribute_is_left_alone_not_a_reason_to_stop_learning() {
+        let item = std::collections::HashMap::from([
+            ("pk".to_owned(), AttributeValue::S("LEARN#p".into())),
+            ("observations".to_owned(), AttributeValue::N("3".into())),
+            ("e0_10".to_owned(), AttributeValue::N("2.5".into())),
+            ("e0_999".to_owned(), AttributeValue::N("1".into())),
+            ("extra".to_owned(), AttributeValue::S("x".into())),
+        ]);
+        let summary = summary_from_item(&item, "p").unwrap();
+        assert_eq!(summary.observations, 3);
+        assert_eq!(summary.epochs[&0][10], 2.5);
+        assert_eq!(summary.epochs[&0].iter().sum::<f64>(), 2.5);
+        // A count that is not one is still an error: the product falls
+        // back to the default schedule.
+        let mut bad = item.clone();
+        bad.insert("e0_11".into(), AttributeValue::N("-1".into()));
+        assert!(summary_from_item(&bad, "p").is_err());
     }
 }
