@@ -475,3 +475,30 @@ pub fn with_foxreload_down(
     );
     down
 }
+
+/// A local runner's options against moto and `sim`: the repository's
+/// template, the settings it sets with `overrides`, each poll message
+/// delivered `poll_copies` times, the sweep every `scan_interval`.
+pub fn local_stack_options(
+    prefix: &str,
+    sim: &foxreload_sim::Simulator,
+    overrides: &[(&str, &str)],
+    poll_copies: usize,
+    scan_interval: std::time::Duration,
+) -> foxrelay_local::StackOptions {
+    foxrelay_local::StackOptions {
+        template: StackTemplate::repository_path(),
+        aws_endpoint: Some(moto().endpoint_url()),
+        foxreload: Some((sim.base_url(), sim.api_key().to_owned())),
+        simulator: foxreload_sim::SimConfig::default(),
+        prefix: prefix.to_owned(),
+        api_addr: ([127, 0, 0, 1], 0).into(),
+        overrides: overrides
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        scan_interval,
+        poll_copies,
+        poll_wait: std::time::Duration::from_secs(1),
+    }
+}

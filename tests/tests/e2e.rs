@@ -3,11 +3,12 @@
 //! simulator, with every poll message delivered twice, shortened schedule
 //! settings instead of sleeps.
 
-use foxrelay_local::{LocalStack, StackOptions, StackTemplate};
+use foxrelay_local::{LocalStack, StackOptions};
 use foxrelay_shared::domain::event::OrderEvent;
 use foxrelay_shared::store::{DynamoStore, OrderReader};
 use foxrelay_tests::{
-    drain_json, moto, simulator_codes, subscribe_both, subscribe_queue, unique_prefix,
+    drain_json, local_stack_options, moto, simulator_codes, subscribe_both, subscribe_queue,
+    unique_prefix,
 };
 use foxreload_sim::{
     PRODUCT_5XX, PRODUCT_429, PRODUCT_ACTIVATION, PRODUCT_FAIL, PRODUCT_FAST, PRODUCT_MANY,
@@ -43,22 +44,8 @@ fn options(prefix: &str, sim: &Simulator, copies: usize) -> StackOptions {
         ("STALL_REALERT_SECS", "8"),
         ("FOXRELOAD_REQUEST_TIMEOUT_MS", "1000"),
         ("FOXRELOAD_CONNECT_TIMEOUT_MS", "500"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    StackOptions {
-        template: StackTemplate::repository_path(),
-        aws_endpoint: Some(moto().endpoint_url()),
-        foxreload: Some((sim.base_url(), sim.api_key().to_owned())),
-        simulator: SimConfig::default(),
-        prefix: prefix.to_owned(),
-        api_addr: ([127, 0, 0, 1], 0).into(),
-        overrides,
-        scan_interval: Duration::from_secs(2),
-        poll_copies: copies,
-        poll_wait: Duration::from_secs(1),
-    }
+    ];
+    local_stack_options(prefix, sim, &overrides, copies, Duration::from_secs(2))
 }
 
 /// Places orders over HTTP, eight at a time; returns our order ids by

@@ -3,10 +3,10 @@
 //! fixed time after payment. Once a product has been learned, its orders
 //! are read about once, soon after they end.
 
-use foxrelay_local::{LocalStack, StackOptions, StackTemplate};
+use foxrelay_local::{LocalStack, StackOptions};
 use foxrelay_shared::domain::learning::PlanKind;
 use foxrelay_shared::store::{DynamoStore, OrderReader, OrderRecord};
-use foxrelay_tests::{moto, unique_prefix};
+use foxrelay_tests::{local_stack_options, unique_prefix};
 use foxreload_sim::{PRODUCT_TWENTY_FIVE_SECONDS, PRODUCT_TWO_SECONDS, SimConfig, Simulator};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -17,22 +17,13 @@ use time::format_description::well_known::Rfc3339;
 fn options(sim: &Simulator) -> StackOptions {
     // The default schedule and learning settings, but plans kept for 5 s
     // (not a minute), so the second round is planned from the first.
-    let overrides = [("POLL_PLAN_CACHE_SECS", "5")]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    StackOptions {
-        template: StackTemplate::repository_path(),
-        aws_endpoint: Some(moto().endpoint_url()),
-        foxreload: Some((sim.base_url(), sim.api_key().to_owned())),
-        simulator: SimConfig::default(),
-        prefix: unique_prefix(),
-        api_addr: ([127, 0, 0, 1], 0).into(),
-        overrides,
-        scan_interval: Duration::from_secs(5),
-        poll_copies: 1,
-        poll_wait: Duration::from_secs(1),
-    }
+    local_stack_options(
+        &unique_prefix(),
+        sim,
+        &[("POLL_PLAN_CACHE_SECS", "5")],
+        1,
+        Duration::from_secs(5),
+    )
 }
 
 /// Places `count` orders of each product at once; our order ids.

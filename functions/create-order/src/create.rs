@@ -555,10 +555,13 @@ where
     async fn start_polling(&self, order: &OrderRecord, kind: PollKind) {
         let order_id = order.order_id.as_str();
         let now = self.clock.now();
-        // On a plan, its first time counts from the payment just made.
+        // On a plan, its first time counts from the payment just made. A
+        // create left to reconciliation is not placed yet: its plan's clock
+        // has not started, and it is reconciled after the usual delay.
         let delay = order
             .poll_plan
             .as_ref()
+            .filter(|_| kind == PollKind::Poll)
             .and_then(|planned| {
                 self.plans
                     .learning

@@ -486,19 +486,7 @@ async fn an_order_on_a_learned_plan_is_polled_at_its_times_and_teaches_its_produ
     use foxrelay_shared::store::SummaryReader;
     let p = poller();
     p.supplier.reads_to_end(3);
-    let mut intent = seed::intent("planned", p.clock.now());
-    intent.poll_plan = Some(learned(&[3, 10, 40]));
-    intent.plan_step = Some(0);
-    let start = p.clock.now();
-    seed::place_intent(
-        &p.store,
-        &p.supplier,
-        &p.queue,
-        &p.clock,
-        intent,
-        Duration::from_secs(3),
-    )
-    .await;
+    let start = seed_on_plan(&p, "planned", &[3, 10, 40]).await;
     let product = stored(&p, "planned").await.lines[0].product_id.clone();
     let mut sqs = Sqs::default();
     let mut seen = Vec::new();
@@ -532,19 +520,7 @@ async fn an_order_on_a_learned_plan_is_polled_at_its_times_and_teaches_its_produ
 async fn past_its_plan_an_order_is_polled_on_the_schedules_rails() {
     let p = poller();
     p.supplier.reads_to_end(6);
-    let mut intent = seed::intent("rails", p.clock.now());
-    intent.poll_plan = Some(learned(&[2, 4]));
-    intent.plan_step = Some(0);
-    let start = p.clock.now();
-    seed::place_intent(
-        &p.store,
-        &p.supplier,
-        &p.queue,
-        &p.clock,
-        intent,
-        Duration::from_secs(2),
-    )
-    .await;
+    let start = seed_on_plan(&p, "rails", &[2, 4]).await;
     let mut sqs = Sqs::default();
     let mut seen = Vec::new();
     while let Some(outcome) = sqs.deliver(&p).await {
@@ -579,6 +555,25 @@ async fn a_summary_that_cannot_be_written_costs_an_observation_not_a_delivery() 
     assert_eq!(p.publisher.events().len(), 1);
     let product = stored(&p, "unlearned").await.lines[0].product_id.clone();
     assert_eq!(p.store.summary(&product).await.unwrap().observations, 0);
+}
+
+/// Order `id` placed now on a learned plan of `polls`, its first poll at the
+/// plan's first time; when it was placed.
+async fn seed_on_plan(p: &TestPoller, id: &str, polls: &[u32]) -> time::OffsetDateTime {
+    let start = p.clock.now();
+    let mut intent = seed::intent(id, start);
+    intent.poll_plan = Some(learned(polls));
+    intent.plan_step = Some(0);
+    seed::place_intent(
+        &p.store,
+        &p.supplier,
+        &p.queue,
+        &p.clock,
+        intent,
+        Duration::from_secs(u64::from(polls[0])),
+    )
+    .await;
+    start
 }
 
 fn learned(polls: &[u32]) -> foxrelay_shared::domain::learning::OrderPlan {
