@@ -101,16 +101,6 @@ impl Learning {
         }
     }
 
-    /// Whether the summaries of an order's products are past warm-up:
-    /// every one has enough observations. Learning off: never.
-    pub fn warmed_up(&self, summaries: &[Summary]) -> bool {
-        self.enabled
-            && !summaries.is_empty()
-            && summaries
-                .iter()
-                .all(|s| s.observations >= self.min_observations)
-    }
-
     /// A warming-up order's plan: the default schedule's times and one
     /// probe. With nothing observed yet (`estimates` empty), the probe is
     /// at a whole second inside the first gap, evenly on a log scale
