@@ -126,24 +126,26 @@ impl Plans {
                 planned
             }
         };
-        match planned {
-            Planned::WarmUp(estimates) => self
-                .learning
-                .warm_up(&estimates, random_unit(), random_unit())
-                .map(|plan| OrderPlan {
-                    kind: PlanKind::WarmUp,
-                    plan,
-                }),
-            Planned::Learned { plan, estimates } => Some(OrderPlan {
-                kind: PlanKind::Learned,
-                plan: self.learning.with_probe(
+        let (kind, plan) = match planned {
+            Planned::WarmUp(estimates) => (
+                PlanKind::WarmUp,
+                self.learning
+                    .warm_up(&estimates, random_unit(), random_unit())?,
+            ),
+            Planned::Learned { plan, estimates } => (
+                PlanKind::Learned,
+                self.learning.with_probe(
                     &plan,
                     &estimates,
                     random_unit(),
                     random_unit(),
                     random_unit(),
                 ),
-            }),
-        }
+            ),
+        };
+        Some(OrderPlan {
+            kind,
+            plan: self.learning.for_order(&plan, random_unit()),
+        })
     }
 }

@@ -23,7 +23,7 @@ use foxrelay_shared::domain::{NewOrder, OrderStatus, PollKind, PollMessage, Prin
 use foxrelay_shared::events::{EventPublisher, OpsAlert};
 use foxrelay_shared::foxreload::{ErrorClass, Supplier, SupplierError, SupplierOrder};
 use foxrelay_shared::placement::{Found, Posted, ReconcileOptions, pay, undecided};
-use foxrelay_shared::plans::{Plans, random_unit};
+use foxrelay_shared::plans::Plans;
 use foxrelay_shared::queue::{MAX_DELAY, PollQueue};
 use foxrelay_shared::store::{
     Begin, IdempotencyClaim, IdempotencyRecord, IdempotencyStore, OrderRecord, PlacementStore,
@@ -565,7 +565,7 @@ where
             .and_then(|planned| {
                 self.plans
                     .learning
-                    .first_delay(&planned.plan, Duration::ZERO, random_unit())
+                    .first_delay(&planned.plan, Duration::ZERO)
             })
             .unwrap_or(self.options.first_poll_delay);
         let message = PollMessage {

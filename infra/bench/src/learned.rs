@@ -232,7 +232,8 @@ fn run_target(target: f64) -> Run {
         let plan = match &learner.plan {
             Some(plan) => Some(learning.with_probe(plan, &learner.estimates, roll, pick, place)),
             None => learning.warm_up(&learner.estimates, pick, place),
-        };
+        }
+        .map(|plan| learning.for_order(&plan, jitter.unit()));
         let (lag, reads, observation) = match &plan {
             Some(plan) => poll_planned(plan, &schedule, done, &mut jitter),
             None => poll_default(&schedule, done, &mut jitter),

@@ -2,14 +2,14 @@
 //! take to end at FoxReload, kept as a small decaying summary, and the poll
 //! times that summary calls for.
 //!
-//! - [`bins`]: completion times in log-spaced bins (an eighth of an octave
+//! - [`bins`]: completion times in log-spaced bins (a sixteenth of an octave
 //!   each, from half a second to about two days);
 //! - [`summary`]: the per-product summary: interval-censored observations
 //!   ("ended after the last poll that saw it running, by the poll that saw
 //!   it end") spread over the bins they cover, weighted so that recent
 //!   orders dominate, written with additions only (no read-modify-write);
 //! - [`plan`]: the poll times that minimise the expected number of reads
-//!   while the orders seen late by more than the lag target stay within 3 %
+//!   while the orders seen late by more than the lag target stay within 4 %
 //!   (a 95th-percentile target, with a margin);
 //! - [`policy`]: which orders get a plan, and the next poll of an order on
 //!   one (the default schedule's rails past it).

@@ -8,7 +8,8 @@
 //! product that ends in 2 s is learned only from polls before it. An order
 //! whose summaries could not be read, or with learning off, gets the
 //! default schedule itself. An order on a plan is
-//! polled at the plan's times (jittered earlier only) and, past the plan,
+//! polled at the plan's times (each order's shifted earlier by a few
+//! whole seconds, see [`Learning::for_order`]) and, past the plan,
 //! on the default schedule's rails: at least every steady cap until the
 //! stall threshold, then slower towards the horizon, where an unpaid
 //! order is abandoned. Stall alerts do not depend on the plan at all.
@@ -71,11 +72,11 @@ pub struct Learning {
     /// The share of planned orders given one more poll inside a gap, to
     /// learn where in it orders end.
     pub probe_share: f64,
-    /// The schedule's jitter, which planned polls keep (earlier only).
-    pub jitter: f64,
-    /// Bins either side each bin's mass is shared with before planning
-    /// ([`Masses::smoothed`]).
-    pub smoothing: usize,
+    /// Before planning, each bin's mass is shared with its neighbours
+    /// until they hold this many observations' worth ([`Masses::smoothed`])…
+    pub smoothing: f64,
+    /// …but never with bins further than this either side.
+    pub widest_smoothing: usize,
     /// The default schedule's nominal poll times up to its stall
     /// threshold, in whole seconds: a warming-up order's plan.
     pub default_times: Vec<u32>,
@@ -90,13 +91,14 @@ impl Learning {
             planner: Planner {
                 target_lag: target_lag.as_secs_f64(),
                 until: schedule.stall_after.as_secs().clamp(1, MAX_PLAN_SECS) as u32,
+                jitter: schedule.jitter,
                 ..Planner::default()
             },
             decay: Decay::default(),
             min_observations: min_observations.max(1),
             probe_share: 0.1,
-            jitter: schedule.jitter,
-            smoothing: 1,
+            smoothing: 4.0,
+            widest_smoothing: 8,
             default_times: default_times(schedule),
         }
     }
@@ -146,8 +148,19 @@ impl Learning {
 
     /// The first poll's delay on `plan`, for an order whose clock started
     /// `since_start` ago.
-    pub fn first_delay(&self, plan: &Plan, since_start: Duration, unit: f64) -> Option<Duration> {
-        plan.delay_to(0, since_start, self.jitter, unit)
+    pub fn first_delay(&self, plan: &Plan, since_start: Duration) -> Option<Duration> {
+        plan.delay_to(0, since_start)
+    }
+
+    /// The plan one order follows: `plan` with all its polls shifted
+    /// earlier by the same whole seconds, up to a fifth of the lag target
+    /// (`unit` in `[0, 1)` picks how many), so orders placed together are
+    /// not all read in the same second. Never later: no order is seen later
+    /// than planned, and the planner made the plan for these shifts.
+    pub fn for_order(&self, plan: &Plan, unit: f64) -> Plan {
+        let most = self.planner.most_shift();
+        let shift = ((f64::from(most) + 1.0) * unit.clamp(0.0, 1.0)).floor() as u32;
+        plan.shifted(shift.min(most), self.planner.jitter)
     }
 
     /// What the summaries of an order's products estimate, when learning is
@@ -163,7 +176,7 @@ impl Learning {
                 (summary.observations >= self.min_observations)
                     .then(|| summary.masses(&self.decay))
                     .flatten()
-                    .map(|masses| masses.smoothed(self.smoothing))
+                    .map(|masses| masses.smoothed(self.smoothing, self.widest_smoothing))
             })
             .collect()
     }
@@ -274,7 +287,7 @@ pub fn next_poll(
         };
     };
     if since_created < schedule.horizon
-        && let Some((step, gap, delay)) = plan.next(done, since_start, schedule.jitter, unit)
+        && let Some((step, gap, delay)) = plan.next(done, since_start)
     {
         return NextPoll {
             next: Next::Poll {

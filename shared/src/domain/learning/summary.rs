@@ -225,19 +225,28 @@ impl Summary {
 
 impl Masses {
     /// The distribution with each bin's mass shared with its neighbours
-    /// `width` bins either side (triangular weights): an estimate from a
-    /// few dozen orders has holes a plan should not trust.
-    pub fn smoothed(&self, width: usize) -> Masses {
-        if width == 0 {
-            return self.clone();
-        }
-        let mut bins = vec![0.0; self.bins.len()];
+    /// (triangular weights), as far either side as it takes for the
+    /// neighbourhood to hold `support` observations' worth of the estimate,
+    /// at most `widest` bins: where the estimate rests on many observations
+    /// it is kept sharp (a narrow product's plan can poll right at its
+    /// end), where it rests on few it is blurred (an estimate from a few
+    /// orders has holes a plan should not trust).
+    pub fn smoothed(&self, support: f64, widest: usize) -> Masses {
+        let count = self.bins.len();
+        let mut bins = vec![0.0; count];
         for (k, mass) in self.bins.iter().enumerate() {
             if *mass == 0.0 {
                 continue;
             }
+            let mut width = 0;
+            let mut held = *mass;
+            while width < widest && held * self.effective < support {
+                width += 1;
+                held += k.checked_sub(width).map_or(0.0, |j| self.bins[j]);
+                held += self.bins.get(k + width).copied().unwrap_or(0.0);
+            }
             let low = k.saturating_sub(width);
-            let high = (k + width).min(self.bins.len() - 1);
+            let high = (k + width).min(count - 1);
             let weights: Vec<f64> = (low..=high)
                 .map(|j| (width + 1 - j.abs_diff(k)) as f64)
                 .collect();
@@ -326,6 +335,35 @@ mod tests {
         // After 40 orders at 60 s, 2^(-40/16) ≈ 18 % of the weight is left
         // on the old behaviour at most.
         assert!(masses.survival(10.0) > 0.8, "{}", masses.survival(10.0));
+    }
+
+    #[test]
+    fn smoothing_keeps_a_well_observed_estimate_sharp_and_blurs_a_thin_one() {
+        let spike = |effective: f64| {
+            let mut bins = vec![0.0; BINS];
+            bins[100] = 1.0;
+            Masses { bins, effective }
+        };
+        // Forty observations in one bin: it holds enough on its own.
+        assert_eq!(spike(40.0).smoothed(4.0, 8).bins, spike(40.0).bins);
+        // One observation: shared out to the widest allowed, no further,
+        // nearest bins the most, the total kept.
+        let thin = spike(1.0).smoothed(4.0, 8);
+        assert!(thin.bins[92] > 0.0 && thin.bins[108] > 0.0);
+        assert_eq!(thin.bins[91], 0.0);
+        assert_eq!(thin.bins[109], 0.0);
+        assert!(thin.bins[100] > thin.bins[101] && thin.bins[101] > thin.bins[104]);
+        assert!((thin.bins.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        // Two observations' worth: a bin either side brings it to four.
+        let mut bins = vec![0.0; BINS];
+        bins[99..=101].fill(1.0 / 3.0);
+        let spread = Masses {
+            bins,
+            effective: 6.0,
+        }
+        .smoothed(4.0, 8);
+        assert_eq!(spread.bins[97], 0.0);
+        assert!(spread.bins[98] > 0.0);
     }
 
     #[test]

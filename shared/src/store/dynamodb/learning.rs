@@ -157,9 +157,9 @@ mod tests {
         assert_eq!(parse_bin("observations"), None);
         assert_eq!(parse_bin("pk"), None);
         assert_eq!(parse_bin("e3_17"), Some(Some((3, 17))));
-        assert_eq!(parse_bin("e3_150"), Some(None));
+        assert_eq!(parse_bin("e3_298"), Some(None));
         assert_eq!(parse_bin("e3"), Some(None));
-        assert_eq!(bin_attribute(12, 149), "e12_149");
+        assert_eq!(bin_attribute(12, 297), "e12_297");
     }
 
     #[test]
