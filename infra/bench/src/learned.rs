@@ -205,7 +205,9 @@ fn run_target(target: f64) -> Run {
     let mut steady = vec![<[Seen; 3]>::default(); PRODUCTS.len()];
     let mut warm = vec![Seen::default(); PRODUCTS.len()];
     let mut plan_ms = vec![0.0f64; PRODUCTS.len()];
-    // The reads per order the best plan for the new behaviour makes.
+    // The reads per order of the best plan for the new behaviour: the
+    // planner's, made knowing it exactly, for orders given the same
+    // shifts (the jitter every plan keeps).
     let shifted_optimum = {
         let new = |t: f64| ((60.0 - t) / 20.0).clamp(0.0, 1.0);
         planner.expected(&planner.plan(new), new).reads

@@ -1046,6 +1046,7 @@ pub async fn a_summary_counts_every_observation_and_forgets_old_epochs<S: OrderS
     let decay = Decay {
         half_life: 2.0,
         epoch: 3,
+        kept: 2,
     };
     assert_eq!(
         store.summary("product_x").await.unwrap(),

@@ -306,9 +306,14 @@ impl Planner {
 impl Planner {
     /// A poll to add to `plan` now and then, to learn where in a gap the
     /// orders end: a gap picked by the share of orders ending in it
-    /// (`pick` in `[0, 1)`), and inside it the whole second by which a
-    /// `place` share of those orders have ended (so probes fall where the
-    /// orders do). `None` when no gap is wider than 2 s.
+    /// (`pick` in `[0, 1)`), and inside it, for `place` under a half, the
+    /// whole second by which a `2·place` share of those orders have ended
+    /// (so probes fall where the orders do, and sharpen what is known);
+    /// above a half, evenly over the gap's last three lag targets, where
+    /// orders would be seen late (so a belief that none end there is put
+    /// to the test: the summary cannot otherwise tell an order that ended
+    /// just after the poll before from one that ended just before the
+    /// poll after). `None` when no gap is wider than 2 s.
     pub fn probe(
         &self,
         plan: &Plan,
@@ -334,10 +339,16 @@ impl Planner {
                 left < 0.0
             })
             .or(gaps.last())?;
+        let place = place.clamp(0.0, 1.0);
+        if place >= 0.5 {
+            let low = f64::from(a).max(f64::from(b) - 3.0 * self.target_lag);
+            let at = low + (f64::from(b) - low) * (place - 0.5) * 2.0;
+            return Some((at.round() as u32).clamp(a + 1, b - 1));
+        }
         // Bisect for the time by which that share of the gap's orders
         // ended: survival falls from S(a) to S(b) across it.
         let (from, to) = (survival(f64::from(a)), survival(f64::from(b)));
-        let target = from - (from - to) * place.clamp(0.0, 1.0);
+        let target = from - (from - to) * place * 2.0;
         let (mut low, mut high) = (f64::from(a), f64::from(b));
         for _ in 0..40 {
             let mid = (low + high) / 2.0;

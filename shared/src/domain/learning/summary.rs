@@ -33,23 +33,33 @@ use std::time::Duration;
 pub struct Decay {
     /// Observations after which an observation weighs half.
     pub half_life: f64,
-    /// Observations per epoch; bins of epochs older than the one before
-    /// the current are forgotten (they weigh at most `2^(-E/H)`).
+    /// Observations per epoch.
     pub epoch: u64,
+    /// Epochs kept, the current one included; older ones are forgotten
+    /// (they weigh at most `2^(-E·(K-1)/H)`, 4 % by default).
+    pub kept: u64,
 }
 
 impl Default for Decay {
     fn default() -> Self {
         Self {
             half_life: 16.0,
-            epoch: 48,
+            epoch: 8,
+            kept: 10,
         }
     }
 }
 
+/// A change is taken as real when the recent epochs' distribution is this
+/// far from the older ones', in units of the two-sample Kolmogorov–Smirnov
+/// statistic's scale `√((n+m)/(n·m))`: 2.3 is about its 0.01 % level, so
+/// a product that has not changed is almost never cut off from its
+/// history (the test is made at every reading, over several splits).
+const CHANGE_LEVEL: f64 = 2.3;
+
 /// The share of an observation spread evenly over its interval, whatever
 /// the prior says.
-pub const EVEN_SHARE: f64 = 0.01;
+pub const EVEN_SHARE: f64 = 0.002;
 
 /// When a finished order ended, as its polls saw it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -122,7 +132,7 @@ impl Decay {
         } else {
             even
         };
-        let keep_from = epoch.saturating_sub(1);
+        let keep_from = epoch.saturating_sub(self.kept.max(1) - 1);
         Contribution {
             epoch,
             bins: shares
@@ -195,22 +205,26 @@ impl Summary {
         self.epochs.retain(|_, bins| bins.iter().any(|w| *w != 0.0));
     }
 
-    /// The distribution the summary estimates, weighting the current epoch
-    /// and the one before by their age; `None` without any mass.
+    /// The distribution the summary estimates, weighting each epoch kept
+    /// by its age; `None` without any mass. When the recent epochs differ
+    /// from the older ones by more than chance explains
+    /// ([`Self::changed_at`]), only the recent ones count: the product has
+    /// changed, and its history no longer describes it.
     pub fn masses(&self, decay: &Decay) -> Option<Masses> {
         let count = self.observations;
         let current = count / decay.epoch;
+        let oldest = current.saturating_sub(decay.kept.max(1) - 1);
+        let held: Vec<(u64, &Vec<f64>)> = self
+            .epochs
+            .range(oldest..=current)
+            .map(|(epoch, bins)| (*epoch, bins))
+            .collect();
+        let from = self.changed_at(decay, &held).unwrap_or(oldest);
         let mut bins = vec![0.0; BINS];
-        for epoch in [current.checked_sub(1), Some(current)]
-            .into_iter()
-            .flatten()
-        {
-            let Some(stored) = self.epochs.get(&epoch) else {
-                continue;
-            };
+        for (epoch, stored) in held.iter().filter(|(epoch, _)| *epoch >= from) {
             let age = count.saturating_sub(epoch * decay.epoch) as f64;
             let scale = 2f64.powf(-age / decay.half_life);
-            for (total, weight) in bins.iter_mut().zip(stored) {
+            for (total, weight) in bins.iter_mut().zip(*stored) {
                 *total += weight.max(0.0) * scale;
             }
         }
@@ -220,6 +234,67 @@ impl Summary {
         }
         bins.iter_mut().for_each(|m| *m /= effective);
         Some(Masses { bins, effective })
+    }
+
+    /// The first epoch of the product as it is now, if it changed within
+    /// the epochs `held`: of the splits into older and recent epochs (the
+    /// recent ones at least an epoch's observations) whose two sides differ
+    /// beyond [`CHANGE_LEVEL`], the latest, so that the epoch the change
+    /// happened in, half old and half new, does not count. Each epoch
+    /// counts as its observations (the current one as those made so far),
+    /// its bins as their share of it.
+    fn changed_at(&self, decay: &Decay, held: &[(u64, &Vec<f64>)]) -> Option<u64> {
+        let current = self.observations / decay.epoch;
+        let sides: Vec<(u64, f64, Vec<f64>)> = held
+            .iter()
+            .filter_map(|(epoch, bins)| {
+                let total: f64 = bins.iter().map(|w| w.max(0.0)).sum();
+                let n = if *epoch == current {
+                    (self.observations - current * decay.epoch) as f64
+                } else {
+                    decay.epoch as f64
+                };
+                (total > 0.0 && total.is_finite() && n > 0.0).then(|| {
+                    let mut cumulative = 0.0;
+                    let cdf = bins
+                        .iter()
+                        .map(|w| {
+                            cumulative += w.max(0.0) / total * n;
+                            cumulative
+                        })
+                        .collect();
+                    (*epoch, n, cdf)
+                })
+            })
+            .collect();
+        // The older side of each split, summed as the splits go: one pass
+        // over the bins per split.
+        let n_all: f64 = sides.iter().map(|(_, n, _)| n).sum();
+        let mut all = vec![0.0; BINS];
+        for (_, _, cdf) in &sides {
+            all.iter_mut().zip(cdf).for_each(|(a, c)| *a += c);
+        }
+        let (mut older, mut n_old) = (vec![0.0; BINS], 0.0);
+        let mut latest = None;
+        for split in 1..sides.len() {
+            let (_, n, cdf) = &sides[split - 1];
+            older.iter_mut().zip(cdf).for_each(|(o, c)| *o += c);
+            n_old += n;
+            let n_new = n_all - n_old;
+            if n_new < decay.epoch as f64 {
+                continue;
+            }
+            let distance = older
+                .iter()
+                .zip(&all)
+                .map(|(old, all)| (old / n_old - (all - old) / n_new).abs())
+                .fold(0.0, f64::max);
+            let level = distance / ((n_old + n_new) / (n_old * n_new)).sqrt();
+            if level > CHANGE_LEVEL {
+                latest = Some(sides[split].0);
+            }
+        }
+        latest
     }
 }
 
@@ -328,13 +403,63 @@ mod tests {
         for _ in 0..500 {
             learn(&mut summary, &decay, at(4.0, 5.0));
         }
-        for _ in 0..40 {
+        // A few orders of the new behaviour: the old still weighs most.
+        for _ in 0..3 {
             learn(&mut summary, &decay, at(59.0, 60.0));
         }
         let masses = summary.masses(&decay).unwrap();
-        // After 40 orders at 60 s, 2^(-40/16) ≈ 18 % of the weight is left
-        // on the old behaviour at most.
-        assert!(masses.survival(10.0) > 0.8, "{}", masses.survival(10.0));
+        assert!(masses.survival(10.0) < 0.5, "{}", masses.survival(10.0));
+        // Two epochs of it: the change is beyond chance, and the history
+        // before it no longer counts.
+        for _ in 0..13 {
+            learn(&mut summary, &decay, at(59.0, 60.0));
+        }
+        let masses = summary.masses(&decay).unwrap();
+        assert!(masses.survival(10.0) > 0.99, "{}", masses.survival(10.0));
+    }
+
+    /// A thousand draws from `ends` (seconds, from a unit in `[0, 1)`),
+    /// each seen between the whole seconds around it: the share of
+    /// readings of the summary that took it for a changed product.
+    fn false_changes(ends: impl Fn(f64) -> f64) -> f64 {
+        let decay = Decay::default();
+        let mut summary = Summary::default();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let (mut readings, mut changed) = (0u32, 0u32);
+        for _ in 0..1_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let end = ends((state >> 11) as f64 / (1u64 << 53) as f64);
+            learn(&mut summary, &decay, at(end.floor(), end.floor() + 1.0));
+            let current = summary.observations / decay.epoch;
+            let held: Vec<(u64, &Vec<f64>)> = summary
+                .epochs
+                .range(current.saturating_sub(decay.kept - 1)..=current)
+                .map(|(epoch, bins)| (*epoch, bins))
+                .collect();
+            readings += 1;
+            if summary.changed_at(&decay, &held).is_some() {
+                changed += 1;
+            }
+        }
+        f64::from(changed) / f64::from(readings)
+    }
+
+    #[test]
+    fn a_product_that_has_not_changed_is_almost_never_cut_off_from_its_history() {
+        let broad = false_changes(|u| 2.0 * 300f64.powf(u));
+        let bimodal = false_changes(|u| {
+            if u < 0.5 {
+                2.0 + 4.0 * u
+            } else {
+                80.0 + 40.0 * u
+            }
+        });
+        let narrow = false_changes(|u| 270.0 + 60.0 * u);
+        for share in [broad, bimodal, narrow] {
+            assert!(share < 0.01, "{broad} {bimodal} {narrow}");
+        }
     }
 
     #[test]
@@ -372,6 +497,9 @@ mod tests {
     }
 
     proptest! {
+        // Each case reads the summary (its change test included) at every
+        // observation, in a debug build: 64 cases keep the fast tier fast.
+        #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
         fn the_summary_stays_bounded_and_normalised(
             ends in proptest::collection::vec((0.0f64..5_000.0, 0.0f64..100.0), 1..400)
@@ -380,7 +508,7 @@ mod tests {
             let mut summary = Summary::default();
             for (after, width) in ends {
                 learn(&mut summary, &decay, at(after, after + width));
-                prop_assert!(summary.epochs.len() <= 2);
+                prop_assert!(summary.epochs.len() as u64 <= decay.kept);
                 for bins in summary.epochs.values() {
                     prop_assert!(bins.iter().all(|w| w.is_finite() && *w >= 0.0));
                     // Weights relative to their epoch: at most 2^(E/H).
