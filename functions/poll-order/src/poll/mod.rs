@@ -58,8 +58,7 @@ pub struct PollOptions {
     /// Time one message may take, well inside the visibility timeout.
     pub message_budget: Duration,
     pub reconcile: ReconcileOptions,
-    /// Learned polling: how summaries forget, and how planned polls are
-    /// jittered.
+    /// Learned polling: how summaries forget and are read.
     pub learning: Learning,
 }
 

@@ -14,11 +14,17 @@
 //! its mass with weight `2^(n/H)` relative to its *epoch* (`E` observations
 //! each): weights only grow, and a reader scales each epoch back by the
 //! count it sees, which is exponential forgetting with a half-life of `H`
-//! observations. Only the current epoch and the one before are read; a
-//! writer removes the bins of older epochs it read, in the same write. A
-//! write is one addition to the count and to a few bins of one epoch: no
-//! conflict with another, and the item holds at most about `2 × BINS`
-//! numbers.
+//! observations. Only the last `K` epochs (the current one included) are
+//! read; a writer removes the bins of older epochs it read, in the same
+//! write. A write is one addition to the count and to a few bins of one
+//! epoch: no conflict with another, and the item holds at most `K × BINS`
+//! numbers (far fewer: only bins with mass are written).
+//!
+//! Forgetting alone follows a change slowly (40 orders after it, a fifth
+//! of the weight is still on the old behaviour), so epochs are small (8
+//! observations) and a reader tests whether the recent ones differ from
+//! the older ones beyond chance ([`Summary::masses`]); if so, only the
+//! recent ones count.
 //!
 //! The number `n` a writer uses is the count it read just before writing
 //! (poll-order reads the summary when an order ends): under concurrency a
@@ -78,8 +84,7 @@ pub struct Contribution {
     pub epoch: u64,
     /// `(bin, weight)`: the weight to add to each bin (positive).
     pub bins: Vec<(usize, f64)>,
-    /// Bins of epochs older than the one before this one, as the writer
-    /// read them: removed by the same write (removing one already gone
+    /// Bins of epochs older than the kept ones, as the writer read them: removed by the same write (removing one already gone
     /// is harmless), so the summary never holds more than a few epochs.
     pub forget: Vec<(u64, Vec<usize>)>,
 }
@@ -102,7 +107,7 @@ impl Decay {
     ///
     /// The mass goes where the prior puts it within the interval (one step
     /// of the self-consistency, or EM, estimator of interval-censored data,
-    /// taken online), with a hundredth spread evenly so that nothing the prior
+    /// taken online), with a fifth of a percent spread evenly so that nothing the prior
     /// rules out stays ruled out; evenly when the prior puts nothing there.
     /// Without that, the wide intervals of a sparse plan ("ended in the
     /// first 10 s") would keep blurring what its narrow ones showed.
