@@ -44,6 +44,8 @@ enum Product {
     Broad,
     Bimodal,
     Shifting,
+    /// The shifting product the other way round, in a run of its own.
+    SpeedingUp,
 }
 
 const PRODUCTS: [Product; 5] = [
@@ -62,6 +64,7 @@ impl Product {
             Self::Broad => "broad (2–600 s, log-uniform)",
             Self::Bimodal => "bimodal (2–4 s or 80–100 s)",
             Self::Shifting => "shifting (4–6 s, then 40–60 s)",
+            Self::SpeedingUp => "speeding up (40–60 s, then 4–6 s)",
         }
     }
 
@@ -75,6 +78,8 @@ impl Product {
             Self::Bimodal => rng.uniform(80.0, 100.0),
             Self::Shifting if k < SHIFT_AT => rng.uniform(4.0, 6.0),
             Self::Shifting => rng.uniform(40.0, 60.0),
+            Self::SpeedingUp if k < SHIFT_AT => rng.uniform(40.0, 60.0),
+            Self::SpeedingUp => rng.uniform(4.0, 6.0),
         }
     }
 }
@@ -179,6 +184,8 @@ struct Run {
     /// The new optimum's reads per order, and the learned plans' over the
     /// shifting product's last 500 orders.
     shift_reads: (f64, f64),
+    /// The shifting product's lags after the shift, in order.
+    shift_lags: Vec<f64>,
     /// Each product's plan at the end of the run.
     plans: Vec<Option<Plan>>,
     /// The longest a plan took to make, per product (create-order's cost
@@ -186,7 +193,8 @@ struct Run {
     plan_ms: Vec<f64>,
 }
 
-fn run_target(target: f64) -> Run {
+/// The run at lag target `target`, the fifth product being `shifting`.
+fn run_target(target: f64, shifting: Product) -> Run {
     let schedule = Schedule::default();
     let guide = Schedule::guide();
     let learning = Learning::new(&schedule, Duration::from_secs_f64(target), MIN_OBSERVATIONS);
@@ -212,11 +220,14 @@ fn run_target(target: f64) -> Run {
         let new = |t: f64| ((60.0 - t) / 20.0).clamp(0.0, 1.0);
         planner.expected(&planner.plan(new), new).reads
     };
-    let mut shifted_reads = Vec::new();
+    let (mut shifted_reads, mut shift_lags) = (Vec::new(), Vec::new());
     for i in 0..ORDERS {
         let p = i % PRODUCTS.len();
         let k = i / PRODUCTS.len();
-        let product = PRODUCTS[p];
+        let product = match PRODUCTS[p] {
+            Product::Shifting => shifting,
+            other => other,
+        };
         let done = product.draw(k, &mut draws);
         let learner = &mut learners[p];
         if k.is_multiple_of(REPLAN_EVERY) {
@@ -240,7 +251,8 @@ fn run_target(target: f64) -> Run {
             Some(plan) => poll_planned(plan, &schedule, done, &mut jitter),
             None => poll_default(&schedule, done, &mut jitter),
         };
-        if matches!(product, Product::Shifting) && k >= SHIFT_AT {
+        if p == PRODUCTS.len() - 1 && k >= SHIFT_AT {
+            shift_lags.push(lag);
             shifted_reads.push(f64::from(reads));
         }
         learner.in_flight.push_back(observation);
@@ -273,6 +285,7 @@ fn run_target(target: f64) -> Run {
         steady,
         warm,
         recovered_after,
+        shift_lags,
         shift_reads: (
             shifted_optimum,
             tail.iter().sum::<f64>() / tail.len().max(1) as f64,
@@ -300,8 +313,13 @@ pub fn run() -> Section {
             "lag target {target} s: {ORDERS} orders of {} products",
             PRODUCTS.len()
         ));
-        runs.push((target, run_target(target)));
+        runs.push((target, run_target(target, Product::Shifting)));
     }
+    crate::progress::step(format_args!(
+        "lag target {} s: {ORDERS} orders, the fifth product speeding up",
+        TARGETS[0]
+    ));
+    let speeding = run_target(TARGETS[0], Product::SpeedingUp);
     let mut section = Section::new(
         "Learned polling",
         &format!(
@@ -310,7 +328,8 @@ pub fn run() -> Section {
              {IN_FLIGHT} orders later, plans are made every {REPLAN_EVERY} orders, warm-up plans \
              (the default's times and a probe) until {MIN_OBSERVATIONS} observations. Figures after the first \
              {WARM_UP} orders of each product (warm-up) unless said. The shifting product \
-             changes at its order {SHIFT_AT}. Rows per lag target: the default target first."
+             changes at its order {SHIFT_AT}. Rows per lag target: the default target first; the last \
+             row is a run of its own at the default target, the fifth product speeding up instead."
         ),
         &[
             "product / lag target",
@@ -370,6 +389,33 @@ pub fn run() -> Section {
         row.push(String::new());
         section.row(row);
     }
+    // A product that got faster: its orders are seen late until the plans
+    // look early enough again.
+    let [default, _, learned] = &speeding.steady[PRODUCTS.len() - 1];
+    let lags = &speeding.shift_lags;
+    let target = TARGETS[0];
+    let on_target_after = (0..lags.len().saturating_sub(20))
+        .find(|&j| lags[j..j + 20].iter().all(|lag| *lag <= target));
+    let first = Seen {
+        lags: lags.iter().take(100).copied().collect(),
+        reads: 0,
+    };
+    let mut row = vec![format!(
+        "{} @ {target} s, in a run of its own (after the change: the next 20 orders all seen within the target from order {}; p95 lag of the first 100: {} s)",
+        Product::SpeedingUp.name(),
+        on_target_after.map_or_else(|| "never".to_owned(), |n| n.to_string()),
+        fixed(first.p95(), 1),
+    )];
+    row.extend(compared(default, learned));
+    row.push(speeding.plans[PRODUCTS.len() - 1].as_ref().map_or_else(
+        || "none".to_owned(),
+        |plan| {
+            let shown: Vec<String> = plan.polls.iter().map(u32::to_string).collect();
+            shown.join(", ")
+        },
+    ));
+    row.push(fixed(speeding.plan_ms[PRODUCTS.len() - 1], 1));
+    section.row(row);
     section
 }
 
