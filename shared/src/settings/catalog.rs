@@ -225,7 +225,7 @@ pub const CATALOG: &[Documented] = &[
         Some("PollLearnMinObservations"),
         "",
         "",
-        "ended orders a product needs before its orders get a learned plan",
+        "ended orders a product needs before its orders get a learned plan (after a change its summary detects, at most 8 since the change)",
     ),
     doc(
         names::POLL_PLAN_CACHE_SECS,

@@ -51,7 +51,8 @@ macro_rules! store_contract {
             instants_compared_in_conditions_come_back_in_milliseconds,
             an_order_keeps_its_poll_plan_and_its_clock,
             a_summary_counts_every_observation_and_forgets_old_epochs,
-            concurrent_observations_are_all_counted
+            concurrent_observations_are_all_counted,
+            an_observation_of_hours_is_kept_whole_at_any_epoch
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1108,4 +1109,31 @@ pub async fn concurrent_observations_are_all_counted<S: OrderStore>(store: &S) {
     assert_eq!(stored.observations, 8);
     let mass: f64 = stored.epochs.values().flatten().sum();
     assert!((mass - 8.0).abs() < 1e-6, "{mass}");
+}
+
+pub async fn an_observation_of_hours_is_kept_whole_at_any_epoch<S: OrderStore>(store: &S) {
+    use crate::domain::learning::Summary;
+    use crate::domain::learning::summary::{Decay, MOST_BINS};
+    // Nothing known, an order first read open 14 hours in, at an epoch
+    // with a ten-digit number: as many bins as one observation may add,
+    // with the longest names, in one write.
+    let decay = Decay::default();
+    let index = 8 * 1_000_000_000 + 7;
+    let contribution = decay.contribution(
+        &ended_between(0.0, 50_000.0),
+        index,
+        None,
+        &Summary::default(),
+    );
+    assert_eq!(contribution.bins.len(), MOST_BINS);
+    store
+        .add_observation("product_w", &contribution)
+        .await
+        .unwrap();
+    let stored = store.summary("product_w").await.unwrap();
+    assert_eq!(stored.observations, 1);
+    let held = &stored.epochs[&1_000_000_000];
+    let mass: f64 = held.iter().sum();
+    let weight: f64 = contribution.bins.iter().map(|(_, w)| w).sum();
+    assert!((mass - weight).abs() < 1e-9, "{mass} {weight}");
 }

@@ -114,7 +114,7 @@ impl Plan {
     /// 1 s; polls that come together are made once. This is the jitter
     /// that spreads the reads of orders placed together; one shift for all
     /// of an order's polls is what lets the planner account for it
-    /// exactly ([`Planner::shifted`]).
+    /// exactly (the planner plans on the survival averaged over them).
     pub fn shifted(&self, shift: u32, jitter: f64) -> Plan {
         let mut polls: Vec<u32> = Vec::with_capacity(self.polls.len());
         for &at in &self.polls {
@@ -143,16 +143,10 @@ impl Planner {
     /// The plan for an order whose completion time survives `survival`
     /// (`S(t)`: the share not ended by `t` seconds, non-increasing).
     pub fn plan(&self, survival: impl Fn(f64) -> f64) -> Plan {
-        let survival = |t: f64| self.shifted(&survival, t);
-        let end = self.end(&survival);
-        let s: Vec<f64> = (0..=end).map(|t| survival(f64::from(t))).collect();
-        let at = |t: f64| -> f64 {
-            // Linear between whole seconds.
-            let t = t.clamp(0.0, f64::from(end));
-            let low = t.floor() as usize;
-            let high = (low + 1).min(end as usize);
-            s[low] + (s[high] - s[low]) * (t - low as f64)
-        };
+        let mut s = self.shifted(&survival, self.until.max(1));
+        let end = self.end(&s);
+        s.truncate(end as usize + 1);
+        let at = |t: f64| between_seconds(&s, t);
         let mut best = self.shortest(&s, 0.0);
         if self.expect(&best, &s, &at).late <= self.late_share {
             return best;
@@ -185,10 +179,8 @@ impl Planner {
     /// What `plan` is expected to do for `survival`, over the shifts its
     /// orders are given.
     pub fn expected(&self, plan: &Plan, survival: impl Fn(f64) -> f64) -> Expected {
-        let survival = |t: f64| self.shifted(&survival, t);
-        let end = plan.polls.last().copied().unwrap_or(0);
-        let s: Vec<f64> = (0..=end).map(|t| survival(f64::from(t))).collect();
-        let at = |t: f64| survival(t.clamp(0.0, f64::from(end)));
+        let s = self.shifted(&survival, plan.polls.last().copied().unwrap_or(0));
+        let at = |t: f64| between_seconds(&s, t);
         self.expect(plan, &s, &at)
     }
 
@@ -202,27 +194,33 @@ impl Planner {
         (f64::from(at) * jitter.clamp(0.0, 0.9)).floor() as u32
     }
 
-    /// The share of orders a poll planned at `t` finds still open, over
-    /// the shifts orders are given (each whole second up to
-    /// [`Self::most_shift`] equally likely): a poll shifted by `d` is
-    /// made at `t - d`, so it is `S(t - d)` averaged. Non-increasing in
-    /// `t`, as a survival is.
-    pub fn shifted(&self, survival: &impl Fn(f64) -> f64, t: f64) -> f64 {
+    /// For each whole second `t` up to `until`, the share of orders a poll
+    /// planned at `t` finds still open, over the shifts orders are given
+    /// (each whole second up to [`Self::most_shift`] equally likely): a
+    /// poll shifted by `d` is made at `t - d`, so it is `S(t - d)`
+    /// averaged. Non-increasing, as a survival is. `S` is read once per
+    /// second, whatever the shifts.
+    fn shifted(&self, survival: &impl Fn(f64) -> f64, until: u32) -> Vec<f64> {
+        let raw: Vec<f64> = (0..=until).map(|t| survival(f64::from(t))).collect();
         let most = self.most_shift();
-        let room = Self::shift_room(t.floor().max(0.0) as u32, self.jitter);
-        let total: f64 = (0..=most)
-            .map(|d| survival((t - f64::from(d.min(room))).max(0.0)))
-            .sum();
-        total / f64::from(most + 1)
+        (0..=until)
+            .map(|t| {
+                let room = Self::shift_room(t, self.jitter);
+                let total: f64 = (0..=most).map(|d| raw[(t - d.min(room)) as usize]).sum();
+                total / f64::from(most + 1)
+            })
+            .collect()
     }
 
     /// Where the plan ends: the first whole second by which `mass_covered`
-    /// of the completions have happened, within `[1, until]`.
-    fn end(&self, survival: &impl Fn(f64) -> f64) -> u32 {
+    /// of the completions have happened, within `[1, until]` (`s` reaching
+    /// `until`).
+    fn end(&self, s: &[f64]) -> u32 {
         let tail = 1.0 - self.mass_covered;
-        (1..=self.until.max(1))
-            .find(|t| survival(f64::from(*t)) <= tail)
-            .unwrap_or(self.until.max(1))
+        let until = self.until.max(1);
+        (1..=until)
+            .find(|t| s[*t as usize] <= tail)
+            .unwrap_or(until)
     }
 
     /// The share of orders a read at `b` after one at `a` sees late: those
@@ -360,6 +358,15 @@ impl Planner {
         }
         Some((high.round() as u32).clamp(a + 1, b - 1))
     }
+}
+
+/// `s` (a value per whole second) at `t`, linear between whole seconds.
+fn between_seconds(s: &[f64], t: f64) -> f64 {
+    let end = s.len() - 1;
+    let t = t.clamp(0.0, end as f64);
+    let low = t.floor() as usize;
+    let high = (low + 1).min(end);
+    s[low] + (s[high] - s[low]) * (t - low as f64)
 }
 
 /// The survival of an order of several products: it ends when its slowest

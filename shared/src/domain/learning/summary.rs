@@ -92,6 +92,11 @@ pub struct Contribution {
 /// Weights below this are not written: they would only grow the item.
 const NEGLIGIBLE: f64 = 1e-9;
 
+/// The most bins one observation adds to: its write (one `ADD` per bin)
+/// stays within DynamoDB's 4 KB expression limit, whatever the epoch's
+/// number (150 terms of at most 22 characters).
+pub const MOST_BINS: usize = 150;
+
 impl Decay {
     /// What `observation` adds to `stored`, the summary as just read: it
     /// is observation number `stored.observations`, and spread by what
@@ -129,7 +134,7 @@ impl Decay {
             .map(|(k, share)| prior.map_or(0.0, |p| p.bins[*k] * share))
             .collect();
         let total: f64 = believed.iter().sum();
-        let shares: Vec<(usize, f64)> = if total > 0.0 && total.is_finite() {
+        let mut shares: Vec<(usize, f64)> = if total > 0.0 && total.is_finite() {
             even.iter()
                 .zip(&believed)
                 .map(|((k, share), b)| (*k, EVEN_SHARE * share + (1.0 - EVEN_SHARE) * b / total))
@@ -137,6 +142,15 @@ impl Decay {
         } else {
             even
         };
+        if shares.len() > MOST_BINS {
+            // An interval of hours from the start: its largest shares (where
+            // the prior puts it), the rest of its even share dropped.
+            shares.sort_by(|a, b| b.1.total_cmp(&a.1));
+            shares.truncate(MOST_BINS);
+            shares.sort_by_key(|(k, _)| *k);
+            let kept: f64 = shares.iter().map(|(_, w)| w).sum();
+            shares.iter_mut().for_each(|(_, w)| *w /= kept);
+        }
         let keep_from = epoch.saturating_sub(self.kept.max(1) - 1);
         Contribution {
             epoch,
@@ -179,6 +193,12 @@ pub struct Masses {
     /// The weight behind it, in observations (recent ones count fully,
     /// older ones by their decayed weight).
     pub effective: f64,
+    /// The observations made since the product last changed (all of them
+    /// when it never did, as far as the summary can tell).
+    pub observations: u64,
+    /// Whether the summary found the product changed, and the estimate
+    /// rests on the observations since only.
+    pub changed: bool,
 }
 
 impl Summary {
@@ -224,7 +244,11 @@ impl Summary {
             .range(oldest..=current)
             .map(|(epoch, bins)| (*epoch, bins))
             .collect();
-        let from = self.changed_at(decay, &held).unwrap_or(oldest);
+        let changed = self.changed_at(decay, &held);
+        let from = changed.unwrap_or(oldest);
+        let observations = changed.map_or(count, |epoch| {
+            count.saturating_sub(epoch.saturating_mul(decay.epoch))
+        });
         let mut bins = vec![0.0; BINS];
         for (epoch, stored) in held.iter().filter(|(epoch, _)| *epoch >= from) {
             let age = count.saturating_sub(epoch * decay.epoch) as f64;
@@ -238,7 +262,12 @@ impl Summary {
             return None;
         }
         bins.iter_mut().for_each(|m| *m /= effective);
-        Some(Masses { bins, effective })
+        Some(Masses {
+            bins,
+            effective,
+            observations,
+            changed: changed.is_some(),
+        })
     }
 
     /// The first epoch of the product as it is now, if it changed within
@@ -338,6 +367,8 @@ impl Masses {
         Masses {
             bins,
             effective: self.effective,
+            observations: self.observations,
+            changed: self.changed,
         }
     }
 
@@ -421,6 +452,14 @@ mod tests {
         }
         let masses = summary.masses(&decay).unwrap();
         assert!(masses.survival(10.0) > 0.99, "{}", masses.survival(10.0));
+        // It rests on the observations since the change only.
+        assert!(masses.observations < 16, "{}", masses.observations);
+        assert!(
+            masses.observations >= decay.epoch,
+            "{}",
+            masses.observations
+        );
+        assert!(masses.changed);
     }
 
     /// A thousand draws from `ends` (seconds, from a unit in `[0, 1)`),
@@ -472,7 +511,12 @@ mod tests {
         let spike = |effective: f64| {
             let mut bins = vec![0.0; BINS];
             bins[100] = 1.0;
-            Masses { bins, effective }
+            Masses {
+                bins,
+                effective,
+                observations: effective as u64,
+                changed: false,
+            }
         };
         // Forty observations in one bin: it holds enough on its own.
         assert_eq!(spike(40.0).smoothed(4.0, 8).bins, spike(40.0).bins);
@@ -490,10 +534,36 @@ mod tests {
         let spread = Masses {
             bins,
             effective: 6.0,
+            observations: 6,
+            changed: false,
         }
         .smoothed(4.0, 8);
         assert_eq!(spread.bins[97], 0.0);
         assert!(spread.bins[98] > 0.0);
+    }
+
+    #[test]
+    fn an_observation_of_hours_adds_to_a_bounded_number_of_bins_and_keeps_its_weight() {
+        let decay = Decay::default();
+        let mut summary = Summary::default();
+        for _ in 0..20 {
+            learn(&mut summary, &decay, at(40.0, 60.0));
+        }
+        let wide = decay.learn(&at(0.0, 50_000.0), &summary);
+        assert!(wide.bins.len() <= MOST_BINS, "{}", wide.bins.len());
+        let index = summary.observations - wide.epoch * decay.epoch;
+        let weight = 2f64.powf(index as f64 / decay.half_life);
+        let total: f64 = wide.bins.iter().map(|(_, w)| w).sum();
+        assert!((total - weight).abs() < 1e-9, "{total} {weight}");
+        // What the prior believed keeps its place: nearly all of it where
+        // the narrow observations were.
+        let between: f64 = wide
+            .bins
+            .iter()
+            .filter(|(k, _)| (39.0..60.0).contains(&bins::lower_edge(*k)))
+            .map(|(_, w)| w)
+            .sum();
+        assert!(between / total > 0.99, "{between} {total}");
     }
 
     #[test]

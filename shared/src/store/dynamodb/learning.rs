@@ -1,6 +1,8 @@
 //! Per-product completion-time summaries (`LEARN#{productId}`, `SUMMARY`):
-//! `observations` (a count) and one number per bin of each epoch kept,
-//! `e{epoch}_{bin}`. Written with `ADD` only, so two containers ending
+//! `seen` (a count) and one number per bin of each epoch kept,
+//! `b{epoch}_{bin}`. (Summaries of an earlier format, `observations` and
+//! `e{epoch}_{bin}` with eight bins per octave, are not read: the product
+//! learns again, and the next write goes over them.) Written with `ADD` only, so two containers ending
 //! orders of one product at once both count; the bins of epochs a writer
 //! forgets are removed by the same write.
 
@@ -17,13 +19,16 @@ use aws_sdk_dynamodb::types::AttributeValue;
 /// removed by a write of their own.
 const EXPRESSION_BUDGET: usize = 3_600;
 
+/// The attribute counting a summary's observations.
+const COUNT: &str = "seen";
+
 fn bin_attribute(epoch: u64, bin: usize) -> String {
-    format!("e{epoch}_{bin}")
+    format!("b{epoch}_{bin}")
 }
 
 /// The epoch and bin an attribute holds, if it is a bin.
 fn parse_bin(name: &str) -> Option<Option<(u64, usize)>> {
-    let rest = name.strip_prefix('e')?;
+    let rest = name.strip_prefix('b')?;
     let parsed = rest.split_once('_').and_then(|(epoch, bin)| {
         let bin: usize = bin.parse().ok()?;
         (bin < BINS).then_some((epoch.parse().ok()?, bin))
@@ -49,7 +54,7 @@ fn summary_from_item(
     };
     let mut summary = Summary::default();
     for (name, value) in item {
-        if name == "observations" {
+        if name == COUNT {
             summary.observations = number(name, value)? as u64;
             continue;
         }
@@ -87,14 +92,18 @@ impl SummaryStore for DynamoStore {
         product_id: &str,
         contribution: &Contribution,
     ) -> Result<(), StoreError> {
-        let mut adds = vec!["observations :one".to_owned()];
+        let mut adds = vec![format!("{COUNT} :one")];
         let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(summary_key(product_id)))
             // Only ever a summary: a key of another kind is never touched.
-            .condition_expression("attribute_not_exists(pk) OR attribute_exists(observations)")
+            // (`observations` is the count of a summary of the earlier
+            // format, written over.)
+            .condition_expression(format!(
+                "attribute_not_exists(pk) OR attribute_exists({COUNT}) OR attribute_exists(observations)"
+            ))
             .expression_attribute_values(":one", n(1));
         for (i, (bin, weight)) in contribution.bins.iter().enumerate() {
             adds.push(format!("{} :w{i}", bin_attribute(contribution.epoch, *bin)));
@@ -115,8 +124,13 @@ impl SummaryStore for DynamoStore {
             .send()
             .await
             .map_err(|e| sdk_error("add observation", e))?;
-        if !removes.is_empty() && together > EXPRESSION_BUDGET {
-            self.forget(product_id, &removes).await?;
+        if !removes.is_empty()
+            && together > EXPRESSION_BUDGET
+            && let Err(error) = self.forget(product_id, &removes).await
+        {
+            // The observation is kept; the next writer, reading the same
+            // old epochs, removes them again.
+            tracing::warn!(product_id, error = %error, "old bins of a summary not removed yet");
         }
         Ok(())
     }
@@ -137,7 +151,7 @@ impl DynamoStore {
                 .update_item()
                 .table_name(&self.table)
                 .set_key(Some(summary_key(product_id)))
-                .condition_expression("attribute_exists(observations)")
+                .condition_expression(format!("attribute_exists({COUNT})"))
                 .update_expression(format!("REMOVE {}", removes[start..end].join(", ")))
                 .send()
                 .await
@@ -154,21 +168,23 @@ mod tests {
 
     #[test]
     fn only_bin_attributes_are_read_as_bins() {
-        assert_eq!(parse_bin("observations"), None);
+        assert_eq!(parse_bin("seen"), None);
         assert_eq!(parse_bin("pk"), None);
-        assert_eq!(parse_bin("e3_17"), Some(Some((3, 17))));
-        assert_eq!(parse_bin("e3_298"), Some(None));
-        assert_eq!(parse_bin("e3"), Some(None));
-        assert_eq!(bin_attribute(12, 297), "e12_297");
+        assert_eq!(parse_bin("b3_17"), Some(Some((3, 17))));
+        assert_eq!(parse_bin("b3_298"), Some(None));
+        assert_eq!(parse_bin("b3"), Some(None));
+        assert_eq!(bin_attribute(12, 297), "b12_297");
+        // The earlier format's bins are not this one's.
+        assert_eq!(parse_bin("e3_17"), None);
     }
 
     #[test]
     fn an_odd_attribute_is_left_alone_not_a_reason_to_stop_learning() {
         let item = std::collections::HashMap::from([
             ("pk".to_owned(), AttributeValue::S("LEARN#p".into())),
-            ("observations".to_owned(), AttributeValue::N("3".into())),
-            ("e0_10".to_owned(), AttributeValue::N("2.5".into())),
-            ("e0_999".to_owned(), AttributeValue::N("1".into())),
+            ("seen".to_owned(), AttributeValue::N("3".into())),
+            ("b0_10".to_owned(), AttributeValue::N("2.5".into())),
+            ("b0_999".to_owned(), AttributeValue::N("1".into())),
             ("extra".to_owned(), AttributeValue::S("x".into())),
         ]);
         let summary = summary_from_item(&item, "p").unwrap();
@@ -178,7 +194,19 @@ mod tests {
         // A count that is not one is still an error: the product falls
         // back to the default schedule.
         let mut bad = item.clone();
-        bad.insert("e0_11".into(), AttributeValue::N("-1".into()));
+        bad.insert("b0_11".into(), AttributeValue::N("-1".into()));
         assert!(summary_from_item(&bad, "p").is_err());
+    }
+
+    #[test]
+    fn a_summary_of_the_earlier_format_reads_as_nothing_learned() {
+        let item = std::collections::HashMap::from([
+            ("pk".to_owned(), AttributeValue::S("LEARN#p".into())),
+            ("observations".to_owned(), AttributeValue::N("500".into())),
+            ("e0_100".to_owned(), AttributeValue::N("2.5".into())),
+            ("e62_100".to_owned(), AttributeValue::N("1".into())),
+        ]);
+        let summary = summary_from_item(&item, "p").unwrap();
+        assert_eq!(summary, Summary::default());
     }
 }
