@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::Endpoint;
 use crate::catalog;
 use crate::error::ApiError;
 use crate::request;
@@ -36,6 +37,8 @@ pub fn router(state: SimState) -> Router {
         .route("/api/orders/{id}/pay/", post(pay_order))
         .route("/api/products/{id}", get(get_product))
         .route("/api/products/{id}/", get(get_product))
+        // Inner: only requests with the key are counted and limited.
+        .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_api_key,
@@ -55,6 +58,41 @@ async fn require_api_key(State(state): State<SimState>, request: Request, next: 
         Some(given) if given.as_bytes() == expected => next.run(request).await,
         _ => ApiError::unauthenticated().into_response(),
     }
+}
+
+/// Which endpoint a request of FoxReload's routes is for.
+fn endpoint_of(method: &axum::http::Method, path: &str) -> Endpoint {
+    let path = path.trim_end_matches('/');
+    if path.starts_with("/api/products") {
+        Endpoint::GetProduct
+    } else if path.ends_with("/pay") {
+        Endpoint::PayOrder
+    } else if path == "/api/orders" && method == axum::http::Method::POST {
+        Endpoint::CreateOrder
+    } else if path == "/api/orders" {
+        Endpoint::ListOrders
+    } else {
+        Endpoint::GetOrder
+    }
+}
+
+async fn rate_limit(State(state): State<SimState>, request: Request, next: Next) -> Response {
+    let endpoint = endpoint_of(request.method(), request.uri().path());
+    if state.admit(endpoint) {
+        return next.run(request).await;
+    }
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "THROTTLED",
+        "Request was throttled.",
+    )
+    .into_response();
+    if let Some(secs) = state.config().rate_limit.retry_after_secs {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
 }
 
 async fn no_route() -> Response {

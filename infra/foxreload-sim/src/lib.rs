@@ -84,6 +84,34 @@ pub struct SimConfig {
     pub time_format: TimeFormat,
     /// The largest list page the server gives, whatever `limit` asks.
     pub list_page_cap: usize,
+    /// FoxReload's rate limit, as far as the simulator plays one: none by
+    /// default.
+    pub rate_limit: RateLimit,
+}
+
+/// A rate limit: requests (authenticated, to FoxReload's own routes) per
+/// whole second of the wall clock, over all routes and per endpoint.
+/// A request over either limit is answered `429` (`THROTTLED`), with
+/// `Retry-After` when `retry_after_secs` is set, and does nothing else.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Over every endpoint; `None`: no limit.
+    pub per_second: Option<u32>,
+    /// Per endpoint ([`Endpoint`]); absent: no limit of its own.
+    pub per_endpoint: BTreeMap<Endpoint, u32>,
+    /// The `Retry-After` a refusal carries, in seconds; `None`: no header.
+    pub retry_after_secs: Option<u64>,
+}
+
+/// FoxReload's endpoints, as rate limits and counters name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Endpoint {
+    CreateOrder,
+    PayOrder,
+    GetOrder,
+    ListOrders,
+    GetProduct,
 }
 
 /// How the simulator writes timestamps: FoxReload publishes no format.
@@ -112,6 +140,7 @@ impl Default for SimConfig {
             clock_skew_ms: 0,
             time_format: TimeFormat::Rfc3339,
             list_page_cap: MAX_LIST_LIMIT,
+            rate_limit: RateLimit::default(),
         }
     }
 }
@@ -194,6 +223,11 @@ pub struct Counters {
     /// Orders placed through `POST /__admin/orders` "by another buyer" (not
     /// in the other counters), by id.
     pub foreign_orders: Vec<String>,
+    /// Authenticated requests that reached FoxReload's routes, served or
+    /// refused for the rate limit, per whole second (Unix time).
+    pub requests_by_second: BTreeMap<i64, u64>,
+    /// Of those, the ones refused for the rate limit (`429`), per second.
+    pub rate_limited_by_second: BTreeMap<i64, u64>,
 }
 
 /// A running simulator. Dropping it stops the server too; [`Simulator::shutdown`]

@@ -51,6 +51,9 @@ struct Data {
     clock_offset: Duration,
     /// How the next creates fail, first first.
     create_faults: std::collections::VecDeque<crate::CreateFault>,
+    /// The second the rate limit counts, and what it counted in it: over
+    /// every endpoint, and per endpoint.
+    rate_window: (i64, u32, HashMap<crate::Endpoint, u32>),
 }
 
 impl Data {
@@ -111,6 +114,7 @@ impl SimState {
             balance_cents: config.balance_cents,
             clock_offset: Duration::ZERO,
             create_faults: std::collections::VecDeque::new(),
+            rate_window: (0, 0, HashMap::new()),
         };
         SimState {
             shared: Arc::new(Shared {
@@ -144,6 +148,36 @@ impl SimState {
             .data
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts a request to `endpoint` and says whether the rate limit lets
+    /// it through (a request refused counts against nothing).
+    pub fn admit(&self, endpoint: crate::Endpoint) -> bool {
+        let limit = &self.config().rate_limit;
+        let second = OffsetDateTime::now_utc().unix_timestamp();
+        let mut data = self.lock();
+        *data.counters.requests_by_second.entry(second).or_insert(0) += 1;
+        if data.rate_window.0 != second {
+            data.rate_window = (second, 0, HashMap::new());
+        }
+        let (_, all, by_endpoint) = &mut data.rate_window;
+        let mine = by_endpoint.get(&endpoint).copied().unwrap_or(0);
+        let over = limit.per_second.is_some_and(|most| *all >= most)
+            || limit
+                .per_endpoint
+                .get(&endpoint)
+                .is_some_and(|most| mine >= *most);
+        if over {
+            *data
+                .counters
+                .rate_limited_by_second
+                .entry(second)
+                .or_insert(0) += 1;
+            return false;
+        }
+        *all += 1;
+        by_endpoint.insert(endpoint, mine + 1);
+        true
     }
 
     /// A snapshot of the counters.

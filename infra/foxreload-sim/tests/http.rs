@@ -1150,3 +1150,62 @@ async fn shutdown_stops_serving_and_cuts_a_stalled_create_short() {
         "still accepting connections"
     );
 }
+
+// ----------------------------------------------------------- rate limit --
+
+/// Waits for the next whole second of the wall clock to start, so that a
+/// short burst of requests lands in one second.
+async fn start_of_a_second() {
+    let millis = OffsetDateTime::now_utc().millisecond();
+    tokio::time::sleep(Duration::from_millis(u64::from(1_005 - millis))).await;
+}
+
+#[tokio::test]
+async fn requests_over_the_rate_limit_are_refused_with_429_and_counted() {
+    use foxreload_sim::{Endpoint, RateLimit};
+    let (sim, client) = start(SimConfig {
+        rate_limit: RateLimit {
+            per_second: Some(5),
+            per_endpoint: [(Endpoint::PayOrder, 1)].into_iter().collect(),
+            retry_after_secs: Some(3),
+        },
+        ..config()
+    })
+    .await;
+    start_of_a_second().await;
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(client.get("/api/orders/nope").await);
+    }
+    let served = statuses.iter().filter(|r| r.status == 404).count();
+    let refused: Vec<&Reply> = statuses.iter().filter(|r| r.status == 429).collect();
+    assert_eq!((served, refused.len()), (5, 3), "{statuses:?}");
+    assert_eq!(refused[0].code(), "THROTTLED");
+    assert_eq!(refused[0].header("retry-after"), Some("3"));
+    let counters = sim.counters();
+    let second = *counters.requests_by_second.keys().last().unwrap();
+    assert_eq!(counters.requests_by_second[&second], 8);
+    assert_eq!(counters.rate_limited_by_second[&second], 3);
+    // A refused read did nothing: it is not counted as a read.
+    assert_eq!(counters.gets_by_order.get("nope"), Some(&5));
+
+    // Per endpoint: one payment a second, whatever the rest.
+    start_of_a_second().await;
+    let id = client.create(&[PRODUCT_FAST], 1).await;
+    let first = client.pay(&id).await;
+    let second_pay = client.pay(&id).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(second_pay.status, 429, "{}", second_pay.text());
+    assert_eq!(sim.counters().pays_by_order[&id], 1);
+}
+
+#[tokio::test]
+async fn without_a_rate_limit_nothing_is_refused_and_requests_are_still_counted() {
+    let (sim, client) = start(config()).await;
+    for _ in 0..30 {
+        assert_eq!(client.get("/api/orders/nope").await.status, 404);
+    }
+    let counters = sim.counters();
+    assert_eq!(counters.requests_by_second.values().sum::<u64>(), 30);
+    assert!(counters.rate_limited_by_second.is_empty());
+}

@@ -1,6 +1,7 @@
 //! The domain: plain types and decisions. Nothing here calls AWS or
 //! FoxReload; it takes data in and returns decisions.
 
+pub mod budget;
 pub mod event;
 pub mod idempotency;
 pub mod learning;
