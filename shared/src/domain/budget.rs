@@ -142,9 +142,21 @@ pub struct Adaptive {
     pub cut: f64,
     /// The cool-down after a 429 without `Retry-After`.
     pub backoff: Duration,
-    current: f64,
-    cool_until: Duration,
-    updated: Duration,
+    /// What is shared: the budget the last cut left, and the end of its
+    /// cool-down. Everything else follows from the time, so containers
+    /// that read the same state agree on the budget without writing it.
+    pub state: Shared,
+}
+
+/// The part of a budget every container must see the same: written only by
+/// a cut (one conditional write per `429` episode, not per request).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Shared {
+    /// Requests per second from the end of the cool-down on, growing by
+    /// [`Adaptive::step`] per second from there.
+    pub base: f64,
+    /// Nothing may be sent before this.
+    pub cool_until: Duration,
 }
 
 impl Adaptive {
@@ -157,60 +169,56 @@ impl Adaptive {
             step: (most / 100.0).max(0.01),
             cut: 0.5,
             backoff: Duration::from_secs(1),
-            current: most,
-            cool_until: now,
-            updated: now,
+            state: Shared {
+                base: most,
+                cool_until: now,
+            },
         }
     }
 
     /// The budget now, in requests per second; none during a cool-down.
-    pub fn rate(&mut self, now: Duration) -> f64 {
-        self.grow(now);
-        if now < self.cool_until {
+    pub fn rate(&self, now: Duration) -> f64 {
+        if now < self.state.cool_until {
             0.0
         } else {
-            self.current
+            self.current(now)
         }
     }
 
-    /// The budget outside cool-downs.
-    pub fn current(&mut self, now: Duration) -> f64 {
-        self.grow(now);
-        self.current
+    /// The budget outside cool-downs: the base, grown since the cool-down
+    /// ended, up to the most.
+    pub fn current(&self, now: Duration) -> f64 {
+        let calm = now.saturating_sub(self.state.cool_until).as_secs_f64();
+        (self.state.base + self.step * calm).clamp(self.least, self.most)
     }
 
     /// Until when nothing may be sent.
     pub fn cool_until(&self) -> Duration {
-        self.cool_until
+        self.state.cool_until
     }
 
-    fn grow(&mut self, now: Duration) {
-        if now <= self.updated {
-            return;
+    /// The state a `429` at `now` leaves (asking to wait `retry_after` if
+    /// it said): the budget cut and a cool-down started, or, for answers
+    /// that arrive during the cool-down the first one started (requests
+    /// sent before it), only the cool-down made as long as they ask.
+    pub fn after_limited(&self, now: Duration, retry_after: Option<Duration>) -> Shared {
+        if now < self.state.cool_until {
+            return Shared {
+                cool_until: retry_after.map_or(self.state.cool_until, |wait| {
+                    self.state.cool_until.max(now + wait)
+                }),
+                ..self.state
+            };
         }
-        // Only time outside a cool-down earns an increase.
-        let from = self.updated.max(self.cool_until);
-        if now > from {
-            let calm = (now - from).as_secs_f64();
-            self.current = (self.current + self.step * calm).min(self.most);
+        Shared {
+            base: (self.current(now) * self.cut).max(self.least),
+            cool_until: now + retry_after.unwrap_or(self.backoff),
         }
-        self.updated = now;
     }
 
-    /// FoxReload answered `429` at `now`, asking to wait `retry_after` if
-    /// it said. Answers that arrive during the cool-down the first one
-    /// started (requests sent before it) cut nothing more.
+    /// FoxReload answered `429` at `now`.
     pub fn limited(&mut self, now: Duration, retry_after: Option<Duration>) {
-        self.grow(now);
-        if now < self.cool_until {
-            if let Some(wait) = retry_after {
-                self.cool_until = self.cool_until.max(now + wait);
-            }
-            return;
-        }
-        self.current = (self.current * self.cut).max(self.least);
-        self.cool_until = now + retry_after.unwrap_or(self.backoff);
-        self.updated = now;
+        self.state = self.after_limited(now, retry_after);
     }
 }
 
