@@ -224,7 +224,8 @@ pub struct Counters {
     /// in the other counters), by id.
     pub foreign_orders: Vec<String>,
     /// Authenticated requests that reached FoxReload's routes, served or
-    /// refused for the rate limit, per whole second (Unix time).
+    /// refused for the rate limit, per whole second (Unix time; the last
+    /// hour).
     pub requests_by_second: BTreeMap<i64, u64>,
     /// Of those, the ones refused for the rate limit (`429`), per second.
     pub rate_limited_by_second: BTreeMap<i64, u64>,

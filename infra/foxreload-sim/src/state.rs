@@ -24,6 +24,9 @@ pub const THROTTLED_READS: u64 = 2;
 pub const GARBAGE_READS: u64 = 2;
 /// The `Retry-After` (seconds) sent with the 429 of [`Behaviour::Throttle`].
 pub const RETRY_AFTER_SECS: u64 = 2;
+
+/// Seconds of per-second request counts kept.
+const KEPT_SECONDS: i64 = 3_600;
 /// The list page size when `limit` is absent or unusable.
 pub const DEFAULT_LIST_LIMIT: usize = 10;
 /// The largest list page; larger `limit`s are clamped to it.
@@ -157,6 +160,19 @@ impl SimState {
         let second = OffsetDateTime::now_utc().unix_timestamp();
         let mut data = self.lock();
         *data.counters.requests_by_second.entry(second).or_insert(0) += 1;
+        // The last hour is kept: a long-running local stack stays small.
+        let counters = &mut data.counters;
+        for seconds in [
+            &mut counters.requests_by_second,
+            &mut counters.rate_limited_by_second,
+        ] {
+            while seconds
+                .first_key_value()
+                .is_some_and(|(oldest, _)| *oldest <= second - KEPT_SECONDS)
+            {
+                seconds.pop_first();
+            }
+        }
         if data.rate_window.0 != second {
             data.rate_window = (second, 0, HashMap::new());
         }

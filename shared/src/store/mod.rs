@@ -9,7 +9,7 @@ mod record;
 
 pub use dynamodb::{DynamoStore, PENDING_INDEX};
 pub use ports::{
-    IdempotencyStore, NotifyMarks, OrderAlerts, OrderReader, OrderStore, PlacementStore, PollChain,
-    StackAlerts, SummaryReader, SummaryStore, SweepStore,
+    BudgetStore, IdempotencyStore, NotifyMarks, OrderAlerts, OrderReader, OrderStore,
+    PlacementStore, PollChain, StackAlerts, SummaryReader, SummaryStore, SweepStore,
 };
 pub use record::*;

@@ -22,6 +22,7 @@ use super::record::{
     AlertSlot, Begin, Claim, Ended, IdempotencyClaim, IdempotencyRecord, OrderRecord, PendingPage,
     PollRecord, StoreError, StoredResponse, SupplierProblem, SupplierState, Terminal,
 };
+use crate::domain::budget;
 use crate::domain::event::DeliveredCodeRecord;
 use crate::domain::learning::{Contribution, Summary};
 use crate::domain::reconcile::ClockOffset;
@@ -346,6 +347,22 @@ pub trait SummaryStore: SummaryReader {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// The FoxReload budget every container shares: the part of its adaptive
+/// state a `429` changes ([`budget::Shared`]).
+pub trait BudgetStore: Send + Sync {
+    /// The shared state; `None` before any container wrote one.
+    fn budget(&self) -> impl Future<Output = Result<Option<budget::Shared>, StoreError>> + Send;
+
+    /// Replaces the shared state with `next` if it is still `seen` (`None`:
+    /// none written yet). False when another container changed it first:
+    /// read it again, and decide again.
+    fn swap_budget(
+        &self,
+        seen: Option<&budget::Shared>,
+        next: &budget::Shared,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
 /// The whole store: every port. Adapters implement it all; only tests and
 /// the contract suite ask for all of it.
 pub trait OrderStore:
@@ -357,6 +374,7 @@ pub trait OrderStore:
     + StackAlerts
     + SweepStore
     + SummaryStore
+    + BudgetStore
 {
 }
 
@@ -369,5 +387,6 @@ impl<T> OrderStore for T where
         + StackAlerts
         + SweepStore
         + SummaryStore
+        + BudgetStore
 {
 }

@@ -52,7 +52,8 @@ macro_rules! store_contract {
             an_order_keeps_its_poll_plan_and_its_clock,
             a_summary_counts_every_observation_and_forgets_old_epochs,
             concurrent_observations_are_all_counted,
-            an_observation_of_hours_is_kept_whole_at_any_epoch
+            an_observation_of_hours_is_kept_whole_at_any_epoch,
+            the_shared_budget_is_replaced_only_from_what_was_read
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1136,4 +1137,49 @@ pub async fn an_observation_of_hours_is_kept_whole_at_any_epoch<S: OrderStore>(s
     let mass: f64 = held.iter().sum();
     let weight: f64 = contribution.bins.iter().map(|(_, w)| w).sum();
     assert!((mass - weight).abs() < 1e-9, "{mass} {weight}");
+}
+
+pub async fn the_shared_budget_is_replaced_only_from_what_was_read<S: OrderStore>(store: &S) {
+    use crate::domain::budget::Shared;
+    assert_eq!(store.budget().await.unwrap(), None);
+    let first = Shared {
+        base: 40.0 / 3.0,
+        cool_until: Duration::from_millis(1_764_000_000_123),
+    };
+    assert!(store.swap_budget(None, &first).await.unwrap());
+    // A second writer that also read nothing loses.
+    let other = Shared {
+        base: 10.0,
+        ..first
+    };
+    assert!(!store.swap_budget(None, &other).await.unwrap());
+    assert_eq!(store.budget().await.unwrap(), Some(first));
+    // From what was read (a rate that is no round number): replaced; from
+    // a read gone stale: refused.
+    let cut = Shared {
+        base: first.base / 2.0,
+        cool_until: first.cool_until + Duration::from_secs(1),
+    };
+    assert!(store.swap_budget(Some(&first), &cut).await.unwrap());
+    assert!(!store.swap_budget(Some(&first), &other).await.unwrap());
+    assert_eq!(store.budget().await.unwrap(), Some(cut));
+    // Four containers cutting at once from the same read: one cut lands.
+    let next: Vec<Shared> = (1..=4u64)
+        .map(|i| Shared {
+            base: cut.base / 2.0,
+            cool_until: cut.cool_until + Duration::from_millis(i),
+        })
+        .collect();
+    let done = tokio::join!(
+        store.swap_budget(Some(&cut), &next[0]),
+        store.swap_budget(Some(&cut), &next[1]),
+        store.swap_budget(Some(&cut), &next[2]),
+        store.swap_budget(Some(&cut), &next[3]),
+    );
+    let won = [done.0, done.1, done.2, done.3]
+        .into_iter()
+        .filter(|swapped| *swapped.as_ref().unwrap())
+        .count();
+    assert_eq!(won, 1);
+    assert!(next.contains(&store.budget().await.unwrap().unwrap()));
 }

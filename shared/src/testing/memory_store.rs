@@ -136,6 +136,7 @@ struct State {
     stack_alerts: BTreeMap<String, OffsetDateTime>,
     sweep_cursor: Option<String>,
     summaries: BTreeMap<String, Summary>,
+    budget: Option<crate::domain::budget::Shared>,
 }
 
 /// The in-memory adapter of every store port.
@@ -874,6 +875,35 @@ impl SummaryStore for MemoryStore {
             .or_default()
             .add(contribution);
         Ok(())
+    }
+}
+
+impl crate::store::BudgetStore for MemoryStore {
+    async fn budget(&self) -> Result<Option<crate::domain::budget::Shared>, StoreError> {
+        let state = self.enter("budget")?;
+        Ok(state.budget)
+    }
+
+    async fn swap_budget(
+        &self,
+        seen: Option<&crate::domain::budget::Shared>,
+        next: &crate::domain::budget::Shared,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.enter("swap_budget")?;
+        // As DynamoDB keeps it: the cool-down in whole milliseconds.
+        if state.budget.map(stored_budget) != seen.copied().map(stored_budget) {
+            return Ok(false);
+        }
+        state.budget = Some(stored_budget(*next));
+        Ok(true)
+    }
+}
+
+/// A budget state as DynamoDB keeps one (its instant in milliseconds).
+fn stored_budget(shared: crate::domain::budget::Shared) -> crate::domain::budget::Shared {
+    crate::domain::budget::Shared {
+        cool_until: std::time::Duration::from_millis(shared.cool_until.as_millis() as u64),
+        ..shared
     }
 }
 

@@ -44,6 +44,10 @@ pub(super) fn summary_key(product_id: &str) -> Item {
     key(format!("LEARN#{product_id}"), "SUMMARY")
 }
 
+pub(super) fn budget_key() -> Item {
+    key("BUDGET#foxreload".to_owned(), "SHARED")
+}
+
 pub(super) fn sweep_key() -> Item {
     key("SWEEP#scan-stalled".to_owned(), "CURSOR")
 }

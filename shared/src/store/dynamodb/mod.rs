@@ -31,6 +31,7 @@
 //! | `idempotency`, `placement`, `chain`, `alerts`, `sweep`, `learning` | one port each (`learning`: two) |
 
 mod alerts;
+mod budget;
 mod chain;
 mod codec;
 mod conditions;
