@@ -63,9 +63,10 @@ async fn require_api_key(State(state): State<SimState>, request: Request, next: 
 /// Which endpoint a request of FoxReload's routes is for.
 fn endpoint_of(method: &axum::http::Method, path: &str) -> Endpoint {
     let path = path.trim_end_matches('/');
+    let segments = path.split('/').filter(|s| !s.is_empty()).count();
     if path.starts_with("/api/products") {
         Endpoint::GetProduct
-    } else if path.ends_with("/pay") {
+    } else if segments == 4 && path.ends_with("/pay") {
         Endpoint::PayOrder
     } else if path == "/api/orders" && method == axum::http::Method::POST {
         Endpoint::CreateOrder

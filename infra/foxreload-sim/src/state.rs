@@ -157,8 +157,12 @@ impl SimState {
     /// it through (a request refused counts against nothing).
     pub fn admit(&self, endpoint: crate::Endpoint) -> bool {
         let limit = &self.config().rate_limit;
-        let second = OffsetDateTime::now_utc().unix_timestamp();
         let mut data = self.lock();
+        // Read under the lock, and never behind the window: requests
+        // counted in order, each second's window opened once.
+        let second = OffsetDateTime::now_utc()
+            .unix_timestamp()
+            .max(data.rate_window.0);
         *data.counters.requests_by_second.entry(second).or_insert(0) += 1;
         // The last hour is kept: a long-running local stack stays small.
         let counters = &mut data.counters;
@@ -222,6 +226,7 @@ impl SimState {
         let mut data = self.lock();
         data.orders.clear();
         data.counters = Counters::default();
+        data.rate_window = (0, 0, HashMap::new());
         data.balance_cents = self.shared.config.balance_cents;
     }
 

@@ -5,11 +5,11 @@
 //! Three parts, all on a clock the caller gives (`now`: time since any
 //! fixed origin, so tests run on a simulated one):
 //!
-//! - [`Bucket`]: a container's token bucket. Its rate is the container's
-//!   share of the budget; its burst is a tenth of a second of that rate
-//!   (at least one request), so that many containers starting full cannot
-//!   together overshoot the budget by more than a tenth of a second's
-//!   worth.
+//! - [`Bucket`]: a container's limiter (the generic cell rate algorithm).
+//!   Its rate is the container's share of the budget; a request may go a
+//!   tenth of a second early, no more, and containers start at random
+//!   phases, so that many of them cannot together overshoot the budget by
+//!   more than about a tenth of a second's worth.
 //! - [`allocate`]: the budget split by [`Priority`], most urgent first:
 //!   creates and payments (a customer is waiting) get what they ask, then
 //!   first polls of fresh orders, then other polls, then stalled orders.
@@ -61,71 +61,79 @@ impl Priority {
     }
 }
 
-/// A container's token bucket.
+/// A container's limiter: the generic cell rate algorithm, a token bucket
+/// kept as the time the next request is due, so a rate of 2.5 requests a
+/// second spaces them 0.4 s apart (a bucket of whole tokens would let one
+/// through at once whatever its rate), and a rate of zero lets nothing
+/// through.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Bucket {
-    /// Tokens per second: the container's share of the budget.
+    /// Requests per second: the container's share of the budget.
     rate: f64,
-    tokens: f64,
-    updated: Duration,
+    /// When the next request is due at this rate ("theoretical arrival
+    /// time"); one may go this much early ([`BURST_SECS`]).
+    due: Duration,
 }
 
-/// The burst a bucket holds, in seconds of its rate (at least one token).
+/// How early a request may go, in seconds: a burst of up to a tenth of a
+/// second of the rate (plus the one due).
 const BURST_SECS: f64 = 0.1;
 
+/// The longest wait a refusal names (a rate near zero would name years).
+const LONGEST_WAIT: Duration = Duration::from_secs(60);
+
 impl Bucket {
-    /// A full bucket of `rate` tokens per second.
-    pub fn new(rate: f64, now: Duration) -> Self {
-        let rate = rate.max(0.0);
-        Self {
-            rate,
-            tokens: Self::capacity_of(rate),
-            updated: now,
-        }
-    }
-
-    fn capacity_of(rate: f64) -> f64 {
-        (rate * BURST_SECS).max(1.0)
-    }
-
-    /// The most tokens the bucket holds.
-    pub fn capacity(&self) -> f64 {
-        Self::capacity_of(self.rate)
+    /// A limiter of `rate` requests per second whose first request is due
+    /// `phase` (in `[0, 1)`) of an interval from `now`: containers started
+    /// together do not all send at once.
+    pub fn new(rate: f64, now: Duration, phase: f64) -> Self {
+        let mut bucket = Self {
+            rate: 0.0,
+            due: now,
+        };
+        bucket.set_rate(rate, now);
+        bucket.due = now + bucket.interval().mul_f64(phase.clamp(0.0, 1.0));
+        bucket
     }
 
     pub fn rate(&self) -> f64 {
         self.rate
     }
 
-    fn refill(&mut self, now: Duration) {
-        let elapsed = now.saturating_sub(self.updated).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity());
-        self.updated = self.updated.max(now);
-    }
-
-    /// A new rate from `now` on (what was earned at the old one is kept,
-    /// up to the new capacity).
-    pub fn set_rate(&mut self, rate: f64, now: Duration) {
-        self.refill(now);
-        self.rate = rate.max(0.0);
-        self.tokens = self.tokens.min(self.capacity());
-    }
-
-    /// Takes a token if one is free now; otherwise how long until one is
-    /// (at the current rate; `None` when the rate is zero: nothing comes
-    /// until it changes).
-    pub fn try_take(&mut self, now: Duration) -> Result<(), Option<Duration>> {
-        self.refill(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            return Ok(());
+    /// The time between two requests at this rate (the longest wait at
+    /// zero).
+    fn interval(&self) -> Duration {
+        if self.rate > 0.0 {
+            Duration::try_from_secs_f64(1.0 / self.rate)
+                .unwrap_or(LONGEST_WAIT)
+                .min(LONGEST_WAIT)
+        } else {
+            LONGEST_WAIT
         }
+    }
+
+    /// A new rate from `now` on.
+    pub fn set_rate(&mut self, rate: f64, now: Duration) {
+        self.rate = if rate.is_finite() { rate.max(0.0) } else { 0.0 };
+        // Not due later than one interval at the new rate: a faster rate
+        // takes effect at once.
+        self.due = self.due.min(now + self.interval());
+    }
+
+    /// Lets a request through now if one is due; otherwise how long until
+    /// one is (`None` when the rate is zero: nothing comes until it
+    /// changes).
+    pub fn try_take(&mut self, now: Duration) -> Result<(), Option<Duration>> {
         if self.rate <= 0.0 {
             return Err(None);
         }
-        Err(Some(Duration::from_secs_f64(
-            (1.0 - self.tokens) / self.rate,
-        )))
+        let due = self.due.max(now);
+        let early = Duration::from_secs_f64(BURST_SECS);
+        if due <= now + early {
+            self.due = due + self.interval();
+            return Ok(());
+        }
+        Err(Some((due - early - now).min(LONGEST_WAIT)))
     }
 }
 
@@ -189,7 +197,9 @@ impl Adaptive {
     /// ended, up to the most.
     pub fn current(&self, now: Duration) -> f64 {
         let calm = now.saturating_sub(self.state.cool_until).as_secs_f64();
-        (self.state.base + self.step * calm).clamp(self.least, self.most)
+        (self.state.base + self.step * calm)
+            .min(self.most)
+            .max(self.least)
     }
 
     /// Until when nothing may be sent.
@@ -205,14 +215,14 @@ impl Adaptive {
         if now < self.state.cool_until {
             return Shared {
                 cool_until: retry_after.map_or(self.state.cool_until, |wait| {
-                    self.state.cool_until.max(now + wait)
+                    self.state.cool_until.max(now.saturating_add(wait))
                 }),
                 ..self.state
             };
         }
         Shared {
             base: (self.current(now) * self.cut).max(self.least),
-            cool_until: now + retry_after.unwrap_or(self.backoff),
+            cool_until: now.saturating_add(retry_after.unwrap_or(self.backoff)),
         }
     }
 
@@ -237,7 +247,13 @@ pub type PerPriority = [f64; 4];
 /// demand (so a container that asks more finds it), or to creates when
 /// nobody asks.
 pub fn allocate(budget: f64, demand: PerPriority) -> PerPriority {
-    let mut left = budget.max(0.0);
+    // Not a number: nothing; no end: as good as a billion a second.
+    let mut left = if budget.is_nan() {
+        0.0
+    } else {
+        budget.clamp(0.0, 1e9)
+    };
+    let demand = demand.map(|d| if d.is_finite() { d.max(0.0) } else { 0.0 });
     let mut given = [0.0; 4];
     for (g, d) in given.iter_mut().zip(demand) {
         *g = d.max(0.0).min(left);
@@ -283,20 +299,70 @@ mod tests {
 
     #[test]
     fn a_bucket_grants_its_rate_over_time_and_a_burst_of_a_tenth_of_a_second() {
-        let mut bucket = Bucket::new(50.0, at(0.0));
-        // Full: 5 tokens at once, then one every 20 ms.
-        for _ in 0..5 {
+        let mut bucket = Bucket::new(50.0, at(0.0), 0.0);
+        // The one due and a tenth of a second's worth: 6 at once, then one
+        // every 20 ms.
+        for _ in 0..6 {
             bucket.try_take(at(0.0)).unwrap();
         }
-        let wait = bucket.try_take(at(0.0)).unwrap_err();
-        assert_eq!(wait, Some(at(0.02)));
-        let mut granted = 0;
-        for ms in 0..10_000 {
+        let wait = bucket.try_take(at(0.0)).unwrap_err().unwrap();
+        assert!((wait.as_secs_f64() - 0.02).abs() < 1e-9, "{wait:?}");
+        let mut granted = 6;
+        for ms in 1..10_000 {
             if bucket.try_take(at(f64::from(ms) / 1000.0)).is_ok() {
                 granted += 1;
             }
         }
-        assert!((499..=501).contains(&granted), "{granted}");
+        assert!((499..=506).contains(&granted), "{granted}");
+    }
+
+    #[test]
+    fn a_slow_bucket_spaces_its_requests_and_a_stopped_one_sends_nothing() {
+        // 2.5 requests a second: never two within 0.3 s (a request may go
+        // a tenth of a second early), 10 in 4 s and the one early.
+        let mut bucket = Bucket::new(2.5, at(0.0), 0.0);
+        let mut sent = Vec::new();
+        for ms in 0..4_000 {
+            if bucket.try_take(at(f64::from(ms) / 1000.0)).is_ok() {
+                sent.push(ms);
+            }
+        }
+        assert_eq!(sent.len(), 11, "{sent:?}");
+        assert!(sent.windows(2).all(|w| w[1] - w[0] >= 300), "{sent:?}");
+        // A cool-down: rate zero, nothing at all, however long it lasts.
+        bucket.set_rate(0.0, at(4.0));
+        for ms in 4_000..10_000 {
+            assert_eq!(bucket.try_take(at(f64::from(ms) / 1000.0)), Err(None));
+        }
+        // Odd rates are no rate.
+        bucket.set_rate(f64::NAN, at(10.0));
+        assert_eq!(bucket.try_take(at(10.0)), Err(None));
+        let mut tiny = Bucket::new(1e-20, at(0.0), 0.5);
+        assert!(tiny.try_take(at(0.0)).unwrap_err().unwrap() <= LONGEST_WAIT);
+    }
+
+    #[test]
+    fn containers_started_together_at_random_phases_do_not_burst_together() {
+        // Eight containers at 2.5/s each (20/s together): two requests per
+        // 100 ms, four in the first (those due within a tenth of a second
+        // go at once), where whole-token buckets would send eight at once.
+        let phases = [0.05, 0.2, 0.33, 0.41, 0.58, 0.66, 0.79, 0.93];
+        let mut buckets: Vec<Bucket> = phases
+            .iter()
+            .map(|p| Bucket::new(2.5, at(0.0), *p))
+            .collect();
+        let mut per_tenth = vec![0u32; 100];
+        for ms in 0..10_000u32 {
+            for bucket in &mut buckets {
+                if bucket.try_take(at(f64::from(ms) / 1000.0)).is_ok() {
+                    per_tenth[(ms / 100) as usize] += 1;
+                }
+            }
+        }
+        let total = per_tenth.iter().sum::<u32>();
+        assert!((200..=208).contains(&total), "{total}");
+        assert!(per_tenth[0] <= 4, "{per_tenth:?}");
+        assert!(per_tenth[1..].iter().all(|n| *n <= 3), "{per_tenth:?}");
     }
 
     #[test]
@@ -381,7 +447,11 @@ mod tests {
     fn converge(limit: u32, most: f64, containers: u32) -> (Vec<u32>, u32) {
         let mut budget = Adaptive::new(most, at(0.0));
         let mut buckets: Vec<Bucket> = (0..containers)
-            .map(|_| Bucket::new(share(most, containers), at(0.0)))
+            .enumerate()
+            .map(|(i, _)| {
+                let phase = i as f64 / f64::from(containers);
+                Bucket::new(share(most, containers), at(0.0), phase)
+            })
             .collect();
         let mut per_second = vec![0u32; 120];
         let mut limited = 0;

@@ -143,13 +143,24 @@ impl Decay {
             even
         };
         if shares.len() > MOST_BINS {
-            // An interval of hours from the start: its largest shares (where
-            // the prior puts it), the rest of its even share dropped.
-            shares.sort_by(|a, b| b.1.total_cmp(&a.1));
-            shares.truncate(MOST_BINS);
-            shares.sort_by_key(|(k, _)| *k);
-            let kept: f64 = shares.iter().map(|(_, w)| w).sum();
-            shares.iter_mut().for_each(|(_, w)| *w /= kept);
+            // An interval of hours from the start: neighbouring bins are
+            // merged, each group's share going to the bin of the group the
+            // prior favours (its middle when none stands out), so the mass
+            // stays where it was to within a group's width.
+            let group = shares.len().div_ceil(MOST_BINS);
+            shares = shares
+                .chunks(group)
+                .map(|chunk| {
+                    let total: f64 = chunk.iter().map(|(_, w)| w).sum();
+                    let most = chunk.iter().map(|(_, w)| *w).fold(0.0, f64::max);
+                    let favoured: Vec<usize> = chunk
+                        .iter()
+                        .filter(|(_, w)| *w >= most * (1.0 - 1e-9))
+                        .map(|(k, _)| *k)
+                        .collect();
+                    (favoured[favoured.len() / 2], total)
+                })
+                .collect();
         }
         let keep_from = epoch.saturating_sub(self.kept.max(1) - 1);
         Contribution {
@@ -555,6 +566,24 @@ mod tests {
         let weight = 2f64.powf(index as f64 / decay.half_life);
         let total: f64 = wide.bins.iter().map(|(_, w)| w).sum();
         assert!((total - weight).abs() < 1e-9, "{total} {weight}");
+        // Without a prior, the mass stays spread over the whole interval
+        // (to within a merged group of bins).
+        let even = decay.contribution(&at(0.0, 50_000.0), 0, None, &Summary::default());
+        assert!(even.bins.len() <= MOST_BINS);
+        let last = even.bins.last().unwrap().0;
+        assert!(
+            bins::upper_edge(last) > 40_000.0,
+            "{}",
+            bins::upper_edge(last)
+        );
+        let late: f64 = even
+            .bins
+            .iter()
+            .filter(|(k, _)| bins::lower_edge(*k) >= 300.0)
+            .map(|(_, w)| w)
+            .sum();
+        let expected = 1.0 - bins::position(300.0) / bins::position(50_000.0);
+        assert!((late - expected).abs() < 0.02, "{late} {expected}");
         // What the prior believed keeps its place: nearly all of it where
         // the narrow observations were.
         let between: f64 = wide

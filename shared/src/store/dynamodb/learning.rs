@@ -2,7 +2,8 @@
 //! `seen` (a count) and one number per bin of each epoch kept,
 //! `b{epoch}_{bin}`. (Summaries of an earlier format, `observations` and
 //! `e{epoch}_{bin}` with eight bins per octave, are not read: the product
-//! learns again, and the next write goes over them.) Written with `ADD` only, so two containers ending
+//! learns again in the same item, whose old attributes stay, unread, until
+//! the item is deleted.) Written with `ADD` only, so two containers ending
 //! orders of one product at once both count; the bins of epochs a writer
 //! forgets are removed by the same write.
 
