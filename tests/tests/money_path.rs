@@ -774,39 +774,54 @@ async fn a_retry_taking_over_an_order_from_before_post_times_were_recorded_buys_
 /// in its window may be that buyer's: it is alerted, never claimed. (With
 /// nobody else's orders listed, the same order is settled onto it: see
 /// `creates_left_creating_are_settled_by_reconciliation_never_by_a_new_post`.)
-#[tokio::test]
-async fn a_dead_create_that_may_never_have_posted_takes_no_look_alike_beside_another_buyer() {
-    let w = world(quick_timing()).await;
+/// An order whose create-order invocation recorded its POST at `placed`
+/// and died holding its key (which ran out a minute later), having learned
+/// the outcome of `posts_known` POSTs.
+async fn dead_create(
+    w: &foxrelay_tests::world::World,
+    id: &str,
+    placed: time::OffsetDateTime,
+    posts_known: usize,
+) {
     let now = time::OffsetDateTime::now_utc();
-    let placed = now - time::Duration::minutes(5);
     let new =
         foxrelay_shared::domain::parse_new_order(order_of(PRODUCT_FAST, None).as_bytes()).unwrap();
-    let order = OrderRecord::intent(
-        "maybe-unsent".into(),
-        &new,
-        Some("key-maybe-unsent".into()),
-        test_caller(),
-        placed,
-    );
+    let key = format!("key-{id}");
+    let order = OrderRecord::intent(id.into(), &new, Some(key.clone()), test_caller(), placed);
     let claim = foxrelay_shared::store::IdempotencyClaim {
-        key: "key-maybe-unsent".into(),
+        key,
         fingerprint: "f".into(),
         holder: "dead".into(),
         locked_until: now - time::Duration::minutes(4),
         expires_at: now + time::Duration::hours(24),
     };
     w.store.begin(&order, Some(&claim)).await.unwrap();
+    if posts_known > 0 {
+        w.store.mark_posts_known(id, posts_known).await.unwrap();
+    }
+}
+
+/// The sweep hands dead creates to poll-order, which reconciles them.
+async fn hand_over_and_reconcile(w: &foxrelay_tests::world::World, expected: u64) {
+    let report = sweep_once(w).await;
+    assert_eq!(report.creates_handed_over, expected, "{report:?}");
+    let poller = w.poller(w.sns());
+    for message in drain_json(&w.h.stack.clients, w.h.stack.resources.poll_queue_url()).await {
+        poller.handle(&message.to_string()).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_dead_create_that_may_never_have_posted_takes_no_look_alike_beside_another_buyer() {
+    let w = world(quick_timing()).await;
+    let placed = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
+    dead_create(&w, "maybe-unsent", placed, 0).await;
     // Another buyer's look-alike, made as our POST would have been, and
     // another of theirs a few seconds later that is nothing like ours.
     let look_alike = foreign(&w.h, PRODUCT_FAST, -300_000, json!({}));
     foreign(&w.h, foxreload_sim::PRODUCT_ACTIVATION, -296_000, json!({}));
 
-    let report = sweep_once(&w).await;
-    assert_eq!(report.creates_handed_over, 1, "{report:?}");
-    let poller = w.poller(w.sns());
-    for message in drain_json(&w.h.stack.clients, w.h.stack.resources.poll_queue_url()).await {
-        poller.handle(&message.to_string()).await.unwrap();
-    }
+    hand_over_and_reconcile(&w, 1).await;
     let order = w.order("maybe-unsent").await;
     assert_eq!(order.status, OrderStatus::Reconciling);
     assert_eq!(
@@ -821,5 +836,52 @@ async fn a_dead_create_that_may_never_have_posted_takes_no_look_alike_beside_ano
             && a.to_string().contains(&look_alike)),
         "{alerts:?}"
     );
+    assert_eq!(w.h.sim.counters().orders_created, 0, "nothing bought");
+}
+
+/// Y's POST was sent and made Y's order, just before X's window; X may
+/// never have sent its own. A look-alike of another buyer's in both windows
+/// is not vouched for by Y: Y's own order explains Y, so two entries stand
+/// for one order sure to be listed. Both are alerted; nothing is claimed.
+#[tokio::test]
+async fn an_order_of_ours_explained_by_its_own_order_vouches_for_no_look_alike() {
+    let w = world(quick_timing()).await;
+    let now = time::OffsetDateTime::now_utc();
+    w.store
+        .save_clock_offset(
+            &foxrelay_shared::domain::reconcile::ClockOffset {
+                offset: time::Duration::ZERO,
+                uncertainty: Duration::from_millis(100),
+                sampled_at: now,
+            },
+            Duration::from_secs(600),
+        )
+        .await
+        .unwrap();
+    let placed = now - time::Duration::minutes(5);
+    dead_create(&w, "sure", placed - time::Duration::seconds(3), 1).await;
+    let made_by_sure = foreign(&w.h, PRODUCT_FAST, -303_000, json!({}));
+    dead_create(&w, "maybe-unsent", placed, 0).await;
+    let look_alike = foreign(&w.h, PRODUCT_FAST, -298_000, json!({}));
+    foreign(&w.h, foxreload_sim::PRODUCT_ACTIVATION, -296_000, json!({}));
+
+    hand_over_and_reconcile(&w, 2).await;
+    for id in ["sure", "maybe-unsent"] {
+        let order = w.order(id).await;
+        assert_eq!(order.status, OrderStatus::Reconciling, "{id}");
+        assert_eq!(order.supplier_order_id, None, "{id} claimed one");
+    }
+    for supplier_order in [&made_by_sure, &look_alike] {
+        assert!(!w.store.is_claimed(supplier_order).await.unwrap());
+    }
+    let alerts = drain_json(&w.h.stack.clients, &w.alerts).await;
+    for id in ["sure", "maybe-unsent"] {
+        assert!(
+            alerts
+                .iter()
+                .any(|a| a["kind"] == "reconcile_ambiguous" && a["orderId"] == id),
+            "{id}: {alerts:?}"
+        );
+    }
     assert_eq!(w.h.sim.counters().orders_created, 0, "nothing bought");
 }

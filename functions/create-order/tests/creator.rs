@@ -626,3 +626,116 @@ async fn a_summary_that_cannot_be_read_leaves_the_order_on_the_schedule() {
     assert_eq!(stored(&c, &answer.order_id).await.poll_plan, None);
     assert_eq!(c.queue.take()[0].delay, Duration::from_secs(5));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_order_of_ours_whose_own_order_is_outside_the_window_does_not_vouch_for_a_look_alike() {
+    use foxrelay_shared::foxreload::Supplier;
+    use foxrelay_shared::store::PlacementStore;
+    let c = creator();
+    measure_clock(&c).await;
+    let order = new_order("a");
+    let request = order.supplier_request(false);
+    // Y's POST was sent and made its order; its invocation died before
+    // claiming it.
+    let y = held(&c, "y", &order, &key("ky").unwrap()).await;
+    let made_by_y = c
+        .supplier
+        .create_order(&y.supplier_request(false))
+        .await
+        .unwrap();
+    c.store.mark_posts_known("y", 1).await.unwrap();
+    // X recorded its POST 3 s later and died before sending it.
+    tokio::time::advance(Duration::from_secs(3)).await;
+    let kx = key("kx").unwrap();
+    held(&c, "x", &order, &kx).await;
+    // Another buyer's look-alike inside both windows, and another order of
+    // theirs after it.
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let look_alike = c.supplier.place_foreign(&request, c.clock.now());
+    tokio::time::advance(Duration::from_secs(1)).await;
+    c.supplier.place_foreign(
+        &for_player("product_other", None).supplier_request(false),
+        c.clock.now(),
+    );
+    tokio::time::advance(Duration::from_secs(61)).await;
+
+    let answer = create(&c, order, Some(kx), alice()).await.unwrap();
+    let json = body(&answer);
+    assert_eq!(answer.order_id, "x");
+    assert_eq!(json["status"], "reconciling", "{json}");
+    assert!(json["supplierOrderId"].is_null(), "{json}");
+    assert!(!c.store.is_claimed(&look_alike).await.unwrap());
+    assert!(!c.store.is_claimed(&made_by_y.id).await.unwrap());
+    assert_eq!(c.supplier.bought().len(), 2, "never bought again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_list_is_read_back_as_far_as_the_windows_of_every_order_of_ours_counted() {
+    use foxrelay_shared::store::PlacementStore;
+    let c = creator();
+    c.supplier.list_page_cap(10);
+    measure_clock(&c).await;
+    let order = new_order("a");
+    let request = order.supplier_request(false);
+    // Y's first POST was sent and made nothing; another buyer's look-alike
+    // was made in its window.
+    let start = c.clock.now();
+    held(&c, "y", &order, &key("ky").unwrap()).await;
+    c.store.mark_posts_known("y", 1).await.unwrap();
+    let early = c
+        .supplier
+        .place_foreign(&request, start + time::Duration::seconds(1));
+    // Then many orders of other buyers, and Y's second POST, also sent.
+    let others = for_player("product_other", None).supplier_request(false);
+    for i in 0..30 {
+        c.supplier
+            .place_foreign(&others, start + time::Duration::seconds(10 + i));
+    }
+    tokio::time::advance(Duration::from_secs(100)).await;
+    assert!(c.store.record_post("y", 1, c.clock.now()).await.unwrap());
+    c.store.mark_posts_known("y", 2).await.unwrap();
+    // X recorded its POST 2 s later and died before sending it; a
+    // look-alike is made in both X's and Y's second window.
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let kx = key("kx").unwrap();
+    held(&c, "x", &order, &kx).await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let late = c.supplier.place_foreign(&request, c.clock.now());
+    tokio::time::advance(Duration::from_secs(61)).await;
+
+    let answer = create(&c, order, Some(kx), alice()).await.unwrap();
+    let json = body(&answer);
+    assert_eq!(json["status"], "reconciling", "{json}");
+    assert!(json["supplierOrderId"].is_null(), "{json}");
+    for foreign in [&early, &late] {
+        assert!(!c.store.is_claimed(foreign).await.unwrap(), "{foreign}");
+    }
+    assert_eq!(c.supplier.bought().len(), 1, "never bought again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn orders_of_ours_with_overlapping_windows_each_claim_their_own() {
+    use foxrelay_shared::foxreload::Supplier;
+    use foxrelay_shared::store::PlacementStore;
+    let c = creator();
+    measure_clock(&c).await;
+    let order = new_order("a");
+    // Y's POST made its order; its invocation died before claiming it.
+    let y = held(&c, "y", &order, &key("ky").unwrap()).await;
+    let made_by_y = c
+        .supplier
+        .create_order(&y.supplier_request(false))
+        .await
+        .unwrap();
+    c.store.mark_posts_known("y", 1).await.unwrap();
+    // X's, 3 s later, timed out after making its order.
+    tokio::time::advance(Duration::from_secs(3)).await;
+    c.supplier
+        .on_create(CreateStep::Lost(Uncertainty::TimedOut));
+    let answer = create(&c, order, key("kx"), alice()).await.unwrap();
+    let json = body(&answer);
+    let bought = c.supplier.bought();
+    assert_eq!(bought.len(), 3, "the measure, Y's and X's, once each");
+    assert_eq!(json["supplierOrderId"], bought[2].id.as_str(), "{json}");
+    assert!(!c.store.is_claimed(&made_by_y.id).await.unwrap());
+}

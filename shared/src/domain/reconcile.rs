@@ -236,6 +236,13 @@ pub fn resembles(wanted: &Wanted<'_>, wide: &[Window], candidate: &SupplierOrder
     near && !matches!(alike(wanted, candidate), Err(Fit::No))
 }
 
+/// Whether `candidate` holds our products and quantities (and mock flag
+/// and price) as far as can be read: an entry reconciliation keeps, since
+/// an order of ours with other windows may explain it.
+pub fn same_goods(wanted: &Wanted<'_>, candidate: &SupplierOrder) -> bool {
+    !matches!(alike(wanted, candidate), Err(Fit::No))
+}
+
 /// The items of `candidate` when its products, quantities, mock flag and
 /// price are ours; else why not (`Fit::No`), or why it cannot be told
 /// (`Fit::Unknown`).
@@ -344,21 +351,37 @@ pub struct Owners {
     pub in_flight: usize,
 }
 
-/// Decides among `fitting` (unclaimed candidates and when they were made).
-/// A candidate is claimed only when the orders of ours sure to be listed
-/// if they were made are at least as many as the candidates; otherwise it
-/// waits for orders still in flight, or is ambiguous.
-pub fn decide(fitting: &[(String, OffsetDateTime)], owners: Owners, windows: &[Window]) -> Verdict {
+/// Decides among `fitting` (this order's unclaimed candidates and when
+/// they were made) and `more` (the other unclaimed entries that the orders
+/// counted in `owners` could own: their closure). A candidate is claimed
+/// only when the orders of ours sure to be listed if they were made are at
+/// least as many as the entries they could explain; otherwise it waits for
+/// orders still in flight, or is ambiguous. An owner whose own order lies
+/// outside this one's windows explains that order, not a look-alike in
+/// them: counting only this order's candidates would let it vouch for one.
+pub fn decide(
+    fitting: &[(String, OffsetDateTime)],
+    more: &[(String, OffsetDateTime)],
+    owners: Owners,
+    windows: &[Window],
+) -> Verdict {
     if fitting.is_empty() {
         return Verdict::Nothing;
     }
     let settled = owners.settled.max(1);
     let certain = settled - owners.unsure.min(settled);
-    if fitting.len() > certain {
-        if owners.in_flight > 0 && fitting.len() <= certain + owners.in_flight {
+    let entries = fitting.len() + more.len();
+    if entries > certain {
+        if owners.in_flight > 0 && entries <= certain + owners.in_flight {
             return Verdict::Wait;
         }
-        return Verdict::Ambiguous(fitting.iter().map(|(id, _)| id.clone()).collect());
+        return Verdict::Ambiguous(
+            fitting
+                .iter()
+                .chain(more)
+                .map(|(id, _)| id.clone())
+                .collect(),
+        );
     }
     let distance = |at: OffsetDateTime| {
         windows
@@ -603,14 +626,17 @@ mod tests {
             settled: n,
             ..Owners::default()
         };
-        assert_eq!(decide(&[], settled(1), &w), Verdict::Nothing);
+        assert_eq!(decide(&[], &[], settled(1), &w), Verdict::Nothing);
         assert_eq!(
-            decide(&two, settled(1), &w),
+            decide(&two, &[], settled(1), &w),
             Verdict::Ambiguous(vec!["far".into(), "near".into()])
         );
-        assert_eq!(decide(&two, settled(2), &w), Verdict::Claim("near".into()));
         assert_eq!(
-            decide(&two[..1], settled(1), &w),
+            decide(&two, &[], settled(2), &w),
+            Verdict::Claim("near".into())
+        );
+        assert_eq!(
+            decide(&two[..1], &[], settled(1), &w),
             Verdict::Claim("far".into())
         );
     }
@@ -628,14 +654,20 @@ mod tests {
             in_flight: 1,
             ..Owners::default()
         };
-        assert_eq!(decide(&two, waiting, &w), Verdict::Wait);
+        assert_eq!(decide(&two, &[], waiting, &w), Verdict::Wait);
         let three = [two.clone(), vec![("more".to_owned(), at(500))]].concat();
-        assert!(matches!(decide(&three, waiting, &w), Verdict::Ambiguous(_)));
+        assert!(matches!(
+            decide(&three, &[], waiting, &w),
+            Verdict::Ambiguous(_)
+        ));
         let settled = Owners {
             settled: 2,
             ..Owners::default()
         };
-        assert_eq!(decide(&two, settled, &w), Verdict::Claim("theirs".into()));
+        assert_eq!(
+            decide(&two, &[], settled, &w),
+            Verdict::Claim("theirs".into())
+        );
     }
 
     #[test]
@@ -648,7 +680,7 @@ mod tests {
             ..Owners::default()
         };
         assert_eq!(
-            decide(&one, unsure, &w),
+            decide(&one, &[], unsure, &w),
             Verdict::Ambiguous(vec!["alike".into()])
         );
         let with_a_sure_one = Owners {
@@ -657,9 +689,43 @@ mod tests {
             ..Owners::default()
         };
         assert_eq!(
-            decide(&one, with_a_sure_one, &w),
+            decide(&one, &[], with_a_sure_one, &w),
             Verdict::Claim("alike".into())
         );
+    }
+
+    #[test]
+    fn an_owner_whose_own_order_lies_outside_our_windows_explains_that_one_first() {
+        let w = one_post(Some(&measured(0)));
+        let one = vec![("alike".to_owned(), T0 + time::Duration::milliseconds(200))];
+        // Y (sure) could own the look-alike, but its own order is in its
+        // windows outside ours: two entries for one sure owner and one that
+        // may never have posted.
+        let theirs = vec![("ys".to_owned(), T0 - time::Duration::seconds(3))];
+        let with_a_sure_one = Owners {
+            settled: 2,
+            unsure: 1,
+            ..Owners::default()
+        };
+        assert_eq!(
+            decide(&one, &theirs, with_a_sure_one, &w),
+            Verdict::Ambiguous(vec!["alike".into(), "ys".into()])
+        );
+        let both_sure = Owners {
+            settled: 2,
+            ..Owners::default()
+        };
+        assert_eq!(
+            decide(&one, &theirs, both_sure, &w),
+            Verdict::Claim("alike".into()),
+            "the nearest of this order's own"
+        );
+        let waiting = Owners {
+            settled: 1,
+            in_flight: 1,
+            ..Owners::default()
+        };
+        assert_eq!(decide(&one, &theirs, waiting, &w), Verdict::Wait);
     }
 
     #[test]

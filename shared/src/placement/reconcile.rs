@@ -7,7 +7,7 @@ use crate::clock::Clock;
 use crate::domain::OrderStatus;
 use crate::domain::reconcile::{
     ClockOffset, Fit, Owners, Verdict, Wanted, Window, closes, decide, doubted_windows, fit, opens,
-    resembles, windows,
+    resembles, same_goods, windows,
 };
 use crate::foxreload::{
     Observation, PageRequest, Reconciled, Supplier, SupplierOrder, SupplierStatus,
@@ -144,150 +144,177 @@ impl ReconcileOptions {
         // Look-alikes that would be ours were the measure off keep the
         // answer from being "nothing there".
         let wide = doubted_windows(&order.posted_at, measured, &self.margins);
-        // Orders of ours whose POSTs were answered (or timed out) before now
-        // are in the list as read; later ones may not be.
-        let snapshot = clock.now();
-        let mut listed = match self
-            .read_back(supplier, &wanted, windows, &wide, deadline)
-            .await
-        {
-            Ok(listed) => listed,
-            Err(found) => return Ok(found),
-        };
-        let mut fitting = listed.fitting;
-        let mut unknown = Vec::new();
-        for (id, why) in listed.unknown {
-            // The list may abbreviate entries: the order itself may say.
-            if !self.time_left(deadline) {
-                return Ok(Found::Undecided(undecided(
-                    "no time left to read unclear entries",
-                )));
-            }
-            match supplier
-                .get_order(&id)
+        // Read back past our windows, and further when orders of ours that
+        // could own the candidates have windows further back.
+        let mut oldest = opens(&wide);
+        'read: for _ in 0..READS {
+            // Orders of ours whose POSTs were answered (or timed out) before
+            // now are in the list as read; later ones may not be.
+            let snapshot = clock.now();
+            let mut listed = match self
+                .read_back(supplier, &wanted, windows, &wide, oldest, deadline)
                 .await
-                .map(|full| (fit(&wanted, windows, &full), full))
             {
-                Ok((Fit::Fits(at), _)) => {
-                    fitting.insert(id, at);
-                }
-                Ok((Fit::No, full)) => {
-                    if resembles(&wanted, &wide, &full) {
-                        listed.near.insert(id);
-                    }
-                }
-                Ok((Fit::Unknown(why), _)) => unknown.push(format!("{id} ({why})")),
-                Err(error) => unknown.push(format!("{id} ({why}; read failed: {error})")),
-            }
-        }
-        if !unknown.is_empty() {
-            warn!(entries = ?unknown, "FoxReload orders that cannot be evaluated");
-            return Ok(Found::Ambiguous {
-                problem: ambiguous(format!(
-                    "FoxReload orders that may be ours cannot be evaluated: {}",
-                    unknown.join(", ")
-                )),
-                candidates: unknown,
-            });
-        }
-        let fitting: Vec<(String, OffsetDateTime)> = fitting.into_iter().collect();
-        // Other orders of ours settle while this one looks: the candidates
-        // still free and the orders that could own them are read until the
-        // free ones are the same before and after the owners were counted.
-        for _ in 0..5 {
-            let unclaimed = unclaimed(store, &fitting).await?;
-            if unclaimed.is_empty() {
-                return self.nothing_unless_alike(store, &listed.near).await;
-            }
-            let owners = self
-                .owners(store, order, &unclaimed, measured, snapshot, &listed.others)
-                .await?;
-            if self::unclaimed(store, &unclaimed).await? != unclaimed {
-                continue;
-            }
-            let id = match decide(&unclaimed, owners, windows) {
-                Verdict::Nothing => return self.nothing_unless_alike(store, &listed.near).await,
-                Verdict::Wait => {
-                    info!(
-                        ?owners,
-                        "orders of ours still in flight could own the candidates"
-                    );
-                    return Ok(Found::Undecided(SupplierProblem {
-                        kind: OWNERS_IN_FLIGHT.into(),
-                        detail: Some(format!(
-                            "{} orders of ours whose POSTs may still be in flight could own the \
-                             candidates; looking again once they have settled",
-                            owners.in_flight
-                        )),
-                        ..undecided("")
-                    }));
-                }
-                Verdict::Ambiguous(candidates) => {
-                    warn!(
-                        ?candidates,
-                        ?owners,
-                        "more candidates than orders of ours sure to own them"
-                    );
-                    let certain = owners.settled - owners.unsure;
-                    return Ok(Found::Ambiguous {
-                        problem: ambiguous(format!(
-                            "{} FoxReload orders fit and only {certain} of ours are sure to own \
-                             one{}: {}",
-                            candidates.len(),
-                            if owners.unsure > 0 {
-                                " (an order whose POST may never have been sent counts for \
-                                 none while other buyers' orders are listed)"
-                            } else {
-                                ""
-                            },
-                            candidates.join(", ")
-                        )),
-                        candidates,
-                    });
-                }
-                Verdict::Claim(id) => id,
+                Ok(listed) => listed,
+                Err(found) => return Ok(found),
             };
-            let status = listed
-                .orders
-                .get(&id)
-                .map_or(SupplierStatus::Active, |o| o.status.clone());
-            match store
-                .claim_supplier_order(
-                    &order.order_id,
-                    &id,
-                    &SupplierState::claimed(&status),
-                    clock.now(),
-                )
-                .await?
-            {
-                Claim::Claimed => {
-                    info!(supplier_order_id = %id, "reconciled onto an existing supplier order");
-                    let found = match listed.orders.get(&id) {
-                        Some(found) => found.clone(),
-                        None => match supplier.get_order(&id).await {
-                            Ok(found) => found,
-                            // Claimed; the next poll reads it.
-                            Err(_) => SupplierOrder {
-                                id: id.clone(),
-                                status,
-                                created_at: None,
-                                payment_expires_at: None,
-                                cancel_reason: None,
-                                total_price: None,
-                                is_mock: None,
-                                items: Vec::new(),
-                            },
-                        },
-                    };
-                    return Ok(Found::Claimed(found));
+            let mut fitting = std::mem::take(&mut listed.fitting);
+            let mut unknown = Vec::new();
+            for (id, why) in std::mem::take(&mut listed.unknown) {
+                // The list may abbreviate entries: the order itself may say.
+                if !self.time_left(deadline) {
+                    return Ok(Found::Undecided(undecided(
+                        "no time left to read unclear entries",
+                    )));
                 }
-                Claim::TakenByAnother => continue,
-                Claim::OrderMoved => return Ok(Found::Moved),
+                match supplier
+                    .get_order(&id)
+                    .await
+                    .map(|full| (fit(&wanted, windows, &full), full))
+                {
+                    Ok((Fit::Fits(at), full)) => {
+                        fitting.insert(id.clone(), at);
+                        listed.keep(&wanted, full);
+                    }
+                    Ok((Fit::No, full)) => {
+                        if resembles(&wanted, &wide, &full) {
+                            listed.near.insert(id);
+                        }
+                        listed.keep(&wanted, full);
+                    }
+                    Ok((Fit::Unknown(why), _)) => unknown.push(format!("{id} ({why})")),
+                    Err(error) => unknown.push(format!("{id} ({why}; read failed: {error})")),
+                }
             }
+            if !unknown.is_empty() {
+                warn!(entries = ?unknown, "FoxReload orders that cannot be evaluated");
+                return Ok(Found::Ambiguous {
+                    problem: ambiguous(format!(
+                        "FoxReload orders that may be ours cannot be evaluated: {}",
+                        unknown.join(", ")
+                    )),
+                    candidates: unknown,
+                });
+            }
+            let fitting: Vec<(String, OffsetDateTime)> = fitting.into_iter().collect();
+            // Other orders of ours settle while this one looks: the
+            // candidates still free and the orders that could own them are
+            // read until the free ones are the same before and after the
+            // owners were counted.
+            for _ in 0..5 {
+                let unclaimed = unclaimed(store, &fitting).await?;
+                if unclaimed.is_empty() {
+                    return self.nothing_unless_alike(store, &listed.near).await;
+                }
+                let (owners, more) = match self
+                    .owners(
+                        store, order, &wanted, &unclaimed, measured, snapshot, &listed,
+                    )
+                    .await?
+                {
+                    Counted::Owners { owners, more } => (owners, more),
+                    Counted::ReadFrom(from) => {
+                        oldest = Some(from);
+                        continue 'read;
+                    }
+                    Counted::Undecided(why) => return Ok(Found::Undecided(undecided(why))),
+                };
+                let all: Vec<(String, OffsetDateTime)> =
+                    unclaimed.iter().chain(&more).cloned().collect();
+                if self::unclaimed(store, &all).await? != all {
+                    continue;
+                }
+                let id = match decide(&unclaimed, &more, owners, windows) {
+                    Verdict::Nothing => {
+                        return self.nothing_unless_alike(store, &listed.near).await;
+                    }
+                    Verdict::Wait => {
+                        info!(
+                            ?owners,
+                            "orders of ours still in flight could own the candidates"
+                        );
+                        return Ok(Found::Undecided(SupplierProblem {
+                            kind: OWNERS_IN_FLIGHT.into(),
+                            detail: Some(format!(
+                                "{} orders of ours whose POSTs may still be in flight could own \
+                                 the candidates; looking again once they have settled",
+                                owners.in_flight
+                            )),
+                            ..undecided("")
+                        }));
+                    }
+                    Verdict::Ambiguous(candidates) => {
+                        warn!(
+                            ?candidates,
+                            ?owners,
+                            "more candidates than orders of ours sure to own them"
+                        );
+                        let certain = owners.settled - owners.unsure;
+                        return Ok(Found::Ambiguous {
+                            problem: ambiguous(format!(
+                                "{} FoxReload orders fit this order or the orders of ours that \
+                                 could own its candidates, and only {certain} of ours are sure \
+                                 to own one{}: {}",
+                                candidates.len(),
+                                if owners.unsure > 0 {
+                                    " (an order whose POST may never have been sent counts for \
+                                     none while other buyers' orders are listed)"
+                                } else {
+                                    ""
+                                },
+                                candidates.join(", ")
+                            )),
+                            candidates,
+                        });
+                    }
+                    Verdict::Claim(id) => id,
+                };
+                let status = listed
+                    .orders
+                    .get(&id)
+                    .map_or(SupplierStatus::Active, |o| o.status.clone());
+                match store
+                    .claim_supplier_order(
+                        &order.order_id,
+                        &id,
+                        &SupplierState::claimed(&status),
+                        clock.now(),
+                    )
+                    .await?
+                {
+                    Claim::Claimed => {
+                        info!(supplier_order_id = %id, "reconciled onto an existing supplier order");
+                        let found = match listed.orders.get(&id) {
+                            Some(found) => found.clone(),
+                            None => match supplier.get_order(&id).await {
+                                Ok(found) => found,
+                                // Claimed; the next poll reads it.
+                                Err(_) => SupplierOrder {
+                                    id: id.clone(),
+                                    status,
+                                    created_at: None,
+                                    payment_expires_at: None,
+                                    cancel_reason: None,
+                                    total_price: None,
+                                    is_mock: None,
+                                    items: Vec::new(),
+                                },
+                            },
+                        };
+                        return Ok(Found::Claimed(found));
+                    }
+                    Claim::TakenByAnother => continue,
+                    Claim::OrderMoved => return Ok(Found::Moved),
+                }
+            }
+            return Ok(Found::Undecided(undecided(
+                "the candidates kept being claimed by other orders while deciding",
+            )));
         }
-        Ok(Found::Undecided(undecided(
-            "the candidates kept being claimed by other orders while deciding",
-        )))
+        Ok(Found::Undecided(undecided(format!(
+            "the orders of ours that could own the candidates reach further back than {READS} \
+             reads of the list"
+        ))))
     }
 
     /// "Nothing there", unless an unclaimed look-alike near our POSTs
@@ -317,24 +344,32 @@ impl ReconcileOptions {
     }
 
     /// Reads the list from the newest order back until a whole page is
-    /// older than every `wide` window (or the list ends), sorting entries as
-    /// they are read. A whole page, not one entry: FoxReload may list by
-    /// commit order, so an order stamped early can sit above ours.
+    /// older than `oldest` (at least every `wide` window), or the list ends,
+    /// sorting entries as they are read. A whole page, not one entry:
+    /// FoxReload may list by commit order, so an order stamped early can sit
+    /// above ours.
     async fn read_back(
         &self,
         supplier: &impl Supplier,
         wanted: &Wanted<'_>,
         windows: &[Window],
         wide: &[Window],
+        oldest: Option<OffsetDateTime>,
         deadline: Instant,
     ) -> Result<Listed, Found> {
-        let oldest = opens(wide);
+        let oldest = match (oldest, opens(wide)) {
+            (Some(asked), Some(ours)) => Some(asked.min(ours)),
+            (asked, ours) => asked.or(ours),
+        };
         let nearby = |at: OffsetDateTime| {
             let minute = time::Duration::minutes(1);
             matches!((opens(wide), closes(wide)), (Some(from), Some(to))
                 if from - minute <= at && at <= to + minute)
         };
-        let mut listed = Listed::default();
+        let mut listed = Listed {
+            covered: oldest,
+            ..Listed::default()
+        };
         let mut page = PageRequest::first(self.page_size);
         for read in 0..self.max_pages {
             if !self.time_left(deadline) {
@@ -354,6 +389,9 @@ impl ReconcileOptions {
                 .and_then(|times| times.into_iter().max());
             let reached = matches!((newest, oldest), (Some(n), Some(o)) if n < o);
             for entry in got.orders {
+                if same_goods(wanted, &entry) {
+                    listed.kept.insert(entry.id.clone(), entry.clone());
+                }
                 match fit(wanted, windows, &entry) {
                     Fit::Fits(at) => {
                         listed.fitting.insert(entry.id.clone(), at);
@@ -377,7 +415,10 @@ impl ReconcileOptions {
             }
             match got.next {
                 _ if reached => return Ok(listed),
-                None => return Ok(listed),
+                None => {
+                    listed.ended = true;
+                    return Ok(listed);
+                }
                 Some(next) => page = next,
             }
         }
@@ -388,7 +429,9 @@ impl ReconcileOptions {
     }
 
     /// Our undecided orders (this one included) that could own one of
-    /// `candidates`: the same request, with a window holding one. Those
+    /// `candidates`: the same request, with a window holding one; and, over
+    /// and over until nothing is added, those that could own one of the
+    /// unclaimed entries in *their* windows (returned as `more`). Those
     /// whose last POST may still have been in flight when the list was read
     /// (`snapshot`) are counted apart; those that may never have sent it
     /// are unsure when the list shows orders that are nobody's of ours
@@ -398,11 +441,12 @@ impl ReconcileOptions {
         &self,
         store: &impl PlacementStore,
         order: &OrderRecord,
+        wanted: &Wanted<'_>,
         candidates: &[(String, OffsetDateTime)],
         measured: Option<&ClockOffset>,
         snapshot: OffsetDateTime,
-        others: &[(String, OffsetDateTime)],
-    ) -> Result<Owners, StoreError> {
+        listed: &Listed,
+    ) -> Result<Counted, StoreError> {
         let in_flight_for = self.margins.request_timeout + self.margins.margin + SEND_SLACK;
         let settled = |o: &OrderRecord| {
             o.posted_at
@@ -417,31 +461,42 @@ impl ReconcileOptions {
             ..Owners::default()
         };
         let mut maybe_unsent_count = usize::from(maybe_unsent(order));
-        if let (Some(first), Some(last)) = (
-            candidates.iter().map(|(_, at)| *at).min(),
-            candidates.iter().map(|(_, at)| *at).max(),
-        ) {
+        let offset = measured.map_or(time::Duration::ZERO, |m| m.offset);
+        let slack = self.margins.unmeasured + self.margins.request_timeout + self.margins.margin;
+        let shape = request_shape(order);
+        let mut counted = BTreeSet::from([order.order_id.clone()]);
+        let mut pool: BTreeMap<String, OffsetDateTime> = candidates.iter().cloned().collect();
+        let mut more = Vec::new();
+        // The entries added last: orders of ours owning them are looked for.
+        let mut added: Vec<OffsetDateTime> = pool.values().copied().collect();
+        let mut reach: Option<OffsetDateTime> = None;
+        let mut rounds = 0;
+        while let (Some(first), Some(last)) = (added.iter().min(), added.iter().max()) {
+            rounds += 1;
+            if rounds > CLOSURE_ROUNDS {
+                return Ok(Counted::Undecided(format!(
+                    "the orders of ours that could own the candidates and the entries they \
+                     could own still grew after {CLOSURE_ROUNDS} rounds"
+                )));
+            }
             // Created up to an hour before (a POST made later by poll-order
             // counts from its own time), in our clock.
-            let offset = measured.map_or(time::Duration::ZERO, |m| m.offset);
-            let slack =
-                self.margins.unmeasured + self.margins.request_timeout + self.margins.margin;
-            let from = first - offset - time::Duration::hours(1);
-            let to = last - offset + slack;
-            let shape = request_shape(order);
+            let from = *first - offset - time::Duration::hours(1);
+            let to = *last - offset + slack;
             let could_own = |other: &OrderRecord| {
                 let theirs = windows(&other.posted_at, measured, &self.margins);
-                other.order_id != order.order_id
+                !counted.contains(&other.order_id)
                     && other.supplier_order_id.is_none()
                     && matches!(
                         other.status,
                         OrderStatus::Creating | OrderStatus::Reconciling
                     )
                     && request_shape(other) == shape
-                    && candidates
-                        .iter()
-                        .any(|(_, at)| theirs.iter().any(|w| w.contains(*at)))
+                    && pool
+                        .values()
+                        .any(|at| theirs.iter().any(|w| w.contains(*at)))
             };
+            let mut joined = Vec::new();
             for other in store.unsettled_between(from, to).await? {
                 // The index lags: each is confirmed by a consistent read.
                 if !could_own(&other) {
@@ -460,21 +515,62 @@ impl ReconcileOptions {
                 } else {
                     owners.in_flight += 1;
                 }
+                joined.push(now);
+            }
+            added.clear();
+            for member in joined {
+                counted.insert(member.order_id.clone());
+                let theirs = windows(&member.posted_at, measured, &self.margins);
+                reach = match (reach, opens(&theirs)) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                for (id, entry) in &listed.kept {
+                    if pool.contains_key(id) {
+                        continue;
+                    }
+                    let at = match fit(wanted, &theirs, entry) {
+                        Fit::No => continue,
+                        Fit::Fits(at) => at,
+                        // Counted as theirs too: one more entry to explain
+                        // only makes a claim less likely.
+                        Fit::Unknown(why) => match entry.created_at.as_ref().and_then(|t| t.parsed)
+                        {
+                            Some(at) => at,
+                            None => {
+                                return Ok(Counted::Undecided(format!(
+                                    "FoxReload order {id}, which an order of ours could own, \
+                                     cannot be evaluated ({why})"
+                                )));
+                            }
+                        },
+                    };
+                    if store.is_claimed(id).await? {
+                        continue;
+                    }
+                    pool.insert(id.clone(), at);
+                    more.push((id.clone(), at));
+                    added.push(at);
+                }
             }
         }
+        if let (Some(reach), Some(covered)) = (reach, listed.covered)
+            && reach < covered
+            && !listed.ended
+        {
+            return Ok(Counted::ReadFrom(reach));
+        }
         // Orders made too recently may be ours with a claim on its way.
-        let older: Vec<(String, OffsetDateTime)> = others
+        let older: Vec<(String, OffsetDateTime)> = listed
+            .others
             .iter()
-            .filter(|(_, at)| {
-                *at - measured.map_or(time::Duration::ZERO, |m| m.offset) + in_flight_for
-                    <= snapshot
-            })
+            .filter(|(_, at)| *at - offset + in_flight_for <= snapshot)
             .cloned()
             .collect();
         if maybe_unsent_count > 0 && foreign_listed(store, &older, order).await? {
             owners.unsure = maybe_unsent_count;
         }
-        Ok(owners)
+        Ok(Counted::Owners { owners, more })
     }
 }
 
@@ -532,6 +628,14 @@ fn request_shape(order: &OrderRecord) -> (Vec<String>, Option<String>) {
 /// What a read of the list found that could be ours.
 #[derive(Default)]
 struct Listed {
+    /// Every entry read with our goods (products, quantities, price), the
+    /// ones that fit no window of this order's included: an order of ours
+    /// with other windows may own one.
+    kept: BTreeMap<String, SupplierOrder>,
+    /// Every entry made since this instant (FoxReload's clock) was read...
+    covered: Option<OffsetDateTime>,
+    /// ...or the list ended: every entry was.
+    ended: bool,
     fitting: BTreeMap<String, OffsetDateTime>,
     /// Not ours by the measure, but alike and near our POSTs.
     near: BTreeSet<String>,
@@ -541,3 +645,35 @@ struct Listed {
     unknown: BTreeMap<String, &'static str>,
     orders: BTreeMap<String, SupplierOrder>,
 }
+
+impl Listed {
+    /// Keeps `full`, read by id, in place of its list entry.
+    fn keep(&mut self, wanted: &Wanted<'_>, full: SupplierOrder) {
+        if same_goods(wanted, &full) {
+            self.kept.insert(full.id.clone(), full);
+        } else {
+            self.kept.remove(&full.id);
+        }
+    }
+}
+
+/// How the orders of ours that could own the candidates were counted.
+enum Counted {
+    /// Counted over their closure: `more` holds the other unclaimed entries
+    /// they could own.
+    Owners {
+        owners: Owners,
+        more: Vec<(String, OffsetDateTime)>,
+    },
+    /// Some of them have windows opening before the list was read back to:
+    /// read it back to here (FoxReload's clock) and count again.
+    ReadFrom(OffsetDateTime),
+    /// They cannot be counted for sure.
+    Undecided(String),
+}
+
+/// Most reads of the list one look makes, reading further back each time.
+const READS: usize = 3;
+
+/// Most rounds of widening the owners and entries counted together.
+const CLOSURE_ROUNDS: usize = 8;
