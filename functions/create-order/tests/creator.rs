@@ -671,46 +671,58 @@ async fn an_order_of_ours_whose_own_order_is_outside_the_window_does_not_vouch_f
 
 #[tokio::test(start_paused = true)]
 async fn the_list_is_read_back_as_far_as_the_windows_of_every_order_of_ours_counted() {
+    use foxrelay_shared::foxreload::Supplier;
     use foxrelay_shared::store::PlacementStore;
     let c = creator();
     c.supplier.list_page_cap(10);
     measure_clock(&c).await;
     let order = new_order("a");
     let request = order.supplier_request(false);
-    // Y's first POST was sent and made nothing; another buyer's look-alike
-    // was made in its window.
+    // A chain of orders of ours 9 s apart, each of whose POSTs was sent
+    // and made its order, which each died before claiming: each one's
+    // order is in its own window and the next one's. (In X's terms:
+    // V at X-35, W at X-26, Z at X-17, Y at X-8.)
     let start = c.clock.now();
-    held(&c, "y", &order, &key("ky").unwrap()).await;
-    c.store.mark_posts_known("y", 1).await.unwrap();
-    let early = c
-        .supplier
-        .place_foreign(&request, start + time::Duration::seconds(1));
-    // Then many orders of other buyers, and Y's second POST, also sent.
+    let mut made = Vec::new();
+    for id in ["v", "w", "z", "y"] {
+        if id != "v" {
+            tokio::time::advance(Duration::from_secs(9)).await;
+        }
+        let record = held(&c, id, &order, &key(id).unwrap()).await;
+        made.push(
+            c.supplier
+                .create_order(&record.supplier_request(false))
+                .await
+                .unwrap()
+                .id,
+        );
+        c.store.mark_posts_known(id, 1).await.unwrap();
+    }
+    // Another buyer's look-alike at X-1, in Y's window and X's; X recorded
+    // its POST and died before sending it.
+    tokio::time::advance(Duration::from_secs(7)).await;
+    let look_alike = c.supplier.place_foreign(&request, c.clock.now());
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let kx = key("kx").unwrap();
+    held(&c, "x", &order, &kx).await;
+    // Other buyers' orders between V's order and X's look-back: a
+    // read back only as far as X's own windows stops before V's order.
     let others = for_player("product_other", None).supplier_request(false);
     for i in 0..30 {
         c.supplier
-            .place_foreign(&others, start + time::Duration::seconds(10 + i));
+            .place_foreign(&others, start + time::Duration::milliseconds(100 + i * 90));
     }
-    tokio::time::advance(Duration::from_secs(100)).await;
-    assert!(c.store.record_post("y", 1, c.clock.now()).await.unwrap());
-    c.store.mark_posts_known("y", 2).await.unwrap();
-    // X recorded its POST 2 s later and died before sending it; a
-    // look-alike is made in both X's and Y's second window.
-    tokio::time::advance(Duration::from_secs(2)).await;
-    let kx = key("kx").unwrap();
-    held(&c, "x", &order, &kx).await;
-    tokio::time::advance(Duration::from_secs(1)).await;
-    let late = c.supplier.place_foreign(&request, c.clock.now());
     tokio::time::advance(Duration::from_secs(61)).await;
 
     let answer = create(&c, order, Some(kx), alice()).await.unwrap();
     let json = body(&answer);
     assert_eq!(json["status"], "reconciling", "{json}");
     assert!(json["supplierOrderId"].is_null(), "{json}");
-    for foreign in [&early, &late] {
-        assert!(!c.store.is_claimed(foreign).await.unwrap(), "{foreign}");
+    assert!(!c.store.is_claimed(&look_alike).await.unwrap());
+    for ours in &made {
+        assert!(!c.store.is_claimed(ours).await.unwrap(), "{ours}");
     }
-    assert_eq!(c.supplier.bought().len(), 1, "never bought again");
+    assert_eq!(c.supplier.bought().len(), 5, "never bought again");
 }
 
 #[tokio::test(start_paused = true)]
@@ -738,4 +750,77 @@ async fn orders_of_ours_with_overlapping_windows_each_claim_their_own() {
     assert_eq!(bought.len(), 3, "the measure, Y's and X's, once each");
     assert_eq!(json["supplierOrderId"], bought[2].id.as_str(), "{json}");
     assert!(!c.store.is_claimed(&made_by_y.id).await.unwrap());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_owner_claiming_its_own_order_while_counted_vouches_for_nothing() {
+    use foxrelay_shared::foxreload::Supplier;
+    use foxrelay_shared::store::PlacementStore;
+    let c = creator();
+    measure_clock(&c).await;
+    let order = new_order("a");
+    let request = order.supplier_request(false);
+    let y = held(&c, "y", &order, &key("ky").unwrap()).await;
+    let made_by_y = c
+        .supplier
+        .create_order(&y.supplier_request(false))
+        .await
+        .unwrap();
+    c.store.mark_posts_known("y", 1).await.unwrap();
+    tokio::time::advance(Duration::from_secs(3)).await;
+    let kx = key("kx").unwrap();
+    held(&c, "x", &order, &kx).await;
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let look_alike = c.supplier.place_foreign(&request, c.clock.now());
+    tokio::time::advance(Duration::from_secs(1)).await;
+    c.supplier.place_foreign(
+        &for_player("product_other", None).supplier_request(false),
+        c.clock.now(),
+    );
+    tokio::time::advance(Duration::from_secs(61)).await;
+    // Y's own claim lands after X counted Y, just before X looks at Y's
+    // order.
+    c.store.claim_on_look(&made_by_y.id, "y");
+
+    let answer = create(&c, order, Some(kx), alice()).await.unwrap();
+    let json = body(&answer);
+    assert_eq!(json["status"], "reconciling", "{json}");
+    assert!(!c.store.is_claimed(&look_alike).await.unwrap());
+    assert_eq!(
+        stored(&c, "y").await.supplier_order_id.as_deref(),
+        Some(made_by_y.id.as_str())
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn orders_of_ours_nearby_are_no_evidence_of_another_buyer() {
+    use foxrelay_shared::foxreload::Supplier;
+    use foxrelay_shared::store::PlacementStore;
+    let c = creator();
+    measure_clock(&c).await;
+    let order = new_order("a");
+    let y = held(&c, "y", &order, &key("ky").unwrap()).await;
+    let made_by_y = c
+        .supplier
+        .create_order(&y.supplier_request(false))
+        .await
+        .unwrap();
+    c.store.mark_posts_known("y", 1).await.unwrap();
+    // X's POST left and made its order, but its invocation died before
+    // learning so: it may never have been sent, as far as X's record says.
+    tokio::time::advance(Duration::from_secs(3)).await;
+    let kx = key("kx").unwrap();
+    let x = held(&c, "x", &order, &kx).await;
+    let made_by_x = c
+        .supplier
+        .create_order(&x.supplier_request(false))
+        .await
+        .unwrap();
+    tokio::time::advance(Duration::from_secs(61)).await;
+
+    let answer = create(&c, order, Some(kx), alice()).await.unwrap();
+    let json = body(&answer);
+    assert_eq!(json["supplierOrderId"], made_by_x.id.as_str(), "{json}");
+    assert!(!c.store.is_claimed(&made_by_y.id).await.unwrap());
+    assert_eq!(c.supplier.bought().len(), 3, "never bought again");
 }

@@ -6,8 +6,8 @@ use super::{Found, OWNERS_IN_FLIGHT, ReconcileOptions, SEND_SLACK, ambiguous, un
 use crate::clock::Clock;
 use crate::domain::OrderStatus;
 use crate::domain::reconcile::{
-    ClockOffset, Fit, Owners, Verdict, Wanted, Window, closes, decide, doubted_windows, fit, opens,
-    resembles, same_goods, windows,
+    ClockOffset, Fit, Margins, Owners, Verdict, Wanted, Window, closes, decide, doubted_windows,
+    fit, opens, resembles, same_goods, windows,
 };
 use crate::foxreload::{
     Observation, PageRequest, Reconciled, Supplier, SupplierOrder, SupplierStatus,
@@ -208,7 +208,7 @@ impl ReconcileOptions {
                 }
                 let (owners, more) = match self
                     .owners(
-                        store, order, &wanted, &unclaimed, measured, snapshot, &listed,
+                        store, order, &wanted, &unclaimed, measured, snapshot, &listed, deadline,
                     )
                     .await?
                 {
@@ -217,6 +217,7 @@ impl ReconcileOptions {
                         oldest = Some(from);
                         continue 'read;
                     }
+                    Counted::Changed => continue,
                     Counted::Undecided(why) => return Ok(Found::Undecided(undecided(why))),
                 };
                 let all: Vec<(String, OffsetDateTime)> =
@@ -243,28 +244,45 @@ impl ReconcileOptions {
                             ..undecided("")
                         }));
                     }
-                    Verdict::Ambiguous(candidates) => {
+                    Verdict::Ambiguous(all) => {
                         warn!(
-                            ?candidates,
+                            candidates = ?all,
                             ?owners,
                             "more candidates than orders of ours sure to own them"
                         );
                         let certain = owners.settled - owners.unsure;
+                        let ids = |entries: &[(String, OffsetDateTime)]| {
+                            entries
+                                .iter()
+                                .map(|(id, _)| id.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        };
+                        let theirs = if more.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                "; and in the windows of the other orders of ours that could \
+                                 own them: {}",
+                                ids(&more)
+                            )
+                        };
                         return Ok(Found::Ambiguous {
                             problem: ambiguous(format!(
-                                "{} FoxReload orders fit this order or the orders of ours that \
-                                 could own its candidates, and only {certain} of ours are sure \
-                                 to own one{}: {}",
-                                candidates.len(),
+                                "{} FoxReload orders fit this order or the {} other orders of \
+                                 ours that could own its candidates, and only {certain} of ours \
+                                 are sure to own one{}. This order's candidates: {}{theirs}",
+                                all.len(),
+                                owners.settled + owners.in_flight - 1,
                                 if owners.unsure > 0 {
                                     " (an order whose POST may never have been sent counts for \
                                      none while other buyers' orders are listed)"
                                 } else {
                                     ""
                                 },
-                                candidates.join(", ")
+                                ids(&unclaimed),
                             )),
-                            candidates,
+                            candidates: unclaimed.iter().map(|(id, _)| id.clone()).collect(),
                         });
                     }
                     Verdict::Claim(id) => id,
@@ -446,6 +464,7 @@ impl ReconcileOptions {
         measured: Option<&ClockOffset>,
         snapshot: OffsetDateTime,
         listed: &Listed,
+        deadline: Instant,
     ) -> Result<Counted, StoreError> {
         let in_flight_for = self.margins.request_timeout + self.margins.margin + SEND_SLACK;
         let settled = |o: &OrderRecord| {
@@ -470,21 +489,25 @@ impl ReconcileOptions {
         // The entries added last: orders of ours owning them are looked for.
         let mut added: Vec<OffsetDateTime> = pool.values().copied().collect();
         let mut reach: Option<OffsetDateTime> = None;
-        let mut rounds = 0;
+        let mut members: Vec<OrderRecord> = Vec::new();
         while let (Some(first), Some(last)) = (added.iter().min(), added.iter().max()) {
-            rounds += 1;
-            if rounds > CLOSURE_ROUNDS {
+            if members.len() > MOST_OWNERS {
                 return Ok(Counted::Undecided(format!(
-                    "the orders of ours that could own the candidates and the entries they \
-                     could own still grew after {CLOSURE_ROUNDS} rounds"
+                    "more than {MOST_OWNERS} orders of ours could own the candidates"
                 )));
+            }
+            if !self.time_left(deadline) {
+                return Ok(Counted::Undecided(
+                    "no time left to count the orders of ours that could own the candidates"
+                        .to_owned(),
+                ));
             }
             // Created up to an hour before (a POST made later by poll-order
             // counts from its own time), in our clock.
             let from = *first - offset - time::Duration::hours(1);
             let to = *last - offset + slack;
             let could_own = |other: &OrderRecord| {
-                let theirs = windows(&other.posted_at, measured, &self.margins);
+                let theirs = last_window(other, measured, &self.margins);
                 !counted.contains(&other.order_id)
                     && other.supplier_order_id.is_none()
                     && matches!(
@@ -520,7 +543,7 @@ impl ReconcileOptions {
             added.clear();
             for member in joined {
                 counted.insert(member.order_id.clone());
-                let theirs = windows(&member.posted_at, measured, &self.margins);
+                let theirs = last_window(&member, measured, &self.margins);
                 reach = match (reach, opens(&theirs)) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -552,6 +575,18 @@ impl ReconcileOptions {
                     more.push((id.clone(), at));
                     added.push(at);
                 }
+                members.push(member);
+            }
+        }
+        // An owner that claimed its own order while it was counted (its
+        // entry then skipped as claimed) explains nothing here: count again.
+        for member in &members {
+            let now = store.order(&member.order_id).await?;
+            if now
+                .as_ref()
+                .is_none_or(|now| now.supplier_order_id.is_some() || now.status != member.status)
+            {
+                return Ok(Counted::Changed);
             }
         }
         if let (Some(reach), Some(covered)) = (reach, listed.covered)
@@ -560,11 +595,13 @@ impl ReconcileOptions {
         {
             return Ok(Counted::ReadFrom(reach));
         }
-        // Orders made too recently may be ours with a claim on its way.
+        // Orders made too recently may be ours with a claim on its way;
+        // those an order of ours counted here could own are no evidence of
+        // another buyer.
         let older: Vec<(String, OffsetDateTime)> = listed
             .others
             .iter()
-            .filter(|(_, at)| *at - offset + in_flight_for <= snapshot)
+            .filter(|(id, at)| *at - offset + in_flight_for <= snapshot && !pool.contains_key(id))
             .cloned()
             .collect();
         if maybe_unsent_count > 0 && foreign_listed(store, &older, order).await? {
@@ -668,6 +705,8 @@ enum Counted {
     /// Some of them have windows opening before the list was read back to:
     /// read it back to here (FoxReload's clock) and count again.
     ReadFrom(OffsetDateTime),
+    /// One of them settled while it was counted: count again.
+    Changed,
     /// They cannot be counted for sure.
     Undecided(String),
 }
@@ -675,5 +714,19 @@ enum Counted {
 /// Most reads of the list one look makes, reading further back each time.
 const READS: usize = 3;
 
-/// Most rounds of widening the owners and entries counted together.
-const CLOSURE_ROUNDS: usize = 8;
+/// Most orders of ours counted together: a group larger than this (a burst
+/// of identical orders whose answers were all lost, their windows linked)
+/// is left undecided.
+const MOST_OWNERS: usize = 500;
+
+/// The window of `order`'s last POST: the only one its FoxReload order can
+/// be in, since a POST is made again only after its earlier ones were
+/// found to have made nothing (or surely never left).
+fn last_window(
+    order: &OrderRecord,
+    measured: Option<&ClockOffset>,
+    margins: &Margins,
+) -> Vec<Window> {
+    let last: Vec<OffsetDateTime> = order.posted_at.iter().max().copied().into_iter().collect();
+    windows(&last, measured, margins)
+}

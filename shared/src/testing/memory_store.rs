@@ -137,6 +137,9 @@ struct State {
     sweep_cursor: Option<String>,
     summaries: BTreeMap<String, Summary>,
     budget: Option<crate::domain::budget::Shared>,
+    /// Supplier order id → our order that claims it just before anyone
+    /// next asks whether it is claimed (a race, played on cue).
+    claim_on_look: BTreeMap<String, String>,
 }
 
 /// The in-memory adapter of every store port.
@@ -175,6 +178,15 @@ impl MemoryStore {
         self.state().claims.clone()
     }
 
+    /// Makes `order_id` claim `supplier_order_id` (as active) just before
+    /// the next [`PlacementStore::is_claimed`] of it: another worker's claim
+    /// landing in the middle of a reconciliation.
+    pub fn claim_on_look(&self, supplier_order_id: &str, order_id: &str) {
+        self.state()
+            .claim_on_look
+            .insert(supplier_order_id.to_owned(), order_id.to_owned());
+    }
+
     /// Whether the order is in the pending index.
     pub fn is_pending(&self, order_id: &str) -> bool {
         self.state()
@@ -202,6 +214,39 @@ impl MemoryStore {
         drop(faults);
         Ok(self.state())
     }
+}
+
+/// Claims `supplier_order_id` for `order_id` in `state`, as the port's
+/// conditional write does.
+fn claim_in(
+    state: &mut State,
+    order_id: &str,
+    supplier_order_id: &str,
+    supplier: &SupplierState,
+    now: OffsetDateTime,
+) -> Claim {
+    if state.claims.contains_key(supplier_order_id) {
+        return Claim::TakenByAnother;
+    }
+    let Some(order) = state
+        .orders
+        .get_mut(order_id)
+        .filter(|o| o.record.supplier_order_id.is_none() && o.still_creating())
+    else {
+        return Claim::OrderMoved;
+    };
+    let record = &mut order.record;
+    record.supplier_order_id = Some(supplier_order_id.to_owned());
+    record.supplier_status = Some(supplier.said().to_owned());
+    if let Some(status) = supplier.status() {
+        record.status = status;
+    }
+    record.updated_at = now;
+    record.last_error = None;
+    state
+        .claims
+        .insert(supplier_order_id.to_owned(), order_id.to_owned());
+    Claim::Claimed
 }
 
 fn conflict(operation: &'static str, id: &str) -> StoreError {
@@ -360,7 +405,15 @@ impl PlacementStore for MemoryStore {
     }
 
     async fn is_claimed(&self, supplier_order_id: &str) -> Result<bool, StoreError> {
-        let state = self.enter("is_claimed")?;
+        let mut state = self.enter("is_claimed")?;
+        if let Some(order_id) = state.claim_on_look.remove(supplier_order_id) {
+            let now = state
+                .orders
+                .get(&order_id)
+                .map_or(OffsetDateTime::UNIX_EPOCH, |o| o.record.updated_at);
+            let active = SupplierState::claimed(&crate::foxreload::SupplierStatus::Active);
+            claim_in(&mut state, &order_id, supplier_order_id, &active, now);
+        }
         Ok(state.claims.contains_key(supplier_order_id))
     }
 
@@ -372,28 +425,13 @@ impl PlacementStore for MemoryStore {
         now: OffsetDateTime,
     ) -> Result<Claim, StoreError> {
         let mut state = self.enter("claim_supplier_order")?;
-        if state.claims.contains_key(supplier_order_id) {
-            return Ok(Claim::TakenByAnother);
-        }
-        let Some(order) = state
-            .orders
-            .get_mut(order_id)
-            .filter(|o| o.record.supplier_order_id.is_none() && o.still_creating())
-        else {
-            return Ok(Claim::OrderMoved);
-        };
-        let record = &mut order.record;
-        record.supplier_order_id = Some(supplier_order_id.to_owned());
-        record.supplier_status = Some(supplier.said().to_owned());
-        if let Some(status) = supplier.status() {
-            record.status = status;
-        }
-        record.updated_at = now;
-        record.last_error = None;
-        state
-            .claims
-            .insert(supplier_order_id.to_owned(), order_id.to_owned());
-        Ok(Claim::Claimed)
+        Ok(claim_in(
+            &mut state,
+            order_id,
+            supplier_order_id,
+            supplier,
+            now,
+        ))
     }
 
     async fn record_payment(
