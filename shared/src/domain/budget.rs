@@ -2,29 +2,29 @@
 //! every container of every function, spent by priority, that slows down
 //! when FoxReload answers `429` and creeps back up when it does not.
 //!
-//! Three parts, all on a clock the caller gives (`now`: time since any
-//! fixed origin, so tests run on a simulated one):
+//! Everything runs on a clock the caller gives (`now`: time since any fixed
+//! origin; the Unix epoch in production), so tests run on a simulated one.
 //!
-//! - [`Bucket`]: a container's limiter (the generic cell rate algorithm).
-//!   Its rate is the container's share of the budget; a request may go a
-//!   tenth of a second early, no more, and containers start at random
-//!   phases, so that many of them cannot together overshoot the budget by
-//!   more than about a tenth of a second's worth.
-//! - [`allocate`]: the budget split by [`Priority`], most urgent first:
-//!   creates and payments (a customer is waiting) get what they ask, then
-//!   first polls of fresh orders, then other polls, then stalled orders.
-//!   Priorities live in different containers (create-order's and
-//!   poll-order's), so this is how a create outranks a poll: each
-//!   container says what it asked for per priority, and gets its part of
-//!   each priority's allocation ([`container_rate`]).
-//! - [`Adaptive`]: the budget itself, additive increase and multiplicative
-//!   decrease. A `429` halves it (once per cool-down, however many answers
-//!   say so) and starts a cool-down (`Retry-After`, or a second); outside
-//!   a cool-down it grows by a hundredth of the maximum per second, back
-//!   up to the maximum. 429s that keep coming after each cool-down keep
-//!   halving it, so the stack converges on FoxReload's real limit without
-//!   an operator.
-//! - [`share`]: a container's part of a rate shared evenly.
+//! - **One limiter for the whole stack** ([`slot`]): the generic cell rate
+//!   algorithm over one shared value, the time the next request is due
+//!   (`tat`). A request takes the slot at `tat` (or now, when the stack has
+//!   been idle) and moves `tat` on by one interval of the budget, so the
+//!   stack's requests are spaced evenly whichever containers send them:
+//!   FoxReload never sees a burst at a second's edge, and the budget holds
+//!   over any window, not on average.
+//! - **Priorities are how far ahead a request may book** ([`Priority::ahead`]):
+//!   a create (a customer is waiting) takes a slot up to seconds ahead and
+//!   waits for it; a poll takes one only within half a second, a stalled
+//!   order's only when the stack is nearly idle. While creates keep `tat`
+//!   ahead of now, polls are refused (and re-enqueued), creates are not.
+//! - **The budget adapts** ([`Adaptive`]): additive increase, multiplicative
+//!   decrease. A `429` starts a cool-down (`Retry-After`, or half a second)
+//!   that every container sees with its next slot, and cuts the budget
+//!   once per cool-down; outside a cool-down the budget grows by a
+//!   hundredth of the most per second, back up to the most. How deep the
+//!   cut is comes from the refused request itself ([`accepted_before`]):
+//!   since slots are spaced evenly, a request refused `φ` into FoxReload's
+//!   second says FoxReload took about `φ × rate` in it.
 
 use std::time::Duration;
 
@@ -59,82 +59,100 @@ impl Priority {
             Self::Stalled => "stalled",
         }
     }
+
+    /// How far ahead of now a request of this priority may take a slot
+    /// (and wait for it): the more urgent, the further, so that the urgent
+    /// keep the limiter busy and the rest find no slot near enough.
+    pub fn ahead(self) -> Duration {
+        match self {
+            Self::Create => Duration::from_secs(8),
+            Self::FirstPoll => Duration::from_millis(1_000),
+            Self::Poll => Duration::from_millis(500),
+            Self::Stalled => Duration::from_millis(100),
+        }
+    }
 }
 
-/// A container's limiter: the generic cell rate algorithm, a token bucket
-/// kept as the time the next request is due, so a rate of 2.5 requests a
-/// second spaces them 0.4 s apart (a bucket of whole tokens would let one
-/// through at once whatever its rate), and a rate of zero lets nothing
-/// through.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Bucket {
-    /// Requests per second: the container's share of the budget.
-    rate: f64,
-    /// When the next request is due at this rate ("theoretical arrival
-    /// time"); one may go this much early ([`BURST_SECS`]).
-    due: Duration,
+/// The longest interval between two requests (a rate near zero would name
+/// years).
+const LONGEST_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The time between two requests at `rate` requests per second.
+pub fn interval(rate: f64) -> Duration {
+    if rate.is_finite() && rate > 0.0 {
+        Duration::try_from_secs_f64(1.0 / rate)
+            .unwrap_or(LONGEST_INTERVAL)
+            .min(LONGEST_INTERVAL)
+    } else {
+        LONGEST_INTERVAL
+    }
 }
 
-/// How early a request may go, in seconds: a burst of up to a tenth of a
-/// second of the rate (plus the one due).
-const BURST_SECS: f64 = 0.1;
+/// Where a granted slot comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotFrom {
+    /// Right after the last one taken: the stack is busy.
+    Due,
+    /// Now: the stack was idle.
+    Now,
+    /// The end of the cool-down.
+    CoolDown,
+}
 
-/// The longest wait a refusal names (a rate near zero would name years).
-const LONGEST_WAIT: Duration = Duration::from_secs(60);
+/// What the limiter answers a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// Send at `at` (now, or a wait of at most the priority's reach), and
+    /// the next request is due at `next`.
+    Go {
+        at: Duration,
+        next: Duration,
+        from: SlotFrom,
+    },
+    /// No slot within reach: the first one comes in this long.
+    Wait(Duration),
+}
 
-impl Bucket {
-    /// A limiter of `rate` requests per second whose first request is due
-    /// `phase` (in `[0, 1)`) of an interval from `now`: containers started
-    /// together do not all send at once.
-    pub fn new(rate: f64, now: Duration, phase: f64) -> Self {
-        let mut bucket = Self {
-            rate: 0.0,
-            due: now,
-        };
-        bucket.set_rate(rate, now);
-        bucket.due = now + bucket.interval().mul_f64(phase.clamp(0.0, 1.0));
-        bucket
-    }
-
-    pub fn rate(&self) -> f64 {
-        self.rate
-    }
-
-    /// The time between two requests at this rate (the longest wait at
-    /// zero).
-    fn interval(&self) -> Duration {
-        if self.rate > 0.0 {
-            Duration::try_from_secs_f64(1.0 / self.rate)
-                .unwrap_or(LONGEST_WAIT)
-                .min(LONGEST_WAIT)
-        } else {
-            LONGEST_WAIT
+/// The slot for a request asked at `now` that may wait up to `ahead`,
+/// given when the next request is due (`due`; `None`: never used) and the
+/// end of the cool-down, at a budget of one request per `interval`.
+pub fn slot(
+    due: Option<Duration>,
+    cool_until: Duration,
+    now: Duration,
+    interval: Duration,
+    ahead: Duration,
+) -> Slot {
+    let due = due.unwrap_or_default();
+    let (at, from) = if due >= now && due >= cool_until {
+        (due, SlotFrom::Due)
+    } else if cool_until > now {
+        (cool_until, SlotFrom::CoolDown)
+    } else {
+        (now, SlotFrom::Now)
+    };
+    if at <= now.saturating_add(ahead) {
+        Slot::Go {
+            at,
+            next: at.saturating_add(interval),
+            from,
         }
+    } else {
+        Slot::Wait(at - now - ahead)
     }
+}
 
-    /// A new rate from `now` on.
-    pub fn set_rate(&mut self, rate: f64, now: Duration) {
-        self.rate = if rate.is_finite() { rate.max(0.0) } else { 0.0 };
-        // Not due later than one interval at the new rate: a faster rate
-        // takes effect at once.
-        self.due = self.due.min(now + self.interval());
+/// How many requests FoxReload took in its second before one it refused
+/// that was sent at `sent` (FoxReload's clock), while the stack sent
+/// `rate` a second: slots are spaced evenly, so a refusal `φ` into the
+/// second follows about `φ × rate` requests in it. (`None` for an
+/// implausible rate.)
+pub fn accepted_before(sent: Duration, rate: f64) -> Option<f64> {
+    if !(rate.is_finite() && rate > 0.0) {
+        return None;
     }
-
-    /// Lets a request through now if one is due; otherwise how long until
-    /// one is (`None` when the rate is zero: nothing comes until it
-    /// changes).
-    pub fn try_take(&mut self, now: Duration) -> Result<(), Option<Duration>> {
-        if self.rate <= 0.0 {
-            return Err(None);
-        }
-        let due = self.due.max(now);
-        let early = Duration::from_secs_f64(BURST_SECS);
-        if due <= now + early {
-            self.due = due + self.interval();
-            return Ok(());
-        }
-        Err(Some((due - early - now).min(LONGEST_WAIT)))
-    }
+    let into_second = f64::from(sent.subsec_nanos()) / 1e9;
+    Some(into_second * rate)
 }
 
 /// The budget, adapted to what FoxReload accepts.
@@ -146,8 +164,6 @@ pub struct Adaptive {
     pub least: f64,
     /// Requests per second added per second without a 429.
     pub step: f64,
-    /// The factor a 429 cuts the budget by.
-    pub cut: f64,
     /// The cool-down after a 429 without `Retry-After`.
     pub backoff: Duration,
     /// What is shared: the budget the last cut left, and the end of its
@@ -167,16 +183,24 @@ pub struct Shared {
     pub cool_until: Duration,
 }
 
+/// The deepest one cut goes: to a quarter of the budget.
+const DEEPEST_CUT: f64 = 0.25;
+/// The shallowest: to nine tenths.
+const SHALLOWEST_CUT: f64 = 0.9;
+/// A cut without evidence: to half.
+const BLIND_CUT: f64 = 0.5;
+/// How far under what FoxReload took a cut goes.
+const UNDER: f64 = 0.95;
+
 impl Adaptive {
     /// A budget of at most `most` requests per second, starting there.
     pub fn new(most: f64, now: Duration) -> Self {
-        let most = most.max(0.1);
+        let most = if most.is_finite() { most.max(0.1) } else { 0.1 };
         Self {
             most,
             least: (most / 20.0).max(0.1),
             step: (most / 100.0).max(0.01),
-            cut: 0.5,
-            backoff: Duration::from_secs(1),
+            backoff: Duration::from_millis(500),
             state: Shared {
                 base: most,
                 cool_until: now,
@@ -208,10 +232,19 @@ impl Adaptive {
     }
 
     /// The state a `429` at `now` leaves (asking to wait `retry_after` if
-    /// it said): the budget cut and a cool-down started, or, for answers
-    /// that arrive during the cool-down the first one started (requests
-    /// sent before it), only the cool-down made as long as they ask.
-    pub fn after_limited(&self, now: Duration, retry_after: Option<Duration>) -> Shared {
+    /// it said so; `accepted`: what FoxReload took in its second before the
+    /// refused request, when known): the budget cut and a cool-down
+    /// started; or, for answers that arrive during the cool-down the first
+    /// one started (requests sent before it), only the cool-down made as
+    /// long as they ask. The cut goes a little under what FoxReload took,
+    /// to between a quarter and nine tenths of the budget (to half without
+    /// evidence).
+    pub fn after_limited(
+        &self,
+        now: Duration,
+        retry_after: Option<Duration>,
+        accepted: Option<f64>,
+    ) -> Shared {
         if now < self.state.cool_until {
             return Shared {
                 cool_until: retry_after.map_or(self.state.cool_until, |wait| {
@@ -220,73 +253,23 @@ impl Adaptive {
                 ..self.state
             };
         }
+        let current = self.current(now);
+        let cut = match accepted.filter(|a| a.is_finite()) {
+            Some(accepted) => {
+                (accepted * UNDER).clamp(current * DEEPEST_CUT, current * SHALLOWEST_CUT)
+            }
+            None => current * BLIND_CUT,
+        };
         Shared {
-            base: (self.current(now) * self.cut).max(self.least),
+            base: cut.max(self.least),
             cool_until: now.saturating_add(retry_after.unwrap_or(self.backoff)),
         }
     }
 
     /// FoxReload answered `429` at `now`.
-    pub fn limited(&mut self, now: Duration, retry_after: Option<Duration>) {
-        self.state = self.after_limited(now, retry_after);
+    pub fn limited(&mut self, now: Duration, retry_after: Option<Duration>, accepted: Option<f64>) {
+        self.state = self.after_limited(now, retry_after, accepted);
     }
-}
-
-/// A container's part of a budget of `rate` requests per second shared by
-/// `holders` containers (itself included).
-pub fn share(rate: f64, holders: u32) -> f64 {
-    rate.max(0.0) / f64::from(holders.max(1))
-}
-
-/// Requests per second for each priority ([`Priority::ALL`]'s order).
-pub type PerPriority = [f64; 4];
-
-/// `budget` split by priority given what each asks (`demand`, requests
-/// per second): most urgent first, each up to its demand; what is left
-/// after every demand is met goes to each priority in proportion to its
-/// demand (so a container that asks more finds it), or to creates when
-/// nobody asks.
-pub fn allocate(budget: f64, demand: PerPriority) -> PerPriority {
-    // Not a number: nothing; no end: as good as a billion a second.
-    let mut left = if budget.is_nan() {
-        0.0
-    } else {
-        budget.clamp(0.0, 1e9)
-    };
-    let demand = demand.map(|d| if d.is_finite() { d.max(0.0) } else { 0.0 });
-    let mut given = [0.0; 4];
-    for (g, d) in given.iter_mut().zip(demand) {
-        *g = d.max(0.0).min(left);
-        left -= *g;
-    }
-    let asked: f64 = demand.iter().map(|d| d.max(0.0)).sum();
-    if left > 0.0 {
-        if asked > 0.0 {
-            for (g, d) in given.iter_mut().zip(demand) {
-                *g += left * d.max(0.0) / asked;
-            }
-        } else {
-            given[0] += left;
-        }
-    }
-    given
-}
-
-/// A container's rate: for each priority, its part of that priority's
-/// allocation in proportion to what it asked (`mine`) of what every
-/// container asked (`asked`).
-pub fn container_rate(allocation: PerPriority, asked: PerPriority, mine: PerPriority) -> f64 {
-    allocation
-        .iter()
-        .zip(asked.iter().zip(mine))
-        .map(|(a, (total, m))| {
-            if *total > 0.0 {
-                a * (m.max(0.0) / total).min(1.0)
-            } else {
-                0.0
-            }
-        })
-        .sum()
 }
 
 #[cfg(test)]
@@ -298,180 +281,240 @@ mod tests {
     }
 
     #[test]
-    fn a_bucket_grants_its_rate_over_time_and_a_burst_of_a_tenth_of_a_second() {
-        let mut bucket = Bucket::new(50.0, at(0.0), 0.0);
-        // The one due and a tenth of a second's worth: 6 at once, then one
-        // every 20 ms.
-        for _ in 0..6 {
-            bucket.try_take(at(0.0)).unwrap();
-        }
-        let wait = bucket.try_take(at(0.0)).unwrap_err().unwrap();
-        assert!((wait.as_secs_f64() - 0.02).abs() < 1e-9, "{wait:?}");
-        let mut granted = 6;
-        for ms in 1..10_000 {
-            if bucket.try_take(at(f64::from(ms) / 1000.0)).is_ok() {
-                granted += 1;
+    fn a_slot_follows_the_last_one_or_now_or_the_end_of_the_cool_down() {
+        let tenth = at(0.1);
+        // Idle: now.
+        assert_eq!(
+            slot(None, at(0.0), at(5.0), tenth, at(0.5)),
+            Slot::Go {
+                at: at(5.0),
+                next: at(5.1),
+                from: SlotFrom::Now
             }
-        }
-        assert!((499..=506).contains(&granted), "{granted}");
+        );
+        // Busy: right after the last one, waited for within reach.
+        assert_eq!(
+            slot(Some(at(5.3)), at(0.0), at(5.0), tenth, at(0.5)),
+            Slot::Go {
+                at: at(5.3),
+                next: at(5.4),
+                from: SlotFrom::Due
+            }
+        );
+        // Out of reach: how long until one is.
+        assert_eq!(
+            slot(Some(at(5.8)), at(0.0), at(5.0), tenth, at(0.5)),
+            Slot::Wait(at(0.3))
+        );
+        // Cooling down: not before its end.
+        assert_eq!(
+            slot(Some(at(5.1)), at(7.0), at(5.0), tenth, at(8.0)),
+            Slot::Go {
+                at: at(7.0),
+                next: at(7.1),
+                from: SlotFrom::CoolDown
+            }
+        );
+        assert_eq!(
+            slot(Some(at(5.1)), at(7.0), at(5.0), tenth, at(0.5)),
+            Slot::Wait(at(1.5))
+        );
     }
 
     #[test]
-    fn a_slow_bucket_spaces_its_requests_and_a_stopped_one_sends_nothing() {
-        // 2.5 requests a second: never two within 0.3 s (a request may go
-        // a tenth of a second early), 10 in 4 s and the one early.
-        let mut bucket = Bucket::new(2.5, at(0.0), 0.0);
-        let mut sent = Vec::new();
-        for ms in 0..4_000 {
-            if bucket.try_take(at(f64::from(ms) / 1000.0)).is_ok() {
-                sent.push(ms);
-            }
-        }
-        assert_eq!(sent.len(), 11, "{sent:?}");
-        assert!(sent.windows(2).all(|w| w[1] - w[0] >= 300), "{sent:?}");
-        // A cool-down: rate zero, nothing at all, however long it lasts.
-        bucket.set_rate(0.0, at(4.0));
-        for ms in 4_000..10_000 {
-            assert_eq!(bucket.try_take(at(f64::from(ms) / 1000.0)), Err(None));
-        }
-        // Odd rates are no rate.
-        bucket.set_rate(f64::NAN, at(10.0));
-        assert_eq!(bucket.try_take(at(10.0)), Err(None));
-        let mut tiny = Bucket::new(1e-20, at(0.0), 0.5);
-        assert!(tiny.try_take(at(0.0)).unwrap_err().unwrap() <= LONGEST_WAIT);
+    fn an_interval_is_the_inverse_of_the_rate_and_odd_rates_are_the_longest() {
+        assert_eq!(interval(20.0), at(0.05));
+        assert_eq!(interval(0.0), LONGEST_INTERVAL);
+        assert_eq!(interval(f64::NAN), LONGEST_INTERVAL);
+        assert_eq!(interval(1e-20), LONGEST_INTERVAL);
+        assert_eq!(interval(f64::INFINITY), LONGEST_INTERVAL);
     }
 
-    #[test]
-    fn containers_started_together_at_random_phases_do_not_burst_together() {
-        // Eight containers at 2.5/s each (20/s together): two requests per
-        // 100 ms, four in the first (those due within a tenth of a second
-        // go at once), where whole-token buckets would send eight at once.
-        let phases = [0.05, 0.2, 0.33, 0.41, 0.58, 0.66, 0.79, 0.93];
-        let mut buckets: Vec<Bucket> = phases
-            .iter()
-            .map(|p| Bucket::new(2.5, at(0.0), *p))
-            .collect();
-        let mut per_tenth = vec![0u32; 100];
-        for ms in 0..10_000u32 {
-            for bucket in &mut buckets {
-                if bucket.try_take(at(f64::from(ms) / 1000.0)).is_ok() {
-                    per_tenth[(ms / 100) as usize] += 1;
+    /// Requests per priority granted when each asks `demand` a second (its
+    /// requests evenly spread) of a budget of `rate` for `secs` seconds.
+    fn served(rate: f64, demand: [f64; 4], secs: u32) -> [u32; 4] {
+        let gap = interval(rate);
+        let mut due = None;
+        let mut next_ask = [Duration::ZERO; 4];
+        let mut granted = [0u32; 4];
+        for ms in 0..secs * 1000 {
+            let now = Duration::from_millis(u64::from(ms));
+            for (i, priority) in Priority::ALL.iter().enumerate() {
+                if demand[i] <= 0.0 || now < next_ask[i] {
+                    continue;
+                }
+                // Refused: asks again when told (a re-enqueued poll).
+                match slot(due, Duration::ZERO, now, gap, priority.ahead()) {
+                    Slot::Go { at, next, .. } => {
+                        due = Some(next);
+                        // Counted when it is sent.
+                        if at < Duration::from_secs(u64::from(secs)) {
+                            granted[i] += 1;
+                        }
+                        next_ask[i] = now + interval(demand[i]);
+                    }
+                    Slot::Wait(wait) => next_ask[i] = now + wait.max(at(0.001)),
                 }
             }
         }
-        let total = per_tenth.iter().sum::<u32>();
-        assert!((200..=208).contains(&total), "{total}");
-        assert!(per_tenth[0] <= 4, "{per_tenth:?}");
-        assert!(per_tenth[1..].iter().all(|n| *n <= 3), "{per_tenth:?}");
+        granted
     }
 
     #[test]
-    fn the_budget_goes_to_creates_first_then_fresh_orders_then_the_rest() {
-        // 20/s: creates ask 8, first polls 6, polls 30, stalled 5.
-        let given = allocate(20.0, [8.0, 6.0, 30.0, 5.0]);
-        assert_eq!(given, [8.0, 6.0, 6.0, 0.0]);
-        // Plenty: every demand met, and the rest shared by demand.
-        let given = allocate(100.0, [10.0, 0.0, 30.0, 10.0]);
-        assert_eq!(given, [20.0, 0.0, 60.0, 20.0]);
-        // Nobody asks: creates may take it all.
-        assert_eq!(allocate(5.0, [0.0; 4]), [5.0, 0.0, 0.0, 0.0]);
-        // Never more than the budget.
-        let given = allocate(7.5, [3.0, 3.0, 3.0, 3.0]);
-        assert!((given.iter().sum::<f64>() - 7.5).abs() < 1e-9);
-    }
-
-    #[test]
-    fn a_container_gets_its_part_of_each_priority_it_asked_for() {
-        let asked = [8.0, 6.0, 30.0, 5.0];
-        let allocation = allocate(20.0, asked);
-        // create-order's container asking 4 of the 8 creates: 4.
-        assert_eq!(container_rate(allocation, asked, [4.0, 0.0, 0.0, 0.0]), 4.0);
-        // A poller asking 3 first polls and 15 polls: 3 and half of 6.
-        assert_eq!(
-            container_rate(allocation, asked, [0.0, 3.0, 15.0, 0.0]),
-            6.0
+    fn creates_are_served_first_then_fresh_orders_then_polls_then_stalled_orders() {
+        // 20/s for a minute: creates ask 8, first polls 6, polls 30,
+        // stalled 5. Creates and first polls are served in full, polls get
+        // the rest, stalled orders nearly nothing.
+        let [create, first, poll, stalled] = served(20.0, [8.0, 6.0, 30.0, 5.0], 60);
+        assert!(create >= 475, "{create}");
+        assert!(first >= 355, "{first}");
+        assert!((300..=400).contains(&poll), "{poll}");
+        assert!(stalled <= 30, "{stalled}");
+        assert!(create + first + poll + stalled <= 1202);
+        // Creates asking more than the budget take all of it.
+        let [create, first, poll, stalled] = served(20.0, [30.0, 6.0, 30.0, 5.0], 60);
+        assert!(create >= 1180, "{create}");
+        // (Polls find slots only in the first moments, before creates have
+        // booked ahead.)
+        assert!(first + poll + stalled <= 20, "{first} {poll} {stalled}");
+        // Plenty: every demand met.
+        let [create, first, poll, stalled] = served(100.0, [8.0, 6.0, 30.0, 5.0], 60);
+        assert!(
+            create >= 475 && first >= 355 && poll >= 1750 && stalled >= 290,
+            "{create} {first} {poll} {stalled}"
         );
-        // A poller with only stalled orders: nothing until the rest is met.
-        assert_eq!(container_rate(allocation, asked, [0.0, 0.0, 0.0, 5.0]), 0.0);
-        // Every container's rate adds up to the budget.
-        let parts = [
-            [8.0, 0.0, 0.0, 0.0],
-            [0.0, 6.0, 10.0, 2.0],
-            [0.0, 0.0, 20.0, 3.0],
-        ];
-        let total: f64 = parts
-            .iter()
-            .map(|mine| container_rate(allocation, asked, *mine))
-            .sum();
-        assert!((total - 20.0).abs() < 1e-9, "{total}");
     }
 
     #[test]
-    fn a_429_halves_the_budget_once_and_stops_everything_for_its_retry_after() {
-        let mut budget = Adaptive::new(40.0, at(0.0));
-        budget.limited(at(1.0), Some(at(3.0)));
-        assert_eq!(budget.rate(at(2.0)), 0.0);
+    fn the_budget_holds_over_any_window_not_on_average() {
+        // Bursty askers: 200 creates at once, every 5 s, against 20/s.
+        let gap = interval(20.0);
+        let mut due = None;
+        let mut sent = Vec::new();
+        let mut waiting: Vec<Duration> = Vec::new();
+        for ms in 0..30_000u64 {
+            let now = Duration::from_millis(ms);
+            if ms % 5_000 == 0 {
+                waiting.extend(std::iter::repeat_n(now, 200));
+            }
+            waiting.retain(|_| match slot(due, Duration::ZERO, now, gap, at(8.0)) {
+                Slot::Go { at, next, .. } => {
+                    due = Some(next);
+                    sent.push(at);
+                    false
+                }
+                Slot::Wait(_) => true,
+            });
+        }
+        // In any second (not only whole ones), at most the rate and one.
+        sent.sort();
+        for (i, first) in sent.iter().enumerate() {
+            let within = sent[i..]
+                .iter()
+                .take_while(|t| **t < *first + at(1.0))
+                .count();
+            assert!(within <= 21, "{within} from {first:?}");
+        }
+    }
+
+    #[test]
+    fn a_429_cuts_to_under_what_foxreload_took_once_per_cool_down() {
+        let mut budget = Adaptive::new(50.0, at(0.0));
+        // Refused 0.4 s into FoxReload's second at 50/s: it took 20.
+        let accepted = accepted_before(at(100.4), 50.0);
+        assert!((accepted.unwrap() - 20.0).abs() < 1e-6);
+        budget.limited(at(100.5), Some(at(3.0)), accepted);
+        assert_eq!(budget.rate(at(102.0)), 0.0);
         // More 429s for requests sent before the first: no further cut.
-        budget.limited(at(1.5), None);
-        budget.limited(at(2.5), None);
-        assert_eq!(budget.rate(at(4.0)), 20.0);
-        // Then it grows back by 0.4 requests/s per second, up to the most.
-        assert!((budget.rate(at(14.0)) - 24.0).abs() < 1e-9);
-        assert_eq!(budget.rate(at(100.0)), 40.0);
+        budget.limited(at(101.0), None, Some(5.0));
+        budget.limited(at(102.0), None, None);
+        assert!((budget.rate(at(103.5)) - 19.0).abs() < 1e-9);
+        // Then it grows back by half a request a second, up to the most.
+        assert!((budget.rate(at(113.5)) - 24.0).abs() < 1e-9);
+        assert_eq!(budget.rate(at(1_000.0)), 50.0);
     }
 
     #[test]
-    fn without_retry_after_each_429_after_a_cool_down_halves_again() {
+    fn a_cut_goes_no_shallower_than_nine_tenths_no_deeper_than_a_quarter() {
+        let budget = Adaptive::new(40.0, at(0.0));
+        // FoxReload took as much as we sent: still a cut.
+        assert_eq!(budget.after_limited(at(1.0), None, Some(40.0)).base, 36.0);
+        // A refusal early in a second (a clock off, another kind of
+        // limit): a quarter, not nothing.
+        assert_eq!(budget.after_limited(at(1.0), None, Some(0.5)).base, 10.0);
+        // No evidence: half.
+        assert_eq!(budget.after_limited(at(1.0), None, None).base, 20.0);
+        assert_eq!(
+            budget.after_limited(at(1.0), None, Some(f64::NAN)).base,
+            20.0
+        );
+        assert_eq!(accepted_before(at(1.5), f64::NAN), None);
+        assert_eq!(accepted_before(at(1.5), 0.0), None);
+    }
+
+    #[test]
+    fn without_retry_after_each_429_after_a_cool_down_cuts_again() {
         let mut budget = Adaptive::new(40.0, at(0.0));
-        budget.limited(at(0.0), None);
+        budget.limited(at(0.0), None, None);
+        assert_eq!(budget.cool_until(), at(0.5));
+        budget.limited(at(0.5), None, None);
         assert_eq!(budget.cool_until(), at(1.0));
-        budget.limited(at(1.0), None);
-        assert_eq!(budget.cool_until(), at(2.0));
-        budget.limited(at(2.0), None);
-        assert_eq!(budget.current(at(2.0)), 5.0);
-        assert_eq!(budget.rate(at(2.5)), 0.0);
+        budget.limited(at(1.0), None, None);
+        assert_eq!(budget.current(at(1.0)), 5.0);
+        assert_eq!(budget.rate(at(1.2)), 0.0);
     }
 
     #[test]
     fn the_budget_never_falls_below_its_floor() {
         let mut budget = Adaptive::new(20.0, at(0.0));
         for i in 0..50 {
-            budget.limited(at(f64::from(i) / 1000.0), Some(Duration::ZERO));
+            budget.limited(at(f64::from(i) / 1000.0), Some(Duration::ZERO), Some(0.0));
         }
         assert!((budget.current(at(0.05)) - 1.0).abs() < 0.01);
     }
 
-    /// FoxReload as a limit of `limit` requests in each whole second, and
-    /// `containers` containers sharing an adaptive budget of `most`, each
-    /// wanting more than it is given: what FoxReload sees.
-    fn converge(limit: u32, most: f64, containers: u32) -> (Vec<u32>, u32) {
-        let mut budget = Adaptive::new(most, at(0.0));
-        let mut buckets: Vec<Bucket> = (0..containers)
-            .enumerate()
-            .map(|(i, _)| {
-                let phase = i as f64 / f64::from(containers);
-                Bucket::new(share(most, containers), at(0.0), phase)
-            })
-            .collect();
-        let mut per_second = vec![0u32; 120];
+    /// FoxReload as a limit of `limit` requests in each of its whole
+    /// seconds (`offset` ahead of ours), and `containers` containers that
+    /// always have requests to send sharing one limiter and an adaptive
+    /// budget of `most`; each learns the shared state with every slot it
+    /// takes, and a cut is a swap on the state it saw. What FoxReload sees
+    /// each second, and the 429s.
+    fn converge(limit: u32, most: f64, containers: usize, offset: Duration) -> (Vec<u32>, u32) {
+        let secs = 120;
+        let mut shared = Adaptive::new(most, Duration::ZERO).state;
+        let mut views = vec![Adaptive::new(most, Duration::ZERO); containers];
+        let mut due = None;
+        let mut per_second = vec![0u32; secs + 1];
         let mut limited = 0;
-        for ms in 0..120_000u32 {
-            let now = at(f64::from(ms) / 1000.0);
-            // The shared item is read every 100 ms.
-            if ms % 100 == 0 {
-                let rate = share(budget.rate(now), containers);
-                for bucket in &mut buckets {
-                    bucket.set_rate(rate, now);
+        for ms in 0..(secs as u64) * 1000 {
+            let now = Duration::from_millis(ms);
+            for (i, view) in views.iter_mut().enumerate() {
+                // Containers ask in turn, a millisecond apart.
+                if ms % containers as u64 != i as u64 {
+                    continue;
                 }
-            }
-            for bucket in &mut buckets {
-                if bucket.try_take(now).is_ok() {
-                    let second = (ms / 1000) as usize;
-                    per_second[second] += 1;
-                    if per_second[second] > limit {
-                        limited += 1;
-                        budget.limited(now, None);
+                let rate = view.current(now);
+                let Slot::Go { at, next, .. } =
+                    slot(due, shared.cool_until, now, interval(rate), at(0.1))
+                else {
+                    view.state = shared;
+                    continue;
+                };
+                due = Some(next);
+                view.state = shared;
+                let theirs = at + offset;
+                let second = theirs.as_secs() as usize;
+                if second >= per_second.len() {
+                    continue;
+                }
+                per_second[second] += 1;
+                if per_second[second] > limit {
+                    limited += 1;
+                    let next = view.after_limited(at, None, accepted_before(theirs, rate));
+                    if view.state == shared {
+                        shared = next;
                     }
+                    view.state = shared;
                 }
             }
         }
@@ -479,13 +522,20 @@ mod tests {
     }
 
     #[test]
-    fn a_stack_over_foxreloads_limit_converges_on_it() {
-        // A budget of 60/s against a limit of 20/s, over 8 containers.
-        let (per_second, limited) = converge(20, 60.0, 8);
-        let late = &per_second[60..];
-        let mean = f64::from(late.iter().sum::<u32>()) / late.len() as f64;
-        // Most of the limit is used, and 429s are rare once converged.
-        assert!(mean > 12.0 && mean <= 20.5, "{mean} {per_second:?}");
-        assert!(limited < 200, "{limited}");
+    fn a_stack_over_foxreloads_limit_converges_on_it_at_once() {
+        // A budget of 50/s against a limit of 20/s, over 8 containers.
+        for offset in [0.0, 0.3, 0.75] {
+            let (per_second, limited) = converge(20, 50.0, 8, at(offset));
+            let first = per_second.iter().position(|n| *n > 20).unwrap();
+            // After the first 429, never more than 22 in a second.
+            let after = &per_second[first + 1..per_second.len() - 1];
+            assert!(after.iter().all(|n| *n <= 22), "{offset}: {per_second:?}");
+            // Most of the limit is used, and 429s are rare.
+            let late = &per_second[60..120];
+            let mean = f64::from(late.iter().sum::<u32>()) / late.len() as f64;
+            assert!(mean > 16.0, "{offset}: {mean} {per_second:?}");
+            eprintln!("offset {offset}: mean {mean:.1}, {limited} refused");
+            assert!(limited < 60, "{offset}: {limited}");
+        }
     }
 }
