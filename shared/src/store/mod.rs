@@ -10,6 +10,7 @@ mod record;
 pub use dynamodb::{DynamoStore, PENDING_INDEX};
 pub use ports::{
     BudgetStore, IdempotencyStore, NotifyMarks, OrderAlerts, OrderReader, OrderStore,
-    PlacementStore, PollChain, StackAlerts, SummaryReader, SummaryStore, SweepStore,
+    PlacementStore, PollChain, SlotAsk, StackAlerts, SummaryReader, SummaryStore, SweepStore,
+    Taken,
 };
 pub use record::*;

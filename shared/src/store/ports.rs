@@ -347,20 +347,50 @@ pub trait SummaryStore: SummaryReader {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// The FoxReload budget every container shares: the part of its adaptive
-/// state a `429` changes ([`budget::Shared`]).
+/// The FoxReload budget every container shares: one limiter (when the
+/// stack's next request is due) and the part of the adaptive budget a
+/// `429` changes ([`budget::Shared`]).
 pub trait BudgetStore: Send + Sync {
     /// The shared state; `None` before any container wrote one.
     fn budget(&self) -> impl Future<Output = Result<Option<budget::Shared>, StoreError>> + Send;
 
     /// Replaces the shared state with `next` if it is still `seen` (`None`:
     /// none written yet). False when another container changed it first:
-    /// read it again, and decide again.
+    /// read it again, and decide again. The limiter is left as it is.
     fn swap_budget(
         &self,
         seen: Option<&budget::Shared>,
         next: &budget::Shared,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Takes the stack's next request slot for a request asked at
+    /// `ask.now`, atomically ([`budget::slot`]): at most one request per
+    /// slot, whichever containers ask at once. Also says the shared state
+    /// as it stands, so each container's view is fresh with every slot.
+    fn take_slot(&self, ask: &SlotAsk) -> impl Future<Output = Result<Taken, StoreError>> + Send;
+}
+
+/// A request for a slot; instants are time since the Unix epoch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SlotAsk {
+    pub now: Duration,
+    /// One interval of the budget as the asker sees it.
+    pub interval: Duration,
+    /// How far ahead it may wait ([`budget::Priority::ahead`]).
+    pub ahead: Duration,
+    /// When the asker last saw the next request due: where an adapter
+    /// guesses the limiter stands before it reads it.
+    pub hint: Option<Duration>,
+}
+
+/// A slot taken, or the wait until one is within reach, and the shared
+/// state as read with it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Taken {
+    pub slot: budget::Slot,
+    pub budget: Option<budget::Shared>,
+    /// When the next request is due, after this one.
+    pub due: Option<Duration>,
 }
 
 /// The whole store: every port. Adapters implement it all; only tests and

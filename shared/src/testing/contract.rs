@@ -53,7 +53,8 @@ macro_rules! store_contract {
             a_summary_counts_every_observation_and_forgets_old_epochs,
             concurrent_observations_are_all_counted,
             an_observation_of_hours_is_kept_whole_at_any_epoch,
-            the_shared_budget_is_replaced_only_from_what_was_read
+            the_shared_budget_is_replaced_only_from_what_was_read,
+            the_stacks_slots_are_taken_one_at_a_time_an_interval_apart
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1183,4 +1184,97 @@ pub async fn the_shared_budget_is_replaced_only_from_what_was_read<S: OrderStore
         .count();
     assert_eq!(won, 1);
     assert!(next.contains(&store.budget().await.unwrap().unwrap()));
+}
+
+pub async fn the_stacks_slots_are_taken_one_at_a_time_an_interval_apart<S: OrderStore>(store: &S) {
+    use crate::domain::budget::{Shared, Slot, SlotFrom};
+    use crate::store::SlotAsk;
+    let now = Duration::from_millis(1_764_000_000_000) + Duration::from_micros(123);
+    let gap = Duration::from_millis(50);
+    let ask = |now: Duration, ahead: Duration, hint: Option<Duration>| SlotAsk {
+        now,
+        interval: gap,
+        ahead,
+        hint,
+    };
+    let reach = Duration::from_millis(500);
+    // Idle: now.
+    let first = store.take_slot(&ask(now, reach, None)).await.unwrap();
+    assert_eq!(
+        first.slot,
+        Slot::Go {
+            at: now,
+            next: now + gap,
+            from: SlotFrom::Now
+        }
+    );
+    assert_eq!(first.due, Some(now + gap));
+    assert_eq!(first.budget, None);
+    // Busy: the next one, whatever the asker guessed.
+    for (i, hint) in [(1, None), (2, Some(now + gap))] {
+        let taken = store.take_slot(&ask(now, reach, hint)).await.unwrap();
+        assert!(
+            matches!(taken.slot, Slot::Go { at, from: SlotFrom::Due, .. } if at == now + gap * i),
+            "{taken:?}"
+        );
+    }
+    // Eight asking at once, each given its own slot, an interval apart.
+    let far = Duration::from_secs(5);
+    let (blind, guessed) = (ask(now, far, None), ask(now, far, Some(now)));
+    let taken = tokio::join!(
+        store.take_slot(&blind),
+        store.take_slot(&blind),
+        store.take_slot(&guessed),
+        store.take_slot(&guessed),
+        store.take_slot(&blind),
+        store.take_slot(&guessed),
+        store.take_slot(&blind),
+        store.take_slot(&guessed),
+    );
+    let mut slots: Vec<Duration> = [
+        taken.0, taken.1, taken.2, taken.3, taken.4, taken.5, taken.6, taken.7,
+    ]
+    .into_iter()
+    .map(|t| match t.unwrap().slot {
+        Slot::Go { at, .. } => at,
+        wait => panic!("{wait:?}"),
+    })
+    .collect();
+    slots.sort();
+    let expected: Vec<Duration> = (3..11u32).map(|i| now + gap * i).collect();
+    assert_eq!(slots, expected);
+    // Out of reach: how long until one is, and nothing taken.
+    let refused = store.take_slot(&ask(now, reach, None)).await.unwrap();
+    assert_eq!(refused.slot, Slot::Wait(gap * 11 - reach));
+    assert_eq!(refused.due, Some(now + gap * 11));
+    // A cut's cool-down: no slot before its end, the limiter kept.
+    let cool = Shared {
+        base: 10.0,
+        cool_until: Duration::from_millis(1_764_000_010_000),
+    };
+    assert!(store.swap_budget(None, &cool).await.unwrap());
+    let later = Duration::from_millis(1_764_000_009_000);
+    let waiting = store.take_slot(&ask(later, reach, None)).await.unwrap();
+    assert_eq!(waiting.slot, Slot::Wait(Duration::from_millis(500)));
+    assert_eq!(waiting.budget, Some(cool));
+    let booked = store
+        .take_slot(&ask(later, Duration::from_secs(2), None))
+        .await
+        .unwrap();
+    assert_eq!(
+        booked.slot,
+        Slot::Go {
+            at: cool.cool_until,
+            next: cool.cool_until + gap,
+            from: SlotFrom::CoolDown
+        }
+    );
+    let next = store
+        .take_slot(&ask(later, Duration::from_secs(2), None))
+        .await
+        .unwrap();
+    assert!(
+        matches!(next.slot, Slot::Go { at, .. } if at == cool.cool_until + gap),
+        "{next:?}"
+    );
 }

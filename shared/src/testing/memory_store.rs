@@ -137,6 +137,8 @@ struct State {
     sweep_cursor: Option<String>,
     summaries: BTreeMap<String, Summary>,
     budget: Option<crate::domain::budget::Shared>,
+    /// When the stack's next FoxReload request is due.
+    next_due: Option<Duration>,
     /// Supplier order id → our order that claims it just before anyone
     /// next asks whether it is claimed (a race, played on cue).
     claim_on_look: BTreeMap<String, String>,
@@ -934,6 +936,37 @@ impl crate::store::BudgetStore for MemoryStore {
         }
         state.budget = Some(stored_budget(*next));
         Ok(true)
+    }
+
+    async fn take_slot(
+        &self,
+        ask: &crate::store::SlotAsk,
+    ) -> Result<crate::store::Taken, StoreError> {
+        use crate::domain::budget::{Slot, slot};
+        let mut state = self.enter("take_slot")?;
+        let cool_until = state.budget.map_or(Duration::ZERO, |b| b.cool_until);
+        let answer = slot(
+            state.next_due,
+            cool_until,
+            Self::kept_due(ask.now),
+            Self::kept_due(ask.interval),
+            ask.ahead,
+        );
+        if let Slot::Go { next, .. } = answer {
+            state.next_due = Some(Self::kept_due(next));
+        }
+        Ok(crate::store::Taken {
+            slot: answer,
+            budget: state.budget,
+            due: state.next_due,
+        })
+    }
+}
+
+impl MemoryStore {
+    /// The limiter's next due instant as DynamoDB keeps it (microseconds).
+    fn kept_due(at: Duration) -> Duration {
+        Duration::from_micros(u64::try_from(at.as_micros()).unwrap_or(u64::MAX))
     }
 }
 

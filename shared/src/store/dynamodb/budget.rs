@@ -1,74 +1,212 @@
-//! The FoxReload budget every container shares (`BUDGET#foxreload`,
-//! `SHARED`): `baseRps` (requests per second) and `coolUntil` (epoch
-//! milliseconds), replaced only by a conditional write on the values the
-//! writer read, so two containers cutting for the same 429 episode cut
-//! once.
+//! The FoxReload budget every container shares, in one item
+//! (`BUDGET#foxreload`, `SHARED`):
+//! - `nextDue`: when the stack's next request is due (epoch milliseconds,
+//!   to the microsecond), moved on by one interval per slot taken, by a
+//!   conditional update that computes it in DynamoDB, so containers asking
+//!   at once each get their own slot;
+//! - `baseRps` (requests per second) and `coolUntil` (epoch milliseconds):
+//!   the adaptive budget's shared part, replaced only by a conditional
+//!   write on the values the writer read, so two containers cutting for
+//!   the same 429 episode cut once.
 
 use super::DynamoStore;
 use super::codec::n;
 use super::errors::{is_condition_failure, sdk_error};
 use super::keys::budget_key;
-use crate::domain::budget::Shared;
-use crate::store::{BudgetStore, StoreError};
+use crate::domain::budget::{Shared, Slot, SlotFrom, slot};
+use crate::store::{BudgetStore, SlotAsk, StoreError, Taken};
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use std::collections::HashMap;
 use std::time::Duration;
 
-fn shared_from_item(
-    item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
-) -> Result<Shared, StoreError> {
-    let corrupt = |reason: &str| StoreError::Corrupt {
+type Item = HashMap<String, AttributeValue>;
+
+fn corrupt(reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
         key: "BUDGET#foxreload".to_owned(),
-        reason: reason.to_owned(),
-    };
-    let number = |name: &str| -> Option<f64> {
-        item.get(name)?
-            .as_n()
-            .ok()?
-            .parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite() && *v >= 0.0)
-    };
-    let base = number("baseRps").ok_or_else(|| corrupt("baseRps is not a rate"))?;
-    let cool_until = number("coolUntil").ok_or_else(|| corrupt("coolUntil is not an instant"))?;
-    Ok(Shared {
+        reason: reason.into(),
+    }
+}
+
+fn number(item: &Item, name: &str) -> Option<f64> {
+    item.get(name)?
+        .as_n()
+        .ok()?
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+}
+
+/// The shared budget in `item`, if one was written.
+fn shared_from_item(item: &Item) -> Result<Option<Shared>, StoreError> {
+    if !item.contains_key("baseRps") {
+        return Ok(None);
+    }
+    let base = number(item, "baseRps").ok_or_else(|| corrupt("baseRps is not a rate"))?;
+    let cool_until =
+        number(item, "coolUntil").ok_or_else(|| corrupt("coolUntil is not an instant"))?;
+    Ok(Some(Shared {
         base,
         cool_until: Duration::from_millis(cool_until as u64),
-    })
+    }))
+}
+
+/// The limiter's next due instant in `item`, if any was taken.
+fn due_from_item(item: &Item) -> Result<Option<Duration>, StoreError> {
+    match item.get("nextDue") {
+        None => Ok(None),
+        Some(value) => value
+            .as_n()
+            .ok()
+            .and_then(|text| parse_millis(text))
+            .map(Some)
+            .ok_or_else(|| corrupt("nextDue is not an instant")),
+    }
 }
 
 fn millis(at: Duration) -> u64 {
     u64::try_from(at.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Milliseconds to the microsecond, as DynamoDB's decimal numbers keep them
+/// exactly (a float would not, at epoch scale).
+fn decimal_millis(at: Duration) -> String {
+    let micros = at.as_micros();
+    format!("{}.{:03}", micros / 1000, micros % 1000)
+}
+
+/// Reads [`decimal_millis`] back (DynamoDB drops trailing zeros).
+fn parse_millis(text: &str) -> Option<Duration> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let whole: u64 = whole.parse().ok()?;
+    if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        // Finer than a microsecond: never written by us.
+        let rounded: f64 = text.parse().ok()?;
+        return Duration::try_from_secs_f64(rounded / 1000.0).ok();
+    }
+    let micros: u64 = format!("{fraction:0<3}").parse().ok()?;
+    Some(Duration::from_millis(whole) + Duration::from_micros(micros))
+}
+
+/// Kept to the microsecond, as stored.
+fn kept(at: Duration) -> Duration {
+    Duration::from_micros(u64::try_from(at.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Most conditional attempts at one slot: each failed one reads the item as
+/// it stands, so a second attempt fails only when another container took a
+/// slot in between.
+const ATTEMPTS: usize = 4;
+
+/// What a slot is taken from, and the figures its condition needs.
+struct Attempt {
+    from: SlotFrom,
+    now: Duration,
+    /// The latest slot within reach.
+    latest: Duration,
+    interval: Duration,
+    /// The end of the cool-down as read (for [`SlotFrom::CoolDown`]).
+    cool_until: Duration,
+}
+
+impl Attempt {
+    /// When the slot is, given `nextDue` after the update.
+    fn at(&self, next: Option<Duration>) -> Duration {
+        match self.from {
+            SlotFrom::Due => next.map_or(self.now, |n| n.saturating_sub(self.interval)),
+            SlotFrom::Now => self.now,
+            SlotFrom::CoolDown => self.cool_until,
+        }
+    }
+}
+
+impl DynamoStore {
+    /// Takes a slot by the conditional update that holds only if the
+    /// limiter stands as `attempt` supposes. `Err(item)`: it does not; here
+    /// is the item as it stands (empty when there is none).
+    async fn take(&self, attempt: &Attempt) -> Result<Result<Item, Item>, StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(budget_key()))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let update = match attempt.from {
+            SlotFrom::Due => update
+                .condition_expression(
+                    "nextDue BETWEEN :now AND :latest \
+                     AND (attribute_not_exists(coolUntil) OR coolUntil <= nextDue)",
+                )
+                .update_expression("SET nextDue = nextDue + :interval")
+                .expression_attribute_values(":now", n(decimal_millis(attempt.now)))
+                .expression_attribute_values(":latest", n(decimal_millis(attempt.latest)))
+                .expression_attribute_values(":interval", n(decimal_millis(attempt.interval))),
+            SlotFrom::Now => update
+                .condition_expression(
+                    "(attribute_not_exists(nextDue) OR nextDue < :now) \
+                     AND (attribute_not_exists(coolUntil) OR coolUntil <= :now)",
+                )
+                .update_expression("SET nextDue = :next")
+                .expression_attribute_values(":now", n(decimal_millis(attempt.now)))
+                .expression_attribute_values(
+                    ":next",
+                    n(decimal_millis(attempt.now + attempt.interval)),
+                ),
+            SlotFrom::CoolDown => update
+                .condition_expression(
+                    "coolUntil = :cool AND (attribute_not_exists(nextDue) OR nextDue < :cool)",
+                )
+                .update_expression("SET nextDue = :next")
+                .expression_attribute_values(":cool", n(millis(attempt.cool_until)))
+                .expression_attribute_values(
+                    ":next",
+                    n(decimal_millis(attempt.cool_until + attempt.interval)),
+                ),
+        };
+        match update.send().await {
+            Ok(out) => Ok(Ok(out.attributes.unwrap_or_default())),
+            Err(SdkError::ServiceError(failure)) => match failure.err() {
+                UpdateItemError::ConditionalCheckFailedException(failed) => {
+                    Ok(Err(failed.item().cloned().unwrap_or_default()))
+                }
+                _ => Err(sdk_error(
+                    "take a FoxReload slot",
+                    SdkError::ServiceError(failure),
+                )),
+            },
+            Err(error) => Err(sdk_error("take a FoxReload slot", error)),
+        }
+    }
+}
+
 impl BudgetStore for DynamoStore {
     async fn budget(&self) -> Result<Option<Shared>, StoreError> {
         match self.get(budget_key(), "read budget").await? {
-            Some(item) => shared_from_item(&item).map(Some),
+            Some(item) => shared_from_item(&item),
             None => Ok(None),
         }
     }
 
     async fn swap_budget(&self, seen: Option<&Shared>, next: &Shared) -> Result<bool, StoreError> {
         if !(next.base.is_finite() && next.base >= 0.0) {
-            return Err(StoreError::Corrupt {
-                key: "BUDGET#foxreload".to_owned(),
-                reason: format!("a budget of {} requests per second", next.base),
-            });
+            return Err(corrupt(format!(
+                "a budget of {} requests per second",
+                next.base
+            )));
         }
-        let mut request = self
+        let request = self
             .client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .set_item(Some(
-                budget_key()
-                    .into_iter()
-                    .chain([
-                        ("baseRps".to_owned(), n(next.base)),
-                        ("coolUntil".to_owned(), n(millis(next.cool_until))),
-                    ])
-                    .collect(),
-            ));
-        request = match seen {
-            None => request.condition_expression("attribute_not_exists(pk)"),
+            .set_key(Some(budget_key()))
+            .update_expression("SET baseRps = :nextBase, coolUntil = :nextCool")
+            .expression_attribute_values(":nextBase", n(next.base))
+            .expression_attribute_values(":nextCool", n(millis(next.cool_until)));
+        let request = match seen {
+            None => request.condition_expression("attribute_not_exists(baseRps)"),
             Some(seen) => request
                 .condition_expression("baseRps = :base AND coolUntil = :cool")
                 .expression_attribute_values(":base", n(seen.base))
@@ -79,5 +217,84 @@ impl BudgetStore for DynamoStore {
             Err(error) if is_condition_failure(&error) => Ok(false),
             Err(error) => Err(sdk_error("swap budget", error)),
         }
+    }
+
+    async fn take_slot(&self, ask: &SlotAsk) -> Result<Taken, StoreError> {
+        let now = kept(ask.now);
+        let interval = kept(ask.interval);
+        let latest = now.saturating_add(ask.ahead);
+        // First as the asker last saw the limiter (busy if it was due after
+        // now), then as it stands after each failed attempt.
+        let mut known: Option<(Option<Duration>, Option<Shared>)> = None;
+        for _ in 0..ATTEMPTS {
+            let (from, cool_until) = match known {
+                None if ask.hint.is_some_and(|due| due >= now) => (SlotFrom::Due, Duration::ZERO),
+                None => (SlotFrom::Now, Duration::ZERO),
+                Some((due, budget)) => {
+                    let cool_until = budget.map_or(Duration::ZERO, |b| b.cool_until);
+                    match slot(due, cool_until, now, interval, ask.ahead) {
+                        Slot::Go { from, .. } => (from, cool_until),
+                        wait @ Slot::Wait(_) => {
+                            return Ok(Taken {
+                                slot: wait,
+                                budget,
+                                due,
+                            });
+                        }
+                    }
+                }
+            };
+            let attempt = Attempt {
+                from,
+                now,
+                latest,
+                interval,
+                cool_until,
+            };
+            match self.take(&attempt).await? {
+                Ok(item) => {
+                    let next = due_from_item(&item)?;
+                    let at = attempt.at(next);
+                    return Ok(Taken {
+                        slot: Slot::Go {
+                            at,
+                            next: next.unwrap_or(at + interval),
+                            from,
+                        },
+                        budget: shared_from_item(&item)?,
+                        due: next,
+                    });
+                }
+                Err(item) => known = Some((due_from_item(&item)?, shared_from_item(&item)?)),
+            }
+        }
+        // Others kept taking the slots in between: as good as busy.
+        let (due, budget) = known.unwrap_or_default();
+        Ok(Taken {
+            slot: Slot::Wait(interval),
+            budget,
+            due,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_are_kept_to_the_microsecond_as_decimal_milliseconds() {
+        let at = Duration::new(1_764_000_000, 123_456_789);
+        assert_eq!(decimal_millis(at), "1764000000123.456");
+        assert_eq!(parse_millis("1764000000123.456"), Some(kept(at)));
+        assert_eq!(
+            parse_millis("1764000000123.4"),
+            Some(Duration::from_micros(1_764_000_000_123_400))
+        );
+        assert_eq!(
+            parse_millis("1764000000123"),
+            Some(Duration::from_millis(1_764_000_000_123))
+        );
+        assert_eq!(parse_millis("soon"), None);
     }
 }
