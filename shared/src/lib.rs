@@ -7,6 +7,7 @@ pub mod clock;
 pub mod domain;
 pub mod events;
 pub mod foxreload;
+pub mod governor;
 pub mod metrics;
 pub mod notify;
 pub mod placement;

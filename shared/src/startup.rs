@@ -3,13 +3,20 @@
 //! with a message that names the cause.
 
 use crate::aws::{self, ApiKeyError, AwsClients};
+use crate::clock::SystemClock;
 use crate::events::SnsPublisher;
 use crate::foxreload::{ClientBuildError, FoxReloadClient};
+use crate::governor::{Governed, Governor, GovernorSettings};
 use crate::metrics::{Metered, MetricSet, Metrics};
 use crate::queue::SqsPollQueue;
 use crate::settings::{ApiKeySource, FoxReloadAccess, Settings, SettingsError};
 use crate::store::DynamoStore;
 use crate::telemetry;
+use std::sync::Arc;
+
+/// The FoxReload port as the functions use it: measured, and governed by
+/// the stack's budget.
+pub type LiveFoxReload = Governed<Metered<FoxReloadClient>, DynamoStore, SystemClock>;
 
 /// Why a function could not start.
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +126,29 @@ impl Context {
                 .clone()
                 .expect("a function that calls FoxReload is started with FoxReloadAccess::Needed"),
             metrics: metrics.clone(),
+        }
+    }
+
+    /// The FoxReload client, counting its calls into `metrics`, each call
+    /// taking a slot of the stack's budget first (`FOXRELOAD_MAX_RPS`; none
+    /// when it is 0).
+    ///
+    /// # Panics
+    /// As [`Context::metered_foxreload`].
+    pub fn governed_foxreload(&self, metrics: &Metrics) -> LiveFoxReload {
+        let governor = self.settings.foxreload.max_rps.map(|max_rps| {
+            Arc::new(Governor::new(
+                self.store(),
+                SystemClock,
+                GovernorSettings {
+                    max_rps: f64::from(max_rps),
+                },
+                Some(metrics.clone()),
+            ))
+        });
+        Governed {
+            inner: self.metered_foxreload(metrics),
+            governor,
         }
     }
 

@@ -9,7 +9,7 @@ use foxrelay_local::{EventSourceOptions, SqsEventSource};
 use foxrelay_shared::domain::event::OrderEvent;
 use foxrelay_shared::domain::schedule::Schedule;
 use foxrelay_shared::events::{EventPublisher, SnsPublisher};
-use foxrelay_shared::metrics::{Metered, Metrics};
+use foxrelay_shared::metrics::Metrics;
 use foxrelay_shared::store::{DynamoStore, OrderReader, OrderRecord};
 use foxreload_sim::{SimConfig, Timing};
 use poll_order::poll::{PollOptions, Poller};
@@ -114,7 +114,7 @@ impl World {
     ) -> poll_order::Handler<
         DynamoStore,
         foxrelay_shared::queue::SqsPollQueue,
-        Metered<foxrelay_shared::foxreload::FoxReloadClient>,
+        foxrelay_shared::startup::LiveFoxReload,
         P,
         foxrelay_shared::clock::SystemClock,
     > {
@@ -127,7 +127,7 @@ impl World {
     ) -> Poller<
         DynamoStore,
         foxrelay_shared::queue::SqsPollQueue,
-        Metered<foxrelay_shared::foxreload::FoxReloadClient>,
+        foxrelay_shared::startup::LiveFoxReload,
         P,
         foxrelay_shared::clock::SystemClock,
     > {
@@ -137,7 +137,7 @@ impl World {
                 self.h.stack.clients.sqs.clone(),
                 self.h.stack.resources.poll_queue_url(),
             ),
-            supplier: self.h.context.metered_foxreload(&self.metrics),
+            supplier: self.h.context.governed_foxreload(&self.metrics),
             publisher,
             clock: foxrelay_shared::clock::SystemClock,
             options: poll_options(),

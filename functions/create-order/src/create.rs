@@ -18,10 +18,12 @@
 use crate::error::ApiError;
 use crate::view::order_json;
 use foxrelay_shared::clock::Clock;
+use foxrelay_shared::domain::budget::Priority;
 use foxrelay_shared::domain::idempotency::{IdempotencyKey, RETENTION, fingerprint};
 use foxrelay_shared::domain::{NewOrder, OrderStatus, PollKind, PollMessage, Principal};
 use foxrelay_shared::events::{EventPublisher, OpsAlert};
 use foxrelay_shared::foxreload::{ErrorClass, Supplier, SupplierError, SupplierOrder};
+use foxrelay_shared::governor::Asking;
 use foxrelay_shared::placement::{Found, Posted, ReconcileOptions, pay, undecided};
 use foxrelay_shared::plans::Plans;
 use foxrelay_shared::queue::{MAX_DELAY, PollQueue};
@@ -133,6 +135,24 @@ where
     /// `POST /orders` by `principal`. Its idempotency key is its own: the
     /// same key from another principal is another request.
     pub async fn create(
+        &self,
+        order: NewOrder,
+        key: Option<IdempotencyKey>,
+        principal: Principal,
+        deadline: Instant,
+    ) -> Result<Answer, ApiError> {
+        // A customer is waiting: FoxReload calls are creates, first in the
+        // stack's budget, waited for while the request's time allows.
+        let asking = Asking {
+            priority: Priority::Create,
+            until: Some(deadline),
+        };
+        asking
+            .scope(self.create_within(order, key, principal, deadline))
+            .await
+    }
+
+    async fn create_within(
         &self,
         order: NewOrder,
         key: Option<IdempotencyKey>,
@@ -302,9 +322,13 @@ where
             Placed::NotBought(error) => {
                 warn!(%error, "FoxReload unavailable; nothing bought");
                 self.not_placed(id, &error, claim, None).await?;
-                return Err(
-                    ApiError::supplier_unavailable(error.retry_after()).with("orderId", id.clone())
-                );
+                let api = match error {
+                    SupplierError::Throttled { retry_after, .. } => {
+                        ApiError::budget_spent(retry_after)
+                    }
+                    _ => ApiError::supplier_unavailable(error.retry_after()),
+                };
+                return Err(api.with("orderId", id.clone()));
             }
             Placed::Refused(error) => {
                 warn!(%error, "FoxReload refused the order");

@@ -45,7 +45,9 @@ impl ApiError {
     }
 
     pub fn retry_after(self, wait: Duration) -> Self {
-        let seconds = wait.max(Duration::from_secs(1)).as_secs();
+        // Whole seconds, rounded up: never sooner than asked.
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let seconds = seconds.max(1);
         self.header("retry-after", seconds.to_string())
     }
 
@@ -168,6 +170,19 @@ impl ApiError {
             "FoxReload is unavailable; nothing was bought; retry with the same Idempotency-Key",
         )
         .retry_after(retry_after.unwrap_or(Duration::from_secs(2)))
+    }
+
+    /// The stack's own FoxReload request budget has no slot for this
+    /// create within its reach (creates come first: FoxReload is being sent
+    /// all the creates it takes). Not FoxReload's failure.
+    pub fn budget_spent(retry_after: Duration) -> Self {
+        Self::new(
+            503,
+            "busy",
+            "foxrelay is sending FoxReload all the requests its budget allows; nothing was \
+             bought; retry with the same Idempotency-Key",
+        )
+        .retry_after(retry_after.max(Duration::from_secs(1)))
     }
 
     pub fn body(&self) -> String {

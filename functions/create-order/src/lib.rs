@@ -17,10 +17,10 @@ use axum::Router;
 use create::{CreateOptions, Creator};
 use foxrelay_shared::clock::SystemClock;
 use foxrelay_shared::events::SnsPublisher;
-use foxrelay_shared::foxreload::FoxReloadClient;
-use foxrelay_shared::metrics::{Metered, Metric, MetricSet, Metrics};
+use foxrelay_shared::metrics::{Metric, MetricSet, Metrics};
 use foxrelay_shared::queue::SqsPollQueue;
 use foxrelay_shared::startup::Context;
+use foxrelay_shared::startup::LiveFoxReload;
 use foxrelay_shared::store::DynamoStore;
 use http::Api;
 use lambda_http::LambdaEvent;
@@ -32,7 +32,7 @@ pub const FOXRELOAD_ACCESS: foxrelay_shared::settings::FoxReloadAccess =
     foxrelay_shared::settings::FoxReloadAccess::Needed;
 
 /// The API over the real adapters.
-type LiveApi = Api<DynamoStore, SqsPollQueue, Metered<FoxReloadClient>, SystemClock, SnsPublisher>;
+type LiveApi = Api<DynamoStore, SqsPollQueue, LiveFoxReload, SystemClock, SnsPublisher>;
 
 /// The create-order handler; built once per container.
 pub struct Handler {
@@ -79,7 +79,7 @@ impl Handler {
             creator: Creator {
                 store: context.store(),
                 queue: context.poll_queue(),
-                supplier: context.metered_foxreload(&metrics),
+                supplier: context.governed_foxreload(&metrics),
                 clock: SystemClock,
                 publisher: context.publisher(),
                 options,

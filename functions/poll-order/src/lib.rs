@@ -11,10 +11,10 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use foxrelay_shared::clock::{Clock, SystemClock};
 use foxrelay_shared::domain::order::OrderStatus;
 use foxrelay_shared::events::{EventPublisher, SnsPublisher};
-use foxrelay_shared::foxreload::{FoxReloadClient, Supplier};
-use foxrelay_shared::metrics::{Metered, Metric, MetricSet, Metrics};
+use foxrelay_shared::foxreload::Supplier;
+use foxrelay_shared::metrics::{Metric, MetricSet, Metrics};
 use foxrelay_shared::queue::{PollQueue, SqsPollQueue};
-use foxrelay_shared::startup::Context;
+use foxrelay_shared::startup::{Context, LiveFoxReload};
 use foxrelay_shared::store::DynamoStore;
 use lambda_runtime::LambdaEvent;
 use poll::{Handled, PollOptions, PollOrderStore, Poller};
@@ -30,7 +30,7 @@ pub const FOXRELOAD_ACCESS: foxrelay_shared::settings::FoxReloadAccess =
 pub struct Handler<
     S = DynamoStore,
     Q = SqsPollQueue,
-    F = Metered<FoxReloadClient>,
+    F = LiveFoxReload,
     P = SnsPublisher,
     C = SystemClock,
 > {
@@ -78,7 +78,7 @@ impl Handler {
             Poller {
                 store: context.store(),
                 queue: context.poll_queue(),
-                supplier: context.metered_foxreload(&metrics),
+                supplier: context.governed_foxreload(&metrics),
                 publisher: context.publisher(),
                 clock: SystemClock,
                 options,

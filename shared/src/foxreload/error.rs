@@ -125,6 +125,14 @@ pub enum SupplierError {
         op: Operation,
         retry_after: Option<Duration>,
     },
+    /// Not sent: the stack's own FoxReload budget has no slot for this
+    /// request within its priority's reach. Not a FoxReload failure: ask
+    /// again after `retry_after`.
+    #[error("{op} was not sent to FoxReload: the stack's request budget is spent for {} ms", .retry_after.as_millis())]
+    Throttled {
+        op: Operation,
+        retry_after: Duration,
+    },
     /// A 2xx body that is not what the API documents (idempotent calls).
     #[error("FoxReload sent an unreadable answer to {op} (status {status}): {reason}")]
     InvalidResponse {
@@ -172,6 +180,7 @@ impl SupplierError {
             | Self::Interrupted { .. }
             | Self::Unavailable { .. }
             | Self::RateLimited { .. }
+            | Self::Throttled { .. }
             | Self::InvalidResponse { .. } => ErrorClass::Retryable,
             Self::Ambiguous { .. } => ErrorClass::Ambiguous,
             Self::Unauthorized { .. } | Self::Rejected { .. } => ErrorClass::Permanent,
@@ -185,16 +194,19 @@ impl SupplierError {
             | Self::Ambiguous { op, .. }
             | Self::Unavailable { op, .. }
             | Self::RateLimited { op, .. }
+            | Self::Throttled { op, .. }
             | Self::InvalidResponse { op, .. }
             | Self::Unauthorized { op, .. }
             | Self::Rejected { op, .. } => *op,
         }
     }
 
-    /// How long FoxReload asked us to wait (429 `Retry-After`).
+    /// How long FoxReload asked us to wait (429 `Retry-After`), or our own
+    /// budget did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::RateLimited { retry_after, .. } => *retry_after,
+            Self::Throttled { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -255,6 +267,7 @@ impl SupplierError {
             Self::Ambiguous { .. } => "ambiguous",
             Self::Unavailable { .. } => "unavailable",
             Self::RateLimited { .. } => "rate_limited",
+            Self::Throttled { .. } => "throttled",
             Self::InvalidResponse { .. } => "invalid_response",
             Self::Unauthorized { .. } => "unauthorized",
             Self::Rejected { .. } => "rejected",

@@ -37,6 +37,14 @@ pub trait Supplier: Send + Sync {
         &self,
         page: &PageRequest,
     ) -> impl Future<Output = Result<OrderPage, SupplierError>> + Send;
+    /// Waits until a call of `op` may be sent now, and keeps that turn for
+    /// the flow's next call: a flow that must send close to a time it
+    /// records (a create) is made ready before it records it. Nothing to
+    /// wait for by default; [`crate::governor::Governed`] takes a slot of the
+    /// stack's budget, or answers [`SupplierError::Throttled`].
+    fn ready(&self, _op: Operation) -> impl Future<Output = Result<(), SupplierError>> + Send {
+        std::future::ready(Ok(()))
+    }
     /// Told what a flow concluded from FoxReload's answers, for a wrapper
     /// that counts it ([`crate::metrics::Metered`]); nothing by default.
     fn observe(&self, _observation: Observation) {}

@@ -1,8 +1,8 @@
 //! The EMF lines of one flush.
 
 use super::{
-    ERROR_KIND, FUNCTION, Figures, Metric, MetricSet, OPERATION, POLLS_PER_ORDER, PRODUCT,
-    SCHEDULE, Timing,
+    BUDGET_DENIED, BUDGET_GRANTED, ERROR_KIND, FOXRELOAD_BUDGET, FUNCTION, Figures, Metric,
+    MetricSet, OPERATION, POLLS_PER_ORDER, PRIORITY, PRODUCT, SCHEDULE, Timing,
 };
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -60,6 +60,18 @@ pub(super) fn render(
             None,
             &[(Timing::TimeToNotify.name(), "Milliseconds", json!(chunk))],
         ));
+    }
+    for (priority, (granted, denied)) in &figures.budget {
+        lines.push(line.render(
+            Some((PRIORITY, priority)),
+            &[
+                (BUDGET_GRANTED, "Count", json!(granted)),
+                (BUDGET_DENIED, "Count", json!(denied)),
+            ],
+        ));
+    }
+    if let Some(rps) = figures.budget_rps {
+        lines.push(line.render(None, &[(FOXRELOAD_BUDGET, "Count/Second", json!(rps))]));
     }
     for ((product, schedule), (polls, notify)) in &figures.ended {
         let dimensions = [(PRODUCT, product.as_str()), (SCHEDULE, *schedule)];

@@ -24,6 +24,7 @@ mod metered;
 
 pub use metered::Metered;
 
+use crate::domain::budget::Priority;
 use crate::foxreload::{Operation, SupplierError};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -130,6 +131,14 @@ pub struct Ended {
 pub const FUNCTION: &str = "Function";
 /// The dimension supplier errors are also written by.
 pub const ERROR_KIND: &str = "ErrorKind";
+/// The dimension budget slots are written by (with [`FUNCTION`]).
+pub const PRIORITY: &str = "Priority";
+/// Slots of the FoxReload budget granted, by priority.
+pub const BUDGET_GRANTED: &str = "BudgetGranted";
+/// FoxReload calls not sent for want of a slot, by priority.
+pub const BUDGET_DENIED: &str = "BudgetDenied";
+/// The shared FoxReload budget, in requests per second, as last seen.
+pub const FOXRELOAD_BUDGET: &str = "FoxReloadBudget";
 /// The dimension supplier latency is written by (with [`FUNCTION`]).
 pub const OPERATION: &str = "Operation";
 
@@ -163,6 +172,10 @@ struct Figures {
     latency: BTreeMap<&'static str, Vec<u64>>,
     /// (product, schedule) → (polls, times to notify in ms).
     ended: BTreeMap<(String, &'static str), EndedFigures>,
+    /// Priority → (slots granted, calls refused) of the FoxReload budget.
+    budget: BTreeMap<&'static str, (u64, u64)>,
+    /// The FoxReload budget last seen, in requests per second.
+    budget_rps: Option<f64>,
 }
 
 /// The most lines in-memory metrics keep (the newest).
@@ -229,6 +242,23 @@ impl Metrics {
         let mut figures = lock(&self.figures);
         *figures.counts.entry(Metric::SupplierErrors).or_default() += 1;
         *figures.supplier_errors.entry(error.kind()).or_default() += 1;
+    }
+
+    /// Counts one slot of the FoxReload budget granted, or one call refused
+    /// for want of one, by the caller's priority.
+    pub fn budget_slot(&self, priority: Priority, granted: bool) {
+        let mut figures = lock(&self.figures);
+        let (given, refused) = figures.budget.entry(priority.as_str()).or_default();
+        if granted {
+            *given += 1;
+        } else {
+            *refused += 1;
+        }
+    }
+
+    /// The FoxReload budget as this container last saw it.
+    pub fn budget_rate(&self, rps: f64) {
+        lock(&self.figures).budget_rps = Some(rps);
     }
 
     /// Times one FoxReload call (answered or not).

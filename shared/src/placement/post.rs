@@ -5,7 +5,7 @@
 use super::{Posted, ReconcileOptions, SEND_SLACK};
 use crate::clock::Clock;
 use crate::domain::reconcile::ClockOffset;
-use crate::foxreload::{CreateOrderRequest, Supplier, SupplierError};
+use crate::foxreload::{CreateOrderRequest, Operation, Supplier, SupplierError};
 use crate::store::{Claim, PlacementStore, StoreError, SupplierState};
 use time::OffsetDateTime;
 use tracing::warn;
@@ -30,6 +30,11 @@ impl ReconcileOptions {
         posts: &mut usize,
         recorded: Option<OffsetDateTime>,
     ) -> Result<Posted, StoreError> {
+        // The stack's FoxReload budget first: waiting for a slot after the
+        // send time is recorded would send it late.
+        if let Err(error) = supplier.ready(Operation::CreateOrder).await {
+            return Ok(Posted::Failed(error));
+        }
         let mut recorded = recorded;
         for _ in 0..3 {
             if recorded.is_some_and(|at| clock.now() - at <= SEND_SLACK) {
@@ -51,9 +56,12 @@ impl ReconcileOptions {
         let outcome = supplier.create_order(request).await;
         // The request left (an answer, or a timeout or broken connection
         // after sending): its outcome is known. One that never left (no
-        // connection) stays unknown, so it is never counted as sure to have
-        // made an order.
-        if !matches!(outcome, Err(SupplierError::Unreachable { .. })) {
+        // connection, or no slot of the stack's budget) stays unknown, so it
+        // is never counted as sure to have made an order.
+        if !matches!(
+            outcome,
+            Err(SupplierError::Unreachable { .. } | SupplierError::Throttled { .. })
+        ) {
             mark_known(store, order_id, *posts).await;
         }
         let created = match outcome {

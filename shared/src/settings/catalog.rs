@@ -102,6 +102,13 @@ pub const CATALOG: &[Documented] = &[
         "milliseconds for a whole FoxReload request: a POST, the reconciliation margin and a list call must fit poll-order's 20 s message budget; also how long a POST counts as in flight when reconciling",
     ),
     doc(
+        names::FOXRELOAD_MAX_RPS,
+        Some("FoxReloadMaxRps"),
+        "",
+        "0 turns the budget off",
+        "the most requests per second the whole stack sends FoxReload, shared by every container of every function, creates first; a 429 lowers it until FoxReload stops refusing, and it creeps back up",
+    ),
+    doc(
         names::FOXRELOAD_AUTO_PAY,
         Some("AutoPay"),
         "true",

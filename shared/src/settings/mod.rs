@@ -60,6 +60,8 @@ pub struct FoxReloadSettings {
     pub api_key: ApiKeySource,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// The stack's FoxReload budget in requests per second (`None`: off).
+    pub max_rps: Option<u32>,
     pub auto_pay: bool,
     pub mock_orders: bool,
     pub currency: Option<String>,
@@ -75,6 +77,7 @@ impl FoxReloadSettings {
             api_key: ApiKeySource::Plain(ApiKey::new(api_key)),
             connect_timeout: Duration::from_millis(DEFAULT_CONNECT_TIMEOUT_MS),
             request_timeout: Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS),
+            max_rps: Some(20),
             auto_pay: true,
             mock_orders: false,
             currency: None,

@@ -18,6 +18,9 @@ pub const FOXRELOAD_API_KEY: &str = "FOXRELOAD_API_KEY";
 pub const FOXRELOAD_CONNECT_TIMEOUT_MS: &str = "FOXRELOAD_CONNECT_TIMEOUT_MS";
 /// Milliseconds allowed for a whole FoxReload request.
 pub const FOXRELOAD_REQUEST_TIMEOUT_MS: &str = "FOXRELOAD_REQUEST_TIMEOUT_MS";
+/// The most requests per second the whole stack sends FoxReload (0: no
+/// budget).
+pub const FOXRELOAD_MAX_RPS: &str = "FOXRELOAD_MAX_RPS";
 /// Pay each order from the account balance right after creating it.
 pub const FOXRELOAD_AUTO_PAY: &str = "FOXRELOAD_AUTO_PAY";
 /// Ask FoxReload for mock orders (no money moves).
@@ -85,6 +88,7 @@ pub const DEPLOYED: &[&str] = &[
     FOXRELOAD_BASE_URL,
     FOXRELOAD_CONNECT_TIMEOUT_MS,
     FOXRELOAD_REQUEST_TIMEOUT_MS,
+    FOXRELOAD_MAX_RPS,
     FOXRELOAD_AUTO_PAY,
     FOXRELOAD_MOCK_ORDERS,
     STALL_AFTER_SECS,

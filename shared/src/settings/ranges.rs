@@ -54,6 +54,12 @@ pub const RANGES: &[Range] = &[
         default: Some(DEFAULT_REQUEST_TIMEOUT_MS),
     },
     Range {
+        name: names::FOXRELOAD_MAX_RPS,
+        min: 0,
+        max: 1_000,
+        default: Some(20),
+    },
+    Range {
         name: names::STALL_AFTER_SECS,
         min: 10,
         max: 86_400,

@@ -118,11 +118,13 @@ impl Reader<'_> {
                 "must not be shorter than FOXRELOAD_CONNECT_TIMEOUT_MS",
             );
         }
+        let max_rps = self.number(names::FOXRELOAD_MAX_RPS, 0);
         FoxReloadSettings {
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key,
             connect_timeout,
             request_timeout,
+            max_rps: u32::try_from(max_rps).ok().filter(|rps| *rps > 0),
             auto_pay: self.flag(names::FOXRELOAD_AUTO_PAY, true),
             mock_orders: self.flag(names::FOXRELOAD_MOCK_ORDERS, false),
             currency: self.one_of(names::FOXRELOAD_CURRENCY, &["usd", "rub"]),

@@ -288,6 +288,9 @@ pub struct PollRecord {
     pub nominal_delay: Duration,
     /// The planned poll the next link is for (`None`: no plan, or past it).
     pub plan_step: Option<u32>,
+    /// Whether FoxReload was asked at all: a link whose call the stack's
+    /// budget held back moves the chain on without counting a poll.
+    pub polled: bool,
     pub now: OffsetDateTime,
 }
 

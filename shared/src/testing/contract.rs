@@ -555,6 +555,7 @@ pub async fn a_poll_moves_the_chain_only_under_the_claimed_link<S: OrderStore>(s
         next_due: at(30),
         nominal_delay: Duration::from_millis(15_500),
         plan_step: None,
+        polled: true,
         now: at(12),
     };
     // Not claimed yet.
@@ -594,6 +595,21 @@ pub async fn a_poll_moves_the_chain_only_under_the_claimed_link<S: OrderStore>(s
     assert_eq!(order.status, OrderStatus::Processing);
     assert_eq!(order.last_error, None);
     assert_eq!(order.needs_attention, None);
+    // A link the budget held back: the chain moves on, no poll counted.
+    store.claim_link("r1", 3, at(80), at(51)).await.unwrap();
+    let held_back = PollRecord {
+        next_seq: 4,
+        next_due: at(53),
+        polled: false,
+        now: at(52),
+        ..clean
+    };
+    store.record_poll("r1", 3, &held_back).await.unwrap();
+    let order = store.order("r1").await.unwrap().unwrap();
+    assert_eq!(order.poll_seq, 4);
+    assert_eq!(order.poll_count, 2);
+    assert_eq!(order.last_polled_at, Some(crate::testing::millis(at(32))));
+    assert_eq!(order.next_poll_due_at, Some(crate::testing::millis(at(53))));
 }
 
 pub async fn an_end_is_stored_once_with_its_codes_in_order<S: OrderStore>(store: &S) {
@@ -995,6 +1011,7 @@ pub async fn an_order_keeps_its_poll_plan_and_its_clock<S: OrderStore>(store: &S
         next_due: at(12),
         nominal_delay: Duration::from_secs(7),
         plan_step: Some(1),
+        polled: true,
         now: at(5),
     };
     store.record_poll("p1", 1, &read).await.unwrap();

@@ -31,7 +31,7 @@ use crate::store::{
     utc_text,
 };
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -144,12 +144,13 @@ struct State {
     claim_on_look: BTreeMap<String, String>,
 }
 
-/// The in-memory adapter of every store port.
-#[derive(Debug, Default)]
+/// The in-memory adapter of every store port. Clones share the same items,
+/// as two containers share one table.
+#[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
     /// Method name → failures left to answer.
-    faults: Mutex<HashMap<&'static str, u32>>,
+    faults: Arc<Mutex<HashMap<&'static str, u32>>>,
 }
 
 impl MemoryStore {
@@ -618,8 +619,10 @@ impl PollChain for MemoryStore {
         record.poll_seq = poll.next_seq;
         record.next_poll_due_at = Some(millis(poll.next_due));
         record.last_delay = Some(whole_ms(poll.nominal_delay));
-        record.poll_count += 1;
-        record.last_polled_at = Some(millis(poll.now));
+        if poll.polled {
+            record.poll_count += 1;
+            record.last_polled_at = Some(millis(poll.now));
+        }
         record.consecutive_errors = poll.consecutive_errors;
         record.updated_at = poll.now;
         if let Some(status) = poll.status {

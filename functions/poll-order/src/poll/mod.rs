@@ -23,11 +23,13 @@ mod next;
 mod settle;
 
 use foxrelay_shared::clock::Clock;
+use foxrelay_shared::domain::budget::Priority;
 use foxrelay_shared::domain::learning::Learning;
 use foxrelay_shared::domain::schedule::Schedule;
 use foxrelay_shared::domain::{OrderStatus, PollMessage};
 use foxrelay_shared::events::EventPublisher;
 use foxrelay_shared::foxreload::{Supplier, SupplierOrder};
+use foxrelay_shared::governor::Asking;
 use foxrelay_shared::notify::NotifyError;
 use foxrelay_shared::placement::ReconcileOptions;
 use foxrelay_shared::queue::PollQueue;
@@ -204,6 +206,21 @@ where
             .order(&message.order_id)
             .await?
             .ok_or_else(|| PollError::UnknownOrder(message.order_id.clone()))?;
+        let asking = Asking {
+            priority: priority(&order, self.clock.now(), self.options.schedule.stall_after),
+            until: Some(deadline),
+        };
+        asking
+            .scope(self.link_order(order, message, deadline))
+            .await
+    }
+
+    async fn link_order(
+        &self,
+        order: OrderRecord,
+        message: PollMessage,
+        deadline: Instant,
+    ) -> Result<Handled, PollError> {
         if order.status.is_terminal() {
             if order.notified_at.is_some() {
                 return Ok(Handled::Dropped("order already notified"));
@@ -252,6 +269,18 @@ where
             }
             Err(error) => self.failed_poll(&order, message.seq, &error).await,
         }
+    }
+}
+
+/// Where an order's FoxReload calls stand in the stack's budget: its first
+/// poll before the rest, an order past the stall threshold last.
+fn priority(order: &OrderRecord, now: OffsetDateTime, stall_after: Duration) -> Priority {
+    if age(order, now) >= stall_after {
+        Priority::Stalled
+    } else if order.poll_count == 0 {
+        Priority::FirstPoll
+    } else {
+        Priority::Poll
     }
 }
 

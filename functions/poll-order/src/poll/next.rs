@@ -10,7 +10,7 @@ use foxrelay_shared::events::OpsAlert;
 use foxrelay_shared::foxreload::SupplierError;
 use foxrelay_shared::store::{AlertSlot, OrderRecord, PollRecord, SupplierProblem};
 use std::time::Duration;
-use tracing::warn;
+use tracing::{info, warn};
 
 /// How often a paid order past the horizon is alerted again.
 const LONG_RUNNING_REALERT: Duration = Duration::from_secs(24 * 3_600);
@@ -69,7 +69,9 @@ where
         seq: u64,
         error: &SupplierError,
     ) -> Result<Handled, PollError> {
-        warn!(%error, "poll failed");
+        if !matches!(error, SupplierError::Throttled { .. }) {
+            warn!(%error, "poll failed");
+        }
         let finding = Finding::Problem {
             problem: SupplierProblem::from(error),
             at_least: error.retry_after(),
@@ -85,6 +87,11 @@ where
         seq: u64,
         finding: Finding,
     ) -> Result<Handled, PollError> {
+        if let Finding::Problem { problem, at_least } = &finding
+            && problem.kind == THROTTLED
+        {
+            return self.held_back(order, seq, *at_least).await;
+        }
         let (status, supplier_status, problem, at_least) = match finding {
             // An end read by a payment just made is `processing` here: the
             // next poll finishes the order with its codes.
@@ -165,6 +172,7 @@ where
             // Past the plan, the last planned poll made stays: the plan is
             // never started again.
             plan_step: step.and_then(|s| u32::try_from(s).ok()).or(order.plan_step),
+            polled: true,
             now,
         };
         self.store
@@ -181,4 +189,60 @@ where
         }
         Ok(Handled::Continued { next_seq })
     }
+
+    /// A link whose FoxReload call the stack's budget held back (others
+    /// came first): the chain goes on after `wait` and a little jitter,
+    /// with nothing counted: no poll, no failure, the plan where it was.
+    async fn held_back(
+        &self,
+        order: &OrderRecord,
+        seq: u64,
+        wait: Option<Duration>,
+    ) -> Result<Handled, PollError> {
+        let now = self.clock.now();
+        let wait = wait.unwrap_or(HELD_BACK).max(HELD_BACK);
+        let delay = (wait + HELD_BACK.mul_f64(unit())).min(MAX_DELAY);
+        info!(
+            wait_ms = delay.as_millis() as u64,
+            "poll held back by the FoxReload budget"
+        );
+        let next_seq = seq + 1;
+        let record = PollRecord {
+            status: None,
+            supplier_status: None,
+            error: order.last_error.clone(),
+            consecutive_errors: order.consecutive_errors,
+            needs_attention: order.needs_attention.clone(),
+            next_seq,
+            next_due: now + delay,
+            nominal_delay: order.last_delay.unwrap_or(delay),
+            plan_step: order.plan_step,
+            polled: false,
+            now,
+        };
+        self.store
+            .record_poll(&order.order_id, seq, &record)
+            .await?;
+        let kind = if unsettled(order) {
+            PollKind::Reconcile
+        } else {
+            PollKind::Poll
+        };
+        let message = PollMessage {
+            order_id: order.order_id.clone(),
+            seq: next_seq,
+            kind,
+        };
+        if let Err(error) = self.queue.send(&message, delay).await {
+            warn!(%error, "next poll message not sent");
+        }
+        Ok(Handled::Continued { next_seq })
+    }
 }
+
+/// [`SupplierError::Throttled`]'s kind, as a stored problem says it.
+const THROTTLED: &str = "throttled";
+
+/// The least a held-back link waits, and the most jitter added to it: SQS
+/// delays are whole seconds.
+const HELD_BACK: Duration = Duration::from_secs(1);

@@ -180,8 +180,6 @@ impl PollChain for DynamoStore {
             "pollSeq = :next",
             "nextPollDueAt = :due",
             "lastDelayMs = :delay",
-            "pollCount = if_not_exists(pollCount, :zero) + :one",
-            "lastPolledAt = :now",
             "consecutiveErrors = :errors",
             "updatedAt = :nowText",
         ];
@@ -196,11 +194,16 @@ impl PollChain for DynamoStore {
             .expression_attribute_values(":next", n(poll.next_seq))
             .expression_attribute_values(":due", n(millis(poll.next_due)))
             .expression_attribute_values(":delay", n(poll.nominal_delay.as_millis()))
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":now", n(millis(poll.now)))
             .expression_attribute_values(":errors", n(poll.consecutive_errors))
             .expression_attribute_values(":nowText", s(rfc3339(poll.now)));
+        if poll.polled {
+            sets.push("pollCount = if_not_exists(pollCount, :zero) + :one");
+            sets.push("lastPolledAt = :now");
+            request = request
+                .expression_attribute_values(":zero", n(0))
+                .expression_attribute_values(":one", n(1));
+        }
         if let Some(status) = poll.status {
             sets.push("#status = :status");
             request = request

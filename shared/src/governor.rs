@@ -1,0 +1,538 @@
+//! The stack's FoxReload budget, spent (issue 16): every FoxReload call of
+//! every function first takes a slot of the one limiter the stack shares
+//! ([`BudgetStore::take_slot`], one conditional DynamoDB update), waits for
+//! it, and only then goes out. A call whose priority finds no slot within
+//! its reach is not sent: [`SupplierError::Throttled`], which is not a
+//! FoxReload failure (a poll is re-enqueued, a create answered 503 with
+//! `Retry-After`). A `429` from FoxReload cuts the shared budget once per
+//! cool-down ([`Adaptive`]), which every container sees with its next slot.
+//!
+//! Who is asking is said by the flow around the calls
+//! ([`Asking::scope`]): create-order's calls are creates, poll-order's are
+//! first polls, polls or stalled orders by the order's age.
+
+use crate::clock::Clock;
+use crate::domain::budget::{Adaptive, Priority, Slot, accepted_before, interval};
+use crate::foxreload::{
+    CreateOrderRequest, Observation, Operation, OrderPage, PageRequest, Supplier, SupplierError,
+    SupplierOrder,
+};
+use crate::metrics::Metrics;
+use crate::store::{BudgetStore, PlacementStore, SlotAsk};
+use std::cell::Cell;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use time::OffsetDateTime;
+use tracing::{info, warn};
+
+/// Who is asking for FoxReload calls in a flow, and until when it may wait
+/// for a slot.
+#[derive(Clone, Copy, Debug)]
+pub struct Asking {
+    pub priority: Priority,
+    /// The latest a slot may be waited for (a request's deadline), if
+    /// sooner than the priority's reach.
+    pub until: Option<tokio::time::Instant>,
+}
+
+tokio::task_local! {
+    static ASKING: (Asking, Cell<Option<Admitted>>);
+}
+
+impl Asking {
+    pub fn new(priority: Priority) -> Self {
+        Self {
+            priority,
+            until: None,
+        }
+    }
+
+    /// Runs `flow` with its FoxReload calls asked as `self`.
+    pub async fn scope<T>(self, flow: impl Future<Output = T>) -> T {
+        ASKING.scope((self, Cell::new(None)), flow).await
+    }
+
+    /// Who asks in the current flow: a poll when nobody said.
+    fn current() -> Self {
+        ASKING
+            .try_with(|(asking, _)| *asking)
+            .unwrap_or(Self::new(Priority::Poll))
+    }
+}
+
+/// A slot taken (and waited for): when it was, at what budget.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Admitted {
+    /// The slot, since the Unix epoch (our clock).
+    pub at: Duration,
+    /// The budget it was taken at, in requests per second.
+    pub rate: f64,
+}
+
+/// The limiter's settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GovernorSettings {
+    /// The most requests per second the stack sends FoxReload
+    /// (`FOXRELOAD_MAX_RPS`): the budget starts there and never goes over.
+    pub max_rps: f64,
+}
+
+/// What a container knows of the shared budget: its last view.
+#[derive(Debug)]
+struct View {
+    adaptive: Adaptive,
+    /// When it last saw the next request due.
+    hint: Option<Duration>,
+}
+
+/// One container's side of the shared budget.
+#[derive(Debug)]
+pub struct Governor<B, C> {
+    store: B,
+    clock: C,
+    view: Mutex<View>,
+    metrics: Option<Metrics>,
+}
+
+/// Most attempts at a cut when other containers keep changing the budget.
+const CUT_ATTEMPTS: usize = 3;
+
+/// How long a create not made ready ([`Supplier::ready`]) may wait for its
+/// slot: well within the slack between a POST's recorded time and its send.
+const CREATE_UNREADY_REACH: Duration = Duration::from_millis(100);
+
+/// How long to wait before asking again when the budget store failed.
+const STORE_DOWN_WAIT: Duration = Duration::from_secs(1);
+
+fn since_epoch(at: OffsetDateTime) -> Duration {
+    (at - OffsetDateTime::UNIX_EPOCH)
+        .try_into()
+        .unwrap_or_default()
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
+    pub fn new(store: B, clock: C, settings: GovernorSettings, metrics: Option<Metrics>) -> Self {
+        let now = since_epoch(clock.now());
+        Self {
+            store,
+            clock,
+            view: Mutex::new(View {
+                adaptive: Adaptive::new(settings.max_rps, now),
+                hint: None,
+            }),
+            metrics,
+        }
+    }
+
+    /// The budget as this container last saw it, in requests per second.
+    pub fn budget(&self) -> f64 {
+        let now = since_epoch(self.clock.now());
+        lock(&self.view).adaptive.rate(now)
+    }
+
+    /// Takes a slot for a call asked as `asking` and waits for it; or how
+    /// long until one is within reach.
+    pub async fn admit(&self, asking: Asking) -> Result<Admitted, Duration> {
+        let now_at = self.clock.now();
+        let now = since_epoch(now_at);
+        let reach = match asking.until {
+            Some(until) => asking
+                .priority
+                .ahead()
+                .min(until.saturating_duration_since(tokio::time::Instant::now())),
+            None => asking.priority.ahead(),
+        };
+        let (rate, hint) = {
+            let view = lock(&self.view);
+            (view.adaptive.current(now), view.hint)
+        };
+        let ask = SlotAsk {
+            now,
+            interval: interval(rate),
+            ahead: reach,
+            hint,
+        };
+        let taken = match self.store.take_slot(&ask).await {
+            Ok(taken) => taken,
+            Err(error) => {
+                warn!(%error, "the FoxReload budget could not be read; the call waits");
+                self.count(asking.priority, false);
+                return Err(STORE_DOWN_WAIT);
+            }
+        };
+        {
+            let mut view = lock(&self.view);
+            view.hint = taken.due;
+            if let Some(shared) = taken.budget {
+                view.adaptive.state = shared;
+            }
+        }
+        match taken.slot {
+            Slot::Go { at, .. } => {
+                self.count(asking.priority, true);
+                if let Some(metrics) = &self.metrics {
+                    metrics.budget_rate(rate);
+                }
+                if let Some(wait) = at.checked_sub(since_epoch(self.clock.now()))
+                    && !wait.is_zero()
+                {
+                    tokio::time::sleep(wait).await;
+                }
+                Ok(Admitted { at, rate })
+            }
+            Slot::Wait(wait) => {
+                self.count(asking.priority, false);
+                Err(wait)
+            }
+        }
+    }
+
+    /// FoxReload answered `429` to the call sent in `admitted`'s slot: the
+    /// shared budget is cut (once per cool-down), from what FoxReload took
+    /// in its second before that call.
+    pub async fn limited(&self, admitted: Admitted, retry_after: Option<Duration>) {
+        let now = since_epoch(self.clock.now());
+        // The slot in FoxReload's clock, when it is measured.
+        let offset = match self.store.clock_offset().await {
+            Ok(measured) => measured.map(|m| m.offset),
+            Err(_) => None,
+        };
+        let sent = match offset {
+            Some(offset) if offset.is_negative() => admitted
+                .at
+                .saturating_sub(offset.unsigned_abs()),
+            Some(offset) => admitted
+                .at
+                .saturating_add(offset.unsigned_abs()),
+            None => admitted.at,
+        };
+        let accepted = accepted_before(sent, admitted.rate);
+        for _ in 0..CUT_ATTEMPTS {
+            let seen = match self.store.budget().await {
+                Ok(seen) => seen,
+                Err(error) => {
+                    warn!(%error, "the FoxReload budget could not be read to cut it");
+                    return;
+                }
+            };
+            let next = {
+                let mut view = lock(&self.view);
+                if let Some(seen) = seen {
+                    view.adaptive.state = seen;
+                }
+                view.adaptive.after_limited(now, retry_after, accepted)
+            };
+            if seen == Some(next) {
+                return;
+            }
+            match self.store.swap_budget(seen.as_ref(), &next).await {
+                Ok(true) => {
+                    lock(&self.view).adaptive.state = next;
+                    info!(
+                        budget_rps = next.base,
+                        cool_down_ms = next.cool_until.saturating_sub(now).as_millis() as u64,
+                        "FoxReload budget cut after a 429"
+                    );
+                    return;
+                }
+                Ok(false) => continue,
+                Err(error) => {
+                    warn!(%error, "the FoxReload budget could not be cut");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn count(&self, priority: Priority, granted: bool) {
+        if let Some(metrics) = &self.metrics {
+            metrics.budget_slot(priority, granted);
+        }
+    }
+}
+
+/// A [`Supplier`] whose calls each take a slot of the stack's budget first
+/// (none when `governor` is `None`: governance off).
+#[derive(Debug)]
+pub struct Governed<F, B, C> {
+    pub inner: F,
+    pub governor: Option<Arc<Governor<B, C>>>,
+}
+
+impl<F: Clone, B, C> Clone for Governed<F, B, C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            governor: self.governor.clone(),
+        }
+    }
+}
+
+impl<F, B, C> Governed<F, B, C>
+where
+    F: Supplier,
+    B: BudgetStore + PlacementStore,
+    C: Clock,
+{
+    /// `call` in a slot: one taken before by [`Supplier::ready`] in this
+    /// flow, or one taken now (for a create, only one due at once, so that
+    /// it leaves close to the time recorded for it).
+    async fn governed<T>(
+        &self,
+        op: Operation,
+        call: impl Future<Output = Result<T, SupplierError>>,
+    ) -> Result<T, SupplierError> {
+        let Some(governor) = &self.governor else {
+            return call.await;
+        };
+        let ready = ASKING.try_with(|(_, ready)| ready.take()).ok().flatten();
+        let admitted = match ready {
+            Some(admitted) => admitted,
+            None => {
+                let mut asking = Asking::current();
+                if op == Operation::CreateOrder {
+                    asking.until = Some(tokio::time::Instant::now() + CREATE_UNREADY_REACH);
+                }
+                governor
+                    .admit(asking)
+                    .await
+                    .map_err(|retry_after| SupplierError::Throttled { op, retry_after })?
+            }
+        };
+        let result = call.await;
+        if let Err(SupplierError::RateLimited { retry_after, .. }) = &result {
+            governor.limited(admitted, *retry_after).await;
+        }
+        result
+    }
+}
+
+impl<F, B, C> Supplier for Governed<F, B, C>
+where
+    F: Supplier,
+    B: BudgetStore + PlacementStore,
+    C: Clock,
+{
+    async fn ready(&self, op: Operation) -> Result<(), SupplierError> {
+        let Some(governor) = &self.governor else {
+            return Ok(());
+        };
+        let admitted = governor
+            .admit(Asking::current())
+            .await
+            .map_err(|retry_after| SupplierError::Throttled { op, retry_after })?;
+        // Kept for this flow's next call; outside a flow, the slot is
+        // spent here (the next call takes its own).
+        let _ = ASKING.try_with(|(_, ready)| ready.set(Some(admitted)));
+        Ok(())
+    }
+
+    async fn create_order(
+        &self,
+        request: &CreateOrderRequest,
+    ) -> Result<SupplierOrder, SupplierError> {
+        self.governed(Operation::CreateOrder, self.inner.create_order(request))
+            .await
+    }
+
+    async fn pay_order(&self, supplier_order_id: &str) -> Result<SupplierOrder, SupplierError> {
+        self.governed(Operation::PayOrder, self.inner.pay_order(supplier_order_id))
+            .await
+    }
+
+    async fn get_order(&self, supplier_order_id: &str) -> Result<SupplierOrder, SupplierError> {
+        self.governed(Operation::GetOrder, self.inner.get_order(supplier_order_id))
+            .await
+    }
+
+    async fn list_orders(&self, page: &PageRequest) -> Result<OrderPage, SupplierError> {
+        self.governed(Operation::ListOrders, self.inner.list_orders(page))
+            .await
+    }
+
+    fn observe(&self, observation: Observation) {
+        self.inner.observe(observation);
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use crate::foxreload::SupplierStatus;
+    use crate::testing::seed::new_order;
+    use crate::testing::{MemoryStore, ScriptedSupplier, TestClock};
+    use time::macros::datetime;
+    use tokio::time::Instant;
+
+    type Stack = Governed<ScriptedSupplier<TestClock>, MemoryStore, TestClock>;
+
+    /// One container's governed supplier over a shared store, at `rps`.
+    fn container(store: &MemoryStore, rps: f64) -> (Stack, Metrics) {
+        let clock = TestClock::starting_at(datetime!(2026-12-01 12:00 UTC));
+        let metrics = Metrics::in_memory(
+            "test",
+            crate::metrics::MetricSet {
+                function: "test",
+                declared: &[],
+            },
+        );
+        let governor = Governor::new(
+            store.clone(),
+            clock,
+            GovernorSettings { max_rps: rps },
+            Some(metrics.clone()),
+        );
+        let stack = Governed {
+            inner: ScriptedSupplier::new(clock),
+            governor: Some(Arc::new(governor)),
+        };
+        (stack, metrics)
+    }
+
+    fn placed(stack: &Stack) -> String {
+        let request = new_order("g").supplier_request(false);
+        stack
+            .inner
+            .place_foreign(&request, datetime!(2026-12-01 11:59 UTC))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_are_sent_in_the_stacks_slots_an_interval_apart() {
+        let store = MemoryStore::new();
+        let (stack, _) = container(&store, 5.0);
+        let id = placed(&stack);
+        let start = Instant::now();
+        let mut sent = Vec::new();
+        for _ in 0..6 {
+            Asking::new(Priority::Create)
+                .scope(stack.get_order(&id))
+                .await
+                .unwrap();
+            sent.push(Instant::now() - start);
+        }
+        let gaps: Vec<u128> = sent.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
+        assert!(gaps.iter().all(|gap| *gap == 200), "{sent:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_finding_no_slot_within_reach_is_not_sent() {
+        let store = MemoryStore::new();
+        let (stack, metrics) = container(&store, 2.0);
+        let id = placed(&stack);
+        // Other containers' creates book the next two seconds.
+        let now = since_epoch(datetime!(2026-12-01 12:00 UTC));
+        for _ in 0..4 {
+            let ask = SlotAsk {
+                now,
+                interval: Duration::from_millis(500),
+                ahead: Priority::Create.ahead(),
+                hint: None,
+            };
+            store.take_slot(&ask).await.unwrap();
+        }
+        let before = stack.inner.calls(Operation::GetOrder);
+        let refused = Asking::new(Priority::Poll)
+            .scope(stack.get_order(&id))
+            .await
+            .unwrap_err();
+        let SupplierError::Throttled { retry_after, op } = refused else {
+            panic!("{refused:?}")
+        };
+        assert_eq!(op, Operation::GetOrder);
+        assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_secs(2));
+        assert_eq!(stack.inner.calls(Operation::GetOrder), before, "not sent");
+        metrics.flush();
+        let lines = metrics.lines().join("\n");
+        assert!(lines.contains(r#""Priority":"poll""#), "{lines}");
+        assert!(lines.contains(r#""BudgetDenied":1"#), "{lines}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flow_made_ready_sends_its_create_in_the_slot_it_waited_for() {
+        let store = MemoryStore::new();
+        let (stack, metrics) = container(&store, 1.0);
+        // Another container's create took the slot due now.
+        let (other, _) = container(&store, 1.0);
+        Asking::new(Priority::Create)
+            .scope(other.ready(Operation::CreateOrder))
+            .await
+            .unwrap();
+        let request = new_order("g").supplier_request(false);
+        let start = Instant::now();
+        let created = Asking::new(Priority::Create)
+            .scope(async {
+                stack.ready(Operation::CreateOrder).await.unwrap();
+                let waited = Instant::now() - start;
+                let made = stack.create_order(&request).await.unwrap();
+                (waited, Instant::now() - start, made)
+            })
+            .await;
+        assert_eq!(created.0, Duration::from_secs(1), "waited for its slot");
+        assert_eq!(created.1, created.0, "then sent at once");
+        assert_eq!(created.2.status, SupplierStatus::Active);
+        metrics.flush();
+        let lines = metrics.lines().join("\n");
+        assert!(lines.contains(r#""BudgetGranted":1"#), "one slot: {lines}");
+        // Not made ready, a create is sent only in a slot due at once.
+        let refused = Asking::new(Priority::Create)
+            .scope(stack.create_order(&request))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, SupplierError::Throttled { .. }),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_cuts_the_budget_every_container_then_follows() {
+        let store = MemoryStore::new();
+        let (first, _) = container(&store, 50.0);
+        let (second, _) = container(&store, 50.0);
+        let id = placed(&first);
+        assert_eq!(placed(&second), id);
+        let start = Instant::now();
+        first.inner.fail(
+            Operation::GetOrder,
+            SupplierError::RateLimited {
+                op: Operation::GetOrder,
+                retry_after: Some(Duration::from_secs(2)),
+            },
+        );
+        let limited = Asking::new(Priority::Poll)
+            .scope(first.get_order(&id))
+            .await
+            .unwrap_err();
+        assert!(matches!(limited, SupplierError::RateLimited { .. }));
+        let shared = store.budget().await.unwrap().expect("cut");
+        assert!(shared.base < 50.0 * 0.91, "{shared:?}");
+        // The other container waits out the cool-down before its create.
+        Asking::new(Priority::Create)
+            .scope(second.get_order(&id))
+            .await
+            .unwrap();
+        let waited = Instant::now() - start;
+        assert!(waited >= Duration::from_secs(2), "{waited:?}");
+        assert!(second.governor.as_ref().unwrap().budget() <= shared.base + 0.5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_budget_nothing_is_asked_of_the_store() {
+        let store = MemoryStore::new();
+        let (mut stack, _) = container(&store, 1.0);
+        stack.governor = None;
+        let id = placed(&stack);
+        store.fail("take_slot", 100);
+        for _ in 0..10 {
+            stack.get_order(&id).await.unwrap();
+        }
+        assert_eq!(store.budget().await.unwrap(), None);
+    }
+}
