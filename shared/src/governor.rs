@@ -66,6 +66,8 @@ impl Asking {
 pub struct Admitted {
     /// The slot, since the Unix epoch (our clock).
     pub at: Duration,
+    /// When it was granted (since the Unix epoch).
+    pub granted: Duration,
     /// The budget it was taken at, in requests per second.
     pub rate: f64,
 }
@@ -98,9 +100,8 @@ pub struct Governor<B, C> {
 /// Most attempts at a cut when other containers keep changing the budget.
 const CUT_ATTEMPTS: usize = 3;
 
-/// How long a create not made ready ([`Supplier::ready`]) may wait for its
-/// slot: well within the slack between a POST's recorded time and its send.
-const CREATE_UNREADY_REACH: Duration = Duration::from_millis(100);
+/// When a create not made ready ([`Supplier::ready`]) is told to come back.
+const UNREADY_CREATE_WAIT: Duration = Duration::from_secs(1);
 
 /// How long to wait before asking again when the budget store failed.
 const STORE_DOWN_WAIT: Duration = Duration::from_secs(1);
@@ -185,7 +186,11 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
                 {
                     tokio::time::sleep(wait).await;
                 }
-                Ok(Admitted { at, rate })
+                Ok(Admitted {
+                    at,
+                    granted: now,
+                    rate,
+                })
             }
             Slot::Wait(wait) => {
                 self.count(asking.priority, false);
@@ -205,12 +210,10 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
             Err(_) => None,
         };
         let sent = match offset {
-            Some(offset) if offset.is_negative() => admitted
-                .at
-                .saturating_sub(offset.unsigned_abs()),
-            Some(offset) => admitted
-                .at
-                .saturating_add(offset.unsigned_abs()),
+            Some(offset) if offset.is_negative() => {
+                admitted.at.saturating_sub(offset.unsigned_abs())
+            }
+            Some(offset) => admitted.at.saturating_add(offset.unsigned_abs()),
             None => admitted.at,
         };
         let accepted = accepted_before(sent, admitted.rate);
@@ -227,7 +230,8 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
                 if let Some(seen) = seen {
                     view.adaptive.state = seen;
                 }
-                view.adaptive.after_limited(now, retry_after, accepted)
+                view.adaptive
+                    .after_limited(now, admitted.granted, retry_after, accepted)
             };
             if seen == Some(next) {
                 return;
@@ -295,16 +299,19 @@ where
         let ready = ASKING.try_with(|(_, ready)| ready.take()).ok().flatten();
         let admitted = match ready {
             Some(admitted) => admitted,
-            None => {
-                let mut asking = Asking::current();
-                if op == Operation::CreateOrder {
-                    asking.until = Some(tokio::time::Instant::now() + CREATE_UNREADY_REACH);
-                }
-                governor
-                    .admit(asking)
-                    .await
-                    .map_err(|retry_after| SupplierError::Throttled { op, retry_after })?
+            // A create must leave within the slack of its recorded send
+            // time: only in a slot it was made ready for before recording.
+            None if op == Operation::CreateOrder => {
+                warn!("a create was not made ready for the FoxReload budget; not sent");
+                return Err(SupplierError::Throttled {
+                    op,
+                    retry_after: UNREADY_CREATE_WAIT,
+                });
             }
+            None => governor
+                .admit(Asking::current())
+                .await
+                .map_err(|retry_after| SupplierError::Throttled { op, retry_after })?,
         };
         let result = call.await;
         if let Err(SupplierError::RateLimited { retry_after, .. }) = &result {
@@ -324,6 +331,15 @@ where
         let Some(governor) = &self.governor else {
             return Ok(());
         };
+        // Made ready already in this flow (and not spent since).
+        let held = ASKING.try_with(|(_, ready)| {
+            let held = ready.take();
+            ready.set(held);
+            held.is_some()
+        });
+        if held == Ok(true) {
+            return Ok(());
+        }
         let admitted = governor
             .admit(Asking::current())
             .await

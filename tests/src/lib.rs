@@ -500,5 +500,6 @@ pub fn local_stack_options(
         scan_interval,
         poll_copies,
         poll_wait: std::time::Duration::from_secs(1),
+        pollers: 1,
     }
 }

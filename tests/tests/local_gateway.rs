@@ -32,6 +32,7 @@ async fn stack() -> LocalStack {
         scan_interval: Duration::from_secs(3600),
         poll_copies: 1,
         poll_wait: Duration::from_secs(1),
+        pollers: 1,
     })
     .await
     .unwrap()

@@ -22,7 +22,7 @@ use foxrelay_shared::domain::budget::Priority;
 use foxrelay_shared::domain::idempotency::{IdempotencyKey, RETENTION, fingerprint};
 use foxrelay_shared::domain::{NewOrder, OrderStatus, PollKind, PollMessage, Principal};
 use foxrelay_shared::events::{EventPublisher, OpsAlert};
-use foxrelay_shared::foxreload::{ErrorClass, Supplier, SupplierError, SupplierOrder};
+use foxrelay_shared::foxreload::{ErrorClass, Operation, Supplier, SupplierError, SupplierOrder};
 use foxrelay_shared::governor::Asking;
 use foxrelay_shared::placement::{Found, Posted, ReconcileOptions, pay, undecided};
 use foxrelay_shared::plans::Plans;
@@ -143,9 +143,13 @@ where
     ) -> Result<Answer, ApiError> {
         // A customer is waiting: FoxReload calls are creates, first in the
         // stack's budget, waited for while the request's time allows.
+        // A slot waited for leaves time for the call itself.
+        let until = deadline
+            .checked_sub(self.options.reconcile.call_budget)
+            .unwrap_or(deadline);
         let asking = Asking {
             priority: Priority::Create,
-            until: Some(deadline),
+            until: Some(until),
         };
         asking
             .scope(self.create_within(order, key, principal, deadline))
@@ -177,6 +181,25 @@ where
                 .await;
         }
         let claim = key.as_ref().map(|key| claim_for(key.scoped(&principal)));
+        // A slot of the stack's FoxReload budget first: its POST then leaves
+        // right after the send time the intent records.
+        if let Err(error) = self.supplier.ready(Operation::CreateOrder).await {
+            // A retry of a request already taken needs no slot.
+            if let Some(claim) = &claim
+                && let Some(record) = self
+                    .store
+                    .idempotency(&claim.key)
+                    .await
+                    .map_err(|e| store_error(&e))?
+            {
+                return self.replay(record, claim.clone(), deadline).await;
+            }
+            warn!(%error, "no slot of the FoxReload budget for a create; nothing stored");
+            return Err(ApiError::budget_spent(
+                error.retry_after().unwrap_or(Duration::from_secs(1)),
+            ));
+        }
+        let now = self.clock.now();
         let plan = self.plans.plan_for(&self.store, &order.lines).await;
         let mut intent = OrderRecord::intent(
             order_id.clone(),
@@ -557,6 +580,12 @@ where
                     ErrorClass::Retryable if reconcile_first => {
                         // An earlier attempt was ambiguous: never give up as
                         // "not bought"; look again.
+                    }
+                    // The stack's budget had no slot within the create's
+                    // reach (it waited what it could): the caller is told
+                    // at once, with when to come back.
+                    ErrorClass::Retryable if matches!(error, SupplierError::Throttled { .. }) => {
+                        return Ok(Placed::NotBought(error));
                     }
                     ErrorClass::Retryable => {
                         if attempts >= self.options.max_create_attempts

@@ -229,6 +229,9 @@ pub struct Counters {
     pub requests_by_second: BTreeMap<i64, u64>,
     /// Of those, the ones refused for the rate limit (`429`), per second.
     pub rate_limited_by_second: BTreeMap<i64, u64>,
+    /// Of those, the reads of one order (`GET /api/orders/{id}`), per
+    /// second.
+    pub reads_by_second: BTreeMap<i64, u64>,
 }
 
 /// A running simulator. Dropping it stops the server too; [`Simulator::shutdown`]

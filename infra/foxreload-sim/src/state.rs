@@ -164,11 +164,15 @@ impl SimState {
             .unix_timestamp()
             .max(data.rate_window.0);
         *data.counters.requests_by_second.entry(second).or_insert(0) += 1;
+        if endpoint == crate::Endpoint::GetOrder {
+            *data.counters.reads_by_second.entry(second).or_insert(0) += 1;
+        }
         // The last hour is kept: a long-running local stack stays small.
         let counters = &mut data.counters;
         for seconds in [
             &mut counters.requests_by_second,
             &mut counters.rate_limited_by_second,
+            &mut counters.reads_by_second,
         ] {
             while seconds
                 .first_key_value()

@@ -71,6 +71,12 @@ struct Options {
     #[arg(long, global = true, env = "FOXRELAY_POLL_COPIES", value_name = "N",
           default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=5))]
     poll_copies: u64,
+    /// poll-order "containers" taking poll messages at once, each with its
+    /// own handler (and its own view of the FoxReload budget), as Lambda
+    /// runs several.
+    #[arg(long, global = true, env = "FOXRELAY_POLLERS", value_name = "N",
+          default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=32))]
+    pollers: u64,
     /// An AWS endpoint of yours; moto is started when none is given.
     #[arg(long, global = true, env = "AWS_ENDPOINT_URL", value_name = "URL")]
     aws_endpoint_url: Option<String>,
@@ -113,6 +119,7 @@ impl Options {
         options.scan_interval =
             Duration::from_secs(self.scan_interval_secs.unwrap_or(scan_default));
         options.poll_copies = self.poll_copies as usize;
+        options.pollers = self.pollers as usize;
         options.aws_endpoint = self
             .aws_endpoint_url
             .clone()
@@ -443,11 +450,14 @@ mod tests {
             "--show-codes",
             "--poll-copies",
             "2",
+            "--pollers",
+            "4",
         ])
         .unwrap();
         assert!(matches!(cli.command, Command::Demo));
         assert!(cli.options.show_codes);
         assert_eq!(cli.options.poll_copies, 2);
+        assert_eq!(cli.options.pollers, 4);
         assert!(Cli::try_parse_from(["foxrelay-local"]).is_err());
         assert!(Cli::try_parse_from(["foxrelay-local", "serve", "--nope"]).is_err());
         assert!(Cli::try_parse_from(["foxrelay-local", "serve", "--poll-copies", "9"]).is_err());

@@ -48,11 +48,14 @@ pub struct StackOptions {
     pub poll_copies: usize,
     /// Long-poll wait of the poll loop: also how quickly it notices a stop.
     pub poll_wait: Duration,
+    /// poll-order "containers" receiving from the queue at once, each with
+    /// its own handler (as Lambda runs several): 1 by default.
+    pub pollers: usize,
 }
 
 impl StackOptions {
     /// The defaults, with `FOXRELAY_API_ADDR`, `SCAN_INTERVAL_SECS`,
-    /// `FOXRELAY_POLL_COPIES`, `AWS_ENDPOINT_URL`, `FOXRELOAD_BASE_URL` and
+    /// `FOXRELAY_POLL_COPIES`, `FOXRELAY_POLLERS`, `AWS_ENDPOINT_URL`, `FOXRELOAD_BASE_URL` and
     /// `FOXRELOAD_API_KEY`, and any function setting (`POLL_*`, `STALL_*`,
     /// `FOXRELOAD_*`) from the environment.
     pub fn from_env(template: std::path::PathBuf) -> Result<Self, String> {
@@ -88,6 +91,7 @@ impl StackOptions {
             scan_interval: Duration::from_secs(number("SCAN_INTERVAL_SECS", 300)?.max(1)),
             poll_copies: number("FOXRELAY_POLL_COPIES", 1)?.clamp(1, 5) as usize,
             poll_wait: Duration::from_secs(2),
+            pollers: number("FOXRELAY_POLLERS", 1)?.clamp(1, 32) as usize,
         })
     }
 }
@@ -174,33 +178,36 @@ impl LocalStack {
             }
         });
 
-        let poll = Arc::new(poll_order::Handler::new(context.clone()));
-        let source = SqsEventSource::new(
-            clients.sqs.clone(),
-            resources.poll_queue_url(),
-            resources.arns.get("PollQueue").cloned().unwrap_or_default(),
-            EventSourceOptions {
-                wait: options.poll_wait,
-                copies: options.poll_copies,
-                shuffle: options.poll_copies > 1,
-                ..EventSourceOptions::default()
-            },
-        );
-        let poll_stop = stopped.clone();
-        tasks.spawn(async move {
-            // A batch in flight always finishes (the receive waits at most
-            // `poll_wait`); the loop looks for a stop between batches.
-            while !stop_requested(&poll_stop) {
-                let batch = source.run_once(|event| {
-                    let poll = poll.clone();
-                    async move { poll.handle(event).await.unwrap_or_default() }
-                });
-                if let Err(error) = batch.await {
-                    warn!(%error, "poll batch failed");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+        for _ in 0..options.pollers.max(1) {
+            let poll = Arc::new(poll_order::Handler::new(context.clone()));
+            let source = SqsEventSource::new(
+                clients.sqs.clone(),
+                resources.poll_queue_url(),
+                resources.arns.get("PollQueue").cloned().unwrap_or_default(),
+                EventSourceOptions {
+                    wait: options.poll_wait,
+                    copies: options.poll_copies,
+                    shuffle: options.poll_copies > 1,
+                    ..EventSourceOptions::default()
+                },
+            );
+            let poll_stop = stopped.clone();
+            tasks.spawn(async move {
+                // A batch in flight always finishes (the receive waits at
+                // most `poll_wait`); the loop looks for a stop between
+                // batches.
+                while !stop_requested(&poll_stop) {
+                    let batch = source.run_once(|event| {
+                        let poll = poll.clone();
+                        async move { poll.handle(event).await.unwrap_or_default() }
+                    });
+                    if let Err(error) = batch.await {
+                        warn!(%error, "poll batch failed");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
                 }
-            }
-        });
+            });
+        }
 
         let scan = scan_stalled::Handler::new(context.clone());
         let interval = options.scan_interval;

@@ -181,6 +181,9 @@ pub struct Shared {
     pub base: f64,
     /// Nothing may be sent before this.
     pub cool_until: Duration,
+    /// When the last cut was made: a 429 to a call granted before it (sent
+    /// at the old rate, however late) is no news.
+    pub cut_at: Duration,
 }
 
 /// The deepest one cut goes: to a quarter of the budget.
@@ -204,6 +207,7 @@ impl Adaptive {
             state: Shared {
                 base: most,
                 cool_until: now,
+                cut_at: Duration::ZERO,
             },
         }
     }
@@ -231,21 +235,22 @@ impl Adaptive {
         self.state.cool_until
     }
 
-    /// The state a `429` at `now` leaves (asking to wait `retry_after` if
-    /// it said so; `accepted`: what FoxReload took in its second before the
-    /// refused request, when known): the budget cut and a cool-down
-    /// started; or, for answers that arrive during the cool-down the first
-    /// one started (requests sent before it), only the cool-down made as
-    /// long as they ask. The cut goes a little under what FoxReload took,
-    /// to between a quarter and nine tenths of the budget (to half without
-    /// evidence).
+    /// The state a `429` at `now` to a call granted at `granted` leaves
+    /// (asking to wait `retry_after` if it said so; `accepted`: what
+    /// FoxReload took in its second before the refused request, when
+    /// known): the budget cut and a cool-down started; or, for a call
+    /// granted before the last cut (sent at the old rate) or answered during
+    /// the cool-down, only the cool-down made as long as it asks. The cut
+    /// goes a little under what FoxReload took, to between a quarter and
+    /// nine tenths of the budget (to half without evidence).
     pub fn after_limited(
         &self,
         now: Duration,
+        granted: Duration,
         retry_after: Option<Duration>,
         accepted: Option<f64>,
     ) -> Shared {
-        if now < self.state.cool_until {
+        if now < self.state.cool_until || granted < self.state.cut_at {
             return Shared {
                 cool_until: retry_after.map_or(self.state.cool_until, |wait| {
                     self.state.cool_until.max(now.saturating_add(wait))
@@ -263,12 +268,19 @@ impl Adaptive {
         Shared {
             base: cut.max(self.least),
             cool_until: now.saturating_add(retry_after.unwrap_or(self.backoff)),
+            cut_at: now,
         }
     }
 
-    /// FoxReload answered `429` at `now`.
-    pub fn limited(&mut self, now: Duration, retry_after: Option<Duration>, accepted: Option<f64>) {
-        self.state = self.after_limited(now, retry_after, accepted);
+    /// FoxReload answered `429` at `now` to a call granted at `granted`.
+    pub fn limited(
+        &mut self,
+        now: Duration,
+        granted: Duration,
+        retry_after: Option<Duration>,
+        accepted: Option<f64>,
+    ) {
+        self.state = self.after_limited(now, granted, retry_after, accepted);
     }
 }
 
@@ -423,11 +435,11 @@ mod tests {
         // Refused 0.4 s into FoxReload's second at 50/s: it took 20.
         let accepted = accepted_before(at(100.4), 50.0);
         assert!((accepted.unwrap() - 20.0).abs() < 1e-6);
-        budget.limited(at(100.5), Some(at(3.0)), accepted);
+        budget.limited(at(100.5), at(100.5), Some(at(3.0)), accepted);
         assert_eq!(budget.rate(at(102.0)), 0.0);
         // More 429s for requests sent before the first: no further cut.
-        budget.limited(at(101.0), None, Some(5.0));
-        budget.limited(at(102.0), None, None);
+        budget.limited(at(101.0), at(101.0), None, Some(5.0));
+        budget.limited(at(102.0), at(102.0), None, None);
         assert!((budget.rate(at(103.5)) - 19.0).abs() < 1e-9);
         // Then it grows back by half a request a second, up to the most.
         assert!((budget.rate(at(113.5)) - 24.0).abs() < 1e-9);
@@ -438,14 +450,27 @@ mod tests {
     fn a_cut_goes_no_shallower_than_nine_tenths_no_deeper_than_a_quarter() {
         let budget = Adaptive::new(40.0, at(0.0));
         // FoxReload took as much as we sent: still a cut.
-        assert_eq!(budget.after_limited(at(1.0), None, Some(40.0)).base, 36.0);
+        assert_eq!(
+            budget
+                .after_limited(at(1.0), at(1.0), None, Some(40.0))
+                .base,
+            36.0
+        );
         // A refusal early in a second (a clock off, another kind of
         // limit): a quarter, not nothing.
-        assert_eq!(budget.after_limited(at(1.0), None, Some(0.5)).base, 10.0);
-        // No evidence: half.
-        assert_eq!(budget.after_limited(at(1.0), None, None).base, 20.0);
         assert_eq!(
-            budget.after_limited(at(1.0), None, Some(f64::NAN)).base,
+            budget.after_limited(at(1.0), at(1.0), None, Some(0.5)).base,
+            10.0
+        );
+        // No evidence: half.
+        assert_eq!(
+            budget.after_limited(at(1.0), at(1.0), None, None).base,
+            20.0
+        );
+        assert_eq!(
+            budget
+                .after_limited(at(1.0), at(1.0), None, Some(f64::NAN))
+                .base,
             20.0
         );
         assert_eq!(accepted_before(at(1.5), f64::NAN), None);
@@ -453,13 +478,34 @@ mod tests {
     }
 
     #[test]
+    fn a_429_to_a_call_granted_before_the_last_cut_cuts_nothing() {
+        let mut budget = Adaptive::new(40.0, at(0.0));
+        budget.limited(at(10.0), at(10.0), None, Some(20.0));
+        let cut = budget.state;
+        assert_eq!(cut.base, 19.0);
+        assert_eq!(cut.cut_at, at(10.0));
+        // A create booked at 9 s for a slot at 15 s, refused after the
+        // cool-down: sent at the old rate, no news.
+        budget.limited(at(15.2), at(9.0), None, Some(5.0));
+        assert_eq!(budget.state, cut);
+        // Unless it asks for a longer wait, which it gets.
+        budget.limited(at(15.2), at(9.0), Some(at(4.0)), None);
+        assert_eq!(budget.cool_until(), at(19.2));
+        assert_eq!(budget.state.base, 19.0);
+        // A call granted after the cut and refused: a new cut.
+        budget.limited(at(20.0), at(19.5), None, Some(15.0));
+        assert!(budget.state.base < 19.0);
+        assert_eq!(budget.state.cut_at, at(20.0));
+    }
+
+    #[test]
     fn without_retry_after_each_429_after_a_cool_down_cuts_again() {
         let mut budget = Adaptive::new(40.0, at(0.0));
-        budget.limited(at(0.0), None, None);
+        budget.limited(at(0.0), at(0.0), None, None);
         assert_eq!(budget.cool_until(), at(0.5));
-        budget.limited(at(0.5), None, None);
+        budget.limited(at(0.5), at(0.5), None, None);
         assert_eq!(budget.cool_until(), at(1.0));
-        budget.limited(at(1.0), None, None);
+        budget.limited(at(1.0), at(1.0), None, None);
         assert_eq!(budget.current(at(1.0)), 5.0);
         assert_eq!(budget.rate(at(1.2)), 0.0);
     }
@@ -468,7 +514,12 @@ mod tests {
     fn the_budget_never_falls_below_its_floor() {
         let mut budget = Adaptive::new(20.0, at(0.0));
         for i in 0..50 {
-            budget.limited(at(f64::from(i) / 1000.0), Some(Duration::ZERO), Some(0.0));
+            budget.limited(
+                at(f64::from(i) / 1000.0),
+                at(f64::from(i) / 1000.0),
+                Some(Duration::ZERO),
+                Some(0.0),
+            );
         }
         assert!((budget.current(at(0.05)) - 1.0).abs() < 0.01);
     }
@@ -510,7 +561,7 @@ mod tests {
                 per_second[second] += 1;
                 if per_second[second] > limit {
                     limited += 1;
-                    let next = view.after_limited(at, None, accepted_before(theirs, rate));
+                    let next = view.after_limited(at, now, None, accepted_before(theirs, rate));
                     if view.state == shared {
                         shared = next;
                     }

@@ -85,6 +85,9 @@ impl fmt::Display for Uncertainty {
     }
 }
 
+/// [`SupplierError::Throttled`]'s kind (as a stored problem says it).
+pub const THROTTLED: &str = "throttled";
+
 /// A failed FoxReload call. Messages name the operation and what FoxReload
 /// said; they never carry the API key.
 #[derive(Debug, thiserror::Error)]
@@ -267,7 +270,7 @@ impl SupplierError {
             Self::Ambiguous { .. } => "ambiguous",
             Self::Unavailable { .. } => "unavailable",
             Self::RateLimited { .. } => "rate_limited",
-            Self::Throttled { .. } => "throttled",
+            Self::Throttled { .. } => THROTTLED,
             Self::InvalidResponse { .. } => "invalid_response",
             Self::Unauthorized { .. } => "unauthorized",
             Self::Rejected { .. } => "rejected",

@@ -1,9 +1,9 @@
 //! Paying an order claimed, and keeping what FoxReload said.
 
 use crate::clock::Clock;
-use crate::foxreload::{Supplier, SupplierOrder, SupplierStatus};
+use crate::foxreload::{Supplier, SupplierError, SupplierOrder, SupplierStatus};
 use crate::store::{PlacementStore, SupplierProblem, SupplierState};
-use tracing::warn;
+use tracing::{info, warn};
 
 /// Pays an `active` supplier order from the account balance and stores the
 /// outcome: FoxReload's status after it, or why it was refused (a refusal
@@ -22,6 +22,12 @@ pub async fn pay(
     }
     let (status, refusal) = match supplier.pay_order(&supplier_order.id).await {
         Ok(paid) => (Some(paid.status), None),
+        // Not sent (the stack's budget): nothing to record; the next poll
+        // pays it.
+        Err(error @ SupplierError::Throttled { .. }) => {
+            info!(%error, "payment held back by the FoxReload budget");
+            return None;
+        }
         Err(error) => {
             warn!(%error, "payment not confirmed");
             (None, Some(SupplierProblem::from(&error)))

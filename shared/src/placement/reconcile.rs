@@ -10,7 +10,8 @@ use crate::domain::reconcile::{
     fit, opens, resembles, same_goods, windows,
 };
 use crate::foxreload::{
-    Observation, PageRequest, Reconciled, Supplier, SupplierOrder, SupplierStatus,
+    Observation, PageRequest, Reconciled, Supplier, SupplierError, SupplierOrder, SupplierStatus,
+    THROTTLED,
 };
 use crate::store::{
     Claim, OrderRecord, PlacementStore, StoreError, SupplierProblem, SupplierState,
@@ -36,6 +37,11 @@ impl ReconcileOptions {
     ) -> Result<Found, StoreError> {
         let found = self.search(store, supplier, clock, order, deadline).await?;
         let (outcome, detail) = match &found {
+            // Held back by the stack's FoxReload budget: not a decision.
+            Found::Undecided(problem) if problem.kind == THROTTLED => {
+                info!("reconciliation held back by the FoxReload budget");
+                return Ok(found);
+            }
             Found::Claimed(_) => (Reconciled::Claimed, None),
             Found::Nothing => (Reconciled::Nothing, None),
             Found::Undecided(problem) | Found::Ambiguous { problem, .. } => {
@@ -183,6 +189,10 @@ impl ReconcileOptions {
                         listed.keep(&wanted, full);
                     }
                     Ok((Fit::Unknown(why), _)) => unknown.push(format!("{id} ({why})")),
+                    // Not sent (the stack's budget): looked at again later.
+                    Err(error @ SupplierError::Throttled { .. }) => {
+                        return Ok(Found::Undecided(SupplierProblem::from(&error)));
+                    }
                     Err(error) => unknown.push(format!("{id} ({why}; read failed: {error})")),
                 }
             }
@@ -396,7 +406,9 @@ impl ReconcileOptions {
                 ))));
             }
             let got = supplier.list_orders(&page).await.map_err(|error| {
-                warn!(%error, "order list unreadable; undecided");
+                if !matches!(error, SupplierError::Throttled { .. }) {
+                    warn!(%error, "order list unreadable; undecided");
+                }
                 Found::Undecided(SupplierProblem::from(&error))
             })?;
             let newest = got

@@ -1164,6 +1164,7 @@ pub async fn the_shared_budget_is_replaced_only_from_what_was_read<S: OrderStore
     let first = Shared {
         base: 40.0 / 3.0,
         cool_until: Duration::from_millis(1_764_000_000_123),
+        cut_at: Duration::from_millis(1_764_000_000_023),
     };
     assert!(store.swap_budget(None, &first).await.unwrap());
     // A second writer that also read nothing loses.
@@ -1178,6 +1179,7 @@ pub async fn the_shared_budget_is_replaced_only_from_what_was_read<S: OrderStore
     let cut = Shared {
         base: first.base / 2.0,
         cool_until: first.cool_until + Duration::from_secs(1),
+        cut_at: first.cool_until,
     };
     assert!(store.swap_budget(Some(&first), &cut).await.unwrap());
     assert!(!store.swap_budget(Some(&first), &other).await.unwrap());
@@ -1187,6 +1189,7 @@ pub async fn the_shared_budget_is_replaced_only_from_what_was_read<S: OrderStore
         .map(|i| Shared {
             base: cut.base / 2.0,
             cool_until: cut.cool_until + Duration::from_millis(i),
+            cut_at: cut.cool_until,
         })
         .collect();
     let done = tokio::join!(
@@ -1268,6 +1271,7 @@ pub async fn the_stacks_slots_are_taken_one_at_a_time_an_interval_apart<S: Order
     let cool = Shared {
         base: 10.0,
         cool_until: Duration::from_millis(1_764_000_010_000),
+        cut_at: Duration::from_millis(1_764_000_009_500),
     };
     assert!(store.swap_budget(None, &cool).await.unwrap());
     let later = Duration::from_millis(1_764_000_009_000);

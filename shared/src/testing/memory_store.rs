@@ -977,6 +977,7 @@ impl MemoryStore {
 fn stored_budget(shared: crate::domain::budget::Shared) -> crate::domain::budget::Shared {
     crate::domain::budget::Shared {
         cool_until: std::time::Duration::from_millis(shared.cool_until.as_millis() as u64),
+        cut_at: std::time::Duration::from_millis(shared.cut_at.as_millis() as u64),
         ..shared
     }
 }

@@ -7,7 +7,7 @@ use foxrelay_shared::domain::learning::{NextPoll, next_poll};
 use foxrelay_shared::domain::schedule::{MAX_DELAY, Next};
 use foxrelay_shared::domain::{OrderStatus, PollKind, PollMessage};
 use foxrelay_shared::events::OpsAlert;
-use foxrelay_shared::foxreload::SupplierError;
+use foxrelay_shared::foxreload::{SupplierError, THROTTLED};
 use foxrelay_shared::store::{AlertSlot, OrderRecord, PollRecord, SupplierProblem};
 use std::time::Duration;
 use tracing::{info, warn};
@@ -200,6 +200,11 @@ where
         wait: Option<Duration>,
     ) -> Result<Handled, PollError> {
         let now = self.clock.now();
+        // Past the horizon, an order not paid for ends as it would have:
+        // held back or not, it is never left unnotified.
+        if age(order, now) >= self.options.schedule.horizon && !paid(order.status) {
+            return self.abandon(order).await;
+        }
         let wait = wait.unwrap_or(HELD_BACK).max(HELD_BACK);
         let delay = (wait + HELD_BACK.mul_f64(unit())).min(MAX_DELAY);
         info!(
@@ -239,9 +244,6 @@ where
         Ok(Handled::Continued { next_seq })
     }
 }
-
-/// [`SupplierError::Throttled`]'s kind, as a stored problem says it.
-const THROTTLED: &str = "throttled";
 
 /// The least a held-back link waits, and the most jitter added to it: SQS
 /// delays are whole seconds.

@@ -4,10 +4,10 @@
 //!   to the microsecond), moved on by one interval per slot taken, by a
 //!   conditional update that computes it in DynamoDB, so containers asking
 //!   at once each get their own slot;
-//! - `baseRps` (requests per second) and `coolUntil` (epoch milliseconds):
-//!   the adaptive budget's shared part, replaced only by a conditional
-//!   write on the values the writer read, so two containers cutting for
-//!   the same 429 episode cut once.
+//! - `baseRps` (requests per second), `coolUntil` and `cutAt` (epoch
+//!   milliseconds): the adaptive budget's shared part, replaced only by a
+//!   conditional write on the values the writer read, so two containers
+//!   cutting for the same 429 episode cut once.
 
 use super::DynamoStore;
 use super::codec::n;
@@ -47,9 +47,12 @@ fn shared_from_item(item: &Item) -> Result<Option<Shared>, StoreError> {
     let base = number(item, "baseRps").ok_or_else(|| corrupt("baseRps is not a rate"))?;
     let cool_until =
         number(item, "coolUntil").ok_or_else(|| corrupt("coolUntil is not an instant"))?;
+    // Absent on items written before cuts were dated.
+    let cut_at = number(item, "cutAt").unwrap_or(0.0);
     Ok(Some(Shared {
         base,
         cool_until: Duration::from_millis(cool_until as u64),
+        cut_at: Duration::from_millis(cut_at as u64),
     }))
 }
 
@@ -202,9 +205,10 @@ impl BudgetStore for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(budget_key()))
-            .update_expression("SET baseRps = :nextBase, coolUntil = :nextCool")
+            .update_expression("SET baseRps = :nextBase, coolUntil = :nextCool, cutAt = :nextCut")
             .expression_attribute_values(":nextBase", n(next.base))
-            .expression_attribute_values(":nextCool", n(millis(next.cool_until)));
+            .expression_attribute_values(":nextCool", n(millis(next.cool_until)))
+            .expression_attribute_values(":nextCut", n(millis(next.cut_at)));
         let request = match seen {
             None => request.condition_expression("attribute_not_exists(baseRps)"),
             Some(seen) => request

@@ -194,7 +194,6 @@ impl PollChain for DynamoStore {
             .expression_attribute_values(":next", n(poll.next_seq))
             .expression_attribute_values(":due", n(millis(poll.next_due)))
             .expression_attribute_values(":delay", n(poll.nominal_delay.as_millis()))
-            .expression_attribute_values(":now", n(millis(poll.now)))
             .expression_attribute_values(":errors", n(poll.consecutive_errors))
             .expression_attribute_values(":nowText", s(rfc3339(poll.now)));
         if poll.polled {
@@ -203,6 +202,11 @@ impl PollChain for DynamoStore {
             request = request
                 .expression_attribute_values(":zero", n(0))
                 .expression_attribute_values(":one", n(1));
+        }
+        // Bound only when used: DynamoDB refuses a value no expression
+        // names (moto does not check).
+        if poll.polled || poll.status.is_some() {
+            request = request.expression_attribute_values(":now", n(millis(poll.now)));
         }
         if let Some(status) = poll.status {
             sets.push("#status = :status");
