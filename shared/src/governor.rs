@@ -97,6 +97,9 @@ pub struct Governor<B, C> {
     metrics: Option<Metrics>,
 }
 
+/// Most slots one call takes when cuts keep voiding the ones it waited for.
+const READMITS: usize = 3;
+
 /// Most attempts at a cut when other containers keep changing the budget.
 const CUT_ATTEMPTS: usize = 3;
 
@@ -141,6 +144,36 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
     /// Takes a slot for a call asked as `asking` and waits for it; or how
     /// long until one is within reach.
     pub async fn admit(&self, asking: Asking) -> Result<Admitted, Duration> {
+        for _ in 0..READMITS {
+            let admitted = self.take(asking).await?;
+            let Some(wait) = admitted
+                .at
+                .checked_sub(since_epoch(self.clock.now()))
+                .filter(|wait| !wait.is_zero())
+            else {
+                return Ok(admitted);
+            };
+            tokio::time::sleep(wait).await;
+            // A cut while it waited voids its slot (booked at the old rate;
+            // the cut moved the limiter back to the end of its cool-down):
+            // it takes another.
+            match self.store.budget().await {
+                Ok(Some(shared)) => {
+                    lock(&self.view).adaptive.state = shared;
+                    if shared.cut_at <= admitted.granted {
+                        return Ok(admitted);
+                    }
+                    info!("a slot booked before a cut of the FoxReload budget is taken again");
+                }
+                Ok(None) | Err(_) => return Ok(admitted),
+            }
+        }
+        Err(STORE_DOWN_WAIT)
+    }
+
+    /// Takes a slot (not waited for yet), or how long until one is within
+    /// reach.
+    async fn take(&self, asking: Asking) -> Result<Admitted, Duration> {
         let now_at = self.clock.now();
         let now = since_epoch(now_at);
         let reach = match asking.until {
@@ -180,11 +213,6 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
                 self.count(asking.priority, true);
                 if let Some(metrics) = &self.metrics {
                     metrics.budget_rate(rate);
-                }
-                if let Some(wait) = at.checked_sub(since_epoch(self.clock.now()))
-                    && !wait.is_zero()
-                {
-                    tokio::time::sleep(wait).await;
                 }
                 Ok(Admitted {
                     at,
@@ -537,6 +565,59 @@ mod tests {
         let waited = Instant::now() - start;
         assert!(waited >= Duration::from_secs(2), "{waited:?}");
         assert!(second.governor.as_ref().unwrap().budget() <= shared.base + 0.5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slots_booked_before_a_cut_are_taken_again_at_the_new_rate() {
+        let store = MemoryStore::new();
+        let (stack, _) = container(&store, 10.0);
+        let stack = Arc::new(stack);
+        let id = placed(&stack);
+        let start = Instant::now();
+        // Ten creates book a second of slots at 10/s.
+        let mut calls = Vec::new();
+        for _ in 0..10 {
+            let (stack, id) = (stack.clone(), id.clone());
+            calls.push(tokio::spawn(async move {
+                Asking::new(Priority::Create)
+                    .scope(stack.get_order(&id))
+                    .await
+                    .unwrap();
+                Instant::now() - start
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The one sent at once was refused at the start of FoxReload's
+        // second: the budget is cut to a quarter, 2.5/s.
+        let governor = stack.governor.as_ref().unwrap();
+        let now = since_epoch(datetime!(2026-12-01 12:00 UTC));
+        governor
+            .limited(
+                Admitted {
+                    at: now,
+                    granted: now,
+                    rate: 10.0,
+                },
+                None,
+            )
+            .await;
+        let cut = store.budget().await.unwrap().expect("cut");
+        assert_eq!(cut.base, 2.5);
+        let mut sent = Vec::new();
+        for call in calls {
+            sent.push(call.await.unwrap());
+        }
+        sent.sort();
+        // The first went before the cut; the others, instead of every
+        // 0.1 s, from the end of the cool-down every 0.4 s.
+        assert_eq!(sent[0], Duration::ZERO);
+        let cool_down = cut.cool_until - now;
+        assert!(sent[1] >= cool_down, "{sent:?}");
+        let gaps: Vec<Duration> = sent[1..].windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            gaps.iter().all(|gap| *gap >= Duration::from_millis(390)),
+            "{sent:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -274,20 +274,8 @@ pub async fn drain_json(clients: &AwsClients, queue_url: &str) -> Vec<serde_json
 /// What the simulator delivered for a supplier order, by the documented
 /// rule: each `externalData` entry's `code`, or the whole entry as JSON.
 pub fn simulator_codes(sim: &foxreload_sim::Simulator, supplier_order_id: &str) -> Vec<String> {
-    use serde_json::Value;
-    let order = sim
-        .order(supplier_order_id)
-        .expect("the simulator knows the order");
-    order["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|item| item["externalData"].as_array().cloned().unwrap_or_default())
-        .map(|entry| match entry.get("code").and_then(Value::as_str) {
-            Some(code) if !code.is_empty() => code.to_owned(),
-            _ => entry.to_string(),
-        })
-        .collect()
+    sim.codes(supplier_order_id)
+        .expect("the simulator knows the order")
 }
 
 /// Queues subscribed to the order-events and ops-alerts topics of a stack:

@@ -1,12 +1,14 @@
 //! foxrelay's benchmarks. `cargo run --release -p foxrelay-bench` runs every
 //! section and prints one markdown table each; name sections to run only
-//! those (`schedule`, `learned`, `cold-start`, `throughput`, `scan`, `cost`).
+//! those (`schedule`, `learned`, `cold-start`, `throughput`, `scan`, `cost`;
+//! `burst`, minutes long, runs only when named).
 //!
 //! Every figure is measured in this run on this machine; where there is
 //! something to compare with, both are measured in the same run and the
 //! ratio is printed. Nothing here is a pass/fail test. Progress (which
 //! section, how far along) goes to standard error.
 
+mod burst;
 mod cold_start;
 mod cost;
 mod lab;
@@ -21,16 +23,19 @@ mod throughput;
 use std::process::ExitCode;
 use table::Section;
 
-const SECTIONS: [&str; 6] = [
+const SECTIONS: [&str; 7] = [
     "schedule",
     "learned",
     "cold-start",
     "throughput",
     "scan",
     "cost",
+    "burst",
 ];
+/// Run only when named: minutes long.
+const ON_REQUEST: [&str; 1] = ["burst"];
 /// The sections that need moto (the local AWS).
-const NEEDS_AWS: [&str; 4] = ["cold-start", "throughput", "scan", "cost"];
+const NEEDS_AWS: [&str; 5] = ["cold-start", "throughput", "scan", "cost", "burst"];
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -43,7 +48,10 @@ async fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let chosen: Vec<&str> = if args.is_empty() {
-        SECTIONS.to_vec()
+        SECTIONS
+            .into_iter()
+            .filter(|s| !ON_REQUEST.contains(s))
+            .collect()
     } else {
         args.iter().map(String::as_str).collect()
     };
@@ -82,6 +90,7 @@ async fn main() -> ExitCode {
             ("throughput", Some(lab)) => throughput::run(lab).await,
             ("scan", Some(lab)) => stall_scan::run(lab).await,
             ("cost", Some(lab)) => cost::run(lab).await,
+            ("burst", Some(lab)) => burst::run_section(lab).await,
             _ => unreachable!("checked above"),
         };
         progress::done(name, started);

@@ -299,6 +299,24 @@ impl Simulator {
         self.state.order(id)
     }
 
+    /// The codes delivered for order `id`, by the rule foxrelay documents:
+    /// each `externalData` entry's `code`, or the whole entry as JSON.
+    pub fn codes(&self, id: &str) -> Option<Vec<String>> {
+        let order = self.order(id)?;
+        Some(
+            order["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|item| item["externalData"].as_array().cloned().unwrap_or_default())
+                .map(|entry| match entry.get("code").and_then(Value::as_str) {
+                    Some(code) if !code.is_empty() => code.to_owned(),
+                    _ => entry.to_string(),
+                })
+                .collect(),
+        )
+    }
+
     /// Forgets every order and counter and restores the configured balance.
     pub fn reset(&self) {
         self.state.reset();

@@ -2,6 +2,7 @@
 //! resources of `template.yaml` created in it through the real SDK, and the
 //! FoxReload simulator.
 
+pub mod burst;
 pub mod event_source;
 pub mod gateway;
 pub mod lambda;

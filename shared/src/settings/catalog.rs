@@ -105,8 +105,8 @@ pub const CATALOG: &[Documented] = &[
         names::FOXRELOAD_MAX_RPS,
         Some("FoxReloadMaxRps"),
         "",
-        "0 turns the budget off",
-        "the most requests per second the whole stack sends FoxReload, shared by every container of every function, creates first; a 429 lowers it until FoxReload stops refusing, and it creeps back up",
+        "0: no budget",
+        "the most requests per second the whole stack sends FoxReload, shared by every container of every function, creates first; a 429 lowers it until FoxReload stops refusing, and it creeps back up. Off by default while it is proven at scale (see docs/design.md)",
     ),
     doc(
         names::FOXRELOAD_AUTO_PAY,

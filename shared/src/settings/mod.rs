@@ -77,7 +77,7 @@ impl FoxReloadSettings {
             api_key: ApiKeySource::Plain(ApiKey::new(api_key)),
             connect_timeout: Duration::from_millis(DEFAULT_CONNECT_TIMEOUT_MS),
             request_timeout: Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS),
-            max_rps: Some(20),
+            max_rps: None,
             auto_pay: true,
             mock_orders: false,
             currency: None,

@@ -356,7 +356,9 @@ pub trait BudgetStore: Send + Sync {
 
     /// Replaces the shared state with `next` if it is still `seen` (`None`:
     /// none written yet). False when another container changed it first:
-    /// read it again, and decide again. The limiter is left as it is.
+    /// read it again, and decide again. A cut (a later `cut_at`) also moves
+    /// the limiter back to the end of its cool-down: slots booked before it
+    /// at the old rate are void, and their callers take new ones.
     fn swap_budget(
         &self,
         seen: Option<&budget::Shared>,

@@ -1282,13 +1282,10 @@ pub async fn the_stacks_slots_are_taken_one_at_a_time_an_interval_apart<S: Order
         .take_slot(&ask(later, Duration::from_secs(2), None))
         .await
         .unwrap();
-    assert_eq!(
-        booked.slot,
-        Slot::Go {
-            at: cool.cool_until,
-            next: cool.cool_until + gap,
-            from: SlotFrom::CoolDown
-        }
+    assert!(
+        matches!(booked.slot, Slot::Go { at, next, .. }
+            if at == cool.cool_until && next == cool.cool_until + gap),
+        "{booked:?}"
     );
     let next = store
         .take_slot(&ask(later, Duration::from_secs(2), None))
@@ -1297,5 +1294,41 @@ pub async fn the_stacks_slots_are_taken_one_at_a_time_an_interval_apart<S: Order
     assert!(
         matches!(next.slot, Slot::Go { at, .. } if at == cool.cool_until + gap),
         "{next:?}"
+    );
+    // Slots booked far ahead, then a cut: the limiter starts again at the
+    // end of the new cool-down (the old slots are void).
+    for _ in 0..20 {
+        store
+            .take_slot(&ask(later, Duration::from_secs(10), None))
+            .await
+            .unwrap();
+    }
+    let recut = Shared {
+        base: 5.0,
+        cool_until: Duration::from_millis(1_764_000_010_500),
+        cut_at: Duration::from_millis(1_764_000_010_000),
+    };
+    assert!(store.swap_budget(Some(&cool), &recut).await.unwrap());
+    let after = store
+        .take_slot(&ask(later, Duration::from_secs(2), None))
+        .await
+        .unwrap();
+    assert!(
+        matches!(after.slot, Slot::Go { at, .. } if at == recut.cool_until),
+        "{after:?}"
+    );
+    // A cool-down made longer without a cut leaves the limiter where it is.
+    let longer = Shared {
+        cool_until: Duration::from_millis(1_764_000_010_600),
+        ..recut
+    };
+    assert!(store.swap_budget(Some(&recut), &longer).await.unwrap());
+    let kept = store
+        .take_slot(&ask(later, Duration::from_secs(2), None))
+        .await
+        .unwrap();
+    assert!(
+        matches!(kept.slot, Slot::Go { at, .. } if at == longer.cool_until),
+        "{kept:?}"
     );
 }

@@ -937,6 +937,9 @@ impl crate::store::BudgetStore for MemoryStore {
         if state.budget.map(stored_budget) != seen.copied().map(stored_budget) {
             return Ok(false);
         }
+        if seen.is_none_or(|seen| next.cut_at > seen.cut_at) {
+            state.next_due = Some(Self::kept_due(next.cool_until));
+        }
         state.budget = Some(stored_budget(*next));
         Ok(true)
     }

@@ -209,6 +209,17 @@ impl BudgetStore for DynamoStore {
             .expression_attribute_values(":nextBase", n(next.base))
             .expression_attribute_values(":nextCool", n(millis(next.cool_until)))
             .expression_attribute_values(":nextCut", n(millis(next.cut_at)));
+        let cut = seen.is_none_or(|seen| next.cut_at > seen.cut_at);
+        let request = if cut {
+            request
+                .update_expression(
+                    "SET baseRps = :nextBase, coolUntil = :nextCool, cutAt = :nextCut, \
+                     nextDue = :restart",
+                )
+                .expression_attribute_values(":restart", n(decimal_millis(next.cool_until)))
+        } else {
+            request
+        };
         let request = match seen {
             None => request.condition_expression("attribute_not_exists(baseRps)"),
             Some(seen) => request

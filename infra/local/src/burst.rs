@@ -1,0 +1,301 @@
+//! A burst of orders against FoxReload's rate limit, through the local
+//! stack: the scenario of issue 16, run by its test (smaller) and by the
+//! benchmark (500 orders in 10 s). Clients place orders over `over`, each
+//! with its own key, coming back after `Retry-After` when answered 503; the
+//! simulator refuses what passes `limit` a second; several pollers take the
+//! poll messages. What FoxReload saw, second by second, and what the orders
+//! went through, are reported; an order bought twice, holding another's
+//! order, or notified with codes other than FoxReload's is an error.
+
+use crate::stack::{LocalStack, StackOptions};
+use foxrelay_shared::store::{DynamoStore, OrderReader, OrderRecord};
+use foxreload_sim::{PRODUCT_FAST, RateLimit, SimConfig, Simulator};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use time::OffsetDateTime;
+
+/// The burst and the stack it runs on.
+#[derive(Clone, Debug)]
+pub struct Burst {
+    pub orders: usize,
+    /// The orders are placed evenly over this long.
+    pub over: Duration,
+    /// FoxReload's limit, requests a second.
+    pub limit: u32,
+    /// `FOXRELOAD_MAX_RPS` (0: no budget).
+    pub max_rps: u32,
+    pub pollers: usize,
+    /// How long the orders may take to be notified, from the first.
+    pub deadline: Duration,
+    /// The stack (its `foxreload` and `simulator` are the burst's own).
+    pub stack: StackOptions,
+}
+
+/// What one burst saw.
+#[derive(Clone, Debug, Default)]
+pub struct BurstReport {
+    /// Requests FoxReload saw per second (Unix time), its 429s, and its
+    /// reads of one order.
+    pub requests: BTreeMap<i64, u64>,
+    pub limited: BTreeMap<i64, u64>,
+    pub reads: BTreeMap<i64, u64>,
+    /// When (Unix seconds, as received) creates were answered 503 `busy`:
+    /// the stack's own budget.
+    pub busy: Vec<f64>,
+    /// Creates answered 503 because FoxReload refused or failed.
+    pub unavailable: usize,
+    /// From the first order placed to the last notified.
+    pub drain: Duration,
+    /// From each order's first POST to its event, sorted.
+    pub lags: Vec<Duration>,
+}
+
+impl BurstReport {
+    /// The first second FoxReload answered a 429, if it did.
+    pub fn first_429(&self) -> Option<i64> {
+        self.limited.keys().next().copied()
+    }
+
+    /// FoxReload's busiest second after the first 429 (of all, if none).
+    pub fn busiest_after_first_429(&self) -> u64 {
+        let from = self.first_429().map_or(i64::MIN, |s| s + 1);
+        self.requests
+            .range(from..)
+            .map(|(_, n)| *n)
+            .max()
+            .unwrap_or(0)
+    }
+
+    pub fn refusals(&self) -> u64 {
+        self.limited.values().sum()
+    }
+
+    /// The lag below which `share` of the orders were notified.
+    pub fn lag(&self, share: f64) -> Duration {
+        if self.lags.is_empty() {
+            return Duration::ZERO;
+        }
+        let i = ((self.lags.len() as f64 * share).ceil() as usize).clamp(1, self.lags.len());
+        self.lags[i - 1]
+    }
+
+    /// Seconds in which FoxReload was sent a read of an order while, at
+    /// most 7 s before, a create had been refused for the budget: none,
+    /// when creates come first (a create is refused only when every slot
+    /// of the next 8 s is taken, and a read books at most 1 s ahead).
+    pub fn reads_while_creates_refused(&self) -> Vec<i64> {
+        let mut seconds = BTreeSet::new();
+        for at in &self.busy {
+            let second = at.floor() as i64;
+            for later in second + 2..=second + 6 {
+                if self.reads.get(&later).copied().unwrap_or(0) > 0 {
+                    seconds.insert(later);
+                }
+            }
+        }
+        seconds.into_iter().collect()
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// One order as a client places it: the same key until it is accepted,
+/// coming back when told. Its id, when it first tried (the customer's clock
+/// starts there), and its 503s (`true`: the stack's budget).
+async fn place(
+    http: reqwest::Client,
+    api: String,
+    key: String,
+    give_up: Instant,
+) -> Result<(String, OffsetDateTime, Vec<(bool, f64)>), String> {
+    let first = OffsetDateTime::now_utc();
+    let mut refusals = Vec::new();
+    loop {
+        let response = http
+            .post(&api)
+            .header("idempotency-key", &key)
+            .json(&json!({"items": [{"productId": PRODUCT_FAST, "quantity": 1}]}))
+            .send()
+            .await
+            .map_err(|e| format!("POST /orders: {e}"))?;
+        let at = unix_now();
+        let status = response.status().as_u16();
+        let wait = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let answer: serde_json::Value = response.json().await.unwrap_or_default();
+        match status {
+            202 => {
+                let id = answer["orderId"].as_str().ok_or("202 without an orderId")?;
+                return Ok((id.to_owned(), first, refusals));
+            }
+            503 => {
+                refusals.push((answer["error"]["code"] == "busy", at));
+                let wait = wait.ok_or_else(|| format!("a 503 without Retry-After: {answer}"))?;
+                tokio::time::sleep(Duration::from_secs(wait)).await;
+            }
+            other => return Err(format!("POST /orders answered {other}: {answer}")),
+        }
+        if Instant::now() > give_up {
+            return Err(format!("{key} was never accepted"));
+        }
+    }
+}
+
+/// Waits until every order is notified; the orders as stored.
+async fn notified(
+    store: &DynamoStore,
+    ids: &[String],
+    give_up: Instant,
+) -> Result<BTreeMap<String, OrderRecord>, String> {
+    let mut done = BTreeMap::new();
+    loop {
+        for id in ids {
+            if done.contains_key(id) {
+                continue;
+            }
+            let order = store
+                .order(id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("order {id} not stored"))?;
+            if order.notified_at.is_some() {
+                done.insert(id.clone(), order);
+            }
+        }
+        if done.len() == ids.len() {
+            return Ok(done);
+        }
+        if Instant::now() > give_up {
+            let mut open: BTreeMap<String, usize> = BTreeMap::new();
+            for id in ids.iter().filter(|id| !done.contains_key(*id)) {
+                if let Ok(Some(order)) = store.order(id).await {
+                    let why = order.last_error.map(|e| e.kind).unwrap_or_default();
+                    let key = format!(
+                        "{} after {} polls, next link {}, {why}",
+                        order.status, order.poll_count, order.poll_seq
+                    );
+                    *open.entry(key).or_default() += 1;
+                }
+            }
+            return Err(format!(
+                "{} of {} orders notified in time; the others: {open:?}",
+                done.len(),
+                ids.len()
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Runs the burst.
+pub async fn run(burst: Burst) -> Result<BurstReport, String> {
+    let sim = Simulator::start(SimConfig {
+        rate_limit: RateLimit {
+            per_second: Some(burst.limit),
+            ..RateLimit::default()
+        },
+        ..SimConfig::default()
+    })
+    .await
+    .map_err(|e| format!("the simulator did not start: {e}"))?;
+    let mut options = burst.stack.clone();
+    options.foxreload = Some((sim.base_url(), sim.api_key().to_owned()));
+    options.pollers = burst.pollers;
+    options
+        .overrides
+        .insert("FOXRELOAD_MAX_RPS".into(), burst.max_rps.to_string());
+    let stack = LocalStack::start(options).await?;
+    let http = reqwest::Client::new();
+    let api = format!("http://{}/orders", stack.api_addr);
+    let start = Instant::now();
+    let give_up = start + burst.deadline;
+    let gap = burst.over / u32::try_from(burst.orders.max(1)).unwrap_or(u32::MAX);
+    let mut tasks = Vec::new();
+    for n in 0..burst.orders {
+        tokio::time::sleep_until((start + gap * n as u32).into()).await;
+        let key = format!("burst-{}-{n}", burst.stack.prefix);
+        tasks.push(tokio::spawn(place(http.clone(), api.clone(), key, give_up)));
+    }
+    let mut placed = Vec::new();
+    for task in tasks {
+        placed.push(task.await.map_err(|e| e.to_string())??);
+    }
+    let store = DynamoStore::new(stack.clients.dynamodb.clone(), stack.resources.table_name());
+    let ids: Vec<String> = placed.iter().map(|(id, _, _)| id.clone()).collect();
+    let orders = match notified(&store, &ids, give_up).await {
+        Ok(orders) => orders,
+        Err(error) => {
+            let counters = sim.counters();
+            return Err(format!(
+                "{error}; FoxReload saw {:?} requests a second, refused {:?}; budget {:?}",
+                counters.requests_by_second,
+                counters.rate_limited_by_second,
+                foxrelay_shared::store::BudgetStore::budget(&store).await
+            ));
+        }
+    };
+    let drain = start.elapsed();
+    // Every order notified with its own codes, as FoxReload delivered them.
+    let mut held = BTreeSet::new();
+    for order in orders.values() {
+        let supplier = order
+            .supplier_order_id
+            .clone()
+            .ok_or_else(|| format!("{} notified without a FoxReload order", order.order_id))?;
+        if !held.insert(supplier.clone()) {
+            return Err(format!("FoxReload order {supplier} held twice"));
+        }
+        let codes: Vec<String> = store
+            .codes(&order.order_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|c| c.code)
+            .collect();
+        if codes.is_empty() || Some(&codes) != sim.codes(&supplier).as_ref() {
+            return Err(format!(
+                "{} notified with codes other than FoxReload's",
+                order.order_id
+            ));
+        }
+    }
+    let counters = sim.counters();
+    if counters.orders_created as usize != burst.orders {
+        return Err(format!(
+            "{} orders bought for {} placed",
+            counters.orders_created, burst.orders
+        ));
+    }
+    let mut lags: Vec<Duration> = placed
+        .iter()
+        .map(|(id, first, _)| {
+            orders[id].notified_at.map_or(Duration::ZERO, |at| {
+                (at - *first).try_into().unwrap_or_default()
+            })
+        })
+        .collect();
+    lags.sort();
+    let refusals: Vec<(bool, f64)> = placed.iter().flat_map(|(_, _, r)| r.clone()).collect();
+    stack.stop().await;
+    sim.shutdown().await;
+    Ok(BurstReport {
+        requests: counters.requests_by_second,
+        limited: counters.rate_limited_by_second,
+        reads: counters.reads_by_second,
+        busy: refusals
+            .iter()
+            .filter(|(busy, _)| *busy)
+            .map(|(_, at)| *at)
+            .collect(),
+        unavailable: refusals.iter().filter(|(busy, _)| !*busy).count(),
+        drain,
+        lags,
+    })
+}
