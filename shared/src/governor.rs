@@ -48,9 +48,11 @@ impl Asking {
         }
     }
 
-    /// Runs `flow` with its FoxReload calls asked as `self`.
+    /// Runs `flow` with its FoxReload calls asked as `self`. The flow (a
+    /// whole create or poll) is kept on the heap: it is large, and callers
+    /// polling it on a small stack must not hold it there.
     pub async fn scope<T>(self, flow: impl Future<Output = T>) -> T {
-        ASKING.scope((self, Cell::new(None)), flow).await
+        ASKING.scope((self, Cell::new(None)), Box::pin(flow)).await
     }
 
     /// Who asks in the current flow: a poll when nobody said.

@@ -96,6 +96,7 @@ pub fn leading_keys() -> BTreeMap<(&'static str, &'static str), &'static [&'stat
         "IDEMPOTENCY#*",
         "CLOCK#*",
         "ALERT#*",
+        "BUDGET#*",
     ];
     BTreeMap::from([
         (

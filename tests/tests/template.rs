@@ -966,6 +966,7 @@ const RANGED: &[(&str, &str)] = &[
         "FoxReloadRequestTimeoutMs",
         names::FOXRELOAD_REQUEST_TIMEOUT_MS,
     ),
+    ("FoxReloadMaxRps", names::FOXRELOAD_MAX_RPS),
     ("StallAfterSecs", names::STALL_AFTER_SECS),
     ("StallRealertSecs", names::STALL_REALERT_SECS),
     ("PollFastIntervalSecs", names::POLL_FAST_INTERVAL_SECS),
@@ -1409,9 +1410,14 @@ fn the_dashboard_shows_every_alarm_and_only_metrics_the_functions_write() {
             "the dashboard does not show {id}"
         );
     }
+    // Written when there is something to write, not as zeros.
     let timings = [
         ("TimeToNotify", ["poll-order", "scan-stalled"]),
         ("SupplierLatency", ["create-order", "poll-order"]),
+        (
+            foxrelay_shared::metrics::FOXRELOAD_BUDGET,
+            ["create-order", "poll-order"],
+        ),
     ];
     let mut shown = BTreeSet::new();
     for widget in widgets {
@@ -1425,16 +1431,32 @@ fn the_dashboard_shows_every_alarm_and_only_metrics_the_functions_write() {
                 .and_then(|first| first["expression"].as_str())
                 .filter(|e| e.starts_with("SEARCH("))
             {
-                // Per-product figures: the dimension set poll-order writes
-                // them with, exactly, and a metric written so.
-                use foxrelay_shared::metrics::{FUNCTION, POLLS_PER_ORDER, PRODUCT, SCHEDULE};
-                let schema = format!("{{\"NS\",{FUNCTION},{PRODUCT},{SCHEDULE}}}");
-                assert!(search.contains(&schema), "{search}");
-                let metric = [POLLS_PER_ORDER, "TimeToNotify"]
-                    .into_iter()
+                // Per-product figures, and the budget's slots per priority:
+                // the dimension set the functions write them with, exactly,
+                // and a metric written so.
+                use foxrelay_shared::metrics::{
+                    BUDGET_DENIED, BUDGET_GRANTED, FUNCTION, POLLS_PER_ORDER, PRIORITY, PRODUCT,
+                    SCHEDULE,
+                };
+                let searched = [
+                    (
+                        format!("{{\"NS\",{FUNCTION},{PRODUCT},{SCHEDULE}}}"),
+                        [POLLS_PER_ORDER, "TimeToNotify"],
+                    ),
+                    (
+                        format!("{{\"NS\",{FUNCTION},{PRIORITY}}}"),
+                        [BUDGET_GRANTED, BUDGET_DENIED],
+                    ),
+                ];
+                let (_, metrics) = searched
+                    .iter()
+                    .find(|(schema, _)| search.contains(schema.as_str()))
+                    .unwrap_or_else(|| panic!("{search} searches no dimension set written"));
+                let metric = metrics
+                    .iter()
                     .find(|m| search.contains(&format!("MetricName=\"{m}\"")))
-                    .unwrap_or_else(|| panic!("{search} names no per-product metric"));
-                shown.insert(metric.to_owned());
+                    .unwrap_or_else(|| panic!("{search} names no metric of its dimensions"));
+                shown.insert((*metric).to_owned());
                 continue;
             }
             if row.first().and_then(Value::as_str) != Some("NS") {
@@ -1454,6 +1476,13 @@ fn the_dashboard_shows_every_alarm_and_only_metrics_the_functions_write() {
             if metric == "SupplierLatency" {
                 assert_eq!(row[4], "Operation", "{row:?}");
                 assert!(operations.contains(&row[5].as_str().unwrap()), "{row:?}");
+            } else if metric == "SupplierErrors" && row[4] == "ErrorKind" {
+                // Also written per kind of failure.
+                let kind = row[5].as_str().unwrap();
+                assert!(
+                    ["rate_limited", "unavailable", "ambiguous", "unauthorized"].contains(&kind),
+                    "{row:?}"
+                );
             } else {
                 assert!(
                     row.get(4).is_none_or(Value::is_object),

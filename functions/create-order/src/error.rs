@@ -83,6 +83,12 @@ impl ApiError {
         self.status >= 500 && self.code.starts_with("supplier_")
     }
 
+    /// A 503 because the stack's own FoxReload budget had no slot: what the
+    /// `CreatesThrottled` metric counts.
+    pub fn is_budget_spent(&self) -> bool {
+        self.status == 503 && self.code == "busy"
+    }
+
     pub fn not_found(what: &str) -> Self {
         Self::new(404, "not_found", format!("{what} not found"))
     }

@@ -138,6 +138,9 @@ where
                 if error.is_supplier_failure() {
                     api.metrics.add(Metric::SupplierErrorResponses, 1);
                 }
+                if error.is_budget_spent() {
+                    api.metrics.add(Metric::CreatesThrottled, 1);
+                }
                 error.into_response()
             }
         }

@@ -52,6 +52,7 @@ pub const METRICS: MetricSet = MetricSet {
         Metric::OrdersCreated,
         Metric::SupplierErrors,
         Metric::SupplierErrorResponses,
+        Metric::CreatesThrottled,
         Metric::PaymentRefusals,
         Metric::ReconciliationsClaimed,
         Metric::ReconciliationsNothing,

@@ -5,7 +5,7 @@
 use foxrelay_shared::clock::Clock;
 use foxrelay_shared::domain::event::OrderEvent;
 use foxrelay_shared::domain::{OrderStatus, PollKind, PollMessage};
-use foxrelay_shared::foxreload::{Operation, Uncertainty};
+use foxrelay_shared::foxreload::{Operation, SupplierError, Uncertainty};
 use foxrelay_shared::queue::PollQueue;
 use foxrelay_shared::store::{OrderReader, OrderRecord};
 use foxrelay_shared::testing::seed::{self, Seeded};
@@ -580,4 +580,46 @@ fn learned(polls: &[u32]) -> foxrelay_shared::domain::learning::OrderPlan {
             polls: polls.to_vec(),
         },
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_poll_held_back_by_the_budget_goes_again_soon_counting_no_poll_and_no_failure() {
+    let p = poller();
+    let seeded = seed(&p, "h1").await;
+    let mut sqs = Sqs::default();
+    // The stack's budget has no slot for the first poll, twice.
+    for _ in 0..2 {
+        p.supplier.fail(
+            Operation::GetOrder,
+            SupplierError::Throttled {
+                op: Operation::GetOrder,
+                retry_after: Duration::from_millis(300),
+            },
+        );
+    }
+    let started = Instant::now();
+    for _ in 0..2 {
+        let outcome = sqs.deliver(&p).await.unwrap().unwrap();
+        assert!(matches!(outcome, Handled::Continued { .. }), "{outcome:?}");
+    }
+    let order = stored(&p, "h1").await;
+    assert_eq!(order.poll_count, 0, "no poll counted");
+    assert_eq!(order.consecutive_errors, 0, "no failure counted");
+    assert_eq!(order.last_error, None);
+    assert_eq!(order.needs_attention, None);
+    assert_eq!(
+        order.plan_step,
+        seeded.order().plan_step,
+        "the plan where it was"
+    );
+    assert!(p.publisher.alert_kinds().is_empty());
+    // Then it is polled to its end, soon after.
+    let outcomes = sqs.drain(&p, 50).await;
+    assert!(
+        matches!(outcomes.last(), Some(Ok(Handled::Finished { .. }))),
+        "{outcomes:?}"
+    );
+    let held = Instant::now() - started;
+    assert!(held < Duration::from_secs(60), "{held:?}");
+    assert_eq!(p.publisher.events().len(), 1);
 }

@@ -55,6 +55,9 @@ pub enum Metric {
     /// refused us (not the caller): what an alarm on FoxReload being down
     /// during creates counts. Handled answers are not Lambda errors.
     SupplierErrorResponses,
+    /// `POST /orders` answered 503 `busy`: the stack's own FoxReload budget
+    /// had no slot for the create within its reach.
+    CreatesThrottled,
     /// Payments FoxReload refused (a 4xx to pay: balance, account).
     PaymentRefusals,
     /// Reconciliations that found our order and claimed it.
@@ -80,6 +83,7 @@ impl Metric {
             Self::RepublishedEvents => "RepublishedEvents",
             Self::SupplierErrors => "SupplierErrors",
             Self::SupplierErrorResponses => "SupplierErrorResponses",
+            Self::CreatesThrottled => "CreatesThrottled",
             Self::PaymentRefusals => "PaymentRefusals",
             Self::ReconciliationsClaimed => "ReconciliationsClaimed",
             Self::ReconciliationsNothing => "ReconciliationsNothing",

@@ -205,8 +205,16 @@ where
         if age(order, now) >= self.options.schedule.horizon && !paid(order.status) {
             return self.abandon(order).await;
         }
-        let wait = wait.unwrap_or(HELD_BACK).max(HELD_BACK);
-        let delay = (wait + HELD_BACK.mul_f64(unit())).min(MAX_DELAY);
+        // Links held back so far (every link moves the chain on, a poll
+        // counts only when made): the busier the stack has been for it, the
+        // longer it waits before asking again, so a backlog of held-back
+        // polls does not go round every second.
+        let held = order.poll_seq.saturating_sub(order.poll_count + 1);
+        let backoff = HELD_BACK
+            .mul_f64(1.5_f64.powi(i32::try_from(held.min(16)).unwrap_or(16)))
+            .min(HELD_BACK_MOST);
+        let wait = wait.unwrap_or(HELD_BACK).max(backoff);
+        let delay = (wait + wait.mul_f64(unit() * 0.5)).min(MAX_DELAY);
         info!(
             wait_ms = delay.as_millis() as u64,
             "poll held back by the FoxReload budget"
@@ -245,6 +253,10 @@ where
     }
 }
 
-/// The least a held-back link waits, and the most jitter added to it: SQS
-/// delays are whole seconds.
+/// The least a held-back link waits (SQS delays are whole seconds); half
+/// as much again at most is added at random.
 const HELD_BACK: Duration = Duration::from_secs(1);
+
+/// The longest a held-back link waits (before jitter), however often it was
+/// held back.
+const HELD_BACK_MOST: Duration = Duration::from_secs(30);

@@ -1,0 +1,126 @@
+//! create-order under the stack's FoxReload budget, in process: the real
+//! governor over the in-memory store and the scripted supplier, on a
+//! paused clock.
+
+use create_order::create::{CreateOptions, Creator};
+use foxrelay_shared::clock::Clock;
+use foxrelay_shared::domain::Principal;
+use foxrelay_shared::domain::budget::Priority;
+use foxrelay_shared::domain::idempotency::IdempotencyKey;
+use foxrelay_shared::foxreload::Operation;
+use foxrelay_shared::governor::{Governed, Governor, GovernorSettings};
+use foxrelay_shared::store::{BudgetStore, OrderReader, SlotAsk};
+use foxrelay_shared::testing::seed::new_order;
+use foxrelay_shared::testing::{
+    MemoryPublisher, MemoryQueue, MemoryStore, ScriptedSupplier, TestClock,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use time::macros::datetime;
+use tokio::time::Instant;
+
+type Supplier = Governed<ScriptedSupplier<TestClock>, MemoryStore, TestClock>;
+type GovernedCreator = Creator<MemoryStore, MemoryQueue, Supplier, TestClock, MemoryPublisher>;
+
+fn creator(rps: f64) -> GovernedCreator {
+    let clock = TestClock::starting_at(datetime!(2026-12-01 12:00 UTC));
+    let store = MemoryStore::new();
+    let governor = Governor::new(
+        store.clone(),
+        clock,
+        GovernorSettings { max_rps: rps },
+        None,
+    );
+    Creator {
+        store,
+        queue: MemoryQueue::new(),
+        supplier: Governed {
+            inner: ScriptedSupplier::new(clock),
+            governor: Some(Arc::new(governor)),
+        },
+        clock,
+        publisher: MemoryPublisher::new(),
+        options: CreateOptions::default(),
+        plans: Default::default(),
+    }
+}
+
+fn alice() -> Principal {
+    Principal::iam("arn:aws:iam::111111111111:user/alice").unwrap()
+}
+
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(30)
+}
+
+/// Other containers' creates take the next `seconds` of slots at `rps`.
+async fn booked(c: &GovernedCreator, rps: f64, seconds: u32) {
+    let now = (c.clock.now() - time::OffsetDateTime::UNIX_EPOCH)
+        .try_into()
+        .unwrap();
+    for _ in 0..(rps as u32 * seconds) {
+        let ask = SlotAsk {
+            now,
+            interval: Duration::from_secs_f64(1.0 / rps),
+            ahead: Duration::from_secs(3_600),
+            hint: None,
+        };
+        c.store.take_slot(&ask).await.unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_waits_for_its_slot_then_its_post_leaves_at_the_time_recorded() {
+    let c = creator(2.0);
+    booked(&c, 2.0, 3).await;
+    let start = Instant::now();
+    let answer = c
+        .create(new_order("a"), None, alice(), deadline())
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 202);
+    // Its slot came 3 s on; the POST recorded then, and sent then.
+    assert!(Instant::now() - start >= Duration::from_secs(3));
+    let order = c.store.order(&answer.order_id).await.unwrap().unwrap();
+    assert_eq!(order.posted_at.len(), 1, "one POST recorded");
+    assert_eq!(order.posts_known, 1);
+    let sent = c.supplier.inner.bought()[0].created_at.clone().unwrap();
+    let recorded = order.posted_at[0];
+    assert!(
+        (sent.parsed.unwrap() - recorded).abs() < time::Duration::milliseconds(800),
+        "{sent:?} {recorded}"
+    );
+    assert_eq!(c.supplier.inner.calls(Operation::CreateOrder), 1);
+    assert_eq!(Priority::Create.ahead(), Duration::from_secs(8));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_with_no_slot_within_reach_is_a_503_busy_that_stores_and_buys_nothing() {
+    let c = creator(2.0);
+    booked(&c, 2.0, 20).await;
+    let refused = c
+        .create(
+            new_order("a"),
+            Some(IdempotencyKey::parse("k1").unwrap()),
+            alice(),
+            deadline(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.code, "busy", "{}", refused.body());
+    assert!(
+        refused
+            .headers
+            .iter()
+            .any(|(name, _)| *name == "retry-after"),
+        "{:?}",
+        refused.headers
+    );
+    assert!(c.store.orders().is_empty(), "nothing stored");
+    assert!(c.supplier.inner.bought().is_empty(), "nothing bought");
+    assert_eq!(c.supplier.inner.calls(Operation::CreateOrder), 0);
+    // The budget never names a create's failure as FoxReload's.
+    assert!(!refused.is_supplier_failure());
+    assert!(c.store.budget().await.unwrap().is_none(), "no cut");
+}
