@@ -627,37 +627,54 @@ async fn a_summary_that_cannot_be_read_leaves_the_order_on_the_schedule() {
     assert_eq!(c.queue.take()[0].delay, Duration::from_secs(5));
 }
 
-#[tokio::test(start_paused = true)]
-async fn an_order_of_ours_whose_own_order_is_outside_the_window_does_not_vouch_for_a_look_alike() {
+/// Order `id`, held by a create-order invocation whose POST was sent (its
+/// outcome known) and made its FoxReload order, then died before claiming
+/// it: the order it made.
+async fn sent_then_died(c: &TestCreator, id: &str, order: &NewOrder) -> String {
     use foxrelay_shared::foxreload::Supplier;
     use foxrelay_shared::store::PlacementStore;
-    let c = creator();
-    measure_clock(&c).await;
-    let order = new_order("a");
-    let request = order.supplier_request(false);
-    // Y's POST was sent and made its order; its invocation died before
-    // claiming it.
-    let y = held(&c, "y", &order, &key("ky").unwrap()).await;
-    let made_by_y = c
+    let record = held(c, id, order, &key(id).unwrap()).await;
+    let made = c
         .supplier
-        .create_order(&y.supplier_request(false))
+        .create_order(&record.supplier_request(false))
         .await
         .unwrap();
-    c.store.mark_posts_known("y", 1).await.unwrap();
-    // X recorded its POST 3 s later and died before sending it.
+    c.store.mark_posts_known(id, 1).await.unwrap();
+    made.id
+}
+
+/// Y sent its POST and died (its order made just before X's window); X
+/// recorded its POST 3 s later and died before sending it; another buyer
+/// made a look-alike in both windows 2 s after X, and another order 1 s
+/// later; a minute has passed. X's key, Y's order and the look-alike.
+async fn look_alike_beside_an_owner_explained(
+    c: &TestCreator,
+    order: &NewOrder,
+) -> (IdempotencyKey, String, String) {
+    measure_clock(c).await;
+    let made_by_y = sent_then_died(c, "y", order).await;
     tokio::time::advance(Duration::from_secs(3)).await;
     let kx = key("kx").unwrap();
-    held(&c, "x", &order, &kx).await;
-    // Another buyer's look-alike inside both windows, and another order of
-    // theirs after it.
+    held(c, "x", order, &kx).await;
     tokio::time::advance(Duration::from_secs(2)).await;
-    let look_alike = c.supplier.place_foreign(&request, c.clock.now());
+    let look_alike = c
+        .supplier
+        .place_foreign(&order.supplier_request(false), c.clock.now());
     tokio::time::advance(Duration::from_secs(1)).await;
     c.supplier.place_foreign(
         &for_player("product_other", None).supplier_request(false),
         c.clock.now(),
     );
     tokio::time::advance(Duration::from_secs(61)).await;
+    (kx, made_by_y, look_alike)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_order_of_ours_whose_own_order_is_outside_the_window_does_not_vouch_for_a_look_alike() {
+    use foxrelay_shared::store::PlacementStore;
+    let c = creator();
+    let order = new_order("a");
+    let (kx, made_by_y, look_alike) = look_alike_beside_an_owner_explained(&c, &order).await;
 
     let answer = create(&c, order, Some(kx), alice()).await.unwrap();
     let json = body(&answer);
@@ -665,13 +682,12 @@ async fn an_order_of_ours_whose_own_order_is_outside_the_window_does_not_vouch_f
     assert_eq!(json["status"], "reconciling", "{json}");
     assert!(json["supplierOrderId"].is_null(), "{json}");
     assert!(!c.store.is_claimed(&look_alike).await.unwrap());
-    assert!(!c.store.is_claimed(&made_by_y.id).await.unwrap());
+    assert!(!c.store.is_claimed(&made_by_y).await.unwrap());
     assert_eq!(c.supplier.bought().len(), 2, "never bought again");
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_list_is_read_back_as_far_as_the_windows_of_every_order_of_ours_counted() {
-    use foxrelay_shared::foxreload::Supplier;
     use foxrelay_shared::store::PlacementStore;
     let c = creator();
     c.supplier.list_page_cap(10);
@@ -688,15 +704,7 @@ async fn the_list_is_read_back_as_far_as_the_windows_of_every_order_of_ours_coun
         if id != "v" {
             tokio::time::advance(Duration::from_secs(9)).await;
         }
-        let record = held(&c, id, &order, &key(id).unwrap()).await;
-        made.push(
-            c.supplier
-                .create_order(&record.supplier_request(false))
-                .await
-                .unwrap()
-                .id,
-        );
-        c.store.mark_posts_known(id, 1).await.unwrap();
+        made.push(sent_then_died(&c, id, &order).await);
     }
     // Another buyer's look-alike at X-1, in Y's window and X's; X recorded
     // its POST and died before sending it.
@@ -727,19 +735,12 @@ async fn the_list_is_read_back_as_far_as_the_windows_of_every_order_of_ours_coun
 
 #[tokio::test(start_paused = true)]
 async fn orders_of_ours_with_overlapping_windows_each_claim_their_own() {
-    use foxrelay_shared::foxreload::Supplier;
     use foxrelay_shared::store::PlacementStore;
     let c = creator();
     measure_clock(&c).await;
     let order = new_order("a");
     // Y's POST made its order; its invocation died before claiming it.
-    let y = held(&c, "y", &order, &key("ky").unwrap()).await;
-    let made_by_y = c
-        .supplier
-        .create_order(&y.supplier_request(false))
-        .await
-        .unwrap();
-    c.store.mark_posts_known("y", 1).await.unwrap();
+    let made_by_y = sent_then_died(&c, "y", &order).await;
     // X's, 3 s later, timed out after making its order.
     tokio::time::advance(Duration::from_secs(3)).await;
     c.supplier
@@ -749,38 +750,18 @@ async fn orders_of_ours_with_overlapping_windows_each_claim_their_own() {
     let bought = c.supplier.bought();
     assert_eq!(bought.len(), 3, "the measure, Y's and X's, once each");
     assert_eq!(json["supplierOrderId"], bought[2].id.as_str(), "{json}");
-    assert!(!c.store.is_claimed(&made_by_y.id).await.unwrap());
+    assert!(!c.store.is_claimed(&made_by_y).await.unwrap());
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_owner_claiming_its_own_order_while_counted_vouches_for_nothing() {
-    use foxrelay_shared::foxreload::Supplier;
     use foxrelay_shared::store::PlacementStore;
     let c = creator();
-    measure_clock(&c).await;
     let order = new_order("a");
-    let request = order.supplier_request(false);
-    let y = held(&c, "y", &order, &key("ky").unwrap()).await;
-    let made_by_y = c
-        .supplier
-        .create_order(&y.supplier_request(false))
-        .await
-        .unwrap();
-    c.store.mark_posts_known("y", 1).await.unwrap();
-    tokio::time::advance(Duration::from_secs(3)).await;
-    let kx = key("kx").unwrap();
-    held(&c, "x", &order, &kx).await;
-    tokio::time::advance(Duration::from_secs(2)).await;
-    let look_alike = c.supplier.place_foreign(&request, c.clock.now());
-    tokio::time::advance(Duration::from_secs(1)).await;
-    c.supplier.place_foreign(
-        &for_player("product_other", None).supplier_request(false),
-        c.clock.now(),
-    );
-    tokio::time::advance(Duration::from_secs(61)).await;
+    let (kx, made_by_y, look_alike) = look_alike_beside_an_owner_explained(&c, &order).await;
     // Y's own claim lands after X counted Y, just before X looks at Y's
     // order.
-    c.store.claim_on_look(&made_by_y.id, "y");
+    c.store.claim_on_look(&made_by_y, "y");
 
     let answer = create(&c, order, Some(kx), alice()).await.unwrap();
     let json = body(&answer);
@@ -788,7 +769,7 @@ async fn an_owner_claiming_its_own_order_while_counted_vouches_for_nothing() {
     assert!(!c.store.is_claimed(&look_alike).await.unwrap());
     assert_eq!(
         stored(&c, "y").await.supplier_order_id.as_deref(),
-        Some(made_by_y.id.as_str())
+        Some(made_by_y.as_str())
     );
 }
 
@@ -799,13 +780,7 @@ async fn orders_of_ours_nearby_are_no_evidence_of_another_buyer() {
     let c = creator();
     measure_clock(&c).await;
     let order = new_order("a");
-    let y = held(&c, "y", &order, &key("ky").unwrap()).await;
-    let made_by_y = c
-        .supplier
-        .create_order(&y.supplier_request(false))
-        .await
-        .unwrap();
-    c.store.mark_posts_known("y", 1).await.unwrap();
+    let made_by_y = sent_then_died(&c, "y", &order).await;
     // X's POST left and made its order, but its invocation died before
     // learning so: it may never have been sent, as far as X's record says.
     tokio::time::advance(Duration::from_secs(3)).await;
@@ -821,6 +796,6 @@ async fn orders_of_ours_nearby_are_no_evidence_of_another_buyer() {
     let answer = create(&c, order, Some(kx), alice()).await.unwrap();
     let json = body(&answer);
     assert_eq!(json["supplierOrderId"], made_by_x.id.as_str(), "{json}");
-    assert!(!c.store.is_claimed(&made_by_y.id).await.unwrap());
+    assert!(!c.store.is_claimed(&made_by_y).await.unwrap());
     assert_eq!(c.supplier.bought().len(), 3, "never bought again");
 }

@@ -175,19 +175,31 @@ where
             polled: true,
             now,
         };
-        self.store
-            .record_poll(&order.order_id, seq, &record)
-            .await?;
+        self.move_on(order, seq, &record, kind, delay).await
+    }
+
+    /// Stores what link `seq` did and sends the next link, `delay` later.
+    async fn move_on(
+        &self,
+        order: &OrderRecord,
+        seq: u64,
+        record: &PollRecord,
+        kind: PollKind,
+        delay: Duration,
+    ) -> Result<Handled, PollError> {
+        self.store.record_poll(&order.order_id, seq, record).await?;
         let message = PollMessage {
             order_id: order.order_id.clone(),
-            seq: next_seq,
+            seq: record.next_seq,
             kind,
         };
         if let Err(error) = self.queue.send(&message, delay).await {
             // The due time is stored: scan-stalled revives the chain.
             warn!(%error, "next poll message not sent");
         }
-        Ok(Handled::Continued { next_seq })
+        Ok(Handled::Continued {
+            next_seq: record.next_seq,
+        })
     }
 
     /// A link whose FoxReload call the stack's budget held back (others
@@ -233,23 +245,12 @@ where
             polled: false,
             now,
         };
-        self.store
-            .record_poll(&order.order_id, seq, &record)
-            .await?;
         let kind = if unsettled(order) {
             PollKind::Reconcile
         } else {
             PollKind::Poll
         };
-        let message = PollMessage {
-            order_id: order.order_id.clone(),
-            seq: next_seq,
-            kind,
-        };
-        if let Err(error) = self.queue.send(&message, delay).await {
-            warn!(%error, "next poll message not sent");
-        }
-        Ok(Handled::Continued { next_seq })
+        self.move_on(order, seq, &record, kind, delay).await
     }
 }
 
