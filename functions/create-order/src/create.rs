@@ -116,6 +116,10 @@ enum Placed {
     Ours(SupplierOrder),
     /// Nothing was bought, for sure.
     NotBought(SupplierError),
+    /// No POST of this create left: the store was too slow to record one
+    /// close enough to its send, or no time was left for a first one.
+    /// Nothing was bought, for sure.
+    NotSent(SupplierProblem),
     /// FoxReload refused: nothing was bought, and retrying will not help.
     Refused(SupplierError),
     /// Could not decide in time: left to poll-order.
@@ -353,6 +357,11 @@ where
                 };
                 return Err(api.with("orderId", id.clone()));
             }
+            Placed::NotSent(problem) => {
+                warn!(detail = problem.detail.as_deref(), "no POST sent; nothing bought");
+                self.settle_not_placed(id, &problem, claim, None).await?;
+                return Err(ApiError::not_sent().with("orderId", id.clone()));
+            }
             Placed::Refused(error) => {
                 warn!(%error, "FoxReload refused the order");
                 let api = ApiError::supplier_refused(&error).with("orderId", id.clone());
@@ -394,9 +403,20 @@ where
         claim: Option<&IdempotencyClaim>,
         answer: Option<&ApiError>,
     ) -> Result<(), ApiError> {
+        self.settle_not_placed(order_id, &SupplierProblem::from(error), claim, answer)
+            .await
+    }
+
+    async fn settle_not_placed(
+        &self,
+        order_id: &str,
+        problem: &SupplierProblem,
+        claim: Option<&IdempotencyClaim>,
+        answer: Option<&ApiError>,
+    ) -> Result<(), ApiError> {
         let now = self.clock.now();
         self.store
-            .mark_not_placed(order_id, &SupplierProblem::from(error), now)
+            .mark_not_placed(order_id, problem, now)
             .await
             .map_err(|e| store_error(&e))?;
         let Some(claim) = claim else {
@@ -535,9 +555,12 @@ where
                 }
             }
             if attempts >= self.options.max_create_attempts || !reconcile.time_left(deadline) {
-                return Ok(Placed::Undecided(undecided(
-                    "no attempt left in the time budget",
-                )));
+                let why = "no attempt left in the time budget";
+                // Every POST so far was answered "not made" or never left.
+                if !reconcile_first {
+                    return Ok(Placed::NotSent(not_sent(why)));
+                }
+                return Ok(Placed::Undecided(undecided(why)));
             }
             attempts += 1;
             // The intent recorded the first POST's time.
@@ -557,9 +580,14 @@ where
                 Posted::Claimed(created) => return Ok(Placed::Ours(created)),
                 Posted::Moved => return Ok(Placed::Moved),
                 Posted::NotSent => {
-                    return Ok(Placed::Undecided(undecided(
-                        "the store was too slow to record a POST before sending it",
-                    )));
+                    let why = "the store was too slow to record a POST before sending it";
+                    // No earlier POST may have made an order (each was
+                    // answered "not made" or never left), and this one was
+                    // never sent: nothing was bought.
+                    if !reconcile_first {
+                        return Ok(Placed::NotSent(not_sent(why)));
+                    }
+                    return Ok(Placed::Undecided(undecided(why)));
                 }
                 // Another of ours reconciled onto this one while our answer
                 // was in flight: find the one it left us.
@@ -637,6 +665,16 @@ where
         if let Err(error) = self.queue.send(&message, delay).await {
             warn!(%error, "first poll message not sent; scan-stalled will revive the chain");
         }
+    }
+}
+
+/// Why a create sent no POST.
+fn not_sent(why: &str) -> SupplierProblem {
+    SupplierProblem {
+        kind: "not_sent".into(),
+        status: None,
+        code: None,
+        detail: Some(why.into()),
     }
 }
 

@@ -178,6 +178,18 @@ impl ApiError {
         .retry_after(retry_after.unwrap_or(Duration::from_secs(2)))
     }
 
+    /// No POST of the order left: the order store was too slow to record
+    /// one in time (or no time was left for it). Nothing was bought.
+    pub fn not_sent() -> Self {
+        Self::new(
+            503,
+            "unavailable",
+            "foxrelay's order store was too slow to send the order safely; nothing was bought; \
+             retry with the same Idempotency-Key",
+        )
+        .retry_after(Duration::from_secs(1))
+    }
+
     /// The stack's own FoxReload request budget has no slot for this
     /// create within its reach (creates come first: FoxReload is being sent
     /// all the creates it takes). Not FoxReload's failure.

@@ -361,6 +361,71 @@ async fn a_create_that_never_reached_foxreload_is_bought_once() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_store_too_slow_to_record_the_post_in_time_is_a_503_that_buys_nothing_and_frees_the_key()
+{
+    let c = creator();
+    // Every write of a send time takes longer than the send slack.
+    c.store.slow("begin", Duration::from_secs(1));
+    c.store.slow("record_post", Duration::from_secs(1));
+    let slow = create(&c, new_order("a"), key("k1"), alice())
+        .await
+        .unwrap_err();
+    assert_eq!(slow.status, 503);
+    assert_eq!(slow.code, "unavailable");
+    assert_eq!(slow.header_value("retry-after"), Some("1"));
+    assert_eq!(c.supplier.calls(Operation::CreateOrder), 0, "nothing sent");
+    let id = slow.extra["orderId"].as_str().unwrap().to_owned();
+    let order = stored(&c, &id).await;
+    assert_eq!(order.status, OrderStatus::NotPlaced);
+    assert_eq!(order.last_error.unwrap().kind, "not_sent");
+    assert!(c.queue.take().is_empty(), "nothing to poll or reconcile");
+    // The store is quick again: the key is free and the retry buys once.
+    c.store.slow("begin", Duration::ZERO);
+    c.store.slow("record_post", Duration::ZERO);
+    let retry = create(&c, new_order("a"), key("k1"), alice())
+        .await
+        .unwrap();
+    assert_eq!(retry.status, 202);
+    assert_ne!(retry.order_id, id);
+    assert_eq!(c.supplier.bought().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_with_no_time_left_for_a_post_is_a_503_that_buys_nothing() {
+    let c = creator();
+    // Less left of the request than one FoxReload call may take.
+    let late = Instant::now() + c.options.reconcile.call_budget / 2;
+    let answer = c
+        .create(new_order("a"), key("k1"), alice(), late)
+        .await
+        .unwrap_err();
+    assert_eq!((answer.status, answer.code), (503, "unavailable"));
+    assert_eq!(c.supplier.calls(Operation::CreateOrder), 0);
+    let order = stored(&c, answer.extra["orderId"].as_str().unwrap()).await;
+    assert_eq!(order.status, OrderStatus::NotPlaced);
+    assert!(c.queue.take().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_post_not_sent_after_an_ambiguous_one_leaves_the_order_reconciling_not_unplaced() {
+    let c = creator();
+    // The first POST times out (FoxReload made nothing, which the list
+    // shows); the next one cannot be recorded in time.
+    c.supplier
+        .on_create(CreateStep::Unsent(Uncertainty::TimedOut));
+    c.store.slow("record_post", Duration::from_secs(1));
+    let answer = create(&c, new_order("a"), key("k1"), alice())
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 202);
+    assert_eq!(body(&answer)["status"], "reconciling");
+    assert_eq!(c.supplier.calls(Operation::CreateOrder), 1);
+    let order = stored(&c, &answer.order_id).await;
+    assert_eq!(order.status, OrderStatus::Reconciling);
+    assert_eq!(c.queue.take()[0].message.kind, PollKind::Reconcile);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_look_alike_made_while_ours_was_in_flight_leaves_the_order_reconciling() {
     let c = creator();
     create(&c, new_order("m"), None, alice()).await.unwrap();

@@ -148,50 +148,73 @@ async fn place(
     }
 }
 
-/// Waits until every order is notified; the orders as stored.
+/// Waits until every order's event is on `events` (a queue subscribed to
+/// the order-events topic: what a subscriber sees, read without loading the
+/// store), then reads each order once; the orders as stored. On time out,
+/// the orders not notified are told by status, chain and last error.
 async fn notified(
+    stack: &LocalStack,
     store: &DynamoStore,
+    events: &str,
     ids: &[String],
     give_up: Instant,
 ) -> Result<BTreeMap<String, OrderRecord>, String> {
-    let mut done = BTreeMap::new();
-    loop {
-        for id in ids {
-            if done.contains_key(id) {
-                continue;
+    let sqs = &stack.clients.sqs;
+    let wanted: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+    let mut seen = BTreeSet::new();
+    while seen.len() < wanted.len() && Instant::now() <= give_up {
+        let got = sqs
+            .receive_message()
+            .queue_url(events)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .map_err(|e| format!("receive order events: {e}"))?;
+        for message in got.messages() {
+            let event: serde_json::Value =
+                serde_json::from_str(message.body().unwrap_or_default()).unwrap_or_default();
+            if let Some(id) = event["orderId"].as_str().filter(|id| wanted.contains(id)) {
+                seen.insert(id.to_owned());
             }
-            let order = store
-                .order(id)
+            sqs.delete_message()
+                .queue_url(events)
+                .receipt_handle(message.receipt_handle().unwrap_or_default())
+                .send()
                 .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("order {id} not stored"))?;
-            if order.notified_at.is_some() {
-                done.insert(id.clone(), order);
-            }
+                .map_err(|e| format!("delete an order event: {e}"))?;
         }
-        if done.len() == ids.len() {
-            return Ok(done);
-        }
-        if Instant::now() > give_up {
-            let mut open: BTreeMap<String, usize> = BTreeMap::new();
-            for id in ids.iter().filter(|id| !done.contains_key(*id)) {
-                if let Ok(Some(order)) = store.order(id).await {
-                    let why = order.last_error.map(|e| e.kind).unwrap_or_default();
-                    let key = format!(
-                        "{} after {} polls, next link {}, {why}",
-                        order.status, order.poll_count, order.poll_seq
-                    );
-                    *open.entry(key).or_default() += 1;
-                }
-            }
-            return Err(format!(
-                "{} of {} orders notified in time; the others: {open:?}",
-                done.len(),
-                ids.len()
-            ));
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    let mut done = BTreeMap::new();
+    let mut open: BTreeMap<String, usize> = BTreeMap::new();
+    for id in ids {
+        let order = store
+            .order(id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("order {id} not stored"))?;
+        if order.notified_at.is_some() {
+            done.insert(id.clone(), order);
+        } else {
+            let why = order
+                .last_error
+                .map(|e| format!("{}: {}", e.kind, e.detail.unwrap_or_default()))
+                .unwrap_or_default();
+            let key = format!(
+                "{} after {} polls, next link {}, {why}",
+                order.status, order.poll_count, order.poll_seq
+            );
+            *open.entry(key).or_default() += 1;
+        }
+    }
+    if open.is_empty() {
+        return Ok(done);
+    }
+    Err(format!(
+        "{} of {} orders notified in time; the others: {open:?}",
+        done.len(),
+        ids.len()
+    ))
 }
 
 /// Runs the burst.
@@ -212,6 +235,13 @@ pub async fn run(burst: Burst) -> Result<BurstReport, String> {
         .overrides
         .insert("FOXRELOAD_MAX_RPS".into(), burst.max_rps.to_string());
     let stack = LocalStack::start(options).await?;
+    let events = crate::subscribe_queue(
+        &stack.clients,
+        &[stack.resources.order_events_topic_arn()],
+        &format!("{}-burst-events", burst.stack.prefix),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let http = reqwest::Client::new();
     let api = format!("http://{}/orders", stack.api_addr);
     let start = Instant::now();
@@ -229,7 +259,7 @@ pub async fn run(burst: Burst) -> Result<BurstReport, String> {
     }
     let store = DynamoStore::new(stack.clients.dynamodb.clone(), stack.resources.table_name());
     let ids: Vec<String> = placed.iter().map(|(id, _, _)| id.clone()).collect();
-    let orders = match notified(&store, &ids, give_up).await {
+    let orders = match notified(&stack, &store, &events, &ids, give_up).await {
         Ok(orders) => orders,
         Err(error) => {
             let counters = sim.counters();

@@ -93,6 +93,7 @@ impl ReconcileOptions {
         // "Nothing" takes two looks; orders of ours in flight are waited
         // for (until they settle) a few times before leaving it undecided.
         let (mut nothing, mut waits) = (0, 0);
+        let mut claims = Claims::default();
         loop {
             match self
                 .look(
@@ -102,6 +103,7 @@ impl ReconcileOptions {
                     order,
                     &windows,
                     measured.as_ref(),
+                    &mut claims,
                     deadline,
                 )
                 .await?
@@ -140,6 +142,7 @@ impl ReconcileOptions {
         order: &OrderRecord,
         windows: &[Window],
         measured: Option<&ClockOffset>,
+        claims: &mut Claims,
         deadline: Instant,
     ) -> Result<Found, StoreError> {
         let wanted = Wanted {
@@ -212,13 +215,14 @@ impl ReconcileOptions {
             // read until the free ones are the same before and after the
             // owners were counted.
             for _ in 0..5 {
-                let unclaimed = unclaimed(store, &fitting).await?;
+                let unclaimed = claims.unclaimed(store, &fitting).await?;
                 if unclaimed.is_empty() {
-                    return self.nothing_unless_alike(store, &listed.near).await;
+                    return self.nothing_unless_alike(store, claims, &listed.near).await;
                 }
                 let (owners, more) = match self
                     .owners(
-                        store, order, &wanted, &unclaimed, measured, snapshot, &listed, deadline,
+                        store, claims, order, &wanted, &unclaimed, measured, snapshot, &listed,
+                        deadline,
                     )
                     .await?
                 {
@@ -232,12 +236,12 @@ impl ReconcileOptions {
                 };
                 let all: Vec<(String, OffsetDateTime)> =
                     unclaimed.iter().chain(&more).cloned().collect();
-                if self::unclaimed(store, &all).await? != all {
+                if claims.unclaimed(store, &all).await? != all {
                     continue;
                 }
                 let id = match decide(&unclaimed, &more, owners, windows) {
                     Verdict::Nothing => {
-                        return self.nothing_unless_alike(store, &listed.near).await;
+                        return self.nothing_unless_alike(store, claims, &listed.near).await;
                     }
                     Verdict::Wait => {
                         info!(
@@ -297,8 +301,10 @@ impl ReconcileOptions {
                     }
                     Verdict::Claim(id) => id,
                 };
+                // Every candidate has our goods, so it is kept (read in full
+                // when its list entry was unclear).
                 let status = listed
-                    .orders
+                    .kept
                     .get(&id)
                     .map_or(SupplierStatus::Active, |o| o.status.clone());
                 match store
@@ -312,7 +318,7 @@ impl ReconcileOptions {
                 {
                     Claim::Claimed => {
                         info!(supplier_order_id = %id, "reconciled onto an existing supplier order");
-                        let found = match listed.orders.get(&id) {
+                        let found = match listed.kept.get(&id) {
                             Some(found) => found.clone(),
                             None => match supplier.get_order(&id).await {
                                 Ok(found) => found,
@@ -350,11 +356,12 @@ impl ReconcileOptions {
     async fn nothing_unless_alike(
         &self,
         store: &impl PlacementStore,
+        claims: &mut Claims,
         near: &BTreeSet<String>,
     ) -> Result<Found, StoreError> {
         let mut alike = Vec::new();
         for id in near {
-            if !store.is_claimed(id).await? {
+            if !claims.is_claimed(store, id).await? {
                 alike.push(id.clone());
             }
         }
@@ -419,9 +426,6 @@ impl ReconcileOptions {
                 .and_then(|times| times.into_iter().max());
             let reached = matches!((newest, oldest), (Some(n), Some(o)) if n < o);
             for entry in got.orders {
-                if same_goods(wanted, &entry) {
-                    listed.kept.insert(entry.id.clone(), entry.clone());
-                }
                 match fit(wanted, windows, &entry) {
                     Fit::Fits(at) => {
                         listed.fitting.insert(entry.id.clone(), at);
@@ -435,13 +439,14 @@ impl ReconcileOptions {
                         {
                             listed.others.push((entry.id.clone(), at));
                         }
-                        continue;
                     }
                     Fit::Unknown(why) => {
                         listed.unknown.insert(entry.id.clone(), why);
                     }
                 }
-                listed.orders.insert(entry.id.clone(), entry);
+                if same_goods(wanted, &entry) {
+                    listed.kept.insert(entry.id.clone(), entry);
+                }
             }
             match got.next {
                 _ if reached => return Ok(listed),
@@ -470,6 +475,7 @@ impl ReconcileOptions {
     async fn owners(
         &self,
         store: &impl PlacementStore,
+        claims: &mut Claims,
         order: &OrderRecord,
         wanted: &Wanted<'_>,
         candidates: &[(String, OffsetDateTime)],
@@ -502,6 +508,11 @@ impl ReconcileOptions {
         let mut added: Vec<OffsetDateTime> = pool.values().copied().collect();
         let mut reach: Option<OffsetDateTime> = None;
         let mut members: Vec<OrderRecord> = Vec::new();
+        let out_of_time = || {
+            Counted::Undecided(
+                "no time left to count the orders of ours that could own the candidates".to_owned(),
+            )
+        };
         while let (Some(first), Some(last)) = (added.iter().min(), added.iter().max()) {
             if members.len() > MOST_OWNERS {
                 return Ok(Counted::Undecided(format!(
@@ -509,10 +520,7 @@ impl ReconcileOptions {
                 )));
             }
             if !self.time_left(deadline) {
-                return Ok(Counted::Undecided(
-                    "no time left to count the orders of ours that could own the candidates"
-                        .to_owned(),
-                ));
+                return Ok(out_of_time());
             }
             // Created up to an hour before (a POST made later by poll-order
             // counts from its own time), in our clock.
@@ -536,6 +544,11 @@ impl ReconcileOptions {
                 // The index lags: each is confirmed by a consistent read.
                 if !could_own(&other) {
                     continue;
+                }
+                // A large group takes many reads: the caller keeps the time
+                // to record the outcome.
+                if !self.time_left(deadline) {
+                    return Ok(out_of_time());
                 }
                 let Some(now) = store
                     .order(&other.order_id)
@@ -580,7 +593,7 @@ impl ReconcileOptions {
                             }
                         },
                     };
-                    if store.is_claimed(id).await? {
+                    if claims.is_claimed(store, id).await? {
                         continue;
                     }
                     pool.insert(id.clone(), at);
@@ -616,7 +629,7 @@ impl ReconcileOptions {
             .filter(|(id, at)| *at - offset + in_flight_for <= snapshot && !pool.contains_key(id))
             .cloned()
             .collect();
-        if maybe_unsent_count > 0 && foreign_listed(store, &older, order).await? {
+        if maybe_unsent_count > 0 && foreign_listed(store, claims, &older, order).await? {
             owners.unsure = maybe_unsent_count;
         }
         Ok(Counted::Owners { owners, more })
@@ -633,6 +646,7 @@ const FOREIGN_CHECKS: usize = 100;
 /// that a candidate is ours.
 async fn foreign_listed(
     store: &impl PlacementStore,
+    claims: &mut Claims,
     others: &[(String, OffsetDateTime)],
     order: &OrderRecord,
 ) -> Result<bool, StoreError> {
@@ -641,25 +655,51 @@ async fn foreign_listed(
     let mut nearest: Vec<&(String, OffsetDateTime)> = others.iter().collect();
     nearest.sort_by_key(|(_, at)| first.map(|f| (*at - f).abs()));
     for (id, _) in nearest.into_iter().take(FOREIGN_CHECKS) {
-        if !store.is_claimed(id).await? {
+        if !claims.is_claimed(store, id).await? {
             return Ok(true);
         }
     }
     Ok(false)
 }
 
-/// The candidates no order of ours holds yet.
-async fn unclaimed(
-    store: &impl PlacementStore,
-    candidates: &[(String, OffsetDateTime)],
-) -> Result<Vec<(String, OffsetDateTime)>, StoreError> {
-    let mut free = Vec::new();
-    for (id, at) in candidates {
-        if !store.is_claimed(id).await? {
-            free.push((id.clone(), *at));
+/// The FoxReload orders one reconciliation has seen claimed by orders of
+/// ours. A claim is never taken back, so each is read from the store once;
+/// one not (yet) claimed is read again every time it is asked about.
+#[derive(Default)]
+struct Claims {
+    known: BTreeSet<String>,
+}
+
+impl Claims {
+    async fn is_claimed(
+        &mut self,
+        store: &impl PlacementStore,
+        supplier_order_id: &str,
+    ) -> Result<bool, StoreError> {
+        if self.known.contains(supplier_order_id) {
+            return Ok(true);
         }
+        let claimed = store.is_claimed(supplier_order_id).await?;
+        if claimed {
+            self.known.insert(supplier_order_id.to_owned());
+        }
+        Ok(claimed)
     }
-    Ok(free)
+
+    /// The candidates no order of ours holds yet.
+    async fn unclaimed(
+        &mut self,
+        store: &impl PlacementStore,
+        candidates: &[(String, OffsetDateTime)],
+    ) -> Result<Vec<(String, OffsetDateTime)>, StoreError> {
+        let mut free = Vec::new();
+        for (id, at) in candidates {
+            if !self.is_claimed(store, id).await? {
+                free.push((id.clone(), *at));
+            }
+        }
+        Ok(free)
+    }
 }
 
 /// An order's request as FoxReload would see it: lines (in any order) and
@@ -692,7 +732,6 @@ struct Listed {
     /// tells whether another buyer uses the account).
     others: Vec<(String, OffsetDateTime)>,
     unknown: BTreeMap<String, &'static str>,
-    orders: BTreeMap<String, SupplierOrder>,
 }
 
 impl Listed {

@@ -151,6 +151,8 @@ pub struct MemoryStore {
     state: Arc<Mutex<State>>,
     /// Method name → failures left to answer.
     faults: Arc<Mutex<HashMap<&'static str, u32>>>,
+    /// Method name → how long each call takes (tokio time).
+    delays: Arc<Mutex<HashMap<&'static str, Duration>>>,
 }
 
 impl MemoryStore {
@@ -165,6 +167,12 @@ impl MemoryStore {
             .lock()
             .expect("fault table")
             .insert(method, times);
+    }
+
+    /// Makes every call of `method` take `by` (tokio time, so a paused
+    /// test clock moves on) before it acts: a slow store.
+    pub fn slow(&self, method: &'static str, by: Duration) {
+        self.delays.lock().expect("delay table").insert(method, by);
     }
 
     /// Every order stored, by id (for assertions).
@@ -202,8 +210,13 @@ impl MemoryStore {
         self.state.lock().expect("store state")
     }
 
-    /// The state, unless `method` is set to fail now.
-    fn enter(&self, method: &'static str) -> Result<MutexGuard<'_, State>, StoreError> {
+    /// The state, after `method`'s delay if it is [`slow`](Self::slow),
+    /// unless it is set to fail now.
+    async fn enter(&self, method: &'static str) -> Result<MutexGuard<'_, State>, StoreError> {
+        let delay = self.delays.lock().expect("delay table").get(method).copied();
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
         let mut faults = self.faults.lock().expect("fault table");
         if let Some(left) = faults.get_mut(method)
             && *left > 0
@@ -261,12 +274,12 @@ fn conflict(operation: &'static str, id: &str) -> StoreError {
 
 impl OrderReader for MemoryStore {
     async fn order(&self, order_id: &str) -> Result<Option<OrderRecord>, StoreError> {
-        let state = self.enter("order")?;
+        let state = self.enter("order").await?;
         Ok(state.orders.get(order_id).map(|o| o.record.clone()))
     }
 
     async fn codes(&self, order_id: &str) -> Result<Vec<DeliveredCodeRecord>, StoreError> {
-        let state = self.enter("codes")?;
+        let state = self.enter("codes").await?;
         Ok(state.codes.get(order_id).cloned().unwrap_or_default())
     }
 }
@@ -277,7 +290,7 @@ impl IdempotencyStore for MemoryStore {
         order: &OrderRecord,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<Begin, StoreError> {
-        let mut state = self.enter("begin")?;
+        let mut state = self.enter("begin").await?;
         if let Some(claim) = claim
             && let Some(held) = state.keys.get(&claim.key)
             && held.expires_at.unix_timestamp() >= order.created_at.unix_timestamp()
@@ -319,7 +332,7 @@ impl IdempotencyStore for MemoryStore {
     }
 
     async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let state = self.enter("idempotency")?;
+        let state = self.enter("idempotency").await?;
         Ok(state.keys.get(key).cloned())
     }
 
@@ -330,7 +343,7 @@ impl IdempotencyStore for MemoryStore {
         locked_until: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let mut state = self.enter("take_over")?;
+        let mut state = self.enter("take_over").await?;
         let Some(held) = state.keys.get_mut(&record.key) else {
             return Ok(false);
         };
@@ -351,7 +364,7 @@ impl IdempotencyStore for MemoryStore {
         holder: &str,
         response: &StoredResponse,
     ) -> Result<(), StoreError> {
-        let mut state = self.enter("finish")?;
+        let mut state = self.enter("finish").await?;
         match state.keys.get_mut(key) {
             Some(held) if held.holder == holder && held.response.is_none() => {
                 held.response = Some(response.clone());
@@ -362,7 +375,7 @@ impl IdempotencyStore for MemoryStore {
     }
 
     async fn release(&self, key: &str, holder: &str) -> Result<(), StoreError> {
-        let mut state = self.enter("release")?;
+        let mut state = self.enter("release").await?;
         if state
             .keys
             .get(key)
@@ -381,7 +394,7 @@ impl PlacementStore for MemoryStore {
         seen: usize,
         at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let mut state = self.enter("record_post")?;
+        let mut state = self.enter("record_post").await?;
         let Some(order) = state.orders.get_mut(order_id) else {
             return Ok(false);
         };
@@ -398,7 +411,7 @@ impl PlacementStore for MemoryStore {
     }
 
     async fn mark_posts_known(&self, order_id: &str, known: usize) -> Result<(), StoreError> {
-        let mut state = self.enter("mark_posts_known")?;
+        let mut state = self.enter("mark_posts_known").await?;
         if let Some(order) = state.orders.get_mut(order_id)
             && order.record.posts_known < known
         {
@@ -408,7 +421,7 @@ impl PlacementStore for MemoryStore {
     }
 
     async fn is_claimed(&self, supplier_order_id: &str) -> Result<bool, StoreError> {
-        let mut state = self.enter("is_claimed")?;
+        let mut state = self.enter("is_claimed").await?;
         if let Some(order_id) = state.claim_on_look.remove(supplier_order_id) {
             let now = state
                 .orders
@@ -427,7 +440,7 @@ impl PlacementStore for MemoryStore {
         supplier: &SupplierState,
         now: OffsetDateTime,
     ) -> Result<Claim, StoreError> {
-        let mut state = self.enter("claim_supplier_order")?;
+        let mut state = self.enter("claim_supplier_order").await?;
         Ok(claim_in(
             &mut state,
             order_id,
@@ -444,7 +457,7 @@ impl PlacementStore for MemoryStore {
         refusal: Option<&SupplierProblem>,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let mut state = self.enter("record_payment")?;
+        let mut state = self.enter("record_payment").await?;
         let Some(order) = state
             .orders
             .get_mut(order_id)
@@ -473,7 +486,7 @@ impl PlacementStore for MemoryStore {
         problem: &SupplierProblem,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let mut state = self.enter("mark_not_placed")?;
+        let mut state = self.enter("mark_not_placed").await?;
         let Some(order) = state
             .orders
             .get_mut(order_id)
@@ -494,7 +507,7 @@ impl PlacementStore for MemoryStore {
         problem: &SupplierProblem,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let mut state = self.enter("mark_reconciling")?;
+        let mut state = self.enter("mark_reconciling").await?;
         let Some(order) = state
             .orders
             .get_mut(order_id)
@@ -515,7 +528,7 @@ impl PlacementStore for MemoryStore {
         due_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let mut state = self.enter("schedule_poll")?;
+        let mut state = self.enter("schedule_poll").await?;
         let Some(order) = state
             .orders
             .get_mut(order_id)
@@ -530,7 +543,7 @@ impl PlacementStore for MemoryStore {
     }
 
     async fn clock_offset(&self) -> Result<Option<ClockOffset>, StoreError> {
-        Ok(self.enter("clock_offset")?.clock)
+        Ok(self.enter("clock_offset").await?.clock)
     }
 
     async fn save_clock_offset(
@@ -538,7 +551,7 @@ impl PlacementStore for MemoryStore {
         measure: &ClockOffset,
         stale_after: Duration,
     ) -> Result<(), StoreError> {
-        let mut state = self.enter("save_clock_offset")?;
+        let mut state = self.enter("save_clock_offset").await?;
         let kept = ClockOffset {
             offset: time::Duration::milliseconds(measure.offset.whole_milliseconds() as i64),
             uncertainty: whole_ms(measure.uncertainty),
@@ -562,7 +575,7 @@ impl PlacementStore for MemoryStore {
         from: OffsetDateTime,
         to: OffsetDateTime,
     ) -> Result<Vec<OrderRecord>, StoreError> {
-        let state = self.enter("unsettled_between")?;
+        let state = self.enter("unsettled_between").await?;
         let (low, high) = (utc_text(from), format!("{}~", utc_text(to)));
         let mut found: Vec<(String, OrderRecord)> = state
             .orders
@@ -584,7 +597,7 @@ impl PollChain for MemoryStore {
         lease_until: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let mut state = self.enter("claim_link")?;
+        let mut state = self.enter("claim_link").await?;
         let Some(order) = state.orders.get_mut(order_id) else {
             return Ok(false);
         };
@@ -607,7 +620,7 @@ impl PollChain for MemoryStore {
         seq: u64,
         poll: &PollRecord,
     ) -> Result<(), StoreError> {
-        let mut state = self.enter("record_poll")?;
+        let mut state = self.enter("record_poll").await?;
         let Some(order) = state
             .orders
             .get_mut(order_id)
@@ -643,7 +656,7 @@ impl PollChain for MemoryStore {
         order: &OrderRecord,
         terminal: &Terminal,
     ) -> Result<Ended, StoreError> {
-        let mut state = self.enter("persist_terminal")?;
+        let mut state = self.enter("persist_terminal").await?;
         let Some(stored) = state.orders.get(&order.order_id) else {
             return Err(conflict("persist terminal status", &order.order_id));
         };
@@ -678,7 +691,7 @@ impl PollChain for MemoryStore {
 
 impl NotifyMarks for MemoryStore {
     async fn mark_notified(&self, order_id: &str, now: OffsetDateTime) -> Result<(), StoreError> {
-        let mut state = self.enter("mark_notified")?;
+        let mut state = self.enter("mark_notified").await?;
         if let Some(order) = state.orders.get_mut(order_id)
             && order.record.status.is_terminal()
             && order.record.notified_at.is_none()
@@ -711,7 +724,7 @@ impl OrderAlerts for MemoryStore {
         realert_before: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let mut state = self.enter("claim_alert")?;
+        let mut state = self.enter("claim_alert").await?;
         let Some(order) = state.orders.get_mut(order_id) else {
             return Ok(false);
         };
@@ -728,7 +741,7 @@ impl OrderAlerts for MemoryStore {
         slot: AlertSlot,
         claimed_at: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let mut state = self.enter("release_alert")?;
+        let mut state = self.enter("release_alert").await?;
         if let Some(order) = state.orders.get_mut(order_id)
             && order.alert(slot) == Some(millis(claimed_at))
         {
@@ -745,7 +758,7 @@ impl StackAlerts for MemoryStore {
         realert_before: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let mut state = self.enter("claim_stack_alert")?;
+        let mut state = self.enter("claim_stack_alert").await?;
         let mark = state.stack_alerts.get(name).copied();
         let Some(claimed) = claim_mark(mark, realert_before, now) else {
             return Ok(false);
@@ -759,7 +772,7 @@ impl StackAlerts for MemoryStore {
         name: &str,
         claimed_at: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let mut state = self.enter("release_stack_alert")?;
+        let mut state = self.enter("release_stack_alert").await?;
         if state.stack_alerts.get(name) == Some(&millis(claimed_at)) {
             state.stack_alerts.remove(name);
         }
@@ -769,7 +782,7 @@ impl StackAlerts for MemoryStore {
 
 impl SweepStore for MemoryStore {
     async fn pending(&self, limit: u32, start: Option<&str>) -> Result<PendingPage, StoreError> {
-        let state = self.enter("pending")?;
+        let state = self.enter("pending").await?;
         let mut index: Vec<(String, &OrderRecord)> = state
             .orders
             .values()
@@ -792,7 +805,7 @@ impl SweepStore for MemoryStore {
     }
 
     async fn sweep_cursor(&self) -> Result<Option<String>, StoreError> {
-        Ok(self.enter("sweep_cursor")?.sweep_cursor.clone())
+        Ok(self.enter("sweep_cursor").await?.sweep_cursor.clone())
     }
 
     async fn save_sweep_cursor(
@@ -800,7 +813,7 @@ impl SweepStore for MemoryStore {
         cursor: Option<&str>,
         _now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        self.enter("save_sweep_cursor")?.sweep_cursor = cursor.map(str::to_owned);
+        self.enter("save_sweep_cursor").await?.sweep_cursor = cursor.map(str::to_owned);
         Ok(())
     }
 
@@ -809,7 +822,7 @@ impl SweepStore for MemoryStore {
         pk: &str,
         _now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let mut state = self.enter("claim_unreadable_alert")?;
+        let mut state = self.enter("claim_unreadable_alert").await?;
         let order = pk
             .strip_prefix("ORDER#")
             .and_then(|id| state.orders.get_mut(id));
@@ -834,7 +847,7 @@ impl SweepStore for MemoryStore {
             // Still being placed (create-order may be paying it).
             return Ok(false);
         }
-        let mut state = self.enter("revive_chain")?;
+        let mut state = self.enter("revive_chain").await?;
         let Some(order) = state.orders.get_mut(&seen.order_id) else {
             return Ok(false);
         };
@@ -867,7 +880,7 @@ impl SweepStore for MemoryStore {
         problem: &SupplierProblem,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let mut state = self.enter("hand_over_create")?;
+        let mut state = self.enter("hand_over_create").await?;
         if let Some(key) = &seen.idempotency_key
             && let Some(held) = state.keys.get(key)
         {
@@ -900,7 +913,7 @@ impl SweepStore for MemoryStore {
 
 impl SummaryReader for MemoryStore {
     async fn summary(&self, product_id: &str) -> Result<Summary, StoreError> {
-        let state = self.enter("summary")?;
+        let state = self.enter("summary").await?;
         Ok(state.summaries.get(product_id).cloned().unwrap_or_default())
     }
 }
@@ -911,7 +924,7 @@ impl SummaryStore for MemoryStore {
         product_id: &str,
         contribution: &Contribution,
     ) -> Result<(), StoreError> {
-        let mut state = self.enter("add_observation")?;
+        let mut state = self.enter("add_observation").await?;
         state
             .summaries
             .entry(product_id.to_owned())
@@ -923,7 +936,7 @@ impl SummaryStore for MemoryStore {
 
 impl crate::store::BudgetStore for MemoryStore {
     async fn budget(&self) -> Result<Option<crate::domain::budget::Shared>, StoreError> {
-        let state = self.enter("budget")?;
+        let state = self.enter("budget").await?;
         Ok(state.budget)
     }
 
@@ -932,7 +945,7 @@ impl crate::store::BudgetStore for MemoryStore {
         seen: Option<&crate::domain::budget::Shared>,
         next: &crate::domain::budget::Shared,
     ) -> Result<bool, StoreError> {
-        let mut state = self.enter("swap_budget")?;
+        let mut state = self.enter("swap_budget").await?;
         // As DynamoDB keeps it: the cool-down in whole milliseconds.
         if state.budget.map(stored_budget) != seen.copied().map(stored_budget) {
             return Ok(false);
@@ -949,7 +962,7 @@ impl crate::store::BudgetStore for MemoryStore {
         ask: &crate::store::SlotAsk,
     ) -> Result<crate::store::Taken, StoreError> {
         use crate::domain::budget::{Slot, slot};
-        let mut state = self.enter("take_slot")?;
+        let mut state = self.enter("take_slot").await?;
         let cool_until = state.budget.map_or(Duration::ZERO, |b| b.cool_until);
         let answer = slot(
             state.next_due,
