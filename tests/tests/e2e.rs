@@ -59,15 +59,10 @@ async fn place_all(stack: &LocalStack, products: &[&'static str]) -> Vec<(String
         let (http, api, gate) = (http.clone(), api.clone(), gate.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire().await.unwrap();
-            let response = http
-                .post(&api)
-                .header("idempotency-key", format!("e2e-{n}"))
-                .json(&json!({"items": [{"productId": product, "quantity": 2}],
-                              "customerReference": format!("e2e-{n}")}))
-                .send()
-                .await
-                .unwrap();
-            let (status, answer) = foxrelay_tests::http_answer("POST", response).await;
+            let order = json!({"items": [{"productId": product, "quantity": 2}],
+                               "customerReference": format!("e2e-{n}")});
+            let (status, answer, _) =
+                foxrelay_tests::place_order(&http, &api, &format!("e2e-{n}"), &order).await;
             assert_eq!(status, 202, "{product}: {answer}");
             (answer["orderId"].as_str().unwrap().to_owned(), product)
         }));

@@ -37,14 +37,9 @@ async fn place(stack: &LocalStack, products: &[(&str, usize)], round: &str) -> V
             let key = format!("learn-{round}-{product}-{n}");
             let product = product.to_string();
             tasks.push(tokio::spawn(async move {
-                let response = http
-                    .post(&api)
-                    .header("idempotency-key", key)
-                    .json(&json!({"items": [{"productId": product, "quantity": 1}]}))
-                    .send()
-                    .await
-                    .unwrap();
-                let (status, answer) = foxrelay_tests::http_answer("POST", response).await;
+                let order = json!({"items": [{"productId": product, "quantity": 1}]});
+                let (status, answer, _) =
+                    foxrelay_tests::place_order(&http, &api, &key, &order).await;
                 assert_eq!(status, 202, "{answer}");
                 answer["orderId"].as_str().unwrap().to_owned()
             }));
