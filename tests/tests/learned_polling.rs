@@ -137,8 +137,11 @@ async fn a_learned_product_is_read_about_once_soon_after_it_ends() {
         ));
         assert!(reads(order) <= 2, "{report:?}");
         if product == PRODUCT_TWO_SECONDS {
+            // Read 2 s after its end (the plan's first read, 4 s after
+            // payment), with room for a loaded machine; the default
+            // schedule's first read (10 s) would make it 8 s.
             let lag = lag(&sim, order, two);
-            assert!(lag <= Duration::from_secs(4), "{lag:?} {report:?}");
+            assert!(lag <= Duration::from_secs(6), "{lag:?} {report:?}");
         }
     }
     eprintln!("{}", report.join("\n"));
