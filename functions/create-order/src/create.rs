@@ -358,7 +358,10 @@ where
                 return Err(api.with("orderId", id.clone()));
             }
             Placed::NotSent(problem) => {
-                warn!(detail = problem.detail.as_deref(), "no POST sent; nothing bought");
+                warn!(
+                    detail = problem.detail.as_deref(),
+                    "no POST sent; nothing bought"
+                );
                 self.settle_not_placed(id, &problem, claim, None).await?;
                 return Err(ApiError::not_sent().with("orderId", id.clone()));
             }

@@ -213,7 +213,12 @@ impl MemoryStore {
     /// The state, after `method`'s delay if it is [`slow`](Self::slow),
     /// unless it is set to fail now.
     async fn enter(&self, method: &'static str) -> Result<MutexGuard<'_, State>, StoreError> {
-        let delay = self.delays.lock().expect("delay table").get(method).copied();
+        let delay = self
+            .delays
+            .lock()
+            .expect("delay table")
+            .get(method)
+            .copied();
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
         }
