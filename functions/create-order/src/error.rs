@@ -179,13 +179,14 @@ impl ApiError {
     }
 
     /// No POST of the order left: the order store was too slow to record
-    /// one in time (or no time was left for it). Nothing was bought.
+    /// one in time, or no time was left in the request for one. Nothing was
+    /// bought.
     pub fn not_sent() -> Self {
         Self::new(
             503,
             "unavailable",
-            "foxrelay's order store was too slow to send the order safely; nothing was bought; \
-             retry with the same Idempotency-Key",
+            "foxrelay could not send the order to FoxReload in time; nothing was bought; retry \
+             with the same Idempotency-Key",
         )
         .retry_after(Duration::from_secs(1))
     }
