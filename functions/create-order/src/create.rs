@@ -348,7 +348,8 @@ where
             }
             Placed::NotBought(error) => {
                 warn!(%error, "FoxReload unavailable; nothing bought");
-                self.not_placed(id, &error, claim, None).await?;
+                self.not_placed(id, &SupplierProblem::from(&error), claim, None)
+                    .await?;
                 let api = match error {
                     SupplierError::Throttled { retry_after, .. } => {
                         ApiError::budget_spent(retry_after)
@@ -362,7 +363,7 @@ where
                     detail = problem.detail.as_deref(),
                     "no POST sent; nothing bought"
                 );
-                self.settle_not_placed(id, &problem, claim, None).await?;
+                self.not_placed(id, &problem, claim, None).await?;
                 return Err(ApiError::not_sent().with("orderId", id.clone()));
             }
             Placed::Refused(error) => {
@@ -371,11 +372,13 @@ where
                 if api.status < 500 {
                     // The request's fault: the same request gets the same
                     // answer.
-                    self.not_placed(id, &error, claim, Some(&api)).await?;
+                    self.not_placed(id, &SupplierProblem::from(&error), claim, Some(&api))
+                        .await?;
                 } else {
                     // Ours (our key, our account): a retry with the same key
                     // must work once the operator has fixed it.
-                    self.not_placed(id, &error, claim, None).await?;
+                    self.not_placed(id, &SupplierProblem::from(&error), claim, None)
+                        .await?;
                 }
                 if matches!(error, SupplierError::Unauthorized { .. }) {
                     self.alert_key_refused(&order, &error).await;
@@ -400,17 +403,6 @@ where
     /// Settles an order FoxReload did not take: `not_placed`, and its key
     /// either keeps `answer` for replays or is freed for a retry.
     async fn not_placed(
-        &self,
-        order_id: &str,
-        error: &SupplierError,
-        claim: Option<&IdempotencyClaim>,
-        answer: Option<&ApiError>,
-    ) -> Result<(), ApiError> {
-        self.settle_not_placed(order_id, &SupplierProblem::from(error), claim, answer)
-            .await
-    }
-
-    async fn settle_not_placed(
         &self,
         order_id: &str,
         problem: &SupplierProblem,
