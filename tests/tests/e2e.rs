@@ -86,11 +86,14 @@ async fn collect_events(
     let mut events: BTreeMap<String, Vec<OrderEvent>> = BTreeMap::new();
     let deadline = Instant::now() + within;
     while !ids.iter().all(|id| events.contains_key(id)) {
-        assert!(
-            Instant::now() < deadline,
-            "{} orders without an event",
-            ids.iter().filter(|id| !events.contains_key(*id)).count()
-        );
+        if Instant::now() >= deadline {
+            // Each order without an event as it stands, to tell why.
+            let mut open = Vec::new();
+            for id in ids.iter().filter(|id| !events.contains_key(*id)) {
+                open.push(format!("{:?}", store.order(id).await));
+            }
+            panic!("{} orders without an event: {open:#?}", open.len());
+        }
         for raw in drain_json(&stack.clients, queue).await {
             let event = foxrelay_tests::order_event(raw);
             let stored = store.codes(&event.order_id).await.unwrap();
