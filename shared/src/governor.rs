@@ -12,7 +12,9 @@
 //! first polls, polls or stalled orders by the order's age.
 
 use crate::clock::Clock;
-use crate::domain::budget::{Adaptive, Priority, Slot, accepted_before, interval};
+use crate::domain::budget::{
+    Adaptive, Granted, PACE_WINDOW, Priority, Slot, accepted_before, interval, pace,
+};
 use crate::foxreload::{
     CreateOrderRequest, Observation, Operation, OrderPage, PageRequest, Supplier, SupplierError,
     SupplierOrder,
@@ -20,6 +22,7 @@ use crate::foxreload::{
 use crate::metrics::Metrics;
 use crate::store::{BudgetStore, PlacementStore, SlotAsk};
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -88,6 +91,26 @@ struct View {
     adaptive: Adaptive,
     /// When it last saw the next request due.
     hint: Option<Duration>,
+    /// Its latest slots, as samples of the stack's pace ([`pace`]).
+    samples: VecDeque<Granted>,
+}
+
+/// Most slots a container keeps as samples of the stack's pace.
+const SAMPLES_KEPT: usize = 64;
+
+impl View {
+    /// Keeps `granted` as a sample, forgetting those too old to count.
+    fn sampled(&mut self, granted: Granted) {
+        let oldest = granted.at.saturating_sub(PACE_WINDOW * 2);
+        while self
+            .samples
+            .front()
+            .is_some_and(|s| s.at < oldest || self.samples.len() >= SAMPLES_KEPT)
+        {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(granted);
+    }
 }
 
 /// One container's side of the shared budget.
@@ -132,9 +155,15 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
             view: Mutex::new(View {
                 adaptive: Adaptive::new(settings.max_rps, now),
                 hint: None,
+                samples: VecDeque::new(),
             }),
             metrics,
         }
+    }
+
+    /// Now on this container's clock, since the Unix epoch.
+    pub fn now(&self) -> Duration {
+        since_epoch(self.clock.now())
     }
 
     /// The budget as this container last saw it, in requests per second.
@@ -209,6 +238,9 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
             if let Some(shared) = taken.budget {
                 view.adaptive.state = shared;
             }
+            if let (Slot::Go { at, .. }, Some(serial)) = (taken.slot, taken.serial) {
+                view.sampled(Granted { at, serial });
+            }
         }
         match taken.slot {
             Slot::Go { at, .. } => {
@@ -229,24 +261,28 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
         }
     }
 
-    /// FoxReload answered `429` to the call sent in `admitted`'s slot: the
-    /// shared budget is cut (once per cool-down), from what FoxReload took
-    /// in its second before that call.
-    pub async fn limited(&self, admitted: Admitted, retry_after: Option<Duration>) {
+    /// FoxReload answered `429` to the call granted `admitted` and sent at
+    /// `sent` (our clock): the shared budget is cut (once per cool-down),
+    /// from what FoxReload took in its second before that call, estimated
+    /// from the stack's pace when this container's slots tell it.
+    pub async fn limited(&self, admitted: Admitted, sent: Duration, retry_after: Option<Duration>) {
         let now = since_epoch(self.clock.now());
         // The slot in FoxReload's clock, when it is measured.
         let offset = match self.store.clock_offset().await {
             Ok(measured) => measured.map(|m| m.offset),
             Err(_) => None,
         };
-        let sent = match offset {
-            Some(offset) if offset.is_negative() => {
-                admitted.at.saturating_sub(offset.unsigned_abs())
-            }
-            Some(offset) => admitted.at.saturating_add(offset.unsigned_abs()),
-            None => admitted.at,
+        let theirs = match offset {
+            Some(offset) if offset.is_negative() => sent.saturating_sub(offset.unsigned_abs()),
+            Some(offset) => sent.saturating_add(offset.unsigned_abs()),
+            None => sent,
         };
-        let accepted = accepted_before(sent, admitted.rate);
+        let paced = {
+            let mut view = lock(&self.view);
+            pace(view.samples.make_contiguous(), admitted.at)
+        };
+        let rate = paced.map_or(admitted.rate, |paced| paced.min(admitted.rate));
+        let accepted = accepted_before(theirs, rate);
         for _ in 0..CUT_ATTEMPTS {
             let seen = match self.store.budget().await {
                 Ok(seen) => seen,
@@ -343,9 +379,10 @@ where
                 .await
                 .map_err(|retry_after| SupplierError::Throttled { op, retry_after })?,
         };
+        let sent = governor.now();
         let result = call.await;
         if let Err(SupplierError::RateLimited { retry_after, .. }) = &result {
-            governor.limited(admitted, *retry_after).await;
+            governor.limited(admitted, sent, *retry_after).await;
         }
         result
     }
@@ -570,6 +607,40 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_429_cuts_from_the_pace_the_stack_sent_at_not_from_its_budget() {
+        // A budget of 50/s, but the stack has only 25 calls a second to
+        // send: one every 40 ms.
+        let store = MemoryStore::new();
+        let (stack, _) = container(&store, 50.0);
+        let id = placed(&stack);
+        for _ in 0..45 {
+            Asking::new(Priority::Poll)
+                .scope(stack.get_order(&id))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        // Refused 0.8 s into FoxReload's second: it took about 0.8 × 25 =
+        // 20 in it (not 0.8 × 50 = 40), and the cut goes a little under.
+        stack.inner.fail(
+            Operation::GetOrder,
+            SupplierError::RateLimited {
+                op: Operation::GetOrder,
+                retry_after: None,
+            },
+        );
+        let into_second = stack.governor.as_ref().unwrap().now().subsec_millis();
+        assert_eq!(into_second, 800);
+        let limited = Asking::new(Priority::Poll)
+            .scope(stack.get_order(&id))
+            .await
+            .unwrap_err();
+        assert!(matches!(limited, SupplierError::RateLimited { .. }));
+        let cut = store.budget().await.unwrap().expect("cut");
+        assert!((cut.base - 19.0).abs() < 0.5, "{cut:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn slots_booked_before_a_cut_are_taken_again_at_the_new_rate() {
         let store = MemoryStore::new();
         let (stack, _) = container(&store, 10.0);
@@ -600,6 +671,7 @@ mod tests {
                     granted: now,
                     rate: 10.0,
                 },
+                now,
                 None,
             )
             .await;

@@ -24,7 +24,10 @@
 //!   hundredth of the most per second, back up to the most. How deep the
 //!   cut is comes from the refused request itself ([`accepted_before`]):
 //!   since slots are spaced evenly, a request refused `φ` into FoxReload's
-//!   second says FoxReload took about `φ × rate` in it.
+//!   second says FoxReload took about `φ × rate` in it, where the rate is
+//!   the pace the stack was actually granted slots at ([`pace`], from
+//!   the limiter's count of slots) when it had fewer requests than its
+//!   budget allowed.
 
 use std::time::Duration;
 
@@ -144,15 +147,55 @@ pub fn slot(
 
 /// How many requests FoxReload took in its second before one it refused
 /// that was sent at `sent` (FoxReload's clock), while the stack sent
-/// `rate` a second: slots are spaced evenly, so a refusal `φ` into the
-/// second follows about `φ × rate` requests in it. (`None` for an
-/// implausible rate.)
+/// `rate` a second (its [`pace`], or its budget when the pace is not
+/// known): slots are spaced evenly, so a refusal `φ` into the second
+/// follows about `φ × rate` requests in it. (`None` for an implausible
+/// rate.)
 pub fn accepted_before(sent: Duration, rate: f64) -> Option<f64> {
     if !(rate.is_finite() && rate > 0.0) {
         return None;
     }
     let into_second = f64::from(sent.subsec_nanos()) / 1e9;
     Some(into_second * rate)
+}
+
+/// A slot one container took, as a sample of the whole stack's pace: when
+/// it was, and its serial (how many slots the stack had granted, this one
+/// included; every container's count, as the limiter keeps one count).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Granted {
+    pub at: Duration,
+    pub serial: u64,
+}
+
+/// How far back the stack's pace is measured before a refused request.
+pub const PACE_WINDOW: Duration = Duration::from_secs(1);
+
+/// The shortest span of samples a pace is measured over (two slots a few
+/// milliseconds apart say nothing of a second).
+const SHORTEST_SPAN: Duration = Duration::from_millis(200);
+
+/// The rate, in requests per second, at which the stack was granted slots
+/// in the [`PACE_WINDOW`] up to `until`, from one container's `samples`
+/// (`None` when they span too little to say). Below the budget when the
+/// stack had fewer requests to send than it allowed: then a refusal `φ`
+/// into FoxReload's second follows `φ × pace` requests, not `φ × budget`.
+pub fn pace(samples: &[Granted], until: Duration) -> Option<f64> {
+    let from = until.saturating_sub(PACE_WINDOW);
+    let mut within = samples.iter().filter(|s| s.at >= from && s.at <= until);
+    let first = within.next()?;
+    let (first, last) = within.fold((first, first), |(lo, hi), s| {
+        (
+            if s.at < lo.at { s } else { lo },
+            if s.at > hi.at { s } else { hi },
+        )
+    });
+    let span = last.at - first.at;
+    if span < SHORTEST_SPAN {
+        return None;
+    }
+    let slots = last.serial.saturating_sub(first.serial);
+    Some(slots as f64 / span.as_secs_f64())
 }
 
 /// The budget, adapted to what FoxReload accepts.
@@ -525,23 +568,34 @@ mod tests {
     }
 
     /// FoxReload as a limit of `limit` requests in each of its whole
-    /// seconds (`offset` ahead of ours), and `containers` containers that
-    /// always have requests to send sharing one limiter and an adaptive
-    /// budget of `most`; each learns the shared state with every slot it
-    /// takes, and a cut is a swap on the state it saw. What FoxReload sees
-    /// each second, and the 429s.
-    fn converge(limit: u32, most: f64, containers: usize, offset: Duration) -> (Vec<u32>, u32) {
+    /// seconds (`offset` ahead of ours), and `containers` containers
+    /// sharing one limiter and an adaptive budget of `most`, with `demand`
+    /// requests a second to send between them (`None`: always one more);
+    /// each learns the shared state with every slot it takes, keeps its
+    /// slots as samples of the stack's pace, and a cut is a swap on the
+    /// state it saw. What FoxReload sees each second, and the 429s.
+    fn converge(
+        limit: u32,
+        most: f64,
+        containers: usize,
+        offset: Duration,
+        demand: Option<f64>,
+    ) -> (Vec<u32>, u32) {
         let secs = 120;
         let mut shared = Adaptive::new(most, Duration::ZERO).state;
         let mut views = vec![Adaptive::new(most, Duration::ZERO); containers];
+        let mut samples: Vec<Vec<Granted>> = vec![Vec::new(); containers];
         let mut due = None;
+        let mut serial = 0;
+        let mut next_request = Duration::ZERO;
         let mut per_second = vec![0u32; secs + 1];
         let mut limited = 0;
         for ms in 0..(secs as u64) * 1000 {
             let now = Duration::from_millis(ms);
             for (i, view) in views.iter_mut().enumerate() {
-                // Containers ask in turn, a millisecond apart.
-                if ms % containers as u64 != i as u64 {
+                // Containers ask in turn, a millisecond apart, when the
+                // stack has a request to send.
+                if ms % containers as u64 != i as u64 || now < next_request {
                     continue;
                 }
                 let rate = view.current(now);
@@ -552,6 +606,11 @@ mod tests {
                     continue;
                 };
                 due = Some(next);
+                serial += 1;
+                samples[i].push(Granted { at, serial });
+                if let Some(demand) = demand {
+                    next_request = now + interval(demand);
+                }
                 view.state = shared;
                 let theirs = at + offset;
                 let second = theirs.as_secs() as usize;
@@ -561,7 +620,8 @@ mod tests {
                 per_second[second] += 1;
                 if per_second[second] > limit {
                     limited += 1;
-                    let next = view.after_limited(at, now, None, accepted_before(theirs, rate));
+                    let paced = pace(&samples[i], at).map_or(rate, |pace| pace.min(rate));
+                    let next = view.after_limited(at, now, None, accepted_before(theirs, paced));
                     if view.state == shared {
                         shared = next;
                     }
@@ -572,21 +632,64 @@ mod tests {
         (per_second, limited)
     }
 
+    /// Asserts that after the first 429 FoxReload (limit 20) never sees
+    /// more than 22 in a second, that most of its limit is used, and 429s
+    /// are rare.
+    fn assert_converged(per_second: &[u32], limited: u32, case: &str) {
+        let first = per_second.iter().position(|n| *n > 20).unwrap();
+        let after = &per_second[first + 1..per_second.len() - 1];
+        assert!(after.iter().all(|n| *n <= 22), "{case}: {per_second:?}");
+        let late = &per_second[60..120];
+        let mean = f64::from(late.iter().sum::<u32>()) / late.len() as f64;
+        assert!(mean > 16.0, "{case}: {mean} {per_second:?}");
+        eprintln!("{case}: mean {mean:.1}, {limited} refused");
+        assert!(limited < 60, "{case}: {limited}");
+    }
+
     #[test]
     fn a_stack_over_foxreloads_limit_converges_on_it_at_once() {
         // A budget of 50/s against a limit of 20/s, over 8 containers.
         for offset in [0.0, 0.3, 0.75] {
-            let (per_second, limited) = converge(20, 50.0, 8, at(offset));
-            let first = per_second.iter().position(|n| *n > 20).unwrap();
-            // After the first 429, never more than 22 in a second.
-            let after = &per_second[first + 1..per_second.len() - 1];
-            assert!(after.iter().all(|n| *n <= 22), "{offset}: {per_second:?}");
-            // Most of the limit is used, and 429s are rare.
-            let late = &per_second[60..120];
-            let mean = f64::from(late.iter().sum::<u32>()) / late.len() as f64;
-            assert!(mean > 16.0, "{offset}: {mean} {per_second:?}");
-            eprintln!("offset {offset}: mean {mean:.1}, {limited} refused");
-            assert!(limited < 60, "{offset}: {limited}");
+            let (per_second, limited) = converge(20, 50.0, 8, at(offset), None);
+            assert_converged(&per_second, limited, &format!("offset {offset}"));
         }
+    }
+
+    #[test]
+    fn a_stack_sending_under_its_budget_converges_on_the_limit_too() {
+        // A budget of 50/s, but only 32 requests a second to send, against
+        // a limit of 20/s.
+        for offset in [0.0, 0.3, 0.75] {
+            let (per_second, limited) = converge(20, 50.0, 8, at(offset), Some(32.0));
+            assert_converged(&per_second, limited, &format!("offset {offset}"));
+        }
+    }
+
+    #[test]
+    fn the_pace_is_the_slots_granted_per_second_over_the_last_second() {
+        let sample = |secs: f64, serial: u64| Granted {
+            at: at(secs),
+            serial,
+        };
+        // This container's slots, while others took the ones in between:
+        // 30 slots in 0.75 s.
+        let samples = [
+            sample(8.0, 1),
+            sample(9.2, 10),
+            sample(9.45, 20),
+            sample(9.7, 30),
+            sample(9.95, 40),
+        ];
+        assert!((pace(&samples, at(10.0)).unwrap() - 40.0).abs() < 1e-9);
+        // Only the last second counts.
+        assert!((pace(&samples, at(9.7)).unwrap() - 40.0).abs() < 1e-9);
+        // Samples out of order count by their time.
+        let mut shuffled = samples;
+        shuffled.reverse();
+        assert_eq!(pace(&shuffled, at(10.0)), pace(&samples, at(10.0)));
+        // Too short a span, one sample, or none: not known.
+        assert_eq!(pace(&[sample(9.8, 35), samples[4]], at(10.0)), None);
+        assert_eq!(pace(&samples[..1], at(8.5)), None);
+        assert_eq!(pace(&[], at(10.0)), None);
     }
 }

@@ -393,6 +393,10 @@ pub struct Taken {
     pub budget: Option<budget::Shared>,
     /// When the next request is due, after this one.
     pub due: Option<Duration>,
+    /// For a slot granted, its serial: how many slots the stack has
+    /// granted, this one included (never reset, so two serials a container
+    /// saw say how many slots every container took between them).
+    pub serial: Option<u64>,
 }
 
 /// The whole store: every port. Adapters implement it all; only tests and

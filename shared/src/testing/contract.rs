@@ -54,7 +54,8 @@ macro_rules! store_contract {
             concurrent_observations_are_all_counted,
             an_observation_of_hours_is_kept_whole_at_any_epoch,
             the_shared_budget_is_replaced_only_from_what_was_read,
-            the_stacks_slots_are_taken_one_at_a_time_an_interval_apart
+            the_stacks_slots_are_taken_one_at_a_time_an_interval_apart,
+            every_slot_granted_is_counted_once_and_the_count_never_restarts
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1331,4 +1332,46 @@ pub async fn the_stacks_slots_are_taken_one_at_a_time_an_interval_apart<S: Order
         matches!(kept.slot, Slot::Go { at, .. } if at == longer.cool_until),
         "{kept:?}"
     );
+}
+
+pub async fn every_slot_granted_is_counted_once_and_the_count_never_restarts<S: OrderStore>(
+    store: &S,
+) {
+    use crate::domain::budget::Shared;
+    use crate::store::SlotAsk;
+    let now = Duration::from_millis(1_764_000_000_000);
+    let ask = |ahead: Duration| SlotAsk {
+        now,
+        interval: Duration::from_millis(50),
+        ahead,
+        hint: None,
+    };
+    let far = ask(Duration::from_secs(5));
+    // Six asking at once: serials one to six, one each.
+    let taken = tokio::join!(
+        store.take_slot(&far),
+        store.take_slot(&far),
+        store.take_slot(&far),
+        store.take_slot(&far),
+        store.take_slot(&far),
+        store.take_slot(&far),
+    );
+    let mut serials: Vec<Option<u64>> = [taken.0, taken.1, taken.2, taken.3, taken.4, taken.5]
+        .into_iter()
+        .map(|t| t.unwrap().serial)
+        .collect();
+    serials.sort();
+    assert_eq!(serials, (1..=6).map(Some).collect::<Vec<_>>());
+    // A slot out of reach is not granted, so not counted.
+    let refused = store.take_slot(&ask(Duration::ZERO)).await.unwrap();
+    assert_eq!(refused.serial, None, "{refused:?}");
+    // A cut moves the limiter, not the count.
+    let cut = Shared {
+        base: 10.0,
+        cool_until: now + Duration::from_secs(1),
+        cut_at: now,
+    };
+    assert!(store.swap_budget(None, &cut).await.unwrap());
+    let after = store.take_slot(&far).await.unwrap();
+    assert_eq!(after.serial, Some(7), "{after:?}");
 }

@@ -139,6 +139,8 @@ struct State {
     budget: Option<crate::domain::budget::Shared>,
     /// When the stack's next FoxReload request is due.
     next_due: Option<Duration>,
+    /// How many FoxReload slots were granted.
+    granted: u64,
     /// Supplier order id → our order that claims it just before anyone
     /// next asks whether it is claimed (a race, played on cue).
     claim_on_look: BTreeMap<String, String>,
@@ -976,13 +978,19 @@ impl crate::store::BudgetStore for MemoryStore {
             Self::kept_due(ask.interval),
             ask.ahead,
         );
-        if let Slot::Go { next, .. } = answer {
-            state.next_due = Some(Self::kept_due(next));
-        }
+        let serial = match answer {
+            Slot::Go { next, .. } => {
+                state.next_due = Some(Self::kept_due(next));
+                state.granted += 1;
+                Some(state.granted)
+            }
+            Slot::Wait(_) => None,
+        };
         Ok(crate::store::Taken {
             slot: answer,
             budget: state.budget,
             due: state.next_due,
+            serial,
         })
     }
 }

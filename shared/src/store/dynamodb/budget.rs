@@ -4,6 +4,9 @@
 //!   to the microsecond), moved on by one interval per slot taken, by a
 //!   conditional update that computes it in DynamoDB, so containers asking
 //!   at once each get their own slot;
+//! - `granted`: how many slots were taken, added to by the same update
+//!   (no extra write), so a container can tell the stack's pace from the
+//!   counts its own slots came with;
 //! - `baseRps` (requests per second), `coolUntil` and `cutAt` (epoch
 //!   milliseconds): the adaptive budget's shared part, replaced only by a
 //!   conditional write on the values the writer read, so two containers
@@ -67,6 +70,15 @@ fn due_from_item(item: &Item) -> Result<Option<Duration>, StoreError> {
             .map(Some)
             .ok_or_else(|| corrupt("nextDue is not an instant")),
     }
+}
+
+/// The count of slots granted in `item`, as the update that granted one
+/// left it.
+fn serial_from_item(item: &Item) -> Result<u64, StoreError> {
+    item.get("granted")
+        .and_then(|value| value.as_n().ok())
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| corrupt("granted is not a count"))
 }
 
 fn millis(at: Duration) -> u64 {
@@ -143,7 +155,7 @@ impl DynamoStore {
                     "nextDue BETWEEN :now AND :latest \
                      AND (attribute_not_exists(coolUntil) OR coolUntil <= nextDue)",
                 )
-                .update_expression("SET nextDue = nextDue + :interval")
+                .update_expression("SET nextDue = nextDue + :interval ADD granted :one")
                 .expression_attribute_values(":now", n(decimal_millis(attempt.now)))
                 .expression_attribute_values(":latest", n(decimal_millis(attempt.latest)))
                 .expression_attribute_values(":interval", n(decimal_millis(attempt.interval))),
@@ -152,7 +164,7 @@ impl DynamoStore {
                     "(attribute_not_exists(nextDue) OR nextDue < :now) \
                      AND (attribute_not_exists(coolUntil) OR coolUntil <= :now)",
                 )
-                .update_expression("SET nextDue = :next")
+                .update_expression("SET nextDue = :next ADD granted :one")
                 .expression_attribute_values(":now", n(decimal_millis(attempt.now)))
                 .expression_attribute_values(
                     ":next",
@@ -162,14 +174,18 @@ impl DynamoStore {
                 .condition_expression(
                     "coolUntil = :cool AND (attribute_not_exists(nextDue) OR nextDue < :cool)",
                 )
-                .update_expression("SET nextDue = :next")
+                .update_expression("SET nextDue = :next ADD granted :one")
                 .expression_attribute_values(":cool", n(millis(attempt.cool_until)))
                 .expression_attribute_values(
                     ":next",
                     n(decimal_millis(attempt.cool_until + attempt.interval)),
                 ),
         };
-        match update.send().await {
+        match update
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await
+        {
             Ok(out) => Ok(Ok(out.attributes.unwrap_or_default())),
             Err(SdkError::ServiceError(failure)) => match failure.err() {
                 UpdateItemError::ConditionalCheckFailedException(failed) => {
@@ -254,6 +270,7 @@ impl BudgetStore for DynamoStore {
                                 slot: wait,
                                 budget,
                                 due,
+                                serial: None,
                             });
                         }
                     }
@@ -278,6 +295,7 @@ impl BudgetStore for DynamoStore {
                         },
                         budget: shared_from_item(&item)?,
                         due: next,
+                        serial: Some(serial_from_item(&item)?),
                     });
                 }
                 Err(item) => known = Some((due_from_item(&item)?, shared_from_item(&item)?)),
@@ -289,6 +307,7 @@ impl BudgetStore for DynamoStore {
             slot: Slot::Wait(interval),
             budget,
             due,
+            serial: None,
         })
     }
 }
