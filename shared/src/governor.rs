@@ -125,6 +125,11 @@ pub struct Governor<B, C> {
 /// Most slots one call takes when cuts keep voiding the ones it waited for.
 const READMITS: usize = 3;
 
+/// How long after its grant a call may leave without reading the shared
+/// budget again first ([`Governor::stands`]): a slot due at once and a
+/// store write of a few milliseconds stay well under it.
+const LATE: Duration = Duration::from_millis(250);
+
 /// Most attempts at a cut when other containers keep changing the budget.
 const CUT_ATTEMPTS: usize = 3;
 
@@ -177,29 +182,51 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
     pub async fn admit(&self, asking: Asking) -> Result<Admitted, Duration> {
         for _ in 0..READMITS {
             let admitted = self.take(asking).await?;
-            let Some(wait) = admitted
+            if let Some(wait) = admitted
                 .at
                 .checked_sub(since_epoch(self.clock.now()))
                 .filter(|wait| !wait.is_zero())
-            else {
-                return Ok(admitted);
-            };
-            tokio::time::sleep(wait).await;
-            // A cut while it waited voids its slot (booked at the old rate;
-            // the cut moved the limiter back to the end of its cool-down):
-            // it takes another.
-            match self.store.budget().await {
-                Ok(Some(shared)) => {
-                    lock(&self.view).adaptive.state = shared;
-                    if shared.cut_at <= admitted.granted {
-                        return Ok(admitted);
-                    }
-                    info!("a slot booked before a cut of the FoxReload budget is taken again");
-                }
-                Ok(None) | Err(_) => return Ok(admitted),
+            {
+                tokio::time::sleep(wait).await;
             }
+            if self.stands(&admitted).await {
+                return Ok(admitted);
+            }
+            info!("a slot booked before a cut of the FoxReload budget is taken again");
         }
         Err(STORE_DOWN_WAIT)
+    }
+
+    /// Whether `admitted`'s slot still stands, just before its call is
+    /// sent. A cut since it was granted voids it: it was booked at the old
+    /// rate, and the cut moved the limiter back to the end of its
+    /// cool-down. A cut this container saw is known for free; a call that
+    /// leaves more than [`LATE`] after its grant (it waited for its slot,
+    /// or a store write came between) also reads the shared budget, so a
+    /// cut made meanwhile by another container stops it too. (A budget
+    /// that cannot be read voids nothing.)
+    pub async fn stands(&self, admitted: &Admitted) -> bool {
+        if lock(&self.view).adaptive.state.cut_at > admitted.granted {
+            return false;
+        }
+        if self.now().saturating_sub(admitted.granted) <= LATE {
+            return true;
+        }
+        match self.store.budget().await {
+            Ok(Some(shared)) => {
+                lock(&self.view).adaptive.state = shared;
+                shared.cut_at <= admitted.granted
+            }
+            Ok(None) | Err(_) => true,
+        }
+    }
+
+    /// How long the cool-down this container last saw has to run.
+    fn cooling_for(&self) -> Duration {
+        lock(&self.view)
+            .adaptive
+            .cool_until()
+            .saturating_sub(self.now())
     }
 
     /// Takes a slot (not waited for yet), or how long until one is within
@@ -364,7 +391,23 @@ where
         };
         let ready = ASKING.try_with(|(_, ready)| ready.take()).ok().flatten();
         let admitted = match ready {
-            Some(admitted) => admitted,
+            // Made ready before, with work in between: it must still stand.
+            Some(admitted) if governor.stands(&admitted).await => admitted,
+            // Its slot was voided by a cut since. A create's send time is
+            // recorded for that slot: it is not sent (its caller records
+            // another attempt, in a new slot).
+            Some(_) if op == Operation::CreateOrder => {
+                info!("a create's slot was voided by a cut of the FoxReload budget; not sent");
+                return Err(SupplierError::Throttled {
+                    op,
+                    retry_after: governor.cooling_for(),
+                });
+            }
+            // Anything else takes a new slot.
+            Some(_) => governor
+                .admit(Asking::current())
+                .await
+                .map_err(|retry_after| SupplierError::Throttled { op, retry_after })?,
             // A create must leave within the slack of its recorded send
             // time: only in a slot it was made ready for before recording.
             None if op == Operation::CreateOrder => {
@@ -638,6 +681,66 @@ mod tests {
         assert!(matches!(limited, SupplierError::RateLimited { .. }));
         let cut = store.budget().await.unwrap().expect("cut");
         assert!((cut.base - 19.0).abs() < 0.5, "{cut:?}");
+    }
+
+    /// Another container cuts the shared budget now: to `base`, cooling
+    /// down for `cool`.
+    async fn cut_elsewhere(store: &MemoryStore, stack: &Stack, base: f64, cool: Duration) {
+        let now = stack.governor.as_ref().unwrap().now();
+        let seen = store.budget().await.unwrap();
+        let cut = crate::domain::budget::Shared {
+            base,
+            cool_until: now + cool,
+            cut_at: now,
+        };
+        assert!(store.swap_budget(seen.as_ref(), &cut).await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_a_cut_voided_while_work_came_between_is_not_spent() {
+        let store = MemoryStore::new();
+        let (stack, _) = container(&store, 10.0);
+        let id = placed(&stack);
+        let request = new_order("g").supplier_request(false);
+        let start = Instant::now();
+        // Made ready, then a slow store write, during which another
+        // container cuts the budget: the create is not sent.
+        let refused = Asking::new(Priority::Create)
+            .scope(async {
+                stack.ready(Operation::CreateOrder).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                cut_elsewhere(&store, &stack, 5.0, Duration::from_millis(500)).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                stack.create_order(&request).await
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, SupplierError::Throttled { op: Operation::CreateOrder, .. }),
+            "{refused:?}"
+        );
+        assert_eq!(stack.inner.calls(Operation::CreateOrder), 0, "not sent");
+        // A read made ready the same way (its slot at the end of that
+        // cool-down, 0.6 s) takes a new slot: at the end of the next
+        // cut's (made at 0.7 s).
+        let sent_at = Asking::new(Priority::Poll)
+            .scope(async {
+                stack.ready(Operation::GetOrder).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                cut_elsewhere(&store, &stack, 2.5, Duration::from_millis(500)).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                stack.get_order(&id).await.unwrap();
+                Instant::now() - start
+            })
+            .await;
+        assert_eq!(sent_at, Duration::from_millis(700 + 500));
+        // Within a moment of its grant and with no cut seen, a slot stands
+        // without a read of the shared budget.
+        store.fail("budget", 100);
+        Asking::new(Priority::Poll)
+            .scope(stack.get_order(&id))
+            .await
+            .unwrap();
     }
 
     #[tokio::test(start_paused = true)]

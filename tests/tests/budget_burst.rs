@@ -32,7 +32,9 @@ async fn burst(max_rps: u32) -> BurstReport {
 fn report(name: &str, run: &BurstReport) -> String {
     format!(
         "{name}: busiest second after the first 429 {}, {} 429s, {} creates answered 503 busy, \
-         {} answered 503 for FoxReload, drained in {:.0} s, lag p50 {:.1} s p95 {:.1} s",
+         {} answered 503 for FoxReload, drained in {:.0} s, lag p50 {:.1} s p95 {:.1} s\n\
+         requests/429s a second: {}\n\
+         503s other than busy: {:?}",
         run.busiest_after_first_429(),
         run.refusals(),
         run.busy.len(),
@@ -40,6 +42,8 @@ fn report(name: &str, run: &BurstReport) -> String {
         run.drain.as_secs_f64(),
         run.lag(0.5).as_secs_f64(),
         run.lag(0.95).as_secs_f64(),
+        run.timeline(),
+        run.unavailable_why,
     )
 }
 

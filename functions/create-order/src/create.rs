@@ -574,6 +574,9 @@ where
             match posted {
                 Posted::Claimed(created) => return Ok(Placed::Ours(created)),
                 Posted::Moved => return Ok(Placed::Moved),
+                // Never sent, and the budget's cool-down is short: another
+                // attempt, in a new slot, while there is one left and time.
+                Posted::SlotVoided => {}
                 Posted::NotSent => {
                     let why = "the store was too slow to record a POST before sending it";
                     // No earlier POST may have made an order (each was

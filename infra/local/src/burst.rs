@@ -43,8 +43,10 @@ pub struct BurstReport {
     /// When (Unix seconds, as received) creates were answered 503 `busy`:
     /// the stack's own budget.
     pub busy: Vec<f64>,
-    /// Creates answered 503 because FoxReload refused or failed.
+    /// Creates answered 503 for another reason than the budget.
     pub unavailable: usize,
+    /// Those answers' messages, each with how often it was given.
+    pub unavailable_why: BTreeMap<String, usize>,
     /// From the first order placed to the last notified.
     pub drain: Duration,
     /// From each order's first POST to its event, sorted.
@@ -80,6 +82,22 @@ impl BurstReport {
         self.lags[i - 1]
     }
 
+    /// What FoxReload saw second by second, from its first request:
+    /// `requests/429s` each, a space apart.
+    pub fn timeline(&self) -> String {
+        let Some((&first, _)) = self.requests.first_key_value() else {
+            return String::new();
+        };
+        let last = self.requests.keys().next_back().copied().unwrap_or(first);
+        (first..=last)
+            .map(|second| {
+                let count = |of: &BTreeMap<i64, u64>| of.get(&second).copied().unwrap_or(0);
+                format!("{}/{}", count(&self.requests), count(&self.limited))
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// Seconds in which FoxReload was sent a read of an order while, at
     /// most 7 s before, a create had been refused for the budget: none,
     /// when creates come first (a create is refused only when every slot
@@ -104,15 +122,26 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// A create answered 503.
+#[derive(Clone, Debug)]
+struct Refusal {
+    /// For the stack's own budget.
+    busy: bool,
+    /// When (Unix seconds).
+    at: f64,
+    message: String,
+}
+
 /// One order as a client places it: the same key until it is accepted,
 /// coming back when told. Its id, when it first tried (the customer's clock
-/// starts there), and its 503s (`true`: the stack's budget).
+/// starts there), and its 503s (`true`: the stack's budget), each with
+/// its message.
 async fn place(
     http: reqwest::Client,
     api: String,
     key: String,
     give_up: Instant,
-) -> Result<(String, OffsetDateTime, Vec<(bool, f64)>), String> {
+) -> Result<(String, OffsetDateTime, Vec<Refusal>), String> {
     let first = OffsetDateTime::now_utc();
     let mut refusals = Vec::new();
     loop {
@@ -136,7 +165,14 @@ async fn place(
                 return Ok((id.to_owned(), first, refusals));
             }
             503 => {
-                refusals.push((answer["error"]["code"] == "busy", at));
+                refusals.push(Refusal {
+                    busy: answer["error"]["code"] == "busy",
+                    at,
+                    message: answer["error"]["message"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                });
                 let wait = wait.ok_or_else(|| format!("a 503 without Retry-After: {answer}"))?;
                 tokio::time::sleep(Duration::from_secs(wait)).await;
             }
@@ -312,19 +348,20 @@ pub async fn run(burst: Burst) -> Result<BurstReport, String> {
         })
         .collect();
     lags.sort();
-    let refusals: Vec<(bool, f64)> = placed.iter().flat_map(|(_, _, r)| r.clone()).collect();
+    let refusals: Vec<Refusal> = placed.iter().flat_map(|(_, _, r)| r.clone()).collect();
+    let mut unavailable_why = BTreeMap::new();
+    for refusal in refusals.iter().filter(|r| !r.busy) {
+        *unavailable_why.entry(refusal.message.clone()).or_default() += 1;
+    }
     stack.stop().await;
     sim.shutdown().await;
     Ok(BurstReport {
         requests: counters.requests_by_second,
         limited: counters.rate_limited_by_second,
         reads: counters.reads_by_second,
-        busy: refusals
-            .iter()
-            .filter(|(busy, _)| *busy)
-            .map(|(_, at)| *at)
-            .collect(),
-        unavailable: refusals.iter().filter(|(busy, _)| !*busy).count(),
+        busy: refusals.iter().filter(|r| r.busy).map(|r| r.at).collect(),
+        unavailable: refusals.iter().filter(|r| !r.busy).count(),
+        unavailable_why,
         drain,
         lags,
     })

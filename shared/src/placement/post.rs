@@ -66,6 +66,8 @@ impl ReconcileOptions {
         }
         let created = match outcome {
             Ok(created) => created,
+            // Made ready, then voided by a cut while recording.
+            Err(SupplierError::Throttled { .. }) => return Ok(Posted::SlotVoided),
             Err(error) => return Ok(Posted::Failed(error)),
         };
         let answered = clock.now();

@@ -131,6 +131,9 @@ where
             Posted::NotSent => Found::Undecided(foxrelay_shared::placement::undecided(
                 "the store was too slow to record a POST before sending it",
             )),
+            Posted::SlotVoided => Found::Undecided(foxrelay_shared::placement::undecided(
+                "a cut of the FoxReload budget voided the POST's slot before it was sent",
+            )),
             // Left for the next reconciliation to find one of ours.
             Posted::TakenByAnother => Found::Undecided(foxrelay_shared::placement::undecided(
                 "the new order was claimed by another of ours",
