@@ -13,7 +13,7 @@
 
 use crate::clock::Clock;
 use crate::domain::budget::{
-    Adaptive, Granted, PACE_WINDOW, Priority, Slot, accepted_before, interval, pace,
+    Adaptive, Granted, PACE_WINDOW, Priority, Shared, Slot, accepted_before, interval, pace,
 };
 use crate::foxreload::{
     CreateOrderRequest, Observation, Operation, OrderPage, PageRequest, Supplier, SupplierError,
@@ -93,12 +93,26 @@ struct View {
     hint: Option<Duration>,
     /// Its latest slots, as samples of the stack's pace ([`pace`]).
     samples: VecDeque<Granted>,
+    /// The last time it read the shared state (as of just before the read).
+    fresh_at: Duration,
 }
 
 /// Most slots a container keeps as samples of the stack's pace.
 const SAMPLES_KEPT: usize = 64;
 
 impl View {
+    /// The shared state as read at `asked` (`None`: none written yet).
+    /// Never goes back to a state older than the one it holds (reads in
+    /// flight at once may land in any order).
+    fn refreshed(&mut self, shared: Option<Shared>, asked: Duration) {
+        if let Some(shared) = shared
+            && shared.cut_at >= self.adaptive.state.cut_at
+        {
+            self.adaptive.state = shared;
+        }
+        self.fresh_at = self.fresh_at.max(asked);
+    }
+
     /// Keeps `granted` as a sample, forgetting those too old to count.
     fn sampled(&mut self, granted: Granted) {
         let oldest = granted.at.saturating_sub(PACE_WINDOW * 2);
@@ -161,6 +175,7 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
                 adaptive: Adaptive::new(settings.max_rps, now),
                 hint: None,
                 samples: VecDeque::new(),
+                fresh_at: Duration::ZERO,
             }),
             metrics,
         }
@@ -182,13 +197,7 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
     pub async fn admit(&self, asking: Asking) -> Result<Admitted, Duration> {
         for _ in 0..READMITS {
             let admitted = self.take(asking).await?;
-            if let Some(wait) = admitted
-                .at
-                .checked_sub(since_epoch(self.clock.now()))
-                .filter(|wait| !wait.is_zero())
-            {
-                tokio::time::sleep(wait).await;
-            }
+            self.wait_for(&admitted).await;
             if self.stands(&admitted).await {
                 return Ok(admitted);
             }
@@ -201,23 +210,41 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
     /// sent. A cut since it was granted voids it: it was booked at the old
     /// rate, and the cut moved the limiter back to the end of its
     /// cool-down. A cut this container saw is known for free; a call that
-    /// leaves more than [`LATE`] after its grant (it waited for its slot,
-    /// or a store write came between) also reads the shared budget, so a
-    /// cut made meanwhile by another container stops it too. (A budget
-    /// that cannot be read voids nothing.)
+    /// leaves more than [`LATE`] after its grant and after this container
+    /// last read the shared state (it waited for its slot, or a store write
+    /// came between) reads it again first, so a cut made meanwhile by
+    /// another container stops it too. (A budget that cannot be read voids
+    /// nothing.)
     pub async fn stands(&self, admitted: &Admitted) -> bool {
-        if lock(&self.view).adaptive.state.cut_at > admitted.granted {
+        let (cut_at, fresh_at) = {
+            let view = lock(&self.view);
+            (view.adaptive.state.cut_at, view.fresh_at)
+        };
+        if cut_at > admitted.granted {
             return false;
         }
-        if self.now().saturating_sub(admitted.granted) <= LATE {
+        let now = self.now();
+        if now.saturating_sub(admitted.granted.max(fresh_at)) <= LATE {
             return true;
         }
         match self.store.budget().await {
-            Ok(Some(shared)) => {
-                lock(&self.view).adaptive.state = shared;
-                shared.cut_at <= admitted.granted
+            Ok(shared) => {
+                let mut view = lock(&self.view);
+                view.refreshed(shared, now);
+                view.adaptive.state.cut_at <= admitted.granted
             }
-            Ok(None) | Err(_) => true,
+            Err(_) => true,
+        }
+    }
+
+    /// Waits until `admitted`'s slot comes.
+    async fn wait_for(&self, admitted: &Admitted) {
+        if let Some(wait) = admitted
+            .at
+            .checked_sub(self.now())
+            .filter(|wait| !wait.is_zero())
+        {
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -262,9 +289,7 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
         {
             let mut view = lock(&self.view);
             view.hint = taken.due;
-            if let Some(shared) = taken.budget {
-                view.adaptive.state = shared;
-            }
+            view.refreshed(taken.budget, now);
             if let (Slot::Go { at, .. }, Some(serial)) = (taken.slot, taken.serial) {
                 view.sampled(Granted { at, serial });
             }
@@ -318,20 +343,22 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
                     return;
                 }
             };
+            // Decided from the state as read: the swap holds only on it.
             let next = {
                 let mut view = lock(&self.view);
+                view.refreshed(seen, now);
+                let mut adaptive = view.adaptive.clone();
                 if let Some(seen) = seen {
-                    view.adaptive.state = seen;
+                    adaptive.state = seen;
                 }
-                view.adaptive
-                    .after_limited(now, admitted.granted, retry_after, accepted)
+                adaptive.after_limited(now, admitted.granted, retry_after, accepted)
             };
             if seen == Some(next) {
                 return;
             }
             match self.store.swap_budget(seen.as_ref(), &next).await {
                 Ok(true) => {
-                    lock(&self.view).adaptive.state = next;
+                    lock(&self.view).refreshed(Some(next), now);
                     info!(
                         budget_rps = next.base,
                         cool_down_ms = next.cool_until.saturating_sub(now).as_millis() as u64,
@@ -441,23 +468,56 @@ where
         let Some(governor) = &self.governor else {
             return Ok(());
         };
-        // Made ready already in this flow (and not spent since).
-        let held = ASKING.try_with(|(_, ready)| {
-            let held = ready.take();
-            ready.set(held);
-            held.is_some()
-        });
-        if held == Ok(true) {
-            return Ok(());
-        }
-        let admitted = governor
-            .admit(Asking::current())
-            .await
-            .map_err(|retry_after| SupplierError::Throttled { op, retry_after })?;
+        // Reserved or made ready already in this flow (not spent since):
+        // waited for, and still standing.
+        let held = ASKING.try_with(|(_, ready)| ready.take()).ok().flatten();
+        let admitted = match held {
+            Some(held) => {
+                governor.wait_for(&held).await;
+                if governor.stands(&held).await {
+                    held
+                } else if op == Operation::CreateOrder {
+                    // Its send time was recorded for that slot.
+                    info!("a create's slot was voided by a cut of the FoxReload budget");
+                    return Err(SupplierError::Throttled {
+                        op,
+                        retry_after: governor.cooling_for(),
+                    });
+                } else {
+                    governor
+                        .admit(Asking::current())
+                        .await
+                        .map_err(|retry_after| SupplierError::Throttled { op, retry_after })?
+                }
+            }
+            None => governor
+                .admit(Asking::current())
+                .await
+                .map_err(|retry_after| SupplierError::Throttled { op, retry_after })?,
+        };
         // Kept for this flow's next call; outside a flow, the slot is
         // spent here (the next call takes its own).
         let _ = ASKING.try_with(|(_, ready)| ready.set(Some(admitted)));
         Ok(())
+    }
+
+    async fn reserve(&self, op: Operation) -> Result<Option<OffsetDateTime>, SupplierError> {
+        let Some(governor) = &self.governor else {
+            return Ok(None);
+        };
+        let held = ASKING.try_with(|(_, ready)| ready.get()).ok().flatten();
+        let admitted = match held {
+            Some(held) => held,
+            None => {
+                let taken = governor
+                    .take(Asking::current())
+                    .await
+                    .map_err(|retry_after| SupplierError::Throttled { op, retry_after })?;
+                let _ = ASKING.try_with(|(_, ready)| ready.set(Some(taken)));
+                taken
+            }
+        };
+        Ok(Some(OffsetDateTime::UNIX_EPOCH + admitted.at))
     }
 
     async fn create_order(
@@ -716,7 +776,13 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            matches!(refused, SupplierError::Throttled { op: Operation::CreateOrder, .. }),
+            matches!(
+                refused,
+                SupplierError::Throttled {
+                    op: Operation::CreateOrder,
+                    ..
+                }
+            ),
             "{refused:?}"
         );
         assert_eq!(stack.inner.calls(Operation::CreateOrder), 0, "not sent");

@@ -185,24 +185,27 @@ where
                 .await;
         }
         let claim = key.as_ref().map(|key| claim_for(key.scoped(&principal)));
-        // A slot of the stack's FoxReload budget first: its POST then leaves
-        // right after the send time the intent records.
-        if let Err(error) = self.supplier.ready(Operation::CreateOrder).await {
-            // A retry of a request already taken needs no slot.
-            if let Some(claim) = &claim
-                && let Some(record) = self
-                    .store
-                    .idempotency(&claim.key)
-                    .await
-                    .map_err(|e| store_error(&e))?
-            {
-                return self.replay(record, claim.clone(), deadline).await;
+        // A slot of the stack's FoxReload budget first: the intent records
+        // its time as the first POST's, and the POST leaves in it.
+        let slot = match self.supplier.reserve(Operation::CreateOrder).await {
+            Ok(slot) => slot,
+            Err(error) => {
+                // A retry of a request already taken needs no slot.
+                if let Some(claim) = &claim
+                    && let Some(record) = self
+                        .store
+                        .idempotency(&claim.key)
+                        .await
+                        .map_err(|e| store_error(&e))?
+                {
+                    return self.replay(record, claim.clone(), deadline).await;
+                }
+                warn!(%error, "no slot of the FoxReload budget for a create; nothing stored");
+                return Err(ApiError::budget_spent(
+                    error.retry_after().unwrap_or(Duration::from_secs(1)),
+                ));
             }
-            warn!(%error, "no slot of the FoxReload budget for a create; nothing stored");
-            return Err(ApiError::budget_spent(
-                error.retry_after().unwrap_or(Duration::from_secs(1)),
-            ));
-        }
+        };
         let now = self.clock.now();
         let plan = self.plans.plan_for(&self.store, &order.lines).await;
         let mut intent = OrderRecord::intent(
@@ -212,6 +215,7 @@ where
             principal,
             now,
         );
+        intent.posted_at = vec![slot.unwrap_or(now)];
         intent.plan_step = plan.as_ref().map(|_| 0);
         intent.poll_plan = plan;
         match self
@@ -559,7 +563,9 @@ where
             }
             attempts += 1;
             // The intent recorded the first POST's time.
-            let recorded = std::mem::take(&mut intent_post).then_some(order.created_at);
+            let recorded = std::mem::take(&mut intent_post)
+                .then(|| order.posted_at.first().copied())
+                .flatten();
             let posted = reconcile
                 .post(
                     &self.store,

@@ -38,12 +38,25 @@ pub trait Supplier: Send + Sync {
         page: &PageRequest,
     ) -> impl Future<Output = Result<OrderPage, SupplierError>> + Send;
     /// Waits until a call of `op` may be sent now, and keeps that turn for
-    /// the flow's next call: a flow that must send close to a time it
-    /// records (a create) is made ready before it records it. Nothing to
-    /// wait for by default; [`crate::governor::Governed`] takes a slot of the
-    /// stack's budget, or answers [`SupplierError::Throttled`].
+    /// the flow's next call (the turn [`Supplier::reserve`] took, if it
+    /// took one). Nothing to wait for by default;
+    /// [`crate::governor::Governed`] takes a slot of the stack's budget, or
+    /// answers [`SupplierError::Throttled`] (also when the turn reserved was
+    /// voided meanwhile).
     fn ready(&self, _op: Operation) -> impl Future<Output = Result<(), SupplierError>> + Send {
         std::future::ready(Ok(()))
+    }
+    /// Takes a turn for the flow's next call of `op` without waiting for
+    /// it, and says when it comes (`None`: now). A flow that records when
+    /// it sends (a create) records that time, then waits with
+    /// [`Supplier::ready`]: the store write is made while the turn is
+    /// waited for, and the call leaves at the time recorded. Inside a flow
+    /// ([`crate::governor::Asking::scope`]) only; no turn by default.
+    fn reserve(
+        &self,
+        _op: Operation,
+    ) -> impl Future<Output = Result<Option<time::OffsetDateTime>, SupplierError>> + Send {
+        std::future::ready(Ok(None))
     }
     /// Told what a flow concluded from FoxReload's answers, for a wrapper
     /// that counts it ([`crate::metrics::Metered`]); nothing by default.

@@ -14,11 +14,12 @@ impl ReconcileOptions {
     /// POSTs `request` for `order_id` and claims what it made. `posts` is
     /// the number of POSTs recorded on the order (counted up as this one is
     /// recorded); `recorded` the send time already recorded for this one
-    /// (the intent's, for create-order's first POST). A POST is sent only
-    /// within [`SEND_SLACK`] of the time recorded for it: a slow store
-    /// write first records a fresh time, so the windows reconciliation
-    /// matches in always hold the real send. A successful create also
-    /// measures FoxReload's clock.
+    /// (the intent's, for create-order's first POST: the time of the slot
+    /// it reserved). A POST is sent only in its slot of the stack's budget
+    /// and within [`SEND_SLACK`] of the time recorded for it: a store write
+    /// slower than the wait for the slot first records a fresh time, so the
+    /// windows reconciliation matches in always hold the real send. A
+    /// successful create also measures FoxReload's clock.
     #[allow(clippy::too_many_arguments)]
     pub async fn post(
         &self,
@@ -30,12 +31,31 @@ impl ReconcileOptions {
         posts: &mut usize,
         recorded: Option<OffsetDateTime>,
     ) -> Result<Posted, StoreError> {
-        // The stack's FoxReload budget first: waiting for a slot after the
-        // send time is recorded would send it late.
-        if let Err(error) = supplier.ready(Operation::CreateOrder).await {
-            return Ok(Posted::Failed(error));
-        }
+        // A slot of the stack's FoxReload budget first, its time recorded
+        // as the send time while the slot is waited for (the store write
+        // then never makes the POST leave after its slot).
+        let slot = match supplier.reserve(Operation::CreateOrder).await {
+            Ok(slot) => slot,
+            Err(error) => return Ok(Posted::Failed(error)),
+        };
         let mut recorded = recorded;
+        if recorded.is_none() {
+            let at = slot.unwrap_or_else(|| clock.now());
+            if !store.record_post(order_id, *posts, at).await? {
+                return Ok(Posted::Moved);
+            }
+            *posts += 1;
+            recorded = Some(at);
+        }
+        match supplier.ready(Operation::CreateOrder).await {
+            Ok(()) => {}
+            // Recorded, never sent: a cut voided the slot meanwhile.
+            Err(SupplierError::Throttled { .. }) if slot.is_some() => {
+                return Ok(Posted::SlotVoided);
+            }
+            Err(error) => return Ok(Posted::Failed(error)),
+        }
+        // A store slower than the wait: recorded afresh, close to the send.
         for _ in 0..3 {
             if recorded.is_some_and(|at| clock.now() - at <= SEND_SLACK) {
                 break;
