@@ -216,13 +216,10 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
     /// another container stops it too. (A budget that cannot be read voids
     /// nothing.)
     pub async fn stands(&self, admitted: &Admitted) -> bool {
-        let (cut_at, fresh_at) = {
-            let view = lock(&self.view);
-            (view.adaptive.state.cut_at, view.fresh_at)
-        };
-        if cut_at > admitted.granted {
+        if self.seen_cut_since(admitted) {
             return false;
         }
+        let fresh_at = lock(&self.view).fresh_at;
         let now = self.now();
         if now.saturating_sub(admitted.granted.max(fresh_at)) <= LATE {
             return true;
@@ -237,9 +234,17 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
         }
     }
 
-    /// Waits until `admitted`'s slot comes.
+    /// Whether this container has seen a cut since `admitted` was
+    /// granted (no store read).
+    fn seen_cut_since(&self, admitted: &Admitted) -> bool {
+        lock(&self.view).adaptive.state.cut_at > admitted.granted
+    }
+
+    /// Waits until `admitted`'s slot comes, on the clock slots are given
+    /// in (not only tokio's, which may drift from it): a call never leaves
+    /// before its slot, nor a create before the send time recorded for it.
     async fn wait_for(&self, admitted: &Admitted) {
-        if let Some(wait) = admitted
+        while let Some(wait) = admitted
             .at
             .checked_sub(self.now())
             .filter(|wait| !wait.is_zero())
@@ -418,23 +423,35 @@ where
         };
         let ready = ASKING.try_with(|(_, ready)| ready.take()).ok().flatten();
         let admitted = match ready {
-            // Made ready before, with work in between: it must still stand.
-            Some(admitted) if governor.stands(&admitted).await => admitted,
-            // Its slot was voided by a cut since. A create's send time is
-            // recorded for that slot: it is not sent (its caller records
-            // another attempt, in a new slot).
-            Some(_) if op == Operation::CreateOrder => {
-                info!("a create's slot was voided by a cut of the FoxReload budget; not sent");
-                return Err(SupplierError::Throttled {
-                    op,
-                    retry_after: governor.cooling_for(),
-                });
+            // A create made ready just before (its send time recorded since):
+            // checked against what this container knows only, since a read
+            // of the store here would delay it past the time recorded.
+            Some(admitted) if op == Operation::CreateOrder => {
+                governor.wait_for(&admitted).await;
+                if governor.seen_cut_since(&admitted) {
+                    // Its send time was recorded for that slot: not sent
+                    // (its caller records another attempt, in a new slot).
+                    info!("a create's slot was voided by a cut of the FoxReload budget; not sent");
+                    return Err(SupplierError::Throttled {
+                        op,
+                        retry_after: governor.cooling_for(),
+                    });
+                }
+                admitted
             }
-            // Anything else takes a new slot.
-            Some(_) => governor
-                .admit(Asking::current())
-                .await
-                .map_err(|retry_after| SupplierError::Throttled { op, retry_after })?,
+            // Reserved or made ready before, with work in between: its
+            // slot waited for, and still standing; or a new one.
+            Some(admitted) => {
+                governor.wait_for(&admitted).await;
+                if governor.stands(&admitted).await {
+                    admitted
+                } else {
+                    governor
+                        .admit(Asking::current())
+                        .await
+                        .map_err(|retry_after| SupplierError::Throttled { op, retry_after })?
+                }
+            }
             // A create must leave within the slack of its recorded send
             // time: only in a slot it was made ready for before recording.
             None if op == Operation::CreateOrder => {
@@ -473,7 +490,10 @@ where
         let held = ASKING.try_with(|(_, ready)| ready.take()).ok().flatten();
         let admitted = match held {
             Some(held) => {
-                governor.wait_for(&held).await;
+                // A cut already seen voids it without waiting for it.
+                if !governor.seen_cut_since(&held) {
+                    governor.wait_for(&held).await;
+                }
                 if governor.stands(&held).await {
                     held
                 } else if op == Operation::CreateOrder {
@@ -505,7 +525,10 @@ where
         let Some(governor) = &self.governor else {
             return Ok(None);
         };
-        let held = ASKING.try_with(|(_, ready)| ready.get()).ok().flatten();
+        // Outside a flow there is nowhere to keep a slot: none is taken.
+        let Ok(held) = ASKING.try_with(|(_, ready)| ready.get()) else {
+            return Ok(None);
+        };
         let admitted = match held {
             Some(held) => held,
             None => {
@@ -763,14 +786,16 @@ mod tests {
         let id = placed(&stack);
         let request = new_order("g").supplier_request(false);
         let start = Instant::now();
-        // Made ready, then a slow store write, during which another
-        // container cuts the budget: the create is not sent.
+        // A slot reserved, then a slow store write (the send time), during
+        // which another container cuts the budget: the create is not made
+        // ready, so never sent.
         let refused = Asking::new(Priority::Create)
             .scope(async {
-                stack.ready(Operation::CreateOrder).await.unwrap();
+                stack.reserve(Operation::CreateOrder).await.unwrap();
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 cut_elsewhere(&store, &stack, 5.0, Duration::from_millis(500)).await;
                 tokio::time::sleep(Duration::from_millis(200)).await;
+                stack.ready(Operation::CreateOrder).await?;
                 stack.create_order(&request).await
             })
             .await
@@ -807,6 +832,37 @@ mod tests {
             .scope(stack.get_order(&id))
             .await
             .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_reserved_is_waited_for_by_whatever_call_spends_it() {
+        let store = MemoryStore::new();
+        let (stack, _) = container(&store, 2.0);
+        let id = placed(&stack);
+        let start = Instant::now();
+        // Other containers' creates book the next two seconds.
+        let now = stack.governor.as_ref().unwrap().now();
+        for _ in 0..4 {
+            let ask = SlotAsk {
+                now,
+                interval: Duration::from_millis(500),
+                ahead: Priority::Create.ahead(),
+                hint: None,
+            };
+            store.take_slot(&ask).await.unwrap();
+        }
+        // Outside a flow there is nowhere to keep a slot: none is taken.
+        assert_eq!(stack.reserve(Operation::GetOrder).await.unwrap(), None);
+        let (slot, sent) = Asking::new(Priority::Create)
+            .scope(async {
+                let slot = stack.reserve(Operation::CreateOrder).await.unwrap();
+                // Not waited for with `ready`: a read spends it, in time.
+                stack.get_order(&id).await.unwrap();
+                (slot.unwrap(), Instant::now() - start)
+            })
+            .await;
+        assert_eq!(slot, datetime!(2026-12-01 12:00:02 UTC));
+        assert_eq!(sent, Duration::from_secs(2));
     }
 
     #[tokio::test(start_paused = true)]

@@ -197,3 +197,25 @@ async fn a_create_whose_slot_a_cut_voids_before_it_comes_is_sent_in_a_new_slot_o
     let sent = c.supplier.inner.bought()[0].created_at.clone().unwrap();
     assert_eq!(sent.parsed.unwrap(), datetime!(2026-12-01 12:00:01.6 UTC));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_read_of_the_budget_never_makes_a_post_leave_past_the_time_recorded_for_it() {
+    let c = creator(10.0);
+    // Its slot comes 1 s on; every read of the shared budget takes 0.5 s.
+    booked(&c, 10.0, 1).await;
+    c.store.slow("budget", Duration::from_millis(500));
+    let answer = c
+        .create(new_order("a"), None, alice(), deadline())
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 202);
+    let order = c.store.order(&answer.order_id).await.unwrap().unwrap();
+    let recorded = *order.posted_at.last().unwrap();
+    let sent = c.supplier.inner.bought()[0].created_at.clone().unwrap();
+    let sent = sent.parsed.unwrap();
+    assert!(sent >= recorded, "{sent} before {recorded}");
+    assert!(
+        sent - recorded < time::Duration::milliseconds(800),
+        "{sent} long after {recorded}"
+    );
+}

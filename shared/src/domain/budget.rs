@@ -184,13 +184,15 @@ pub fn pace(samples: &[Granted], until: Duration) -> Option<f64> {
     let from = until.saturating_sub(PACE_WINDOW);
     let mut within = samples.iter().filter(|s| s.at >= from && s.at <= until);
     let first = within.next()?;
+    // Taken in the order the slots were granted: a cut moves the limiter
+    // back, so a later slot may come before one granted earlier (then void).
     let (first, last) = within.fold((first, first), |(lo, hi), s| {
         (
-            if s.at < lo.at { s } else { lo },
-            if s.at > hi.at { s } else { hi },
+            if s.serial < lo.serial { s } else { lo },
+            if s.serial > hi.serial { s } else { hi },
         )
     });
-    let span = last.at - first.at;
+    let span = last.at.checked_sub(first.at)?;
     if span < SHORTEST_SPAN {
         return None;
     }
@@ -683,10 +685,13 @@ mod tests {
         assert!((pace(&samples, at(10.0)).unwrap() - 40.0).abs() < 1e-9);
         // Only the last second counts.
         assert!((pace(&samples, at(9.7)).unwrap() - 40.0).abs() < 1e-9);
-        // Samples out of order count by their time.
+        // Samples kept out of order count in the order they were granted.
         let mut shuffled = samples;
         shuffled.reverse();
         assert_eq!(pace(&shuffled, at(10.0)), pace(&samples, at(10.0)));
+        // A slot granted after a cut, but due before one granted earlier
+        // (voided by the cut): no pace to tell.
+        assert_eq!(pace(&[sample(9.9, 50), sample(9.3, 60)], at(10.0)), None);
         // Too short a span, one sample, or none: not known.
         assert_eq!(pace(&[sample(9.8, 35), samples[4]], at(10.0)), None);
         assert_eq!(pace(&samples[..1], at(8.5)), None);
