@@ -35,6 +35,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
+/// Most create attempts given back because a cut of the stack's FoxReload
+/// budget voided their slots before they were sent.
+const MAX_VOIDED: u32 = 3;
+
 /// How the create flow behaves; every figure has a default.
 #[derive(Clone, Debug)]
 pub struct CreateOptions {
@@ -530,6 +534,7 @@ where
         let mut posts = order.posted_at.len();
         let mut intent_post = !ambiguous_from_start;
         let mut attempts = 0;
+        let mut voided = 0;
         let mut reconcile_first = ambiguous_from_start;
         loop {
             if reconcile_first {
@@ -580,9 +585,16 @@ where
             match posted {
                 Posted::Claimed(created) => return Ok(Placed::Ours(created)),
                 Posted::Moved => return Ok(Placed::Moved),
-                // Never sent, and the budget's cool-down is short: another
-                // attempt, in a new slot, while there is one left and time.
-                Posted::SlotVoided => {}
+                // Never sent: a cut of the budget voided its slot. The
+                // attempt is given back (a few times; a cut comes at most
+                // once per cool-down) and another made in a new slot,
+                // while there is time.
+                Posted::SlotVoided => {
+                    if voided < MAX_VOIDED {
+                        voided += 1;
+                        attempts -= 1;
+                    }
+                }
                 Posted::NotSent => {
                     let why = "the store was too slow to record a POST before sending it";
                     // No earlier POST may have made an order (each was
