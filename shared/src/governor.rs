@@ -605,6 +605,20 @@ mod tests {
         (stack, metrics)
     }
 
+    /// Other containers' creates take four slots at 2/s from `now`: the
+    /// next two seconds.
+    async fn booked_elsewhere(store: &MemoryStore, now: Duration) {
+        for _ in 0..4 {
+            let ask = SlotAsk {
+                now,
+                interval: Duration::from_millis(500),
+                ahead: Priority::Create.ahead(),
+                hint: None,
+            };
+            store.take_slot(&ask).await.unwrap();
+        }
+    }
+
     fn placed(stack: &Stack) -> String {
         let request = new_order("g").supplier_request(false);
         stack
@@ -636,16 +650,7 @@ mod tests {
         let (stack, metrics) = container(&store, 2.0);
         let id = placed(&stack);
         // Other containers' creates book the next two seconds.
-        let now = since_epoch(datetime!(2026-12-01 12:00 UTC));
-        for _ in 0..4 {
-            let ask = SlotAsk {
-                now,
-                interval: Duration::from_millis(500),
-                ahead: Priority::Create.ahead(),
-                hint: None,
-            };
-            store.take_slot(&ask).await.unwrap();
-        }
+        booked_elsewhere(&store, since_epoch(datetime!(2026-12-01 12:00 UTC))).await;
         let before = stack.inner.calls(Operation::GetOrder);
         let refused = Asking::new(Priority::Poll)
             .scope(stack.get_order(&id))
@@ -841,16 +846,7 @@ mod tests {
         let id = placed(&stack);
         let start = Instant::now();
         // Other containers' creates book the next two seconds.
-        let now = stack.governor.as_ref().unwrap().now();
-        for _ in 0..4 {
-            let ask = SlotAsk {
-                now,
-                interval: Duration::from_millis(500),
-                ahead: Priority::Create.ahead(),
-                hint: None,
-            };
-            store.take_slot(&ask).await.unwrap();
-        }
+        booked_elsewhere(&store, stack.governor.as_ref().unwrap().now()).await;
         // Outside a flow there is nowhere to keep a slot: none is taken.
         assert_eq!(stack.reserve(Operation::GetOrder).await.unwrap(), None);
         let (slot, sent) = Asking::new(Priority::Create)

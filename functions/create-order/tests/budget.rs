@@ -9,7 +9,7 @@ use foxrelay_shared::domain::budget::Priority;
 use foxrelay_shared::domain::idempotency::IdempotencyKey;
 use foxrelay_shared::foxreload::Operation;
 use foxrelay_shared::governor::{Governed, Governor, GovernorSettings};
-use foxrelay_shared::store::{BudgetStore, OrderReader, SlotAsk};
+use foxrelay_shared::store::{BudgetStore, OrderReader, OrderRecord, SlotAsk};
 use foxrelay_shared::testing::seed::new_order;
 use foxrelay_shared::testing::{
     MemoryPublisher, MemoryQueue, MemoryStore, ScriptedSupplier, TestClock,
@@ -125,6 +125,22 @@ async fn a_create_with_no_slot_within_reach_is_a_503_busy_that_stores_and_buys_n
     assert!(c.store.budget().await.unwrap().is_none(), "no cut");
 }
 
+/// One order bought at 10/s, its slot 1 s on (other containers took the
+/// ones before), with the store's `method` taking `by`: the creator, and
+/// the order as stored.
+async fn bought_with_slow(method: &'static str, by: Duration) -> (GovernedCreator, OrderRecord) {
+    let c = creator(10.0);
+    booked(&c, 10.0, 1).await;
+    c.store.slow(method, by);
+    let answer = c
+        .create(new_order("a"), None, alice(), deadline())
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 202);
+    let order = c.store.order(&answer.order_id).await.unwrap().unwrap();
+    (c, order)
+}
+
 /// Another container cuts the budget at `at` (from the test's start), to
 /// 5/s, cooling down until `cool_until`.
 fn cut_later(
@@ -150,16 +166,8 @@ fn cut_later(
 
 #[tokio::test(start_paused = true)]
 async fn a_create_records_its_slot_while_waiting_for_it_so_a_slow_store_does_not_delay_its_post() {
-    let c = creator(10.0);
     // Its slot comes 1 s on; its intent is recorded slowly meanwhile.
-    booked(&c, 10.0, 1).await;
-    c.store.slow("begin", Duration::from_millis(300));
-    let answer = c
-        .create(new_order("a"), None, alice(), deadline())
-        .await
-        .unwrap();
-    assert_eq!(answer.status, 202);
-    let order = c.store.order(&answer.order_id).await.unwrap().unwrap();
+    let (c, order) = bought_with_slow("begin", Duration::from_millis(300)).await;
     // The intent recorded the slot's time as the POST's, and the POST
     // left then: not a store write later.
     assert_eq!(order.created_at, datetime!(2026-12-01 12:00 UTC));
@@ -202,16 +210,8 @@ async fn a_create_whose_slot_a_cut_voids_before_it_comes_is_sent_in_a_new_slot_o
 
 #[tokio::test(start_paused = true)]
 async fn a_slow_read_of_the_budget_never_makes_a_post_leave_past_the_time_recorded_for_it() {
-    let c = creator(10.0);
     // Its slot comes 1 s on; every read of the shared budget takes 0.5 s.
-    booked(&c, 10.0, 1).await;
-    c.store.slow("budget", Duration::from_millis(500));
-    let answer = c
-        .create(new_order("a"), None, alice(), deadline())
-        .await
-        .unwrap();
-    assert_eq!(answer.status, 202);
-    let order = c.store.order(&answer.order_id).await.unwrap().unwrap();
+    let (c, order) = bought_with_slow("budget", Duration::from_millis(500)).await;
     let recorded = *order.posted_at.last().unwrap();
     let sent = c.supplier.inner.bought()[0].created_at.clone().unwrap();
     let sent = sent.parsed.unwrap();
