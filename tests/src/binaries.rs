@@ -1,14 +1,17 @@
 //! The three function binaries, as Lambda runs them.
 //!
 //! `cargo test --workspace` builds them already (each function's own tests
-//! run its binary); a run of this crate alone builds them here, once per
-//! test binary, with the same profile and target directory.
+//! run its binary). The build here asks for them as that run does (the
+//! whole workspace, with its test targets, so every crate has the features
+//! `cargo test --workspace` gives it): after that run it finds them fresh
+//! and builds nothing. Asking for the three packages alone would resolve
+//! other features (no test-only ones), rebuild tokio, the SDK and everything
+//! above them (minutes on two cores) and replace the binaries the functions'
+//! own tests run. A run of this crate alone builds the workspace's tests
+//! here, once per test binary, with the same profile and target directory.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
-
-/// The functions' package (and binary) names.
-pub const FUNCTIONS: [&str; 3] = ["create-order", "poll-order", "scan-stalled"];
 
 /// The path of function `name`'s binary, built if needed.
 ///
@@ -31,14 +34,11 @@ pub fn function_binary(name: &str) -> PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = std::process::Command::new(cargo);
         build
-            .args(["build", "--quiet", "--bins"])
+            .args(["build", "--quiet", "--workspace", "--bins", "--tests"])
             .arg("--manifest-path")
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml"))
             .arg("--target-dir")
             .arg(&target_dir);
-        for function in FUNCTIONS {
-            build.args(["-p", function]);
-        }
         if profile_dir.file_name().is_some_and(|p| p == "release") {
             build.arg("--release");
         }
