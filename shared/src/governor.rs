@@ -73,6 +73,8 @@ pub struct Admitted {
     pub at: Duration,
     /// When it was granted (since the Unix epoch).
     pub granted: Duration,
+    /// When this container learned of it (the store's answer came).
+    pub known: Duration,
     /// The budget it was taken at, in requests per second.
     pub rate: f64,
 }
@@ -95,6 +97,30 @@ struct View {
     samples: VecDeque<Granted>,
     /// The last time it read the shared state (as of just before the read).
     fresh_at: Duration,
+    /// Its latest round trips to the shared state (a slot taken or the
+    /// budget read): how far ahead it asks for slots ([`Governor::lead`]).
+    trips: VecDeque<Duration>,
+    /// Its latest reservations' spans: from a reserved slot known to its
+    /// flow asking to spend it (the store writes in between).
+    spans: VecDeque<Duration>,
+}
+
+/// Keeps `latest` among the last [`TRIPS_KEPT`] of `recent`.
+fn remembered(recent: &mut VecDeque<Duration>, latest: Duration) {
+    if recent.len() >= TRIPS_KEPT {
+        recent.pop_front();
+    }
+    recent.push_back(latest);
+}
+
+/// The longest of `recent`, at most [`MOST_LEAD`].
+fn longest(recent: &VecDeque<Duration>) -> Duration {
+    recent
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or_default()
+        .min(MOST_LEAD)
 }
 
 /// Most slots a container keeps as samples of the stack's pace.
@@ -144,6 +170,20 @@ const READMITS: usize = 3;
 /// store write of a few milliseconds stay well under it.
 const LATE: Duration = Duration::from_millis(250);
 
+/// How late after its slot a call may still leave. A later one is void and
+/// takes a new slot: calls the store answered late would otherwise leave
+/// when their answers come, in bunches the limiter never granted (slots
+/// are spaced evenly, calls leaving `ON_TIME` late at most are spaced
+/// nearly so).
+pub const ON_TIME: Duration = Duration::from_millis(100);
+
+/// How many round trips (and reservation spans) a container remembers.
+const TRIPS_KEPT: usize = 8;
+
+/// The furthest ahead of now a slot is asked for to cover the store's
+/// round trip and a reservation's writes.
+const MOST_LEAD: Duration = Duration::from_secs(4);
+
 /// Most attempts at a cut when other containers keep changing the budget.
 const CUT_ATTEMPTS: usize = 3;
 
@@ -176,6 +216,8 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
                 hint: None,
                 samples: VecDeque::new(),
                 fresh_at: Duration::ZERO,
+                trips: VecDeque::new(),
+                spans: VecDeque::new(),
             }),
             metrics,
         }
@@ -196,12 +238,13 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
     /// long until one is within reach.
     pub async fn admit(&self, asking: Asking) -> Result<Admitted, Duration> {
         for _ in 0..READMITS {
-            let admitted = self.take(asking).await?;
-            self.wait_for(&admitted).await;
-            if self.stands(&admitted).await {
+            let admitted = self.take(asking, self.lead()).await?;
+            if self.kept(&admitted).await {
                 return Ok(admitted);
             }
-            info!("a slot booked before a cut of the FoxReload budget is taken again");
+            info!(
+                "a slot voided (by a cut of the FoxReload budget, or come too late) is taken again"
+            );
         }
         Err(STORE_DOWN_WAIT)
     }
@@ -224,9 +267,12 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
         if now.saturating_sub(admitted.granted.max(fresh_at)) <= LATE {
             return true;
         }
-        match self.store.budget().await {
+        let read = self.store.budget().await;
+        let trip = self.now().saturating_sub(now);
+        match read {
             Ok(shared) => {
                 let mut view = lock(&self.view);
+                remembered(&mut view.trips, trip);
                 view.refreshed(shared, now);
                 view.adaptive.state.cut_at <= admitted.granted
             }
@@ -240,16 +286,89 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
         lock(&self.view).adaptive.state.cut_at > admitted.granted
     }
 
-    /// Waits until `admitted`'s slot comes, on the clock slots are given
-    /// in (not only tokio's, which may drift from it): a call never leaves
-    /// before its slot, nor a create before the send time recorded for it.
-    async fn wait_for(&self, admitted: &Admitted) {
-        while let Some(wait) = admitted
-            .at
-            .checked_sub(self.now())
-            .filter(|wait| !wait.is_zero())
-        {
+    /// Waits until `at`, on the clock slots are given in (not only
+    /// tokio's, which may drift from it): a call never leaves before its
+    /// slot, nor a create before the send time recorded for it.
+    async fn wait_until(&self, at: Duration) {
+        while let Some(wait) = at.checked_sub(self.now()).filter(|wait| !wait.is_zero()) {
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Whether it is too late to send in `admitted`'s slot ([`ON_TIME`]).
+    fn too_late(&self, admitted: &Admitted) -> bool {
+        let late = self.now().saturating_sub(admitted.at);
+        if late > ON_TIME {
+            info!(
+                late_ms = late.as_millis() as u64,
+                "a FoxReload budget slot came and went before its call could leave"
+            );
+            return true;
+        }
+        false
+    }
+
+    /// How far ahead of now this container asks for a slot: its longest
+    /// recent round trip to the shared state, so that the slot is known
+    /// (and the budget read again, if need be) before it comes.
+    fn lead(&self) -> Duration {
+        longest(&lock(&self.view).trips)
+    }
+
+    /// How far ahead of now a slot reserved for a call is asked for: the
+    /// round trip, and the longest recent span from a reservation to its
+    /// call (the writes a create makes while its slot comes).
+    fn reserve_lead(&self) -> Duration {
+        let view = lock(&self.view);
+        (longest(&view.trips) + longest(&view.spans)).min(MOST_LEAD)
+    }
+
+    /// A reserved slot, known at `known`, is asked to be spent now.
+    fn spanned(&self, known: Duration) {
+        let span = self.now().saturating_sub(known);
+        remembered(&mut lock(&self.view).spans, span);
+    }
+
+    /// Whether `held`, a slot taken (earlier in this flow, or just now), is
+    /// kept for the call about to be sent: not voided by a cut (checked
+    /// just before it comes), waited for, and not come and gone while its
+    /// call was held up.
+    async fn kept(&self, held: &Admitted) -> bool {
+        if self.seen_cut_since(held) {
+            return false;
+        }
+        // The shared state, if stale, is read before the slot comes, not
+        // after: the read never makes the call leave late.
+        self.wait_until(held.at.saturating_sub(self.lead())).await;
+        if !self.stands(held).await {
+            return false;
+        }
+        self.wait_until(held.at).await;
+        !self.too_late(held)
+    }
+
+    /// The slot a call for `op` is sent in: `held` (taken earlier in this
+    /// flow) if it is kept, otherwise a new one, waited for.
+    async fn slot_for(
+        &self,
+        op: Operation,
+        held: Option<Admitted>,
+    ) -> Result<Admitted, SupplierError> {
+        match held {
+            Some(held) if self.kept(&held).await => Ok(held),
+            _ => self
+                .admit(Asking::current())
+                .await
+                .map_err(|retry_after| SupplierError::Throttled { op, retry_after }),
+        }
+    }
+
+    /// What a call for `op` whose slot a cut voided, and which cannot take
+    /// another (a create whose send time was recorded for it), answers.
+    fn voided(&self, op: Operation) -> SupplierError {
+        SupplierError::Throttled {
+            op,
+            retry_after: self.cooling_for(),
         }
     }
 
@@ -261,16 +380,16 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
             .saturating_sub(self.now())
     }
 
-    /// Takes a slot (not waited for yet), or how long until one is within
-    /// reach.
-    async fn take(&self, asking: Asking) -> Result<Admitted, Duration> {
-        let now_at = self.clock.now();
-        let now = since_epoch(now_at);
+    /// Takes a slot `lead` or more from now (not waited for yet), or how
+    /// long until one is within reach.
+    async fn take(&self, asking: Asking, lead: Duration) -> Result<Admitted, Duration> {
+        let now = self.now();
         let reach = match asking.until {
-            Some(until) => asking
-                .priority
-                .ahead()
-                .min(until.saturating_duration_since(tokio::time::Instant::now())),
+            Some(until) => asking.priority.ahead().min(
+                until
+                    .saturating_duration_since(tokio::time::Instant::now())
+                    .saturating_sub(lead),
+            ),
             None => asking.priority.ahead(),
         };
         let (rate, hint) = {
@@ -278,12 +397,14 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
             (view.adaptive.current(now), view.hint)
         };
         let ask = SlotAsk {
-            now,
+            now: now + lead,
             interval: interval(rate),
             ahead: reach,
             hint,
         };
-        let taken = match self.store.take_slot(&ask).await {
+        let taken = self.store.take_slot(&ask).await;
+        let known = self.now();
+        let taken = match taken {
             Ok(taken) => taken,
             Err(error) => {
                 warn!(%error, "the FoxReload budget could not be read; the call waits");
@@ -293,6 +414,7 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
         };
         {
             let mut view = lock(&self.view);
+            remembered(&mut view.trips, known.saturating_sub(now));
             view.hint = taken.due;
             view.refreshed(taken.budget, now);
             if let (Slot::Go { at, .. }, Some(serial)) = (taken.slot, taken.serial) {
@@ -308,6 +430,7 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
                 Ok(Admitted {
                     at,
                     granted: now,
+                    known,
                     rate,
                 })
             }
@@ -427,30 +550,14 @@ where
             // checked against what this container knows only, since a read
             // of the store here would delay it past the time recorded.
             Some(admitted) if op == Operation::CreateOrder => {
-                governor.wait_for(&admitted).await;
-                if governor.seen_cut_since(&admitted) {
+                governor.wait_until(admitted.at).await;
+                if governor.seen_cut_since(&admitted) || governor.too_late(&admitted) {
                     // Its send time was recorded for that slot: not sent
                     // (its caller records another attempt, in a new slot).
-                    info!("a create's slot was voided by a cut of the FoxReload budget; not sent");
-                    return Err(SupplierError::Throttled {
-                        op,
-                        retry_after: governor.cooling_for(),
-                    });
+                    info!("a create's slot was voided (cut or come too late); not sent");
+                    return Err(governor.voided(op));
                 }
                 admitted
-            }
-            // Reserved or made ready before, with work in between: its
-            // slot waited for, and still standing; or a new one.
-            Some(admitted) => {
-                governor.wait_for(&admitted).await;
-                if governor.stands(&admitted).await {
-                    admitted
-                } else {
-                    governor
-                        .admit(Asking::current())
-                        .await
-                        .map_err(|retry_after| SupplierError::Throttled { op, retry_after })?
-                }
             }
             // A create must leave within the slack of its recorded send
             // time: only in a slot it was made ready for before recording.
@@ -461,10 +568,8 @@ where
                     retry_after: UNREADY_CREATE_WAIT,
                 });
             }
-            None => governor
-                .admit(Asking::current())
-                .await
-                .map_err(|retry_after| SupplierError::Throttled { op, retry_after })?,
+            // Reserved or made ready before, with work in between; or none.
+            held => governor.slot_for(op, held).await?,
         };
         let sent = governor.now();
         let result = call.await;
@@ -489,31 +594,17 @@ where
         // waited for, and still standing.
         let held = ASKING.try_with(|(_, ready)| ready.take()).ok().flatten();
         let admitted = match held {
-            Some(held) => {
-                // A cut already seen voids it without waiting for it.
-                if !governor.seen_cut_since(&held) {
-                    governor.wait_for(&held).await;
-                }
-                if governor.stands(&held).await {
+            Some(held) if op == Operation::CreateOrder => {
+                governor.spanned(held.known);
+                if governor.kept(&held).await {
                     held
-                } else if op == Operation::CreateOrder {
-                    // Its send time was recorded for that slot.
-                    info!("a create's slot was voided by a cut of the FoxReload budget");
-                    return Err(SupplierError::Throttled {
-                        op,
-                        retry_after: governor.cooling_for(),
-                    });
                 } else {
-                    governor
-                        .admit(Asking::current())
-                        .await
-                        .map_err(|retry_after| SupplierError::Throttled { op, retry_after })?
+                    // Its send time was recorded for that slot.
+                    info!("a create's slot was voided (cut or come too late)");
+                    return Err(governor.voided(op));
                 }
             }
-            None => governor
-                .admit(Asking::current())
-                .await
-                .map_err(|retry_after| SupplierError::Throttled { op, retry_after })?,
+            held => governor.slot_for(op, held).await?,
         };
         // Kept for this flow's next call; outside a flow, the slot is
         // spent here (the next call takes its own).
@@ -533,7 +624,7 @@ where
             Some(held) => held,
             None => {
                 let taken = governor
-                    .take(Asking::current())
+                    .take(Asking::current(), governor.reserve_lead())
                     .await
                     .map_err(|retry_after| SupplierError::Throttled { op, retry_after })?;
                 let _ = ASKING.try_with(|(_, ready)| ready.set(Some(taken)));
@@ -862,6 +953,79 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn calls_a_slow_store_held_up_leave_each_in_its_own_slot_not_in_a_bunch() {
+        let store = MemoryStore::new();
+        let (stack, _) = container(&store, 10.0);
+        let stack = Arc::new(stack);
+        let id = placed(&stack);
+        // Every slot is known a second after it is asked for.
+        store.slow("take_slot", Duration::from_secs(1));
+        let start = Instant::now();
+        let mut calls = Vec::new();
+        for _ in 0..5 {
+            let (stack, id) = (stack.clone(), id.clone());
+            calls.push(tokio::spawn(async move {
+                Asking::new(Priority::Create)
+                    .scope(stack.get_order(&id))
+                    .await
+                    .unwrap();
+                Instant::now() - start
+            }));
+        }
+        let mut sent = Vec::new();
+        for call in calls {
+            sent.push(call.await.unwrap());
+        }
+        sent.sort();
+        // The first slots, 0 to 0.4 s, were known at 1 s, too late: not
+        // spent (they would all have left at 1 s at once). Taken again a
+        // round trip ahead, each call leaves in its own slot, 0.1 s apart.
+        let gaps: Vec<Duration> = sent.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            gaps.iter().all(|gap| *gap >= Duration::from_millis(100)),
+            "{sent:?}"
+        );
+        assert_eq!(sent[0], Duration::from_secs(2), "{sent:?}");
+        // Known now: the next call is asked for a round trip ahead at once.
+        let next = Instant::now();
+        Asking::new(Priority::Create)
+            .scope(stack.get_order(&id))
+            .await
+            .unwrap();
+        assert_eq!(Instant::now() - next, Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_create_reserves_its_slot_as_far_ahead_as_its_flows_writes_last_took() {
+        let store = MemoryStore::new();
+        let (stack, _) = container(&store, 2.0);
+        let request = new_order("g").supplier_request(false);
+        // A flow: its slot reserved, 1.5 s of writes, then the create.
+        let (stack, request) = (&stack, &request);
+        let flow = move || {
+            Asking::new(Priority::Create).scope(async move {
+                let slot = stack.reserve(Operation::CreateOrder).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(1_500)).await;
+                stack.ready(Operation::CreateOrder).await?;
+                stack.create_order(request).await.map(|_| slot.unwrap())
+            })
+        };
+        let start = datetime!(2026-12-01 12:00 UTC);
+        // The first asks for a slot at once: come and gone by the time
+        // its writes end, it is not sent (its caller records another).
+        let voided = flow().await.unwrap_err();
+        assert!(
+            matches!(voided, SupplierError::Throttled { .. }),
+            "{voided:?}"
+        );
+        assert_eq!(stack.inner.calls(Operation::CreateOrder), 0);
+        // The next is reserved 1.5 s ahead, and sent in its slot.
+        let slot = flow().await.unwrap();
+        assert_eq!(slot, start + Duration::from_millis(3_000));
+        assert_eq!(stack.inner.calls(Operation::CreateOrder), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn slots_booked_before_a_cut_are_taken_again_at_the_new_rate() {
         let store = MemoryStore::new();
         let (stack, _) = container(&store, 10.0);
@@ -890,6 +1054,7 @@ mod tests {
                 Admitted {
                     at: now,
                     granted: now,
+                    known: now,
                     rate: 10.0,
                 },
                 now,

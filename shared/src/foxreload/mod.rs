@@ -50,7 +50,8 @@ pub trait Supplier: Send + Sync {
     /// it, and says when it comes (`None`: now). A flow that records when
     /// it sends (a create) records that time, then waits with
     /// [`Supplier::ready`]: the store write is made while the turn is
-    /// waited for, and the call leaves at the time recorded. Inside a flow
+    /// waited for, and the call leaves at the time recorded (the turn is
+    /// taken as far ahead as such writes recently took). Inside a flow
     /// ([`crate::governor::Asking::scope`]) only; no turn by default.
     fn reserve(
         &self,
