@@ -170,13 +170,6 @@ const READMITS: usize = 3;
 /// store write of a few milliseconds stay well under it.
 const LATE: Duration = Duration::from_millis(250);
 
-/// How late after its slot a call may still leave. A later one is void and
-/// takes a new slot: calls the store answered late would otherwise leave
-/// when their answers come, in bunches the limiter never granted (slots
-/// are spaced evenly, calls leaving `ON_TIME` late at most are spaced
-/// nearly so).
-pub const ON_TIME: Duration = Duration::from_millis(100);
-
 /// How many round trips (and reservation spans) a container remembers.
 const TRIPS_KEPT: usize = 8;
 
@@ -242,9 +235,7 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
             if self.kept(&admitted).await {
                 return Ok(admitted);
             }
-            info!(
-                "a slot voided (by a cut of the FoxReload budget, or come too late) is taken again"
-            );
+            info!("a slot booked before a cut of the FoxReload budget is taken again");
         }
         Err(STORE_DOWN_WAIT)
     }
@@ -295,22 +286,12 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
         }
     }
 
-    /// Whether it is too late to send in `admitted`'s slot ([`ON_TIME`]).
-    fn too_late(&self, admitted: &Admitted) -> bool {
-        let late = self.now().saturating_sub(admitted.at);
-        if late > ON_TIME {
-            info!(
-                late_ms = late.as_millis() as u64,
-                "a FoxReload budget slot came and went before its call could leave"
-            );
-            return true;
-        }
-        false
-    }
-
     /// How far ahead of now this container asks for a slot: its longest
     /// recent round trip to the shared state, so that the slot is known
-    /// (and the budget read again, if need be) before it comes.
+    /// (and the budget read again, if need be) before it comes. Asked for
+    /// now, a slot the store answers late for is spent late, when the
+    /// answer comes: calls held up alike by a slow store would leave in a
+    /// bunch the limiter never granted, instead of an interval apart.
     fn lead(&self) -> Duration {
         longest(&lock(&self.view).trips)
     }
@@ -331,8 +312,8 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
 
     /// Whether `held`, a slot taken (earlier in this flow, or just now), is
     /// kept for the call about to be sent: not voided by a cut (checked
-    /// just before it comes), waited for, and not come and gone while its
-    /// call was held up.
+    /// just before it comes, so that the read never makes it leave late),
+    /// and waited for.
     async fn kept(&self, held: &Admitted) -> bool {
         if self.seen_cut_since(held) {
             return false;
@@ -344,7 +325,7 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
             return false;
         }
         self.wait_until(held.at).await;
-        !self.too_late(held)
+        true
     }
 
     /// The slot a call for `op` is sent in: `held` (taken earlier in this
@@ -551,10 +532,10 @@ where
             // of the store here would delay it past the time recorded.
             Some(admitted) if op == Operation::CreateOrder => {
                 governor.wait_until(admitted.at).await;
-                if governor.seen_cut_since(&admitted) || governor.too_late(&admitted) {
+                if governor.seen_cut_since(&admitted) {
                     // Its send time was recorded for that slot: not sent
                     // (its caller records another attempt, in a new slot).
-                    info!("a create's slot was voided (cut or come too late); not sent");
+                    info!("a create's slot was voided by a cut of the FoxReload budget; not sent");
                     return Err(governor.voided(op));
                 }
                 admitted
@@ -600,7 +581,7 @@ where
                     held
                 } else {
                     // Its send time was recorded for that slot.
-                    info!("a create's slot was voided (cut or come too late)");
+                    info!("a create's slot was voided by a cut of the FoxReload budget");
                     return Err(governor.voided(op));
                 }
             }
@@ -953,13 +934,22 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn calls_a_slow_store_held_up_leave_each_in_its_own_slot_not_in_a_bunch() {
+    async fn calls_a_slow_store_holds_up_leave_an_interval_apart_once_its_round_trip_is_known() {
         let store = MemoryStore::new();
         let (stack, _) = container(&store, 10.0);
         let stack = Arc::new(stack);
         let id = placed(&stack);
         // Every slot is known a second after it is asked for.
         store.slow("take_slot", Duration::from_secs(1));
+        let start = Instant::now();
+        Asking::new(Priority::Create)
+            .scope(stack.get_order(&id))
+            .await
+            .unwrap();
+        // Its slot was due when asked: spent late, when the answer came.
+        assert_eq!(Instant::now() - start, Duration::from_secs(1));
+        // Now asked for a round trip ahead: five calls at once, held up
+        // alike, each leave in their own slot, not all as the answers come.
         let start = Instant::now();
         let mut calls = Vec::new();
         for _ in 0..5 {
@@ -977,22 +967,10 @@ mod tests {
             sent.push(call.await.unwrap());
         }
         sent.sort();
-        // The first slots, 0 to 0.4 s, were known at 1 s, too late: not
-        // spent (they would all have left at 1 s at once). Taken again a
-        // round trip ahead, each call leaves in its own slot, 0.1 s apart.
-        let gaps: Vec<Duration> = sent.windows(2).map(|w| w[1] - w[0]).collect();
-        assert!(
-            gaps.iter().all(|gap| *gap >= Duration::from_millis(100)),
-            "{sent:?}"
-        );
-        assert_eq!(sent[0], Duration::from_secs(2), "{sent:?}");
-        // Known now: the next call is asked for a round trip ahead at once.
-        let next = Instant::now();
-        Asking::new(Priority::Create)
-            .scope(stack.get_order(&id))
-            .await
-            .unwrap();
-        assert_eq!(Instant::now() - next, Duration::from_secs(1));
+        let expected: Vec<Duration> = (0..5)
+            .map(|n| Duration::from_secs(1) + Duration::from_millis(100) * n)
+            .collect();
+        assert_eq!(sent, expected);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1000,29 +978,30 @@ mod tests {
         let store = MemoryStore::new();
         let (stack, _) = container(&store, 2.0);
         let request = new_order("g").supplier_request(false);
+        let start = Instant::now();
         // A flow: its slot reserved, 1.5 s of writes, then the create.
         let (stack, request) = (&stack, &request);
         let flow = move || {
             Asking::new(Priority::Create).scope(async move {
                 let slot = stack.reserve(Operation::CreateOrder).await.unwrap();
                 tokio::time::sleep(Duration::from_millis(1_500)).await;
-                stack.ready(Operation::CreateOrder).await?;
-                stack.create_order(request).await.map(|_| slot.unwrap())
+                stack.ready(Operation::CreateOrder).await.unwrap();
+                stack.create_order(request).await.unwrap();
+                (slot.unwrap(), Instant::now() - start)
             })
         };
-        let start = datetime!(2026-12-01 12:00 UTC);
-        // The first asks for a slot at once: come and gone by the time
-        // its writes end, it is not sent (its caller records another).
-        let voided = flow().await.unwrap_err();
-        assert!(
-            matches!(voided, SupplierError::Throttled { .. }),
-            "{voided:?}"
-        );
-        assert_eq!(stack.inner.calls(Operation::CreateOrder), 0);
-        // The next is reserved 1.5 s ahead, and sent in its slot.
-        let slot = flow().await.unwrap();
-        assert_eq!(slot, start + Duration::from_millis(3_000));
-        assert_eq!(stack.inner.calls(Operation::CreateOrder), 1);
+        let at = |offset: Duration| datetime!(2026-12-01 12:00 UTC) + offset;
+        // The first reserves the slot due at once: the writes end after it,
+        // and the create leaves late.
+        let (slot, sent) = flow().await;
+        assert_eq!(slot, at(Duration::ZERO));
+        assert_eq!(sent, Duration::from_millis(1_500));
+        // The next is reserved as far ahead as those writes took, and
+        // leaves in its slot.
+        let (slot, sent) = flow().await;
+        assert_eq!(slot, at(Duration::from_millis(3_000)));
+        assert_eq!(sent, Duration::from_millis(3_000));
+        assert_eq!(stack.inner.calls(Operation::CreateOrder), 2);
     }
 
     #[tokio::test(start_paused = true)]
