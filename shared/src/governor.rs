@@ -103,6 +103,9 @@ struct View {
     /// Its latest reservations' spans: from a reserved slot known to its
     /// flow asking to spend it (the store writes in between).
     spans: VecDeque<Duration>,
+    /// FoxReload's clock against ours as last read, and when it was read
+    /// (a 429 needs it at once; it changes slowly).
+    offset: Option<(Duration, Option<time::Duration>)>,
 }
 
 /// Keeps `latest` among the last [`TRIPS_KEPT`] of `recent`.
@@ -177,6 +180,9 @@ const TRIPS_KEPT: usize = 8;
 /// round trip and a reservation's writes.
 const MOST_LEAD: Duration = Duration::from_secs(4);
 
+/// How long a container uses the measure of FoxReload's clock it read.
+const OFFSET_KEPT: Duration = Duration::from_secs(60);
+
 /// Most attempts at a cut when other containers keep changing the budget.
 const CUT_ATTEMPTS: usize = 3;
 
@@ -211,6 +217,7 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
                 fresh_at: Duration::ZERO,
                 trips: VecDeque::new(),
                 spans: VecDeque::new(),
+                offset: None,
             }),
             metrics,
         }
@@ -373,14 +380,26 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
             ),
             None => asking.priority.ahead(),
         };
-        let (rate, hint) = {
+        let (rate, hint, cool_until) = {
             let view = lock(&self.view);
-            (view.adaptive.current(now), view.hint)
+            (
+                view.adaptive.current(now),
+                view.hint,
+                view.adaptive.cool_until(),
+            )
         };
+        // Not before a cool-down this container knows of, even one the
+        // shared budget does not hold yet (its own cut, being written).
+        let earliest = (now + lead).max(cool_until);
+        let latest = now + lead + reach;
+        if earliest > latest {
+            self.count(asking.priority, false);
+            return Err(earliest - latest);
+        }
         let ask = SlotAsk {
-            now: now + lead,
+            now: earliest,
             interval: interval(rate),
-            ahead: reach,
+            ahead: latest - earliest,
             hint,
         };
         let taken = self.store.take_slot(&ask).await;
@@ -425,63 +444,104 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
     /// FoxReload answered `429` to the call granted `admitted` and sent at
     /// `sent` (our clock): the shared budget is cut (once per cool-down),
     /// from what FoxReload took in its second before that call, estimated
-    /// from the stack's pace when this container's slots tell it.
+    /// from the stack's pace when this container's slots tell it. This
+    /// container slows at once: the shared budget is written a few round
+    /// trips later, and its own calls must not go at the old rate
+    /// meanwhile.
     pub async fn limited(&self, admitted: Admitted, sent: Duration, retry_after: Option<Duration>) {
         let now = since_epoch(self.clock.now());
         // The slot in FoxReload's clock, when it is measured.
-        let offset = match self.store.clock_offset().await {
-            Ok(measured) => measured.map(|m| m.offset),
-            Err(_) => None,
-        };
-        let theirs = match offset {
+        let theirs = match self.their_offset(now).await {
             Some(offset) if offset.is_negative() => sent.saturating_sub(offset.unsigned_abs()),
             Some(offset) => sent.saturating_add(offset.unsigned_abs()),
             None => sent,
         };
-        let paced = {
+        let (accepted, provisional) = {
             let mut view = lock(&self.view);
-            pace(view.samples.make_contiguous(), admitted.at)
+            let paced = pace(view.samples.make_contiguous(), admitted.at);
+            let rate = paced.map_or(admitted.rate, |paced| paced.min(admitted.rate));
+            let accepted = accepted_before(theirs, rate);
+            let provisional =
+                view.adaptive
+                    .after_limited(now, admitted.granted, retry_after, accepted);
+            if provisional.cut_at >= view.adaptive.state.cut_at {
+                view.adaptive.state = provisional;
+            }
+            (accepted, provisional)
         };
-        let rate = paced.map_or(admitted.rate, |paced| paced.min(admitted.rate));
-        let accepted = accepted_before(theirs, rate);
+        let shared = self
+            .cut_shared(now, admitted.granted, retry_after, accepted)
+            .await;
+        // The shared state, once known, replaces this container's own cut
+        // (unless a newer one came meanwhile); not known (the store failed),
+        // its own cut stands, the cautious side.
+        let mut view = lock(&self.view);
+        if let Some(shared) = shared
+            && view.adaptive.state == provisional
+        {
+            view.adaptive.state = shared;
+        }
+    }
+
+    /// FoxReload's clock against ours: as this container last read it, or
+    /// read again once [`OFFSET_KEPT`] old (`None`: not measured, or the
+    /// store failed).
+    async fn their_offset(&self, now: Duration) -> Option<time::Duration> {
+        if let Some((read_at, offset)) = lock(&self.view).offset
+            && now.saturating_sub(read_at) < OFFSET_KEPT
+        {
+            return offset;
+        }
+        let offset = self.store.clock_offset().await.ok()?.map(|m| m.offset);
+        lock(&self.view).offset = Some((now, offset));
+        offset
+    }
+
+    /// Cuts the shared budget after a 429 at `now` to a call granted at
+    /// `granted`, by a conditional write on the state as read; the shared
+    /// state it leaves (`None`: not known, the store failed or others kept
+    /// changing it).
+    async fn cut_shared(
+        &self,
+        now: Duration,
+        granted: Duration,
+        retry_after: Option<Duration>,
+        accepted: Option<f64>,
+    ) -> Option<Shared> {
         for _ in 0..CUT_ATTEMPTS {
             let seen = match self.store.budget().await {
                 Ok(seen) => seen,
                 Err(error) => {
                     warn!(%error, "the FoxReload budget could not be read to cut it");
-                    return;
+                    return None;
                 }
             };
             // Decided from the state as read: the swap holds only on it.
             let next = {
-                let mut view = lock(&self.view);
-                view.refreshed(seen, now);
-                let mut adaptive = view.adaptive.clone();
-                if let Some(seen) = seen {
-                    adaptive.state = seen;
-                }
-                adaptive.after_limited(now, admitted.granted, retry_after, accepted)
+                let mut adaptive = lock(&self.view).adaptive.clone();
+                adaptive.state = seen.unwrap_or(Adaptive::new(adaptive.most, Duration::ZERO).state);
+                adaptive.after_limited(now, granted, retry_after, accepted)
             };
             if seen == Some(next) {
-                return;
+                return seen;
             }
             match self.store.swap_budget(seen.as_ref(), &next).await {
                 Ok(true) => {
-                    lock(&self.view).refreshed(Some(next), now);
                     info!(
                         budget_rps = next.base,
                         cool_down_ms = next.cool_until.saturating_sub(now).as_millis() as u64,
                         "FoxReload budget cut after a 429"
                     );
-                    return;
+                    return Some(next);
                 }
                 Ok(false) => continue,
                 Err(error) => {
                     warn!(%error, "the FoxReload budget could not be cut");
-                    return;
+                    return None;
                 }
             }
         }
+        None
     }
 
     fn count(&self, priority: Priority, granted: bool) {
@@ -1002,6 +1062,103 @@ mod tests {
         assert_eq!(slot, at(Duration::from_millis(3_000)));
         assert_eq!(sent, Duration::from_millis(3_000));
         assert_eq!(stack.inner.calls(Operation::CreateOrder), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_slows_its_own_container_at_once_while_the_shared_cut_is_written() {
+        let store = MemoryStore::new();
+        let (stack, _) = container(&store, 10.0);
+        let stack = Arc::new(stack);
+        let id = placed(&stack);
+        let start = Instant::now();
+        // Ten calls book a second of slots at 10/s.
+        let mut calls = Vec::new();
+        for _ in 0..10 {
+            let (stack, id) = (stack.clone(), id.clone());
+            calls.push(tokio::spawn(async move {
+                Asking::new(Priority::Create)
+                    .scope(stack.get_order(&id))
+                    .await
+                    .unwrap();
+                Instant::now() - start
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The one sent at once was refused at the start of FoxReload's
+        // second; writing the cut takes the store two seconds.
+        store.slow("swap_budget", Duration::from_secs(2));
+        let governor = stack.governor.as_ref().unwrap().clone();
+        let now = governor.now();
+        let refused = Admitted {
+            at: now - Duration::from_millis(50),
+            granted: now - Duration::from_millis(50),
+            known: now - Duration::from_millis(50),
+            rate: 10.0,
+        };
+        let cut = tokio::spawn(async move { governor.limited(refused, refused.at, None).await });
+        let mut sent = Vec::new();
+        for call in calls {
+            sent.push(call.await.unwrap());
+        }
+        cut.await.unwrap();
+        sent.sort();
+        // The others went neither at the old rate (every 0.1 s) nor in the
+        // cool-down (0.5 s from the 429), though the shared budget was cut
+        // only at 2 s: a quarter of the old rate, every 0.4 s.
+        assert_eq!(sent[0], Duration::ZERO);
+        assert!(sent[1] >= Duration::from_millis(550), "{sent:?}");
+        let gaps: Vec<Duration> = sent[1..].windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            gaps.iter().all(|gap| *gap >= Duration::from_millis(390)),
+            "{sent:?}"
+        );
+        let shared = store.budget().await.unwrap().expect("cut");
+        assert_eq!(shared.base, 2.5);
+        // The container follows the shared budget, growing from it.
+        let grown = 0.1 * (Instant::now() - start - Duration::from_millis(550)).as_secs_f64();
+        let budget = stack.governor.as_ref().unwrap().budget();
+        assert!((budget - (2.5 + grown)).abs() < 1e-6, "{budget}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_container_whose_cut_could_not_be_written_keeps_to_it_without_asking_the_store() {
+        let store = MemoryStore::new();
+        let (stack, _) = container(&store, 10.0);
+        let id = placed(&stack);
+        // FoxReload asks for 30 s; the shared budget cannot be read.
+        stack.inner.fail(
+            Operation::GetOrder,
+            SupplierError::RateLimited {
+                op: Operation::GetOrder,
+                retry_after: Some(Duration::from_secs(30)),
+            },
+        );
+        store.fail("budget", 1);
+        let limited = Asking::new(Priority::Poll)
+            .scope(stack.get_order(&id))
+            .await
+            .unwrap_err();
+        assert!(matches!(limited, SupplierError::RateLimited { .. }));
+        assert_eq!(store.budget().await.unwrap(), None, "not cut");
+        // Its own cut stands: a poll is held back for the cool-down, told
+        // so without a slot asked of the store (which would fail here).
+        store.fail("take_slot", 1);
+        let held = Asking::new(Priority::Poll)
+            .scope(stack.get_order(&id))
+            .await
+            .unwrap_err();
+        let SupplierError::Throttled { retry_after, .. } = held else {
+            panic!("{held:?}")
+        };
+        assert!(retry_after > Duration::from_secs(29), "{retry_after:?}");
+        // The failure set up for the store is still there: never asked.
+        let ask = SlotAsk {
+            now: stack.governor.as_ref().unwrap().now(),
+            interval: Duration::from_millis(100),
+            ahead: Duration::ZERO,
+            hint: None,
+        };
+        assert!(store.take_slot(&ask).await.is_err());
     }
 
     #[tokio::test(start_paused = true)]
