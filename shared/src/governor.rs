@@ -173,6 +173,10 @@ const READMITS: usize = 3;
 /// store write of a few milliseconds stay well under it.
 const LATE: Duration = Duration::from_millis(250);
 
+/// How much later than the slot a read of the shared state made just
+/// before it may end (timers wake a little late).
+const READ_TOLERANCE: Duration = Duration::from_millis(50);
+
 /// How many round trips (and reservation spans) a container remembers.
 const TRIPS_KEPT: usize = 8;
 
@@ -239,7 +243,7 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
     pub async fn admit(&self, asking: Asking) -> Result<Admitted, Duration> {
         for _ in 0..READMITS {
             let admitted = self.take(asking, self.lead()).await?;
-            if self.kept(&admitted).await {
+            if self.kept(&admitted, true).await {
                 return Ok(admitted);
             }
             info!("a slot booked before a cut of the FoxReload budget is taken again");
@@ -254,11 +258,15 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
     /// leaves more than [`LATE`] after its grant and after this container
     /// last read the shared state (it waited for its slot, or a store write
     /// came between) reads it again first, so a cut made meanwhile by
-    /// another container stops it too. (A budget that cannot be read voids
-    /// nothing.)
-    pub async fn stands(&self, admitted: &Admitted) -> bool {
+    /// another container stops it too, if `may_read` (a read that would
+    /// end after the slot is not made: the container's view decides). (A
+    /// budget that cannot be read voids nothing.)
+    async fn stands(&self, admitted: &Admitted, may_read: bool) -> bool {
         if self.seen_cut_since(admitted) {
             return false;
+        }
+        if !may_read {
+            return true;
         }
         let fresh_at = lock(&self.view).fresh_at;
         let now = self.now();
@@ -321,14 +329,19 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
     /// kept for the call about to be sent: not voided by a cut (checked
     /// just before it comes, so that the read never makes it leave late),
     /// and waited for.
-    async fn kept(&self, held: &Admitted) -> bool {
+    async fn kept(&self, held: &Admitted, late_read: bool) -> bool {
         if self.seen_cut_since(held) {
             return false;
         }
         // The shared state, if stale, is read before the slot comes, not
-        // after: the read never makes the call leave late.
-        self.wait_until(held.at.saturating_sub(self.lead())).await;
-        if !self.stands(held).await {
+        // after: the read never makes the call leave late. Come too late
+        // for that (work held the call up), a call that must leave close to
+        // a time recorded for it (`late_read` false: a create) goes on what
+        // this container knows; any other reads first.
+        let lead = self.lead();
+        self.wait_until(held.at.saturating_sub(lead)).await;
+        let in_time = self.now() + lead <= held.at + READ_TOLERANCE;
+        if !self.stands(held, in_time || late_read).await {
             return false;
         }
         self.wait_until(held.at).await;
@@ -343,7 +356,7 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
         held: Option<Admitted>,
     ) -> Result<Admitted, SupplierError> {
         match held {
-            Some(held) if self.kept(&held).await => Ok(held),
+            Some(held) if self.kept(&held, true).await => Ok(held),
             _ => self
                 .admit(Asking::current())
                 .await
@@ -637,7 +650,7 @@ where
         let admitted = match held {
             Some(held) if op == Operation::CreateOrder => {
                 governor.spanned(held.known);
-                if governor.kept(&held).await {
+                if governor.kept(&held, false).await {
                     held
                 } else {
                     // Its send time was recorded for that slot.
@@ -923,9 +936,11 @@ mod tests {
         let id = placed(&stack);
         let request = new_order("g").supplier_request(false);
         let start = Instant::now();
-        // A slot reserved, then a slow store write (the send time), during
-        // which another container cuts the budget: the create is not made
-        // ready, so never sent.
+        // A slot reserved (2 s on: others booked up to then), then a slow
+        // store write (the send time), during which another container cuts
+        // the budget: read just before the slot comes, the cut voids it;
+        // the create is not made ready, so never sent.
+        booked_elsewhere(&store, stack.governor.as_ref().unwrap().now()).await;
         let refused = Asking::new(Priority::Create)
             .scope(async {
                 stack.reserve(Operation::CreateOrder).await.unwrap();
@@ -948,20 +963,21 @@ mod tests {
             "{refused:?}"
         );
         assert_eq!(stack.inner.calls(Operation::CreateOrder), 0, "not sent");
-        // A read made ready the same way (its slot at the end of that
-        // cool-down, 0.6 s) takes a new slot: at the end of the next
-        // cut's (made at 0.7 s).
-        let sent_at = Asking::new(Priority::Poll)
+        // A read made ready, its slot past when work held it up 0.2 s after
+        // another cut, reads the shared budget though late: it takes a new
+        // slot, at the end of that cut's cool-down.
+        let (cut_at, sent_at) = Asking::new(Priority::Poll)
             .scope(async {
                 stack.ready(Operation::GetOrder).await.unwrap();
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                let cut_at = Instant::now() - start;
                 cut_elsewhere(&store, &stack, 2.5, Duration::from_millis(500)).await;
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 stack.get_order(&id).await.unwrap();
-                Instant::now() - start
+                (cut_at, Instant::now() - start)
             })
             .await;
-        assert_eq!(sent_at, Duration::from_millis(700 + 500));
+        assert_eq!(sent_at, cut_at + Duration::from_millis(500));
         // Within a moment of its grant and with no cut seen, a slot stands
         // without a read of the shared budget.
         store.fail("budget", 100);
@@ -969,6 +985,29 @@ mod tests {
             .scope(stack.get_order(&id))
             .await
             .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_create_held_up_past_its_slot_is_not_held_up_further_by_a_read_of_the_budget() {
+        let store = MemoryStore::new();
+        let (stack, _) = container(&store, 10.0);
+        let request = new_order("g").supplier_request(false);
+        let start = Instant::now();
+        // Reading the shared budget takes a second.
+        store.slow("budget", Duration::from_secs(1));
+        let sent = Asking::new(Priority::Create)
+            .scope(async {
+                stack.reserve(Operation::CreateOrder).await.unwrap();
+                // Writes hold it up 0.3 s past its slot.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                stack.ready(Operation::CreateOrder).await.unwrap();
+                stack.create_order(&request).await.unwrap();
+                Instant::now() - start
+            })
+            .await;
+        // Sent at once: a read now would end a second after its slot (and
+        // its send time, recorded for that slot).
+        assert_eq!(sent, Duration::from_millis(300));
     }
 
     #[tokio::test(start_paused = true)]
