@@ -98,29 +98,38 @@ struct View {
     /// The last time it read the shared state (as of just before the read).
     fresh_at: Duration,
     /// Its latest round trips to the shared state (a slot taken or the
-    /// budget read): how far ahead it asks for slots ([`Governor::lead`]).
-    trips: VecDeque<Duration>,
-    /// Its latest reservations' spans: from a reserved slot known to its
-    /// flow asking to spend it (the store writes in between).
-    spans: VecDeque<Duration>,
+    /// budget read), each with when it ended: how far ahead it asks for
+    /// slots ([`Governor::lead`]).
+    trips: VecDeque<(Duration, Duration)>,
+    /// Its latest reservations' spans, each with when it ended: from a
+    /// reserved slot known to its flow asking to spend it (the store
+    /// writes in between).
+    spans: VecDeque<(Duration, Duration)>,
+    /// Slots it was granted before this are void: those it booked while
+    /// its own cut was being written, which the written cut (moving the
+    /// limiter back to the end of its cool-down) grants again.
+    void_before: Duration,
     /// FoxReload's clock against ours as last read, and when it was read
     /// (a 429 needs it at once; it changes slowly).
     offset: Option<(Duration, Option<time::Duration>)>,
 }
 
-/// Keeps `latest` among the last [`TRIPS_KEPT`] of `recent`.
-fn remembered(recent: &mut VecDeque<Duration>, latest: Duration) {
+/// Keeps `latest`, ended at `at`, among the last [`TRIPS_KEPT`] of
+/// `recent`.
+fn remembered(recent: &mut VecDeque<(Duration, Duration)>, at: Duration, latest: Duration) {
     if recent.len() >= TRIPS_KEPT {
         recent.pop_front();
     }
-    recent.push_back(latest);
+    recent.push_back((at, latest));
 }
 
-/// The longest of `recent`, at most [`MOST_LEAD`].
-fn longest(recent: &VecDeque<Duration>) -> Duration {
+/// The longest of `recent` that ended less than [`TRIPS_FRESH`] before
+/// `now`, at most [`MOST_LEAD`].
+fn longest(recent: &VecDeque<(Duration, Duration)>, now: Duration) -> Duration {
     recent
         .iter()
-        .copied()
+        .filter(|(at, _)| now.saturating_sub(*at) < TRIPS_FRESH)
+        .map(|(_, took)| *took)
         .max()
         .unwrap_or_default()
         .min(MOST_LEAD)
@@ -180,6 +189,10 @@ const READ_TOLERANCE: Duration = Duration::from_millis(50);
 /// How many round trips (and reservation spans) a container remembers.
 const TRIPS_KEPT: usize = 8;
 
+/// How long a round trip (or reservation span) counts: one slow answer
+/// leads a container's next slots for a moment, not for good.
+const TRIPS_FRESH: Duration = Duration::from_secs(30);
+
 /// The furthest ahead of now a slot is asked for to cover the store's
 /// round trip and a reservation's writes.
 const MOST_LEAD: Duration = Duration::from_secs(4);
@@ -221,6 +234,7 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
                 fresh_at: Duration::ZERO,
                 trips: VecDeque::new(),
                 spans: VecDeque::new(),
+                void_before: Duration::ZERO,
                 offset: None,
             }),
             metrics,
@@ -274,11 +288,11 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
             return true;
         }
         let read = self.store.budget().await;
-        let trip = self.now().saturating_sub(now);
+        let ended = self.now();
         match read {
             Ok(shared) => {
                 let mut view = lock(&self.view);
-                remembered(&mut view.trips, trip);
+                remembered(&mut view.trips, ended, ended.saturating_sub(now));
                 view.refreshed(shared, now);
                 view.adaptive.state.cut_at <= admitted.granted
             }
@@ -289,7 +303,8 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
     /// Whether this container has seen a cut since `admitted` was
     /// granted (no store read).
     fn seen_cut_since(&self, admitted: &Admitted) -> bool {
-        lock(&self.view).adaptive.state.cut_at > admitted.granted
+        let view = lock(&self.view);
+        view.adaptive.state.cut_at > admitted.granted || view.void_before > admitted.granted
     }
 
     /// Waits until `at`, on the clock slots are given in (not only
@@ -308,21 +323,23 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
     /// answer comes: calls held up alike by a slow store would leave in a
     /// bunch the limiter never granted, instead of an interval apart.
     fn lead(&self) -> Duration {
-        longest(&lock(&self.view).trips)
+        let now = self.now();
+        longest(&lock(&self.view).trips, now)
     }
 
     /// How far ahead of now a slot reserved for a call is asked for: the
     /// round trip, and the longest recent span from a reservation to its
     /// call (the writes a create makes while its slot comes).
     fn reserve_lead(&self) -> Duration {
+        let now = self.now();
         let view = lock(&self.view);
-        (longest(&view.trips) + longest(&view.spans)).min(MOST_LEAD)
+        (longest(&view.trips, now) + longest(&view.spans, now)).min(MOST_LEAD)
     }
 
     /// A reserved slot, known at `known`, is asked to be spent now.
     fn spanned(&self, known: Duration) {
-        let span = self.now().saturating_sub(known);
-        remembered(&mut lock(&self.view).spans, span);
+        let now = self.now();
+        remembered(&mut lock(&self.view).spans, now, now.saturating_sub(known));
     }
 
     /// Whether `held`, a slot taken (earlier in this flow, or just now), is
@@ -345,7 +362,8 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
             return false;
         }
         self.wait_until(held.at).await;
-        true
+        // A cut this container made or saw while it waited voids it too.
+        !self.seen_cut_since(held)
     }
 
     /// The slot a call for `op` is sent in: `held` (taken earlier in this
@@ -385,12 +403,17 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
     /// long until one is within reach.
     async fn take(&self, asking: Asking, lead: Duration) -> Result<Admitted, Duration> {
         let now = self.now();
+        // Within the priority's reach, and a round trip ahead; near a
+        // deadline, no slot after it.
         let reach = match asking.until {
-            Some(until) => asking.priority.ahead().min(
-                until
-                    .saturating_duration_since(tokio::time::Instant::now())
-                    .saturating_sub(lead),
-            ),
+            Some(until) => {
+                let room = until.saturating_duration_since(tokio::time::Instant::now());
+                if room < lead {
+                    self.count(asking.priority, false);
+                    return Err(lead);
+                }
+                asking.priority.ahead().min(room - lead)
+            }
             None => asking.priority.ahead(),
         };
         let (rate, hint, cool_until) = {
@@ -427,7 +450,7 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
         };
         {
             let mut view = lock(&self.view);
-            remembered(&mut view.trips, known.saturating_sub(now));
+            remembered(&mut view.trips, known, known.saturating_sub(now));
             view.hint = taken.due;
             view.refreshed(taken.budget, now);
             if let (Slot::Go { at, .. }, Some(serial)) = (taken.slot, taken.serial) {
@@ -540,6 +563,13 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
             }
             match self.store.swap_budget(seen.as_ref(), &next).await {
                 Ok(true) => {
+                    if seen.is_none_or(|seen| next.cut_at > seen.cut_at) {
+                        // The limiter now restarts at the end of the
+                        // cool-down, where this container may have booked
+                        // slots of its own while the write was pending.
+                        let landed = self.now();
+                        lock(&self.view).void_before = landed;
+                    }
                     info!(
                         budget_rps = next.base,
                         cool_down_ms = next.cool_until.saturating_sub(now).as_millis() as u64,
@@ -762,6 +792,55 @@ mod tests {
             };
             store.take_slot(&ask).await.unwrap();
         }
+    }
+
+    /// `n` creates' reads on `stack` at once, each answering when it was
+    /// sent (since `start`).
+    fn calls_at_once(
+        stack: &Arc<Stack>,
+        id: &str,
+        n: usize,
+        start: Instant,
+    ) -> Vec<tokio::task::JoinHandle<Duration>> {
+        (0..n)
+            .map(|_| {
+                let (stack, id) = (stack.clone(), id.to_owned());
+                tokio::spawn(async move {
+                    Asking::new(Priority::Create)
+                        .scope(stack.get_order(&id))
+                        .await
+                        .unwrap();
+                    Instant::now() - start
+                })
+            })
+            .collect()
+    }
+
+    /// When `calls` were sent, in order.
+    async fn sent_times(calls: Vec<tokio::task::JoinHandle<Duration>>) -> Vec<Duration> {
+        let mut sent = Vec::new();
+        for call in calls {
+            sent.push(call.await.unwrap());
+        }
+        sent.sort();
+        sent
+    }
+
+    /// Every two of `sent` at least `gap` apart.
+    fn assert_spaced(sent: &[Duration], gap: Duration) {
+        assert!(sent.windows(2).all(|w| w[1] - w[0] >= gap), "{sent:?}");
+    }
+
+    /// The one `take_slot` failure set up on `store` is still there: the
+    /// store was never asked for a slot since.
+    async fn assert_slot_never_asked(store: &MemoryStore, stack: &Stack) {
+        let ask = SlotAsk {
+            now: stack.governor.as_ref().unwrap().now(),
+            interval: Duration::from_millis(100),
+            ahead: Duration::ZERO,
+            hint: None,
+        };
+        assert!(store.take_slot(&ask).await.is_err(), "the store was asked");
     }
 
     fn placed(stack: &Stack) -> String {
@@ -1050,22 +1129,8 @@ mod tests {
         // Now asked for a round trip ahead: five calls at once, held up
         // alike, each leave in their own slot, not all as the answers come.
         let start = Instant::now();
-        let mut calls = Vec::new();
-        for _ in 0..5 {
-            let (stack, id) = (stack.clone(), id.clone());
-            calls.push(tokio::spawn(async move {
-                Asking::new(Priority::Create)
-                    .scope(stack.get_order(&id))
-                    .await
-                    .unwrap();
-                Instant::now() - start
-            }));
-        }
-        let mut sent = Vec::new();
-        for call in calls {
-            sent.push(call.await.unwrap());
-        }
-        sent.sort();
+        let calls = calls_at_once(&stack, &id, 5, start);
+        let sent = sent_times(calls).await;
         let expected: Vec<Duration> = (0..5)
             .map(|n| Duration::from_secs(1) + Duration::from_millis(100) * n)
             .collect();
@@ -1111,17 +1176,7 @@ mod tests {
         let id = placed(&stack);
         let start = Instant::now();
         // Ten calls book a second of slots at 10/s.
-        let mut calls = Vec::new();
-        for _ in 0..10 {
-            let (stack, id) = (stack.clone(), id.clone());
-            calls.push(tokio::spawn(async move {
-                Asking::new(Priority::Create)
-                    .scope(stack.get_order(&id))
-                    .await
-                    .unwrap();
-                Instant::now() - start
-            }));
-        }
+        let calls = calls_at_once(&stack, &id, 10, start);
         tokio::time::sleep(Duration::from_millis(50)).await;
         // The one sent at once was refused at the start of FoxReload's
         // second; writing the cut takes the store two seconds.
@@ -1135,22 +1190,14 @@ mod tests {
             rate: 10.0,
         };
         let cut = tokio::spawn(async move { governor.limited(refused, refused.at, None).await });
-        let mut sent = Vec::new();
-        for call in calls {
-            sent.push(call.await.unwrap());
-        }
+        let sent = sent_times(calls).await;
         cut.await.unwrap();
-        sent.sort();
         // The others went neither at the old rate (every 0.1 s) nor in the
         // cool-down (0.5 s from the 429), though the shared budget was cut
         // only at 2 s: a quarter of the old rate, every 0.4 s.
         assert_eq!(sent[0], Duration::ZERO);
         assert!(sent[1] >= Duration::from_millis(550), "{sent:?}");
-        let gaps: Vec<Duration> = sent[1..].windows(2).map(|w| w[1] - w[0]).collect();
-        assert!(
-            gaps.iter().all(|gap| *gap >= Duration::from_millis(390)),
-            "{sent:?}"
-        );
+        assert_spaced(&sent[1..], Duration::from_millis(390));
         let shared = store.budget().await.unwrap().expect("cut");
         assert_eq!(shared.base, 2.5);
         // The container follows the shared budget, growing from it.
@@ -1190,14 +1237,91 @@ mod tests {
             panic!("{held:?}")
         };
         assert!(retry_after > Duration::from_secs(29), "{retry_after:?}");
-        // The failure set up for the store is still there: never asked.
-        let ask = SlotAsk {
-            now: stack.governor.as_ref().unwrap().now(),
-            interval: Duration::from_millis(100),
-            ahead: Duration::ZERO,
-            hint: None,
+        assert_slot_never_asked(&store, &stack).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cut_made_while_a_call_waits_out_its_last_round_trip_voids_its_slot() {
+        let store = MemoryStore::new();
+        let (stack, _) = container(&store, 10.0);
+        let stack = Arc::new(stack);
+        let id = placed(&stack);
+        let governor = stack.governor.as_ref().unwrap().clone();
+        // Others booked the next two seconds; then each slot is known half
+        // a second after it is asked for.
+        booked_elsewhere(&store, governor.now()).await;
+        store.slow("take_slot", Duration::from_millis(500));
+        let start = Instant::now();
+        let call = calls_at_once(&stack, &id, 1, start);
+        // Its slot (2 s) is checked against the budget at 1.5 s; at 1.7 s
+        // this container is answered 429 and cuts, cooling down to 2.2 s.
+        tokio::time::sleep(Duration::from_millis(1_700)).await;
+        let now = governor.now();
+        let refused = Admitted {
+            at: now,
+            granted: now,
+            known: now,
+            rate: 10.0,
         };
-        assert!(store.take_slot(&ask).await.is_err());
+        governor.limited(refused, now, None).await;
+        let sent = sent_times(call).await;
+        assert!(sent[0] >= Duration::from_millis(2_200), "{sent:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_after_its_containers_429_waits_out_the_cool_down_the_shared_budget_does_not_hold_yet()
+     {
+        let store = MemoryStore::new();
+        let (stack, _) = container(&store, 10.0);
+        let id = placed(&stack);
+        let governor = stack.governor.as_ref().unwrap().clone();
+        // The shared cut takes two seconds to write.
+        store.slow("swap_budget", Duration::from_secs(2));
+        let now = governor.now();
+        let refused = Admitted {
+            at: now,
+            granted: now,
+            known: now,
+            rate: 10.0,
+        };
+        let cut = tokio::spawn(async move { governor.limited(refused, now, None).await });
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let start = Instant::now();
+        Asking::new(Priority::Create)
+            .scope(stack.get_order(&id))
+            .await
+            .unwrap();
+        // Not at once: at the end of its own cool-down (half a second).
+        assert_eq!(
+            Instant::now() - start,
+            Duration::from_millis(499),
+            "sent at the end of the cool-down"
+        );
+        cut.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_whose_deadline_comes_before_a_round_trip_is_refused_without_asking_the_store() {
+        let store = MemoryStore::new();
+        let (stack, _) = container(&store, 10.0);
+        let id = placed(&stack);
+        store.slow("take_slot", Duration::from_secs(1));
+        Asking::new(Priority::Create)
+            .scope(stack.get_order(&id))
+            .await
+            .unwrap();
+        // Round trips take a second; this create may wait half of one.
+        store.fail("take_slot", 1);
+        let asking = Asking {
+            priority: Priority::Create,
+            until: Some(Instant::now() + Duration::from_millis(500)),
+        };
+        let refused = asking.scope(stack.get_order(&id)).await.unwrap_err();
+        assert!(
+            matches!(refused, SupplierError::Throttled { .. }),
+            "{refused:?}"
+        );
+        assert_slot_never_asked(&store, &stack).await;
     }
 
     #[tokio::test(start_paused = true)]
@@ -1208,17 +1332,7 @@ mod tests {
         let id = placed(&stack);
         let start = Instant::now();
         // Ten creates book a second of slots at 10/s.
-        let mut calls = Vec::new();
-        for _ in 0..10 {
-            let (stack, id) = (stack.clone(), id.clone());
-            calls.push(tokio::spawn(async move {
-                Asking::new(Priority::Create)
-                    .scope(stack.get_order(&id))
-                    .await
-                    .unwrap();
-                Instant::now() - start
-            }));
-        }
+        let calls = calls_at_once(&stack, &id, 10, start);
         tokio::time::sleep(Duration::from_millis(50)).await;
         // The one sent at once was refused at the start of FoxReload's
         // second: the budget is cut to a quarter, 2.5/s.
@@ -1238,21 +1352,13 @@ mod tests {
             .await;
         let cut = store.budget().await.unwrap().expect("cut");
         assert_eq!(cut.base, 2.5);
-        let mut sent = Vec::new();
-        for call in calls {
-            sent.push(call.await.unwrap());
-        }
-        sent.sort();
+        let sent = sent_times(calls).await;
         // The first went before the cut; the others, instead of every
         // 0.1 s, from the end of the cool-down every 0.4 s.
         assert_eq!(sent[0], Duration::ZERO);
         let cool_down = cut.cool_until - now;
         assert!(sent[1] >= cool_down, "{sent:?}");
-        let gaps: Vec<Duration> = sent[1..].windows(2).map(|w| w[1] - w[0]).collect();
-        assert!(
-            gaps.iter().all(|gap| *gap >= Duration::from_millis(390)),
-            "{sent:?}"
-        );
+        assert_spaced(&sent[1..], Duration::from_millis(390));
     }
 
     #[tokio::test(start_paused = true)]

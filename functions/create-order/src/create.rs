@@ -35,9 +35,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
-/// Most create attempts given back because their slots of the stack's
-/// FoxReload budget were voided before they were sent (by a cut, or come
-/// and gone while a slow store held the create up).
+/// Most create attempts given back because a cut of the stack's FoxReload
+/// budget voided their slots before they were sent.
 const MAX_VOIDED: u32 = 3;
 
 /// How the create flow behaves; every figure has a default.
@@ -586,12 +585,10 @@ where
             match posted {
                 Posted::Claimed(created) => return Ok(Placed::Ours(created)),
                 Posted::Moved => return Ok(Placed::Moved),
-                // Never sent: its slot was voided (a cut of the budget, or
-                // come and gone during a slow write). The attempt is given
-                // back (a few times: a cut comes at most once per
-                // cool-down, and the next slot is reserved as far ahead as
-                // the writes took) and another made in a new slot, while
-                // there is time.
+                // Never sent: a cut of the budget voided its slot. The
+                // attempt is given back (a few times; a cut comes at most
+                // once per cool-down) and another made in a new slot,
+                // while there is time.
                 Posted::SlotVoided => {
                     if voided < MAX_VOIDED {
                         voided += 1;

@@ -114,10 +114,9 @@ pub enum Posted {
     /// Not sent: its send time could not be recorded close enough to the
     /// send (the store is slow): undecided, try again later.
     NotSent,
-    /// Not sent: the slot of the stack's FoxReload budget it was to leave
-    /// in was voided while its send time was recorded (by a cut, or come
-    /// and gone during a slow write). Another attempt (a new slot, a new
-    /// send time) may follow at once.
+    /// Not sent: a cut of the stack's FoxReload budget voided the slot it
+    /// was to leave in while its send time was recorded. Another attempt
+    /// (a new slot, a new send time) may follow at once.
     SlotVoided,
     /// Sent and failed.
     Failed(SupplierError),

@@ -49,8 +49,7 @@ impl ReconcileOptions {
         }
         match supplier.ready(Operation::CreateOrder).await {
             Ok(()) => {}
-            // Recorded, never sent: a cut voided the slot meanwhile, or it
-            // came and went while the record was written.
+            // Recorded, never sent: a cut voided the slot meanwhile.
             Err(SupplierError::Throttled { .. }) if slot.is_some() => {
                 return Ok(Posted::SlotVoided);
             }
@@ -87,8 +86,7 @@ impl ReconcileOptions {
         }
         let created = match outcome {
             Ok(created) => created,
-            // Made ready, then voided (a cut, or come and gone) while
-            // recording.
+            // Made ready, then voided by a cut while recording.
             Err(SupplierError::Throttled { .. }) => return Ok(Posted::SlotVoided),
             Err(error) => return Ok(Posted::Failed(error)),
         };

@@ -132,7 +132,7 @@ where
                 "the store was too slow to record a POST before sending it",
             )),
             Posted::SlotVoided => Found::Undecided(foxrelay_shared::placement::undecided(
-                "the POST's FoxReload budget slot was voided (a cut, or come and gone) before it was sent",
+                "a cut of the FoxReload budget voided the POST's slot before it was sent",
             )),
             // Left for the next reconciliation to find one of ours.
             Posted::TakenByAnother => Found::Undecided(foxrelay_shared::placement::undecided(
