@@ -151,6 +151,12 @@ impl View {
         self.fresh_at = self.fresh_at.max(asked);
     }
 
+    /// A round trip to the shared state, asked at `asked`, answered at
+    /// `ended`.
+    fn tripped(&mut self, asked: Duration, ended: Duration) {
+        remembered(&mut self.trips, ended, ended.saturating_sub(asked));
+    }
+
     /// Keeps `granted` as a sample, forgetting those too old to count.
     fn sampled(&mut self, granted: Granted) {
         let oldest = granted.at.saturating_sub(PACE_WINDOW * 2);
@@ -292,7 +298,7 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
         match read {
             Ok(shared) => {
                 let mut view = lock(&self.view);
-                remembered(&mut view.trips, ended, ended.saturating_sub(now));
+                view.tripped(now, ended);
                 view.refreshed(shared, now);
                 view.adaptive.state.cut_at <= admitted.granted
             }
@@ -450,7 +456,7 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
         };
         {
             let mut view = lock(&self.view);
-            remembered(&mut view.trips, known, known.saturating_sub(now));
+            view.tripped(now, known);
             view.hint = taken.due;
             view.refreshed(taken.budget, now);
             if let (Slot::Go { at, .. }, Some(serial)) = (taken.slot, taken.serial) {
@@ -816,6 +822,25 @@ mod tests {
             .collect()
     }
 
+    /// A container at 10/s whose ten calls at once booked a second of
+    /// slots, 50 ms on (the first sent): its store, the container, when
+    /// they began, and the calls.
+    async fn a_second_booked() -> (
+        MemoryStore,
+        Arc<Stack>,
+        Instant,
+        Vec<tokio::task::JoinHandle<Duration>>,
+    ) {
+        let store = MemoryStore::new();
+        let (stack, _) = container(&store, 10.0);
+        let stack = Arc::new(stack);
+        let id = placed(&stack);
+        let start = Instant::now();
+        let calls = calls_at_once(&stack, &id, 10, start);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        (store, stack, start, calls)
+    }
+
     /// When `calls` were sent, in order.
     async fn sent_times(calls: Vec<tokio::task::JoinHandle<Duration>>) -> Vec<Duration> {
         let mut sent = Vec::new();
@@ -1170,14 +1195,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_429_slows_its_own_container_at_once_while_the_shared_cut_is_written() {
-        let store = MemoryStore::new();
-        let (stack, _) = container(&store, 10.0);
-        let stack = Arc::new(stack);
-        let id = placed(&stack);
-        let start = Instant::now();
-        // Ten calls book a second of slots at 10/s.
-        let calls = calls_at_once(&stack, &id, 10, start);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (store, stack, start, calls) = a_second_booked().await;
         // The one sent at once was refused at the start of FoxReload's
         // second; writing the cut takes the store two seconds.
         store.slow("swap_budget", Duration::from_secs(2));
@@ -1326,14 +1344,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn slots_booked_before_a_cut_are_taken_again_at_the_new_rate() {
-        let store = MemoryStore::new();
-        let (stack, _) = container(&store, 10.0);
-        let stack = Arc::new(stack);
-        let id = placed(&stack);
-        let start = Instant::now();
-        // Ten creates book a second of slots at 10/s.
-        let calls = calls_at_once(&stack, &id, 10, start);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (store, stack, _, calls) = a_second_booked().await;
         // The one sent at once was refused at the start of FoxReload's
         // second: the budget is cut to a quarter, 2.5/s.
         let governor = stack.governor.as_ref().unwrap();
