@@ -22,7 +22,9 @@ use foxrelay_shared::domain::budget::Priority;
 use foxrelay_shared::domain::idempotency::{IdempotencyKey, RETENTION, fingerprint};
 use foxrelay_shared::domain::{NewOrder, OrderStatus, PollKind, PollMessage, Principal};
 use foxrelay_shared::events::{EventPublisher, OpsAlert};
-use foxrelay_shared::foxreload::{ErrorClass, Operation, Supplier, SupplierError, SupplierOrder};
+use foxrelay_shared::foxreload::{
+    ErrorClass, HeldBy, Operation, Supplier, SupplierError, SupplierOrder,
+};
 use foxrelay_shared::governor::Asking;
 use foxrelay_shared::placement::{Found, Posted, ReconcileOptions, pay, undecided};
 use foxrelay_shared::plans::Plans;
@@ -34,6 +36,19 @@ use foxrelay_shared::store::{
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
+
+/// The answer to a create the stack's FoxReload budget held back: `busy`
+/// when the budget is spent; when its store was too slow for the time the
+/// request had left (or failed), not the budget: not sent in time.
+fn held_back(error: &SupplierError) -> ApiError {
+    let wait = error.retry_after().unwrap_or_default();
+    match error {
+        SupplierError::Throttled {
+            by: HeldBy::Store, ..
+        } => ApiError::not_sent().retry_after(wait.max(Duration::from_secs(1))),
+        _ => ApiError::budget_spent(wait),
+    }
+}
 
 /// Most create attempts given back because a cut of the stack's FoxReload
 /// budget voided their slots before they were sent.
@@ -205,9 +220,7 @@ where
                     return self.replay(record, claim.clone(), deadline).await;
                 }
                 warn!(%error, "no slot of the FoxReload budget for a create; nothing stored");
-                return Err(ApiError::budget_spent(
-                    error.retry_after().unwrap_or(Duration::from_secs(1)),
-                ));
+                return Err(held_back(&error));
             }
         };
         let now = self.clock.now();
@@ -359,9 +372,7 @@ where
                 self.not_placed(id, &SupplierProblem::from(&error), claim, None)
                     .await?;
                 let api = match error {
-                    SupplierError::Throttled { retry_after, .. } => {
-                        ApiError::budget_spent(retry_after)
-                    }
+                    SupplierError::Throttled { .. } => held_back(&error),
                     _ => ApiError::supplier_unavailable(error.retry_after()),
                 };
                 return Err(api.with("orderId", id.clone()));

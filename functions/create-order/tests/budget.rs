@@ -159,6 +159,7 @@ fn cut_later(
             base: 5.0,
             cool_until: start + cool_until,
             cut_at: start + at,
+            busy_at_cut: 0,
         };
         assert!(store.swap_budget(None, &cut).await.unwrap());
     })

@@ -5,7 +5,7 @@
 use foxrelay_shared::clock::Clock;
 use foxrelay_shared::domain::event::OrderEvent;
 use foxrelay_shared::domain::{OrderStatus, PollKind, PollMessage};
-use foxrelay_shared::foxreload::{Operation, SupplierError, Uncertainty};
+use foxrelay_shared::foxreload::{HeldBy, Operation, SupplierError, Uncertainty};
 use foxrelay_shared::queue::PollQueue;
 use foxrelay_shared::store::{OrderReader, OrderRecord};
 use foxrelay_shared::testing::seed::{self, Seeded};
@@ -594,6 +594,7 @@ async fn a_poll_held_back_by_the_budget_goes_again_soon_counting_no_poll_and_no_
             SupplierError::Throttled {
                 op: Operation::GetOrder,
                 retry_after: Duration::from_millis(300),
+                by: HeldBy::Budget,
             },
         );
     }

@@ -20,8 +20,12 @@
 //! - **The budget adapts** ([`Adaptive`]): additive increase, multiplicative
 //!   decrease. A `429` starts a cool-down (`Retry-After`, or half a second)
 //!   that every container sees with its next slot, and cuts the budget
-//!   once per cool-down; outside a cool-down the budget grows by a
-//!   hundredth of the most per second, back up to the most. How deep the
+//!   once per cool-down; after it the budget grows by a hundredth of the
+//!   most per second *in which the stack sent all its budget allowed*, back
+//!   up to the most. Growth is counted in busy slots (those granted right
+//!   after the one before, [`SlotFrom::Due`]), not in time: a stack that
+//!   sends less than its budget learns nothing about FoxReload's limit, so
+//!   a calm minute does not let the next burst go out above it. How deep the
 //!   cut is comes from the refused request itself ([`accepted_before`]):
 //!   since slots are spaced evenly, a request refused `φ` into FoxReload's
 //!   second says FoxReload took about `φ × rate` in it, where the rate is
@@ -200,6 +204,15 @@ pub fn pace(samples: &[Granted], until: Duration) -> Option<f64> {
     Some(slots as f64 / span.as_secs_f64())
 }
 
+impl SlotFrom {
+    /// Whether a slot from here was granted while the stack sent all its
+    /// budget allowed: right after the one before, or at the end of a
+    /// cool-down that held requests back. Only those grow the budget.
+    pub fn busy(self) -> bool {
+        matches!(self, Self::Due | Self::CoolDown)
+    }
+}
+
 /// The budget, adapted to what FoxReload accepts.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Adaptive {
@@ -207,7 +220,8 @@ pub struct Adaptive {
     pub most: f64,
     /// Never less (a budget of zero would stop everything for good).
     pub least: f64,
-    /// Requests per second added per second without a 429.
+    /// Requests per second added per second the stack sends at its budget
+    /// without a 429.
     pub step: f64,
     /// The cool-down after a 429 without `Retry-After`.
     pub backoff: Duration,
@@ -222,13 +236,17 @@ pub struct Adaptive {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Shared {
     /// Requests per second from the end of the cool-down on, growing by
-    /// [`Adaptive::step`] per second from there.
+    /// [`Adaptive::step`] per busy second from there.
     pub base: f64,
     /// Nothing may be sent before this.
     pub cool_until: Duration,
     /// When the last cut was made: a 429 to a call granted before it (sent
     /// at the old rate, however late) is no news.
     pub cut_at: Duration,
+    /// How many busy slots ([`SlotFrom::busy`]) the stack had been granted
+    /// when the last cut was made: the budget grows with those granted
+    /// since. (The store sets it as the cut lands.)
+    pub busy_at_cut: u64,
 }
 
 /// The deepest one cut goes: to a quarter of the budget.
@@ -253,24 +271,31 @@ impl Adaptive {
                 base: most,
                 cool_until: now,
                 cut_at: Duration::ZERO,
+                busy_at_cut: 0,
             },
         }
     }
 
-    /// The budget now, in requests per second; none during a cool-down.
-    pub fn rate(&self, now: Duration) -> f64 {
+    /// The budget now, in requests per second, when the stack has been
+    /// granted `busy` busy slots in all; none during a cool-down.
+    pub fn rate(&self, now: Duration, busy: u64) -> f64 {
         if now < self.state.cool_until {
             0.0
         } else {
-            self.current(now)
+            self.current(busy)
         }
     }
 
-    /// The budget outside cool-downs: the base, grown since the cool-down
-    /// ended, up to the most.
-    pub fn current(&self, now: Duration) -> f64 {
-        let calm = now.saturating_sub(self.state.cool_until).as_secs_f64();
-        (self.state.base + self.step * calm)
+    /// The budget outside cool-downs, when the stack has been granted
+    /// `busy` busy slots in all: the base, grown by [`Adaptive::step`] per
+    /// second of the busy slots granted since the cut, up to the most.
+    /// (Sending at rate `r`, a busy second grants `r` slots: `r dr = step
+    /// dn`, so `r² = base² + 2 step n`.)
+    pub fn current(&self, busy: u64) -> f64 {
+        let since = busy.saturating_sub(self.state.busy_at_cut) as f64;
+        let base = self.state.base.max(0.0);
+        (base * base + 2.0 * self.step * since)
+            .sqrt()
             .min(self.most)
             .max(self.least)
     }
@@ -283,7 +308,8 @@ impl Adaptive {
     /// The state a `429` at `now` to a call granted at `granted` leaves
     /// (asking to wait `retry_after` if it said so; `accepted`: what
     /// FoxReload took in its second before the refused request, when
-    /// known): the budget cut and a cool-down started; or, for a call
+    /// known; `busy`: the busy slots granted in all, as last seen): the
+    /// budget cut and a cool-down started; or, for a call
     /// granted before the last cut (sent at the old rate) or answered during
     /// the cool-down, only the cool-down made as long as it asks. The cut
     /// goes a little under what FoxReload took, to between a quarter and
@@ -294,6 +320,7 @@ impl Adaptive {
         granted: Duration,
         retry_after: Option<Duration>,
         accepted: Option<f64>,
+        busy: u64,
     ) -> Shared {
         if now < self.state.cool_until || granted < self.state.cut_at {
             return Shared {
@@ -303,7 +330,7 @@ impl Adaptive {
                 ..self.state
             };
         }
-        let current = self.current(now);
+        let current = self.current(busy);
         let cut = match accepted.filter(|a| a.is_finite()) {
             Some(accepted) => {
                 (accepted * UNDER).clamp(current * DEEPEST_CUT, current * SHALLOWEST_CUT)
@@ -314,6 +341,7 @@ impl Adaptive {
             base: cut.max(self.least),
             cool_until: now.saturating_add(retry_after.unwrap_or(self.backoff)),
             cut_at: now,
+            busy_at_cut: busy,
         }
     }
 
@@ -324,14 +352,16 @@ impl Adaptive {
         granted: Duration,
         retry_after: Option<Duration>,
         accepted: Option<f64>,
+        busy: u64,
     ) {
-        self.state = self.after_limited(now, granted, retry_after, accepted);
+        self.state = self.after_limited(now, granted, retry_after, accepted, busy);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::VecDeque;
 
     fn at(secs: f64) -> Duration {
         Duration::from_secs_f64(secs)
@@ -480,15 +510,19 @@ mod tests {
         // Refused 0.4 s into FoxReload's second at 50/s: it took 20.
         let accepted = accepted_before(at(100.4), 50.0);
         assert!((accepted.unwrap() - 20.0).abs() < 1e-6);
-        budget.limited(at(100.5), at(100.5), Some(at(3.0)), accepted);
-        assert_eq!(budget.rate(at(102.0)), 0.0);
+        budget.limited(at(100.5), at(100.5), Some(at(3.0)), accepted, 1_000);
+        assert_eq!(budget.rate(at(102.0), 1_000), 0.0);
         // More 429s for requests sent before the first: no further cut.
-        budget.limited(at(101.0), at(101.0), None, Some(5.0));
-        budget.limited(at(102.0), at(102.0), None, None);
-        assert!((budget.rate(at(103.5)) - 19.0).abs() < 1e-9);
-        // Then it grows back by half a request a second, up to the most.
-        assert!((budget.rate(at(113.5)) - 24.0).abs() < 1e-9);
-        assert_eq!(budget.rate(at(1_000.0)), 50.0);
+        budget.limited(at(101.0), at(101.0), None, Some(5.0), 1_010);
+        budget.limited(at(102.0), at(102.0), None, None, 1_020);
+        assert!((budget.rate(at(103.5), 1_000) - 19.0).abs() < 1e-9);
+        // Then it grows back by half a request a second in which the stack
+        // sends at its budget: 24² - 19² = 2 × ½ × 215 busy slots.
+        assert!((budget.rate(at(113.5), 1_215) - 24.0).abs() < 1e-9);
+        assert_eq!(budget.rate(at(1_000.0), 100_000), 50.0);
+        // Not while it sends less, however long that lasts.
+        assert!((budget.rate(at(1_000.0), 1_000) - 19.0).abs() < 1e-9);
+        assert!((budget.current(1_101) - 21.5).abs() < 0.01);
     }
 
     #[test]
@@ -497,24 +531,24 @@ mod tests {
         // FoxReload took as much as we sent: still a cut.
         assert_eq!(
             budget
-                .after_limited(at(1.0), at(1.0), None, Some(40.0))
+                .after_limited(at(1.0), at(1.0), None, Some(40.0), 0)
                 .base,
             36.0
         );
         // A refusal early in a second (a clock off, another kind of
         // limit): a quarter, not nothing.
         assert_eq!(
-            budget.after_limited(at(1.0), at(1.0), None, Some(0.5)).base,
+            budget.after_limited(at(1.0), at(1.0), None, Some(0.5), 0).base,
             10.0
         );
         // No evidence: half.
         assert_eq!(
-            budget.after_limited(at(1.0), at(1.0), None, None).base,
+            budget.after_limited(at(1.0), at(1.0), None, None, 0).base,
             20.0
         );
         assert_eq!(
             budget
-                .after_limited(at(1.0), at(1.0), None, Some(f64::NAN))
+                .after_limited(at(1.0), at(1.0), None, Some(f64::NAN), 0)
                 .base,
             20.0
         );
@@ -525,20 +559,20 @@ mod tests {
     #[test]
     fn a_429_to_a_call_granted_before_the_last_cut_cuts_nothing() {
         let mut budget = Adaptive::new(40.0, at(0.0));
-        budget.limited(at(10.0), at(10.0), None, Some(20.0));
+        budget.limited(at(10.0), at(10.0), None, Some(20.0), 0);
         let cut = budget.state;
         assert_eq!(cut.base, 19.0);
         assert_eq!(cut.cut_at, at(10.0));
         // A create booked at 9 s for a slot at 15 s, refused after the
         // cool-down: sent at the old rate, no news.
-        budget.limited(at(15.2), at(9.0), None, Some(5.0));
+        budget.limited(at(15.2), at(9.0), None, Some(5.0), 0);
         assert_eq!(budget.state, cut);
         // Unless it asks for a longer wait, which it gets.
-        budget.limited(at(15.2), at(9.0), Some(at(4.0)), None);
+        budget.limited(at(15.2), at(9.0), Some(at(4.0)), None, 0);
         assert_eq!(budget.cool_until(), at(19.2));
         assert_eq!(budget.state.base, 19.0);
         // A call granted after the cut and refused: a new cut.
-        budget.limited(at(20.0), at(19.5), None, Some(15.0));
+        budget.limited(at(20.0), at(19.5), None, Some(15.0), 0);
         assert!(budget.state.base < 19.0);
         assert_eq!(budget.state.cut_at, at(20.0));
     }
@@ -546,13 +580,13 @@ mod tests {
     #[test]
     fn without_retry_after_each_429_after_a_cool_down_cuts_again() {
         let mut budget = Adaptive::new(40.0, at(0.0));
-        budget.limited(at(0.0), at(0.0), None, None);
+        budget.limited(at(0.0), at(0.0), None, None, 0);
         assert_eq!(budget.cool_until(), at(0.5));
-        budget.limited(at(0.5), at(0.5), None, None);
+        budget.limited(at(0.5), at(0.5), None, None, 0);
         assert_eq!(budget.cool_until(), at(1.0));
-        budget.limited(at(1.0), at(1.0), None, None);
-        assert_eq!(budget.current(at(1.0)), 5.0);
-        assert_eq!(budget.rate(at(1.2)), 0.0);
+        budget.limited(at(1.0), at(1.0), None, None, 0);
+        assert_eq!(budget.current(0), 5.0);
+        assert_eq!(budget.rate(at(1.2), 0), 0.0);
     }
 
     #[test]
@@ -564,57 +598,94 @@ mod tests {
                 at(f64::from(i) / 1000.0),
                 Some(Duration::ZERO),
                 Some(0.0),
+                0,
             );
         }
-        assert!((budget.current(at(0.05)) - 1.0).abs() < 0.01);
+        assert!((budget.current(0) - 1.0).abs() < 0.01);
     }
 
     /// FoxReload as a limit of `limit` requests in each of its whole
     /// seconds (`offset` ahead of ours), and `containers` containers
-    /// sharing one limiter and an adaptive budget of `most`, with `demand`
-    /// requests a second to send between them (`None`: always one more);
-    /// each learns the shared state with every slot it takes, keeps its
-    /// slots as samples of the stack's pace, and a cut is a swap on the
-    /// state it saw. What FoxReload sees each second, and the 429s.
+    /// sharing one limiter and an adaptive budget of `most`, with
+    /// `demand(now)` requests a second to send between them (`None`:
+    /// always one more). Each container learns the shared state (and the
+    /// count of busy slots) with every slot it takes, keeps its slots as
+    /// samples of the stack's pace, and sends a request in its slot unless
+    /// a cut since its grant voided it. A 429 reaches its container
+    /// `feedback` after the request left (FoxReload's answer, and the
+    /// store's round trip); its cut is a swap on the state as it stands,
+    /// which the store stamps with its count of busy slots, and restarts
+    /// the limiter at the end of the cool-down. What FoxReload sees each
+    /// second, and the 429s.
     fn converge(
         limit: u32,
         most: f64,
         containers: usize,
         offset: Duration,
-        demand: Option<f64>,
+        demand: &dyn Fn(Duration) -> Option<f64>,
+        feedback: Duration,
     ) -> (Vec<u32>, u32) {
+        /// A request granted a slot, not sent yet.
+        struct Booked {
+            container: usize,
+            granted: Duration,
+            at: Duration,
+            rate: f64,
+        }
         let secs = 120;
         let mut shared = Adaptive::new(most, Duration::ZERO).state;
         let mut views = vec![Adaptive::new(most, Duration::ZERO); containers];
         let mut samples: Vec<Vec<Granted>> = vec![Vec::new(); containers];
         let mut due = None;
         let mut serial = 0;
+        let mut busy = 0;
+        let mut seen_busy = vec![0; containers];
         let mut next_request = Duration::ZERO;
         let mut per_second = vec![0u32; secs + 1];
         let mut limited = 0;
+        let mut booked: Vec<Booked> = Vec::new();
+        // Refusals on their way back: when each arrives, the request, and
+        // when it reached FoxReload (its clock).
+        let mut refusals: VecDeque<(Duration, Booked, Duration)> = VecDeque::new();
         for ms in 0..(secs as u64) * 1000 {
             let now = Duration::from_millis(ms);
-            for (i, view) in views.iter_mut().enumerate() {
-                // Containers ask in turn, a millisecond apart, when the
-                // stack has a request to send.
-                if ms % containers as u64 != i as u64 || now < next_request {
-                    continue;
-                }
-                let rate = view.current(now);
-                let Slot::Go { at, next, .. } =
-                    slot(due, shared.cool_until, now, interval(rate), at(0.1))
-                else {
-                    view.state = shared;
-                    continue;
+            while refusals.front().is_some_and(|(arrives, ..)| *arrives <= now) {
+                let Some((_, refused, theirs)) = refusals.pop_front() else {
+                    break;
                 };
-                due = Some(next);
-                serial += 1;
-                samples[i].push(Granted { at, serial });
-                if let Some(demand) = demand {
-                    next_request = now + interval(demand);
+                let i = refused.container;
+                let view = &mut views[i];
+                view.state = shared;
+                let paced = pace(&samples[i], refused.at)
+                    .map_or(refused.rate, |pace| pace.min(refused.rate));
+                let next = view.after_limited(
+                    now,
+                    refused.granted,
+                    None,
+                    accepted_before(theirs, paced),
+                    seen_busy[i],
+                );
+                if next.cut_at > shared.cut_at {
+                    due = Some(next.cool_until);
+                    shared = Shared {
+                        busy_at_cut: busy,
+                        ..next
+                    };
+                } else {
+                    shared = next;
                 }
                 view.state = shared;
-                let theirs = at + offset;
+            }
+            // Sent in their slots, unless a cut since their grant voided
+            // them (their callers ask again).
+            let (sent, waiting): (Vec<Booked>, Vec<Booked>) =
+                booked.into_iter().partition(|b| b.at <= now);
+            booked = waiting;
+            for request in sent {
+                if request.granted < shared.cut_at {
+                    continue;
+                }
+                let theirs = request.at + offset;
                 let second = theirs.as_secs() as usize;
                 if second >= per_second.len() {
                     continue;
@@ -622,13 +693,37 @@ mod tests {
                 per_second[second] += 1;
                 if per_second[second] > limit {
                     limited += 1;
-                    let paced = pace(&samples[i], at).map_or(rate, |pace| pace.min(rate));
-                    let next = view.after_limited(at, now, None, accepted_before(theirs, paced));
-                    if view.state == shared {
-                        shared = next;
-                    }
-                    view.state = shared;
+                    refusals.push_back((now + feedback, request, theirs));
                 }
+            }
+            for (i, view) in views.iter_mut().enumerate() {
+                // Containers ask in turn, a millisecond apart, when the
+                // stack has a request to send.
+                if ms % containers as u64 != i as u64 || now < next_request {
+                    continue;
+                }
+                let rate = view.current(seen_busy[i]);
+                let Slot::Go { at, next, from } =
+                    slot(due, shared.cool_until, now, interval(rate), at(0.1))
+                else {
+                    view.state = shared;
+                    continue;
+                };
+                due = Some(next);
+                serial += 1;
+                busy += u64::from(from.busy());
+                seen_busy[i] = busy;
+                samples[i].push(Granted { at, serial });
+                if let Some(demand) = demand(now) {
+                    next_request = now + interval(demand);
+                }
+                view.state = shared;
+                booked.push(Booked {
+                    container: i,
+                    granted: now,
+                    at,
+                    rate,
+                });
             }
         }
         (per_second, limited)
@@ -652,7 +747,7 @@ mod tests {
     fn a_stack_over_foxreloads_limit_converges_on_it_at_once() {
         // A budget of 50/s against a limit of 20/s, over 8 containers.
         for offset in [0.0, 0.3, 0.75] {
-            let (per_second, limited) = converge(20, 50.0, 8, at(offset), None);
+            let (per_second, limited) = converge(20, 50.0, 8, at(offset), &|_| None, at(0.0));
             assert_converged(&per_second, limited, &format!("offset {offset}"));
         }
     }
@@ -662,8 +757,38 @@ mod tests {
         // A budget of 50/s, but only 32 requests a second to send, against
         // a limit of 20/s.
         for offset in [0.0, 0.3, 0.75] {
-            let (per_second, limited) = converge(20, 50.0, 8, at(offset), Some(32.0));
+            let (per_second, limited) =
+                converge(20, 50.0, 8, at(offset), &|_| Some(32.0), at(0.0));
             assert_converged(&per_second, limited, &format!("offset {offset}"));
+        }
+    }
+
+    #[test]
+    fn a_calm_spell_under_the_limit_does_not_let_the_next_burst_go_out_above_it() {
+        // Over the limit for 30 s (it converges), then 5 requests a second
+        // for 40 s (calm: the budget is never all used), then a burst.
+        // Had the budget grown with time in the calm, the burst would go
+        // out at 40/s.
+        let demand = |now: Duration| match now.as_secs() {
+            0..30 => Some(32.0),
+            30..70 => Some(5.0),
+            _ => None,
+        };
+        for offset in [0.0, 0.3, 0.75] {
+            // A 429 reaches its container 0.3 s after the request left.
+            let (per_second, limited) = converge(20, 50.0, 8, at(offset), &demand, at(0.3));
+            let first = per_second.iter().position(|n| *n > 20).unwrap();
+            assert!(first < 30, "offset {offset}: {per_second:?}");
+            // From the calm on, FoxReload never sees more than 22 a second.
+            assert!(
+                per_second[30..].iter().all(|n| *n <= 22),
+                "offset {offset}: {per_second:?}"
+            );
+            // The burst is sent at FoxReload's limit, not far under it.
+            let burst = &per_second[72..118];
+            let mean = f64::from(burst.iter().sum::<u32>()) / burst.len() as f64;
+            assert!(mean > 17.0, "offset {offset}: {mean} {per_second:?}");
+            eprintln!("offset {offset}: burst mean {mean:.1}, {limited} refused");
         }
     }
 

@@ -128,13 +128,13 @@ pub enum SupplierError {
         op: Operation,
         retry_after: Option<Duration>,
     },
-    /// Not sent: the stack's own FoxReload budget has no slot for this
-    /// request within its priority's reach. Not a FoxReload failure: ask
-    /// again after `retry_after`.
-    #[error("{op} was not sent to FoxReload: the stack's request budget is spent for {} ms", .retry_after.as_millis())]
+    /// Not sent: the stack's own FoxReload budget held it back (`by` says
+    /// why). Not a FoxReload failure: ask again after `retry_after`.
+    #[error("{op} was not sent to FoxReload: {}", held_back(*.by, *.retry_after))]
     Throttled {
         op: Operation,
         retry_after: Duration,
+        by: HeldBy,
     },
     /// A 2xx body that is not what the API documents (idempotent calls).
     #[error("FoxReload sent an unreadable answer to {op} (status {status}): {reason}")]
@@ -165,6 +165,30 @@ pub enum SupplierError {
         /// said it (as FoxReload wrote it: untrusted).
         price: Option<String>,
     },
+}
+
+/// Why the stack's own budget held a FoxReload request back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeldBy {
+    /// The budget is spent: no slot within the priority's reach, a
+    /// cool-down after a `429`, or a cut voided the slot taken.
+    Budget,
+    /// The budget could not be asked in time: its store answers more slowly
+    /// than the time the request has left, or failed. Nothing says the
+    /// budget is spent.
+    Store,
+}
+
+fn held_back(by: HeldBy, retry_after: Duration) -> String {
+    match by {
+        HeldBy::Budget => format!(
+            "the stack's request budget is spent for {} ms",
+            retry_after.as_millis()
+        ),
+        HeldBy::Store => "the stack's request budget could not be asked in time (its store is \
+                          slow or failing)"
+            .to_owned(),
+    }
 }
 
 fn describe(code: &Option<String>, detail: &Option<String>) -> String {

@@ -12,7 +12,7 @@ pub use crate::domain::supplier::{
     SupplierOrder, SupplierStatus, Timestamp,
 };
 pub use client::{ClientBuildError, FoxReloadClient};
-pub use error::{ErrorClass, Operation, SupplierError, THROTTLED, Uncertainty};
+pub use error::{ErrorClass, HeldBy, Operation, SupplierError, THROTTLED, Uncertainty};
 pub use types::{ErrorBody, OrderPage, PageRequest, parse_instant, parse_order_page};
 
 use std::future::Future;

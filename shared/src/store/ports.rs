@@ -357,8 +357,11 @@ pub trait BudgetStore: Send + Sync {
     /// Replaces the shared state with `next` if it is still `seen` (`None`:
     /// none written yet). False when another container changed it first:
     /// read it again, and decide again. A cut (a later `cut_at`) also moves
-    /// the limiter back to the end of its cool-down: slots booked before it
-    /// at the old rate are void, and their callers take new ones.
+    /// the limiter back to the end of its cool-down (slots booked before it
+    /// at the old rate are void, and their callers take new ones), and is
+    /// stamped with the store's own count of busy slots
+    /// ([`budget::Shared::busy_at_cut`]; `next`'s is not kept); any other
+    /// swap keeps the stamp.
     fn swap_budget(
         &self,
         seen: Option<&budget::Shared>,
@@ -367,8 +370,10 @@ pub trait BudgetStore: Send + Sync {
 
     /// Takes the stack's next request slot for a request asked at
     /// `ask.now`, atomically ([`budget::slot`]): at most one request per
-    /// slot, whichever containers ask at once. Also says the shared state
-    /// as it stands, so each container's view is fresh with every slot.
+    /// slot, whichever containers ask at once, counting it as busy when it
+    /// comes right after the one before or at the end of the cool-down
+    /// ([`budget::SlotFrom::busy`]). Also says the shared state as it
+    /// stands, so each container's view is fresh with every slot.
     fn take_slot(&self, ask: &SlotAsk) -> impl Future<Output = Result<Taken, StoreError>> + Send;
 }
 
@@ -397,6 +402,10 @@ pub struct Taken {
     /// granted, this one included (never reset, so two serials a container
     /// saw say how many slots every container took between them).
     pub serial: Option<u64>,
+    /// How many busy slots the stack has been granted in all, as the
+    /// shared state stands (this one included): what the budget has grown
+    /// by since the last cut.
+    pub busy: u64,
 }
 
 /// The whole store: every port. Adapters implement it all; only tests and

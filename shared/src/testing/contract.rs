@@ -55,7 +55,8 @@ macro_rules! store_contract {
             an_observation_of_hours_is_kept_whole_at_any_epoch,
             the_shared_budget_is_replaced_only_from_what_was_read,
             the_stacks_slots_are_taken_one_at_a_time_an_interval_apart,
-            every_slot_granted_is_counted_once_and_the_count_never_restarts
+            every_slot_granted_is_counted_once_and_the_count_never_restarts,
+            busy_slots_are_counted_and_a_cut_is_stamped_with_their_count
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1166,6 +1167,7 @@ pub async fn the_shared_budget_is_replaced_only_from_what_was_read<S: OrderStore
         base: 40.0 / 3.0,
         cool_until: Duration::from_millis(1_764_000_000_123),
         cut_at: Duration::from_millis(1_764_000_000_023),
+        busy_at_cut: 0,
     };
     assert!(store.swap_budget(None, &first).await.unwrap());
     // A second writer that also read nothing loses.
@@ -1181,6 +1183,7 @@ pub async fn the_shared_budget_is_replaced_only_from_what_was_read<S: OrderStore
         base: first.base / 2.0,
         cool_until: first.cool_until + Duration::from_secs(1),
         cut_at: first.cool_until,
+        busy_at_cut: 0,
     };
     assert!(store.swap_budget(Some(&first), &cut).await.unwrap());
     assert!(!store.swap_budget(Some(&first), &other).await.unwrap());
@@ -1191,6 +1194,7 @@ pub async fn the_shared_budget_is_replaced_only_from_what_was_read<S: OrderStore
             base: cut.base / 2.0,
             cool_until: cut.cool_until + Duration::from_millis(i),
             cut_at: cut.cool_until,
+            busy_at_cut: 0,
         })
         .collect();
     let done = tokio::join!(
@@ -1273,11 +1277,17 @@ pub async fn the_stacks_slots_are_taken_one_at_a_time_an_interval_apart<S: Order
         base: 10.0,
         cool_until: Duration::from_millis(1_764_000_010_000),
         cut_at: Duration::from_millis(1_764_000_009_500),
+        busy_at_cut: 0,
     };
     assert!(store.swap_budget(None, &cool).await.unwrap());
     let later = Duration::from_millis(1_764_000_009_000);
     let waiting = store.take_slot(&ask(later, reach, None)).await.unwrap();
     assert_eq!(waiting.slot, Slot::Wait(Duration::from_millis(500)));
+    // (Stamped with the busy slots granted so far.)
+    let cool = Shared {
+        busy_at_cut: waiting.busy,
+        ..cool
+    };
     assert_eq!(waiting.budget, Some(cool));
     let booked = store
         .take_slot(&ask(later, Duration::from_secs(2), None))
@@ -1308,6 +1318,7 @@ pub async fn the_stacks_slots_are_taken_one_at_a_time_an_interval_apart<S: Order
         base: 5.0,
         cool_until: Duration::from_millis(1_764_000_010_500),
         cut_at: Duration::from_millis(1_764_000_010_000),
+        busy_at_cut: 0,
     };
     assert!(store.swap_budget(Some(&cool), &recut).await.unwrap());
     let after = store
@@ -1370,8 +1381,78 @@ pub async fn every_slot_granted_is_counted_once_and_the_count_never_restarts<S: 
         base: 10.0,
         cool_until: now + Duration::from_secs(1),
         cut_at: now,
+        busy_at_cut: 0,
     };
     assert!(store.swap_budget(None, &cut).await.unwrap());
     let after = store.take_slot(&far).await.unwrap();
     assert_eq!(after.serial, Some(7), "{after:?}");
+}
+
+pub async fn busy_slots_are_counted_and_a_cut_is_stamped_with_their_count<S: OrderStore>(
+    store: &S,
+) {
+    use crate::domain::budget::{Shared, Slot, SlotFrom};
+    use crate::store::SlotAsk;
+    let now = Duration::from_millis(1_764_000_000_000);
+    let gap = Duration::from_millis(100);
+    let ask = |now: Duration, hint: Option<Duration>| SlotAsk {
+        now,
+        interval: gap,
+        ahead: Duration::from_secs(5),
+        hint,
+    };
+    let from = |taken: &crate::store::Taken| match taken.slot {
+        Slot::Go { from, .. } => from,
+        wait => panic!("{wait:?}"),
+    };
+    // The limiter idle: a slot now, not busy.
+    let idle = store.take_slot(&ask(now, None)).await.unwrap();
+    assert_eq!((from(&idle), idle.busy), (SlotFrom::Now, 0));
+    // Asked before it is free (told so, or not): right after the one
+    // before, busy.
+    let next = store.take_slot(&ask(now, idle.due)).await.unwrap();
+    assert_eq!((from(&next), next.busy), (SlotFrom::Due, 1));
+    let guessed = store.take_slot(&ask(now, None)).await.unwrap();
+    assert_eq!((from(&guessed), guessed.busy), (SlotFrom::Due, 2));
+    // Out of reach: nothing counted, the count told.
+    let refused = store
+        .take_slot(&SlotAsk {
+            ahead: Duration::ZERO,
+            ..ask(now, guessed.due)
+        })
+        .await
+        .unwrap();
+    assert!(matches!(refused.slot, Slot::Wait(_)), "{refused:?}");
+    assert_eq!(refused.busy, 2);
+    // A cut is stamped with the store's count, not the writer's guess.
+    let cut = Shared {
+        base: 5.0,
+        cool_until: now + Duration::from_secs(2),
+        cut_at: now + Duration::from_secs(1),
+        busy_at_cut: 99,
+    };
+    assert!(store.swap_budget(None, &cut).await.unwrap());
+    let stored = store.budget().await.unwrap().unwrap();
+    assert_eq!(stored.busy_at_cut, 2, "{stored:?}");
+    // The first slot after the cool-down (calls were held back): busy.
+    let after = store
+        .take_slot(&ask(now + Duration::from_millis(1_500), None))
+        .await
+        .unwrap();
+    assert!(from(&after).busy(), "{after:?}");
+    assert_eq!(after.busy, 3);
+    // A cool-down made longer without a cut keeps the stamp.
+    let longer = Shared {
+        cool_until: cut.cool_until + Duration::from_secs(1),
+        busy_at_cut: 7,
+        ..stored
+    };
+    assert!(store.swap_budget(Some(&stored), &longer).await.unwrap());
+    assert_eq!(store.budget().await.unwrap().unwrap().busy_at_cut, 2);
+    // Long after, the limiter idle again: a slot now, not busy.
+    let calm = store
+        .take_slot(&ask(now + Duration::from_secs(60), None))
+        .await
+        .unwrap();
+    assert_eq!((from(&calm), calm.busy), (SlotFrom::Now, 3));
 }

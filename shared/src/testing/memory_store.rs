@@ -141,6 +141,8 @@ struct State {
     next_due: Option<Duration>,
     /// How many FoxReload slots were granted.
     granted: u64,
+    /// How many of them were busy ([`crate::domain::budget::SlotFrom::busy`]).
+    busy: u64,
     /// Supplier order id → our order that claims it just before anyone
     /// next asks whether it is claimed (a race, played on cue).
     claim_on_look: BTreeMap<String, String>,
@@ -953,14 +955,23 @@ impl crate::store::BudgetStore for MemoryStore {
         next: &crate::domain::budget::Shared,
     ) -> Result<bool, StoreError> {
         let mut state = self.enter("swap_budget").await?;
-        // As DynamoDB keeps it: the cool-down in whole milliseconds.
-        if state.budget.map(stored_budget) != seen.copied().map(stored_budget) {
+        // As DynamoDB compares it: the rate, and the cool-down in whole
+        // milliseconds.
+        let compared = |b: crate::domain::budget::Shared| {
+            let b = stored_budget(b);
+            (b.base.to_bits(), b.cool_until)
+        };
+        if state.budget.map(compared) != seen.copied().map(compared) {
             return Ok(false);
         }
+        let mut next = stored_budget(*next);
         if seen.is_none_or(|seen| next.cut_at > seen.cut_at) {
             state.next_due = Some(Self::kept_due(next.cool_until));
+            next.busy_at_cut = state.busy;
+        } else {
+            next.busy_at_cut = state.budget.map_or(0, |b| b.busy_at_cut);
         }
-        state.budget = Some(stored_budget(*next));
+        state.budget = Some(next);
         Ok(true)
     }
 
@@ -979,9 +990,10 @@ impl crate::store::BudgetStore for MemoryStore {
             ask.ahead,
         );
         let serial = match answer {
-            Slot::Go { next, .. } => {
+            Slot::Go { next, from, .. } => {
                 state.next_due = Some(Self::kept_due(next));
                 state.granted += 1;
+                state.busy += u64::from(from.busy());
                 Some(state.granted)
             }
             Slot::Wait(_) => None,
@@ -991,6 +1003,7 @@ impl crate::store::BudgetStore for MemoryStore {
             budget: state.budget,
             due: state.next_due,
             serial,
+            busy: state.busy,
         })
     }
 }

@@ -7,10 +7,14 @@
 //! - `granted`: how many slots were taken, added to by the same update
 //!   (no extra write), so a container can tell the stack's pace from the
 //!   counts its own slots came with;
+//! - `busy`: how many of them were busy (granted right after the one
+//!   before, or at the end of a cool-down), added to by the same update:
+//!   the budget grows with these, not with time;
 //! - `baseRps` (requests per second), `coolUntil` and `cutAt` (epoch
 //!   milliseconds): the adaptive budget's shared part, replaced only by a
 //!   conditional write on the values the writer read, so two containers
-//!   cutting for the same 429 episode cut once.
+//!   cutting for the same 429 episode cut once; `cutBusy`, `busy` as the
+//!   cut landed, copied in DynamoDB by the cut's own update.
 
 use super::DynamoStore;
 use super::codec::n;
@@ -50,13 +54,28 @@ fn shared_from_item(item: &Item) -> Result<Option<Shared>, StoreError> {
     let base = number(item, "baseRps").ok_or_else(|| corrupt("baseRps is not a rate"))?;
     let cool_until =
         number(item, "coolUntil").ok_or_else(|| corrupt("coolUntil is not an instant"))?;
-    // Absent on items written before cuts were dated.
+    // Absent on items written before cuts were dated, or counted busy
+    // slots.
     let cut_at = number(item, "cutAt").unwrap_or(0.0);
+    let busy_at_cut = count(item, "cutBusy")?;
     Ok(Some(Shared {
         base,
         cool_until: Duration::from_millis(cool_until as u64),
         cut_at: Duration::from_millis(cut_at as u64),
+        busy_at_cut,
     }))
+}
+
+/// A count in `item` (0 when absent).
+fn count(item: &Item, name: &str) -> Result<u64, StoreError> {
+    match item.get(name) {
+        None => Ok(0),
+        Some(value) => value
+            .as_n()
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .ok_or_else(|| corrupt(format!("{name} is not a count"))),
+    }
 }
 
 /// The limiter's next due instant in `item`, if any was taken.
@@ -155,7 +174,7 @@ impl DynamoStore {
                     "nextDue BETWEEN :now AND :latest \
                      AND (attribute_not_exists(coolUntil) OR coolUntil <= nextDue)",
                 )
-                .update_expression("SET nextDue = nextDue + :interval ADD granted :one")
+                .update_expression("SET nextDue = nextDue + :interval ADD granted :one, busy :one")
                 .expression_attribute_values(":now", n(decimal_millis(attempt.now)))
                 .expression_attribute_values(":latest", n(decimal_millis(attempt.latest)))
                 .expression_attribute_values(":interval", n(decimal_millis(attempt.interval))),
@@ -174,7 +193,7 @@ impl DynamoStore {
                 .condition_expression(
                     "coolUntil = :cool AND (attribute_not_exists(nextDue) OR nextDue < :cool)",
                 )
-                .update_expression("SET nextDue = :next ADD granted :one")
+                .update_expression("SET nextDue = :next ADD granted :one, busy :one")
                 .expression_attribute_values(":cool", n(millis(attempt.cool_until)))
                 .expression_attribute_values(
                     ":next",
@@ -230,9 +249,10 @@ impl BudgetStore for DynamoStore {
             request
                 .update_expression(
                     "SET baseRps = :nextBase, coolUntil = :nextCool, cutAt = :nextCut, \
-                     nextDue = :restart",
+                     nextDue = :restart, cutBusy = if_not_exists(busy, :none)",
                 )
                 .expression_attribute_values(":restart", n(decimal_millis(next.cool_until)))
+                .expression_attribute_values(":none", n(0))
         } else {
             request
         };
@@ -256,12 +276,12 @@ impl BudgetStore for DynamoStore {
         let latest = now.saturating_add(ask.ahead);
         // First as the asker last saw the limiter (busy if it was due after
         // now), then as it stands after each failed attempt.
-        let mut known: Option<(Option<Duration>, Option<Shared>)> = None;
+        let mut known: Option<(Option<Duration>, Option<Shared>, u64)> = None;
         for _ in 0..ATTEMPTS {
             let (from, cool_until) = match known {
                 None if ask.hint.is_some_and(|due| due >= now) => (SlotFrom::Due, Duration::ZERO),
                 None => (SlotFrom::Now, Duration::ZERO),
-                Some((due, budget)) => {
+                Some((due, budget, busy)) => {
                     let cool_until = budget.map_or(Duration::ZERO, |b| b.cool_until);
                     match slot(due, cool_until, now, interval, ask.ahead) {
                         Slot::Go { from, .. } => (from, cool_until),
@@ -271,6 +291,7 @@ impl BudgetStore for DynamoStore {
                                 budget,
                                 due,
                                 serial: None,
+                                busy,
                             });
                         }
                     }
@@ -296,18 +317,26 @@ impl BudgetStore for DynamoStore {
                         budget: shared_from_item(&item)?,
                         due: next,
                         serial: Some(serial_from_item(&item)?),
+                        busy: count(&item, "busy")?,
                     });
                 }
-                Err(item) => known = Some((due_from_item(&item)?, shared_from_item(&item)?)),
+                Err(item) => {
+                    known = Some((
+                        due_from_item(&item)?,
+                        shared_from_item(&item)?,
+                        count(&item, "busy")?,
+                    ));
+                }
             }
         }
         // Others kept taking the slots in between: as good as busy.
-        let (due, budget) = known.unwrap_or_default();
+        let (due, budget, busy) = known.unwrap_or_default();
         Ok(Taken {
             slot: Slot::Wait(interval),
             budget,
             due,
             serial: None,
+            busy,
         })
     }
 }
