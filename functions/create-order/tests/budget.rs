@@ -125,6 +125,45 @@ async fn a_create_with_no_slot_within_reach_is_a_503_busy_that_stores_and_buys_n
     assert!(c.store.budget().await.unwrap().is_none(), "no cut");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_create_with_less_time_left_than_the_budgets_store_takes_is_not_sent_and_not_called_busy()
+{
+    let c = creator(10.0);
+    // The budget's store takes a second to answer: the first create (with
+    // time to spare) shows it.
+    c.store.slow("take_slot", Duration::from_secs(1));
+    let first = c
+        .create(new_order("a"), None, alice(), deadline())
+        .await
+        .unwrap();
+    assert_eq!(first.status, 202);
+    // The next has half a second left: it cannot get a slot in time, but
+    // the budget is not spent (FoxReload was sent one request).
+    let refused = c
+        .create(
+            new_order("b"),
+            Some(IdempotencyKey::parse("k2").unwrap()),
+            alice(),
+            Instant::now() + Duration::from_millis(500),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.code, "unavailable", "{}", refused.body());
+    assert!(!refused.is_budget_spent(), "not counted as throttled");
+    assert!(!refused.is_supplier_failure());
+    assert!(
+        refused
+            .headers
+            .iter()
+            .any(|(name, _)| *name == "retry-after"),
+        "{:?}",
+        refused.headers
+    );
+    assert_eq!(c.store.orders().len(), 1, "nothing stored for it");
+    assert_eq!(c.supplier.inner.calls(Operation::CreateOrder), 1);
+}
+
 /// One order bought at 10/s, its slot 1 s on (other containers took the
 /// ones before), with the store's `method` taking `by`: the creator, and
 /// the order as stored.

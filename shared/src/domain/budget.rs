@@ -538,7 +538,9 @@ mod tests {
         // A refusal early in a second (a clock off, another kind of
         // limit): a quarter, not nothing.
         assert_eq!(
-            budget.after_limited(at(1.0), at(1.0), None, Some(0.5), 0).base,
+            budget
+                .after_limited(at(1.0), at(1.0), None, Some(0.5), 0)
+                .base,
             10.0
         );
         // No evidence: half.
@@ -649,7 +651,10 @@ mod tests {
         let mut refusals: VecDeque<(Duration, Booked, Duration)> = VecDeque::new();
         for ms in 0..(secs as u64) * 1000 {
             let now = Duration::from_millis(ms);
-            while refusals.front().is_some_and(|(arrives, ..)| *arrives <= now) {
+            while refusals
+                .front()
+                .is_some_and(|(arrives, ..)| *arrives <= now)
+            {
                 let Some((_, refused, theirs)) = refusals.pop_front() else {
                     break;
                 };
@@ -757,8 +762,7 @@ mod tests {
         // A budget of 50/s, but only 32 requests a second to send, against
         // a limit of 20/s.
         for offset in [0.0, 0.3, 0.75] {
-            let (per_second, limited) =
-                converge(20, 50.0, 8, at(offset), &|_| Some(32.0), at(0.0));
+            let (per_second, limited) = converge(20, 50.0, 8, at(offset), &|_| Some(32.0), at(0.0));
             assert_converged(&per_second, limited, &format!("offset {offset}"));
         }
     }
