@@ -91,8 +91,9 @@ pub struct GovernorSettings {
 #[derive(Debug)]
 struct View {
     adaptive: Adaptive,
-    /// When it last saw the next request due.
+    /// When it last saw the next request due, and the limiter's run begin.
     hint: Option<Duration>,
+    run_hint: Option<Duration>,
     /// Its latest slots, as samples of the stack's pace ([`pace`]).
     samples: VecDeque<Granted>,
     /// The last time it read the shared state (as of just before the read).
@@ -113,7 +114,8 @@ struct View {
     /// (a 429 needs it at once; it changes slowly).
     offset: Option<(Duration, Option<time::Duration>)>,
     /// How many busy slots the stack had been granted, as last told: the
-    /// budget has grown with those since the last cut.
+    /// budget has grown with those since the last cut. (As told, not the
+    /// most ever told: an item made again starts its count again.)
     busy: u64,
 }
 
@@ -257,6 +259,7 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
             view: Mutex::new(View {
                 adaptive: Adaptive::new(settings.max_rps, now),
                 hint: None,
+                run_hint: None,
                 samples: VecDeque::new(),
                 fresh_at: Duration::ZERO,
                 trips: VecDeque::new(),
@@ -441,24 +444,43 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
         let reach = match asking.until {
             Some(until) => {
                 let room = until.saturating_duration_since(tokio::time::Instant::now());
-                // Not the budget: the store answers too slowly for the
-                // time left.
                 if room < lead {
                     self.count(asking.priority, false);
+                    // The budget, if as last seen it has no slot before
+                    // the deadline anyway; otherwise the store answers too
+                    // slowly for the time left.
+                    let deadline = now + room;
+                    let booked_past = {
+                        let view = lock(&self.view);
+                        view.adaptive.cool_until() > deadline
+                            || view.hint.is_some_and(|due| due > deadline)
+                    };
+                    if !booked_past {
+                        warn!(
+                            round_trip_ms = lead.as_millis() as u64,
+                            room_ms = room.as_millis() as u64,
+                            "the FoxReload budget's store answers more slowly than the time left"
+                        );
+                    }
                     return Err(Refused {
                         wait: lead,
-                        by: HeldBy::Store,
+                        by: if booked_past {
+                            HeldBy::Budget
+                        } else {
+                            HeldBy::Store
+                        },
                     });
                 }
                 asking.priority.ahead().min(room - lead)
             }
             None => asking.priority.ahead(),
         };
-        let (rate, hint, cool_until) = {
+        let (rate, hint, run_hint, cool_until) = {
             let view = lock(&self.view);
             (
                 view.adaptive.current(view.busy),
                 view.hint,
+                view.run_hint,
                 view.adaptive.cool_until(),
             )
         };
@@ -478,6 +500,7 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
             interval: interval(rate),
             ahead: latest - earliest,
             hint,
+            run_hint,
         };
         let taken = self.store.take_slot(&ask).await;
         let known = self.now();
@@ -496,7 +519,8 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
             let mut view = lock(&self.view);
             view.tripped(now, known);
             view.hint = taken.due;
-            view.busy = view.busy.max(taken.busy);
+            view.run_hint = taken.run_from;
+            view.busy = taken.busy;
             view.refreshed(taken.budget, now);
             if let (Slot::Go { at, .. }, Some(serial)) = (taken.slot, taken.serial) {
                 view.sampled(Granted { at, serial });
@@ -844,6 +868,7 @@ mod tests {
                 interval: Duration::from_millis(500),
                 ahead: Priority::Create.ahead(),
                 hint: None,
+                run_hint: None,
             };
             store.take_slot(&ask).await.unwrap();
         }
@@ -913,6 +938,7 @@ mod tests {
             interval: Duration::from_millis(100),
             ahead: Duration::ZERO,
             hint: None,
+            run_hint: None,
         };
         assert!(store.take_slot(&ask).await.is_err(), "the store was asked");
     }
@@ -1275,12 +1301,20 @@ mod tests {
         assert_spaced(&sent[1..], Duration::from_millis(340));
         let shared = store.budget().await.unwrap().expect("cut");
         assert_eq!(shared.base, 2.5);
-        // The container follows the shared budget, grown by no more than
-        // the nine slots sent since the cut: 2.5² + 2 × 0.1 × 9 = 2.84².
+        // The container follows the shared budget, grown by the busy slots
+        // granted since the cut as the store counts them: those a second
+        // or more into the run after the cool-down, at most the last six
+        // of the nine (2.5² + 2 × 0.1 × 6 = 2.73²).
         let governor = stack.governor.as_ref().unwrap();
-        assert_eq!(lock(&governor.view).adaptive.state, shared);
+        let since = {
+            let view = lock(&governor.view);
+            assert_eq!(view.adaptive.state, shared);
+            view.busy - shared.busy_at_cut
+        };
+        assert!((1..=6).contains(&since), "{since}");
         let budget = governor.budget();
-        assert!((2.5..=2.84).contains(&budget), "{budget}");
+        let grown = (2.5f64.powi(2) + 0.2 * since as f64).sqrt();
+        assert!((budget - grown).abs() < 1e-9, "{budget} {grown}");
         assert!(Instant::now() - start > Duration::from_secs(3));
     }
 

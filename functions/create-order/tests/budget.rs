@@ -64,6 +64,7 @@ async fn booked(c: &GovernedCreator, rps: f64, seconds: u32) {
             interval: Duration::from_secs_f64(1.0 / rps),
             ahead: Duration::from_secs(3_600),
             hint: None,
+            run_hint: None,
         };
         c.store.take_slot(&ask).await.unwrap();
     }
@@ -137,14 +138,16 @@ async fn a_create_with_less_time_left_than_the_budgets_store_takes_is_not_sent_a
         .await
         .unwrap();
     assert_eq!(first.status, 202);
-    // The next has half a second left: it cannot get a slot in time, but
-    // the budget is not spent (FoxReload was sent one request).
+    // The next has half a second more than a FoxReload call's time: too
+    // little to ask the store for a slot, though the budget is not spent
+    // (FoxReload was sent one request).
+    let short = CreateOptions::default().reconcile.call_budget + Duration::from_millis(500);
     let refused = c
         .create(
             new_order("b"),
             Some(IdempotencyKey::parse("k2").unwrap()),
             alice(),
-            Instant::now() + Duration::from_millis(500),
+            Instant::now() + short,
         )
         .await
         .unwrap_err();
@@ -162,6 +165,48 @@ async fn a_create_with_less_time_left_than_the_budgets_store_takes_is_not_sent_a
     );
     assert_eq!(c.store.orders().len(), 1, "nothing stored for it");
     assert_eq!(c.supplier.inner.calls(Operation::CreateOrder), 1);
+    // With a fast store, the same time left is enough.
+    let fast = creator(10.0)
+        .create(new_order("b"), None, alice(), Instant::now() + short)
+        .await
+        .unwrap();
+    assert_eq!(fast.status, 202);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_that_cannot_have_a_slot_before_its_deadline_is_busy_even_when_the_store_is_slow()
+{
+    let c = creator(2.0);
+    c.store.slow("take_slot", Duration::from_secs(1));
+    let first = c
+        .create(new_order("a"), None, alice(), deadline())
+        .await
+        .unwrap();
+    assert_eq!(first.status, 202);
+    // Others booked the next 20 s (the store quick again, its slow round
+    // trip remembered), as this container learns when its next create
+    // finds no slot within 8 s.
+    c.store.slow("take_slot", Duration::ZERO);
+    booked(&c, 2.0, 20).await;
+    let busy = c
+        .create(new_order("b"), None, alice(), deadline())
+        .await
+        .unwrap_err();
+    assert_eq!(busy.code, "busy", "{}", busy.body());
+    // The next has half a second more than a FoxReload call's time: even
+    // a fast store would find it no slot in time. The budget held it.
+    let short = CreateOptions::default().reconcile.call_budget + Duration::from_millis(500);
+    let refused = c
+        .create(
+            new_order("c"),
+            Some(IdempotencyKey::parse("k3").unwrap()),
+            alice(),
+            Instant::now() + short,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, "busy", "{}", refused.body());
+    assert!(refused.is_budget_spent());
 }
 
 /// One order bought at 10/s, its slot 1 s on (other containers took the

@@ -1,6 +1,7 @@
 //! One polite client of FoxReload (issue 16): a request budget shared by
 //! every container of every function, spent by priority, that slows down
-//! when FoxReload answers `429` and creeps back up when it does not.
+//! when FoxReload answers `429` and creeps back up while the stack sends all
+//! it allows and FoxReload does not refuse.
 //!
 //! Everything runs on a clock the caller gives (`now`: time since any fixed
 //! origin; the Unix epoch in production), so tests run on a simulated one.
@@ -22,10 +23,12 @@
 //!   that every container sees with its next slot, and cuts the budget
 //!   once per cool-down; after it the budget grows by a hundredth of the
 //!   most per second *in which the stack sent all its budget allowed*, back
-//!   up to the most. Growth is counted in busy slots (those granted right
-//!   after the one before, [`SlotFrom::Due`]), not in time: a stack that
-//!   sends less than its budget learns nothing about FoxReload's limit, so
-//!   a calm minute does not let the next burst go out above it. How deep the
+//!   up to the most. Growth is counted in busy slots ([`busy`]: granted
+//!   right after the one before, a second or more into a run of the
+//!   limiter booked without a break), not in time: a stack that sends less
+//!   than its budget learns nothing about FoxReload's limit, so a calm
+//!   minute (or a bunch of calls at once now and then) does not let the
+//!   next burst go out above it. How deep the
 //!   cut is comes from the refused request itself ([`accepted_before`]):
 //!   since slots are spaced evenly, a request refused `φ` into FoxReload's
 //!   second says FoxReload took about `φ × rate` in it, where the rate is
@@ -204,12 +207,23 @@ pub fn pace(samples: &[Granted], until: Duration) -> Option<f64> {
     Some(slots as f64 / span.as_secs_f64())
 }
 
+/// How long the limiter must have been booked without a break before its
+/// slots count as busy: a bunch of calls at once (a batch of polls) books
+/// it for a moment; a stack sending all its budget allows, for good.
+pub const BUSY_AFTER: Duration = Duration::from_secs(1);
+
+/// Whether a slot at `at`, granted from `from`, is busy (it grows the
+/// budget): right after the one before, at least [`BUSY_AFTER`] into the
+/// run of the limiter that began at `run_from` (a run begins with a slot
+/// given to an idle limiter or at the end of a cool-down).
+pub fn busy(from: SlotFrom, at: Duration, run_from: Option<Duration>) -> bool {
+    from == SlotFrom::Due && run_from.is_some_and(|began| at >= began.saturating_add(BUSY_AFTER))
+}
+
 impl SlotFrom {
-    /// Whether a slot from here was granted while the stack sent all its
-    /// budget allowed: right after the one before, or at the end of a
-    /// cool-down that held requests back. Only those grow the budget.
-    pub fn busy(self) -> bool {
-        matches!(self, Self::Due | Self::CoolDown)
+    /// Whether a slot from here begins a new run of the limiter.
+    pub fn begins_run(self) -> bool {
+        !matches!(self, Self::Due)
     }
 }
 
@@ -243,7 +257,7 @@ pub struct Shared {
     /// When the last cut was made: a 429 to a call granted before it (sent
     /// at the old rate, however late) is no news.
     pub cut_at: Duration,
-    /// How many busy slots ([`SlotFrom::busy`]) the stack had been granted
+    /// How many busy slots ([`busy`]) the stack had been granted
     /// when the last cut was made: the budget grows with those granted
     /// since. (The store sets it as the cut lands.)
     pub busy_at_cut: u64,
@@ -608,23 +622,23 @@ mod tests {
 
     /// FoxReload as a limit of `limit` requests in each of its whole
     /// seconds (`offset` ahead of ours), and `containers` containers
-    /// sharing one limiter and an adaptive budget of `most`, with
-    /// `demand(now)` requests a second to send between them (`None`:
-    /// always one more). Each container learns the shared state (and the
+    /// sharing one limiter and an adaptive budget of `most`, with requests
+    /// to send between them (`demand(now)`: when the next one comes after
+    /// one at `now`). Each container learns the shared state (and the
     /// count of busy slots) with every slot it takes, keeps its slots as
     /// samples of the stack's pace, and sends a request in its slot unless
     /// a cut since its grant voided it. A 429 reaches its container
     /// `feedback` after the request left (FoxReload's answer, and the
     /// store's round trip); its cut is a swap on the state as it stands,
     /// which the store stamps with its count of busy slots, and restarts
-    /// the limiter at the end of the cool-down. What FoxReload sees each
-    /// second, and the 429s.
+    /// the limiter (and its run) at the end of the cool-down. What
+    /// FoxReload sees each second, and the 429s.
     fn converge(
         limit: u32,
         most: f64,
         containers: usize,
         offset: Duration,
-        demand: &dyn Fn(Duration) -> Option<f64>,
+        demand: &dyn Fn(Duration) -> Duration,
         feedback: Duration,
     ) -> (Vec<u32>, u32) {
         /// A request granted a slot, not sent yet.
@@ -641,6 +655,7 @@ mod tests {
         let mut due = None;
         let mut serial = 0;
         let mut busy = 0;
+        let mut run_from = None;
         let mut seen_busy = vec![0; containers];
         let mut next_request = Duration::ZERO;
         let mut per_second = vec![0u32; secs + 1];
@@ -672,6 +687,7 @@ mod tests {
                 );
                 if next.cut_at > shared.cut_at {
                     due = Some(next.cool_until);
+                    run_from = due;
                     shared = Shared {
                         busy_at_cut: busy,
                         ..next
@@ -716,12 +732,13 @@ mod tests {
                 };
                 due = Some(next);
                 serial += 1;
-                busy += u64::from(from.busy());
+                if from.begins_run() {
+                    run_from = Some(at);
+                }
+                busy += u64::from(super::busy(from, at, run_from));
                 seen_busy[i] = busy;
                 samples[i].push(Granted { at, serial });
-                if let Some(demand) = demand(now) {
-                    next_request = now + interval(demand);
-                }
+                next_request = demand(now);
                 view.state = shared;
                 booked.push(Booked {
                     container: i,
@@ -752,7 +769,7 @@ mod tests {
     fn a_stack_over_foxreloads_limit_converges_on_it_at_once() {
         // A budget of 50/s against a limit of 20/s, over 8 containers.
         for offset in [0.0, 0.3, 0.75] {
-            let (per_second, limited) = converge(20, 50.0, 8, at(offset), &|_| None, at(0.0));
+            let (per_second, limited) = converge(20, 50.0, 8, at(offset), &|now| now, at(0.0));
             assert_converged(&per_second, limited, &format!("offset {offset}"));
         }
     }
@@ -762,7 +779,14 @@ mod tests {
         // A budget of 50/s, but only 32 requests a second to send, against
         // a limit of 20/s.
         for offset in [0.0, 0.3, 0.75] {
-            let (per_second, limited) = converge(20, 50.0, 8, at(offset), &|_| Some(32.0), at(0.0));
+            let (per_second, limited) = converge(
+                20,
+                50.0,
+                8,
+                at(offset),
+                &|now| now + interval(32.0),
+                at(0.0),
+            );
             assert_converged(&per_second, limited, &format!("offset {offset}"));
         }
     }
@@ -770,29 +794,43 @@ mod tests {
     #[test]
     fn a_calm_spell_under_the_limit_does_not_let_the_next_burst_go_out_above_it() {
         // Over the limit for 30 s (it converges), then 5 requests a second
-        // for 40 s (calm: the budget is never all used), then a burst.
-        // Had the budget grown with time in the calm, the burst would go
-        // out at 40/s.
-        let demand = |now: Duration| match now.as_secs() {
-            0..30 => Some(32.0),
-            30..70 => Some(5.0),
-            _ => None,
+        // for 40 s (calm: the budget is never all used), evenly or all at
+        // once at the start of each second (a batch of polls), then a
+        // burst. Had the budget grown with time in the calm, or with every
+        // slot granted right after another, the burst would go out at 25
+        // to 40 a second.
+        let even = |now: Duration| match now.as_secs() {
+            0..30 => now + interval(32.0),
+            30..70 => now + interval(5.0),
+            _ => now,
         };
-        for offset in [0.0, 0.3, 0.75] {
+        let batched = |now: Duration| match now.as_secs() {
+            0..30 => now + interval(32.0),
+            30..70 if now.subsec_millis() < 4 => now + at(0.001),
+            30..70 => Duration::from_secs(now.as_secs() + 1),
+            _ => now,
+        };
+        let cases: [(&str, &dyn Fn(Duration) -> Duration); 2] =
+            [("even", &even), ("batched", &batched)];
+        for ((calm, demand), offset) in cases
+            .into_iter()
+            .flat_map(|case| [0.0, 0.3, 0.75].map(|offset| (case, offset)))
+        {
+            let case = format!("{calm}, offset {offset}");
             // A 429 reaches its container 0.3 s after the request left.
-            let (per_second, limited) = converge(20, 50.0, 8, at(offset), &demand, at(0.3));
+            let (per_second, limited) = converge(20, 50.0, 8, at(offset), demand, at(0.3));
             let first = per_second.iter().position(|n| *n > 20).unwrap();
-            assert!(first < 30, "offset {offset}: {per_second:?}");
+            assert!(first < 30, "{case}: {per_second:?}");
             // From the calm on, FoxReload never sees more than 22 a second.
             assert!(
                 per_second[30..].iter().all(|n| *n <= 22),
-                "offset {offset}: {per_second:?}"
+                "{case}: {per_second:?}"
             );
             // The burst is sent at FoxReload's limit, not far under it.
             let burst = &per_second[72..118];
             let mean = f64::from(burst.iter().sum::<u32>()) / burst.len() as f64;
-            assert!(mean > 17.0, "offset {offset}: {mean} {per_second:?}");
-            eprintln!("offset {offset}: burst mean {mean:.1}, {limited} refused");
+            assert!(mean > 17.0, "{case}: {mean} {per_second:?}");
+            eprintln!("{case}: burst mean {mean:.1}, {limited} refused");
         }
     }
 

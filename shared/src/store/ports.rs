@@ -370,10 +370,12 @@ pub trait BudgetStore: Send + Sync {
 
     /// Takes the stack's next request slot for a request asked at
     /// `ask.now`, atomically ([`budget::slot`]): at most one request per
-    /// slot, whichever containers ask at once, counting it as busy when it
-    /// comes right after the one before or at the end of the cool-down
-    /// ([`budget::SlotFrom::busy`]). Also says the shared state as it
-    /// stands, so each container's view is fresh with every slot.
+    /// slot, whichever containers ask at once, counting it as busy
+    /// ([`budget::busy`]) when it comes right after the one before, a
+    /// second or more into the limiter's run (a slot given to an idle
+    /// limiter, or at the end of a cool-down, begins a run; so does a
+    /// cut). Also says the shared state as it stands, so each container's
+    /// view is fresh with every slot.
     fn take_slot(&self, ask: &SlotAsk) -> impl Future<Output = Result<Taken, StoreError>> + Send;
 }
 
@@ -388,6 +390,8 @@ pub struct SlotAsk {
     /// When the asker last saw the next request due: where an adapter
     /// guesses the limiter stands before it reads it.
     pub hint: Option<Duration>,
+    /// When the asker last saw the limiter's run begin (with `hint`).
+    pub run_hint: Option<Duration>,
 }
 
 /// A slot taken, or the wait until one is within reach, and the shared
@@ -406,6 +410,8 @@ pub struct Taken {
     /// shared state stands (this one included): what the budget has grown
     /// by since the last cut.
     pub busy: u64,
+    /// When the limiter's current run began, as it stands.
+    pub run_from: Option<Duration>,
 }
 
 /// The whole store: every port. Adapters implement it all; only tests and

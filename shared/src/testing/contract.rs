@@ -1221,6 +1221,7 @@ pub async fn the_stacks_slots_are_taken_one_at_a_time_an_interval_apart<S: Order
         interval: gap,
         ahead,
         hint,
+        run_hint: None,
     };
     let reach = Duration::from_millis(500);
     // Idle: now.
@@ -1356,6 +1357,7 @@ pub async fn every_slot_granted_is_counted_once_and_the_count_never_restarts<S: 
         interval: Duration::from_millis(50),
         ahead,
         hint: None,
+        run_hint: None,
     };
     let far = ask(Duration::from_secs(5));
     // Six asking at once: serials one to six, one each.
@@ -1392,55 +1394,69 @@ pub async fn busy_slots_are_counted_and_a_cut_is_stamped_with_their_count<S: Ord
     store: &S,
 ) {
     use crate::domain::budget::{Shared, Slot, SlotFrom};
-    use crate::store::SlotAsk;
-    let now = Duration::from_millis(1_764_000_000_000);
+    use crate::store::{SlotAsk, Taken};
+    let t0 = Duration::from_millis(1_764_000_000_000);
     let gap = Duration::from_millis(100);
-    let ask = |now: Duration, hint: Option<Duration>| SlotAsk {
+    let ask = |now: Duration, last: Option<&Taken>| SlotAsk {
         now,
         interval: gap,
         ahead: Duration::from_secs(5),
-        hint,
+        hint: last.and_then(|t| t.due),
+        run_hint: last.and_then(|t| t.run_from),
     };
-    let from = |taken: &crate::store::Taken| match taken.slot {
-        Slot::Go { from, .. } => from,
+    let at = |taken: &Taken| match taken.slot {
+        Slot::Go { at, .. } => at,
         wait => panic!("{wait:?}"),
     };
-    // The limiter idle: a slot now, not busy.
-    let idle = store.take_slot(&ask(now, None)).await.unwrap();
-    assert_eq!((from(&idle), idle.busy), (SlotFrom::Now, 0));
-    // Asked before it is free (told so, or not): right after the one
-    // before, busy.
-    let next = store.take_slot(&ask(now, idle.due)).await.unwrap();
-    assert_eq!((from(&next), next.busy), (SlotFrom::Due, 1));
-    let guessed = store.take_slot(&ask(now, None)).await.unwrap();
-    assert_eq!((from(&guessed), guessed.busy), (SlotFrom::Due, 2));
+    // The limiter idle: a slot now, which begins a run; not busy.
+    let first = store.take_slot(&ask(t0, None)).await.unwrap();
+    assert!(matches!(
+        first.slot,
+        Slot::Go {
+            from: SlotFrom::Now,
+            ..
+        }
+    ));
+    assert_eq!((first.busy, first.run_from), (0, Some(t0)));
+    // Booked on without a break: the slots a second or more into the run
+    // are busy (1.0 s to 1.4 s), the first ones are not. Asked as the last
+    // answer said, or without a hint (each guess checked by the store).
+    let mut last = first;
+    for i in 1..=14u32 {
+        let hint = if i % 3 == 0 { None } else { Some(&last) };
+        let taken = store.take_slot(&ask(t0, hint)).await.unwrap();
+        assert_eq!(at(&taken), t0 + gap * i);
+        assert_eq!(taken.busy, u64::from(i.saturating_sub(9)), "slot {i}");
+        assert_eq!(taken.run_from, Some(t0));
+        last = taken;
+    }
     // Out of reach: nothing counted, the count told.
     let refused = store
         .take_slot(&SlotAsk {
             ahead: Duration::ZERO,
-            ..ask(now, guessed.due)
+            ..ask(t0, Some(&last))
         })
         .await
         .unwrap();
     assert!(matches!(refused.slot, Slot::Wait(_)), "{refused:?}");
-    assert_eq!(refused.busy, 2);
-    // A cut is stamped with the store's count, not the writer's guess.
+    assert_eq!(refused.busy, 5);
+    // A cut is stamped with the store's count, not the writer's guess, and
+    // begins a run at the end of its cool-down.
     let cut = Shared {
         base: 5.0,
-        cool_until: now + Duration::from_secs(2),
-        cut_at: now + Duration::from_secs(1),
+        cool_until: t0 + Duration::from_secs(3),
+        cut_at: t0 + Duration::from_secs(2),
         busy_at_cut: 99,
     };
     assert!(store.swap_budget(None, &cut).await.unwrap());
     let stored = store.budget().await.unwrap().unwrap();
-    assert_eq!(stored.busy_at_cut, 2, "{stored:?}");
-    // The first slot after the cool-down (calls were held back): busy.
+    assert_eq!(stored.busy_at_cut, 5, "{stored:?}");
     let after = store
-        .take_slot(&ask(now + Duration::from_millis(1_500), None))
+        .take_slot(&ask(t0 + Duration::from_millis(2_500), Some(&last)))
         .await
         .unwrap();
-    assert!(from(&after).busy(), "{after:?}");
-    assert_eq!(after.busy, 3);
+    assert_eq!(at(&after), cut.cool_until);
+    assert_eq!((after.busy, after.run_from), (5, Some(cut.cool_until)));
     // A cool-down made longer without a cut keeps the stamp.
     let longer = Shared {
         cool_until: cut.cool_until + Duration::from_secs(1),
@@ -1448,11 +1464,21 @@ pub async fn busy_slots_are_counted_and_a_cut_is_stamped_with_their_count<S: Ord
         ..stored
     };
     assert!(store.swap_budget(Some(&stored), &longer).await.unwrap());
-    assert_eq!(store.budget().await.unwrap().unwrap().busy_at_cut, 2);
-    // Long after, the limiter idle again: a slot now, not busy.
-    let calm = store
-        .take_slot(&ask(now + Duration::from_secs(60), None))
-        .await
-        .unwrap();
-    assert_eq!((from(&calm), calm.busy), (SlotFrom::Now, 3));
+    assert_eq!(store.budget().await.unwrap().unwrap().busy_at_cut, 5);
+    // Long after, a bunch of calls at once: a new run, none of them busy.
+    let later = t0 + Duration::from_secs(60);
+    let blind = ask(later, None);
+    let bunch = tokio::join!(
+        store.take_slot(&blind),
+        store.take_slot(&blind),
+        store.take_slot(&blind),
+        store.take_slot(&blind),
+        store.take_slot(&blind),
+    );
+    for taken in [bunch.0, bunch.1, bunch.2, bunch.3, bunch.4] {
+        let taken = taken.unwrap();
+        assert!(at(&taken) >= later, "{taken:?}");
+        assert_eq!(taken.run_from, Some(later));
+        assert_eq!(taken.busy, 5);
+    }
 }

@@ -141,8 +141,10 @@ struct State {
     next_due: Option<Duration>,
     /// How many FoxReload slots were granted.
     granted: u64,
-    /// How many of them were busy ([`crate::domain::budget::SlotFrom::busy`]).
+    /// How many of them were busy ([`crate::domain::budget::busy`]).
     busy: u64,
+    /// When the limiter's current run began.
+    run_from: Option<Duration>,
     /// Supplier order id → our order that claims it just before anyone
     /// next asks whether it is claimed (a race, played on cue).
     claim_on_look: BTreeMap<String, String>,
@@ -967,6 +969,7 @@ impl crate::store::BudgetStore for MemoryStore {
         let mut next = stored_budget(*next);
         if seen.is_none_or(|seen| next.cut_at > seen.cut_at) {
             state.next_due = Some(Self::kept_due(next.cool_until));
+            state.run_from = state.next_due;
             next.busy_at_cut = state.busy;
         } else {
             next.busy_at_cut = state.budget.map_or(0, |b| b.busy_at_cut);
@@ -990,10 +993,13 @@ impl crate::store::BudgetStore for MemoryStore {
             ask.ahead,
         );
         let serial = match answer {
-            Slot::Go { next, from, .. } => {
+            Slot::Go { at, next, from } => {
+                if from.begins_run() {
+                    state.run_from = Some(Self::kept_due(at));
+                }
                 state.next_due = Some(Self::kept_due(next));
                 state.granted += 1;
-                state.busy += u64::from(from.busy());
+                state.busy += u64::from(crate::domain::budget::busy(from, at, state.run_from));
                 Some(state.granted)
             }
             Slot::Wait(_) => None,
@@ -1004,6 +1010,7 @@ impl crate::store::BudgetStore for MemoryStore {
             due: state.next_due,
             serial,
             busy: state.busy,
+            run_from: state.run_from,
         })
     }
 }

@@ -8,8 +8,14 @@
 //!   (no extra write), so a container can tell the stack's pace from the
 //!   counts its own slots came with;
 //! - `busy`: how many of them were busy (granted right after the one
-//!   before, or at the end of a cool-down), added to by the same update:
-//!   the budget grows with these, not with time;
+//!   before, a second or more into the limiter's run), added to by the
+//!   same update: the budget grows with these, not with time; `runFrom`:
+//!   when the run began (set by a slot given to an idle limiter or at the
+//!   end of a cool-down, and by a cut). Whether a slot is busy is decided
+//!   by the asker from the item as it last saw it, and checked by the
+//!   update's condition (`runFrom` as seen, `nextDue` past a second into
+//!   the run or not), so a wrong guess is one more attempt, never a wrong
+//!   count;
 //! - `baseRps` (requests per second), `coolUntil` and `cutAt` (epoch
 //!   milliseconds): the adaptive budget's shared part, replaced only by a
 //!   conditional write on the values the writer read, so two containers
@@ -20,7 +26,7 @@ use super::DynamoStore;
 use super::codec::n;
 use super::errors::{is_condition_failure, sdk_error};
 use super::keys::budget_key;
-use crate::domain::budget::{Shared, Slot, SlotFrom, slot};
+use crate::domain::budget::{BUSY_AFTER, Shared, Slot, SlotFrom, busy, slot};
 use crate::store::{BudgetStore, SlotAsk, StoreError, Taken};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -80,14 +86,19 @@ fn count(item: &Item, name: &str) -> Result<u64, StoreError> {
 
 /// The limiter's next due instant in `item`, if any was taken.
 fn due_from_item(item: &Item) -> Result<Option<Duration>, StoreError> {
-    match item.get("nextDue") {
+    instant(item, "nextDue")
+}
+
+/// An instant kept as [`decimal_millis`] in `item` (`None`: absent).
+fn instant(item: &Item, name: &str) -> Result<Option<Duration>, StoreError> {
+    match item.get(name) {
         None => Ok(None),
         Some(value) => value
             .as_n()
             .ok()
             .and_then(|text| parse_millis(text))
             .map(Some)
-            .ok_or_else(|| corrupt("nextDue is not an instant")),
+            .ok_or_else(|| corrupt(format!("{name} is not an instant"))),
     }
 }
 
@@ -143,6 +154,10 @@ struct Attempt {
     interval: Duration,
     /// The end of the cool-down as read (for [`SlotFrom::CoolDown`]).
     cool_until: Duration,
+    /// When the limiter's run began, as the asker knows it (for
+    /// [`SlotFrom::Due`]), and whether the slot is then busy.
+    run_from: Option<Duration>,
+    busy: bool,
 }
 
 impl Attempt {
@@ -169,21 +184,41 @@ impl DynamoStore {
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         let update = match attempt.from {
-            SlotFrom::Due => update
-                .condition_expression(
-                    "nextDue BETWEEN :now AND :latest \
-                     AND (attribute_not_exists(coolUntil) OR coolUntil <= nextDue)",
-                )
-                .update_expression("SET nextDue = nextDue + :interval ADD granted :one, busy :one")
-                .expression_attribute_values(":now", n(decimal_millis(attempt.now)))
-                .expression_attribute_values(":latest", n(decimal_millis(attempt.latest)))
-                .expression_attribute_values(":interval", n(decimal_millis(attempt.interval))),
+            SlotFrom::Due => {
+                let update = update
+                    .expression_attribute_values(":now", n(decimal_millis(attempt.now)))
+                    .expression_attribute_values(":latest", n(decimal_millis(attempt.latest)))
+                    .expression_attribute_values(":interval", n(decimal_millis(attempt.interval)));
+                let due = "nextDue BETWEEN :now AND :latest \
+                           AND (attribute_not_exists(coolUntil) OR coolUntil <= nextDue)";
+                match attempt.run_from {
+                    // Busy or not as the run stands: checked, not assumed.
+                    Some(began) => update
+                        .condition_expression(format!(
+                            "{due} AND runFrom = :runFrom AND nextDue {} :busyFrom",
+                            if attempt.busy { ">=" } else { "<" }
+                        ))
+                        .expression_attribute_values(":runFrom", n(decimal_millis(began)))
+                        .expression_attribute_values(
+                            ":busyFrom",
+                            n(decimal_millis(began + BUSY_AFTER)),
+                        ),
+                    // No run known (an item written before runs were kept).
+                    None => update
+                        .condition_expression(format!("{due} AND attribute_not_exists(runFrom)")),
+                }
+                .update_expression(if attempt.busy {
+                    "SET nextDue = nextDue + :interval ADD granted :one, busy :one"
+                } else {
+                    "SET nextDue = nextDue + :interval ADD granted :one"
+                })
+            }
             SlotFrom::Now => update
                 .condition_expression(
                     "(attribute_not_exists(nextDue) OR nextDue < :now) \
                      AND (attribute_not_exists(coolUntil) OR coolUntil <= :now)",
                 )
-                .update_expression("SET nextDue = :next ADD granted :one")
+                .update_expression("SET nextDue = :next, runFrom = :now ADD granted :one")
                 .expression_attribute_values(":now", n(decimal_millis(attempt.now)))
                 .expression_attribute_values(
                     ":next",
@@ -193,8 +228,9 @@ impl DynamoStore {
                 .condition_expression(
                     "coolUntil = :cool AND (attribute_not_exists(nextDue) OR nextDue < :cool)",
                 )
-                .update_expression("SET nextDue = :next ADD granted :one, busy :one")
+                .update_expression("SET nextDue = :next, runFrom = :began ADD granted :one")
                 .expression_attribute_values(":cool", n(millis(attempt.cool_until)))
+                .expression_attribute_values(":began", n(decimal_millis(attempt.cool_until)))
                 .expression_attribute_values(
                     ":next",
                     n(decimal_millis(attempt.cool_until + attempt.interval)),
@@ -249,7 +285,7 @@ impl BudgetStore for DynamoStore {
             request
                 .update_expression(
                     "SET baseRps = :nextBase, coolUntil = :nextCool, cutAt = :nextCut, \
-                     nextDue = :restart, cutBusy = if_not_exists(busy, :none)",
+                     nextDue = :restart, runFrom = :restart, cutBusy = if_not_exists(busy, :none)",
                 )
                 .expression_attribute_values(":restart", n(decimal_millis(next.cool_until)))
                 .expression_attribute_values(":none", n(0))
@@ -276,24 +312,20 @@ impl BudgetStore for DynamoStore {
         let latest = now.saturating_add(ask.ahead);
         // First as the asker last saw the limiter (busy if it was due after
         // now), then as it stands after each failed attempt.
-        let mut known: Option<(Option<Duration>, Option<Shared>, u64)> = None;
+        let mut known: Option<Seen> = None;
         for _ in 0..ATTEMPTS {
-            let (from, cool_until) = match known {
-                None if ask.hint.is_some_and(|due| due >= now) => (SlotFrom::Due, Duration::ZERO),
-                None => (SlotFrom::Now, Duration::ZERO),
-                Some((due, budget, busy)) => {
-                    let cool_until = budget.map_or(Duration::ZERO, |b| b.cool_until);
-                    match slot(due, cool_until, now, interval, ask.ahead) {
-                        Slot::Go { from, .. } => (from, cool_until),
-                        wait @ Slot::Wait(_) => {
-                            return Ok(Taken {
-                                slot: wait,
-                                budget,
-                                due,
-                                serial: None,
-                                busy,
-                            });
-                        }
+            // Where the slot comes from, when it is (the limiter as known),
+            // and the run it falls in.
+            let (from, cool_until, at, run_from) = match &known {
+                None => match ask.hint.filter(|due| *due >= now) {
+                    Some(due) => (SlotFrom::Due, Duration::ZERO, due, ask.run_hint),
+                    None => (SlotFrom::Now, Duration::ZERO, now, None),
+                },
+                Some(seen) => {
+                    let cool_until = seen.budget.map_or(Duration::ZERO, |b| b.cool_until);
+                    match slot(seen.due, cool_until, now, interval, ask.ahead) {
+                        Slot::Go { from, at, .. } => (from, cool_until, at, seen.run_from),
+                        wait @ Slot::Wait(_) => return Ok(seen.taken(wait)),
                     }
                 }
             };
@@ -303,6 +335,8 @@ impl BudgetStore for DynamoStore {
                 latest,
                 interval,
                 cool_until,
+                run_from,
+                busy: busy(from, at, run_from),
             };
             match self.take(&attempt).await? {
                 Ok(item) => {
@@ -318,26 +352,46 @@ impl BudgetStore for DynamoStore {
                         due: next,
                         serial: Some(serial_from_item(&item)?),
                         busy: count(&item, "busy")?,
+                        run_from: instant(&item, "runFrom")?,
                     });
                 }
-                Err(item) => {
-                    known = Some((
-                        due_from_item(&item)?,
-                        shared_from_item(&item)?,
-                        count(&item, "busy")?,
-                    ));
-                }
+                Err(item) => known = Some(Seen::from_item(&item)?),
             }
         }
         // Others kept taking the slots in between: as good as busy.
-        let (due, budget, busy) = known.unwrap_or_default();
-        Ok(Taken {
-            slot: Slot::Wait(interval),
-            budget,
-            due,
-            serial: None,
-            busy,
+        Ok(known.unwrap_or_default().taken(Slot::Wait(interval)))
+    }
+}
+
+/// The limiter as an attempt found it.
+#[derive(Default)]
+struct Seen {
+    due: Option<Duration>,
+    budget: Option<Shared>,
+    busy: u64,
+    run_from: Option<Duration>,
+}
+
+impl Seen {
+    fn from_item(item: &Item) -> Result<Self, StoreError> {
+        Ok(Self {
+            due: due_from_item(item)?,
+            budget: shared_from_item(item)?,
+            busy: count(item, "busy")?,
+            run_from: instant(item, "runFrom")?,
         })
+    }
+
+    /// No slot granted: `slot` says when one is within reach.
+    fn taken(&self, slot: Slot) -> Taken {
+        Taken {
+            slot,
+            budget: self.budget,
+            due: self.due,
+            serial: None,
+            busy: self.busy,
+            run_from: self.run_from,
+        }
     }
 }
 
