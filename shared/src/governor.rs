@@ -77,6 +77,9 @@ pub struct Admitted {
     pub known: Duration,
     /// The budget it was taken at, in requests per second.
     pub rate: f64,
+    /// When the stack last began sending after a quiet spell, as the slot
+    /// was granted.
+    pub sending_from: Option<Duration>,
 }
 
 /// The limiter's settings.
@@ -447,13 +450,17 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
                 if room < lead {
                     self.count(asking.priority, false);
                     // The budget, if as last seen it has no slot before
-                    // the deadline anyway; otherwise the store answers too
-                    // slowly for the time left.
+                    // the deadline anyway (in a cool-down, or booked past
+                    // it by more than the round trip every container asks
+                    // ahead); otherwise the store answers too slowly for
+                    // the time left.
                     let deadline = now + room;
                     let booked_past = {
                         let view = lock(&self.view);
                         view.adaptive.cool_until() > deadline
-                            || view.hint.is_some_and(|due| due > deadline)
+                            || view
+                                .hint
+                                .is_some_and(|due| due.saturating_sub(lead) > deadline)
                     };
                     if !booked_past {
                         warn!(
@@ -537,6 +544,7 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
                     granted: now,
                     known,
                     rate,
+                    sending_from: taken.sending_from,
                 })
             }
             Slot::Wait(wait) => {
@@ -568,7 +576,10 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
             let mut view = lock(&self.view);
             let paced = pace(view.samples.make_contiguous(), admitted.at);
             let rate = paced.map_or(admitted.rate, |paced| paced.min(admitted.rate));
-            let accepted = accepted_before(theirs, rate);
+            // Sending began after a quiet spell within FoxReload's second:
+            // it took only what was sent since.
+            let sending = admitted.sending_from.map(|from| sent.saturating_sub(from));
+            let accepted = accepted_before(theirs, rate, sending);
             let provisional = view.adaptive.after_limited(
                 now,
                 admitted.granted,
@@ -1101,6 +1112,36 @@ mod tests {
         assert!((cut.base - 19.0).abs() < 0.5, "{cut:?}");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_429_soon_after_the_stack_began_sending_cuts_to_what_it_sent_since() {
+        let store = MemoryStore::new();
+        let (stack, _) = container(&store, 50.0);
+        let id = placed(&stack);
+        let governor = stack.governor.clone().unwrap();
+        // One call, then quiet until half a second into a later FoxReload
+        // second, then as fast as the budget allows: every 20 ms.
+        let poll = || Asking::new(Priority::Poll).scope(stack.get_order(&id));
+        poll().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        assert_eq!(governor.now().subsec_millis(), 500);
+        while governor.now().subsec_millis() < 800 {
+            poll().await.unwrap();
+        }
+        // Refused 0.8 s into the second: FoxReload took the 15 sent since
+        // 0.5 s (a little under: 14.25), not 0.8 × 50 = 40.
+        stack.inner.fail(
+            Operation::GetOrder,
+            SupplierError::RateLimited {
+                op: Operation::GetOrder,
+                retry_after: None,
+            },
+        );
+        let limited = poll().await.unwrap_err();
+        assert!(matches!(limited, SupplierError::RateLimited { .. }));
+        let cut = store.budget().await.unwrap().expect("cut");
+        assert!((cut.base - 14.25).abs() < 1.0, "{cut:?}");
+    }
+
     /// Another container cuts the shared budget now: to `base`, cooling
     /// down for `cool`.
     async fn cut_elsewhere(store: &MemoryStore, stack: &Stack, base: f64, cool: Duration) {
@@ -1288,6 +1329,7 @@ mod tests {
             granted: now - Duration::from_millis(50),
             known: now - Duration::from_millis(50),
             rate: 10.0,
+            sending_from: None,
         };
         let cut = tokio::spawn(async move { governor.limited(refused, refused.at, None).await });
         let sent = sent_times(calls).await;
@@ -1374,6 +1416,7 @@ mod tests {
             granted: now,
             known: now,
             rate: 10.0,
+            sending_from: None,
         };
         governor.limited(refused, now, None).await;
         let sent = sent_times(call).await;
@@ -1395,6 +1438,7 @@ mod tests {
             granted: now,
             known: now,
             rate: 10.0,
+            sending_from: None,
         };
         let cut = tokio::spawn(async move { governor.limited(refused, now, None).await });
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -1457,6 +1501,7 @@ mod tests {
                     granted: now,
                     known: now,
                     rate: 10.0,
+                    sending_from: None,
                 },
                 now,
                 None,

@@ -126,31 +126,50 @@ async fn a_create_with_no_slot_within_reach_is_a_503_busy_that_stores_and_buys_n
     assert!(c.store.budget().await.unwrap().is_none(), "no cut");
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_create_with_less_time_left_than_the_budgets_store_takes_is_not_sent_and_not_called_busy()
-{
-    let c = creator(10.0);
-    // The budget's store takes a second to answer: the first create (with
-    // time to spare) shows it.
+/// A creator at `rps` whose budget store took a second to answer the one
+/// create it made (with time to spare): its containers remember the round
+/// trip.
+async fn after_a_slow_round_trip(rps: f64) -> GovernedCreator {
+    let c = creator(rps);
     c.store.slow("take_slot", Duration::from_secs(1));
     let first = c
         .create(new_order("a"), None, alice(), deadline())
         .await
         .unwrap();
     assert_eq!(first.status, 202);
-    // The next has half a second more than a FoxReload call's time: too
-    // little to ask the store for a slot, though the budget is not spent
-    // (FoxReload was sent one request).
-    let short = CreateOptions::default().reconcile.call_budget + Duration::from_millis(500);
-    let refused = c
-        .create(
-            new_order("b"),
-            Some(IdempotencyKey::parse("k2").unwrap()),
-            alice(),
-            Instant::now() + short,
-        )
-        .await
-        .unwrap_err();
+    c
+}
+
+/// Half a second more than a FoxReload call's time: less than the round
+/// trip [`after_a_slow_round_trip`] remembers.
+fn short_deadline() -> Instant {
+    Instant::now() + CreateOptions::default().reconcile.call_budget + Duration::from_millis(500)
+}
+
+/// `c`'s create of order `name` with key `key`, due by `deadline`, refused.
+async fn refused(
+    c: &GovernedCreator,
+    name: &str,
+    key: &str,
+    deadline: Instant,
+) -> create_order::error::ApiError {
+    c.create(
+        new_order(name),
+        Some(IdempotencyKey::parse(key).unwrap()),
+        alice(),
+        deadline,
+    )
+    .await
+    .unwrap_err()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_with_less_time_left_than_the_budgets_store_takes_is_not_sent_and_not_called_busy()
+{
+    let c = after_a_slow_round_trip(10.0).await;
+    // Too little time left to ask the store for a slot, though the budget
+    // is not spent (FoxReload was sent one request).
+    let refused = refused(&c, "b", "k2", short_deadline()).await;
     assert_eq!(refused.status, 503);
     assert_eq!(refused.code, "unavailable", "{}", refused.body());
     assert!(!refused.is_budget_spent(), "not counted as throttled");
@@ -167,7 +186,7 @@ async fn a_create_with_less_time_left_than_the_budgets_store_takes_is_not_sent_a
     assert_eq!(c.supplier.inner.calls(Operation::CreateOrder), 1);
     // With a fast store, the same time left is enough.
     let fast = creator(10.0)
-        .create(new_order("b"), None, alice(), Instant::now() + short)
+        .create(new_order("b"), None, alice(), short_deadline())
         .await
         .unwrap();
     assert_eq!(fast.status, 202);
@@ -176,35 +195,17 @@ async fn a_create_with_less_time_left_than_the_budgets_store_takes_is_not_sent_a
 #[tokio::test(start_paused = true)]
 async fn a_create_that_cannot_have_a_slot_before_its_deadline_is_busy_even_when_the_store_is_slow()
 {
-    let c = creator(2.0);
-    c.store.slow("take_slot", Duration::from_secs(1));
-    let first = c
-        .create(new_order("a"), None, alice(), deadline())
-        .await
-        .unwrap();
-    assert_eq!(first.status, 202);
+    let c = after_a_slow_round_trip(2.0).await;
     // Others booked the next 20 s (the store quick again, its slow round
     // trip remembered), as this container learns when its next create
     // finds no slot within 8 s.
     c.store.slow("take_slot", Duration::ZERO);
     booked(&c, 2.0, 20).await;
-    let busy = c
-        .create(new_order("b"), None, alice(), deadline())
-        .await
-        .unwrap_err();
+    let busy = refused(&c, "b", "k2", deadline()).await;
     assert_eq!(busy.code, "busy", "{}", busy.body());
-    // The next has half a second more than a FoxReload call's time: even
-    // a fast store would find it no slot in time. The budget held it.
-    let short = CreateOptions::default().reconcile.call_budget + Duration::from_millis(500);
-    let refused = c
-        .create(
-            new_order("c"),
-            Some(IdempotencyKey::parse("k3").unwrap()),
-            alice(),
-            Instant::now() + short,
-        )
-        .await
-        .unwrap_err();
+    // The next has less time left than the round trip: even a fast store
+    // would find it no slot in time. The budget held it.
+    let refused = refused(&c, "c", "k3", short_deadline()).await;
     assert_eq!(refused.code, "busy", "{}", refused.body());
     assert!(refused.is_budget_spent());
 }

@@ -133,13 +133,10 @@ pub fn slot(
     interval: Duration,
     ahead: Duration,
 ) -> Slot {
-    let due = due.unwrap_or_default();
-    let (at, from) = if due >= now && due >= cool_until {
-        (due, SlotFrom::Due)
-    } else if cool_until > now {
-        (cool_until, SlotFrom::CoolDown)
-    } else {
-        (now, SlotFrom::Now)
+    let (at, from) = match due {
+        Some(due) if due >= now && due >= cool_until => (due, SlotFrom::Due),
+        _ if cool_until > now => (cool_until, SlotFrom::CoolDown),
+        _ => (now, SlotFrom::Now),
     };
     if at <= now.saturating_add(ahead) {
         Slot::Go {
@@ -155,16 +152,26 @@ pub fn slot(
 /// How many requests FoxReload took in its second before one it refused
 /// that was sent at `sent` (FoxReload's clock), while the stack sent
 /// `rate` a second (its [`pace`], or its budget when the pace is not
-/// known): slots are spaced evenly, so a refusal `φ` into the second
-/// follows about `φ × rate` requests in it. (`None` for an implausible
+/// known) for `sending` (since it last began after a quiet spell; `None`:
+/// not known): slots are spaced evenly, so a refusal `φ` into the second
+/// follows about `φ × rate` requests in it, or `sending × rate` when the
+/// stack began sending within that second. (`None` for an implausible
 /// rate.)
-pub fn accepted_before(sent: Duration, rate: f64) -> Option<f64> {
+pub fn accepted_before(sent: Duration, rate: f64, sending: Option<Duration>) -> Option<f64> {
     if !(rate.is_finite() && rate > 0.0) {
         return None;
     }
     let into_second = f64::from(sent.subsec_nanos()) / 1e9;
-    Some(into_second * rate)
+    let span = sending.map_or(into_second, |sending| {
+        into_second.min(sending.as_secs_f64())
+    });
+    Some(span * rate)
 }
+
+/// How long the limiter must have stood idle for the stack to count as
+/// having stopped sending: a slot given after such a spell begins its
+/// sending ([`accepted_before`]'s `sending`).
+pub const QUIET: Duration = Duration::from_secs(1);
 
 /// A slot one container took, as a sample of the whole stack's pace: when
 /// it was, and its serial (how many slots the stack had granted, this one
@@ -522,7 +529,7 @@ mod tests {
     fn a_429_cuts_to_under_what_foxreload_took_once_per_cool_down() {
         let mut budget = Adaptive::new(50.0, at(0.0));
         // Refused 0.4 s into FoxReload's second at 50/s: it took 20.
-        let accepted = accepted_before(at(100.4), 50.0);
+        let accepted = accepted_before(at(100.4), 50.0, None);
         assert!((accepted.unwrap() - 20.0).abs() < 1e-6);
         budget.limited(at(100.5), at(100.5), Some(at(3.0)), accepted, 1_000);
         assert_eq!(budget.rate(at(102.0), 1_000), 0.0);
@@ -568,8 +575,14 @@ mod tests {
                 .base,
             20.0
         );
-        assert_eq!(accepted_before(at(1.5), f64::NAN), None);
-        assert_eq!(accepted_before(at(1.5), 0.0), None);
+        assert_eq!(accepted_before(at(1.5), f64::NAN, None), None);
+        assert_eq!(accepted_before(at(1.5), 0.0, None), None);
+        // Sending since 0.25 s before a refusal 0.6 s into FoxReload's
+        // second: what it sent since, not what 0.6 s at its rate would be.
+        let since = accepted_before(at(1.6), 40.0, Some(at(0.25))).unwrap();
+        assert!((since - 10.0).abs() < 1e-9, "{since}");
+        let long = accepted_before(at(1.6), 40.0, Some(at(5.0))).unwrap();
+        assert!((long - 24.0).abs() < 1e-9, "{long}");
     }
 
     #[test]
@@ -647,6 +660,7 @@ mod tests {
             granted: Duration,
             at: Duration,
             rate: f64,
+            sending_from: Option<Duration>,
         }
         let secs = 120;
         let mut shared = Adaptive::new(most, Duration::ZERO).state;
@@ -656,6 +670,7 @@ mod tests {
         let mut serial = 0;
         let mut busy = 0;
         let mut run_from = None;
+        let mut sending_from = None;
         let mut seen_busy = vec![0; containers];
         let mut next_request = Duration::ZERO;
         let mut per_second = vec![0u32; secs + 1];
@@ -682,7 +697,11 @@ mod tests {
                     now,
                     refused.granted,
                     None,
-                    accepted_before(theirs, paced),
+                    accepted_before(
+                        theirs,
+                        paced,
+                        refused.sending_from.map(|from| refused.at - from),
+                    ),
                     seen_busy[i],
                 );
                 if next.cut_at > shared.cut_at {
@@ -730,6 +749,9 @@ mod tests {
                     view.state = shared;
                     continue;
                 };
+                if from == SlotFrom::Now && due.is_none_or(|due| due + QUIET <= at) {
+                    sending_from = Some(at);
+                }
                 due = Some(next);
                 serial += 1;
                 if from.begins_run() {
@@ -745,6 +767,7 @@ mod tests {
                     granted: now,
                     at,
                     rate,
+                    sending_from,
                 });
             }
         }
@@ -821,9 +844,11 @@ mod tests {
             let (per_second, limited) = converge(20, 50.0, 8, at(offset), demand, at(0.3));
             let first = per_second.iter().position(|n| *n > 20).unwrap();
             assert!(first < 30, "{case}: {per_second:?}");
-            // From the calm on, FoxReload never sees more than 22 a second.
+            // After the first 429, FoxReload never sees more than 22 a
+            // second: neither at the start (the stack began sending within
+            // FoxReload's second) nor after the calm.
             assert!(
-                per_second[30..].iter().all(|n| *n <= 22),
+                per_second[first + 1..].iter().all(|n| *n <= 22),
                 "{case}: {per_second:?}"
             );
             // The burst is sent at FoxReload's limit, not far under it.

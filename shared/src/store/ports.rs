@@ -374,8 +374,10 @@ pub trait BudgetStore: Send + Sync {
     /// ([`budget::busy`]) when it comes right after the one before, a
     /// second or more into the limiter's run (a slot given to an idle
     /// limiter, or at the end of a cool-down, begins a run; so does a
-    /// cut). Also says the shared state as it stands, so each container's
-    /// view is fresh with every slot.
+    /// cut), and noting when the stack began sending again when the slot
+    /// comes after the limiter stood idle [`budget::QUIET`] or more. Also
+    /// says the shared state as it stands, so each container's view is
+    /// fresh with every slot.
     fn take_slot(&self, ask: &SlotAsk) -> impl Future<Output = Result<Taken, StoreError>> + Send;
 }
 
@@ -412,6 +414,9 @@ pub struct Taken {
     pub busy: u64,
     /// When the limiter's current run began, as it stands.
     pub run_from: Option<Duration>,
+    /// When the stack last began sending after the limiter stood idle for
+    /// [`budget::QUIET`] or more, as it stands.
+    pub sending_from: Option<Duration>,
 }
 
 /// The whole store: every port. Adapters implement it all; only tests and

@@ -1408,7 +1408,8 @@ pub async fn busy_slots_are_counted_and_a_cut_is_stamped_with_their_count<S: Ord
         Slot::Go { at, .. } => at,
         wait => panic!("{wait:?}"),
     };
-    // The limiter idle: a slot now, which begins a run; not busy.
+    // The limiter idle: a slot now, which begins a run (and the stack's
+    // sending); not busy.
     let first = store.take_slot(&ask(t0, None)).await.unwrap();
     assert!(matches!(
         first.slot,
@@ -1418,6 +1419,7 @@ pub async fn busy_slots_are_counted_and_a_cut_is_stamped_with_their_count<S: Ord
         }
     ));
     assert_eq!((first.busy, first.run_from), (0, Some(t0)));
+    assert_eq!(first.sending_from, Some(t0));
     // Booked on without a break: the slots a second or more into the run
     // are busy (1.0 s to 1.4 s), the first ones are not. Asked as the last
     // answer said, or without a hint (each guess checked by the store).
@@ -1428,6 +1430,7 @@ pub async fn busy_slots_are_counted_and_a_cut_is_stamped_with_their_count<S: Ord
         assert_eq!(at(&taken), t0 + gap * i);
         assert_eq!(taken.busy, u64::from(i.saturating_sub(9)), "slot {i}");
         assert_eq!(taken.run_from, Some(t0));
+        assert_eq!(taken.sending_from, Some(t0));
         last = taken;
     }
     // Out of reach: nothing counted, the count told.
@@ -1440,6 +1443,13 @@ pub async fn busy_slots_are_counted_and_a_cut_is_stamped_with_their_count<S: Ord
         .unwrap();
     assert!(matches!(refused.slot, Slot::Wait(_)), "{refused:?}");
     assert_eq!(refused.busy, 5);
+    // Idle half a second: a new run, not busy, but the stack has not
+    // stopped sending.
+    let two = t0 + Duration::from_secs(2);
+    let resumed = store.take_slot(&ask(two, Some(&last))).await.unwrap();
+    assert_eq!(at(&resumed), two);
+    assert_eq!((resumed.busy, resumed.run_from), (5, Some(two)));
+    assert_eq!(resumed.sending_from, Some(t0));
     // A cut is stamped with the store's count, not the writer's guess, and
     // begins a run at the end of its cool-down.
     let cut = Shared {
@@ -1465,7 +1475,8 @@ pub async fn busy_slots_are_counted_and_a_cut_is_stamped_with_their_count<S: Ord
     };
     assert!(store.swap_budget(Some(&stored), &longer).await.unwrap());
     assert_eq!(store.budget().await.unwrap().unwrap().busy_at_cut, 5);
-    // Long after, a bunch of calls at once: a new run, none of them busy.
+    // Long after, a bunch of calls at once: a new run (and the stack sends
+    // again after a quiet spell), none of them busy.
     let later = t0 + Duration::from_secs(60);
     let blind = ask(later, None);
     let bunch = tokio::join!(
@@ -1479,6 +1490,7 @@ pub async fn busy_slots_are_counted_and_a_cut_is_stamped_with_their_count<S: Ord
         let taken = taken.unwrap();
         assert!(at(&taken) >= later, "{taken:?}");
         assert_eq!(taken.run_from, Some(later));
+        assert_eq!(taken.sending_from, Some(later));
         assert_eq!(taken.busy, 5);
     }
 }

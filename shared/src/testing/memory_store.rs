@@ -145,6 +145,8 @@ struct State {
     busy: u64,
     /// When the limiter's current run began.
     run_from: Option<Duration>,
+    /// When the stack last began sending after a quiet spell.
+    sending_from: Option<Duration>,
     /// Supplier order id → our order that claims it just before anyone
     /// next asks whether it is claimed (a race, played on cue).
     claim_on_look: BTreeMap<String, String>,
@@ -994,6 +996,12 @@ impl crate::store::BudgetStore for MemoryStore {
         );
         let serial = match answer {
             Slot::Go { at, next, from } => {
+                let quiet = state.next_due.is_none_or(|due| {
+                    due.saturating_add(crate::domain::budget::QUIET) <= Self::kept_due(at)
+                });
+                if from == crate::domain::budget::SlotFrom::Now && quiet {
+                    state.sending_from = Some(Self::kept_due(at));
+                }
                 if from.begins_run() {
                     state.run_from = Some(Self::kept_due(at));
                 }
@@ -1011,6 +1019,7 @@ impl crate::store::BudgetStore for MemoryStore {
             serial,
             busy: state.busy,
             run_from: state.run_from,
+            sending_from: state.sending_from,
         })
     }
 }

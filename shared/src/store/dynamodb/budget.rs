@@ -11,11 +11,15 @@
 //!   before, a second or more into the limiter's run), added to by the
 //!   same update: the budget grows with these, not with time; `runFrom`:
 //!   when the run began (set by a slot given to an idle limiter or at the
-//!   end of a cool-down, and by a cut). Whether a slot is busy is decided
-//!   by the asker from the item as it last saw it, and checked by the
-//!   update's condition (`runFrom` as seen, `nextDue` past a second into
-//!   the run or not), so a wrong guess is one more attempt, never a wrong
-//!   count;
+//!   end of a cool-down, and by a cut); `sendingFrom`: when the stack last
+//!   began sending after the limiter stood idle a second or more (set by
+//!   such a slot given to an idle limiter). Whether a slot is busy (or
+//!   comes after a quiet spell) is decided by the asker from the item as it
+//!   last saw it; counted busy (or quiet) only under a condition that holds
+//!   it (`runFrom` as seen and `nextDue` a second into the run; `nextDue`
+//!   a second old), so a stale guess is one more attempt, never a slot
+//!   counted busy that was not. A slot guessed not busy is not checked (no
+//!   attempt lost to it): a race can count one slot fewer, never more;
 //! - `baseRps` (requests per second), `coolUntil` and `cutAt` (epoch
 //!   milliseconds): the adaptive budget's shared part, replaced only by a
 //!   conditional write on the values the writer read, so two containers
@@ -26,7 +30,7 @@ use super::DynamoStore;
 use super::codec::n;
 use super::errors::{is_condition_failure, sdk_error};
 use super::keys::budget_key;
-use crate::domain::budget::{BUSY_AFTER, Shared, Slot, SlotFrom, busy, slot};
+use crate::domain::budget::{BUSY_AFTER, QUIET, Shared, Slot, SlotFrom, busy, slot};
 use crate::store::{BudgetStore, SlotAsk, StoreError, Taken};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -158,6 +162,9 @@ struct Attempt {
     /// [`SlotFrom::Due`]), and whether the slot is then busy.
     run_from: Option<Duration>,
     busy: bool,
+    /// For [`SlotFrom::Now`]: whether the limiter stood idle [`QUIET`] or
+    /// more (the stack begins sending again).
+    quiet: bool,
 }
 
 impl Attempt {
@@ -191,39 +198,44 @@ impl DynamoStore {
                     .expression_attribute_values(":interval", n(decimal_millis(attempt.interval)));
                 let due = "nextDue BETWEEN :now AND :latest \
                            AND (attribute_not_exists(coolUntil) OR coolUntil <= nextDue)";
-                match attempt.run_from {
-                    // Busy or not as the run stands: checked, not assumed.
-                    Some(began) => update
+                match (attempt.busy, attempt.run_from) {
+                    // Counted busy only in the run the asker saw, a second
+                    // or more into it: checked, not assumed (a run begun
+                    // since would be counted from its start).
+                    (true, Some(began)) => update
                         .condition_expression(format!(
-                            "{due} AND runFrom = :runFrom AND nextDue {} :busyFrom",
-                            if attempt.busy { ">=" } else { "<" }
+                            "{due} AND runFrom = :runFrom AND nextDue >= :busyFrom"
                         ))
                         .expression_attribute_values(":runFrom", n(decimal_millis(began)))
                         .expression_attribute_values(
                             ":busyFrom",
                             n(decimal_millis(began + BUSY_AFTER)),
+                        )
+                        .update_expression(
+                            "SET nextDue = nextDue + :interval ADD granted :one, busy :one",
                         ),
-                    // No run known (an item written before runs were kept).
-                    None => update
-                        .condition_expression(format!("{due} AND attribute_not_exists(runFrom)")),
+                    // Not counted busy: never more than the store would
+                    // count, so not checked (no attempt lost to it).
+                    _ => update
+                        .condition_expression(due)
+                        .update_expression("SET nextDue = nextDue + :interval ADD granted :one"),
                 }
-                .update_expression(if attempt.busy {
-                    "SET nextDue = nextDue + :interval ADD granted :one, busy :one"
-                } else {
-                    "SET nextDue = nextDue + :interval ADD granted :one"
-                })
             }
-            SlotFrom::Now => update
+            // After a quiet spell, checked; otherwise not (a quiet spell
+            // missed leaves the stack's sending counted from earlier).
+            SlotFrom::Now if attempt.quiet => update
                 .condition_expression(
-                    "(attribute_not_exists(nextDue) OR nextDue < :now) \
+                    "(attribute_not_exists(nextDue) OR nextDue <= :quietBefore) \
                      AND (attribute_not_exists(coolUntil) OR coolUntil <= :now)",
                 )
-                .update_expression("SET nextDue = :next, runFrom = :now ADD granted :one")
-                .expression_attribute_values(":now", n(decimal_millis(attempt.now)))
-                .expression_attribute_values(
-                    ":next",
-                    n(decimal_millis(attempt.now + attempt.interval)),
+                .update_expression(
+                    "SET nextDue = :next, runFrom = :now, sendingFrom = :now ADD granted :one",
                 ),
+            SlotFrom::Now => update
+                .condition_expression(
+                    "nextDue < :now AND (attribute_not_exists(coolUntil) OR coolUntil <= :now)",
+                )
+                .update_expression("SET nextDue = :next, runFrom = :now ADD granted :one"),
             SlotFrom::CoolDown => update
                 .condition_expression(
                     "coolUntil = :cool AND (attribute_not_exists(nextDue) OR nextDue < :cool)",
@@ -235,6 +247,24 @@ impl DynamoStore {
                     ":next",
                     n(decimal_millis(attempt.cool_until + attempt.interval)),
                 ),
+        };
+        let update = if attempt.from == SlotFrom::Now {
+            let update = if attempt.quiet {
+                update.expression_attribute_values(
+                    ":quietBefore",
+                    n(decimal_millis(attempt.now.saturating_sub(QUIET))),
+                )
+            } else {
+                update
+            };
+            update
+                .expression_attribute_values(":now", n(decimal_millis(attempt.now)))
+                .expression_attribute_values(
+                    ":next",
+                    n(decimal_millis(attempt.now + attempt.interval)),
+                )
+        } else {
+            update
         };
         match update
             .expression_attribute_values(":one", n(1))
@@ -316,15 +346,17 @@ impl BudgetStore for DynamoStore {
         for _ in 0..ATTEMPTS {
             // Where the slot comes from, when it is (the limiter as known),
             // and the run it falls in.
-            let (from, cool_until, at, run_from) = match &known {
+            let (from, cool_until, at, run_from, due) = match &known {
                 None => match ask.hint.filter(|due| *due >= now) {
-                    Some(due) => (SlotFrom::Due, Duration::ZERO, due, ask.run_hint),
-                    None => (SlotFrom::Now, Duration::ZERO, now, None),
+                    Some(due) => (SlotFrom::Due, Duration::ZERO, due, ask.run_hint, Some(due)),
+                    None => (SlotFrom::Now, Duration::ZERO, now, None, ask.hint),
                 },
                 Some(seen) => {
                     let cool_until = seen.budget.map_or(Duration::ZERO, |b| b.cool_until);
                     match slot(seen.due, cool_until, now, interval, ask.ahead) {
-                        Slot::Go { from, at, .. } => (from, cool_until, at, seen.run_from),
+                        Slot::Go { from, at, .. } => {
+                            (from, cool_until, at, seen.run_from, seen.due)
+                        }
                         wait @ Slot::Wait(_) => return Ok(seen.taken(wait)),
                     }
                 }
@@ -337,6 +369,7 @@ impl BudgetStore for DynamoStore {
                 cool_until,
                 run_from,
                 busy: busy(from, at, run_from),
+                quiet: due.is_none_or(|due| due.saturating_add(QUIET) <= now),
             };
             match self.take(&attempt).await? {
                 Ok(item) => {
@@ -353,6 +386,7 @@ impl BudgetStore for DynamoStore {
                         serial: Some(serial_from_item(&item)?),
                         busy: count(&item, "busy")?,
                         run_from: instant(&item, "runFrom")?,
+                        sending_from: instant(&item, "sendingFrom")?,
                     });
                 }
                 Err(item) => known = Some(Seen::from_item(&item)?),
@@ -370,6 +404,7 @@ struct Seen {
     budget: Option<Shared>,
     busy: u64,
     run_from: Option<Duration>,
+    sending_from: Option<Duration>,
 }
 
 impl Seen {
@@ -379,6 +414,7 @@ impl Seen {
             budget: shared_from_item(item)?,
             busy: count(item, "busy")?,
             run_from: instant(item, "runFrom")?,
+            sending_from: instant(item, "sendingFrom")?,
         })
     }
 
@@ -391,6 +427,7 @@ impl Seen {
             serial: None,
             busy: self.busy,
             run_from: self.run_from,
+            sending_from: self.sending_from,
         }
     }
 }
