@@ -164,6 +164,12 @@ async fn place(
                 let id = answer["orderId"].as_str().ok_or("202 without an orderId")?;
                 return Ok((id.to_owned(), first, refusals));
             }
+            // The same key still being worked on (an earlier attempt the
+            // gateway gave up on): come back when told, as a client would.
+            409 if answer["error"]["code"] == "request_in_progress" => {
+                let wait = wait.ok_or_else(|| format!("a 409 without Retry-After: {answer}"))?;
+                tokio::time::sleep(Duration::from_secs(wait)).await;
+            }
             503 => {
                 refusals.push(Refusal {
                     busy: answer["error"]["code"] == "busy",

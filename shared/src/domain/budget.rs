@@ -24,7 +24,7 @@
 //!   once per cool-down; after it the budget grows by a hundredth of the
 //!   most per second *in which the stack sent all its budget allowed*, back
 //!   up to the most. Growth is counted in busy slots ([`busy`]: granted
-//!   right after the one before, a second or more into a run of the
+//!   right after the one before, two seconds or more into a run of the
 //!   limiter booked without a break), not in time: a stack that sends less
 //!   than its budget learns nothing about FoxReload's limit, so a calm
 //!   minute (or a bunch of calls at once now and then) does not let the
@@ -216,8 +216,10 @@ pub fn pace(samples: &[Granted], until: Duration) -> Option<f64> {
 
 /// How long the limiter must have been booked without a break before its
 /// slots count as busy: a bunch of calls at once (a batch of polls) books
-/// it for a moment; a stack sending all its budget allows, for good.
-pub const BUSY_AFTER: Duration = Duration::from_secs(1);
+/// it for a moment; a stack sending all its budget allows, for good. Two
+/// seconds, so that the run holds a whole second of FoxReload's (whatever
+/// the clocks' offset) sent at the budget.
+pub const BUSY_AFTER: Duration = Duration::from_secs(2);
 
 /// Whether a slot at `at`, granted from `from`, is busy (it grows the
 /// budget): right after the one before, at least [`BUSY_AFTER`] into the
@@ -707,6 +709,9 @@ mod tests {
                 if next.cut_at > shared.cut_at {
                     due = Some(next.cool_until);
                     run_from = due;
+                    if next.cool_until - next.cut_at >= QUIET {
+                        sending_from = due;
+                    }
                     shared = Shared {
                         busy_at_cut: busy,
                         ..next

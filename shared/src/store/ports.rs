@@ -415,7 +415,9 @@ pub struct Taken {
     /// When the limiter's current run began, as it stands.
     pub run_from: Option<Duration>,
     /// When the stack last began sending after the limiter stood idle for
-    /// [`budget::QUIET`] or more, as it stands.
+    /// [`budget::QUIET`] or more (or at the end of a cool-down that long),
+    /// as it stands. (Noted by its own write after the slot that began it:
+    /// a slot taken in that moment may be told the earlier one.)
     pub sending_from: Option<Duration>,
 }
 

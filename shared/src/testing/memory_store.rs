@@ -968,10 +968,19 @@ impl crate::store::BudgetStore for MemoryStore {
         if state.budget.map(compared) != seen.copied().map(compared) {
             return Ok(false);
         }
+        // As DynamoDB writes it: the limiter (and a run) restarts at the
+        // end of the cool-down to the microsecond; a cool-down of a quiet
+        // spell or more begins the stack's sending there too.
+        let cut = seen.is_none_or(|seen| next.cut_at > seen.cut_at);
+        let restart = Self::kept_due(next.cool_until);
+        let long = next.cool_until.saturating_sub(next.cut_at) >= crate::domain::budget::QUIET;
         let mut next = stored_budget(*next);
-        if seen.is_none_or(|seen| next.cut_at > seen.cut_at) {
-            state.next_due = Some(Self::kept_due(next.cool_until));
-            state.run_from = state.next_due;
+        if cut {
+            state.next_due = Some(restart);
+            state.run_from = Some(restart);
+            if long {
+                state.sending_from = Some(restart);
+            }
             next.busy_at_cut = state.busy;
         } else {
             next.busy_at_cut = state.budget.map_or(0, |b| b.busy_at_cut);
@@ -1002,7 +1011,8 @@ impl crate::store::BudgetStore for MemoryStore {
                 if from == crate::domain::budget::SlotFrom::Now && quiet {
                     state.sending_from = Some(Self::kept_due(at));
                 }
-                if from.begins_run() {
+                // (A run not yet kept begins at its first slot.)
+                if from.begins_run() || state.run_from.is_none() {
                     state.run_from = Some(Self::kept_due(at));
                 }
                 state.next_due = Some(Self::kept_due(next));

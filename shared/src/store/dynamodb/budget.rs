@@ -13,13 +13,15 @@
 //!   when the run began (set by a slot given to an idle limiter or at the
 //!   end of a cool-down, and by a cut); `sendingFrom`: when the stack last
 //!   began sending after the limiter stood idle a second or more (set by
-//!   such a slot given to an idle limiter). Whether a slot is busy (or
-//!   comes after a quiet spell) is decided by the asker from the item as it
-//!   last saw it; counted busy (or quiet) only under a condition that holds
-//!   it (`runFrom` as seen and `nextDue` a second into the run; `nextDue`
-//!   a second old), so a stale guess is one more attempt, never a slot
-//!   counted busy that was not. A slot guessed not busy is not checked (no
-//!   attempt lost to it): a race can count one slot fewer, never more;
+//!   such a slot given to an idle limiter, known from the item before it,
+//!   which that update returns, and written by one more update: once per
+//!   quiet spell, not per slot; and by a cut whose cool-down is that long).
+//!   Whether a slot is busy is decided by the asker from the item as it
+//!   last saw it; counted busy only under a condition that holds it
+//!   (`runFrom` as seen and `nextDue` a second into the run), so a stale
+//!   guess is one more attempt, never a slot counted busy that was not. A
+//!   slot guessed not busy is not checked (no attempt lost to it): a race
+//!   can count one slot fewer, never more;
 //! - `baseRps` (requests per second), `coolUntil` and `cutAt` (epoch
 //!   milliseconds): the adaptive budget's shared part, replaced only by a
 //!   conditional write on the values the writer read, so two containers
@@ -162,9 +164,6 @@ struct Attempt {
     /// [`SlotFrom::Due`]), and whether the slot is then busy.
     run_from: Option<Duration>,
     busy: bool,
-    /// For [`SlotFrom::Now`]: whether the limiter stood idle [`QUIET`] or
-    /// more (the stack begins sending again).
-    quiet: bool,
 }
 
 impl Attempt {
@@ -180,15 +179,22 @@ impl Attempt {
 
 impl DynamoStore {
     /// Takes a slot by the conditional update that holds only if the
-    /// limiter stands as `attempt` supposes. `Err(item)`: it does not; here
-    /// is the item as it stands (empty when there is none).
+    /// limiter stands as `attempt` supposes: the item after it. `Err(item)`:
+    /// it does not; here is the item as it stands (empty when there is
+    /// none).
     async fn take(&self, attempt: &Attempt) -> Result<Result<Item, Item>, StoreError> {
         let update = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(budget_key()))
-            .return_values(ReturnValue::AllNew)
+            // A slot now returns the item before it: whether the limiter
+            // stood quiet is known from it (the item after follows).
+            .return_values(if attempt.from == SlotFrom::Now {
+                ReturnValue::AllOld
+            } else {
+                ReturnValue::AllNew
+            })
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         let update = match attempt.from {
             SlotFrom::Due => {
@@ -215,27 +221,25 @@ impl DynamoStore {
                             "SET nextDue = nextDue + :interval ADD granted :one, busy :one",
                         ),
                     // Not counted busy: never more than the store would
-                    // count, so not checked (no attempt lost to it).
-                    _ => update
-                        .condition_expression(due)
-                        .update_expression("SET nextDue = nextDue + :interval ADD granted :one"),
+                    // count, so not checked (no attempt lost to it). (An
+                    // item kept before runs were: its run begins here.)
+                    _ => update.condition_expression(due).update_expression(
+                        "SET nextDue = nextDue + :interval, \
+                         runFrom = if_not_exists(runFrom, nextDue) ADD granted :one",
+                    ),
                 }
             }
-            // After a quiet spell, checked; otherwise not (a quiet spell
-            // missed leaves the stack's sending counted from earlier).
-            SlotFrom::Now if attempt.quiet => update
-                .condition_expression(
-                    "(attribute_not_exists(nextDue) OR nextDue <= :quietBefore) \
-                     AND (attribute_not_exists(coolUntil) OR coolUntil <= :now)",
-                )
-                .update_expression(
-                    "SET nextDue = :next, runFrom = :now, sendingFrom = :now ADD granted :one",
-                ),
             SlotFrom::Now => update
                 .condition_expression(
-                    "nextDue < :now AND (attribute_not_exists(coolUntil) OR coolUntil <= :now)",
+                    "(attribute_not_exists(nextDue) OR nextDue < :now) \
+                     AND (attribute_not_exists(coolUntil) OR coolUntil <= :now)",
                 )
-                .update_expression("SET nextDue = :next, runFrom = :now ADD granted :one"),
+                .update_expression("SET nextDue = :next, runFrom = :now ADD granted :one")
+                .expression_attribute_values(":now", n(decimal_millis(attempt.now)))
+                .expression_attribute_values(
+                    ":next",
+                    n(decimal_millis(attempt.now + attempt.interval)),
+                ),
             SlotFrom::CoolDown => update
                 .condition_expression(
                     "coolUntil = :cool AND (attribute_not_exists(nextDue) OR nextDue < :cool)",
@@ -248,29 +252,14 @@ impl DynamoStore {
                     n(decimal_millis(attempt.cool_until + attempt.interval)),
                 ),
         };
-        let update = if attempt.from == SlotFrom::Now {
-            let update = if attempt.quiet {
-                update.expression_attribute_values(
-                    ":quietBefore",
-                    n(decimal_millis(attempt.now.saturating_sub(QUIET))),
-                )
-            } else {
-                update
-            };
-            update
-                .expression_attribute_values(":now", n(decimal_millis(attempt.now)))
-                .expression_attribute_values(
-                    ":next",
-                    n(decimal_millis(attempt.now + attempt.interval)),
-                )
-        } else {
-            update
-        };
         match update
             .expression_attribute_values(":one", n(1))
             .send()
             .await
         {
+            Ok(out) if attempt.from == SlotFrom::Now => Ok(Ok(self
+                .after_now(attempt, out.attributes.unwrap_or_default())
+                .await?)),
             Ok(out) => Ok(Ok(out.attributes.unwrap_or_default())),
             Err(SdkError::ServiceError(failure)) => match failure.err() {
                 UpdateItemError::ConditionalCheckFailedException(failed) => {
@@ -283,6 +272,53 @@ impl DynamoStore {
             },
             Err(error) => Err(sdk_error("take a FoxReload slot", error)),
         }
+    }
+}
+
+impl DynamoStore {
+    /// The item after a slot now was taken, from the item before it
+    /// (`old`). When the limiter had stood quiet, the stack begins sending
+    /// again: noted by one more write (once per quiet spell, not per slot),
+    /// unless another run began meanwhile.
+    async fn after_now(&self, attempt: &Attempt, old: Item) -> Result<Item, StoreError> {
+        let quiet = due_from_item(&old)?.is_none_or(|due| due.saturating_add(QUIET) <= attempt.now);
+        let mut item = old;
+        let granted = count(&item, "granted")? + 1;
+        item.insert("granted".into(), n(granted));
+        item.insert(
+            "nextDue".into(),
+            n(decimal_millis(attempt.now + attempt.interval)),
+        );
+        item.insert("runFrom".into(), n(decimal_millis(attempt.now)));
+        if !quiet {
+            return Ok(item);
+        }
+        let noted = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(budget_key()))
+            .condition_expression("runFrom = :now")
+            .update_expression("SET sendingFrom = :now")
+            .expression_attribute_values(":now", n(decimal_millis(attempt.now)))
+            .send()
+            .await;
+        match noted {
+            Ok(_) => {
+                item.insert("sendingFrom".into(), n(decimal_millis(attempt.now)));
+            }
+            // Another run began meanwhile: the stack is sending anyway.
+            Err(error) if is_condition_failure(&error) => {}
+            // The slot is taken whatever becomes of the note: a 429's cut
+            // then counts the stack's sending from earlier.
+            Err(error) => {
+                tracing::warn!(
+                    error = %sdk_error("note the stack's sending", error),
+                    "the start of the stack's sending could not be noted"
+                );
+            }
+        }
+        Ok(item)
     }
 }
 
@@ -311,12 +347,17 @@ impl BudgetStore for DynamoStore {
             .expression_attribute_values(":nextCool", n(millis(next.cool_until)))
             .expression_attribute_values(":nextCut", n(millis(next.cut_at)));
         let cut = seen.is_none_or(|seen| next.cut_at > seen.cut_at);
+        // A cool-down of a quiet spell or more: the stack begins sending
+        // again at its end.
+        let long = next.cool_until.saturating_sub(next.cut_at) >= QUIET;
         let request = if cut {
             request
-                .update_expression(
+                .update_expression(format!(
                     "SET baseRps = :nextBase, coolUntil = :nextCool, cutAt = :nextCut, \
-                     nextDue = :restart, runFrom = :restart, cutBusy = if_not_exists(busy, :none)",
-                )
+                     nextDue = :restart, runFrom = :restart, \
+                     cutBusy = if_not_exists(busy, :none){}",
+                    if long { ", sendingFrom = :restart" } else { "" }
+                ))
                 .expression_attribute_values(":restart", n(decimal_millis(next.cool_until)))
                 .expression_attribute_values(":none", n(0))
         } else {
@@ -346,17 +387,15 @@ impl BudgetStore for DynamoStore {
         for _ in 0..ATTEMPTS {
             // Where the slot comes from, when it is (the limiter as known),
             // and the run it falls in.
-            let (from, cool_until, at, run_from, due) = match &known {
+            let (from, cool_until, at, run_from) = match &known {
                 None => match ask.hint.filter(|due| *due >= now) {
-                    Some(due) => (SlotFrom::Due, Duration::ZERO, due, ask.run_hint, Some(due)),
-                    None => (SlotFrom::Now, Duration::ZERO, now, None, ask.hint),
+                    Some(due) => (SlotFrom::Due, Duration::ZERO, due, ask.run_hint),
+                    None => (SlotFrom::Now, Duration::ZERO, now, None),
                 },
                 Some(seen) => {
                     let cool_until = seen.budget.map_or(Duration::ZERO, |b| b.cool_until);
                     match slot(seen.due, cool_until, now, interval, ask.ahead) {
-                        Slot::Go { from, at, .. } => {
-                            (from, cool_until, at, seen.run_from, seen.due)
-                        }
+                        Slot::Go { from, at, .. } => (from, cool_until, at, seen.run_from),
                         wait @ Slot::Wait(_) => return Ok(seen.taken(wait)),
                     }
                 }
@@ -369,7 +408,6 @@ impl BudgetStore for DynamoStore {
                 cool_until,
                 run_from,
                 busy: busy(from, at, run_from),
-                quiet: due.is_none_or(|due| due.saturating_add(QUIET) <= now),
             };
             match self.take(&attempt).await? {
                 Ok(item) => {
