@@ -942,6 +942,18 @@ mod tests {
         sent
     }
 
+    /// A call granted, known and sent at `at` at 10/s: the one a 429
+    /// answers.
+    fn refused_at(at: Duration) -> Admitted {
+        Admitted {
+            at,
+            granted: at,
+            known: at,
+            rate: 10.0,
+            sending_from: None,
+        }
+    }
+
     /// Every two of `sent` at least `gap` apart.
     fn assert_spaced(sent: &[Duration], gap: Duration) {
         assert!(sent.windows(2).all(|w| w[1] - w[0] >= gap), "{sent:?}");
@@ -1330,13 +1342,7 @@ mod tests {
         store.slow("swap_budget", Duration::from_secs(2));
         let governor = stack.governor.as_ref().unwrap().clone();
         let now = governor.now();
-        let refused = Admitted {
-            at: now - Duration::from_millis(50),
-            granted: now - Duration::from_millis(50),
-            known: now - Duration::from_millis(50),
-            rate: 10.0,
-            sending_from: None,
-        };
+        let refused = refused_at(now - Duration::from_millis(50));
         let cut = tokio::spawn(async move { governor.limited(refused, refused.at, None).await });
         let sent = sent_times(calls).await;
         cut.await.unwrap();
@@ -1412,13 +1418,7 @@ mod tests {
         // this container is answered 429 and cuts, cooling down to 2.2 s.
         tokio::time::sleep(Duration::from_millis(1_700)).await;
         let now = governor.now();
-        let refused = Admitted {
-            at: now,
-            granted: now,
-            known: now,
-            rate: 10.0,
-            sending_from: None,
-        };
+        let refused = refused_at(now);
         governor.limited(refused, now, None).await;
         let sent = sent_times(call).await;
         assert!(sent[0] >= Duration::from_millis(2_200), "{sent:?}");
@@ -1434,13 +1434,7 @@ mod tests {
         // The shared cut takes two seconds to write.
         store.slow("swap_budget", Duration::from_secs(2));
         let now = governor.now();
-        let refused = Admitted {
-            at: now,
-            granted: now,
-            known: now,
-            rate: 10.0,
-            sending_from: None,
-        };
+        let refused = refused_at(now);
         let cut = tokio::spawn(async move { governor.limited(refused, now, None).await });
         tokio::time::sleep(Duration::from_millis(1)).await;
         let start = Instant::now();
@@ -1495,19 +1489,7 @@ mod tests {
         // second: the budget is cut to a quarter, 2.5/s.
         let governor = stack.governor.as_ref().unwrap();
         let now = since_epoch(datetime!(2026-12-01 12:00 UTC));
-        governor
-            .limited(
-                Admitted {
-                    at: now,
-                    granted: now,
-                    known: now,
-                    rate: 10.0,
-                    sending_from: None,
-                },
-                now,
-                None,
-            )
-            .await;
+        governor.limited(refused_at(now), now, None).await;
         let cut = store.budget().await.unwrap().expect("cut");
         assert_eq!(cut.base, 2.5);
         let sent = sent_times(calls).await;

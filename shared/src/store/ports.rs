@@ -371,8 +371,8 @@ pub trait BudgetStore: Send + Sync {
     /// Takes the stack's next request slot for a request asked at
     /// `ask.now`, atomically ([`budget::slot`]): at most one request per
     /// slot, whichever containers ask at once, counting it as busy
-    /// ([`budget::busy`]) when it comes right after the one before, a
-    /// second or more into the limiter's run (a slot given to an idle
+    /// ([`budget::busy`]) when it comes right after the one before,
+    /// two seconds or more into the limiter's run (a slot given to an idle
     /// limiter, or at the end of a cool-down, begins a run; so does a
     /// cut), and noting when the stack began sending again when the slot
     /// comes after the limiter stood idle [`budget::QUIET`] or more. Also

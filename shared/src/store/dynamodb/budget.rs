@@ -8,7 +8,7 @@
 //!   (no extra write), so a container can tell the stack's pace from the
 //!   counts its own slots came with;
 //! - `busy`: how many of them were busy (granted right after the one
-//!   before, a second or more into the limiter's run), added to by the
+//!   before, two seconds or more into the limiter's run), added to by the
 //!   same update: the budget grows with these, not with time; `runFrom`:
 //!   when the run began (set by a slot given to an idle limiter or at the
 //!   end of a cool-down, and by a cut); `sendingFrom`: when the stack last
@@ -18,7 +18,7 @@
 //!   quiet spell, not per slot; and by a cut whose cool-down is that long).
 //!   Whether a slot is busy is decided by the asker from the item as it
 //!   last saw it; counted busy only under a condition that holds it
-//!   (`runFrom` as seen and `nextDue` a second into the run), so a stale
+//!   (`runFrom` as seen, `nextDue` two seconds into the run), so a stale
 //!   guess is one more attempt, never a slot counted busy that was not. A
 //!   slot guessed not busy is not checked (no attempt lost to it): a race
 //!   can count one slot fewer, never more;
