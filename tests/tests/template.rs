@@ -702,6 +702,17 @@ fn the_poll_queue_hides_a_message_for_at_least_six_poll_function_timeouts() {
 }
 
 #[test]
+fn a_poll_message_that_moves_its_chain_on_past_its_budget_still_ends_inside_the_timeout() {
+    use foxrelay_shared::settings::{POLL_MESSAGE_BUDGET, POLL_MOVE_GRACE};
+    let timeout = defaults().number("PollOrderFunction", "Timeout");
+    let worst = POLL_MESSAGE_BUDGET + POLL_MOVE_GRACE;
+    assert!(
+        worst + Duration::from_secs(2) <= Duration::from_secs(timeout),
+        "{worst:?} against a {timeout} s timeout"
+    );
+}
+
+#[test]
 fn scan_stalled_runs_every_five_minutes_exactly() {
     let d = defaults();
     let function_arn = json!(d.attribute("ScanStalledFunction", "Arn"));

@@ -624,3 +624,114 @@ async fn a_poll_held_back_by_the_budget_goes_again_soon_counting_no_poll_and_no_
     assert!(held < Duration::from_secs(60), "{held:?}");
     assert_eq!(p.publisher.events().len(), 1);
 }
+
+/// The budget has no slot for the next `times` reads.
+fn held_back_reads(p: &TestPoller, times: usize) {
+    for _ in 0..times {
+        p.supplier.fail(
+            Operation::GetOrder,
+            SupplierError::Throttled {
+                op: Operation::GetOrder,
+                retry_after: Duration::from_millis(300),
+                by: HeldBy::Budget,
+            },
+        );
+    }
+}
+
+impl Sqs {
+    /// Delivers the next message due, and says how long the link it sent
+    /// waits.
+    async fn deliver_and_wait(&mut self, p: &TestPoller) -> Duration {
+        let outcome = self.deliver(p).await.expect("a message waits");
+        assert!(
+            matches!(outcome, Ok(Handled::Continued { .. })),
+            "{outcome:?}"
+        );
+        let (due, ..) = self.waiting.last().expect("the next link was sent");
+        *due - Instant::now()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_held_back_poll_waits_longer_the_longer_its_order_is_held_back_and_a_poll_starts_it_again()
+ {
+    let p = poller();
+    p.supplier.reads_to_end(100);
+    seed(&p, "h2").await;
+    let mut sqs = Sqs::default();
+    // Held back eight times running: each link waits longer than the one
+    // before (by half the time held back so far, a quarter more at random).
+    held_back_reads(&p, 8);
+    let mut waits = Vec::new();
+    for _ in 0..8 {
+        waits.push(sqs.deliver_and_wait(&p).await);
+    }
+    assert!(waits[7] > waits[0] * 4, "{waits:?}");
+    assert!(
+        waits.iter().all(|w| *w <= Duration::from_secs(45)),
+        "{waits:?}"
+    );
+    // Then a poll is made, and the chain goes on at its schedule.
+    let polled = sqs.deliver_and_wait(&p).await;
+    assert_eq!(stored(&p, "h2").await.poll_count, 1);
+    // Held back once again when that poll comes due: a second or so, not
+    // the wait of an order held back nine times.
+    held_back_reads(&p, 1);
+    let again = sqs.deliver_and_wait(&p).await;
+    assert!(
+        again >= Duration::from_secs(1) && again <= Duration::from_millis(1_500),
+        "{again:?} (after {waits:?}, then a poll and {polled:?})"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_link_out_of_time_while_it_sends_its_next_message_finishes_and_the_chain_goes_on() {
+    let mut p = poller();
+    p.options.message_budget = Duration::from_secs(2);
+    p.supplier.reads_to_end(2);
+    seed(&p, "t1").await;
+    let mut sqs = Sqs::default();
+    sqs.collect(&p);
+    // SQS takes longer to send the next link than the message has left:
+    // the chain is moved on in the table first, so cut there it would be
+    // left with no message to carry it (this one, come again, is stale).
+    p.queue.slow(Duration::from_secs(3));
+    let outcome = sqs.deliver(&p).await.expect("a message waits");
+    assert!(
+        matches!(outcome, Ok(Handled::Continued { next_seq: 2 })),
+        "{outcome:?}"
+    );
+    assert_eq!(sqs.waiting.len(), 1, "the next link was sent");
+    p.queue.slow(Duration::ZERO);
+    let outcomes = sqs.drain(&p, 20).await;
+    assert!(
+        matches!(outcomes.last(), Some(Ok(Handled::Finished { .. }))),
+        "{outcomes:?}"
+    );
+    assert_eq!(p.publisher.events().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_link_out_of_time_before_it_moves_its_chain_on_changes_nothing_and_comes_again() {
+    let mut p = poller();
+    p.options.message_budget = Duration::from_secs(2);
+    p.supplier.reads_to_end(2);
+    seed(&p, "t2").await;
+    let before = stored(&p, "t2").await;
+    let mut sqs = Sqs::default();
+    p.store.slow("claim_link", Duration::from_secs(3));
+    let outcome = sqs.deliver(&p).await.expect("a message waits");
+    assert!(matches!(outcome, Err(PollError::OutOfTime)), "{outcome:?}");
+    let after = stored(&p, "t2").await;
+    assert_eq!(after.poll_seq, before.poll_seq);
+    assert_eq!(after.poll_count, 0);
+    // Delivered again once the store is quick: the chain goes on to its end.
+    p.store.slow("claim_link", Duration::ZERO);
+    let outcomes = sqs.drain(&p, 20).await;
+    assert!(
+        matches!(outcomes.last(), Some(Ok(Handled::Finished { .. }))),
+        "{outcomes:?}"
+    );
+    assert_eq!(p.publisher.events().len(), 1);
+}

@@ -16,7 +16,8 @@ mod reader;
 
 pub use catalog::{CATALOG, Documented, settings_table};
 pub use ranges::{
-    CALL_SLACK, MAX_REQUEST_TIMEOUT_MS, POLL_MESSAGE_BUDGET, RANGES, RECONCILE_MARGIN, Range, range,
+    CALL_SLACK, MAX_REQUEST_TIMEOUT_MS, POLL_MESSAGE_BUDGET, POLL_MOVE_GRACE, RANGES,
+    RECONCILE_MARGIN, Range, range,
 };
 use ranges::{DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS};
 use reader::Reader;

@@ -13,6 +13,11 @@ pub(super) const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 8_000;
 /// visibility timeout and the function's 30 s timeout.
 pub const POLL_MESSAGE_BUDGET: Duration = Duration::from_secs(20);
 
+/// How long past its budget a poll message that has begun to move its chain
+/// on may take to finish (its next message sent): with the budget, inside
+/// the function's timeout.
+pub const POLL_MOVE_GRACE: Duration = Duration::from_secs(5);
+
 /// Added to a FoxReload call's timeout before another call is started, and
 /// after a POST's timeout before reconciliation may say "nothing there".
 pub const CALL_SLACK: Duration = Duration::from_secs(1);

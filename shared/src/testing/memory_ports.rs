@@ -48,6 +48,7 @@ pub struct Sent {
 pub struct MemoryQueue {
     sent: Mutex<Vec<Sent>>,
     failures: Failures,
+    slow: Mutex<Duration>,
 }
 
 impl MemoryQueue {
@@ -58,6 +59,12 @@ impl MemoryQueue {
     /// Makes the next `times` sends fail.
     pub fn fail(&self, times: u32) {
         self.failures.set(times);
+    }
+
+    /// Makes every send take `by` (tokio time) before the message is
+    /// queued: a slow SQS.
+    pub fn slow(&self, by: Duration) {
+        *self.slow.lock().expect("queue delay") = by;
     }
 
     /// Every message sent and not taken yet, oldest first; they are taken.
@@ -77,6 +84,10 @@ impl MemoryQueue {
 
 impl PollQueue for MemoryQueue {
     async fn send(&self, message: &PollMessage, delay: Duration) -> Result<(), QueueError> {
+        let slow = *self.slow.lock().expect("queue delay");
+        if !slow.is_zero() {
+            tokio::time::sleep(slow).await;
+        }
         if self.failures.take() {
             return Err(QueueError {
                 order_id: message.order_id.clone(),

@@ -37,6 +37,8 @@ use foxrelay_shared::store::{
     NotifyMarks, OrderAlerts, OrderRecord, PlacementStore, PollChain, StoreError, SummaryStore,
     SupplierProblem,
 };
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::time::Instant;
@@ -79,6 +81,18 @@ impl Default for PollOptions {
             learning: Learning::new(&Schedule::default(), Duration::from_secs(10), 20),
         }
     }
+}
+
+tokio::task_local! {
+    /// Set once the link being handled has begun to move its chain on.
+    static MOVING: Arc<AtomicBool>;
+}
+
+/// The link being handled begins to move its chain on: from here it
+/// finishes, past the message budget if need be
+/// ([`foxrelay_shared::settings::POLL_MOVE_GRACE`]).
+fn moving_on() {
+    let _ = MOVING.try_with(|moving| moving.store(true, Ordering::SeqCst));
 }
 
 /// What became of a message that was handled.
@@ -192,12 +206,25 @@ where
             PollMessage::from_json(body).map_err(|e| PollError::Unreadable(e.to_string()))?;
         let span = tracing::info_span!("poll", order_id = %message.order_id, seq = message.seq);
         let deadline = Instant::now() + self.options.message_budget;
-        tokio::time::timeout(
-            self.options.message_budget,
+        let moving = Arc::new(AtomicBool::new(false));
+        let link = MOVING.scope(
+            moving.clone(),
             tracing::Instrument::instrument(self.link(message, deadline), span),
-        )
-        .await
-        .map_err(|_| PollError::OutOfTime)?
+        );
+        let mut link = std::pin::pin!(link);
+        if let Ok(handled) = tokio::time::timeout_at(deadline, &mut link).await {
+            return handled;
+        }
+        // Out of time. A link that has begun to move the chain on finishes
+        // (its next message sent): cut between the two, the chain would
+        // stand moved on with no message to carry it, and this one, come
+        // again, would be stale. Any other is given up, nothing written.
+        if !moving.load(Ordering::SeqCst) {
+            return Err(PollError::OutOfTime);
+        }
+        tokio::time::timeout(foxrelay_shared::settings::POLL_MOVE_GRACE, link)
+            .await
+            .map_err(|_| PollError::OutOfTime)?
     }
 
     async fn link(&self, message: PollMessage, deadline: Instant) -> Result<Handled, PollError> {

@@ -2,7 +2,9 @@
 //! conditional write, the next message sent (or the order abandoned past
 //! the horizon, unless it is paid).
 
-use super::{Finding, Handled, PollError, PollOrderStore, Poller, age, paid, unit, unsettled};
+use super::{
+    Finding, Handled, PollError, PollOrderStore, Poller, age, moving_on, paid, unit, unsettled,
+};
 use foxrelay_shared::domain::learning::{NextPoll, next_poll};
 use foxrelay_shared::domain::schedule::{MAX_DELAY, Next};
 use foxrelay_shared::domain::{OrderStatus, PollKind, PollMessage};
@@ -10,6 +12,7 @@ use foxrelay_shared::events::OpsAlert;
 use foxrelay_shared::foxreload::{SupplierError, THROTTLED};
 use foxrelay_shared::store::{AlertSlot, OrderRecord, PollRecord, SupplierProblem};
 use std::time::Duration;
+use time::OffsetDateTime;
 use tracing::{info, warn};
 
 /// How often a paid order past the horizon is alerted again.
@@ -187,6 +190,7 @@ where
         kind: PollKind,
         delay: Duration,
     ) -> Result<Handled, PollError> {
+        moving_on();
         self.store.record_poll(&order.order_id, seq, record).await?;
         let message = PollMessage {
             order_id: order.order_id.clone(),
@@ -217,15 +221,7 @@ where
         if age(order, now) >= self.options.schedule.horizon && !paid(order.status) {
             return self.abandon(order).await;
         }
-        // Links held back so far (every link moves the chain on, a poll
-        // counts only when made): the busier the stack has been for it, the
-        // longer it waits before asking again, so a backlog of held-back
-        // polls does not go round every second.
-        let held = order.poll_seq.saturating_sub(order.poll_count + 1);
-        let backoff = HELD_BACK
-            .mul_f64(1.5_f64.powi(i32::try_from(held.min(16)).unwrap_or(16)))
-            .min(HELD_BACK_MOST);
-        let wait = wait.unwrap_or(HELD_BACK).max(backoff);
+        let wait = wait.unwrap_or(HELD_BACK).max(held_back_wait(order, now));
         let delay = (wait + wait.mul_f64(unit() * 0.5)).min(MAX_DELAY);
         info!(
             wait_ms = delay.as_millis() as u64,
@@ -252,6 +248,23 @@ where
         };
         self.move_on(order, seq, &record, kind, delay).await
     }
+}
+
+/// How long a link held back at `now` waits before it asks again: half as
+/// long as the order has been held back since its poll was first due (its
+/// last poll and the delay chosen then; its creation, never polled), from
+/// [`HELD_BACK`] to [`HELD_BACK_MOST`]. A backlog of held-back polls does
+/// not go round every second, and a poll made starts the count again: an
+/// order held back once in a while, over a long life, is not kept waiting
+/// longer for it.
+fn held_back_wait(order: &OrderRecord, now: OffsetDateTime) -> Duration {
+    let first_due = match (order.last_polled_at, order.last_delay) {
+        (Some(polled), Some(delay)) => polled + delay,
+        (Some(polled), None) => polled,
+        (None, _) => order.created_at,
+    };
+    let held: Duration = (now - first_due).try_into().unwrap_or_default();
+    (held / 2).clamp(HELD_BACK, HELD_BACK_MOST)
 }
 
 /// The least a held-back link waits (SQS delays are whole seconds); half
