@@ -27,7 +27,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Who is asking for FoxReload calls in a flow, and until when it may wait
 /// for a slot.
@@ -120,6 +120,18 @@ struct View {
     /// budget has grown with those since the last cut. (As told, not the
     /// most ever told: an item made again starts its count again.)
     busy: u64,
+}
+
+/// Why a request of `priority` that could wait `reach` for a slot (less
+/// than the priority's own when its deadline is near) found none, the first
+/// coming `wait` after that: the budget, when the slot is past the
+/// priority's reach too; otherwise the time the request had left.
+fn held_by(priority: Priority, reach: Duration, wait: Duration) -> HeldBy {
+    if reach + wait > priority.ahead() {
+        HeldBy::Budget
+    } else {
+        HeldBy::Deadline
+    }
 }
 
 /// Keeps `latest`, ended at `at`, among the last [`TRIPS_KEPT`] of
@@ -449,12 +461,12 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
                 let room = until.saturating_duration_since(tokio::time::Instant::now());
                 if room < lead {
                     self.count(asking.priority, false);
-                    // The budget, if as last seen it has no slot before
-                    // the deadline anyway: in a cool-down past it, or
-                    // booked past it by creates (further than the round
-                    // trip every container asks ahead, and than polls may
-                    // book); otherwise the store answers too slowly for
-                    // the time left.
+                    // As this container last saw the limiter: free (out of
+                    // a cool-down, and booked by creates no further than
+                    // the round trip every container asks ahead and than
+                    // polls may book) only after the priority's reach, the
+                    // budget held it; after the deadline, the time left
+                    // did; otherwise the store answers too slowly for it.
                     let deadline = now + room;
                     let (cool_until, booked_until) = {
                         let view = lock(&self.view);
@@ -464,25 +476,23 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
                         (view.adaptive.cool_until(), booked)
                     };
                     let free_from = booked_until.unwrap_or_default().max(cool_until);
-                    let booked_past = free_from > deadline;
-                    if !booked_past {
+                    let wait = free_from.saturating_sub(now);
+                    let by = if wait > lead + asking.priority.ahead() {
+                        HeldBy::Budget
+                    } else if free_from > deadline {
+                        HeldBy::Deadline
+                    } else {
                         warn!(
                             round_trip_ms = lead.as_millis() as u64,
                             room_ms = room.as_millis() as u64,
                             "the FoxReload budget's store answers more slowly than the time left"
                         );
-                    }
-                    return Err(if booked_past {
-                        Refused {
-                            wait: free_from - now,
-                            by: HeldBy::Budget,
-                        }
-                    } else {
-                        Refused {
+                        return Err(Refused {
                             wait: lead,
                             by: HeldBy::Store,
-                        }
-                    });
+                        });
+                    };
+                    return Err(Refused { wait, by });
                 }
                 asking.priority.ahead().min(room - lead)
             }
@@ -503,9 +513,15 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
         let latest = now + lead + reach;
         if earliest > latest {
             self.count(asking.priority, false);
+            let wait = earliest - latest;
+            debug!(
+                priority = asking.priority.as_str(),
+                wait_ms = wait.as_millis() as u64,
+                "no FoxReload slot: cooling down"
+            );
             return Err(Refused {
-                wait: earliest - latest,
-                by: HeldBy::Budget,
+                wait,
+                by: held_by(asking.priority, reach, wait),
             });
         }
         let ask = SlotAsk {
@@ -555,9 +571,19 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
             }
             Slot::Wait(wait) => {
                 self.count(asking.priority, false);
+                debug!(
+                    priority = asking.priority.as_str(),
+                    wait_ms = wait.as_millis() as u64,
+                    lead_ms = lead.as_millis() as u64,
+                    reach_ms = reach.as_millis() as u64,
+                    due_in_ms = taken
+                        .due
+                        .map(|due| due.as_millis() as i128 - now.as_millis() as i128),
+                    "no FoxReload slot within reach"
+                );
                 Err(Refused {
                     wait,
-                    by: HeldBy::Budget,
+                    by: held_by(asking.priority, reach, wait),
                 })
             }
         }

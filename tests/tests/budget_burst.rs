@@ -12,6 +12,10 @@ use foxreload_sim::{SimConfig, Simulator};
 use std::time::Duration;
 
 async fn burst(max_rps: u32) -> BurstReport {
+    // The handlers' logs, when asked for (`RUST_LOG`).
+    if std::env::var_os("RUST_LOG").is_some() {
+        foxrelay_shared::telemetry::init_local();
+    }
     // Only the stack's options are taken from it: the burst runs its own
     // simulator, with the limit.
     let unused = Simulator::start(SimConfig::default()).await.unwrap();
@@ -34,6 +38,7 @@ fn report(name: &str, run: &BurstReport) -> String {
         "{name}: busiest second after the first 429 {}, {} 429s, {} creates answered 503 busy, \
          {} answered 503 for FoxReload, drained in {:.0} s, lag p50 {:.1} s p95 {:.1} s\n\
          requests/429s a second: {}\n\
+         budget rate:granted/busy a second: {}\n\
          503s other than busy: {:?}",
         run.busiest_after_first_429(),
         run.refusals(),
@@ -43,6 +48,7 @@ fn report(name: &str, run: &BurstReport) -> String {
         run.lag(0.5).as_secs_f64(),
         run.lag(0.95).as_secs_f64(),
         run.timeline(),
+        run.budget_timeline(),
         run.unavailable_why,
     )
 }

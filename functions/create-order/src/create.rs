@@ -39,12 +39,14 @@ use tracing::{Instrument, info, info_span, warn};
 
 /// The answer to a create the stack's FoxReload budget held back: `busy`
 /// when the budget is spent; when its store was too slow for the time the
-/// request had left (or failed), not the budget: not sent in time.
+/// request had left (or failed), or the request had too little time left
+/// for a slot a create is given, not the budget: not sent in time.
 fn held_back(error: &SupplierError) -> ApiError {
     let wait = error.retry_after().unwrap_or_default();
     match error {
         SupplierError::Throttled {
-            by: HeldBy::Store, ..
+            by: HeldBy::Store | HeldBy::Deadline,
+            ..
         } => ApiError::not_sent().retry_after(wait.max(Duration::from_secs(1))),
         _ => ApiError::budget_spent(wait),
     }

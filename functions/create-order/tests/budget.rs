@@ -183,6 +183,43 @@ async fn a_create_with_less_time_left_than_the_budgets_store_takes_is_not_sent_a
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_create_whose_deadline_comes_before_a_slot_a_create_is_given_is_not_called_busy() {
+    // Others booked the next 3 s: a create with the time one is given
+    // waits for its slot and is bought.
+    let c = creator(2.0);
+    booked(&c, 2.0, 3).await;
+    let waited = c
+        .create(new_order("a"), None, alice(), deadline())
+        .await
+        .unwrap();
+    assert_eq!(waited.status, 202);
+    // One whose work before left it a second and a half (a slow store)
+    // cannot wait the 3 s: not sent in time, which the budget did not
+    // cause (FoxReload's limit is not in play), so not `busy`.
+    let c = creator(2.0);
+    booked(&c, 2.0, 3).await;
+    let late = Instant::now()
+        + CreateOptions::default().reconcile.call_budget
+        + Duration::from_millis(1_500);
+    let late_answer = refused(&c, "b", "k1", late).await;
+    assert_eq!(late_answer.status, 503);
+    assert_eq!(late_answer.code, "unavailable", "{}", late_answer.body());
+    assert!(!late_answer.is_budget_spent(), "not counted as throttled");
+    assert_tells_when_to_come_back(&late_answer);
+    assert!(c.store.orders().is_empty(), "nothing stored");
+    assert_eq!(c.supplier.inner.calls(Operation::CreateOrder), 0);
+    // Booked past a create's reach (8 s), the same request is `busy`.
+    let c = creator(2.0);
+    booked(&c, 2.0, 20).await;
+    let late = Instant::now()
+        + CreateOptions::default().reconcile.call_budget
+        + Duration::from_millis(1_500);
+    let busy = refused(&c, "c", "k2", late).await;
+    assert_eq!(busy.code, "busy", "{}", busy.body());
+    assert!(busy.is_budget_spent());
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_create_that_cannot_have_a_slot_before_its_deadline_is_busy_even_when_the_store_is_slow()
 {
     let c = after_a_slow_round_trip(2.0).await;

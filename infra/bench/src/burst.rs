@@ -25,7 +25,8 @@ fn options(lab: &Lab, prefix: &str) -> StackOptions {
         prefix: prefix.to_owned(),
         api_addr: ([127, 0, 0, 1], 0).into(),
         overrides: BTreeMap::new(),
-        scan_interval: Duration::from_secs(3_600),
+        // As deployed: scan-stalled revives what a burst leaves stalled.
+        scan_interval: Duration::from_secs(300),
         poll_copies: 1,
         poll_wait: Duration::from_secs(1),
         pollers: 4,
@@ -65,7 +66,7 @@ pub async fn run_section(lab: &Lab) -> Result<Section, String> {
             "busiest second after the first 429",
             "429s",
             "creates answered 503 busy",
-            "creates answered 503 for FoxReload",
+            "creates answered 503 unavailable (FoxReload, or not sent in time)",
             "drain (s)",
             "lag p50 (s)",
             "lag p95 (s)",
@@ -74,6 +75,12 @@ pub async fn run_section(lab: &Lab) -> Result<Section, String> {
     );
     for (name, max_rps) in [("50/s", 50), ("none", 0)] {
         let report = one(lab, max_rps).await?;
+        eprintln!(
+            "burst, budget {name}: FoxReload's requests/429s a second: {}\n\
+             the budget's rate:granted/busy a second: {}",
+            report.timeline(),
+            report.budget_timeline()
+        );
         section.row(vec![
             name.to_owned(),
             report.busiest_after_first_429().to_string(),

@@ -39,6 +39,11 @@ const NEEDS_AWS: [&str; 5] = ["cold-start", "throughput", "scan", "cost", "burst
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // The handlers' logs, only when asked for (`RUST_LOG`): a section's
+    // progress is all standard error shows otherwise.
+    if std::env::var_os("RUST_LOG").is_some() {
+        foxrelay_shared::telemetry::init_local();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "-h" || a == "--help") {
         println!(

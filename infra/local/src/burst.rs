@@ -8,7 +8,8 @@
 //! order, or notified with codes other than FoxReload's is an error.
 
 use crate::stack::{LocalStack, StackOptions};
-use foxrelay_shared::store::{DynamoStore, OrderReader, OrderRecord};
+use foxrelay_shared::domain::budget::Adaptive;
+use foxrelay_shared::store::{DynamoStore, LimiterReading, OrderReader, OrderRecord};
 use foxreload_sim::{PRODUCT_FAST, RateLimit, SimConfig, Simulator};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -51,6 +52,10 @@ pub struct BurstReport {
     pub drain: Duration,
     /// From each order's first POST to its event, sorted.
     pub lags: Vec<Duration>,
+    /// The stack's limiter as read once a second (Unix second), and the
+    /// budget it was run with (0: none).
+    pub limiter: BTreeMap<i64, LimiterReading>,
+    pub max_rps: u32,
 }
 
 impl BurstReport {
@@ -96,6 +101,39 @@ impl BurstReport {
             })
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    /// The stack's budget second by second, as read once a second:
+    /// `rate:granted/busy` each (the budget then, in requests a second; the
+    /// slots granted and the busy ones since the reading before), a space
+    /// apart; `-` in a cool-down.
+    pub fn budget_timeline(&self) -> String {
+        if self.max_rps == 0 {
+            return "none".to_owned();
+        }
+        let mut adaptive = Adaptive::new(f64::from(self.max_rps), Duration::ZERO);
+        let mut last: Option<&LimiterReading> = None;
+        let mut out = Vec::new();
+        for (second, reading) in &self.limiter {
+            let (granted, busy) = last.map_or((0, 0), |last| {
+                (
+                    reading.granted.saturating_sub(last.granted),
+                    reading.busy.saturating_sub(last.busy),
+                )
+            });
+            if let Some(budget) = reading.budget {
+                adaptive.state = budget;
+            }
+            let now = Duration::from_secs(u64::try_from(*second).unwrap_or_default());
+            let rate = adaptive.rate(now, reading.busy);
+            out.push(if rate > 0.0 {
+                format!("{rate:.1}:{granted}/{busy}")
+            } else {
+                format!("-:{granted}/{busy}")
+            });
+            last = Some(reading);
+        }
+        out.join(" ")
     }
 
     /// Seconds in which FoxReload was sent a read of an order while, at
@@ -259,6 +297,28 @@ async fn notified(
     ))
 }
 
+/// Reads the limiter once a second until `stop`, each reading by the Unix
+/// second it was made in.
+async fn sample_limiter(
+    store: DynamoStore,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> BTreeMap<i64, LimiterReading> {
+    let mut readings = BTreeMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return readings,
+        }
+        match store.limiter().await {
+            Ok(reading) => {
+                readings.insert(unix_now().floor() as i64, reading);
+            }
+            Err(error) => tracing::warn!(%error, "the limiter could not be read"),
+        }
+    }
+}
+
 /// Runs the burst.
 pub async fn run(burst: Burst) -> Result<BurstReport, String> {
     let sim = Simulator::start(SimConfig {
@@ -284,6 +344,9 @@ pub async fn run(burst: Burst) -> Result<BurstReport, String> {
     )
     .await
     .map_err(|e| e.to_string())?;
+    let store = DynamoStore::new(stack.clients.dynamodb.clone(), stack.resources.table_name());
+    let (stop_sampling, sampling) = tokio::sync::watch::channel(false);
+    let sampler = tokio::spawn(sample_limiter(store.clone(), sampling));
     let http = reqwest::Client::new();
     let api = format!("http://{}/orders", stack.api_addr);
     let start = Instant::now();
@@ -299,21 +362,30 @@ pub async fn run(burst: Burst) -> Result<BurstReport, String> {
     for task in tasks {
         placed.push(task.await.map_err(|e| e.to_string())??);
     }
-    let store = DynamoStore::new(stack.clients.dynamodb.clone(), stack.resources.table_name());
     let ids: Vec<String> = placed.iter().map(|(id, _, _)| id.clone()).collect();
-    let orders = match notified(&stack, &store, &events, &ids, give_up).await {
+    let notified = notified(&stack, &store, &events, &ids, give_up).await;
+    let drain = start.elapsed();
+    let _ = stop_sampling.send(true);
+    let limiter = sampler.await.unwrap_or_default();
+    let orders = match notified {
         Ok(orders) => orders,
         Err(error) => {
             let counters = sim.counters();
+            let seen = BurstReport {
+                requests: counters.requests_by_second,
+                limited: counters.rate_limited_by_second,
+                limiter,
+                max_rps: burst.max_rps,
+                ..BurstReport::default()
+            };
             return Err(format!(
-                "{error}; FoxReload saw {:?} requests a second, refused {:?}; budget {:?}",
-                counters.requests_by_second,
-                counters.rate_limited_by_second,
-                foxrelay_shared::store::BudgetStore::budget(&store).await
+                "{error}; FoxReload saw (requests/429s a second) {}; the budget \
+                 (rate:granted/busy a second) {}",
+                seen.timeline(),
+                seen.budget_timeline()
             ));
         }
     };
-    let drain = start.elapsed();
     // Every order notified with its own codes, as FoxReload delivered them.
     let mut held = BTreeSet::new();
     for order in orders.values() {
@@ -370,5 +442,7 @@ pub async fn run(burst: Burst) -> Result<BurstReport, String> {
         unavailable_why,
         drain,
         lags,
+        limiter,
+        max_rps: burst.max_rps,
     })
 }

@@ -177,6 +177,11 @@ pub enum HeldBy {
     /// than the time the request has left, or failed. Nothing says the
     /// budget is spent.
     Store,
+    /// The budget's next free slot comes after the request's deadline, but
+    /// within the priority's reach: a request with the time one is given
+    /// would have had it. The work before (a slow store) took the time.
+    /// Nothing says the budget is spent.
+    Deadline,
 }
 
 fn held_back(by: HeldBy, retry_after: Duration) -> String {
@@ -188,6 +193,10 @@ fn held_back(by: HeldBy, retry_after: Duration) -> String {
         HeldBy::Store => "the stack's request budget could not be asked in time (its store is \
                           slow or failing)"
             .to_owned(),
+        HeldBy::Deadline => format!(
+            "the stack's next free request slot, in {} ms, comes after the request's deadline",
+            retry_after.as_millis()
+        ),
     }
 }
 

@@ -221,8 +221,11 @@ where
         if age(order, now) >= self.options.schedule.horizon && !paid(order.status) {
             return self.abandon(order).await;
         }
+        // Spread over twice the wait: links held back together (a batch of
+        // messages that came at once) come back a few at a time, at about
+        // the pace the budget takes them, not in the same bunch again.
         let wait = wait.unwrap_or(HELD_BACK).max(held_back_wait(order, now));
-        let delay = (wait + wait.mul_f64(unit() * 0.5)).min(MAX_DELAY);
+        let delay = (wait + wait.mul_f64(unit())).min(MAX_DELAY);
         info!(
             wait_ms = delay.as_millis() as u64,
             "poll held back by the FoxReload budget"
@@ -250,13 +253,15 @@ where
     }
 }
 
-/// How long a link held back at `now` waits before it asks again: half as
-/// long as the order has been held back since its poll was first due (its
-/// last poll and the delay chosen then; its creation, never polled), from
-/// [`HELD_BACK`] to [`HELD_BACK_MOST`]. A backlog of held-back polls does
-/// not go round every second, and a poll made starts the count again: an
-/// order held back once in a while, over a long life, is not kept waiting
-/// longer for it.
+/// How long a link held back at `now` waits at least before it asks again:
+/// a quarter of the time the order has been held back since its poll was
+/// first due (its last poll and the delay chosen then; its creation, never
+/// polled), from [`HELD_BACK`] to [`HELD_BACK_MOST`]. A backlog of
+/// held-back polls does not go round every second, yet none waits long
+/// once the budget has room again (a wait grown to half a minute left
+/// the budget idle while polls slept); and a poll made starts the count
+/// again, so an order held back once in a while over a long life is not
+/// kept waiting longer for it.
 fn held_back_wait(order: &OrderRecord, now: OffsetDateTime) -> Duration {
     let first_due = match (order.last_polled_at, order.last_delay) {
         (Some(polled), Some(delay)) => polled + delay,
@@ -264,13 +269,13 @@ fn held_back_wait(order: &OrderRecord, now: OffsetDateTime) -> Duration {
         (None, _) => order.created_at,
     };
     let held: Duration = (now - first_due).try_into().unwrap_or_default();
-    (held / 2).clamp(HELD_BACK, HELD_BACK_MOST)
+    (held / 4).clamp(HELD_BACK, HELD_BACK_MOST)
 }
 
-/// The least a held-back link waits (SQS delays are whole seconds); half
-/// as much again at most is added at random.
+/// The least a held-back link waits (SQS delays are whole seconds); as much
+/// again at most is added at random.
 const HELD_BACK: Duration = Duration::from_secs(1);
 
-/// The longest a held-back link waits (before jitter), however often it was
-/// held back.
-const HELD_BACK_MOST: Duration = Duration::from_secs(30);
+/// The longest a held-back link waits (before the random part), however
+/// long it was held back, unless the budget says its next slot is further.
+const HELD_BACK_MOST: Duration = Duration::from_secs(8);

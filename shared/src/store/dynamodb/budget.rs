@@ -322,6 +322,32 @@ impl DynamoStore {
     }
 }
 
+/// The limiter as it stands, for operations and benchmarks: its counts and
+/// shared state.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LimiterReading {
+    /// Slots granted in all, and how many of them were busy.
+    pub granted: u64,
+    pub busy: u64,
+    pub due: Option<Duration>,
+    pub budget: Option<Shared>,
+}
+
+impl DynamoStore {
+    /// Reads the limiter (a default reading: none was ever taken).
+    pub async fn limiter(&self) -> Result<LimiterReading, StoreError> {
+        let Some(item) = self.get(budget_key(), "read budget").await? else {
+            return Ok(LimiterReading::default());
+        };
+        Ok(LimiterReading {
+            granted: count(&item, "granted")?,
+            busy: count(&item, "busy")?,
+            due: due_from_item(&item)?,
+            budget: shared_from_item(&item)?,
+        })
+    }
+}
+
 impl BudgetStore for DynamoStore {
     async fn budget(&self) -> Result<Option<Shared>, StoreError> {
         match self.get(budget_key(), "read budget").await? {

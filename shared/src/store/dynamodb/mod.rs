@@ -43,6 +43,7 @@ mod placement;
 mod sweep;
 mod transaction;
 
+pub use budget::LimiterReading;
 pub use keys::PENDING_INDEX;
 
 use crate::domain::event::DeliveredCodeRecord;
