@@ -1509,6 +1509,51 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_call_too_late_for_a_round_trip_is_held_by_its_deadline_when_its_reach_has_a_free_slot()
+     {
+        // Others booked the next 3 s (a create's reach has a free slot),
+        // or the next 20 s (it has none).
+        for (booked_for, held_by) in [(3, HeldBy::Deadline), (20, HeldBy::Budget)] {
+            let store = MemoryStore::new();
+            let (stack, _) = container(&store, 2.0);
+            let governor = stack.governor.clone().unwrap();
+            let id = placed(&stack);
+            // Round trips take a second, as this container remembers.
+            store.slow("take_slot", Duration::from_secs(1));
+            Asking::new(Priority::Create)
+                .scope(stack.get_order(&id))
+                .await
+                .unwrap();
+            store.slow("take_slot", Duration::ZERO);
+            let now = governor.now();
+            for _ in 0..booked_for * 2 {
+                let ask = SlotAsk {
+                    now,
+                    interval: Duration::from_millis(500),
+                    ahead: Duration::from_secs(3_600),
+                    hint: None,
+                    run_hint: None,
+                };
+                store.take_slot(&ask).await.unwrap();
+            }
+            // This container learns how far the limiter is booked.
+            let _ = Asking::new(Priority::Create)
+                .scope(stack.reserve(Operation::GetOrder))
+                .await;
+            // A create with half a second left: no time for a round trip.
+            let asking = Asking {
+                priority: Priority::Create,
+                until: Some(Instant::now() + Duration::from_millis(500)),
+            };
+            let refused = asking.scope(stack.get_order(&id)).await.unwrap_err();
+            assert!(
+                matches!(refused, SupplierError::Throttled { by, .. } if by == held_by),
+                "booked for {booked_for} s: {refused:?}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn slots_booked_before_a_cut_are_taken_again_at_the_new_rate() {
         let (store, stack, _, calls) = a_second_booked().await;
         // The one sent at once was refused at the start of FoxReload's

@@ -488,7 +488,12 @@ where
         }
     }
 
-    /// Reads the order back and answers 202, keeping the answer for replays.
+    /// Reads the order back and answers 202, keeping the answer for replays;
+    /// or, for an order that bought nothing (settled `not_placed` by a
+    /// holder this request took the key over from, or by another worker
+    /// meanwhile), the retryable 503 its holder answered, with the key
+    /// freed: a 202 would tell the client an order was accepted that is
+    /// never bought and never published.
     async fn answer(
         &self,
         order_id: &str,
@@ -500,6 +505,16 @@ where
             .await
             .map_err(|e| store_error(&e))?
             .ok_or_else(|| ApiError::not_found("order"))?;
+        if order.status == OrderStatus::NotPlaced {
+            warn!("the order bought nothing; the key is freed for a retry");
+            if let Some(claim) = claim {
+                self.store
+                    .release(&claim.key, &claim.holder)
+                    .await
+                    .map_err(|e| store_error(&e))?;
+            }
+            return Err(ApiError::not_sent().with("orderId", order_id.to_owned()));
+        }
         let answer = Answer {
             status: 202,
             body: order_json(&order).to_string(),

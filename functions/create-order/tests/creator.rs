@@ -182,6 +182,42 @@ async fn the_same_key_while_the_first_request_is_in_flight_is_a_409_with_retry_a
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_key_taken_over_from_a_holder_that_bought_nothing_is_a_503_never_a_202_and_is_freed() {
+    let c = creator();
+    let order = new_order("a");
+    let k = key("k1").unwrap();
+    held(&c, "gave-up", &order, &k).await;
+    // Its holder, slow, sent no POST and settled the order `not_placed`;
+    // its lock ran out before it could free the key.
+    let problem = foxrelay_shared::store::SupplierProblem {
+        kind: "not_sent".into(),
+        status: None,
+        code: None,
+        detail: Some("the store was too slow to record a POST before sending it".into()),
+    };
+    use foxrelay_shared::store::PlacementStore;
+    c.store
+        .mark_not_placed("gave-up", &problem, c.clock.now())
+        .await
+        .unwrap();
+    tokio::time::advance(Duration::from_secs(61)).await;
+    // The client's retry takes the key over: nothing was bought, so it is
+    // told to come back, not that its order was accepted.
+    let retried = create(&c, order.clone(), Some(k.clone()), alice())
+        .await
+        .unwrap_err();
+    assert_eq!(retried.status, 503);
+    assert_eq!(retried.code, "unavailable", "{}", retried.body());
+    assert!(c.supplier.bought().is_empty());
+    // Coming back with the same key, it is placed anew and bought once.
+    let placed = create(&c, order, Some(k), alice()).await.unwrap();
+    assert_eq!(placed.status, 202);
+    assert_ne!(placed.order_id, "gave-up");
+    assert_eq!(c.supplier.bought().len(), 1);
+    assert_eq!(stored(&c, "gave-up").await.status, OrderStatus::NotPlaced);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_dead_holders_key_is_taken_over_and_its_order_reconciled_not_bought_again() {
     let c = creator();
     // One answered create measures FoxReload's clock first.
