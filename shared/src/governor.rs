@@ -1477,16 +1477,23 @@ mod tests {
         cut.await.unwrap();
     }
 
+    /// `stack` reads order `id` while its store takes a second to give a
+    /// slot: its container remembers round trips of a second (the store
+    /// stays that slow).
+    async fn remembers_a_slow_round_trip(store: &MemoryStore, stack: &Stack, id: &str) {
+        store.slow("take_slot", Duration::from_secs(1));
+        Asking::new(Priority::Create)
+            .scope(stack.get_order(id))
+            .await
+            .unwrap();
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_call_whose_deadline_comes_before_a_round_trip_is_refused_without_asking_the_store() {
         let store = MemoryStore::new();
         let (stack, _) = container(&store, 10.0);
         let id = placed(&stack);
-        store.slow("take_slot", Duration::from_secs(1));
-        Asking::new(Priority::Create)
-            .scope(stack.get_order(&id))
-            .await
-            .unwrap();
+        remembers_a_slow_round_trip(&store, &stack, &id).await;
         // Round trips take a second; this create may wait half of one.
         store.fail("take_slot", 1);
         let asking = Asking {
@@ -1518,12 +1525,7 @@ mod tests {
             let (stack, _) = container(&store, 2.0);
             let governor = stack.governor.clone().unwrap();
             let id = placed(&stack);
-            // Round trips take a second, as this container remembers.
-            store.slow("take_slot", Duration::from_secs(1));
-            Asking::new(Priority::Create)
-                .scope(stack.get_order(&id))
-                .await
-                .unwrap();
+            remembers_a_slow_round_trip(&store, &stack, &id).await;
             store.slow("take_slot", Duration::ZERO);
             let now = governor.now();
             for _ in 0..booked_for * 2 {

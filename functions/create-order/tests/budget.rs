@@ -143,6 +143,12 @@ fn short_deadline() -> Instant {
     Instant::now() + CreateOptions::default().reconcile.call_budget + Duration::from_millis(500)
 }
 
+/// A second and a half more than a FoxReload call's time: what a create
+/// has left when the work before took the rest.
+fn late_deadline() -> Instant {
+    Instant::now() + CreateOptions::default().reconcile.call_budget + Duration::from_millis(1_500)
+}
+
 /// `c`'s create of order `name` with key `key`, due by `deadline`, refused.
 async fn refused(
     c: &GovernedCreator,
@@ -198,10 +204,7 @@ async fn a_create_whose_deadline_comes_before_a_slot_a_create_is_given_is_not_ca
     // cause (FoxReload's limit is not in play), so not `busy`.
     let c = creator(2.0);
     booked(&c, 2.0, 3).await;
-    let late = Instant::now()
-        + CreateOptions::default().reconcile.call_budget
-        + Duration::from_millis(1_500);
-    let late_answer = refused(&c, "b", "k1", late).await;
+    let late_answer = refused(&c, "b", "k1", late_deadline()).await;
     assert_eq!(late_answer.status, 503);
     assert_eq!(late_answer.code, "unavailable", "{}", late_answer.body());
     assert!(!late_answer.is_budget_spent(), "not counted as throttled");
@@ -211,10 +214,7 @@ async fn a_create_whose_deadline_comes_before_a_slot_a_create_is_given_is_not_ca
     // Booked past a create's reach (8 s), the same request is `busy`.
     let c = creator(2.0);
     booked(&c, 2.0, 20).await;
-    let late = Instant::now()
-        + CreateOptions::default().reconcile.call_budget
-        + Duration::from_millis(1_500);
-    let busy = refused(&c, "c", "k2", late).await;
+    let busy = refused(&c, "c", "k2", late_deadline()).await;
     assert_eq!(busy.code, "busy", "{}", busy.body());
     assert!(busy.is_budget_spent());
 }

@@ -588,16 +588,7 @@ async fn a_poll_held_back_by_the_budget_goes_again_soon_counting_no_poll_and_no_
     let seeded = seed(&p, "h1").await;
     let mut sqs = Sqs::default();
     // The stack's budget has no slot for the first poll, twice.
-    for _ in 0..2 {
-        p.supplier.fail(
-            Operation::GetOrder,
-            SupplierError::Throttled {
-                op: Operation::GetOrder,
-                retry_after: Duration::from_millis(300),
-                by: HeldBy::Budget,
-            },
-        );
-    }
+    held_back_reads(&p, 2);
     let started = Instant::now();
     for _ in 0..2 {
         let outcome = sqs.deliver(&p).await.unwrap().unwrap();
