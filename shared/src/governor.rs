@@ -166,6 +166,11 @@ impl View {
         if let Some(shared) = shared
             && shared.cut_at >= self.adaptive.state.cut_at
         {
+            if shared.cut_at > self.adaptive.state.cut_at {
+                // A cut moved the limiter back: where it was seen is no
+                // longer where it stands.
+                self.hint = None;
+            }
             self.adaptive.state = shared;
         }
         self.fresh_at = self.fresh_at.max(asked);
@@ -492,6 +497,13 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
                             by: HeldBy::Store,
                         });
                     };
+                    debug!(
+                        priority = asking.priority.as_str(),
+                        wait_ms = wait.as_millis() as u64,
+                        room_ms = room.as_millis() as u64,
+                        held_by = ?by,
+                        "no FoxReload slot before the deadline, as last seen"
+                    );
                     return Err(Refused { wait, by });
                 }
                 asking.priority.ahead().min(room - lead)
@@ -524,6 +536,24 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
                 by: held_by(asking.priority, reach, wait),
             });
         }
+        // Booked past reach as this container last saw the limiter: the
+        // store would say the same (the limiter only moves on, but for a
+        // cut, which resets what this container knows of it), so no write
+        // is spent to hear it. (Held-back polls asking again would
+        // otherwise write to the one item as often as they come back.)
+        if let Some(due) = hint.filter(|due| *due > latest) {
+            self.count(asking.priority, false);
+            let wait = due - latest;
+            debug!(
+                priority = asking.priority.as_str(),
+                wait_ms = wait.as_millis() as u64,
+                "no FoxReload slot within reach, as last seen"
+            );
+            return Err(Refused {
+                wait,
+                by: held_by(asking.priority, reach, wait),
+            });
+        }
         let ask = SlotAsk {
             now: earliest,
             interval: interval(rate),
@@ -547,10 +577,10 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
         {
             let mut view = lock(&self.view);
             view.tripped(now, known);
+            view.refreshed(taken.budget, now);
             view.hint = taken.due;
             view.run_hint = taken.run_from;
             view.busy = taken.busy;
-            view.refreshed(taken.budget, now);
             if let (Slot::Go { at, .. }, Some(serial)) = (taken.slot, taken.serial) {
                 view.sampled(Granted { at, serial });
             }
@@ -689,7 +719,9 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
                         // cool-down, where this container may have booked
                         // slots of its own while the write was pending.
                         let landed = self.now();
-                        lock(&self.view).void_before = landed;
+                        let mut view = lock(&self.view);
+                        view.void_before = landed;
+                        view.hint = Some(next.cool_until);
                     }
                     info!(
                         budget_rps = next.base,
@@ -1051,6 +1083,42 @@ mod tests {
         let lines = metrics.lines().join("\n");
         assert!(lines.contains(r#""Priority":"poll""#), "{lines}");
         assert!(lines.contains(r#""BudgetDenied":1"#), "{lines}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_its_container_saw_booked_past_its_reach_is_refused_without_a_write() {
+        let store = MemoryStore::new();
+        let (stack, _) = container(&store, 2.0);
+        let id = placed(&stack);
+        booked_elsewhere(&store, since_epoch(datetime!(2026-12-01 12:00 UTC))).await;
+        // The first poll asks the store and learns the limiter is booked
+        // two seconds ahead; the next is refused on that alone.
+        for _ in 0..2 {
+            let refused = Asking::new(Priority::Poll)
+                .scope(stack.get_order(&id))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(
+                    refused,
+                    SupplierError::Throttled {
+                        by: HeldBy::Budget,
+                        ..
+                    }
+                ),
+                "{refused:?}"
+            );
+            store.fail("take_slot", 1);
+        }
+        // The store was asked once: the failure set up after the first
+        // refusal is still there to be met.
+        assert_slot_never_asked(&store, &stack).await;
+        // Once the booked slots are near, the poll asks again and is sent.
+        tokio::time::advance(Duration::from_millis(1_600)).await;
+        Asking::new(Priority::Poll)
+            .scope(stack.get_order(&id))
+            .await
+            .unwrap();
     }
 
     #[tokio::test(start_paused = true)]

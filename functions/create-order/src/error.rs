@@ -44,10 +44,12 @@ impl ApiError {
         self
     }
 
-    pub fn retry_after(self, wait: Duration) -> Self {
+    /// Sets `Retry-After` (replacing one set before).
+    pub fn retry_after(mut self, wait: Duration) -> Self {
         // Whole seconds, rounded up: never sooner than asked.
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         let seconds = seconds.max(1);
+        self.headers.retain(|(name, _)| *name != "retry-after");
         self.header("retry-after", seconds.to_string())
     }
 

@@ -221,11 +221,12 @@ where
         if age(order, now) >= self.options.schedule.horizon && !paid(order.status) {
             return self.abandon(order).await;
         }
-        // Spread over twice the wait: links held back together (a batch of
-        // messages that came at once) come back a few at a time, at about
-        // the pace the budget takes them, not in the same bunch again.
+        // Spread over up to twice the wait (at most HELD_BACK_MOST more):
+        // links held back together (a batch of messages that came at once)
+        // come back a few at a time, at about the pace the budget takes
+        // them, not in the same bunch again.
         let wait = wait.unwrap_or(HELD_BACK).max(held_back_wait(order, now));
-        let delay = (wait + wait.mul_f64(unit())).min(MAX_DELAY);
+        let delay = (wait + wait.min(HELD_BACK_MOST).mul_f64(unit())).min(MAX_DELAY);
         info!(
             wait_ms = delay.as_millis() as u64,
             "poll held back by the FoxReload budget"
@@ -264,7 +265,10 @@ where
 /// kept waiting longer for it.
 fn held_back_wait(order: &OrderRecord, now: OffsetDateTime) -> Duration {
     let first_due = match (order.last_polled_at, order.last_delay) {
-        (Some(polled), Some(delay)) => polled + delay,
+        (Some(polled), Some(delay)) => time::Duration::try_from(delay)
+            .ok()
+            .and_then(|delay| polled.checked_add(delay))
+            .unwrap_or(polled),
         (Some(polled), None) => polled,
         (None, _) => order.created_at,
     };
