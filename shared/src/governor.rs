@@ -524,17 +524,7 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
         let earliest = (now + lead).max(cool_until);
         let latest = now + lead + reach;
         if earliest > latest {
-            self.count(asking.priority, false);
-            let wait = earliest - latest;
-            debug!(
-                priority = asking.priority.as_str(),
-                wait_ms = wait.as_millis() as u64,
-                "no FoxReload slot: cooling down"
-            );
-            return Err(Refused {
-                wait,
-                by: held_by(asking.priority, reach, wait),
-            });
+            return Err(self.held(asking, reach, earliest - latest, "cooling down"));
         }
         // Booked past reach as this container last saw the limiter: the
         // store would say the same (the limiter only moves on, but for a
@@ -542,17 +532,7 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
         // is spent to hear it. (Held-back polls asking again would
         // otherwise write to the one item as often as they come back.)
         if let Some(due) = hint.filter(|due| *due > latest) {
-            self.count(asking.priority, false);
-            let wait = due - latest;
-            debug!(
-                priority = asking.priority.as_str(),
-                wait_ms = wait.as_millis() as u64,
-                "no FoxReload slot within reach, as last seen"
-            );
-            return Err(Refused {
-                wait,
-                by: held_by(asking.priority, reach, wait),
-            });
+            return Err(self.held(asking, reach, due - latest, "booked, as last seen"));
         }
         let ask = SlotAsk {
             now: earliest,
@@ -599,23 +579,24 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
                     sending_from: taken.sending_from,
                 })
             }
-            Slot::Wait(wait) => {
-                self.count(asking.priority, false);
-                debug!(
-                    priority = asking.priority.as_str(),
-                    wait_ms = wait.as_millis() as u64,
-                    lead_ms = lead.as_millis() as u64,
-                    reach_ms = reach.as_millis() as u64,
-                    due_in_ms = taken
-                        .due
-                        .map(|due| due.as_millis() as i128 - now.as_millis() as i128),
-                    "no FoxReload slot within reach"
-                );
-                Err(Refused {
-                    wait,
-                    by: held_by(asking.priority, reach, wait),
-                })
-            }
+            Slot::Wait(wait) => Err(self.held(asking, reach, wait, "booked")),
+        }
+    }
+
+    /// A call asked as `asking`, which could wait `reach` for a slot,
+    /// refused: the first comes `wait` after that (`why`: what holds it).
+    fn held(&self, asking: Asking, reach: Duration, wait: Duration, why: &'static str) -> Refused {
+        self.count(asking.priority, false);
+        debug!(
+            priority = asking.priority.as_str(),
+            wait_ms = wait.as_millis() as u64,
+            reach_ms = reach.as_millis() as u64,
+            why,
+            "no FoxReload slot within reach"
+        );
+        Refused {
+            wait,
+            by: held_by(asking.priority, reach, wait),
         }
     }
 
@@ -1056,7 +1037,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_poll_finding_no_slot_within_reach_is_not_sent() {
+    async fn a_poll_finding_no_slot_within_reach_is_not_sent_nor_the_next_asked_of_the_store() {
         let store = MemoryStore::new();
         let (stack, metrics) = container(&store, 2.0);
         let id = placed(&stack);
@@ -1083,37 +1064,26 @@ mod tests {
         let lines = metrics.lines().join("\n");
         assert!(lines.contains(r#""Priority":"poll""#), "{lines}");
         assert!(lines.contains(r#""BudgetDenied":1"#), "{lines}");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_poll_its_container_saw_booked_past_its_reach_is_refused_without_a_write() {
-        let store = MemoryStore::new();
-        let (stack, _) = container(&store, 2.0);
-        let id = placed(&stack);
-        booked_elsewhere(&store, since_epoch(datetime!(2026-12-01 12:00 UTC))).await;
-        // The first poll asks the store and learns the limiter is booked
-        // two seconds ahead; the next is refused on that alone.
-        for _ in 0..2 {
-            let refused = Asking::new(Priority::Poll)
-                .scope(stack.get_order(&id))
-                .await
-                .unwrap_err();
-            assert!(
-                matches!(
-                    refused,
-                    SupplierError::Throttled {
-                        by: HeldBy::Budget,
-                        ..
-                    }
-                ),
-                "{refused:?}"
-            );
-            store.fail("take_slot", 1);
-        }
-        // The store was asked once: the failure set up after the first
-        // refusal is still there to be met.
+        // This container saw the limiter booked two seconds ahead: the
+        // next poll is refused on that alone, with no write (asked, the
+        // store would fail, and the refusal be the store's).
+        store.fail("take_slot", 1);
+        let again = Asking::new(Priority::Poll)
+            .scope(stack.get_order(&id))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                again,
+                SupplierError::Throttled {
+                    by: HeldBy::Budget,
+                    ..
+                }
+            ),
+            "{again:?}"
+        );
         assert_slot_never_asked(&store, &stack).await;
-        // Once the booked slots are near, the poll asks again and is sent.
+        // Once the booked slots are near, a poll asks again and is sent.
         tokio::time::advance(Duration::from_millis(1_600)).await;
         Asking::new(Priority::Poll)
             .scope(stack.get_order(&id))
