@@ -811,6 +811,58 @@ async fn hand_over_and_reconcile(w: &foxrelay_tests::world::World, expected: u64
     }
 }
 
+/// A create that died was handed by the sweep to poll-order. Its client's
+/// retry waits (409) while poll-order finds out whether FoxReload took it;
+/// found nowhere, the order ends `not_placed`, and the retry is told so
+/// (503, the key freed) and places it anew. Never a 202 for an order that
+/// ends bought nothing (issue 16's 500-order burst found one).
+#[tokio::test]
+async fn a_clients_retry_of_a_dead_create_found_nowhere_is_never_a_202_and_places_it_anew() {
+    let w = world(quick_timing()).await;
+    w.place(PRODUCT_FAST, 1).await; // measures FoxReload's clock
+    let body = order_of(PRODUCT_FAST, None);
+    let new = foxrelay_shared::domain::parse_new_order(body.as_bytes()).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let key = foxrelay_shared::domain::idempotency::IdempotencyKey::parse("retry-me")
+        .unwrap()
+        .scoped(&test_caller());
+    let order = OrderRecord::intent(
+        "died".into(),
+        &new,
+        Some(key.clone()),
+        test_caller(),
+        now - time::Duration::minutes(5),
+    );
+    let claim = foxrelay_shared::store::IdempotencyClaim {
+        key,
+        fingerprint: foxrelay_shared::domain::idempotency::fingerprint(&new),
+        holder: "dead".into(),
+        locked_until: now - time::Duration::minutes(4),
+        expires_at: now + time::Duration::hours(24),
+    };
+    w.store.begin(&order, Some(&claim)).await.unwrap();
+    assert_eq!(sweep_once(&w).await.creates_handed_over, 1);
+
+    let waiting = place(&w.create, &body, "retry-me", 409).await;
+    assert_eq!(waiting["error"]["code"], "request_in_progress", "{waiting}");
+    assert_eq!(w.order("died").await.status, OrderStatus::Reconciling);
+
+    let poller = w.poller(w.sns());
+    for message in drain_json(&w.h.stack.clients, w.h.stack.resources.poll_queue_url()).await {
+        poller.handle(&message.to_string()).await.unwrap();
+    }
+    assert_eq!(w.order("died").await.status, OrderStatus::NotPlaced);
+    let refused = place(&w.create, &body, "retry-me", 503).await;
+    assert_eq!(refused["error"]["code"], "unavailable", "{refused}");
+    let placed = place(&w.create, &body, "retry-me", 202).await;
+    assert_ne!(placed["orderId"], "died");
+    assert_eq!(
+        w.h.sim.counters().orders_created,
+        2,
+        "the measuring order and the retry's"
+    );
+}
+
 #[tokio::test]
 async fn a_dead_create_that_may_never_have_posted_takes_no_look_alike_beside_another_buyer() {
     let w = world(quick_timing()).await;

@@ -312,7 +312,11 @@ where
             let wait = (record.locked_until - now).whole_seconds().clamp(1, 60) as u64;
             return Err(in_progress(Duration::from_secs(wait)));
         }
-        // The holder died mid-way: take over its order, never a new one.
+        // The holder died mid-way: take over its order, never a new one;
+        // unless scan-stalled handed it to poll-order, which is settling it.
+        if settling_in_poll_order(&self.stored(&record.order_id).await?) {
+            return Err(in_progress(SETTLING_RETRY));
+        }
         let taken = self
             .store
             .take_over(&record, &claim.holder, now + self.options.key_lock, now)
@@ -321,12 +325,7 @@ where
         if !taken {
             return Err(in_progress(Duration::from_secs(1)));
         }
-        let order = self
-            .store
-            .order(&record.order_id)
-            .await
-            .map_err(|e| store_error(&e))?
-            .ok_or_else(|| ApiError::not_found("order"))?;
+        let order = self.stored(&record.order_id).await?;
         let span = info_span!("create", order_id = %order.order_id, takeover = true);
         match order.status {
             OrderStatus::Creating => {
@@ -341,6 +340,15 @@ where
                     .await
             }
         }
+    }
+
+    /// The order as stored, or 404.
+    async fn stored(&self, order_id: &str) -> Result<OrderRecord, ApiError> {
+        self.store
+            .order(order_id)
+            .await
+            .map_err(|e| store_error(&e))?
+            .ok_or_else(|| ApiError::not_found("order"))
     }
 
     /// Places the order at FoxReload, pays, starts polling, and answers.
@@ -499,12 +507,13 @@ where
         order_id: &str,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<Answer, ApiError> {
-        let order = self
-            .store
-            .order(order_id)
-            .await
-            .map_err(|e| store_error(&e))?
-            .ok_or_else(|| ApiError::not_found("order"))?;
+        let order = self.stored(order_id).await?;
+        if settling_in_poll_order(&order) {
+            // Handed over while this request ran (its key's lock ran out):
+            // the key is left as it is, for a retry to find the outcome.
+            warn!("the order is being settled by poll-order; no answer kept");
+            return Err(in_progress(SETTLING_RETRY));
+        }
         if order.status == OrderStatus::NotPlaced {
             warn!("the order bought nothing; the key is freed for a retry");
             if let Some(claim) = claim {
@@ -724,6 +733,21 @@ fn not_sent(why: &str) -> SupplierProblem {
 
 fn store_error(error: &StoreError) -> ApiError {
     ApiError::store(error)
+}
+
+/// How soon a retry comes back while poll-order settles its order: it
+/// reconciles a handed-over create at once, in seconds.
+const SETTLING_RETRY: Duration = Duration::from_secs(5);
+
+/// A create that died before it was settled, handed by scan-stalled to
+/// poll-order: it finds whether FoxReload took the order and, found
+/// nowhere, ends it `not_placed` (its client had no answer). A retry
+/// answered `202` meanwhile would be promised an order that may end
+/// bought nothing; it is told the request is in progress, and comes back
+/// to `202` once the order is FoxReload's, or to `503` with the key freed
+/// (placed anew) once it is `not_placed`.
+fn settling_in_poll_order(order: &OrderRecord) -> bool {
+    order.handed_over && order.status == OrderStatus::Reconciling
 }
 
 /// 409: the first request with this key is still running.

@@ -217,6 +217,98 @@ async fn a_key_taken_over_from_a_holder_that_bought_nothing_is_a_503_never_a_202
     assert_eq!(stored(&c, "gave-up").await.status, OrderStatus::NotPlaced);
 }
 
+/// Order `id`, held by an invocation that died 61 s ago, handed by
+/// scan-stalled to poll-order's reconciliation.
+async fn handed_over(c: &TestCreator, id: &str, order: &NewOrder, key: &IdempotencyKey) {
+    let intent = held(c, id, order, key).await;
+    tokio::time::advance(Duration::from_secs(61)).await;
+    use foxrelay_shared::store::SweepStore;
+    let problem = foxrelay_shared::placement::undecided("create-order stopped");
+    assert!(
+        c.store
+            .hand_over_create(&intent, 1, &problem, c.clock.now())
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_of_a_create_handed_to_reconciliation_waits_and_is_never_a_202_for_an_order_found_nowhere()
+ {
+    let c = creator();
+    let order = new_order("a");
+    let k = key("k1").unwrap();
+    handed_over(&c, "handed", &order, &k).await;
+    // poll-order is finding out whether FoxReload took it: the retry is
+    // told to come back, the key left as it was.
+    let waiting = create(&c, order.clone(), Some(k.clone()), alice())
+        .await
+        .unwrap_err();
+    assert_eq!(waiting.status, 409, "{}", waiting.body());
+    assert_eq!(waiting.code, "request_in_progress");
+    assert_eq!(waiting.header_value("retry-after"), Some("5"));
+    assert!(c.supplier.bought().is_empty());
+    assert!(c.queue.is_empty());
+    // Found nowhere: poll-order ends it `not_placed` (as its settle does).
+    use foxrelay_shared::store::{PollChain, Terminal};
+    let handed = stored(&c, "handed").await;
+    let terminal = Terminal {
+        status: OrderStatus::NotPlaced,
+        supplier_status: None,
+        cancel_reason: None,
+        items: Vec::new(),
+        codes: Vec::new(),
+        at: c.clock.now(),
+    };
+    c.store.persist_terminal(&handed, &terminal).await.unwrap();
+    // The next retry is told nothing was bought, and the key is freed...
+    let refused = create(&c, order.clone(), Some(k.clone()), alice())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.code, "unavailable");
+    // ...so the one after places the order anew, bought once.
+    let placed = create(&c, order, Some(k), alice()).await.unwrap();
+    assert_eq!(placed.status, 202);
+    assert_ne!(placed.order_id, "handed");
+    assert_eq!(c.supplier.bought().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_of_a_create_handed_to_reconciliation_is_a_202_once_its_order_is_found() {
+    let c = creator();
+    let order = new_order("a");
+    let k = key("k1").unwrap();
+    handed_over(&c, "handed", &order, &k).await;
+    // Reconciliation finds the order its dead holder POSTed, and claims it.
+    use foxrelay_shared::foxreload::Supplier;
+    use foxrelay_shared::store::{PlacementStore, SupplierState};
+    let made = c
+        .supplier
+        .create_order(&stored(&c, "handed").await.supplier_request(false))
+        .await
+        .unwrap();
+    c.store
+        .claim_supplier_order(
+            "handed",
+            &made.id,
+            &SupplierState::claimed(&made.status),
+            c.clock.now(),
+        )
+        .await
+        .unwrap();
+    let answer = create(&c, order.clone(), Some(k.clone()), alice())
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 202);
+    assert_eq!(answer.order_id, "handed");
+    assert_eq!(body(&answer)["supplierOrderId"], made.id.as_str());
+    // Kept for replays; nothing more bought.
+    let again = create(&c, order, Some(k), alice()).await.unwrap();
+    assert!(again.replayed);
+    assert_eq!(c.supplier.bought().len(), 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_dead_holders_key_is_taken_over_and_its_order_reconciled_not_bought_again() {
     let c = creator();
