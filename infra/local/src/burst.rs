@@ -389,10 +389,12 @@ pub async fn run(burst: Burst) -> Result<BurstReport, String> {
     // Every order notified with its own codes, as FoxReload delivered them.
     let mut held = BTreeSet::new();
     for order in orders.values() {
-        let supplier = order
-            .supplier_order_id
-            .clone()
-            .ok_or_else(|| format!("{} notified without a FoxReload order", order.order_id))?;
+        let supplier = order.supplier_order_id.clone().ok_or_else(|| {
+            format!(
+                "{} notified {} without a FoxReload order",
+                order.order_id, order.status
+            )
+        })?;
         if !held.insert(supplier.clone()) {
             return Err(format!("FoxReload order {supplier} held twice"));
         }
