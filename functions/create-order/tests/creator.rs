@@ -232,6 +232,73 @@ async fn handed_over(c: &TestCreator, id: &str, order: &NewOrder, key: &Idempote
     );
 }
 
+/// Ends handed-over order `id` as poll-order's settle does when
+/// reconciliation finds it nowhere: `not_placed`.
+async fn found_nowhere(c: &TestCreator, id: &str) {
+    use foxrelay_shared::store::{PollChain, Terminal};
+    let handed = stored(c, id).await;
+    assert!(handed.handed_over);
+    let terminal = Terminal {
+        status: OrderStatus::NotPlaced,
+        supplier_status: None,
+        cancel_reason: None,
+        items: Vec::new(),
+        codes: Vec::new(),
+        at: c.clock.now(),
+    };
+    c.store.persist_terminal(&handed, &terminal).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_handed_to_reconciliation_while_a_retry_takes_its_key_over_is_not_answered_202() {
+    let c = creator();
+    let order = new_order("a");
+    let k = key("k1").unwrap();
+    let intent = held(&c, "raced", &order, &k).await;
+    tokio::time::advance(Duration::from_secs(61)).await;
+    // The retry finds the order still `creating`; scan-stalled hands it
+    // over while the retry's takeover of the key is on its way.
+    c.store.slow("take_over", Duration::from_secs(1));
+    let hand_over = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        use foxrelay_shared::store::SweepStore;
+        let problem = foxrelay_shared::placement::undecided("create-order stopped");
+        assert!(
+            c.store
+                .hand_over_create(&intent, 1, &problem, c.clock.now())
+                .await
+                .unwrap()
+        );
+    };
+    let (retried, ()) = tokio::join!(
+        create(&c, order.clone(), Some(k.clone()), alice()),
+        hand_over
+    );
+    let retried = retried.unwrap_err();
+    assert_eq!(retried.status, 409, "{}", retried.body());
+    assert_eq!(retried.code, "request_in_progress");
+    assert!(c.supplier.bought().is_empty());
+    let record = c
+        .store
+        .idempotency(&k.scoped(&alice()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(record.response.is_none(), "no answer kept for the key");
+    c.store.slow("take_over", Duration::ZERO);
+    // Found nowhere: once the retry's hold on the key runs out, the next
+    // retry is told nothing was bought, and the one after places it anew.
+    found_nowhere(&c, "raced").await;
+    tokio::time::advance(Duration::from_secs(61)).await;
+    let refused = create(&c, order.clone(), Some(k.clone()), alice())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status, 503);
+    let placed = create(&c, order, Some(k), alice()).await.unwrap();
+    assert_ne!(placed.order_id, "raced");
+    assert_eq!(c.supplier.bought().len(), 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_retry_of_a_create_handed_to_reconciliation_waits_and_is_never_a_202_for_an_order_found_nowhere()
  {
@@ -249,18 +316,8 @@ async fn a_retry_of_a_create_handed_to_reconciliation_waits_and_is_never_a_202_f
     assert_eq!(waiting.header_value("retry-after"), Some("5"));
     assert!(c.supplier.bought().is_empty());
     assert!(c.queue.is_empty());
-    // Found nowhere: poll-order ends it `not_placed` (as its settle does).
-    use foxrelay_shared::store::{PollChain, Terminal};
-    let handed = stored(&c, "handed").await;
-    let terminal = Terminal {
-        status: OrderStatus::NotPlaced,
-        supplier_status: None,
-        cancel_reason: None,
-        items: Vec::new(),
-        codes: Vec::new(),
-        at: c.clock.now(),
-    };
-    c.store.persist_terminal(&handed, &terminal).await.unwrap();
+    // Found nowhere: poll-order ends it `not_placed`.
+    found_nowhere(&c, "handed").await;
     // The next retry is told nothing was bought, and the key is freed...
     let refused = create(&c, order.clone(), Some(k.clone()), alice())
         .await

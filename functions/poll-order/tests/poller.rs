@@ -265,6 +265,38 @@ async fn a_create_that_never_reached_foxreload_is_bought_once_when_reconciliatio
 }
 
 #[tokio::test(start_paused = true)]
+async fn posts_foxreload_refused_with_a_429_do_not_use_up_an_orders_attempts() {
+    let p = poller();
+    p.supplier
+        .on_create(CreateStep::Unsent(Uncertainty::TimedOut));
+    // FoxReload, overwhelmed, refuses more POSTs than an order may have.
+    let refusals = PollOptions::default().max_posts + 1;
+    for _ in 0..refusals {
+        p.supplier
+            .on_create(CreateStep::Refuse(SupplierError::RateLimited {
+                op: Operation::CreateOrder,
+                retry_after: None,
+            }));
+    }
+    seed(&p, "o429").await;
+    let outcomes = Sqs::default().drain(&p, 40).await;
+    assert!(
+        matches!(
+            outcomes.last(),
+            Some(Ok(Handled::Finished {
+                status: OrderStatus::Completed,
+                ..
+            }))
+        ),
+        "{outcomes:?}"
+    );
+    assert_eq!(p.supplier.bought().len(), 1, "bought exactly once");
+    let order = stored(&p, "o429").await;
+    assert_eq!(order.posted_at.len(), refusals + 2);
+    assert_eq!(order.posts_refused, (1..=refusals).collect::<Vec<_>>());
+}
+
+#[tokio::test(start_paused = true)]
 async fn another_buyers_look_alikes_before_ours_or_mock_are_never_claimed() {
     let p = poller();
     // One answered create measures FoxReload's clock, as in production.

@@ -84,6 +84,9 @@ impl ReconcileOptions {
         ) {
             mark_known(store, order_id, *posts).await;
         }
+        if matches!(outcome, Err(SupplierError::RateLimited { .. })) {
+            mark_refused(store, order_id, posts.saturating_sub(1)).await;
+        }
         let created = match outcome {
             Ok(created) => created,
             // Made ready, then voided by a cut while recording.
@@ -120,6 +123,15 @@ impl ReconcileOptions {
             Claim::TakenByAnother => Posted::TakenByAnother,
             Claim::OrderMoved => Posted::Moved,
         })
+    }
+}
+
+/// Records that FoxReload refused POST `index` with a `429`: it made
+/// nothing, and does not count against the POSTs an order may have. A
+/// failure to record it only leaves one fewer attempt.
+async fn mark_refused(store: &impl PlacementStore, order_id: &str, index: usize) {
+    if let Err(error) = store.mark_post_refused(order_id, index).await {
+        warn!(%error, "a POST refused with a 429 was not recorded as such");
     }
 }
 

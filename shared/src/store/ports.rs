@@ -113,6 +113,15 @@ pub trait PlacementStore: OrderReader {
         known: usize,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Records that FoxReload refused POST `index` of the order with a
+    /// `429` (sure to have made nothing). Idempotent; nothing for an order
+    /// that does not exist.
+    fn mark_post_refused(
+        &self,
+        order_id: &str,
+        index: usize,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Whether any of our orders holds this supplier order.
     fn is_claimed(
         &self,

@@ -57,6 +57,10 @@ pub struct OrderRecord {
     /// invocation died in between. (All, on orders from before this was
     /// kept.)
     pub posts_known: usize,
+    /// The POSTs (by index into `posted_at`) FoxReload answered `429`:
+    /// refused before it did anything, sure to have made no order. They do
+    /// not count against the POSTs an order may have in all.
+    pub posts_refused: Vec<usize>,
     /// Handed to reconciliation by the sweep after its create-order
     /// invocation died: its client never had an answer, so reconciliation
     /// settles it but never buys it again.
@@ -87,6 +91,14 @@ pub struct OrderRecord {
 }
 
 impl OrderRecord {
+    /// POSTs of this order that may have bought something: all but those
+    /// FoxReload refused with a `429`.
+    pub fn posts_that_may_have_bought(&self) -> usize {
+        self.posted_at
+            .len()
+            .saturating_sub(self.posts_refused.len())
+    }
+
     /// The request FoxReload receives for this order, on every POST of it.
     pub fn supplier_request(&self, is_mock: bool) -> crate::foxreload::CreateOrderRequest {
         crate::domain::NewOrder {
@@ -132,6 +144,7 @@ impl OrderRecord {
             posted_at: vec![now],
             posts_recorded: true,
             posts_known: 0,
+            posts_refused: Vec::new(),
             handed_over: false,
             items: Vec::new(),
             code_count: 0,

@@ -30,6 +30,7 @@ macro_rules! store_contract {
             only_the_holder_answers_or_frees_a_key,
             a_post_is_recorded_only_against_the_count_seen_on_an_unsettled_order,
             posts_known_only_grows,
+            a_post_marked_refused_is_counted_once,
             a_supplier_order_is_claimed_by_one_of_our_orders_only,
             payment_is_recorded_only_on_a_claimed_open_order,
             a_create_ends_not_placed_or_reconciling_only_while_creating,
@@ -310,6 +311,29 @@ pub async fn posts_known_only_grows<S: OrderStore>(store: &S) {
     store.mark_posts_known("n1", 1).await.unwrap();
     assert_eq!(store.order("n1").await.unwrap().unwrap().posts_known, 2);
     store.mark_posts_known("missing", 1).await.unwrap();
+    assert!(store.order("missing").await.unwrap().is_none());
+}
+
+pub async fn a_post_marked_refused_is_counted_once<S: OrderStore>(store: &S) {
+    begun(store, "r1", T0).await;
+    assert!(store.record_post("r1", 1, at(1)).await.unwrap());
+    assert!(store.record_post("r1", 2, at(2)).await.unwrap());
+    assert_eq!(
+        store
+            .order("r1")
+            .await
+            .unwrap()
+            .unwrap()
+            .posts_that_may_have_bought(),
+        3
+    );
+    store.mark_post_refused("r1", 2).await.unwrap();
+    store.mark_post_refused("r1", 0).await.unwrap();
+    store.mark_post_refused("r1", 2).await.unwrap();
+    let order = store.order("r1").await.unwrap().unwrap();
+    assert_eq!(order.posts_refused, vec![0, 2]);
+    assert_eq!(order.posts_that_may_have_bought(), 1);
+    store.mark_post_refused("missing", 0).await.unwrap();
     assert!(store.order("missing").await.unwrap().is_none());
 }
 

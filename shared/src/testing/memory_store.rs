@@ -433,6 +433,16 @@ impl PlacementStore for MemoryStore {
         Ok(())
     }
 
+    async fn mark_post_refused(&self, order_id: &str, index: usize) -> Result<(), StoreError> {
+        let mut state = self.enter("mark_post_refused").await?;
+        if let Some(order) = state.orders.get_mut(order_id)
+            && let Err(at) = order.record.posts_refused.binary_search(&index)
+        {
+            order.record.posts_refused.insert(at, index);
+        }
+        Ok(())
+    }
+
     async fn is_claimed(&self, supplier_order_id: &str) -> Result<bool, StoreError> {
         let mut state = self.enter("is_claimed").await?;
         if let Some(order_id) = state.claim_on_look.remove(supplier_order_id) {

@@ -52,7 +52,8 @@ pub struct PollOptions {
     /// Failed polls in a row before operations are alerted.
     pub error_bound: u32,
     /// POSTs an order may have in all (create-order's included) before
-    /// poll-order stops buying again for it.
+    /// poll-order stops buying again for it; those FoxReload refused with a
+    /// `429` (sure to have made nothing) do not count.
     pub max_posts: usize,
     /// How often an order that stays ambiguous is alerted again.
     pub realert_after: Duration,

@@ -44,7 +44,7 @@ where
                 ),
                 candidates: Vec::new(),
             },
-            Found::Nothing if order.posted_at.len() < self.options.max_posts => {
+            Found::Nothing if order.posts_that_may_have_bought() < self.options.max_posts => {
                 self.buy_again(&order, deadline).await?
             }
             other => other,

@@ -207,6 +207,15 @@ pub(super) fn order_from_item(item: &Item) -> Result<OrderRecord, StoreError> {
                 .and_then(|v| v.as_l().ok())
                 .map_or(1, Vec::len),
         },
+        posts_refused: match item.get("postsRefused") {
+            Some(AttributeValue::Ns(indexes)) => {
+                let mut refused: Vec<usize> =
+                    indexes.iter().filter_map(|i| i.parse().ok()).collect();
+                refused.sort_unstable();
+                refused
+            }
+            _ => Vec::new(),
+        },
         handed_over: matches!(item.get("handedOver"), Some(AttributeValue::Bool(true))),
         items: r.json("itemOutcomes")?.unwrap_or_default(),
         code_count: r.opt_n("codeCount")?.unwrap_or(0) as u32,

@@ -96,6 +96,21 @@ impl PlacementStore for DynamoStore {
         conditional("mark POSTs known", result).map(drop)
     }
 
+    async fn mark_post_refused(&self, order_id: &str, index: usize) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(order_key(order_id)))
+            // A set: the same POST marked twice is counted once.
+            .update_expression("ADD postsRefused :index")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":index", AttributeValue::Ns(vec![index.to_string()]))
+            .send()
+            .await;
+        conditional("mark a POST refused", result).map(drop)
+    }
+
     async fn is_claimed(&self, supplier_order_id: &str) -> Result<bool, StoreError> {
         Ok(self
             .get(claim_key(supplier_order_id), "read supplier claim")
