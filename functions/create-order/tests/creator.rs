@@ -984,6 +984,33 @@ async fn the_list_is_read_back_as_far_as_the_windows_of_every_order_of_ours_coun
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_post_refused_with_a_429_owns_nothing_and_no_look_alike_in_its_window_is_claimed() {
+    use foxrelay_shared::store::PlacementStore;
+    let c = creator();
+    measure_clock(&c).await;
+    let order = new_order("a");
+    // Y's POST was answered 429 (it made nothing); its invocation died
+    // before settling the order.
+    let ky = key("ky").unwrap();
+    held(&c, "y", &order, &ky).await;
+    c.store.mark_posts_known("y", 1).await.unwrap();
+    c.store.mark_post_refused("y", 0).await.unwrap();
+    // Another buyer's look-alike, in Y's window.
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let look_alike = c
+        .supplier
+        .place_foreign(&order.supplier_request(false), c.clock.now());
+    tokio::time::advance(Duration::from_secs(61)).await;
+    // Y's client retries: what is in Y's window is not Y's; Y is bought.
+    let answer = create(&c, order, Some(ky), alice()).await.unwrap();
+    assert_eq!(answer.order_id, "y");
+    assert!(!c.store.is_claimed(&look_alike).await.unwrap());
+    let bought = c.supplier.bought();
+    assert_eq!(bought.len(), 2, "the measure and Y's");
+    assert_eq!(body(&answer)["supplierOrderId"], bought[1].id.as_str());
+}
+
+#[tokio::test(start_paused = true)]
 async fn orders_of_ours_with_overlapping_windows_each_claim_their_own() {
     use foxrelay_shared::store::PlacementStore;
     let c = creator();

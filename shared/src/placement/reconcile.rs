@@ -69,6 +69,11 @@ impl ReconcileOptions {
         order: &OrderRecord,
         deadline: Instant,
     ) -> Result<Found, StoreError> {
+        if order.posts_that_may_have_bought() == 0 {
+            // FoxReload refused every POST with a 429: nothing to look for
+            // (and no reads of the list while it is refusing).
+            return Ok(Found::Nothing);
+        }
         // A measure is used as it stands now: its offset stays the centre,
         // only less sure with age. An absurd one is not used.
         let now = clock.now();
@@ -77,7 +82,9 @@ impl ReconcileOptions {
             .await?
             .map(|m| m.aged(now))
             .filter(ClockOffset::is_plausible);
-        let windows = windows(&order.posted_at, measured.as_ref(), &self.margins);
+        // A POST FoxReload refused with a 429 made nothing: no window.
+        let sent = order.posts_that_may_have_bought_at();
+        let windows = windows(&sent, measured.as_ref(), &self.margins);
         // Whatever FoxReload's clock says, an order our POST made exists by
         // the time its timeout and the margin have passed.
         let last_post = order.posted_at.iter().max().copied();
@@ -152,7 +159,11 @@ impl ReconcileOptions {
         };
         // Look-alikes that would be ours were the measure off keep the
         // answer from being "nothing there".
-        let wide = doubted_windows(&order.posted_at, measured, &self.margins);
+        let wide = doubted_windows(
+            &order.posts_that_may_have_bought_at(),
+            measured,
+            &self.margins,
+        );
         // Read back past our windows, and further when orders of ours that
         // could own the candidates have windows further back.
         let mut oldest = opens(&wide);
@@ -772,12 +783,13 @@ const MOST_OWNERS: usize = 500;
 
 /// The window of `order`'s last POST: the only one its FoxReload order can
 /// be in, since a POST is made again only after its earlier ones were
-/// found to have made nothing (or surely never left).
+/// found to have made nothing (or surely never left). None when FoxReload
+/// refused that POST with a 429: the order owns nothing.
 fn last_window(
     order: &OrderRecord,
     measured: Option<&ClockOffset>,
     margins: &Margins,
 ) -> Vec<Window> {
-    let last: Vec<OffsetDateTime> = order.posted_at.iter().max().copied().into_iter().collect();
+    let last: Vec<OffsetDateTime> = order.last_post_that_may_have_bought().into_iter().collect();
     windows(&last, measured, margins)
 }

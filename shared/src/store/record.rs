@@ -99,6 +99,33 @@ impl OrderRecord {
             .saturating_sub(self.posts_refused.len())
     }
 
+    /// When the POSTs that may have bought were sent: the windows an order
+    /// of this one can be in (a POST refused with a `429` made nothing).
+    pub fn posts_that_may_have_bought_at(&self) -> Vec<OffsetDateTime> {
+        self.posted_at
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.posts_refused.binary_search(i).is_err())
+            .map(|(_, at)| *at)
+            .collect()
+    }
+
+    /// When its last POST was sent, unless FoxReload refused it with a
+    /// `429`: the only POST whose order this one can still own (a POST is
+    /// made again only after the earlier ones were found to have made
+    /// nothing).
+    pub fn last_post_that_may_have_bought(&self) -> Option<OffsetDateTime> {
+        let (index, at) = self
+            .posted_at
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, at)| **at)?;
+        self.posts_refused
+            .binary_search(&index)
+            .is_err()
+            .then_some(*at)
+    }
+
     /// The request FoxReload receives for this order, on every POST of it.
     pub fn supplier_request(&self, is_mock: bool) -> crate::foxreload::CreateOrderRequest {
         crate::domain::NewOrder {
@@ -438,4 +465,39 @@ pub fn utc_text(at: OffsetDateTime) -> String {
 /// creation time as text, then its id.
 pub fn pending_sort_key(order: &OrderRecord) -> String {
     format!("{}#{}", utc_text(order.created_at), order.order_id)
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::OrderRecord;
+    use crate::testing::seed::{new_order, owner};
+    use time::macros::datetime;
+
+    #[test]
+    fn a_post_refused_with_a_429_is_no_window_and_a_last_one_refused_owns_nothing() {
+        let t0 = datetime!(2026-12-02 12:00 UTC);
+        let mut order = OrderRecord::intent("o".into(), &new_order("o"), None, owner(), t0);
+        order.posted_at = (0..3).map(|s| t0 + time::Duration::seconds(s)).collect();
+        assert_eq!(order.posts_that_may_have_bought(), 3);
+        assert_eq!(
+            order.last_post_that_may_have_bought(),
+            Some(order.posted_at[2])
+        );
+
+        order.posts_refused = vec![0];
+        assert_eq!(order.posts_that_may_have_bought(), 2);
+        assert_eq!(order.posts_that_may_have_bought_at(), order.posted_at[1..]);
+        assert_eq!(
+            order.last_post_that_may_have_bought(),
+            Some(order.posted_at[2])
+        );
+
+        order.posts_refused = vec![0, 2];
+        assert_eq!(order.posts_that_may_have_bought_at(), [order.posted_at[1]]);
+        assert_eq!(
+            order.last_post_that_may_have_bought(),
+            None,
+            "its last POST made nothing, and the ones before were found to have made nothing"
+        );
+    }
 }
