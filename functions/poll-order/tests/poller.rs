@@ -114,6 +114,20 @@ fn supplier_codes(p: &TestPoller, supplier_order_id: &str) -> Vec<String> {
         .collect()
 }
 
+/// The last message handled finished its order `completed`.
+fn assert_ends_completed(outcomes: &[Result<Handled, PollError>]) {
+    assert!(
+        matches!(
+            outcomes.last(),
+            Some(Ok(Handled::Finished {
+                status: OrderStatus::Completed,
+                ..
+            }))
+        ),
+        "{outcomes:?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_paid_order_is_polled_until_it_ends_and_published_with_exactly_its_codes() {
     let p = poller();
@@ -122,13 +136,7 @@ async fn a_paid_order_is_polled_until_it_ends_and_published_with_exactly_its_cod
     assert!(matches!(order, Seeded::Placed(_)), "{order:?}");
     let outcomes = Sqs::default().drain(&p, 20).await;
     assert_eq!(outcomes.len(), 3, "{outcomes:?}");
-    assert!(matches!(
-        outcomes.last(),
-        Some(Ok(Handled::Finished {
-            status: OrderStatus::Completed,
-            ..
-        }))
-    ));
+    assert_ends_completed(&outcomes);
     let order = stored(&p, "o1").await;
     assert_eq!(order.status, OrderStatus::Completed);
     assert!(order.notified_at.is_some());
@@ -216,16 +224,7 @@ async fn a_create_whose_answer_was_lost_is_settled_onto_the_order_bought_never_b
     let order = seed(&p, "o4").await;
     assert!(matches!(order, Seeded::Reconciling(_)), "{order:?}");
     let outcomes = Sqs::default().drain(&p, 20).await;
-    assert!(
-        matches!(
-            outcomes.last(),
-            Some(Ok(Handled::Finished {
-                status: OrderStatus::Completed,
-                ..
-            }))
-        ),
-        "{outcomes:?}"
-    );
+    assert_ends_completed(&outcomes);
     let bought = p.supplier.bought();
     assert_eq!(bought.len(), 1, "never bought again");
     let order = stored(&p, "o4").await;
@@ -248,16 +247,7 @@ async fn a_create_that_never_reached_foxreload_is_bought_once_when_reconciliatio
     seed(&p, "o5").await;
     assert!(p.supplier.bought().is_empty());
     let outcomes = Sqs::default().drain(&p, 20).await;
-    assert!(
-        matches!(
-            outcomes.last(),
-            Some(Ok(Handled::Finished {
-                status: OrderStatus::Completed,
-                ..
-            }))
-        ),
-        "{outcomes:?}"
-    );
+    assert_ends_completed(&outcomes);
     assert_eq!(p.supplier.bought().len(), 1, "bought exactly once");
     assert_eq!(p.supplier.calls(Operation::CreateOrder), 2);
     let order = stored(&p, "o5").await;
@@ -280,16 +270,7 @@ async fn posts_foxreload_refused_with_a_429_do_not_use_up_an_orders_attempts() {
     }
     seed(&p, "o429").await;
     let outcomes = Sqs::default().drain(&p, 40).await;
-    assert!(
-        matches!(
-            outcomes.last(),
-            Some(Ok(Handled::Finished {
-                status: OrderStatus::Completed,
-                ..
-            }))
-        ),
-        "{outcomes:?}"
-    );
+    assert_ends_completed(&outcomes);
     assert_eq!(p.supplier.bought().len(), 1, "bought exactly once");
     let order = stored(&p, "o429").await;
     assert_eq!(order.posted_at.len(), refusals + 2);
@@ -469,16 +450,7 @@ async fn failing_reads_are_retried_on_the_schedule_and_flagged_past_the_bound() 
     p.supplier.reads_to_end(2);
     seed(&p, "o12").await;
     let outcomes = Sqs::default().drain(&p, 30).await;
-    assert!(
-        matches!(
-            outcomes.last(),
-            Some(Ok(Handled::Finished {
-                status: OrderStatus::Completed,
-                ..
-            }))
-        ),
-        "{outcomes:?}"
-    );
+    assert_ends_completed(&outcomes);
     assert_eq!(p.supplier.calls(Operation::GetOrder), 14);
     let kinds = p.publisher.alert_kinds();
     assert_eq!(
@@ -574,13 +546,7 @@ async fn a_summary_that_cannot_be_written_costs_an_observation_not_a_delivery() 
     seed(&p, "unlearned").await;
     p.store.fail("add_observation", 1);
     let outcomes = Sqs::default().drain(&p, 5).await;
-    assert!(matches!(
-        outcomes.last(),
-        Some(Ok(Handled::Finished {
-            status: OrderStatus::Completed,
-            ..
-        }))
-    ));
+    assert_ends_completed(&outcomes);
     assert_eq!(p.publisher.events().len(), 1);
     let product = stored(&p, "unlearned").await.lines[0].product_id.clone();
     assert_eq!(p.store.summary(&product).await.unwrap().observations, 0);
