@@ -97,6 +97,8 @@ struct View {
     /// When it last saw the next request due, and the limiter's run begin.
     hint: Option<Duration>,
     run_hint: Option<Duration>,
+    /// The end of the span the last cut kept for creates, as last seen.
+    creates_until: Option<Duration>,
     /// Its latest slots, as samples of the stack's pace ([`pace`]).
     samples: VecDeque<Granted>,
     /// The last time it read the shared state (as of just before the read).
@@ -168,8 +170,9 @@ impl View {
         {
             if shared.cut_at > self.adaptive.state.cut_at {
                 // A cut moved the limiter back: where it was seen is no
-                // longer where it stands.
+                // longer where it stands, nor the span it kept for creates.
                 self.hint = None;
+                self.creates_until = None;
             }
             self.adaptive.state = shared;
         }
@@ -280,6 +283,7 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
                 adaptive: Adaptive::new(settings.max_rps, now),
                 hint: None,
                 run_hint: None,
+                creates_until: None,
                 samples: VecDeque::new(),
                 fresh_at: Duration::ZERO,
                 trips: VecDeque::new(),
@@ -510,13 +514,15 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
             }
             None => asking.priority.ahead(),
         };
-        let (rate, hint, run_hint, cool_until) = {
+        let create = asking.priority == Priority::Create;
+        let (rate, hint, run_hint, cool_until, creates_until) = {
             let view = lock(&self.view);
             (
                 view.adaptive.current(view.busy),
                 view.hint,
                 view.run_hint,
                 view.adaptive.cool_until(),
+                view.creates_until.filter(|_| !create),
             )
         };
         // Not before a cool-down this container knows of, even one the
@@ -534,12 +540,23 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
         if let Some(due) = hint.filter(|due| *due > latest) {
             return Err(self.held(asking, reach, due - latest, "booked, as last seen"));
         }
+        // A read, in the span the last cut kept for creates as last seen
+        // (the store would refuse it too): held without a write.
+        if let Some(until) = creates_until.filter(|until| *until > latest) {
+            return Err(self.held(
+                asking,
+                reach,
+                until - latest,
+                "kept for creates, as last seen",
+            ));
+        }
         let ask = SlotAsk {
             now: earliest,
             interval: interval(rate),
             ahead: latest - earliest,
             hint,
             run_hint,
+            create,
         };
         let taken = self.store.take_slot(&ask).await;
         let known = self.now();
@@ -560,6 +577,7 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
             view.refreshed(taken.budget, now);
             view.hint = taken.due;
             view.run_hint = taken.run_from;
+            view.creates_until = taken.creates_until;
             view.busy = taken.busy;
             if let (Slot::Go { at, .. }, Some(serial)) = (taken.slot, taken.serial) {
                 view.sampled(Granted { at, serial });
@@ -925,6 +943,7 @@ mod tests {
                 ahead: Priority::Create.ahead(),
                 hint: None,
                 run_hint: None,
+                create: true,
             };
             store.take_slot(&ask).await.unwrap();
         }
@@ -1007,6 +1026,7 @@ mod tests {
             ahead: Duration::ZERO,
             hint: None,
             run_hint: None,
+            create: false,
         };
         assert!(store.take_slot(&ask).await.is_err(), "the store was asked");
     }
@@ -1239,6 +1259,46 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn after_a_cut_the_creates_it_voided_take_their_slots_again_before_any_poll() {
+        let store = MemoryStore::new();
+        let (stack, _) = container(&store, 10.0);
+        let governor = stack.governor.clone().unwrap();
+        let id = placed(&stack);
+        let start = governor.now();
+        // Other containers' creates book the next two seconds; a 429 then
+        // cuts the budget, cooling down half a second: their slots are
+        // void, and the limiter restarts at start + 0.5 s.
+        booked_elsewhere(&store, start).await;
+        cut_elsewhere(&store, &stack, 5.0, Duration::from_millis(500)).await;
+        // A poll asking now would have the restart within its reach: held,
+        // as the span the creates had booked, moved on by the cool-down
+        // (to start + 2.5 s), is theirs. Not sent, and counted nowhere as
+        // FoxReload's.
+        let poll = || Asking::new(Priority::Poll).scope(stack.get_order(&id));
+        let held = poll().await.unwrap_err();
+        assert!(
+            matches!(held, SupplierError::Throttled { by: HeldBy::Budget, retry_after, .. }
+                if retry_after == Duration::from_secs(2)),
+            "{held:?}"
+        );
+        assert_eq!(stack.inner.calls(Operation::GetOrder), 0, "not sent");
+        // Asked again, it is held on what this container saw: no write.
+        store.fail("take_slot", 1);
+        assert!(poll().await.is_err());
+        assert_slot_never_asked(&store, &stack).await;
+        // A create (one the cut voided, asking again) takes the restart.
+        Asking::new(Priority::Create)
+            .scope(stack.get_order(&id))
+            .await
+            .unwrap();
+        assert_eq!(governor.now() - start, Duration::from_millis(500));
+        // Once the span is over, polls are sent again.
+        tokio::time::advance(Duration::from_millis(2_000)).await;
+        poll().await.unwrap();
+        assert_eq!(stack.inner.calls(Operation::GetOrder), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_slot_a_cut_voided_while_work_came_between_is_not_spent() {
         let store = MemoryStore::new();
         let (stack, _) = container(&store, 10.0);
@@ -1272,9 +1332,12 @@ mod tests {
             "{refused:?}"
         );
         assert_eq!(stack.inner.calls(Operation::CreateOrder), 0, "not sent");
-        // A read made ready, its slot past when work held it up 0.2 s after
-        // another cut, reads the shared budget though late: it takes a new
-        // slot, at the end of that cut's cool-down.
+        // Once the span that cut kept for creates is over (the creates'
+        // slots, to 2.5 s, moved on by its cool-down): a read made ready,
+        // its slot past when work held it up 0.2 s after another cut, reads
+        // the shared budget though late: it takes a new slot, at the end of
+        // that cut's cool-down.
+        tokio::time::advance(Duration::from_secs(3)).await;
         let (cut_at, sent_at) = Asking::new(Priority::Poll)
             .scope(async {
                 stack.ready(Operation::GetOrder).await.unwrap();
@@ -1573,6 +1636,7 @@ mod tests {
                     ahead: Duration::from_secs(3_600),
                     hint: None,
                     run_hint: None,
+                    create: true,
                 };
                 store.take_slot(&ask).await.unwrap();
             }

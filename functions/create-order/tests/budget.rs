@@ -65,6 +65,7 @@ async fn booked(c: &GovernedCreator, rps: f64, seconds: u32) {
             ahead: Duration::from_secs(3_600),
             hint: None,
             run_hint: None,
+            create: true,
         };
         c.store.take_slot(&ask).await.unwrap();
     }

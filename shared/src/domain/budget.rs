@@ -149,6 +149,29 @@ pub fn slot(
     }
 }
 
+/// A read's slot (any call but a create), given the slot the limiter
+/// would give it (`slot`, asked at `now` with reach `ahead`) and the span a
+/// cut keeps for the creates it voided (until `creates_until`): a slot in
+/// that span is not a read's. The creates the cut voided take theirs again
+/// in it, ahead of reads, as they did before the cut; the read waits for
+/// the span's end (at least an interval, so it never asks again at once).
+pub fn for_read(
+    slot: Slot,
+    now: Duration,
+    ahead: Duration,
+    interval: Duration,
+    creates_until: Option<Duration>,
+) -> Slot {
+    match (slot, creates_until) {
+        (Slot::Go { at, .. }, Some(until)) if at < until => Slot::Wait(
+            until
+                .saturating_sub(now.saturating_add(ahead))
+                .max(interval),
+        ),
+        _ => slot,
+    }
+}
+
 /// How many requests FoxReload took in its second before one it refused
 /// that was sent at `sent` (FoxReload's clock), while the stack sent
 /// `rate` a second (its [`pace`], or its budget when the pace is not
@@ -429,6 +452,34 @@ mod tests {
             slot(Some(at(5.1)), at(7.0), at(5.0), tenth, at(0.5)),
             Slot::Wait(at(1.5))
         );
+    }
+
+    #[test]
+    fn a_read_takes_no_slot_in_the_span_a_cut_keeps_for_creates() {
+        let tenth = at(0.1);
+        let span = Some(at(9.0));
+        // In the span: the read waits for its end, past its reach.
+        let in_span = slot(Some(at(7.2)), at(7.0), at(7.0), tenth, at(1.0));
+        assert_eq!(
+            for_read(in_span, at(7.0), at(1.0), tenth, span),
+            Slot::Wait(at(1.0))
+        );
+        // Its end within reach: at least an interval, never at once.
+        let near = slot(Some(at(8.5)), at(0.0), at(8.2), tenth, at(1.0));
+        assert_eq!(
+            for_read(near, at(8.2), at(1.0), tenth, span),
+            Slot::Wait(tenth)
+        );
+        // Creates filled the span: the slot after it is a read's.
+        let after = slot(Some(at(9.0)), at(0.0), at(8.5), tenth, at(1.0));
+        assert_eq!(for_read(after, at(8.5), at(1.0), tenth, span), after);
+        // No span, or one gone by: the limiter's answer.
+        assert_eq!(for_read(in_span, at(7.0), at(1.0), tenth, None), in_span);
+        let later = slot(None, at(0.0), at(9.5), tenth, at(1.0));
+        assert_eq!(for_read(later, at(9.5), at(1.0), tenth, span), later);
+        // A wait stays a wait.
+        let wait = Slot::Wait(at(2.0));
+        assert_eq!(for_read(wait, at(7.0), at(1.0), tenth, span), wait);
     }
 
     #[test]

@@ -370,7 +370,10 @@ pub trait BudgetStore: Send + Sync {
     /// at the old rate are void, and their callers take new ones), and is
     /// stamped with the store's own count of busy slots
     /// ([`budget::Shared::busy_at_cut`]; `next`'s is not kept); any other
-    /// swap keeps the stamp.
+    /// swap keeps the stamp. A cut also keeps a span for the creates it
+    /// voided ([`Taken::creates_until`]): the creates' slots as booked
+    /// ([`SlotAsk::create`]), moved on by the cool-down, in which no read
+    /// takes a slot, so that those creates take theirs again first.
     fn swap_budget(
         &self,
         seen: Option<&budget::Shared>,
@@ -386,7 +389,8 @@ pub trait BudgetStore: Send + Sync {
     /// cut), and noting when the stack began sending again when the slot
     /// comes after the limiter stood idle [`budget::QUIET`] or more. Also
     /// says the shared state as it stands, so each container's view is
-    /// fresh with every slot.
+    /// fresh with every slot. A read (`ask.create` false) takes no slot in
+    /// the span the last cut kept for creates ([`budget::for_read`]).
     fn take_slot(&self, ask: &SlotAsk) -> impl Future<Output = Result<Taken, StoreError>> + Send;
 }
 
@@ -403,6 +407,9 @@ pub struct SlotAsk {
     pub hint: Option<Duration>,
     /// When the asker last saw the limiter's run begin (with `hint`).
     pub run_hint: Option<Duration>,
+    /// Whether the asker is a create (a customer is waiting): its slot
+    /// counts in the span a cut keeps for creates, and may be taken in it.
+    pub create: bool,
 }
 
 /// A slot taken, or the wait until one is within reach, and the shared
@@ -428,6 +435,9 @@ pub struct Taken {
     /// as it stands. (Noted by its own write after the slot that began it:
     /// a slot taken in that moment may be told the earlier one.)
     pub sending_from: Option<Duration>,
+    /// The end of the span the last cut kept for the creates it voided:
+    /// no read is given a slot before it (`None`: no cut kept one).
+    pub creates_until: Option<Duration>,
 }
 
 /// The whole store: every port. Adapters implement it all; only tests and

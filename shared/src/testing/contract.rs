@@ -57,7 +57,8 @@ macro_rules! store_contract {
             the_shared_budget_is_replaced_only_from_what_was_read,
             the_stacks_slots_are_taken_one_at_a_time_an_interval_apart,
             every_slot_granted_is_counted_once_and_the_count_never_restarts,
-            busy_slots_are_counted_and_a_cut_is_stamped_with_their_count
+            busy_slots_are_counted_and_a_cut_is_stamped_with_their_count,
+            a_cut_keeps_the_span_creates_had_booked_for_the_creates_it_voided
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1246,6 +1247,7 @@ pub async fn the_stacks_slots_are_taken_one_at_a_time_an_interval_apart<S: Order
         ahead,
         hint,
         run_hint: None,
+        create: false,
     };
     let reach = Duration::from_millis(500);
     // Idle: now.
@@ -1382,6 +1384,7 @@ pub async fn every_slot_granted_is_counted_once_and_the_count_never_restarts<S: 
         ahead,
         hint: None,
         run_hint: None,
+        create: false,
     };
     let far = ask(Duration::from_secs(5));
     // Six asking at once: serials one to six, one each.
@@ -1427,6 +1430,7 @@ pub async fn busy_slots_are_counted_and_a_cut_is_stamped_with_their_count<S: Ord
         ahead: Duration::from_secs(5),
         hint: last.and_then(|t| t.due),
         run_hint: last.and_then(|t| t.run_from),
+        create: false,
     };
     let at = |taken: &Taken| match taken.slot {
         Slot::Go { at, .. } => at,
@@ -1532,4 +1536,101 @@ pub async fn busy_slots_are_counted_and_a_cut_is_stamped_with_their_count<S: Ord
     }
     let next = store.take_slot(&ask(later, None)).await.unwrap();
     assert_eq!(next.sending_from, Some(later));
+}
+
+pub async fn a_cut_keeps_the_span_creates_had_booked_for_the_creates_it_voided<S: OrderStore>(
+    store: &S,
+) {
+    use crate::domain::budget::{Shared, Slot};
+    use crate::store::SlotAsk;
+    let t0 = Duration::from_millis(1_764_000_000_000) + Duration::from_micros(123);
+    let ms = Duration::from_millis;
+    let gap = ms(100);
+    let ask = |now: Duration, ahead: Duration, hint: Option<Duration>, create: bool| SlotAsk {
+        now,
+        interval: gap,
+        ahead,
+        hint,
+        run_hint: None,
+        create,
+    };
+    let at = |taken: &crate::store::Taken| match taken.slot {
+        Slot::Go { at, .. } => at,
+        wait => panic!("{wait:?}"),
+    };
+    // Creates book the next second (to t0 + 1 s); a read books the slot
+    // after them.
+    for i in 0..10u32 {
+        let taken = store
+            .take_slot(&ask(t0, ms(8_000), None, true))
+            .await
+            .unwrap();
+        assert_eq!(at(&taken), t0 + gap * i);
+        assert_eq!(taken.creates_until, None, "no cut, no span");
+    }
+    let read = store
+        .take_slot(&ask(t0, ms(8_000), None, false))
+        .await
+        .unwrap();
+    assert_eq!(at(&read), t0 + ms(1_000));
+    // A 429: cut at t0 + 200 ms, cooling down 500 ms. The creates' slots
+    // (to t0 + 1 s) move on by the cool-down: the span is theirs to
+    // t0 + 1.5 s.
+    let cut = Shared {
+        base: 10.0,
+        cool_until: Duration::from_millis(1_764_000_000_700),
+        cut_at: Duration::from_millis(1_764_000_000_200),
+        busy_at_cut: 0,
+    };
+    assert!(store.swap_budget(None, &cut).await.unwrap());
+    let until = t0 + ms(1_500);
+    // A read, guessing where the limiter restarted or not, waits for the
+    // span's end: nothing taken.
+    let asked = t0 + ms(300);
+    for hint in [None, Some(cut.cool_until)] {
+        let held = store
+            .take_slot(&ask(asked, ms(1_000), hint, false))
+            .await
+            .unwrap();
+        assert_eq!(held.slot, Slot::Wait(until - asked - ms(1_000)), "{held:?}");
+        assert_eq!(held.creates_until, Some(until));
+        assert_eq!(held.serial, None);
+    }
+    // Idle past the restart, asking now: held too.
+    let idle = t0 + ms(800);
+    let held = store
+        .take_slot(&ask(idle, ms(500), None, false))
+        .await
+        .unwrap();
+    assert_eq!(held.slot, Slot::Wait(until - idle - ms(500)), "{held:?}");
+    // The creates take the span, one after the other.
+    for i in 0..7u32 {
+        let taken = store
+            .take_slot(&ask(idle, ms(8_000), None, true))
+            .await
+            .unwrap();
+        assert_eq!(at(&taken), idle + gap * i, "create {i}");
+        assert_eq!(taken.creates_until, Some(until));
+    }
+    // Filled: the next slot, at the span's end, is a read's.
+    let read = store
+        .take_slot(&ask(idle, ms(1_000), None, false))
+        .await
+        .unwrap();
+    assert_eq!(at(&read), until);
+    // A cut with no create booked since the last: the span it keeps ends
+    // before its own cool-down does, and holds no read back.
+    let quiet = t0 + ms(5_000);
+    let recut = Shared {
+        base: 5.0,
+        cool_until: quiet + ms(500),
+        cut_at: quiet,
+        busy_at_cut: 0,
+    };
+    assert!(store.swap_budget(Some(&cut), &recut).await.unwrap());
+    let read = store
+        .take_slot(&ask(quiet, ms(1_000), None, false))
+        .await
+        .unwrap();
+    assert_eq!(at(&read), quiet + ms(500));
 }

@@ -147,6 +147,10 @@ struct State {
     run_from: Option<Duration>,
     /// When the stack last began sending after a quiet spell.
     sending_from: Option<Duration>,
+    /// The end of the slots creates booked, and of the span the last cut
+    /// kept for the creates it voided.
+    creates_due: Option<Duration>,
+    creates_until: Option<Duration>,
     /// Supplier order id → our order that claims it just before anyone
     /// next asks whether it is claimed (a race, played on cue).
     claim_on_look: BTreeMap<String, String>,
@@ -992,6 +996,11 @@ impl crate::store::BudgetStore for MemoryStore {
                 state.sending_from = Some(restart);
             }
             next.busy_at_cut = state.busy;
+            // The creates' span, moved on by the cool-down.
+            state.creates_until = Some(
+                state.creates_due.unwrap_or_default()
+                    + Self::kept_due(next.cool_until.saturating_sub(next.cut_at)),
+            );
         } else {
             next.busy_at_cut = state.budget.map_or(0, |b| b.busy_at_cut);
         }
@@ -1003,16 +1012,16 @@ impl crate::store::BudgetStore for MemoryStore {
         &self,
         ask: &crate::store::SlotAsk,
     ) -> Result<crate::store::Taken, StoreError> {
-        use crate::domain::budget::{Slot, slot};
+        use crate::domain::budget::{Slot, for_read, slot};
         let mut state = self.enter("take_slot").await?;
         let cool_until = state.budget.map_or(Duration::ZERO, |b| b.cool_until);
-        let answer = slot(
-            state.next_due,
-            cool_until,
-            Self::kept_due(ask.now),
-            Self::kept_due(ask.interval),
-            ask.ahead,
-        );
+        let (now, interval) = (Self::kept_due(ask.now), Self::kept_due(ask.interval));
+        let answer = slot(state.next_due, cool_until, now, interval, ask.ahead);
+        let answer = if ask.create {
+            answer
+        } else {
+            for_read(answer, now, ask.ahead, interval, state.creates_until)
+        };
         let serial = match answer {
             Slot::Go { at, next, from } => {
                 let quiet = state.next_due.is_none_or(|due| {
@@ -1026,6 +1035,9 @@ impl crate::store::BudgetStore for MemoryStore {
                     state.run_from = Some(Self::kept_due(at));
                 }
                 state.next_due = Some(Self::kept_due(next));
+                if ask.create {
+                    state.creates_due = state.next_due;
+                }
                 state.granted += 1;
                 state.busy += u64::from(crate::domain::budget::busy(from, at, state.run_from));
                 Some(state.granted)
@@ -1040,6 +1052,7 @@ impl crate::store::BudgetStore for MemoryStore {
             busy: state.busy,
             run_from: state.run_from,
             sending_from: state.sending_from,
+            creates_until: state.creates_until,
         })
     }
 }

@@ -26,13 +26,18 @@
 //!   milliseconds): the adaptive budget's shared part, replaced only by a
 //!   conditional write on the values the writer read, so two containers
 //!   cutting for the same 429 episode cut once; `cutBusy`, `busy` as the
-//!   cut landed, copied in DynamoDB by the cut's own update.
+//!   cut landed, copied in DynamoDB by the cut's own update;
+//! - `createsDue`: the end of the slots creates booked (set by the update
+//!   that grants a create its slot), and `createsUntil`: the end of the
+//!   span the last cut kept for the creates it voided, `createsDue` moved
+//!   on by the cool-down (computed in DynamoDB by the cut's own update). A
+//!   read's update holds only on a slot at or after `createsUntil`.
 
 use super::DynamoStore;
 use super::codec::n;
 use super::errors::{is_condition_failure, sdk_error};
 use super::keys::budget_key;
-use crate::domain::budget::{BUSY_AFTER, QUIET, Shared, Slot, SlotFrom, busy, slot};
+use crate::domain::budget::{BUSY_AFTER, QUIET, Shared, Slot, SlotFrom, busy, for_read, slot};
 use crate::store::{BudgetStore, SlotAsk, StoreError, Taken};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -164,9 +169,36 @@ struct Attempt {
     /// [`SlotFrom::Due`]), and whether the slot is then busy.
     run_from: Option<Duration>,
     busy: bool,
+    /// A create's: it books the creates' span; a read's is held out of
+    /// the span a cut keeps for creates.
+    create: bool,
+}
+
+/// A read's slot is not in the span the last cut kept for creates: its
+/// condition, given the slot (an attribute or a value).
+fn after_creates(slot: &str) -> String {
+    format!("(attribute_not_exists(createsUntil) OR createsUntil <= {slot})")
 }
 
 impl Attempt {
+    /// A read's extra condition on a slot at `at` (a value's name).
+    fn held_out(&self, at: &str) -> String {
+        if self.create {
+            String::new()
+        } else {
+            format!(" AND {}", after_creates(at))
+        }
+    }
+
+    /// A create's extra update of a slot whose next is `:next`.
+    fn books(&self) -> &'static str {
+        if self.create {
+            ", createsDue = :next"
+        } else {
+            ""
+        }
+    }
+
     /// When the slot is, given `nextDue` after the update.
     fn at(&self, next: Option<Duration>) -> Duration {
         match self.from {
@@ -204,6 +236,17 @@ impl DynamoStore {
                     .expression_attribute_values(":interval", n(decimal_millis(attempt.interval)));
                 let due = "nextDue BETWEEN :now AND :latest \
                            AND (attribute_not_exists(coolUntil) OR coolUntil <= nextDue)";
+                let due = if attempt.create {
+                    due.to_owned()
+                } else {
+                    format!("{due} AND {}", after_creates("nextDue"))
+                };
+                // A create's slot ends the creates' span as booked.
+                let booked = if attempt.create {
+                    ", createsDue = nextDue + :interval"
+                } else {
+                    ""
+                };
                 match (attempt.busy, attempt.run_from) {
                     // Counted busy only in the run the asker saw, a second
                     // or more into it: checked, not assumed (a run begun
@@ -217,34 +260,42 @@ impl DynamoStore {
                             ":busyFrom",
                             n(decimal_millis(began + BUSY_AFTER)),
                         )
-                        .update_expression(
-                            "SET nextDue = nextDue + :interval ADD granted :one, busy :one",
-                        ),
+                        .update_expression(format!(
+                            "SET nextDue = nextDue + :interval{booked} ADD granted :one, busy :one"
+                        )),
                     // Not counted busy: never more than the store would
                     // count, so not checked (no attempt lost to it). (An
                     // item kept before runs were: its run begins here.)
-                    _ => update.condition_expression(due).update_expression(
+                    _ => update.condition_expression(due).update_expression(format!(
                         "SET nextDue = nextDue + :interval, \
-                         runFrom = if_not_exists(runFrom, nextDue) ADD granted :one",
-                    ),
+                         runFrom = if_not_exists(runFrom, nextDue){booked} ADD granted :one"
+                    )),
                 }
             }
             SlotFrom::Now => update
-                .condition_expression(
+                .condition_expression(format!(
                     "(attribute_not_exists(nextDue) OR nextDue < :now) \
-                     AND (attribute_not_exists(coolUntil) OR coolUntil <= :now)",
-                )
-                .update_expression("SET nextDue = :next, runFrom = :now ADD granted :one")
+                     AND (attribute_not_exists(coolUntil) OR coolUntil <= :now){}",
+                    attempt.held_out(":now")
+                ))
+                .update_expression(format!(
+                    "SET nextDue = :next, runFrom = :now{} ADD granted :one",
+                    attempt.books()
+                ))
                 .expression_attribute_values(":now", n(decimal_millis(attempt.now)))
                 .expression_attribute_values(
                     ":next",
                     n(decimal_millis(attempt.now + attempt.interval)),
                 ),
             SlotFrom::CoolDown => update
-                .condition_expression(
-                    "coolUntil = :cool AND (attribute_not_exists(nextDue) OR nextDue < :cool)",
-                )
-                .update_expression("SET nextDue = :next, runFrom = :began ADD granted :one")
+                .condition_expression(format!(
+                    "coolUntil = :cool AND (attribute_not_exists(nextDue) OR nextDue < :cool){}",
+                    attempt.held_out(":began")
+                ))
+                .update_expression(format!(
+                    "SET nextDue = :next, runFrom = :began{} ADD granted :one",
+                    attempt.books()
+                ))
                 .expression_attribute_values(":cool", n(millis(attempt.cool_until)))
                 .expression_attribute_values(":began", n(decimal_millis(attempt.cool_until)))
                 .expression_attribute_values(
@@ -381,11 +432,17 @@ impl BudgetStore for DynamoStore {
                 .update_expression(format!(
                     "SET baseRps = :nextBase, coolUntil = :nextCool, cutAt = :nextCut, \
                      nextDue = :restart, runFrom = :restart, \
-                     cutBusy = if_not_exists(busy, :none){}",
+                     cutBusy = if_not_exists(busy, :none), \
+                     createsUntil = if_not_exists(createsDue, :none) + :shift{}",
                     if long { ", sendingFrom = :restart" } else { "" }
                 ))
                 .expression_attribute_values(":restart", n(decimal_millis(next.cool_until)))
                 .expression_attribute_values(":none", n(0))
+                // The creates' span moves on by the cool-down.
+                .expression_attribute_values(
+                    ":shift",
+                    n(decimal_millis(next.cool_until.saturating_sub(next.cut_at))),
+                )
         } else {
             request
         };
@@ -420,7 +477,13 @@ impl BudgetStore for DynamoStore {
                 },
                 Some(seen) => {
                     let cool_until = seen.budget.map_or(Duration::ZERO, |b| b.cool_until);
-                    match slot(seen.due, cool_until, now, interval, ask.ahead) {
+                    let given = slot(seen.due, cool_until, now, interval, ask.ahead);
+                    let given = if ask.create {
+                        given
+                    } else {
+                        for_read(given, now, ask.ahead, interval, seen.creates_until)
+                    };
+                    match given {
                         Slot::Go { from, at, .. } => (from, cool_until, at, seen.run_from),
                         wait @ Slot::Wait(_) => return Ok(seen.taken(wait)),
                     }
@@ -434,6 +497,7 @@ impl BudgetStore for DynamoStore {
                 cool_until,
                 run_from,
                 busy: busy(from, at, run_from),
+                create: ask.create,
             };
             match self.take(&attempt).await? {
                 Ok(item) => {
@@ -451,6 +515,7 @@ impl BudgetStore for DynamoStore {
                         busy: count(&item, "busy")?,
                         run_from: instant(&item, "runFrom")?,
                         sending_from: instant(&item, "sendingFrom")?,
+                        creates_until: instant(&item, "createsUntil")?,
                     });
                 }
                 Err(item) => known = Some(Seen::from_item(&item)?),
@@ -469,6 +534,7 @@ struct Seen {
     busy: u64,
     run_from: Option<Duration>,
     sending_from: Option<Duration>,
+    creates_until: Option<Duration>,
 }
 
 impl Seen {
@@ -479,6 +545,7 @@ impl Seen {
             busy: count(item, "busy")?,
             run_from: instant(item, "runFrom")?,
             sending_from: instant(item, "sendingFrom")?,
+            creates_until: instant(item, "createsUntil")?,
         })
     }
 
@@ -492,6 +559,7 @@ impl Seen {
             busy: self.busy,
             run_from: self.run_from,
             sending_from: self.sending_from,
+            creates_until: self.creates_until,
         }
     }
 }
