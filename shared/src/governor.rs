@@ -577,7 +577,14 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
             view.refreshed(taken.budget, now);
             view.hint = taken.due;
             view.run_hint = taken.run_from;
-            view.creates_until = taken.creates_until;
+            // The span of the cut this container holds as the latest (an
+            // answer overtaken by a newer cut's tells an older span).
+            if taken
+                .budget
+                .is_none_or(|budget| budget.cut_at >= view.adaptive.state.cut_at)
+            {
+                view.creates_until = taken.creates_until;
+            }
             view.busy = taken.busy;
             if let (Slot::Go { at, .. }, Some(serial)) = (taken.slot, taken.serial) {
                 view.sampled(Granted { at, serial });
@@ -721,6 +728,9 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
                         let mut view = lock(&self.view);
                         view.void_before = landed;
                         view.hint = Some(next.cool_until);
+                        // The span this cut keeps for creates is the
+                        // store's to say.
+                        view.creates_until = None;
                     }
                     info!(
                         budget_rps = next.base,

@@ -1455,7 +1455,14 @@ pub async fn busy_slots_are_counted_and_a_cut_is_stamped_with_their_count<S: Ord
     let mut last = first;
     for i in 1..=24u32 {
         let hint = if i % 3 == 0 { None } else { Some(&last) };
-        let taken = store.take_slot(&ask(t0, hint)).await.unwrap();
+        // Creates and reads alike.
+        let taken = store
+            .take_slot(&SlotAsk {
+                create: i % 2 == 0,
+                ..ask(t0, hint)
+            })
+            .await
+            .unwrap();
         assert_eq!(at(&taken), t0 + gap * i);
         assert_eq!(taken.busy, u64::from(i.saturating_sub(19)), "slot {i}");
         assert_eq!(taken.run_from, Some(t0));
@@ -1633,4 +1640,49 @@ pub async fn a_cut_keeps_the_span_creates_had_booked_for_the_creates_it_voided<S
         .await
         .unwrap();
     assert_eq!(at(&read), quiet + ms(500));
+    // Creates book 0.4 s from t0 + 10 s; a cut a fraction of a millisecond
+    // into a millisecond, cooling down 1 s (as kept: whole milliseconds)
+    // keeps the span to t0 + 10.4 s + 1 s.
+    let busy = t0 + ms(10_000);
+    for _ in 0..4 {
+        store
+            .take_slot(&ask(busy, ms(8_000), None, true))
+            .await
+            .unwrap();
+    }
+    let sharp = Shared {
+        base: 5.0,
+        cool_until: Duration::from_millis(1_764_000_011_000) + Duration::from_micros(100),
+        cut_at: Duration::from_millis(1_764_000_010_000) + Duration::from_micros(900),
+        busy_at_cut: 0,
+    };
+    assert!(store.swap_budget(Some(&recut), &sharp).await.unwrap());
+    let until = busy + ms(400) + ms(1_000);
+    let held = store
+        .take_slot(&ask(busy, ms(1_000), None, false))
+        .await
+        .unwrap();
+    assert_eq!(held.creates_until, Some(until), "{held:?}");
+    // More 429s make the cool-down 2 s longer (no cut): the span moves on
+    // with it, and a read at the new end of the cool-down is held.
+    let stored = held.budget.unwrap();
+    let longer = Shared {
+        cool_until: Duration::from_millis(1_764_000_013_000),
+        ..stored
+    };
+    assert!(store.swap_budget(Some(&stored), &longer).await.unwrap());
+    let until = until + ms(2_000);
+    let late = Duration::from_millis(1_764_000_012_900);
+    let held = store
+        .take_slot(&ask(late, ms(200), None, false))
+        .await
+        .unwrap();
+    assert_eq!(held.creates_until, Some(until), "{held:?}");
+    assert_eq!(held.slot, Slot::Wait(until - late - ms(200)), "{held:?}");
+    // A create takes the end of the cool-down.
+    let create = store
+        .take_slot(&ask(late, ms(8_000), None, true))
+        .await
+        .unwrap();
+    assert_eq!(at(&create), longer.cool_until);
 }

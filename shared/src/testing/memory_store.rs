@@ -996,12 +996,20 @@ impl crate::store::BudgetStore for MemoryStore {
                 state.sending_from = Some(restart);
             }
             next.busy_at_cut = state.busy;
-            // The creates' span, moved on by the cool-down.
+            // The creates' span, moved on by the cool-down (both kept in
+            // whole milliseconds).
             state.creates_until = Some(
-                state.creates_due.unwrap_or_default()
-                    + Self::kept_due(next.cool_until.saturating_sub(next.cut_at)),
+                state.creates_due.unwrap_or_default() + next.cool_until.saturating_sub(next.cut_at),
             );
         } else {
+            // A cool-down made longer: the creates' span moves on with it.
+            let longer = seen.map_or(Duration::ZERO, |seen| {
+                next.cool_until
+                    .saturating_sub(stored_budget(*seen).cool_until)
+            });
+            if !longer.is_zero() {
+                state.creates_until = Some(state.creates_until.unwrap_or_default() + longer);
+            }
             next.busy_at_cut = state.budget.map_or(0, |b| b.busy_at_cut);
         }
         state.budget = Some(next);

@@ -438,13 +438,25 @@ impl BudgetStore for DynamoStore {
                 ))
                 .expression_attribute_values(":restart", n(decimal_millis(next.cool_until)))
                 .expression_attribute_values(":none", n(0))
-                // The creates' span moves on by the cool-down.
+                // The creates' span moves on by the cool-down (as kept: in
+                // whole milliseconds).
                 .expression_attribute_values(
                     ":shift",
-                    n(decimal_millis(next.cool_until.saturating_sub(next.cut_at))),
+                    n(millis(next.cool_until).saturating_sub(millis(next.cut_at))),
                 )
         } else {
-            request
+            match seen.map(|seen| millis(next.cool_until).saturating_sub(millis(seen.cool_until))) {
+                // A cool-down made longer (more 429s): the span kept for
+                // creates moves on with it.
+                Some(longer) if longer > 0 => request
+                    .update_expression(
+                        "SET baseRps = :nextBase, coolUntil = :nextCool, cutAt = :nextCut, \
+                         createsUntil = if_not_exists(createsUntil, :none) + :longer",
+                    )
+                    .expression_attribute_values(":none", n(0))
+                    .expression_attribute_values(":longer", n(longer)),
+                _ => request,
+            }
         };
         let request = match seen {
             None => request.condition_expression("attribute_not_exists(baseRps)"),
