@@ -379,48 +379,50 @@ where
             }
             Placed::NotBought(error) => {
                 warn!(%error, "FoxReload unavailable; nothing bought");
-                self.not_placed(id, &SupplierProblem::from(&error), claim, None)
-                    .await?;
-                let api = match error {
-                    SupplierError::Throttled { .. } => held_back(&error),
-                    _ => ApiError::supplier_unavailable(error.retry_after()),
-                };
-                return Err(api.with("orderId", id.clone()));
+                if self
+                    .not_placed(id, &SupplierProblem::from(&error), claim, None)
+                    .await?
+                {
+                    let api = match error {
+                        SupplierError::Throttled { .. } => held_back(&error),
+                        _ => ApiError::supplier_unavailable(error.retry_after()),
+                    };
+                    return Err(api.with("orderId", id.clone()));
+                }
             }
             Placed::NotSent(problem) => {
                 warn!(
                     detail = problem.detail.as_deref(),
                     "no POST sent; nothing bought"
                 );
-                self.not_placed(id, &problem, claim, None).await?;
-                return Err(ApiError::not_sent().with("orderId", id.clone()));
+                if self.not_placed(id, &problem, claim, None).await? {
+                    return Err(ApiError::not_sent().with("orderId", id.clone()));
+                }
             }
             Placed::Refused(error) => {
                 warn!(%error, "FoxReload refused the order");
                 let api = ApiError::supplier_refused(&error).with("orderId", id.clone());
-                if api.status < 500 {
-                    // The request's fault: the same request gets the same
-                    // answer.
-                    self.not_placed(id, &SupplierProblem::from(&error), claim, Some(&api))
-                        .await?;
-                } else {
-                    // Ours (our key, our account): a retry with the same key
-                    // must work once the operator has fixed it.
-                    self.not_placed(id, &SupplierProblem::from(&error), claim, None)
-                        .await?;
-                }
+                // The request's fault: the same request gets the same
+                // answer. Ours (our key, our account): a retry with the
+                // same key must work once the operator has fixed it.
+                let kept = (api.status < 500).then_some(&api);
+                let settled = self
+                    .not_placed(id, &SupplierProblem::from(&error), claim, kept)
+                    .await?;
                 if matches!(error, SupplierError::Unauthorized { .. }) {
                     self.alert_key_refused(&order, &error).await;
                 }
-                return Err(api);
+                if settled {
+                    return Err(api);
+                }
             }
             Placed::Undecided(problem) => {
                 warn!(kind = %problem.kind, "create undecided; left to poll-order");
-                self.store
-                    .mark_reconciling(id, &problem, now)
-                    .await
-                    .map_err(|e| store_error(&e))?;
-                self.start_polling(&order, PollKind::Reconcile).await;
+                match self.store.mark_reconciling(id, &problem, now).await {
+                    Ok(()) => self.start_polling(&order, PollKind::Reconcile).await,
+                    Err(StoreError::Conflict { .. }) => moved_meanwhile(),
+                    Err(error) => return Err(store_error(&error)),
+                }
             }
             Placed::Moved => {}
         }
@@ -430,21 +432,27 @@ where
     }
 
     /// Settles an order FoxReload did not take: `not_placed`, and its key
-    /// either keeps `answer` for replays or is freed for a retry.
+    /// either keeps `answer` for replays or is freed for a retry. False
+    /// when the order had moved meanwhile ([`moved_meanwhile`]): nothing
+    /// is settled, and the order as it stands is the answer.
     async fn not_placed(
         &self,
         order_id: &str,
         problem: &SupplierProblem,
         claim: Option<&IdempotencyClaim>,
         answer: Option<&ApiError>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<bool, ApiError> {
         let now = self.clock.now();
-        self.store
-            .mark_not_placed(order_id, problem, now)
-            .await
-            .map_err(|e| store_error(&e))?;
+        match self.store.mark_not_placed(order_id, problem, now).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict { .. }) => {
+                moved_meanwhile();
+                return Ok(false);
+            }
+            Err(error) => return Err(store_error(&error)),
+        }
         let Some(claim) = claim else {
-            return Ok(());
+            return Ok(true);
         };
         let done = match answer {
             Some(api) => {
@@ -458,7 +466,15 @@ where
             }
             None => self.store.release(&claim.key, &claim.holder).await,
         };
-        done.map_err(|e| store_error(&e))
+        match done {
+            Ok(()) => Ok(true),
+            // Taken over meanwhile: its new holder answers from the order.
+            Err(StoreError::Conflict { .. }) => {
+                warn!("idempotency key taken over meanwhile");
+                Ok(true)
+            }
+            Err(error) => Err(store_error(&error)),
+        }
     }
 
     /// Tells operations that FoxReload refuses foxrelay's API key: once per
@@ -514,13 +530,23 @@ where
             warn!("the order is being settled by poll-order; no answer kept");
             return Err(in_progress(SETTLING_RETRY));
         }
+        if order.status == OrderStatus::Creating && order.supplier_order_id.is_none() {
+            // Another request is placing it still (this one found the
+            // order moved under it): never a 202 for an order that may yet
+            // buy nothing. The key is left held, for a retry to find the
+            // outcome. (Claimed, it is bought, whatever FoxReload's status
+            // said.)
+            warn!("another request is placing the order; no answer kept");
+            return Err(in_progress(PLACING_RETRY));
+        }
         if order.status == OrderStatus::NotPlaced {
             warn!("the order bought nothing; the key is freed for a retry");
             if let Some(claim) = claim {
-                self.store
-                    .release(&claim.key, &claim.holder)
-                    .await
-                    .map_err(|e| store_error(&e))?;
+                match self.store.release(&claim.key, &claim.holder).await {
+                    // Taken over meanwhile: its new holder frees it.
+                    Ok(()) | Err(StoreError::Conflict { .. }) => {}
+                    Err(error) => return Err(store_error(&error)),
+                }
             }
             return Err(ApiError::not_sent().with("orderId", order_id.to_owned()));
         }
@@ -738,6 +764,17 @@ fn store_error(error: &StoreError) -> ApiError {
 /// How soon a retry comes back while poll-order settles its order: it
 /// reconciles a handed-over create at once, in seconds.
 const SETTLING_RETRY: Duration = Duration::from_secs(5);
+
+/// When a retry of a create another request is still placing is told to
+/// come back.
+const PLACING_RETRY: Duration = Duration::from_secs(2);
+
+/// The order left `creating` under this request: another request (one that
+/// took its key over) or poll-order settled it, or is settling it. Nothing
+/// is written over it; the order as it stands is the answer.
+fn moved_meanwhile() {
+    warn!("the order was settled by another meanwhile; answered from it as it stands");
+}
 
 /// A create that died before it was settled, handed by scan-stalled to
 /// poll-order: it finds whether FoxReload took the order and, found

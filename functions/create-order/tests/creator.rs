@@ -250,6 +250,111 @@ async fn found_nowhere(c: &TestCreator, id: &str) {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_retry_that_finds_its_order_moved_by_a_request_still_placing_it_is_not_answered_202() {
+    let c = creator();
+    let order = new_order("a");
+    let k = key("k1").unwrap();
+    held(&c, "raced", &order, &k).await;
+    // The first request's hold on the key runs out while it still works
+    // (a store slower than its time); a retry takes the key over, finds
+    // nothing bought, and records a POST just as the first request records
+    // its own: the retry's is refused, the order having moved under it.
+    tokio::time::advance(Duration::from_secs(61)).await;
+    use foxrelay_shared::store::PlacementStore;
+    c.store.slow("record_post", Duration::from_secs(1));
+    let first = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.store.slow("record_post", Duration::ZERO);
+        assert!(
+            c.store
+                .record_post("raced", 1, c.clock.now())
+                .await
+                .unwrap()
+        );
+    };
+    let (retried, ()) = tokio::join!(create(&c, order.clone(), Some(k.clone()), alice()), first);
+    // Still `creating` (the first request may yet buy nothing): never a
+    // 202, and no answer kept for the key.
+    let retried = retried.unwrap_err();
+    assert_eq!(retried.status, 409, "{}", retried.body());
+    assert_eq!(retried.code, "request_in_progress");
+    assert!(c.supplier.bought().is_empty());
+    let record = c
+        .store
+        .idempotency(&k.scoped(&alice()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(record.response.is_none(), "no answer kept for the key");
+    // The first request ends it bought nothing (its POST never left): the
+    // next retry, once the hold runs out, is told so, and the key is
+    // freed; the one after places the order anew.
+    let problem = foxrelay_shared::placement::undecided("never sent");
+    c.store
+        .mark_not_placed("raced", &problem, c.clock.now())
+        .await
+        .unwrap();
+    tokio::time::advance(Duration::from_secs(61)).await;
+    let refused = create(&c, order.clone(), Some(k.clone()), alice())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status, 503, "{}", refused.body());
+    let placed = create(&c, order, Some(k), alice()).await.unwrap();
+    assert_eq!(placed.status, 202);
+    assert_ne!(placed.order_id, "raced");
+    assert_eq!(c.supplier.bought().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_whose_order_another_settled_meanwhile_answers_from_the_order_not_a_store_error() {
+    let c = creator();
+    let order = new_order("a");
+    let k = key("k1").unwrap();
+    // FoxReload refuses the POST; as this request settles the order, a
+    // retry that took its key over has settled it first.
+    c.supplier.on_create(CreateStep::Refuse(refusal(
+        Operation::CreateOrder,
+        422,
+        "product_unavailable",
+    )));
+    use foxrelay_shared::store::PlacementStore;
+    c.store.slow("mark_not_placed", Duration::from_secs(1));
+    let other = async {
+        while c.supplier.calls(Operation::CreateOrder) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        c.store.slow("mark_not_placed", Duration::ZERO);
+        let id = c.store.orders()[0].order_id.clone();
+        let problem = foxrelay_shared::placement::undecided("settled by a retry");
+        c.store
+            .mark_not_placed(&id, &problem, c.clock.now())
+            .await
+            .unwrap();
+    };
+    let (answer, ()) = tokio::join!(create(&c, order.clone(), Some(k.clone()), alice()), other);
+    // Answered from the order as it stands (bought nothing: the key is
+    // freed), not as a failure of the store.
+    let answer = answer.unwrap_err();
+    assert_eq!(answer.status, 503);
+    assert!(
+        answer.body().contains("nothing was bought"),
+        "{}",
+        answer.body()
+    );
+    assert!(
+        c.store
+            .idempotency(&k.scoped(&alice()))
+            .await
+            .unwrap()
+            .is_none(),
+        "the key is freed"
+    );
+    c.supplier.on_create(CreateStep::Answer);
+    let placed = create(&c, order, Some(k), alice()).await.unwrap();
+    assert_eq!(placed.status, 202);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_create_handed_to_reconciliation_while_a_retry_takes_its_key_over_is_not_answered_202() {
     let c = creator();
     let order = new_order("a");

@@ -66,7 +66,7 @@ pub async fn run_section(lab: &Lab) -> Result<Section, String> {
             "busiest second after the first 429",
             "429s",
             "creates answered 503 busy",
-            "creates answered 503 unavailable (FoxReload, or not sent in time)",
+            "creates answered 503 unavailable (or 502: stopped at its timeout)",
             "drain (s)",
             "lag p50 (s)",
             "lag p95 (s)",

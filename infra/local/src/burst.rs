@@ -44,7 +44,8 @@ pub struct BurstReport {
     /// When (Unix seconds, as received) creates were answered 503 `busy`:
     /// the stack's own budget.
     pub busy: Vec<f64>,
-    /// Creates answered 503 for another reason than the budget.
+    /// Creates answered 503 for another reason than the budget, or 502
+    /// (stopped at their timeout).
     pub unavailable: usize,
     /// Those answers' messages, each with how often it was given.
     pub unavailable_why: BTreeMap<String, usize>,
@@ -220,6 +221,17 @@ async fn place(
                 let wait = wait.ok_or_else(|| format!("a 503 without Retry-After: {answer}"))?;
                 tokio::time::sleep(Duration::from_secs(wait)).await;
             }
+            // The function crashed or ran past its timeout (API
+            // Gateway's own answer): tried again with the same key, as a
+            // client would.
+            502 => {
+                refusals.push(Refusal {
+                    busy: false,
+                    at,
+                    message: format!("502 from the gateway: {answer}"),
+                });
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
             other => return Err(format!("POST /orders answered {other}: {answer}")),
         }
         if Instant::now() > give_up {
@@ -390,9 +402,23 @@ pub async fn run(burst: Burst) -> Result<BurstReport, String> {
     let mut held = BTreeSet::new();
     for order in orders.values() {
         let supplier = order.supplier_order_id.clone().ok_or_else(|| {
+            // What the order went through, and what its client was told.
+            let told: Vec<String> = placed
+                .iter()
+                .filter(|(id, _, _)| *id == order.order_id)
+                .flat_map(|(_, _, refusals)| refusals.iter().map(|r| r.message.clone()))
+                .collect();
             format!(
-                "{} notified {} without a FoxReload order",
-                order.order_id, order.status
+                "{} notified {} without a FoxReload order (last error {:?}; handed over: {}; \
+                 {} POSTs recorded, {} known, refused {:?}; its client was told before its \
+                 202: {told:?})",
+                order.order_id,
+                order.status,
+                order.last_error,
+                order.handed_over,
+                order.posted_at.len(),
+                order.posts_known,
+                order.posts_refused,
             )
         })?;
         if !held.insert(supplier.clone()) {

@@ -12,7 +12,11 @@ use crate::domain::reconcile::ClockOffset;
 use crate::store::{
     Claim, OrderRecord, PlacementStore, StoreError, SupplierProblem, SupplierState,
 };
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -56,13 +60,18 @@ impl PlacementStore for DynamoStore {
         seen: usize,
         at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
+        // This write's own mark: an attempt the SDK sends again after the
+        // answer to one that landed was lost (a timeout) finds it, and its
+        // refusal is no news that the order moved.
+        let token = uuid::Uuid::new_v4().to_string();
         let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(order_key(order_id)))
             .update_expression(
-                "SET postedAt = list_append(if_not_exists(postedAt, :none), :at), updatedAt = :now",
+                "SET postedAt = list_append(if_not_exists(postedAt, :none), :at), \
+                 updatedAt = :now, postToken = :token",
             )
             .condition_expression(format!(
                 "attribute_exists(pk) AND attribute_not_exists(supplierOrderId) AND {STILL_CREATING} \
@@ -72,11 +81,36 @@ impl PlacementStore for DynamoStore {
             .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
             .expression_attribute_values(":at", AttributeValue::L(vec![n(millis(at))]))
             .expression_attribute_values(":now", s(rfc3339(at)))
-            .expression_attribute_values(":seen", n(seen));
+            .expression_attribute_values(":seen", n(seen))
+            .expression_attribute_values(":token", s(&token))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         for (name, value) in creating_values() {
             request = request.expression_attribute_values(name, value);
         }
-        conditional("record a POST", request.send().await)
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(failure)) => match failure.err() {
+                // Recorded by an earlier attempt of this very write (its
+                // answer lost): recorded, as it would have said. Otherwise
+                // the order moved.
+                UpdateItemError::ConditionalCheckFailedException(failed) => {
+                    let mine = failed
+                        .item()
+                        .and_then(|item| item.get("postToken"))
+                        .and_then(|value| value.as_s().ok())
+                        .is_some_and(|written| *written == token);
+                    if mine {
+                        tracing::warn!(
+                            order_id,
+                            "a POST's record landed though its answer was lost; kept"
+                        );
+                    }
+                    Ok(mine)
+                }
+                _ => Err(sdk_error("record a POST", SdkError::ServiceError(failure))),
+            },
+            Err(error) => Err(sdk_error("record a POST", error)),
+        }
     }
 
     async fn mark_posts_known(&self, order_id: &str, known: usize) -> Result<(), StoreError> {
