@@ -229,6 +229,10 @@ impl Refused {
 /// Most slots one call takes when cuts keep voiding the ones it waited for.
 const READMITS: usize = 3;
 
+/// Most times a call asks again for a slot after losing the race for one
+/// to other containers asking at once.
+const RACES: usize = 3;
+
 /// How long after its grant a call may leave without reading the shared
 /// budget again first ([`Governor::stands`]): a slot due at once and a
 /// store write of a few milliseconds stay well under it.
@@ -550,7 +554,7 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
                 "kept for creates, as last seen",
             ));
         }
-        let ask = SlotAsk {
+        let mut ask = SlotAsk {
             now: earliest,
             interval: interval(rate),
             ahead: latest - earliest,
@@ -558,38 +562,66 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
             run_hint,
             create,
         };
-        let taken = self.store.take_slot(&ask).await;
-        let known = self.now();
-        let taken = match taken {
-            Ok(taken) => taken,
-            Err(error) => {
-                warn!(%error, "the FoxReload budget could not be read; the call waits");
+        let mut races = 0;
+        let (taken, known) = loop {
+            let asked = self.now();
+            let taken = self.store.take_slot(&ask).await;
+            let known = self.now();
+            let taken = match taken {
+                Ok(taken) => taken,
+                Err(error) => {
+                    warn!(%error, "the FoxReload budget could not be read; the call waits");
+                    self.count(asking.priority, false);
+                    return Err(Refused {
+                        wait: STORE_DOWN_WAIT,
+                        by: HeldBy::Store,
+                    });
+                }
+            };
+            {
+                let mut view = lock(&self.view);
+                view.tripped(asked, known);
+                view.refreshed(taken.budget, asked);
+                view.hint = taken.due;
+                view.run_hint = taken.run_from;
+                // The span of the cut this container holds as the latest
+                // (an answer overtaken by a newer cut's tells an older
+                // span).
+                if taken
+                    .budget
+                    .is_none_or(|budget| budget.cut_at >= view.adaptive.state.cut_at)
+                {
+                    view.creates_until = taken.creates_until;
+                }
+                view.busy = taken.busy;
+                if let (Slot::Go { at, .. }, Some(serial)) = (taken.slot, taken.serial) {
+                    view.sampled(Granted { at, serial });
+                }
+            }
+            if !taken.contended {
+                break (taken, known);
+            }
+            // Others took each slot this ask tried for (many asking at
+            // once): a race, not the budget. Asked again at once, from
+            // where the limiter stands, a few times.
+            let earliest = (self.now() + lead).max(cool_until);
+            if races >= RACES || earliest > latest {
                 self.count(asking.priority, false);
+                info!("others kept taking the FoxReload slots this call asked for");
                 return Err(Refused {
-                    wait: STORE_DOWN_WAIT,
+                    wait: ask.interval,
                     by: HeldBy::Store,
                 });
             }
+            races += 1;
+            ask = SlotAsk {
+                now: earliest,
+                ahead: latest - earliest,
+                hint: taken.due,
+                run_hint: taken.run_from,
+                ..ask
+            };
         };
-        {
-            let mut view = lock(&self.view);
-            view.tripped(now, known);
-            view.refreshed(taken.budget, now);
-            view.hint = taken.due;
-            view.run_hint = taken.run_from;
-            // The span of the cut this container holds as the latest (an
-            // answer overtaken by a newer cut's tells an older span).
-            if taken
-                .budget
-                .is_none_or(|budget| budget.cut_at >= view.adaptive.state.cut_at)
-            {
-                view.creates_until = taken.creates_until;
-            }
-            view.busy = taken.busy;
-            if let (Slot::Go { at, .. }, Some(serial)) = (taken.slot, taken.serial) {
-                view.sampled(Granted { at, serial });
-            }
-        }
         match taken.slot {
             Slot::Go { at, .. } => {
                 self.count(asking.priority, true);
@@ -1266,6 +1298,39 @@ mod tests {
             busy_at_cut: 0,
         };
         assert!(store.swap_budget(seen.as_ref(), &cut).await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_that_loses_the_race_for_a_slot_asks_again_and_is_never_refused_as_the_budget() {
+        let store = MemoryStore::new();
+        let (stack, _) = container(&store, 10.0);
+        let id = placed(&stack);
+        // Others win the slots this create asks for twice: it asks again,
+        // and is sent.
+        store.race(2);
+        Asking::new(Priority::Create)
+            .scope(stack.get_order(&id))
+            .await
+            .unwrap();
+        assert_eq!(stack.inner.calls(Operation::GetOrder), 1);
+        // Losing every time: refused, but as the store's race, not as our
+        // budget spent (a create is answered unavailable, not busy).
+        store.race(10);
+        let refused = Asking::new(Priority::Create)
+            .scope(stack.get_order(&id))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                SupplierError::Throttled {
+                    by: HeldBy::Store,
+                    ..
+                }
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(stack.inner.calls(Operation::GetOrder), 1, "not sent");
     }
 
     #[tokio::test(start_paused = true)]

@@ -154,6 +154,7 @@ async fn each_function_calls_exactly_what_its_role_grants() {
     w.store
         .mark_reconciling(
             "iam-undecided",
+            1,
             &foxrelay_shared::placement::undecided("test"),
             now,
         )

@@ -11,7 +11,10 @@ use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextMut,
 };
 use aws_smithy_runtime_api::client::orchestrator::OrchestratorError;
-use foxrelay_shared::store::{DynamoStore, IdempotencyStore, OrderReader, PlacementStore};
+use foxrelay_shared::domain::OrderStatus;
+use foxrelay_shared::store::{
+    DynamoStore, IdempotencyStore, OrderReader, PlacementStore, StoreError,
+};
 use foxrelay_shared::testing::seed::intent;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -72,8 +75,12 @@ impl Intercept for LoseAnswer {
     }
 }
 
-#[tokio::test]
-async fn a_posts_record_whose_answer_was_lost_and_was_sent_again_is_recorded_not_moved() {
+/// A store over a fresh stack, and the same store whose client loses the
+/// answer to the next request naming `marker` once armed (how many were
+/// lost).
+async fn stores(
+    marker: &'static str,
+) -> (DynamoStore, DynamoStore, Arc<AtomicBool>, Arc<AtomicUsize>) {
     let stack = foxrelay_tests::stack().await;
     let table = stack.resources.table_name();
     let store = DynamoStore::new(stack.clients.dynamodb.clone(), table);
@@ -85,16 +92,21 @@ async fn a_posts_record_whose_answer_was_lost_and_was_sent_again_is_recorded_not
         .config()
         .to_builder()
         .interceptor(LoseAnswer {
-            marker: "postedAt",
+            marker,
             armed: armed.clone(),
             this_one: AtomicBool::new(false),
             lost: lost.clone(),
         })
         .build();
     let lossy = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), table);
+    (store, lossy, armed, lost)
+}
+
+#[tokio::test]
+async fn a_posts_record_whose_answer_was_lost_and_was_sent_again_is_recorded_not_moved() {
+    let (store, lossy, armed, lost) = stores("postToken").await;
     let now = OffsetDateTime::now_utc();
-    let order = intent("lost", now);
-    store.begin(&order, None).await.unwrap();
+    store.begin(&intent("lost", now), None).await.unwrap();
     // The intent recorded the first POST; the second's record lands, its
     // answer is lost, the SDK sends it again: recorded (once), as the first
     // answer would have said.
@@ -110,4 +122,32 @@ async fn a_posts_record_whose_answer_was_lost_and_was_sent_again_is_recorded_not
         store.order("lost").await.unwrap().unwrap().posted_at.len(),
         3
     );
+}
+
+#[tokio::test]
+async fn a_creates_settling_whose_answer_was_lost_and_was_sent_again_is_settled_not_a_conflict() {
+    let (store, lossy, armed, lost) = stores("settleToken").await;
+    let now = OffsetDateTime::now_utc();
+    store.begin(&intent("lost", now), None).await.unwrap();
+    store.begin(&intent("other", now), None).await.unwrap();
+    let problem = foxrelay_shared::placement::undecided("bought nothing");
+    armed.store(true, Ordering::SeqCst);
+    lossy
+        .mark_not_placed("lost", 1, &problem, now)
+        .await
+        .unwrap();
+    assert_eq!(lost.load(Ordering::SeqCst), 1, "an answer was lost");
+    assert_eq!(
+        store.order("lost").await.unwrap().unwrap().status,
+        OrderStatus::NotPlaced
+    );
+    // Settled by another write: still a conflict.
+    store
+        .mark_reconciling("other", 1, &problem, now)
+        .await
+        .unwrap();
+    assert!(matches!(
+        lossy.mark_not_placed("other", 1, &problem, now).await,
+        Err(StoreError::Conflict { .. })
+    ));
 }

@@ -649,7 +649,12 @@ async fn an_order_from_before_post_times_were_recorded_is_never_bought_again() {
     )
     .await;
     w.store
-        .mark_reconciling("legacy", &foxrelay_shared::placement::undecided("old"), now)
+        .mark_reconciling(
+            "legacy",
+            1,
+            &foxrelay_shared::placement::undecided("old"),
+            now,
+        )
         .await
         .unwrap();
     w.h.stack

@@ -359,7 +359,17 @@ where
         ambiguous_from_start: bool,
         deadline: Instant,
     ) -> Result<Answer, ApiError> {
-        let placed = self.place(&order, ambiguous_from_start, deadline).await;
+        // The POSTs recorded on the order as this request knows them: it is
+        // settled only as such.
+        // (None counted on an order from before POSTs were recorded.)
+        let mut posts = if order.posts_recorded {
+            order.posted_at.len()
+        } else {
+            0
+        };
+        let placed = self
+            .place(&order, ambiguous_from_start, deadline, &mut posts)
+            .await;
         let now = self.clock.now();
         let id = &order.order_id;
         match placed.map_err(|e| store_error(&e))? {
@@ -380,7 +390,7 @@ where
             Placed::NotBought(error) => {
                 warn!(%error, "FoxReload unavailable; nothing bought");
                 if self
-                    .not_placed(id, &SupplierProblem::from(&error), claim, None)
+                    .not_placed(id, posts, &SupplierProblem::from(&error), claim, None)
                     .await?
                 {
                     let api = match error {
@@ -395,7 +405,7 @@ where
                     detail = problem.detail.as_deref(),
                     "no POST sent; nothing bought"
                 );
-                if self.not_placed(id, &problem, claim, None).await? {
+                if self.not_placed(id, posts, &problem, claim, None).await? {
                     return Err(ApiError::not_sent().with("orderId", id.clone()));
                 }
             }
@@ -407,7 +417,7 @@ where
                 // same key must work once the operator has fixed it.
                 let kept = (api.status < 500).then_some(&api);
                 let settled = self
-                    .not_placed(id, &SupplierProblem::from(&error), claim, kept)
+                    .not_placed(id, posts, &SupplierProblem::from(&error), claim, kept)
                     .await?;
                 if matches!(error, SupplierError::Unauthorized { .. }) {
                     self.alert_key_refused(&order, &error).await;
@@ -418,7 +428,7 @@ where
             }
             Placed::Undecided(problem) => {
                 warn!(kind = %problem.kind, "create undecided; left to poll-order");
-                match self.store.mark_reconciling(id, &problem, now).await {
+                match self.store.mark_reconciling(id, posts, &problem, now).await {
                     Ok(()) => self.start_polling(&order, PollKind::Reconcile).await,
                     Err(StoreError::Conflict { .. }) => moved_meanwhile(),
                     Err(error) => return Err(store_error(&error)),
@@ -438,12 +448,17 @@ where
     async fn not_placed(
         &self,
         order_id: &str,
+        posts: usize,
         problem: &SupplierProblem,
         claim: Option<&IdempotencyClaim>,
         answer: Option<&ApiError>,
     ) -> Result<bool, ApiError> {
         let now = self.clock.now();
-        match self.store.mark_not_placed(order_id, problem, now).await {
+        match self
+            .store
+            .mark_not_placed(order_id, posts, problem, now)
+            .await
+        {
             Ok(()) => {}
             Err(StoreError::Conflict { .. }) => {
                 moved_meanwhile();
@@ -542,11 +557,10 @@ where
         if order.status == OrderStatus::NotPlaced {
             warn!("the order bought nothing; the key is freed for a retry");
             if let Some(claim) = claim {
-                match self.store.release(&claim.key, &claim.holder).await {
-                    // Taken over meanwhile: its new holder frees it.
-                    Ok(()) | Err(StoreError::Conflict { .. }) => {}
-                    Err(error) => return Err(store_error(&error)),
-                }
+                self.store
+                    .release(&claim.key, &claim.holder)
+                    .await
+                    .map_err(|e| store_error(&e))?;
             }
             return Err(ApiError::not_sent().with("orderId", order_id.to_owned()));
         }
@@ -577,12 +591,15 @@ where
         Ok(answer)
     }
 
-    /// POSTs and claims, reconciling after every ambiguous outcome.
+    /// POSTs and claims, reconciling after every ambiguous outcome. `posts`:
+    /// the POSTs recorded on the order, counted on as this request records
+    /// its own (or reads them back).
     async fn place(
         &self,
         order: &OrderRecord,
         ambiguous_from_start: bool,
         deadline: Instant,
+        posts: &mut usize,
     ) -> Result<Placed, StoreError> {
         let reconcile = &self.options.reconcile;
         if !order.posts_recorded {
@@ -593,8 +610,7 @@ where
             )));
         }
         let request = order.supplier_request(self.options.is_mock);
-        // POSTs recorded on the order; the intent recorded the first one.
-        let mut posts = order.posted_at.len();
+        // The intent recorded the first POST.
         let mut intent_post = !ambiguous_from_start;
         let mut attempts = 0;
         let mut voided = 0;
@@ -608,7 +624,7 @@ where
                         order_id: order.order_id.clone(),
                     }
                 })?;
-                posts = current.posted_at.len();
+                *posts = current.posted_at.len();
                 match reconcile
                     .run(&self.store, &self.supplier, &self.clock, &current, deadline)
                     .await?
@@ -641,7 +657,7 @@ where
                     &self.clock,
                     &order.order_id,
                     &request,
-                    &mut posts,
+                    posts,
                     recorded,
                 )
                 .await?;

@@ -197,7 +197,7 @@ async fn a_key_taken_over_from_a_holder_that_bought_nothing_is_a_503_never_a_202
     };
     use foxrelay_shared::store::PlacementStore;
     c.store
-        .mark_not_placed("gave-up", &problem, c.clock.now())
+        .mark_not_placed("gave-up", 1, &problem, c.clock.now())
         .await
         .unwrap();
     tokio::time::advance(Duration::from_secs(61)).await;
@@ -291,7 +291,7 @@ async fn a_retry_that_finds_its_order_moved_by_a_request_still_placing_it_is_not
     // freed; the one after places the order anew.
     let problem = foxrelay_shared::placement::undecided("never sent");
     c.store
-        .mark_not_placed("raced", &problem, c.clock.now())
+        .mark_not_placed("raced", 2, &problem, c.clock.now())
         .await
         .unwrap();
     tokio::time::advance(Duration::from_secs(61)).await;
@@ -327,7 +327,7 @@ async fn a_create_whose_order_another_settled_meanwhile_answers_from_the_order_n
         let id = c.store.orders()[0].order_id.clone();
         let problem = foxrelay_shared::placement::undecided("settled by a retry");
         c.store
-            .mark_not_placed(&id, &problem, c.clock.now())
+            .mark_not_placed(&id, 1, &problem, c.clock.now())
             .await
             .unwrap();
     };

@@ -32,9 +32,9 @@ pub const UNVERIFIED_TOKENS: &str = "foxrelay-local: bearer tokens are decoded b
      (no signature, issuer or audience check): any token is believed. In AWS, API Gateway \
      verifies them.";
 
-/// How long an invocation of create-order may run (its template
-/// `Timeout`): its context's deadline, and when Lambda stops it.
-pub const INVOCATION: Duration = Duration::from_secs(28);
+/// How long an invocation of create-order may run (its template timeout
+/// less a second).
+const INVOCATION: Duration = Duration::from_secs(28);
 
 /// The request as API Gateway hands it on: with its request context (the
 /// caller) and the invocation's context; or why the gateway refuses it (a
@@ -118,9 +118,8 @@ pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
     response
 }
 
-/// API Gateway's answer when the function crashed mid-invocation, or ran
-/// past its timeout and was stopped: its own `{"message"}` body, as in
-/// AWS.
+/// API Gateway's answer when the function crashed mid-invocation: its own
+/// `{"message"}` body, as in AWS.
 pub fn crashed() -> Response {
     let mut response = Response::new(Body::from(r#"{"message":"Internal Server Error"}"#));
     *response.status_mut() = StatusCode::BAD_GATEWAY;

@@ -160,16 +160,10 @@ impl LocalStack {
             let mut killed = killed.clone();
             async move {
                 // A kill cuts the invocation wherever it is, as a crashed
-                // Lambda's; so does its timeout, as Lambda stops an
-                // invocation at its deadline (one never outlives its hold
-                // on an idempotency key). API Gateway then answers 502.
+                // Lambda's; API Gateway then answers 502.
                 tokio::select! {
                     answer = api_gateway(create, request) => answer,
                     () = until_stopped(&mut killed) => gateway::crashed(),
-                    () = tokio::time::sleep(gateway::INVOCATION) => {
-                        warn!("create-order ran past its timeout and was stopped");
-                        gateway::crashed()
-                    }
                 }
             }
         });

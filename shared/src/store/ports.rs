@@ -148,18 +148,28 @@ pub trait PlacementStore: OrderReader {
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Ends a create that bought nothing.
+    /// Ends a create that bought nothing: only the order as the create
+    /// knows it, still `creating` with `posts` POSTs recorded (0, not
+    /// counted, for an order from before POSTs were recorded) ([`Conflict`]
+    /// otherwise: another request that took it over, or recorded a POST
+    /// since, keeps it). The same write sent again after its answer was
+    /// lost is no conflict.
+    ///
+    /// [`Conflict`]: StoreError::Conflict
     fn mark_not_placed(
         &self,
         order_id: &str,
+        posts: usize,
         problem: &SupplierProblem,
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Leaves a create to reconciliation by poll-order.
+    /// Leaves a create to reconciliation by poll-order: only the order as
+    /// the create knows it, as [`PlacementStore::mark_not_placed`].
     fn mark_reconciling(
         &self,
         order_id: &str,
+        posts: usize,
         problem: &SupplierProblem,
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -438,6 +448,10 @@ pub struct Taken {
     /// The end of the span the last cut kept for the creates it voided:
     /// no read is given a slot before it (`None`: no cut kept one).
     pub creates_until: Option<Duration>,
+    /// No slot because others took each one this ask tried for, one after
+    /// the other (a race among askers, not a limiter booked past reach):
+    /// worth asking again at once.
+    pub contended: bool,
 }
 
 /// The whole store: every port. Adapters implement it all; only tests and

@@ -33,7 +33,7 @@ macro_rules! store_contract {
             a_post_marked_refused_is_counted_once,
             a_supplier_order_is_claimed_by_one_of_our_orders_only,
             payment_is_recorded_only_on_a_claimed_open_order,
-            a_create_ends_not_placed_or_reconciling_only_while_creating,
+            a_create_ends_not_placed_or_reconciling_only_as_it_knows_its_order,
             the_first_poll_is_scheduled_only_forward,
             the_clock_keeps_the_tighter_measure_until_it_is_stale,
             unsettled_orders_are_the_unclaimed_creates_in_the_window,
@@ -294,7 +294,7 @@ pub async fn a_post_is_recorded_only_against_the_count_seen_on_an_unsettled_orde
     assert_eq!(order.updated_at, at(5));
     // Reconciling still takes POSTs; a claimed order does not.
     store
-        .mark_reconciling("p1", &problem("timeout"), at(7))
+        .mark_reconciling("p1", 2, &problem("timeout"), at(7))
         .await
         .unwrap();
     assert!(store.record_post("p1", 2, at(8)).await.unwrap());
@@ -342,7 +342,7 @@ pub async fn a_supplier_order_is_claimed_by_one_of_our_orders_only<S: OrderStore
     begun(store, "c1", T0).await;
     begun(store, "c2", T0).await;
     store
-        .mark_reconciling("c1", &problem("timeout"), at(1))
+        .mark_reconciling("c1", 1, &problem("timeout"), at(1))
         .await
         .unwrap();
     assert!(!store.is_claimed("sup-x").await.unwrap());
@@ -433,34 +433,60 @@ pub async fn payment_is_recorded_only_on_a_claimed_open_order<S: OrderStore>(sto
     ));
 }
 
-pub async fn a_create_ends_not_placed_or_reconciling_only_while_creating<S: OrderStore>(store: &S) {
+pub async fn a_create_ends_not_placed_or_reconciling_only_as_it_knows_its_order<S: OrderStore>(
+    store: &S,
+) {
     begun(store, "m1", T0).await;
     begun(store, "m2", T0).await;
+    begun(store, "m3", T0).await;
+    // The intent recorded one POST.
     store
-        .mark_reconciling("m1", &problem("timeout"), at(1))
+        .mark_reconciling("m1", 1, &problem("timeout"), at(1))
         .await
         .unwrap();
     let m1 = store.order("m1").await.unwrap().unwrap();
     assert_eq!(m1.status, OrderStatus::Reconciling);
     assert_eq!(m1.last_error, Some(problem("timeout")));
     store
-        .mark_not_placed("m1", &problem("refused"), at(2))
+        .mark_not_placed("m2", 1, &problem("refused"), at(2))
         .await
         .unwrap();
-    let m1 = store.order("m1").await.unwrap().unwrap();
-    assert_eq!(m1.status, OrderStatus::NotPlaced);
-    assert_eq!(m1.last_error, Some(problem("refused")));
+    let m2 = store.order("m2").await.unwrap().unwrap();
+    assert_eq!(m2.status, OrderStatus::NotPlaced);
+    assert_eq!(m2.last_error, Some(problem("refused")));
     let pending = store.pending(100, None).await.unwrap();
-    let ids: Vec<&str> = pending.orders.iter().map(|o| o.order_id.as_str()).collect();
-    assert_eq!(ids, ["m2"], "not placed leaves the pending index");
+    let mut ids: Vec<&str> = pending.orders.iter().map(|o| o.order_id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["m1", "m3"], "not placed leaves the pending index");
+    // Settled already, by this create or another: no longer its to settle.
+    for id in ["m1", "m2"] {
+        assert!(is_conflict(
+            store.mark_not_placed(id, 1, &problem("x"), at(3)).await
+        ));
+        assert!(is_conflict(
+            store.mark_reconciling(id, 1, &problem("x"), at(3)).await
+        ));
+    }
+    // Another request recorded a POST since: the create's count is stale.
+    assert!(store.record_post("m3", 1, at(3)).await.unwrap());
     assert!(is_conflict(
-        store.mark_not_placed("m1", &problem("x"), at(3)).await
+        store.mark_not_placed("m3", 1, &problem("x"), at(4)).await
     ));
     assert!(is_conflict(
-        store.mark_reconciling("m1", &problem("x"), at(3)).await
+        store.mark_reconciling("m3", 1, &problem("x"), at(4)).await
     ));
+    assert_eq!(
+        store.order("m3").await.unwrap().unwrap().status,
+        OrderStatus::Creating
+    );
+    store
+        .mark_not_placed("m3", 2, &problem("refused"), at(4))
+        .await
+        .unwrap();
     assert!(is_conflict(
-        store.mark_not_placed("missing", &problem("x"), at(3)).await
+        store
+            .mark_not_placed("missing", 0, &problem("x"), at(3))
+            .await
     ));
 }
 
@@ -526,7 +552,7 @@ pub async fn unsettled_orders_are_the_unclaimed_creates_in_the_window<S: OrderSt
     begun(store, "u-creating", at(0)).await;
     begun(store, "u-reconciling", at(5)).await;
     store
-        .mark_reconciling("u-reconciling", &problem("timeout"), at(6))
+        .mark_reconciling("u-reconciling", 1, &problem("timeout"), at(6))
         .await
         .unwrap();
     begun(store, "u-claimed", at(6)).await;
@@ -536,7 +562,7 @@ pub async fn unsettled_orders_are_the_unclaimed_creates_in_the_window<S: OrderSt
         .unwrap();
     begun(store, "u-refused", at(7)).await;
     store
-        .mark_not_placed("u-refused", &problem("refused"), at(8))
+        .mark_not_placed("u-refused", 1, &problem("refused"), at(8))
         .await
         .unwrap();
     begun(store, "u-late", at(100)).await;

@@ -86,6 +86,17 @@ impl StoredOrder {
             OrderStatus::Creating | OrderStatus::Reconciling
         )
     }
+
+    /// `creating`, with `posts` POSTs recorded: as a create settling it
+    /// knows it.
+    fn as_the_create_knows(&self, posts: usize) -> bool {
+        let counted = if self.record.posts_recorded {
+            self.record.posted_at.len() == posts
+        } else {
+            posts == 0
+        };
+        self.record.status == OrderStatus::Creating && counted
+    }
 }
 
 fn slot_name(slot: AlertSlot) -> &'static str {
@@ -165,11 +176,20 @@ pub struct MemoryStore {
     faults: Arc<Mutex<HashMap<&'static str, u32>>>,
     /// Method name → how long each call takes (tokio time).
     delays: Arc<Mutex<HashMap<&'static str, Duration>>>,
+    /// Slots asked for that others win first, as a race among many
+    /// containers would (answered `contended`, nothing taken).
+    races: Arc<Mutex<u32>>,
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Makes the next `times` asks for a slot lose a race to other
+    /// containers: no slot, `contended`, the limiter as it stands.
+    pub fn race(&self, times: u32) {
+        *self.races.lock().expect("race count") = times;
     }
 
     /// Makes the next `times` calls of `method` (a port method's name, e.g.
@@ -510,6 +530,7 @@ impl PlacementStore for MemoryStore {
     async fn mark_not_placed(
         &self,
         order_id: &str,
+        posts: usize,
         problem: &SupplierProblem,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
@@ -517,7 +538,7 @@ impl PlacementStore for MemoryStore {
         let Some(order) = state
             .orders
             .get_mut(order_id)
-            .filter(|o| o.still_creating())
+            .filter(|o| o.as_the_create_knows(posts))
         else {
             return Err(conflict("mark order not placed", order_id));
         };
@@ -531,6 +552,7 @@ impl PlacementStore for MemoryStore {
     async fn mark_reconciling(
         &self,
         order_id: &str,
+        posts: usize,
         problem: &SupplierProblem,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
@@ -538,7 +560,7 @@ impl PlacementStore for MemoryStore {
         let Some(order) = state
             .orders
             .get_mut(order_id)
-            .filter(|o| o.still_creating())
+            .filter(|o| o.as_the_create_knows(posts))
         else {
             return Err(conflict("mark order reconciling", order_id));
         };
@@ -1023,6 +1045,23 @@ impl crate::store::BudgetStore for MemoryStore {
         use crate::domain::budget::{Slot, for_read, slot};
         let mut state = self.enter("take_slot").await?;
         let cool_until = state.budget.map_or(Duration::ZERO, |b| b.cool_until);
+        {
+            let mut races = self.races.lock().expect("race count");
+            if *races > 0 {
+                *races -= 1;
+                return Ok(crate::store::Taken {
+                    slot: Slot::Wait(Self::kept_due(ask.interval)),
+                    budget: state.budget,
+                    due: state.next_due,
+                    serial: None,
+                    busy: state.busy,
+                    run_from: state.run_from,
+                    sending_from: state.sending_from,
+                    creates_until: state.creates_until,
+                    contended: true,
+                });
+            }
+        }
         let (now, interval) = (Self::kept_due(ask.now), Self::kept_due(ask.interval));
         let answer = slot(state.next_due, cool_until, now, interval, ask.ahead);
         let answer = if ask.create {
@@ -1061,6 +1100,7 @@ impl crate::store::BudgetStore for MemoryStore {
             run_from: state.run_from,
             sending_from: state.sending_from,
             creates_until: state.creates_until,
+            contended: false,
         })
     }
 }

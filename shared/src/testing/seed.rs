@@ -120,7 +120,7 @@ where
         }
         Posted::Failed(error) if error.class() == crate::foxreload::ErrorClass::Ambiguous => {
             store
-                .mark_reconciling(id, &SupplierProblem::from(&error), clock.now())
+                .mark_reconciling(id, posts, &SupplierProblem::from(&error), clock.now())
                 .await
                 .expect("left reconciling");
             PollKind::Reconcile

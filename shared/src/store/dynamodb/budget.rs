@@ -528,13 +528,18 @@ impl BudgetStore for DynamoStore {
                         run_from: instant(&item, "runFrom")?,
                         sending_from: instant(&item, "sendingFrom")?,
                         creates_until: instant(&item, "createsUntil")?,
+                        contended: false,
                     });
                 }
                 Err(item) => known = Some(Seen::from_item(&item)?),
             }
         }
-        // Others kept taking the slots in between: as good as busy.
-        Ok(known.unwrap_or_default().taken(Slot::Wait(interval)))
+        // Others kept taking the slots in between: a race, not the
+        // limiter booked past reach (said so, for the asker to ask again).
+        Ok(Taken {
+            contended: true,
+            ..known.unwrap_or_default().taken(Slot::Wait(interval))
+        })
     }
 }
 
@@ -572,6 +577,7 @@ impl Seen {
             run_from: self.run_from,
             sending_from: self.sending_from,
             creates_until: self.creates_until,
+            contended: false,
         }
     }
 }

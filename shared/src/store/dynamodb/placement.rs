@@ -20,36 +20,110 @@ use aws_sdk_dynamodb::types::{
 use std::time::Duration;
 use time::OffsetDateTime;
 
+type Item = std::collections::HashMap<String, AttributeValue>;
+
+/// Whether a conditional update that wrote `token` to `attribute` holds:
+/// yes if it did; and yes if it was refused only because an earlier attempt
+/// of this very update landed (the SDK sends an update again when the
+/// answer to one was lost): the item then carries its token and `landed`
+/// holds of it. Otherwise (a real refusal) no.
+fn held_or_landed(
+    operation: &'static str,
+    result: Result<
+        aws_sdk_dynamodb::operation::update_item::UpdateItemOutput,
+        SdkError<UpdateItemError>,
+    >,
+    attribute: &str,
+    token: &str,
+    landed: impl Fn(&Item) -> bool,
+) -> Result<bool, StoreError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(SdkError::ServiceError(failure)) => match failure.err() {
+            UpdateItemError::ConditionalCheckFailedException(failed) => {
+                let mine = failed.item().is_some_and(|item| {
+                    item.get(attribute)
+                        .and_then(|v| v.as_s().ok())
+                        .map(String::as_str)
+                        == Some(token)
+                        && landed(item)
+                });
+                if mine {
+                    tracing::warn!(operation, "a write landed though its answer was lost; kept");
+                }
+                Ok(mine)
+            }
+            _ => Err(sdk_error(operation, SdkError::ServiceError(failure))),
+        },
+        Err(error) => Err(sdk_error(operation, error)),
+    }
+}
+
+/// The item's `status`, if it has one.
+fn status_of(item: &Item) -> Option<&str> {
+    item.get("status")
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
 impl DynamoStore {
-    /// Moves a still-creating order to `status` with the problem that
-    /// settled it; an end (`not_placed`) also leaves the pending index.
+    /// Moves a create's order to `status` with the problem that settled
+    /// it, only as the create knows it: `creating`, with `posts` POSTs
+    /// recorded. An end (`not_placed`) also leaves the pending index.
     async fn settle_create(
         &self,
         operation: &'static str,
         order_id: &str,
+        posts: usize,
         status: OrderStatus,
         problem: &SupplierProblem,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let mut set = "SET #status = :to, lastError = :err, updatedAt = :now".to_owned();
+        let token = uuid::Uuid::new_v4().to_string();
+        let mut set = "SET #status = :to, lastError = :err, updatedAt = :now, settleToken = :token"
+            .to_owned();
         if status.is_terminal() {
             set.push_str(" REMOVE pendingPk, pendingSk");
         }
-        let mut request = self
+        // (An order from before POSTs were recorded has no list, and no
+        // request records one on it: its count is not checked. An intent
+        // always records its first.)
+        let counted = if posts == 0 {
+            ""
+        } else {
+            " AND size(postedAt) = :posts"
+        };
+        let request = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(order_key(order_id)))
             .update_expression(set)
-            .condition_expression(format!("attribute_exists(pk) AND {STILL_CREATING}"))
+            .condition_expression(format!(
+                "attribute_exists(pk) AND #status = :creating{counted}"
+            ))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":to", s(status.as_str()))
             .expression_attribute_values(":err", json(problem))
-            .expression_attribute_values(":now", s(rfc3339(now)));
-        for (name, value) in creating_values() {
-            request = request.expression_attribute_values(name, value);
+            .expression_attribute_values(":now", s(rfc3339(now)))
+            .expression_attribute_values(":token", s(&token))
+            .expression_attribute_values(":creating", s(OrderStatus::Creating.as_str()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let request = if posts == 0 {
+            request
+        } else {
+            request.expression_attribute_values(":posts", n(posts))
+        };
+        let result = request.send().await;
+        let landed = |item: &Item| status_of(item) == Some(status.as_str());
+        if held_or_landed(operation, result, "settleToken", &token, landed)? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict {
+                operation,
+                order_id: order_id.to_owned(),
+            })
         }
-        expected(operation, order_id, request.send().await)
     }
 }
 
@@ -87,30 +161,27 @@ impl PlacementStore for DynamoStore {
         for (name, value) in creating_values() {
             request = request.expression_attribute_values(name, value);
         }
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(failure)) => match failure.err() {
-                // Recorded by an earlier attempt of this very write (its
-                // answer lost): recorded, as it would have said. Otherwise
-                // the order moved.
-                UpdateItemError::ConditionalCheckFailedException(failed) => {
-                    let mine = failed
-                        .item()
-                        .and_then(|item| item.get("postToken"))
-                        .and_then(|value| value.as_s().ok())
-                        .is_some_and(|written| *written == token);
-                    if mine {
-                        tracing::warn!(
-                            order_id,
-                            "a POST's record landed though its answer was lost; kept"
-                        );
-                    }
-                    Ok(mine)
-                }
-                _ => Err(sdk_error("record a POST", SdkError::ServiceError(failure))),
-            },
-            Err(error) => Err(sdk_error("record a POST", error)),
-        }
+        // Recorded by an earlier attempt of this very write (its answer
+        // lost), and nothing since: recorded, as it would have said.
+        // Otherwise the order moved.
+        let landed = |item: &Item| {
+            item.get("postedAt")
+                .and_then(|v| v.as_l().ok())
+                .is_some_and(|posted| posted.len() == seen + 1)
+                && !item.contains_key("supplierOrderId")
+                && matches!(
+                    status_of(item),
+                    Some(status) if status == OrderStatus::Creating.as_str()
+                        || status == OrderStatus::Reconciling.as_str()
+                )
+        };
+        held_or_landed(
+            "record a POST",
+            request.send().await,
+            "postToken",
+            &token,
+            landed,
+        )
     }
 
     async fn mark_posts_known(&self, order_id: &str, known: usize) -> Result<(), StoreError> {
@@ -252,12 +323,14 @@ impl PlacementStore for DynamoStore {
     async fn mark_not_placed(
         &self,
         order_id: &str,
+        posts: usize,
         problem: &SupplierProblem,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         self.settle_create(
             "mark order not placed",
             order_id,
+            posts,
             OrderStatus::NotPlaced,
             problem,
             now,
@@ -268,12 +341,14 @@ impl PlacementStore for DynamoStore {
     async fn mark_reconciling(
         &self,
         order_id: &str,
+        posts: usize,
         problem: &SupplierProblem,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         self.settle_create(
             "mark order reconciling",
             order_id,
+            posts,
             OrderStatus::Reconciling,
             problem,
             now,
