@@ -1054,6 +1054,14 @@ mod tests {
         }
     }
 
+    /// `error` is a call not sent for want of a slot, held back by `by`.
+    fn assert_held_by(error: &SupplierError, by: HeldBy) {
+        assert!(
+            matches!(error, SupplierError::Throttled { by: held, .. } if *held == by),
+            "{error:?}"
+        );
+    }
+
     /// Every two of `sent` at least `gap` apart.
     fn assert_spaced(sent: &[Duration], gap: Duration) {
         assert!(sent.windows(2).all(|w| w[1] - w[0] >= gap), "{sent:?}");
@@ -1134,16 +1142,7 @@ mod tests {
             .scope(stack.get_order(&id))
             .await
             .unwrap_err();
-        assert!(
-            matches!(
-                again,
-                SupplierError::Throttled {
-                    by: HeldBy::Budget,
-                    ..
-                }
-            ),
-            "{again:?}"
-        );
+        assert_held_by(&again, HeldBy::Budget);
         assert_slot_never_asked(&store, &stack).await;
         // Once the booked slots are near, a poll asks again and is sent.
         tokio::time::advance(Duration::from_millis(1_600)).await;
@@ -1320,16 +1319,7 @@ mod tests {
             .scope(stack.get_order(&id))
             .await
             .unwrap_err();
-        assert!(
-            matches!(
-                refused,
-                SupplierError::Throttled {
-                    by: HeldBy::Store,
-                    ..
-                }
-            ),
-            "{refused:?}"
-        );
+        assert_held_by(&refused, HeldBy::Store);
         assert_eq!(stack.inner.calls(Operation::GetOrder), 1, "not sent");
     }
 
@@ -1678,16 +1668,7 @@ mod tests {
         };
         let refused = asking.scope(stack.get_order(&id)).await.unwrap_err();
         // Held back by the store's pace, not by a spent budget.
-        assert!(
-            matches!(
-                refused,
-                SupplierError::Throttled {
-                    by: HeldBy::Store,
-                    ..
-                }
-            ),
-            "{refused:?}"
-        );
+        assert_held_by(&refused, HeldBy::Store);
         assert_slot_never_asked(&store, &stack).await;
     }
 

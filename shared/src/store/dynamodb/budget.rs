@@ -33,19 +33,16 @@
 //!   on by the cool-down (computed in DynamoDB by the cut's own update). A
 //!   read's update holds only on a slot at or after `createsUntil`.
 
-use super::DynamoStore;
 use super::codec::n;
 use super::errors::{is_condition_failure, sdk_error};
 use super::keys::budget_key;
+use super::{DynamoStore, Item};
 use crate::domain::budget::{BUSY_AFTER, QUIET, Shared, Slot, SlotFrom, busy, for_read, slot};
 use crate::store::{BudgetStore, SlotAsk, StoreError, Taken};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
-use std::collections::HashMap;
+use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 use std::time::Duration;
-
-type Item = HashMap<String, AttributeValue>;
 
 fn corrupt(reason: impl Into<String>) -> StoreError {
     StoreError::Corrupt {

@@ -2,9 +2,10 @@
 //! by exactly one of ours, payment, the first poll, and FoxReload's clock.
 
 use super::DynamoStore;
+use super::Item;
 use super::codec::{clock_offset_from_item, json, millis, n, order_from_item, rfc3339, s};
 use super::conditions::{STILL_CREATING, TERMINAL_VALUES, creating_values, ended};
-use super::errors::{conditional, expected, sdk_error};
+use super::errors::{conditional, expected, held_or_landed, sdk_error};
 use super::keys::{PENDING, PENDING_INDEX, claim_key, clock_key, order_key};
 use super::transaction::Tx;
 use crate::domain::OrderStatus;
@@ -12,52 +13,11 @@ use crate::domain::reconcile::ClockOffset;
 use crate::store::{
     Claim, OrderRecord, PlacementStore, StoreError, SupplierProblem, SupplierState,
 };
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use std::time::Duration;
 use time::OffsetDateTime;
-
-type Item = std::collections::HashMap<String, AttributeValue>;
-
-/// Whether a conditional update that wrote `token` to `attribute` holds:
-/// yes if it did; and yes if it was refused only because an earlier attempt
-/// of this very update landed (the SDK sends an update again when the
-/// answer to one was lost): the item then carries its token and `landed`
-/// holds of it. Otherwise (a real refusal) no.
-fn held_or_landed(
-    operation: &'static str,
-    result: Result<
-        aws_sdk_dynamodb::operation::update_item::UpdateItemOutput,
-        SdkError<UpdateItemError>,
-    >,
-    attribute: &str,
-    token: &str,
-    landed: impl Fn(&Item) -> bool,
-) -> Result<bool, StoreError> {
-    match result {
-        Ok(_) => Ok(true),
-        Err(SdkError::ServiceError(failure)) => match failure.err() {
-            UpdateItemError::ConditionalCheckFailedException(failed) => {
-                let mine = failed.item().is_some_and(|item| {
-                    item.get(attribute)
-                        .and_then(|v| v.as_s().ok())
-                        .map(String::as_str)
-                        == Some(token)
-                        && landed(item)
-                });
-                if mine {
-                    tracing::warn!(operation, "a write landed though its answer was lost; kept");
-                }
-                Ok(mine)
-            }
-            _ => Err(sdk_error(operation, SdkError::ServiceError(failure))),
-        },
-        Err(error) => Err(sdk_error(operation, error)),
-    }
-}
 
 /// The item's `status`, if it has one.
 fn status_of(item: &Item) -> Option<&str> {
