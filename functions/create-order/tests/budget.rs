@@ -93,7 +93,7 @@ async fn a_create_waits_for_its_slot_then_its_post_leaves_at_the_time_recorded()
         "{sent:?} {recorded}"
     );
     assert_eq!(c.supplier.inner.calls(Operation::CreateOrder), 1);
-    assert_eq!(Priority::Create.ahead(), Duration::from_secs(8));
+    assert_eq!(Priority::Create.ahead(), Duration::from_secs(15));
 }
 
 #[tokio::test(start_paused = true)]
@@ -212,7 +212,7 @@ async fn a_create_whose_deadline_comes_before_a_slot_a_create_is_given_is_not_ca
     assert_tells_when_to_come_back(&late_answer);
     assert!(c.store.orders().is_empty(), "nothing stored");
     assert_eq!(c.supplier.inner.calls(Operation::CreateOrder), 0);
-    // Booked past a create's reach (8 s), the same request is `busy`.
+    // Booked past a create's reach (15 s), the same request is `busy`.
     let c = creator(2.0);
     booked(&c, 2.0, 20).await;
     let busy = refused(&c, "c", "k2", late_deadline()).await;
@@ -226,7 +226,7 @@ async fn a_create_that_cannot_have_a_slot_before_its_deadline_is_busy_even_when_
     let c = after_a_slow_round_trip(2.0).await;
     // Others booked the next 20 s (the store quick again, its slow round
     // trip remembered), as this container learns when its next create
-    // finds no slot within 8 s.
+    // finds no slot within 15 s.
     c.store.slow("take_slot", Duration::ZERO);
     booked(&c, 2.0, 20).await;
     let busy = refused(&c, "b", "k2", deadline()).await;

@@ -72,10 +72,13 @@ impl Priority {
 
     /// How far ahead of now a request of this priority may take a slot
     /// (and wait for it): the more urgent, the further, so that the urgent
-    /// keep the limiter busy and the rest find no slot near enough.
+    /// keep the limiter busy and the rest find no slot near enough. A
+    /// create waits as long as its request allows (28 s, less the time its
+    /// POST may take): turned away, its customer would come back later and
+    /// ask again, for the same slot.
     pub fn ahead(self) -> Duration {
         match self {
-            Self::Create => Duration::from_secs(8),
+            Self::Create => Duration::from_secs(15),
             Self::FirstPoll => Duration::from_millis(1_000),
             Self::Poll => Duration::from_millis(500),
             Self::Stalled => Duration::from_millis(100),

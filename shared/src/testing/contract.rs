@@ -57,6 +57,7 @@ macro_rules! store_contract {
             the_shared_budget_is_replaced_only_from_what_was_read,
             the_stacks_slots_are_taken_one_at_a_time_an_interval_apart,
             every_slot_granted_is_counted_once_and_the_count_never_restarts,
+            many_asking_at_once_each_get_their_own_slot_or_are_told_it_was_a_race,
             busy_slots_are_counted_and_a_cut_is_stamped_with_their_count,
             a_cut_keeps_the_span_creates_had_booked_for_the_creates_it_voided
         );
@@ -1396,6 +1397,87 @@ pub async fn the_stacks_slots_are_taken_one_at_a_time_an_interval_apart<S: Order
         matches!(kept.slot, Slot::Go { at, .. } if at == longer.cool_until),
         "{kept:?}"
     );
+}
+
+/// `asks` taken all at once (a store's answers in the order asked).
+fn take_at_once<'a, S: OrderStore>(
+    store: &'a S,
+    asks: &'a [crate::store::SlotAsk],
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<crate::store::Taken>> + 'a>> {
+    Box::pin(async move {
+        match asks {
+            [] => Vec::new(),
+            [one] => vec![store.take_slot(one).await.unwrap()],
+            _ => {
+                let (left, right) = asks.split_at(asks.len() / 2);
+                let (mut left, right) =
+                    tokio::join!(take_at_once(store, left), take_at_once(store, right));
+                left.extend(right);
+                left
+            }
+        }
+    })
+}
+
+pub async fn many_asking_at_once_each_get_their_own_slot_or_are_told_it_was_a_race<
+    S: OrderStore,
+>(
+    store: &S,
+) {
+    use crate::domain::budget::Slot;
+    use crate::store::SlotAsk;
+    let now = Duration::from_millis(1_764_000_000_000);
+    let gap = Duration::from_millis(10);
+    let ask = |now: Duration, create: bool| SlotAsk {
+        now,
+        interval: gap,
+        ahead: Duration::from_secs(3600),
+        hint: None,
+        run_hint: None,
+        create,
+    };
+    // Sixteen at once on an idle limiter: half from the same instant, half
+    // from instants closer together than an interval; creates and reads.
+    let asks: Vec<SlotAsk> = (0..16u32)
+        .map(|i| {
+            let from = if i % 2 == 0 {
+                now
+            } else {
+                now + Duration::from_millis(3) * i
+            };
+            ask(from, i % 4 < 2)
+        })
+        .collect();
+    let taken = take_at_once(store, &asks).await;
+    let mut slots = Vec::new();
+    let mut serials = Vec::new();
+    for taken in &taken {
+        match taken.slot {
+            Slot::Go { at, .. } => {
+                slots.push(at);
+                serials.push(taken.serial.expect("a granted slot is counted"));
+            }
+            // Out of reach is not possible here: only a lost race.
+            Slot::Wait(_) => assert!(taken.contended, "{taken:?}"),
+        }
+    }
+    assert!(!slots.is_empty(), "{taken:?}");
+    slots.sort();
+    serials.sort();
+    // No slot given twice, none closer than an interval to the next.
+    for pair in slots.windows(2) {
+        assert!(pair[1] >= pair[0] + gap, "{slots:?}");
+    }
+    // Every grant counted once: one to how many were granted.
+    assert_eq!(serials, (1..=slots.len() as u64).collect::<Vec<_>>());
+    // And none taken unsaid: the next is the interval after the last.
+    let next = store.take_slot(&ask(now, true)).await.unwrap();
+    let last = *slots.last().unwrap();
+    assert!(
+        matches!(next.slot, Slot::Go { at, .. } if at == last + gap),
+        "{next:?} after {slots:?}"
+    );
+    assert_eq!(next.serial, Some(slots.len() as u64 + 1), "{next:?}");
 }
 
 pub async fn every_slot_granted_is_counted_once_and_the_count_never_restarts<S: OrderStore>(
