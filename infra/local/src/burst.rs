@@ -8,7 +8,7 @@
 //! order, or notified with codes other than FoxReload's is an error.
 
 use crate::stack::{LocalStack, StackOptions};
-use foxrelay_shared::domain::budget::Adaptive;
+use foxrelay_shared::domain::budget::{Adaptive, Priority};
 use foxrelay_shared::store::{DynamoStore, LimiterReading, OrderReader, OrderRecord};
 use foxreload_sim::{PRODUCT_FAST, RateLimit, SimConfig, Simulator};
 use serde_json::json;
@@ -138,14 +138,17 @@ impl BurstReport {
     }
 
     /// Seconds in which FoxReload was sent a read of an order while, at
-    /// most 7 s before, a create had been refused for the budget: none,
+    /// most 14 s before, a create had been refused for the budget: none,
     /// when creates come first (a create is refused only when every slot
-    /// of the next 8 s is taken, and a read books at most 1 s ahead).
+    /// of the next 15 s is taken, and a read books at most 1 s ahead; the
+    /// second of the refusal and the next are left out, for the slots
+    /// granted before it).
     pub fn reads_while_creates_refused(&self) -> Vec<i64> {
         let mut seconds = BTreeSet::new();
+        let reach = Priority::Create.ahead().as_secs() as i64;
         for at in &self.busy {
             let second = at.floor() as i64;
-            for later in second + 2..=second + 6 {
+            for later in second + 2..second + reach {
                 if self.reads.get(&later).copied().unwrap_or(0) > 0 {
                     seconds.insert(later);
                 }
@@ -183,6 +186,9 @@ async fn place(
 ) -> Result<(String, OffsetDateTime, Vec<Refusal>), String> {
     let first = OffsetDateTime::now_utc();
     let mut refusals = Vec::new();
+    // What it was told last, and how often it was told to wait on its key.
+    let mut last = String::new();
+    let mut in_progress = 0usize;
     loop {
         let response = http
             .post(&api)
@@ -198,6 +204,7 @@ async fn place(
             .get("retry-after")
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         let answer: serde_json::Value = response.json().await.unwrap_or_default();
+        last = format!("{status} {answer}");
         match status {
             202 => {
                 let id = answer["orderId"].as_str().ok_or("202 without an orderId")?;
@@ -206,6 +213,7 @@ async fn place(
             // The same key still being worked on (an earlier attempt the
             // gateway gave up on): come back when told, as a client would.
             409 if answer["error"]["code"] == "request_in_progress" => {
+                in_progress += 1;
                 let wait = wait.ok_or_else(|| format!("a 409 without Retry-After: {answer}"))?;
                 tokio::time::sleep(Duration::from_secs(wait)).await;
             }
@@ -235,7 +243,12 @@ async fn place(
             other => return Err(format!("POST /orders answered {other}: {answer}")),
         }
         if Instant::now() > give_up {
-            return Err(format!("{key} was never accepted"));
+            return Err(format!(
+                "{key} was never accepted: answered 503 or 502 {} times (busy {}), 409 \
+                 request_in_progress {in_progress} times, last {last}",
+                refusals.len(),
+                refusals.iter().filter(|r| r.busy).count()
+            ));
         }
     }
 }
