@@ -13,6 +13,8 @@
 //! moto's services once rather than on every request (a directory listing
 //! moto does under a lock every request shares). Each item request holds the
 //! lock until its answer is made, since moto renders answers from live items.
+//! And it skips per-request work nobody reads (a log line; SQS queue
+//! attributes built whole, message counts among them, to read one).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
