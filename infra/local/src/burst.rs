@@ -187,7 +187,7 @@ async fn place(
     let first = OffsetDateTime::now_utc();
     let mut refusals = Vec::new();
     // What it was told last, and how often it was told to wait on its key.
-    let mut last = String::new();
+    let mut last;
     let mut in_progress = 0usize;
     loop {
         let response = http
