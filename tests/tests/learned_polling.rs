@@ -83,6 +83,29 @@ fn reads(order: &OrderRecord) -> u64 {
     order.poll_count + 1
 }
 
+/// What a warm-up order taught, for a failure's report: product, its
+/// clock's start after FoxReload's payment, and seen open at / ended by on
+/// its clock, in seconds.
+fn taught(sim: &Simulator, order: &OrderRecord) -> String {
+    let secs = |d: time::Duration| format!("{:.1}", d.as_seconds_f64());
+    let start = order.clock_start();
+    let at_foxreload = sim
+        .order(order.supplier_order_id.as_deref().unwrap())
+        .unwrap();
+    let paid = OffsetDateTime::parse(at_foxreload["paidAt"].as_str().unwrap(), &Rfc3339).unwrap();
+    format!(
+        "{} start+{} open {} ended {}",
+        order.lines[0].product_id,
+        secs(start - paid),
+        order
+            .last_seen_open_at
+            .map_or_else(|| "-".to_owned(), |at| secs(at - start)),
+        order
+            .terminal_at
+            .map_or_else(|| "-".to_owned(), |at| secs(at - start)),
+    )
+}
+
 /// From the order's end at FoxReload (payment there, plus the product's
 /// time) to its event published.
 fn lag(sim: &Simulator, order: &OrderRecord, takes: Duration) -> Duration {
@@ -126,22 +149,27 @@ async fn a_learned_product_is_read_about_once_soon_after_it_ends() {
     .await;
     let learned = notified(&stack, &second).await;
     let mut report = Vec::new();
+    let lessons: Vec<String> = warm.values().map(|o| taught(&sim, o)).collect();
     for order in learned.values() {
         let plan = order.poll_plan.as_ref().expect("a plan");
         assert_eq!(plan.kind, PlanKind::Learned, "{order:?}");
         let product = order.lines[0].product_id.as_str();
         report.push(format!(
-            "{product}: {} reads, plan {:?}",
+            "{product}: {} reads, plan {:?} ({})",
             reads(order),
-            plan.plan.polls
+            plan.plan.polls,
+            taught(&sim, order)
         ));
-        assert!(reads(order) <= 2, "{report:?}");
+        assert!(reads(order) <= 2, "{report:?} taught by {lessons:?}");
         if product == PRODUCT_TWO_SECONDS {
             // Read 2 s after its end (the plan's first read, 4 s after
             // payment), with room for a loaded machine; the default
             // schedule's first read (10 s) would make it 8 s.
             let lag = lag(&sim, order, two);
-            assert!(lag <= Duration::from_secs(6), "{lag:?} {report:?}");
+            assert!(
+                lag <= Duration::from_secs(6),
+                "{lag:?} {report:?} taught by {lessons:?}"
+            );
         }
     }
     eprintln!("{}", report.join("\n"));

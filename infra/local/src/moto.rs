@@ -11,8 +11,9 @@
 //! action of a transaction (quadratic in the table's size), the wrapper saves
 //! and restores only the items a transaction touches. Last, it lists
 //! moto's services once rather than on every request (a directory listing
-//! moto does under a lock every request shares). Each write holds the lock
-//! until its answer is made, since moto renders answers from live items.
+//! moto does under a lock every request shares). A write that returns an
+//! item holds the lock until its answer is made, since moto renders
+//! answers from live items.
 //! And it skips per-request work nobody reads (a log line; SQS queue
 //! attributes built whole, message counts among them, to read one).
 
@@ -115,17 +116,26 @@ for _name in ("put_item", "get_item", "update_item", "delete_item", "query", "sc
               "batch_get_item"):
     if hasattr(DynamoDBBackend, _name):
         setattr(DynamoDBBackend, _name, _serialized(getattr(DynamoDBBackend, _name)))
-# A write's answer too: moto reads an update's ALL_OLD item in a call of
-# its own before the update, and renders ALL_NEW from the live item after
-# the backend call, so a request in between shows in another's answer (two
-# containers told the same budget slot). DynamoDB answers each write from
-# the item as that write left it: each write runs under the lock from its
-# first read to its answer. (Reads are not held: a long query's answer
-# would hold up every other request.)
+# A write's answer too, when it returns an item: moto reads an update's
+# ALL_OLD item in a call of its own before the update, and renders ALL_NEW
+# from the live item after the backend call, so a request in between shows
+# in another's answer (two containers told the same budget slot). DynamoDB
+# answers each write from the item as that write left it: a write that
+# asks for an item back runs under the lock from its first read to its
+# answer. Other writes are not held there (their expressions, parsed in
+# the handler, would queue every request behind them: poll links came
+# seconds late under load).
 from moto.dynamodb.responses import DynamoHandler
-for _name in ("put_item", "update_item", "delete_item", "transact_write_items",
-              "batch_write_item"):
-    setattr(DynamoHandler, _name, _serialized(getattr(DynamoHandler, _name)))
+def _answered_whole(method):
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        if self.body.get("ReturnValues", "NONE") == "NONE":
+            return method(self, *args, **kwargs)
+        with _lock:
+            return method(self, *args, **kwargs)
+    return run
+for _name in ("put_item", "update_item", "delete_item"):
+    setattr(DynamoHandler, _name, _answered_whole(getattr(DynamoHandler, _name)))
 # A query of the table itself (not of an index) looks at every item of the
 # table, sorted, for the few under one partition key; under the lock, it is
 # given just those (in the same order).
