@@ -2,13 +2,15 @@
 //! the functions need: an item round-trips through the table (and its sparse
 //! index), a delayed message stays hidden for its delay, a publish reaches a
 //! subscribed queue, the dead-letter redrive is wired, and the API key is read
-//! from Secrets Manager.
+//! from Secrets Manager. Behind the one endpoint, DynamoDB and the other
+//! services are moto servers of their own.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use foxrelay_shared::aws::resolve_api_key;
+use foxrelay_shared::aws::{AwsClients, LocalAws, load_local};
 use foxrelay_shared::settings::{ApiKeySource, names};
-use foxrelay_tests::stack;
+use foxrelay_tests::{moto, stack};
 use std::time::{Duration, Instant};
 
 fn s(value: &str) -> AttributeValue {
@@ -296,4 +298,38 @@ async fn function_environment_from_the_template_names_the_created_resources() {
     let settings =
         foxrelay_shared::settings::Settings::from_lookup(|n| full.get(n).cloned()).unwrap();
     assert_eq!(settings.resources.table_name, stack.resources.table_name());
+}
+
+#[tokio::test]
+async fn dynamodb_is_served_apart_from_the_queues_and_topics_behind_one_endpoint() {
+    let stack = stack().await;
+    let table = stack.resources.table_name();
+    let queue = stack.resources.poll_queue_url();
+    let queue_name = queue.rsplit('/').next().unwrap_or_default();
+    let dynamodb =
+        AwsClients::new(&load_local(&LocalAws::new(moto().dynamodb_endpoint_url())).await);
+    let others = AwsClients::new(&load_local(&LocalAws::new(moto().others_endpoint_url())).await);
+
+    let described = |clients: &AwsClients| {
+        let request = clients.dynamodb.describe_table().table_name(table);
+        async move { request.send().await.is_ok() }
+    };
+    assert!(
+        described(&dynamodb).await,
+        "the table is on DynamoDB's server"
+    );
+    assert!(!described(&others).await, "and only there");
+
+    let listed = |clients: &AwsClients| {
+        let request = clients.sqs.list_queues().queue_name_prefix(queue_name);
+        async move {
+            let answer = request.send().await.unwrap();
+            answer
+                .queue_urls()
+                .iter()
+                .any(|url| url.ends_with(queue_name))
+        }
+    };
+    assert!(listed(&others).await, "the queue is on the others' server");
+    assert!(!listed(&dynamodb).await, "and only there");
 }

@@ -1,4 +1,7 @@
-//! Starts moto's server (PyPI `moto[server]`) on a free loopback port.
+//! Starts moto's server (PyPI `moto[server]`): two of them, DynamoDB on
+//! one and the other services on the other, behind one loopback endpoint
+//! (`router`), since one moto process serves one request at a time (it is
+//! Python) and was what bounded the local stack under load.
 //!
 //! moto runs inside a small Python wrapper that stops the server when its
 //! standard input closes, so the server never outlives the process that
@@ -19,9 +22,12 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+mod router;
+use router::Router;
 
 /// The interpreter that has moto installed. Unset, the project's own
 /// virtualenv (`target/venv`, made by `.ci/setup`) is used when present, else
@@ -238,24 +244,94 @@ pub enum MotoError {
     Startup(String),
 }
 
-/// A running moto server; stopped when dropped.
+/// The local stack's AWS: two moto servers behind one endpoint, DynamoDB
+/// on one and every other service on the other, each a Python process of
+/// its own (moto serves requests one at a time, under Python's lock: two
+/// processes use two cores). SNS and SQS stay together, since moto
+/// delivers an SNS message to its SQS subscribers inside the process.
+/// Stopped when dropped.
 pub struct MotoServer {
-    child: Mutex<Child>,
-    stdin: Mutex<Option<ChildStdin>>,
-    addr: SocketAddr,
+    router: Router,
+    dynamodb: Process,
+    rest: Process,
 }
 
 impl std::fmt::Debug for MotoServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MotoServer")
-            .field("addr", &self.addr)
+            .field("addr", &self.router.addr())
+            .field("dynamodb", &self.dynamodb.addr)
+            .field("rest", &self.rest.addr)
             .finish()
     }
 }
 
 impl MotoServer {
-    /// Starts moto on a free loopback port and waits until it answers.
+    /// Starts both moto servers on free loopback ports (at once), waits
+    /// until they answer, and the router in front of them.
     pub fn start() -> Result<Self, MotoError> {
+        let dynamodb = Process::spawn()?;
+        let rest = Process::spawn()?;
+        let (dynamodb, rest) = (dynamodb.ready()?, rest.ready()?);
+        let router = Router::start(dynamodb.addr, rest.addr)
+            .map_err(|e| MotoError::Startup(format!("the router in front of moto: {e}")))?;
+        Ok(Self {
+            router,
+            dynamodb,
+            rest,
+        })
+    }
+
+    /// The one address every service is reached at.
+    pub fn addr(&self) -> SocketAddr {
+        self.router.addr()
+    }
+
+    /// The endpoint to give the AWS SDK (`AWS_ENDPOINT_URL`).
+    pub fn endpoint_url(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+
+    /// Where DynamoDB's server is reached directly, past the router.
+    pub fn dynamodb_endpoint_url(&self) -> String {
+        format!("http://{}", self.dynamodb.addr)
+    }
+
+    /// Where the other services' server is reached directly.
+    pub fn others_endpoint_url(&self) -> String {
+        format!("http://{}", self.rest.addr)
+    }
+
+    /// Stops the router and both servers, and waits for them to exit.
+    pub fn stop(&self) {
+        self.router.stop();
+        self.dynamodb.stop();
+        self.rest.stop();
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One moto server process.
+struct Process {
+    child: Mutex<Child>,
+    stdin: Mutex<Option<ChildStdin>>,
+    addr: SocketAddr,
+}
+
+/// A moto process started, not yet known to answer.
+struct Spawned {
+    child: Child,
+    stdout: ChildStdout,
+    python: String,
+}
+
+impl Process {
+    fn spawn() -> Result<Spawned, MotoError> {
         let python = python();
         let mut child = Command::new(&python)
             .arg("-c")
@@ -268,35 +344,28 @@ impl MotoServer {
                 python: python.clone(),
                 source,
             })?;
-        let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("stdout is piped");
-        let mut first = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut first)
-            .map_err(|e| MotoError::Startup(e.to_string()))?;
-        let port: u16 = match first.trim().strip_prefix("READY ") {
-            Some(port) => port
-                .parse()
-                .map_err(|_| MotoError::Startup(format!("odd answer {first:?}")))?,
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let said = first.trim();
-                return Err(MotoError::Startup(if said.is_empty() {
-                    format!("{python} exited without starting it")
-                } else {
-                    said.to_owned()
-                }));
+        Ok(Spawned {
+            child,
+            stdout,
+            python,
+        })
+    }
+
+    /// Stops the server and waits for it to exit.
+    fn stop(&self) {
+        drop(self.stdin.lock().map(|mut s| s.take()));
+        if let Ok(mut child) = self.child.lock() {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-        };
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let server = Self {
-            child: Mutex::new(child),
-            stdin: Mutex::new(stdin),
-            addr,
-        };
-        server.wait_until_ready()?;
-        Ok(server)
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     fn wait_until_ready(&self) -> Result<(), MotoError> {
@@ -324,35 +393,42 @@ impl MotoServer {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The endpoint to give the AWS SDK (`AWS_ENDPOINT_URL`).
-    pub fn endpoint_url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Stops the server and waits for it to exit.
-    pub fn stop(&self) {
-        drop(self.stdin.lock().map(|mut s| s.take()));
-        if let Ok(mut child) = self.child.lock() {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
-impl Drop for MotoServer {
-    fn drop(&mut self) {
-        self.stop();
+impl Spawned {
+    /// Waits for the server's port, then for it to answer.
+    fn ready(self) -> Result<Process, MotoError> {
+        let Self {
+            mut child,
+            stdout,
+            python,
+        } = self;
+        let mut first = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut first)
+            .map_err(|e| MotoError::Startup(e.to_string()))?;
+        let port: u16 = match first.trim().strip_prefix("READY ") {
+            Some(port) => port
+                .parse()
+                .map_err(|_| MotoError::Startup(format!("odd answer {first:?}")))?,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let said = first.trim();
+                return Err(MotoError::Startup(if said.is_empty() {
+                    format!("{python} exited without starting it")
+                } else {
+                    said.to_owned()
+                }));
+            }
+        };
+        let stdin = child.stdin.take();
+        let process = Process {
+            child: Mutex::new(child),
+            stdin: Mutex::new(stdin),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        process.wait_until_ready()?;
+        Ok(process)
     }
 }

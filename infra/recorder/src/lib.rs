@@ -41,6 +41,7 @@
 mod billing;
 mod iam;
 mod proxy;
+pub mod relay;
 mod request;
 mod update_expression;
 

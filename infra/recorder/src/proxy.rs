@@ -3,9 +3,10 @@
 //! transactions can be cancelled as DynamoDB does under contention.
 
 use crate::billing::{Recorder, Tally};
+use crate::relay;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderName, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use serde_json::Value;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -60,11 +61,7 @@ impl CountingProxy {
     /// Serves on a free loopback port, forwarding to `upstream` (moto's
     /// endpoint URL).
     pub async fn start(upstream: &str) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("the proxy's HTTP client: {e}"))?;
+        let http = relay::client().map_err(|e| format!("the proxy's HTTP client: {e}"))?;
         let shared = Arc::new(Shared {
             upstream: upstream.trim_end_matches('/').to_owned(),
             http,
@@ -155,40 +152,25 @@ async fn forward(
     {
         return transaction_conflict(&body);
     }
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut request = shared
-        .http
-        .request(method, format!("{}{path}", shared.upstream))
-        .body(body.clone());
-    for (name, value) in &headers {
-        if !is_hop_by_hop(name) {
-            request = request.header(name, value);
-        }
-    }
-    let (status, answer_headers, answer) = match request.send().await {
-        Ok(answer) => {
-            let status = answer.status();
-            let answer_headers = answer.headers().clone();
-            match answer.bytes().await {
-                Ok(bytes) => (status, answer_headers, bytes),
-                Err(error) => return bad_gateway(&error),
-            }
-        }
-        Err(error) => return bad_gateway(&error),
+    let answer = match relay::send(
+        &shared.http,
+        &shared.upstream,
+        method,
+        &uri,
+        &headers,
+        body.clone(),
+    )
+    .await
+    {
+        Ok(answer) => answer,
+        Err(error) => return relay::bad_gateway("counting proxy", &error),
     };
     shared
         .recorder
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .record(&headers, &body, status.as_u16(), &answer);
-    let mut response = Response::new(Body::from(answer));
-    *response.status_mut() = status;
-    for (name, value) in &answer_headers {
-        if !is_hop_by_hop(name) {
-            response.headers_mut().append(name, value.clone());
-        }
-    }
-    response
+        .record(&headers, &body, answer.status.as_u16(), &answer.body);
+    answer.into_response()
 }
 
 fn is_transaction(headers: &HeaderMap) -> bool {
@@ -239,23 +221,4 @@ fn transaction_conflict(body: &[u8]) -> Response {
         axum::http::HeaderValue::from_static("TransactionCanceledException"),
     );
     response
-}
-
-fn bad_gateway(error: &reqwest::Error) -> Response {
-    let mut response = Response::new(Body::from(format!("counting proxy: {error}")));
-    *response.status_mut() = StatusCode::BAD_GATEWAY;
-    response
-}
-
-/// Headers that belong to one connection, and the length the body sets.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == header::TRANSFER_ENCODING
-        || name == header::CONTENT_LENGTH
-        || name == header::TE
-        || name == header::TRAILER
-        || name == header::UPGRADE
-        || name == header::PROXY_AUTHORIZATION
-        || name == header::EXPECT
-        || name.as_str() == "keep-alive"
 }
