@@ -129,8 +129,7 @@ for _name in ("put_item", "get_item", "update_item", "delete_item", "query", "sc
 # answers each write from the item as that write left it: a write that
 # asks for an item back runs under the lock from its first read to its
 # answer. Other writes are not held there (their expressions, parsed in
-# the handler, would queue every request behind them: poll links came
-# seconds late under load).
+# the handler, would queue every other write behind them).
 from moto.dynamodb.responses import DynamoHandler
 def _answered_whole(method):
     @functools.wraps(method)
@@ -253,7 +252,7 @@ pub enum MotoError {
 pub struct MotoServer {
     router: Router,
     dynamodb: Process,
-    rest: Process,
+    others: Process,
 }
 
 impl std::fmt::Debug for MotoServer {
@@ -261,7 +260,7 @@ impl std::fmt::Debug for MotoServer {
         f.debug_struct("MotoServer")
             .field("addr", &self.router.addr())
             .field("dynamodb", &self.dynamodb.addr)
-            .field("rest", &self.rest.addr)
+            .field("others", &self.others.addr)
             .finish()
     }
 }
@@ -271,14 +270,14 @@ impl MotoServer {
     /// until they answer, and the router in front of them.
     pub fn start() -> Result<Self, MotoError> {
         let dynamodb = Process::spawn()?;
-        let rest = Process::spawn()?;
-        let (dynamodb, rest) = (dynamodb.ready()?, rest.ready()?);
-        let router = Router::start(dynamodb.addr, rest.addr)
+        let others = Process::spawn()?;
+        let (dynamodb, others) = (dynamodb.ready()?, others.ready()?);
+        let router = Router::start(dynamodb.addr, others.addr)
             .map_err(|e| MotoError::Startup(format!("the router in front of moto: {e}")))?;
         Ok(Self {
             router,
             dynamodb,
-            rest,
+            others,
         })
     }
 
@@ -299,14 +298,14 @@ impl MotoServer {
 
     /// Where the other services' server is reached directly.
     pub fn others_endpoint_url(&self) -> String {
-        format!("http://{}", self.rest.addr)
+        format!("http://{}", self.others.addr)
     }
 
     /// Stops the router and both servers, and waits for them to exit.
     pub fn stop(&self) {
         self.router.stop();
         self.dynamodb.stop();
-        self.rest.stop();
+        self.others.stop();
     }
 }
 

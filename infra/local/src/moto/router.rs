@@ -25,20 +25,20 @@ pub(super) struct Router {
 struct Upstreams {
     http: reqwest::Client,
     dynamodb: String,
-    rest: String,
+    others: String,
 }
 
 impl Router {
     /// Serves on a free loopback port: DynamoDB's requests to `dynamodb`,
-    /// the rest to `rest`.
-    pub(super) fn start(dynamodb: SocketAddr, rest: SocketAddr) -> std::io::Result<Self> {
+    /// the rest to `others`.
+    pub(super) fn start(dynamodb: SocketAddr, others: SocketAddr) -> std::io::Result<Self> {
         let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let upstreams = Arc::new(Upstreams {
             http: relay::client().map_err(std::io::Error::other)?,
             dynamodb: format!("http://{dynamodb}"),
-            rest: format!("http://{rest}"),
+            others: format!("http://{others}"),
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -102,7 +102,7 @@ async fn route(
     let upstream = if is_dynamodb(&headers) {
         &upstreams.dynamodb
     } else {
-        &upstreams.rest
+        &upstreams.others
     };
     match relay::send(&upstreams.http, upstream, method, &uri, &headers, body).await {
         Ok(answer) => answer.into_response(),
