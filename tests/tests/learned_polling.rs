@@ -2,9 +2,15 @@
 //! default schedule, against moto and the simulator's products that end a
 //! fixed time after payment. Once a product has been learned, its orders
 //! are read about once, soon after they end.
+//!
+//! "Soon" is proved by when the ending read was due (the delay its SQS
+//! message was sent with), which no load on the machine changes; how late
+//! the runner then was on a loaded machine is printed, not asserted (the
+//! `learned` benchmark measures lag against the default schedule).
 
 use foxrelay_local::{LocalStack, StackOptions};
 use foxrelay_shared::domain::learning::PlanKind;
+use foxrelay_shared::domain::schedule::Schedule;
 use foxrelay_shared::store::{DynamoStore, OrderReader, OrderRecord};
 use foxrelay_tests::{local_stack_options, unique_prefix};
 use foxreload_sim::{PRODUCT_TWENTY_FIVE_SECONDS, PRODUCT_TWO_SECONDS, SimConfig, Simulator};
@@ -112,6 +118,14 @@ fn taught(sim: &Simulator, order: &OrderRecord) -> String {
     )
 }
 
+/// When the read that saw the order end was due, on the order's clock: the
+/// last link's due time (an ended order keeps it).
+fn due(order: &OrderRecord) -> Duration {
+    (order.next_poll_due_at.expect("a read was scheduled") - order.clock_start())
+        .try_into()
+        .unwrap_or_default()
+}
+
 /// From the order's end at FoxReload (payment there, plus the product's
 /// time) to its event published.
 fn lag(sim: &Simulator, order: &OrderRecord, takes: Duration) -> Duration {
@@ -154,27 +168,35 @@ async fn a_learned_product_is_read_about_once_soon_after_it_ends() {
     )
     .await;
     let learned = notified(&stack, &second).await;
+    let default_first = Schedule::default().first_delay();
     let mut report = Vec::new();
     let lessons: Vec<String> = warm.values().map(|o| taught(&sim, o)).collect();
     for order in learned.values() {
         let plan = order.poll_plan.as_ref().expect("a plan");
         assert_eq!(plan.kind, PlanKind::Learned, "{order:?}");
         let product = order.lines[0].product_id.as_str();
+        let takes = if product == PRODUCT_TWO_SECONDS {
+            two
+        } else {
+            Duration::from_secs(25)
+        };
         report.push(format!(
-            "{product}: {} reads, plan {:?} ({})",
+            "{product}: {} reads, plan {:?}, ending read due at {:.1} s, notified {:.1} s after its end ({})",
             reads(order),
             plan.plan.polls,
+            due(order).as_secs_f64(),
+            lag(&sim, order, takes).as_secs_f64(),
             taught(&sim, order)
         ));
         assert!(reads(order) <= 2, "{report:?} taught by {lessons:?}");
         if product == PRODUCT_TWO_SECONDS {
-            // Read 2 s after its end (the plan's first read, 4 s after
-            // payment), with room for a loaded machine; the default
-            // schedule's first read (10 s) would make it 8 s.
-            let lag = lag(&sim, order, two);
+            // Due 2 s after its end (the plan's first read, 4 s after
+            // payment, less its jitter), before the default schedule's
+            // first read would be (10 s, 8 s after its end).
+            let due = due(order);
             assert!(
-                lag <= Duration::from_secs(6),
-                "{lag:?} {report:?} taught by {lessons:?}"
+                due < default_first,
+                "due {due:?} {report:?} taught by {lessons:?}"
             );
         }
     }
