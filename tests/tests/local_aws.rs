@@ -333,3 +333,83 @@ async fn dynamodb_is_served_apart_from_the_queues_and_topics_behind_one_endpoint
     assert!(listed(&others).await, "the queue is on the others' server");
     assert!(!listed(&dynamodb).await, "and only there");
 }
+
+/// moto, as the local stack wraps it (update expressions checked at their
+/// root only), refuses the update expressions DynamoDB refuses, overlaps
+/// and repeated clauses deep in a long expression among them, and applies
+/// a valid one of many actions whole.
+#[tokio::test]
+async fn update_expressions_are_refused_and_applied_as_dynamodb_does() {
+    let stack = stack().await;
+    let db = &stack.clients.dynamodb;
+    let table = stack.resources.table_name();
+    let many: Vec<String> = (0..12).map(|i| format!("a{i} = :v")).collect();
+    let refused = [
+        format!("SET {}, a11 = :w", many.join(", ")),
+        format!("SET {}, a3.b = :w", many.join(", ")),
+        format!("SET {} SET b = :w", many.join(", ")),
+        format!("SET {} REMOVE r1 REMOVE r2", many.join(", ")),
+        format!("SET {} REMOVE a5", many.join(", ")),
+    ];
+    for expression in &refused {
+        let answer = db
+            .update_item()
+            .table_name(table)
+            .key("pk", s("ORDER#expr"))
+            .key("sk", s("ORDER"))
+            .update_expression(expression)
+            .expression_attribute_values(":v", s("v"))
+            .expression_attribute_values(":w", s("w"))
+            .send()
+            .await;
+        let error = answer.expect_err(expression).into_service_error();
+        assert_eq!(
+            error.meta().code(),
+            Some("ValidationException"),
+            "{expression}: {error:?}"
+        );
+    }
+    let stored = db
+        .get_item()
+        .table_name(table)
+        .key("pk", s("ORDER#expr"))
+        .key("sk", s("ORDER"))
+        .send()
+        .await
+        .unwrap();
+    assert!(stored.item().is_none(), "a refused update wrote nothing");
+
+    let expression = format!(
+        "SET {}, n = if_not_exists(n, :zero) + :one REMOVE r1, r2",
+        many.join(", ")
+    );
+    for _ in 0..2 {
+        db.update_item()
+            .table_name(table)
+            .key("pk", s("ORDER#expr"))
+            .key("sk", s("ORDER"))
+            .update_expression(&expression)
+            .expression_attribute_values(":v", s("v"))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .send()
+            .await
+            .expect(&expression);
+    }
+    let item = db
+        .get_item()
+        .table_name(table)
+        .key("pk", s("ORDER#expr"))
+        .key("sk", s("ORDER"))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(item["n"], AttributeValue::N("2".into()));
+    assert!(
+        (0..12).all(|i| item[&format!("a{i}")] == s("v")),
+        "{item:?}"
+    );
+    assert_eq!(item.len(), 2 + 12 + 1, "{item:?}");
+}
