@@ -362,6 +362,14 @@ pub fn metric_totals(lines: &[String]) -> BTreeMap<String, u64> {
                     .as_array()
                     .expect("values beside the directive")
                     .len() as u64,
+                // A gauge (the FoxReload budget as last seen): no total.
+                Some("Count/Second") => {
+                    assert!(
+                        line[name].is_number(),
+                        "a rate beside the directive: {line}"
+                    );
+                    continue;
+                }
                 other => panic!("unit {other:?} in {line}"),
             };
             // `Name`, or `Name/value` per dimension beyond `Function`
@@ -382,13 +390,17 @@ pub fn metric_totals(lines: &[String]) -> BTreeMap<String, u64> {
 }
 
 /// The EMF lines of `lines` that carry the function's counters (one per
-/// flush).
+/// flush; a line of gauges alone, the FoxReload budget, is not one).
 pub fn counter_lines(lines: &[String]) -> usize {
     lines
         .iter()
         .filter(|line| {
             let line: serde_json::Value = serde_json::from_str(line).expect("JSON");
-            line["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0] == serde_json::json!(["Function"])
+            let directive = &line["_aws"]["CloudWatchMetrics"][0];
+            directive["Dimensions"][0] == serde_json::json!(["Function"])
+                && directive["Metrics"]
+                    .as_array()
+                    .is_some_and(|metrics| metrics.iter().any(|m| m["Unit"] == "Count"))
         })
         .count()
 }

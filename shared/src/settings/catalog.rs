@@ -106,7 +106,7 @@ pub const CATALOG: &[Documented] = &[
         Some("FoxReloadMaxRps"),
         "",
         "0: no budget",
-        "the most requests per second the whole stack sends FoxReload, shared by every container of every function, creates first; a 429 lowers it until FoxReload stops refusing, and it creeps back up while the stack sends all it allows. Off by default while it is proven at scale (see docs/design.md)",
+        "the most requests per second the whole stack sends FoxReload, shared by every container of every function, creates first; a 429 lowers it until FoxReload stops refusing, and it creeps back up while the stack sends all it allows. Each FoxReload call costs one conditional DynamoDB write (see docs/design.md); 0 turns the budget off",
     ),
     doc(
         names::FOXRELOAD_AUTO_PAY,
