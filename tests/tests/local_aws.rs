@@ -369,15 +369,17 @@ async fn update_expressions_are_refused_and_applied_as_dynamodb_does() {
             "{expression}: {error:?}"
         );
     }
-    let stored = db
-        .get_item()
-        .table_name(table)
-        .key("pk", s("ORDER#expr"))
-        .key("sk", s("ORDER"))
-        .send()
-        .await
-        .unwrap();
-    assert!(stored.item().is_none(), "a refused update wrote nothing");
+    let stored = || async {
+        db.get_item()
+            .table_name(table)
+            .key("pk", s("ORDER#expr"))
+            .key("sk", s("ORDER"))
+            .send()
+            .await
+            .unwrap()
+            .item
+    };
+    assert!(stored().await.is_none(), "a refused update wrote nothing");
 
     let expression = format!(
         "SET {}, n = if_not_exists(n, :zero) + :one REMOVE r1, r2",
@@ -396,16 +398,7 @@ async fn update_expressions_are_refused_and_applied_as_dynamodb_does() {
             .await
             .expect(&expression);
     }
-    let item = db
-        .get_item()
-        .table_name(table)
-        .key("pk", s("ORDER#expr"))
-        .key("sk", s("ORDER"))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let item = stored().await.expect("the update's item");
     assert_eq!(item["n"], AttributeValue::N("2".into()));
     assert!(
         (0..12).all(|i| item[&format!("a{i}")] == s("v")),
