@@ -390,7 +390,8 @@ pub fn metric_totals(lines: &[String]) -> BTreeMap<String, u64> {
 }
 
 /// The EMF lines of `lines` that carry the function's counters (one per
-/// flush; a line of gauges alone, the FoxReload budget, is not one).
+/// flush; a line of gauges or timings alone, such as the FoxReload budget
+/// or the rest of a long list of times to notify, is not one).
 pub fn counter_lines(lines: &[String]) -> usize {
     lines
         .iter()

@@ -350,6 +350,8 @@ async fn update_expressions_are_refused_and_applied_as_dynamodb_does() {
         format!("SET {} SET b = :w", many.join(", ")),
         format!("SET {} REMOVE r1 REMOVE r2", many.join(", ")),
         format!("SET {} REMOVE a5", many.join(", ")),
+        // An undefined name before a repeated path: still the repeat's 400.
+        "SET #undefined = :v, b = :v, b = :w".to_owned(),
     ];
     for expression in &refused {
         let answer = db

@@ -182,13 +182,19 @@ Table.query = _keyed_query(Table.query)
 # under load, with updates of a dozen actions. A node's clauses and actions
 # are among the root's, so checking the root alone refuses the same
 # expressions (with another of the faults named when there are several).
+# The overlap check looks names up unguarded: where the root meets an
+# undefined name before a fault a nested node would have found first, the
+# check runs as moto's own, so that fault is still a 400, not a 500.
 from moto.dynamodb.parsing.validators import ActionCountValidator, OverlappingPathsValidator
 from moto.dynamodb.parsing.ast_nodes import UpdateExpression as _UpdateExpression
 def _root_only(traverse):
     @functools.wraps(traverse)
     def run(self, node):
         if isinstance(node, _UpdateExpression):
-            return self.process(node)
+            try:
+                return self.process(node)
+            except KeyError:
+                pass
         return traverse(self, node)
     return run
 ActionCountValidator.traverse = _root_only(ActionCountValidator.traverse)

@@ -71,7 +71,9 @@ pub struct FoxReloadSettings {
 
 impl FoxReloadSettings {
     /// Settings for a FoxReload (or simulator) at `base_url` with a plain key
-    /// and the default timeouts: what the local stack and tests use.
+    /// and the default timeouts, and no budget: what tests of the client
+    /// alone use (the local stack's functions read the template's
+    /// settings, the budget among them).
     pub fn local(base_url: impl Into<String>, api_key: impl Into<String>) -> Self {
         Self {
             base_url: base_url.into().trim_end_matches('/').to_owned(),
