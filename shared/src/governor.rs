@@ -64,6 +64,18 @@ impl Asking {
             .try_with(|(asking, _)| *asking)
             .unwrap_or(Self::new(Priority::Poll))
     }
+
+    /// Who asks for a call of `op` in the current flow: a create or a
+    /// payment is asked as a create whatever the flow (a poll paying the
+    /// order it found, or buying again), within the flow's deadline, since
+    /// a customer waits for what it buys; any other call as the flow.
+    fn for_call(op: Operation) -> Self {
+        let mut asking = Self::current();
+        if matches!(op, Operation::CreateOrder | Operation::PayOrder) {
+            asking.priority = Priority::Create;
+        }
+        asking
+    }
 }
 
 /// A slot taken (and waited for): when it was, at what budget.
@@ -124,12 +136,13 @@ struct View {
     busy: u64,
 }
 
-/// Why a request of `priority` that could wait `reach` for a slot (less
-/// than the priority's own when its deadline is near) found none, the first
-/// coming `wait` after that: the budget, when the slot is past the
-/// priority's reach too; otherwise the time the request had left.
-fn held_by(priority: Priority, reach: Duration, wait: Duration) -> HeldBy {
-    if reach + wait > priority.ahead() {
+/// Why a request whose priority reaches `full` ([`Priority::reach`]) but
+/// that could wait `reach` for a slot (less when its deadline is near)
+/// found none, the first coming `wait` after that: the budget, when the
+/// slot is past the priority's reach too; otherwise the time the request
+/// had left.
+fn held_by(full: Duration, reach: Duration, wait: Duration) -> HeldBy {
+    if reach + wait > full {
         HeldBy::Budget
     } else {
         HeldBy::Deadline
@@ -439,7 +452,7 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
         match held {
             Some(held) if self.kept(&held, true).await => Ok(held),
             _ => self
-                .admit(Asking::current())
+                .admit(Asking::for_call(op))
                 .await
                 .map_err(|refused| refused.error(op)),
         }
@@ -467,6 +480,18 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
     /// long until one is within reach.
     async fn take(&self, asking: Asking, lead: Duration) -> Result<Admitted, Refused> {
         let now = self.now();
+        let create = asking.priority == Priority::Create;
+        let (rate, hint, run_hint, cool_until, creates_until) = {
+            let view = lock(&self.view);
+            (
+                view.adaptive.current(view.busy),
+                view.hint,
+                view.run_hint,
+                view.adaptive.cool_until(),
+                view.creates_until.filter(|_| !create),
+            )
+        };
+        let full = asking.priority.reach(rate);
         // Within the priority's reach, and a round trip ahead; near a
         // deadline, no slot after it.
         let reach = match asking.until {
@@ -481,16 +506,11 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
                     // budget held it; after the deadline, the time left
                     // did; otherwise the store answers too slowly for it.
                     let deadline = now + room;
-                    let (cool_until, booked_until) = {
-                        let view = lock(&self.view);
-                        let booked = view
-                            .hint
-                            .map(|due| due.saturating_sub(lead + Priority::FirstPoll.ahead()));
-                        (view.adaptive.cool_until(), booked)
-                    };
+                    let booked_until =
+                        hint.map(|due| due.saturating_sub(lead + Priority::FirstPoll.reach(rate)));
                     let free_from = booked_until.unwrap_or_default().max(cool_until);
                     let wait = free_from.saturating_sub(now);
-                    let by = if wait > lead + asking.priority.ahead() {
+                    let by = if wait > lead + full {
                         HeldBy::Budget
                     } else if free_from > deadline {
                         HeldBy::Deadline
@@ -514,27 +534,16 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
                     );
                     return Err(Refused { wait, by });
                 }
-                asking.priority.ahead().min(room - lead)
+                full.min(room - lead)
             }
-            None => asking.priority.ahead(),
-        };
-        let create = asking.priority == Priority::Create;
-        let (rate, hint, run_hint, cool_until, creates_until) = {
-            let view = lock(&self.view);
-            (
-                view.adaptive.current(view.busy),
-                view.hint,
-                view.run_hint,
-                view.adaptive.cool_until(),
-                view.creates_until.filter(|_| !create),
-            )
+            None => full,
         };
         // Not before a cool-down this container knows of, even one the
         // shared budget does not hold yet (its own cut, being written).
         let earliest = (now + lead).max(cool_until);
         let latest = now + lead + reach;
         if earliest > latest {
-            return Err(self.held(asking, reach, earliest - latest, "cooling down"));
+            return Err(self.held(asking, full, reach, earliest - latest, "cooling down"));
         }
         // Booked past reach as this container last saw the limiter: the
         // store would say the same (the limiter only moves on, but for a
@@ -542,13 +551,14 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
         // is spent to hear it. (Held-back polls asking again would
         // otherwise write to the one item as often as they come back.)
         if let Some(due) = hint.filter(|due| *due > latest) {
-            return Err(self.held(asking, reach, due - latest, "booked, as last seen"));
+            return Err(self.held(asking, full, reach, due - latest, "booked, as last seen"));
         }
         // A read, in the span the last cut kept for creates as last seen
         // (the store would refuse it too): held without a write.
         if let Some(until) = creates_until.filter(|until| *until > latest) {
             return Err(self.held(
                 asking,
+                full,
                 reach,
                 until - latest,
                 "kept for creates, as last seen",
@@ -636,13 +646,21 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
                     sending_from: taken.sending_from,
                 })
             }
-            Slot::Wait(wait) => Err(self.held(asking, reach, wait, "booked")),
+            Slot::Wait(wait) => Err(self.held(asking, full, reach, wait, "booked")),
         }
     }
 
-    /// A call asked as `asking`, which could wait `reach` for a slot,
-    /// refused: the first comes `wait` after that (`why`: what holds it).
-    fn held(&self, asking: Asking, reach: Duration, wait: Duration, why: &'static str) -> Refused {
+    /// A call asked as `asking`, whose priority reaches `full` but which
+    /// could wait `reach` for a slot, refused: the first comes `wait` after
+    /// that (`why`: what holds it).
+    fn held(
+        &self,
+        asking: Asking,
+        full: Duration,
+        reach: Duration,
+        wait: Duration,
+        why: &'static str,
+    ) -> Refused {
         self.count(asking.priority, false);
         debug!(
             priority = asking.priority.as_str(),
@@ -653,7 +671,7 @@ impl<B: BudgetStore + PlacementStore, C: Clock> Governor<B, C> {
         );
         Refused {
             wait,
-            by: held_by(asking.priority, reach, wait),
+            by: held_by(full, reach, wait),
         }
     }
 
@@ -903,7 +921,7 @@ where
             Some(held) => held,
             None => {
                 let taken = governor
-                    .take(Asking::current(), governor.reserve_lead())
+                    .take(Asking::for_call(op), governor.reserve_lead())
                     .await
                     .map_err(|refused| refused.error(op))?;
                 let _ = ASKING.try_with(|(_, ready)| ready.set(Some(taken)));
@@ -1150,6 +1168,67 @@ mod tests {
             .scope(stack.get_order(&id))
             .await
             .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_pays_the_order_it_found_as_a_create_whatever_the_orders_priority() {
+        let store = MemoryStore::new();
+        let (stack, metrics) = container(&store, 10.0);
+        let id = placed(&stack);
+        // Other containers' creates book the next two seconds: past a
+        // stalled order's reach, within a create's.
+        booked_elsewhere(&store, since_epoch(datetime!(2026-12-01 12:00 UTC))).await;
+        let start = Instant::now();
+        let (read, paid) = Asking::new(Priority::Stalled)
+            .scope(async {
+                let read = stack.get_order(&id).await;
+                (read, stack.pay_order(&id).await)
+            })
+            .await;
+        assert_held_by(&read.unwrap_err(), HeldBy::Budget);
+        assert_eq!(paid.unwrap().status, SupplierStatus::Paid);
+        assert_eq!(stack.inner.calls(Operation::PayOrder), 1);
+        // In the first slot after the others' (at 2 s).
+        assert_eq!(Instant::now() - start, Duration::from_secs(2));
+        metrics.flush();
+        let lines = metrics.lines().join("\n");
+        assert!(lines.contains(r#""Priority":"create""#), "{lines}");
+        assert!(lines.contains(r#""Priority":"stalled""#), "{lines}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flows_next_call_takes_the_slot_after_its_own_at_a_budget_cut_below_its_reach() {
+        let store = MemoryStore::new();
+        // 2.5 a second: 400 ms apart, four times a stalled order's 100 ms.
+        let (stack, _) = container(&store, 2.5);
+        let id = placed(&stack);
+        let start = Instant::now();
+        let sent = Asking::new(Priority::Stalled)
+            .scope(async {
+                let mut sent = Vec::new();
+                // A read, then a list's pages, then the next order's read.
+                for _ in 0..4 {
+                    stack.get_order(&id).await.unwrap();
+                    sent.push(Instant::now() - start);
+                }
+                sent
+            })
+            .await;
+        let millis: Vec<u128> = sent.iter().map(Duration::as_millis).collect();
+        assert_eq!(millis, [0, 400, 800, 1_200]);
+        // Two slots booked ahead by others: past its reach, still held.
+        let (other, _) = container(&store, 2.5);
+        for _ in 0..2 {
+            Asking::new(Priority::Create)
+                .scope(other.reserve(Operation::CreateOrder))
+                .await
+                .unwrap();
+        }
+        let refused = Asking::new(Priority::Stalled)
+            .scope(stack.get_order(&id))
+            .await
+            .unwrap_err();
+        assert_held_by(&refused, HeldBy::Budget);
     }
 
     #[tokio::test(start_paused = true)]

@@ -468,13 +468,9 @@ async fn an_order_left_reconciling_is_settled_by_poll_order_without_buying_again
     );
 }
 
-#[tokio::test]
-async fn an_order_left_unpaid_by_create_order_is_paid_by_poll_order_once() {
-    let w = world(Timing {
-        payment_window: Duration::from_secs(60),
-        ..quick_timing()
-    })
-    .await;
+/// An order create-order placed at FoxReload and left unpaid (payment
+/// off), as FoxReload holds it for a minute: our order id.
+async fn placed_unpaid(w: &World) -> String {
     let unpaid = create_order::Handler::with_options(
         w.h.context.clone(),
         CreateOptions {
@@ -498,8 +494,17 @@ async fn an_order_left_unpaid_by_create_order_is_paid_by_poll_order_once() {
     };
     let answer: Value = serde_json::from_str(text).unwrap();
     assert_eq!(answer["status"], "active");
-    let id = answer["orderId"].as_str().unwrap().to_owned();
+    answer["orderId"].as_str().unwrap().to_owned()
+}
 
+#[tokio::test]
+async fn an_order_left_unpaid_by_create_order_is_paid_by_poll_order_once() {
+    let w = world(Timing {
+        payment_window: Duration::from_secs(60),
+        ..quick_timing()
+    })
+    .await;
+    let id = placed_unpaid(&w).await;
     let handler = w.poll_handler(w.sns());
     let events = w
         .run_until_notified(&handler, &w.source(2, true), std::slice::from_ref(&id))
@@ -507,4 +512,30 @@ async fn an_order_left_unpaid_by_create_order_is_paid_by_poll_order_once() {
     assert_eq!(events[&id][0].status, "completed");
     let supplier = w.order(&id).await.supplier_order_id.unwrap();
     assert_eq!(w.h.sim.counters().pays_by_order[&supplier], 1, "paid once");
+}
+
+#[tokio::test]
+async fn a_stalled_order_left_unpaid_is_paid_under_a_budget_cut_below_a_stalled_orders_reach() {
+    let w = world(Timing {
+        payment_window: Duration::from_secs(60),
+        ..quick_timing()
+    })
+    .await;
+    let id = placed_unpaid(&w).await;
+    // The stack's budget at 2 a second (500 ms apart, five times a stalled
+    // order's reach), and every order stalled: each poll reads the order,
+    // then pays it in the slot after its read's, or a later one.
+    let mut context = w.h.context.clone();
+    context.settings.foxreload.max_rps = Some(2);
+    let mut poller = w.poller(w.sns());
+    poller.supplier = context.governed_foxreload(&w.metrics);
+    poller.options.schedule.stall_after = Duration::ZERO;
+    let handler = poll_order::Handler::from_poller(poller, w.metrics.clone());
+    let events = w
+        .run_until_notified(&handler, &w.source(2, true), std::slice::from_ref(&id))
+        .await;
+    assert_eq!(events[&id][0].status, "completed");
+    let supplier = w.order(&id).await.supplier_order_id.unwrap();
+    assert_eq!(w.h.sim.counters().pays_by_order[&supplier], 1, "paid once");
+    assert!(w.order(&id).await.paid_at.is_some());
 }

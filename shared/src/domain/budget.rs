@@ -84,6 +84,17 @@ impl Priority {
             Self::Stalled => Duration::from_millis(100),
         }
     }
+
+    /// How far ahead of now a request of this priority may take a slot at
+    /// `rate`: its [`Priority::ahead`], and never less than one interval.
+    /// The slot after one just taken (a flow's next call: the payment
+    /// after a read, a list's next page; the next order of a batch) is
+    /// then within reach whenever nobody holds it. A reach shorter than an
+    /// interval (a budget cut below ten a second, for a stalled order's)
+    /// would refuse every such call, however idle the budget.
+    pub fn reach(self, rate: f64) -> Duration {
+        self.ahead().max(interval(rate))
+    }
 }
 
 /// The longest interval between two requests (a rate near zero would name
@@ -508,7 +519,7 @@ mod tests {
                     continue;
                 }
                 // Refused: asks again when told (a re-enqueued poll).
-                match slot(due, Duration::ZERO, now, gap, priority.ahead()) {
+                match slot(due, Duration::ZERO, now, gap, priority.reach(rate)) {
                     Slot::Go { at, next, .. } => {
                         due = Some(next);
                         // Counted when it is sent.
@@ -522,6 +533,33 @@ mod tests {
             }
         }
         granted
+    }
+
+    #[test]
+    fn a_priority_reaches_at_least_the_slot_after_the_next_at_any_budget() {
+        // At 20/s, each priority's own reach.
+        for priority in Priority::ALL {
+            assert_eq!(priority.reach(20.0), priority.ahead());
+        }
+        // Cut to 2.5/s (400 ms apart): a stalled order's call may take the
+        // slot after one just taken, as a poll's may; a fresh order's and
+        // a create's reach further still.
+        assert_eq!(Priority::Stalled.reach(2.5), at(0.4));
+        assert_eq!(Priority::Poll.reach(2.5), at(0.5));
+        assert_eq!(Priority::FirstPoll.reach(2.5), at(1.0));
+        // Slower than a fresh order's reach: every priority the next slot.
+        assert_eq!(Priority::FirstPoll.reach(0.5), at(2.0));
+        assert_eq!(Priority::Create.reach(0.5), Priority::Create.ahead());
+        // The slot after one taken now is within a stalled order's reach.
+        let gap = interval(2.5);
+        let taken = slot(None, at(0.0), at(10.0), gap, Priority::Stalled.reach(2.5));
+        let Slot::Go { next, .. } = taken else {
+            panic!("{taken:?}")
+        };
+        assert!(matches!(
+            slot(Some(next), at(0.0), at(10.0), gap, Priority::Stalled.reach(2.5)),
+            Slot::Go { at: sent, .. } if sent == at(10.4)
+        ));
     }
 
     #[test]

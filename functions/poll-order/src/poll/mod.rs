@@ -234,9 +234,15 @@ where
             .order(&message.order_id)
             .await?
             .ok_or_else(|| PollError::UnknownOrder(message.order_id.clone()))?;
+        // A slot waited for leaves time for the call itself: a payment (a
+        // create's priority, which reaches far) may wait for one while the
+        // message's time allows.
+        let until = deadline
+            .checked_sub(self.options.reconcile.call_budget)
+            .unwrap_or(deadline);
         let asking = Asking {
             priority: priority(&order, self.clock.now(), self.options.schedule.stall_after),
-            until: Some(deadline),
+            until: Some(until),
         };
         asking
             .scope(self.link_order(order, message, deadline))
