@@ -62,7 +62,7 @@ pub const RANGES: &[Range] = &[
         name: names::FOXRELOAD_MAX_RPS,
         min: 0,
         max: 1_000,
-        default: Some(0),
+        default: Some(50),
     },
     Range {
         name: names::STALL_AFTER_SECS,

@@ -118,7 +118,7 @@ impl Reader<'_> {
                 "must not be shorter than FOXRELOAD_CONNECT_TIMEOUT_MS",
             );
         }
-        let max_rps = self.number(names::FOXRELOAD_MAX_RPS, 0);
+        let max_rps = self.number(names::FOXRELOAD_MAX_RPS, 50);
         FoxReloadSettings {
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key,
