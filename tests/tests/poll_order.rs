@@ -497,31 +497,49 @@ async fn placed_unpaid(w: &World) -> String {
     answer["orderId"].as_str().unwrap().to_owned()
 }
 
-#[tokio::test]
-async fn an_order_left_unpaid_by_create_order_is_paid_by_poll_order_once() {
+/// A world whose FoxReload holds unpaid orders for a minute, and an order
+/// create-order left unpaid there.
+async fn unpaid_order() -> (World, String) {
     let w = world(Timing {
         payment_window: Duration::from_secs(60),
         ..quick_timing()
     })
     .await;
     let id = placed_unpaid(&w).await;
-    let handler = w.poll_handler(w.sns());
+    (w, id)
+}
+
+/// Runs `handler` until order `id` is notified: completed, and paid once.
+async fn paid_once_by<S, Q, F, P, C>(
+    w: &World,
+    handler: &poll_order::Handler<S, Q, F, P, C>,
+    id: &str,
+) where
+    S: poll_order::poll::PollOrderStore + 'static,
+    Q: foxrelay_shared::queue::PollQueue + 'static,
+    F: foxrelay_shared::foxreload::Supplier + 'static,
+    P: EventPublisher + 'static,
+    C: foxrelay_shared::clock::Clock + 'static,
+{
     let events = w
-        .run_until_notified(&handler, &w.source(2, true), std::slice::from_ref(&id))
+        .run_until_notified(handler, &w.source(2, true), &[id.to_owned()])
         .await;
-    assert_eq!(events[&id][0].status, "completed");
-    let supplier = w.order(&id).await.supplier_order_id.unwrap();
+    assert_eq!(events[id][0].status, "completed");
+    let order = w.order(id).await;
+    let supplier = order.supplier_order_id.unwrap();
     assert_eq!(w.h.sim.counters().pays_by_order[&supplier], 1, "paid once");
+    assert!(order.paid_at.is_some());
+}
+
+#[tokio::test]
+async fn an_order_left_unpaid_by_create_order_is_paid_by_poll_order_once() {
+    let (w, id) = unpaid_order().await;
+    paid_once_by(&w, &w.poll_handler(w.sns()), &id).await;
 }
 
 #[tokio::test]
 async fn a_stalled_order_left_unpaid_is_paid_under_a_budget_cut_below_a_stalled_orders_reach() {
-    let w = world(Timing {
-        payment_window: Duration::from_secs(60),
-        ..quick_timing()
-    })
-    .await;
-    let id = placed_unpaid(&w).await;
+    let (w, id) = unpaid_order().await;
     // The stack's budget at 2 a second (500 ms apart, five times a stalled
     // order's reach), and every order stalled: each poll reads the order,
     // then pays it in the slot after its read's, or a later one.
@@ -531,11 +549,5 @@ async fn a_stalled_order_left_unpaid_is_paid_under_a_budget_cut_below_a_stalled_
     poller.supplier = context.governed_foxreload(&w.metrics);
     poller.options.schedule.stall_after = Duration::ZERO;
     let handler = poll_order::Handler::from_poller(poller, w.metrics.clone());
-    let events = w
-        .run_until_notified(&handler, &w.source(2, true), std::slice::from_ref(&id))
-        .await;
-    assert_eq!(events[&id][0].status, "completed");
-    let supplier = w.order(&id).await.supplier_order_id.unwrap();
-    assert_eq!(w.h.sim.counters().pays_by_order[&supplier], 1, "paid once");
-    assert!(w.order(&id).await.paid_at.is_some());
+    paid_once_by(&w, &handler, &id).await;
 }
