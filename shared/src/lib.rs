@@ -13,6 +13,7 @@ pub mod notify;
 pub mod placement;
 pub mod plans;
 pub mod queue;
+pub mod sealing;
 pub mod settings;
 pub mod startup;
 pub mod store;

@@ -9,6 +9,7 @@ use crate::foxreload::{ClientBuildError, FoxReloadClient};
 use crate::governor::{Governed, Governor, GovernorSettings};
 use crate::metrics::{Metered, MetricSet, Metrics};
 use crate::queue::SqsPollQueue;
+use crate::sealing::{KeyLimits, KmsDataKeys, Sealer};
 use crate::settings::{ApiKeySource, FoxReloadAccess, Settings, SettingsError};
 use crate::store::DynamoStore;
 use crate::telemetry;
@@ -37,6 +38,10 @@ pub struct Context {
     /// `None` in a function that never calls FoxReload (scan-stalled): it
     /// neither has nor reads the API key.
     pub foxreload: Option<FoxReloadClient>,
+    /// Seals codes before they are stored and opens them when read, one
+    /// per container (it keeps its data keys); `None` without
+    /// `CODES_KMS_KEY_ID`.
+    pub sealer: Option<Arc<Sealer>>,
     /// Whether metrics go to standard output as EMF lines (inside Lambda) or
     /// are kept in memory (the local runner and in-process tests, whose
     /// standard output is their own).
@@ -72,12 +77,17 @@ impl Context {
         }
     }
 
-    /// The order store on the stack's table.
+    /// The order store on the stack's table, sealing codes with the
+    /// container's sealer when it has one.
     pub fn store(&self) -> DynamoStore {
-        DynamoStore::new(
+        let store = DynamoStore::new(
             self.aws.dynamodb.clone(),
             &self.settings.resources.table_name,
-        )
+        );
+        match &self.sealer {
+            Some(sealer) => store.with_sealer(sealer.clone()),
+            None => store,
+        }
     }
 
     /// Learned poll plans for new orders, kept per container.
@@ -162,10 +172,17 @@ impl Context {
                 Some(FoxReloadClient::new(&settings.foxreload, &key)?)
             }
         };
+        let sealer = settings.resources.codes_key.as_ref().map(|key| {
+            Arc::new(Sealer::new(
+                KmsDataKeys::new(aws.kms.clone(), key, &settings.resources.table_name),
+                KeyLimits::default(),
+            ))
+        });
         Ok(Self {
             settings,
             aws,
             foxreload,
+            sealer,
             metrics_to_stdout: false,
         })
     }

@@ -13,6 +13,9 @@ pub const PENDING_INDEX: &str = "OrdersTable/index/pending-orders";
 pub const POLL_QUEUE: &str = "PollQueue";
 pub const ORDER_EVENTS_TOPIC: &str = "OrderEventsTopic";
 pub const OPS_ALERTS_TOPIC: &str = "OpsAlertsTopic";
+/// The stack's KMS key: the data keys sealing codes are made and unwrapped
+/// under it.
+pub const STACK_KEY: &str = "StackKey";
 
 pub type Calls = BTreeSet<(&'static str, &'static str)>;
 
@@ -46,6 +49,8 @@ pub fn code_calls() -> BTreeMap<&'static str, Calls> {
                 (&["dynamodb:Query"], &[PENDING_INDEX]),
                 (&["sqs:SendMessage"], &[POLL_QUEUE]),
                 (&["sns:Publish"], &[OPS_ALERTS_TOPIC]),
+                // Opening codes for `GET /orders/{orderId}`.
+                (&["kms:Decrypt"], &[STACK_KEY]),
             ]),
         ),
         (
@@ -64,12 +69,16 @@ pub fn code_calls() -> BTreeMap<&'static str, Calls> {
                 (&["dynamodb:Query"], &[PENDING_INDEX]),
                 (&["sqs:SendMessage"], &[POLL_QUEUE]),
                 (&["sns:Publish"], &[ORDER_EVENTS_TOPIC, OPS_ALERTS_TOPIC]),
+                // Sealing the codes it stores.
+                (&["kms:GenerateDataKey"], &[STACK_KEY]),
             ]),
         ),
         (
             "ScanStalledFunction",
             calls(&[
-                (&["dynamodb:Query"], &[ORDERS_TABLE, PENDING_INDEX]),
+                // No code read, no event published: an un-notified end is
+                // handed to poll-order.
+                (&["dynamodb:Query"], &[PENDING_INDEX]),
                 (
                     &[
                         "dynamodb:GetItem",
@@ -79,7 +88,7 @@ pub fn code_calls() -> BTreeMap<&'static str, Calls> {
                     &[ORDERS_TABLE],
                 ),
                 (&["sqs:SendMessage"], &[POLL_QUEUE]),
-                (&["sns:Publish"], &[ORDER_EVENTS_TOPIC, OPS_ALERTS_TOPIC]),
+                (&["sns:Publish"], &[OPS_ALERTS_TOPIC]),
             ]),
         ),
     ])
@@ -150,6 +159,8 @@ pub fn code_calls_action(action: &str) -> &'static str {
         "sqs:GetQueueAttributes",
         "sns:Publish",
         "secretsmanager:GetSecretValue",
+        "kms:GenerateDataKey",
+        "kms:Decrypt",
     ];
     KNOWN
         .iter()

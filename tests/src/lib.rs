@@ -445,32 +445,42 @@ pub async fn unnotified_completion(
     placed: time::OffsetDateTime,
     code: &str,
 ) {
-    use foxrelay_shared::domain::OrderStatus;
-    use foxrelay_shared::domain::event::{CodeKind, DeliveredCodeRecord, ItemOutcome};
-    use foxrelay_shared::store::{OrderReader, PollChain, Terminal};
+    use foxrelay_shared::store::{OrderReader, PollChain};
     pending_order(store, id, placed, "processing").await;
     let order = store.order(id).await.unwrap().unwrap();
-    let terminal = Terminal {
+    let mut terminal = completed_with(&[code]);
+    terminal.at = placed + time::Duration::minutes(1);
+    store.persist_terminal(&order, &terminal).await.unwrap();
+}
+
+/// An end completed now, with `codes` (of `product_fast`, one item).
+pub fn completed_with(codes: &[&str]) -> foxrelay_shared::store::Terminal {
+    use foxrelay_shared::domain::OrderStatus;
+    use foxrelay_shared::domain::event::{CodeKind, DeliveredCodeRecord, ItemOutcome};
+    foxrelay_shared::store::Terminal {
         status: OrderStatus::Completed,
         supplier_status: Some("completed".into()),
         cancel_reason: None,
         items: vec![ItemOutcome {
             product_id: "product_fast".into(),
-            quantity: Some(1),
-            delivered: 1,
+            quantity: Some(codes.len() as u32),
+            delivered: codes.len() as u32,
             error: None,
             missing: 0,
         }],
-        codes: vec![DeliveredCodeRecord {
-            index: 0,
-            item_index: 0,
-            product_id: "product_fast".into(),
-            code: code.into(),
-            kind: CodeKind::Code,
-        }],
-        at: placed + time::Duration::minutes(1),
-    };
-    store.persist_terminal(&order, &terminal).await.unwrap();
+        codes: codes
+            .iter()
+            .enumerate()
+            .map(|(index, code)| DeliveredCodeRecord {
+                index: index as u32,
+                item_index: 0,
+                product_id: "product_fast".into(),
+                code: (*code).into(),
+                kind: CodeKind::Code,
+            })
+            .collect(),
+        at: time::OffsetDateTime::now_utc(),
+    }
 }
 
 /// `context` with a FoxReload client that sends a key FoxReload refuses

@@ -57,10 +57,7 @@ pub async fn world(timing: Timing) -> World {
             ..CreateOptions::default()
         },
     );
-    let store = DynamoStore::new(
-        h.stack.clients.dynamodb.clone(),
-        h.stack.resources.table_name(),
-    );
+    let store = h.context.store();
     let (events, alerts) =
         subscribe_both(&h.stack.clients, &h.stack.resources, &h.stack.prefix).await;
     let metrics = h.context.metrics(poll_order::METRICS);

@@ -610,7 +610,7 @@ async fn fifty_creates_that_commit_then_stall_buy_exactly_fifty_orders() {
 async fn a_dead_holders_key_is_taken_over_and_its_order_reconciled_not_bought_again() {
     use foxrelay_shared::domain::idempotency::{IdempotencyKey, fingerprint};
     use foxrelay_shared::domain::parse_new_order;
-    use foxrelay_shared::store::{DynamoStore, IdempotencyClaim, IdempotencyStore, OrderRecord};
+    use foxrelay_shared::store::{IdempotencyClaim, IdempotencyStore, OrderRecord};
 
     let (h, handler) = setup().await;
     let body = order_of(PRODUCT_FAST, 1);
@@ -618,10 +618,7 @@ async fn a_dead_holders_key_is_taken_over_and_its_order_reconciled_not_bought_ag
     let key = IdempotencyKey::parse("dead-holder-1").unwrap();
     // A request that stored its intent, POSTed, and died before claiming:
     // its lock ran out a minute ago.
-    let store = DynamoStore::new(
-        h.stack.clients.dynamodb.clone(),
-        h.stack.resources.table_name(),
-    );
+    let store = h.stack.resources.store(&h.stack.clients);
     let now = time::OffsetDateTime::now_utc();
     let intent = OrderRecord::intent(
         "dead-order-1".into(),

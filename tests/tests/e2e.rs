@@ -5,7 +5,7 @@
 
 use foxrelay_local::{LocalStack, StackOptions};
 use foxrelay_shared::domain::event::OrderEvent;
-use foxrelay_shared::store::{DynamoStore, OrderReader};
+use foxrelay_shared::store::OrderReader;
 use foxrelay_tests::{
     drain_json, local_stack_options, moto, simulator_codes, subscribe_both, subscribe_queue,
     unique_prefix,
@@ -82,7 +82,7 @@ async fn collect_events(
     ids: &BTreeSet<String>,
     within: Duration,
 ) -> BTreeMap<String, Vec<OrderEvent>> {
-    let store = DynamoStore::new(stack.clients.dynamodb.clone(), stack.resources.table_name());
+    let store = stack.resources.store(&stack.clients);
     let mut events: BTreeMap<String, Vec<OrderEvent>> = BTreeMap::new();
     let deadline = Instant::now() + within;
     while !ids.iter().all(|id| events.contains_key(id)) {
@@ -148,7 +148,7 @@ async fn two_hundred_orders_end_with_exactly_their_codes_and_nothing_bought_twic
     assert_eq!(ids.len(), 200);
 
     let events = collect_events(&stack, &events_queue, &ids, Duration::from_secs(600)).await;
-    let store = DynamoStore::new(stack.clients.dynamodb.clone(), stack.resources.table_name());
+    let store = stack.resources.store(&stack.clients);
     let mut supplier_orders = BTreeSet::new();
     for id in &ids {
         let order = store.order(id).await.unwrap().unwrap();
@@ -227,10 +227,7 @@ async fn stopping_the_runner_mid_run_and_starting_it_again_loses_nothing() {
     let second = LocalStack::start(options(&prefix, &sim, 1)).await.unwrap();
     let ids: BTreeSet<String> = placed.into_iter().map(|(id, _)| id).collect();
     let events = collect_events(&second, &events_queue, &ids, Duration::from_secs(300)).await;
-    let store = DynamoStore::new(
-        second.clients.dynamodb.clone(),
-        second.resources.table_name(),
-    );
+    let store = second.resources.store(&second.clients);
     for id in &ids {
         let order = store.order(id).await.unwrap().unwrap();
         let supplier = order.supplier_order_id.unwrap();
@@ -325,7 +322,7 @@ async fn chaos_buys_nothing_twice_claims_nothing_foreign_and_loses_no_code() {
     let (events_queue, alerts_queue) =
         subscribe_both(&first.clients, &first.resources, &watch_prefix).await;
     let clients = first.clients.clone();
-    let store = DynamoStore::new(clients.dynamodb.clone(), first.resources.table_name());
+    let store = first.resources.store(&clients);
     let api = Arc::new(std::sync::RwLock::new(format!("http://{}", first.api_addr)));
 
     let look_alike = |offset_ms: i64| {

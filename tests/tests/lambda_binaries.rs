@@ -158,10 +158,7 @@ async fn every_log_line_of_a_create_a_poll_and_a_sweep_carries_its_ids_at_the_to
             .as_str()
             .unwrap()
             .to_owned();
-    let store = foxrelay_shared::store::DynamoStore::new(
-        stack.clients.dynamodb.clone(),
-        stack.resources.table_name(),
-    );
+    let store = stack.resources.store(&stack.clients);
     use foxrelay_shared::store::OrderReader;
 
     // Stalled, unpolled: the sweep alerts it.

@@ -11,7 +11,7 @@
 use foxrelay_local::{LocalStack, StackOptions};
 use foxrelay_shared::domain::learning::PlanKind;
 use foxrelay_shared::domain::schedule::Schedule;
-use foxrelay_shared::store::{DynamoStore, OrderReader, OrderRecord};
+use foxrelay_shared::store::{OrderReader, OrderRecord};
 use foxrelay_tests::{local_stack_options, unique_prefix};
 use foxreload_sim::{PRODUCT_TWENTY_FIVE_SECONDS, PRODUCT_TWO_SECONDS, SimConfig, Simulator};
 use serde_json::json;
@@ -66,7 +66,7 @@ async fn place(stack: &LocalStack, products: &[(&str, usize)], round: &str) -> V
 
 /// Waits until every order is notified; the orders as stored.
 async fn notified(stack: &LocalStack, ids: &[String]) -> BTreeMap<String, OrderRecord> {
-    let store = DynamoStore::new(stack.clients.dynamodb.clone(), stack.resources.table_name());
+    let store = stack.resources.store(&stack.clients);
     let deadline = Instant::now() + Duration::from_secs(150);
     loop {
         let mut done = BTreeMap::new();

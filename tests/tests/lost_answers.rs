@@ -83,7 +83,7 @@ async fn stores(
 ) -> (DynamoStore, DynamoStore, Arc<AtomicBool>, Arc<AtomicUsize>) {
     let stack = foxrelay_tests::stack().await;
     let table = stack.resources.table_name();
-    let store = DynamoStore::new(stack.clients.dynamodb.clone(), table);
+    let store = stack.resources.store(&stack.clients);
     let armed = Arc::new(AtomicBool::new(false));
     let lost = Arc::new(AtomicUsize::new(0));
     let config = stack
@@ -98,7 +98,12 @@ async fn stores(
             lost: lost.clone(),
         })
         .build();
-    let lossy = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), table);
+    let lossy = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), table).with_sealer(
+        stack
+            .resources
+            .sealer(&stack.clients)
+            .expect("the stack has a key"),
+    );
     (store, lossy, armed, lost)
 }
 

@@ -14,8 +14,8 @@ use foxrelay_shared::aws::{AwsClients, LocalAws, load_local};
 use foxrelay_shared::domain::OrderStatus;
 use foxrelay_shared::domain::event::{CodeKind, DeliveredCodeRecord, ItemOutcome};
 use foxrelay_shared::store::{
-    Claim, DynamoStore, IdempotencyStore, OrderReader, OrderRecord, Persisted, PlacementStore,
-    PollChain, StoreError, Terminal,
+    Claim, IdempotencyStore, OrderReader, OrderRecord, Persisted, PlacementStore, PollChain,
+    StoreError, Terminal,
 };
 use foxrelay_tests::world::{quick_timing, world};
 use foxrelay_tests::{
@@ -310,7 +310,7 @@ async fn a_claim_cancelled_by_a_conflict_is_retried_never_taken_for_an_answer() 
     let h = harness(SimConfig::default(), Duration::from_secs(1)).await;
     let proxy = CountingProxy::start(&moto().endpoint_url()).await.unwrap();
     let clients = AwsClients::new(&load_local(&LocalAws::new(proxy.url().to_owned())).await);
-    let store = DynamoStore::new(clients.dynamodb.clone(), h.stack.resources.table_name());
+    let store = h.stack.resources.store(&clients);
     let now = time::OffsetDateTime::now_utc();
     for id in ["conflicted", "kept-conflicted"] {
         pending_order(&store, id, now, "creating").await;
@@ -382,10 +382,7 @@ fn terminal(codes: &[(u32, &str)], at: time::OffsetDateTime) -> Terminal {
 #[tokio::test]
 async fn ten_thousand_codes_are_stored_once_by_a_persist_cut_short_and_resumed() {
     let h = harness(SimConfig::default(), Duration::from_secs(1)).await;
-    let store = DynamoStore::new(
-        h.stack.clients.dynamodb.clone(),
-        h.stack.resources.table_name(),
-    );
+    let store = h.stack.resources.store(&h.stack.clients);
     let now = time::OffsetDateTime::now_utc();
     pending_order(&store, "big", now, "creating").await;
     store
@@ -622,14 +619,14 @@ async fn a_foxreload_clock_ninety_seconds_ahead_is_measured_and_followed() {
     let ours = claimed(&body);
     assert_ne!(ours, earlier);
     assert_eq!(h.sim.counters().orders_created, 2, "bought once");
-    let measure = DynamoStore::new(
-        h.stack.clients.dynamodb.clone(),
-        h.stack.resources.table_name(),
-    )
-    .clock_offset()
-    .await
-    .unwrap()
-    .expect("measured");
+    let measure = h
+        .stack
+        .resources
+        .store(&h.stack.clients)
+        .clock_offset()
+        .await
+        .unwrap()
+        .expect("measured");
     let off = measure.offset - time::Duration::seconds(90);
     assert!(off.abs() < time::Duration::seconds(2), "{measure:?}");
 }
@@ -702,10 +699,7 @@ async fn a_day_old_clock_measure_still_centres_the_window() {
         ..SimConfig::default()
     })
     .await;
-    let store = DynamoStore::new(
-        h.stack.clients.dynamodb.clone(),
-        h.stack.resources.table_name(),
-    );
+    let store = h.stack.resources.store(&h.stack.clients);
     let day_old = foxrelay_shared::domain::reconcile::ClockOffset {
         offset: time::Duration::seconds(180),
         uncertainty: Duration::from_millis(100),
@@ -726,10 +720,7 @@ async fn a_day_old_clock_measure_still_centres_the_window() {
 async fn a_retry_taking_over_an_order_from_before_post_times_were_recorded_buys_nothing() {
     use foxrelay_shared::domain::idempotency::fingerprint;
     let (h, handler) = setup(SimConfig::default()).await;
-    let store = DynamoStore::new(
-        h.stack.clients.dynamodb.clone(),
-        h.stack.resources.table_name(),
-    );
+    let store = h.stack.resources.store(&h.stack.clients);
     let now = time::OffsetDateTime::now_utc();
     let body = order_of(PRODUCT_FAST, None);
     let new = foxrelay_shared::domain::parse_new_order(body.as_bytes()).unwrap();

@@ -1,7 +1,8 @@
 //! scan-stalled through moto: it reads only the pending-orders index, so a
 //! table of 10,000 orders with 50 pending costs about 50 index items; it
 //! alerts stalled and stuck orders once, revives an orphaned chain, and
-//! publishes a never-notified completion again with the same event id.
+//! hands a never-notified completion to poll-order, which publishes it
+//! again with the same event id (scan-stalled holds no key to open a code).
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use foxrelay_shared::domain::OrderStatus;
@@ -54,10 +55,7 @@ async fn bulk_finished_orders(h: &Harness, count: usize) {
 /// A stack, its store, and a queue subscribed to the ops-alerts topic.
 async fn sweep_world() -> (Harness, DynamoStore, String) {
     let h = harness(SimConfig::default(), Duration::from_secs(2)).await;
-    let store = DynamoStore::new(
-        h.stack.clients.dynamodb.clone(),
-        h.stack.resources.table_name(),
-    );
+    let store = h.stack.resources.store(&h.stack.clients);
     let (_, alerts) = subscribe_both(&h.stack.clients, &h.stack.resources, &h.stack.prefix).await;
     (h, store, alerts)
 }
@@ -70,10 +68,8 @@ fn scheduled_event()
 #[tokio::test]
 async fn one_sweep_reads_only_the_pending_orders_and_repairs_what_broke() {
     let h = harness(SimConfig::default(), Duration::from_secs(2)).await;
-    let store = DynamoStore::new(
-        h.stack.clients.dynamodb.clone(),
-        h.stack.resources.table_name(),
-    );
+    // Codes sealed, as poll-order stores them.
+    let store = h.context.store();
     let (events, alerts) =
         subscribe_both(&h.stack.clients, &h.stack.resources, &h.stack.prefix).await;
     let now = OffsetDateTime::now_utc();
@@ -121,13 +117,34 @@ async fn one_sweep_reads_only_the_pending_orders_and_repairs_what_broke() {
 
     let mut revived = drain_json(&h.stack.clients, h.stack.resources.poll_queue_url()).await;
     revived.sort_by_key(|m| m["orderId"].as_str().unwrap().to_owned());
+    let unnotified = store.order("unnotified").await.unwrap().unwrap();
     assert_eq!(
         revived,
         vec![
             serde_json::json!({"orderId": "orphan", "seq": 1, "kind": "poll"}),
             serde_json::json!({"orderId": "stuck", "seq": 1, "kind": "reconcile"}),
+            serde_json::json!({"orderId": "unnotified", "seq": unnotified.poll_seq, "kind": "poll"}),
         ]
     );
+    assert!(
+        drain_json(&h.stack.clients, &events).await.is_empty(),
+        "scan-stalled publishes no order event"
+    );
+    // poll-order, given the message, publishes the stored end.
+    let poll = poll_order::Handler::new(h.context.clone());
+    let mut message = aws_lambda_events::sqs::SqsMessage::default();
+    message.message_id = Some("unnotified-1".into());
+    message.body = Some(revived[2].to_string());
+    let mut batch = aws_lambda_events::sqs::SqsEvent::default();
+    batch.records = vec![message];
+    let answer = poll
+        .handle(foxrelay_local::lambda::event(
+            batch,
+            Duration::from_secs(60),
+        ))
+        .await
+        .unwrap();
+    assert!(answer.batch_item_failures.is_empty());
     let published = drain_json(&h.stack.clients, &events).await;
     assert_eq!(published.len(), 1);
     assert_eq!(
@@ -197,10 +214,7 @@ async fn one_sweep_reads_only_the_pending_orders_and_repairs_what_broke() {
 #[tokio::test]
 async fn a_bounded_sweep_resumes_where_the_last_one_stopped() {
     let h = harness(SimConfig::default(), Duration::from_secs(2)).await;
-    let store = DynamoStore::new(
-        h.stack.clients.dynamodb.clone(),
-        h.stack.resources.table_name(),
-    );
+    let store = h.stack.resources.store(&h.stack.clients);
     let now = OffsetDateTime::now_utc();
     for i in 0..25 {
         let id = format!("order-{i:02}");
@@ -304,10 +318,7 @@ async fn an_unreadable_pending_item_is_skipped_alerted_once_and_the_sweep_goes_o
 #[tokio::test]
 async fn an_order_still_being_placed_is_not_revived_before_the_grace() {
     let h = harness(SimConfig::default(), Duration::from_secs(2)).await;
-    let store = DynamoStore::new(
-        h.stack.clients.dynamodb.clone(),
-        h.stack.resources.table_name(),
-    );
+    let store = h.stack.resources.store(&h.stack.clients);
     let now = OffsetDateTime::now_utc();
     // Placed five minutes ago, claimed just now, no poll recorded yet.
     pending_order(&store, "paying", now - minutes(5), "creating").await;

@@ -6,7 +6,7 @@ use foxrelay_shared::store::DynamoStore;
 
 async fn fresh_store() -> DynamoStore {
     let stack = foxrelay_tests::stack().await;
-    DynamoStore::new(stack.clients.dynamodb.clone(), stack.resources.table_name())
+    stack.resources.store(&stack.clients)
 }
 
 foxrelay_shared::store_contract!(fresh_store());

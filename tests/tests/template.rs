@@ -361,7 +361,64 @@ impl Deployment {
         (id.to_owned(), self.resource(id))
     }
 
-    /// Every (action, resource) pair a role's policies allow.
+    /// A role's policy statements, resolved.
+    fn statements(&self, function: &str) -> Vec<Value> {
+        let (_, role) = self.role_of(function);
+        let policies = self
+            .value(&role["Properties"]["Policies"])
+            .unwrap_or_default();
+        policies
+            .as_array()
+            .expect("inline Policies")
+            .iter()
+            .flat_map(|p| p["PolicyDocument"]["Statement"].as_array().unwrap().clone())
+            .collect()
+    }
+
+    /// Whether a role may take `action` on `resource` with the KMS
+    /// encryption context `context`, as IAM decides it: an explicit deny
+    /// whose `StringEquals` conditions on the context all hold wins; else
+    /// an allow on the action and resource. (The roles' only other
+    /// condition, on partition keys, never concerns KMS.)
+    fn may(
+        &self,
+        function: &str,
+        action: &str,
+        resource: &str,
+        context: &BTreeMap<&str, &str>,
+    ) -> bool {
+        let applies = |statement: &Value| {
+            strings(&statement["Action"]).iter().any(|a| a == action)
+                && strings(&statement["Resource"])
+                    .iter()
+                    .any(|r| r == resource || r == "*")
+        };
+        let holds = |statement: &Value| match statement.get("Condition") {
+            None => true,
+            Some(condition) => {
+                let equals = condition["StringEquals"].as_object().unwrap_or_else(|| {
+                    panic!("{function}: only StringEquals conditions are known on KMS: {condition}")
+                });
+                equals.iter().all(|(key, want)| {
+                    let name = key
+                        .strip_prefix("kms:EncryptionContext:")
+                        .unwrap_or_else(|| panic!("{function}: unknown condition key {key}"));
+                    context.get(name).copied() == want.as_str()
+                })
+            }
+        };
+        let statements = self.statements(function);
+        let denied = statements
+            .iter()
+            .any(|s| s["Effect"] == "Deny" && applies(s) && holds(s));
+        let allowed = statements
+            .iter()
+            .any(|s| s["Effect"] == "Allow" && applies(s) && holds(s));
+        allowed && !denied
+    }
+
+    /// Every (action, resource) pair a role's policies allow; a role's
+    /// denials are checked apart ([`Deployment::may`]).
     fn grants(&self, function: &str) -> BTreeSet<(String, String)> {
         let (id, role) = self.role_of(function);
         assert_eq!(role["Type"], "AWS::IAM::Role");
@@ -381,6 +438,9 @@ impl Deployment {
         let policies = self.value(&properties["Policies"]).unwrap_or_default();
         for policy in policies.as_array().expect("inline Policies") {
             for statement in policy["PolicyDocument"]["Statement"].as_array().unwrap() {
+                if statement["Effect"] == "Deny" {
+                    continue;
+                }
                 assert_eq!(statement["Effect"], "Allow", "{id}: {statement}");
                 for key in ["NotAction", "NotResource", "Principal"] {
                     assert!(statement[key].is_null(), "{id} uses {key}: {statement}");
@@ -505,6 +565,7 @@ fn expected_grants(
         grants::POLL_QUEUE => poll_queue.clone(),
         grants::ORDER_EVENTS_TOPIC => order_events.clone(),
         grants::OPS_ALERTS_TOPIC => ops_alerts.clone(),
+        grants::STACK_KEY => key.clone(),
         other => panic!("no ARN for {other}"),
     };
     let log_groups = BTreeMap::from([
@@ -574,6 +635,40 @@ fn each_function_role_grants_exactly_the_actions_its_code_calls_on_its_own_resou
     let d = defaults();
     let created_secret = d.reference("FoxReloadApiKeySecret");
     assert_exact_grants(d, &created_secret);
+}
+
+#[test]
+fn only_create_order_and_poll_order_may_unwrap_the_data_keys_that_seal_codes() {
+    use foxrelay_shared::sealing::{CODES_PURPOSE, PURPOSE_CONTEXT_KEY, TABLE_CONTEXT_KEY};
+    let d = defaults();
+    let key = d.attribute("StackKey", "Arn");
+    let table = d.reference("OrdersTable");
+    let codes = BTreeMap::from([
+        (PURPOSE_CONTEXT_KEY, CODES_PURPOSE),
+        (TABLE_CONTEXT_KEY, table.as_str()),
+    ]);
+    // What SQS asks KMS with when a function sends to the encrypted queue.
+    let queue = BTreeMap::from([("aws:sqs:arn", "arn:aws:sqs:us-east-1:123456789012:q")]);
+    for function in FUNCTIONS {
+        let reads_codes = function != "ScanStalledFunction";
+        for action in ["kms:Decrypt", "kms:GenerateDataKey"] {
+            assert_eq!(
+                d.may(function, action, &key, &codes),
+                reads_codes,
+                "{function}: {action} of a codes data key"
+            );
+            assert!(
+                d.may(function, action, &key, &queue),
+                "{function}: {action} for its queue and topics"
+            );
+        }
+        // Only the functions that handle codes are told the key.
+        assert_eq!(
+            d.environment(function).get(names::CODES_KMS_KEY_ID),
+            reads_codes.then_some(&key),
+            "{function}"
+        );
+    }
 }
 
 #[test]
@@ -784,6 +879,7 @@ fn every_function_sets_every_deployed_setting_and_only_its_own() {
         let calls_foxreload = access_of(function) == FoxReloadAccess::Needed;
         for (names, set) in [
             (names::SUPPLIER_KEY, calls_foxreload),
+            (names::CODES, calls_foxreload),
             (names::API, function == "CreateOrderFunction"),
         ] {
             if set {
@@ -1423,11 +1519,11 @@ fn the_dashboard_shows_every_alarm_and_only_metrics_the_functions_write() {
     }
     // Written when there is something to write, not as zeros.
     let timings = [
-        ("TimeToNotify", ["poll-order", "scan-stalled"]),
-        ("SupplierLatency", ["create-order", "poll-order"]),
+        ("TimeToNotify", &["poll-order"][..]),
+        ("SupplierLatency", &["create-order", "poll-order"]),
         (
             foxrelay_shared::metrics::FOXRELOAD_BUDGET,
-            ["create-order", "poll-order"],
+            &["create-order", "poll-order"],
         ),
     ];
     let mut shown = BTreeSet::new();

@@ -53,7 +53,11 @@ impl Handler {
         )
     }
 
-    pub fn with_options(context: Context, options: SweepOptions) -> Self {
+    pub fn with_options(mut context: Context, options: SweepOptions) -> Self {
+        // scan-stalled never opens a code (its role is denied the codes'
+        // data keys): its store holds no sealer, so a code it read would
+        // stay sealed.
+        context.sealer = None;
         Self {
             metrics: context.metrics(METRICS),
             sweeper: Sweeper {
@@ -80,9 +84,6 @@ impl Handler {
                 .add(Metric::RevivedChains, report.chains_revived);
             self.metrics
                 .add(Metric::RepublishedEvents, report.events_republished);
-            for took in &report.republished_after {
-                self.metrics.time_to_notify(*took);
-            }
         }
         self.metrics.flush();
         report

@@ -3,8 +3,9 @@
 //! grows with pending orders, not with the table.
 //!
 //! Per order:
-//! - ended and stored but never notified, past a grace → published again, with
-//!   the same `eventId`;
+//! - ended and stored but never notified, past a grace → handed to poll-order,
+//!   which publishes it with the same `eventId` (scan-stalled may not open a
+//!   code, so it never builds an event itself);
 //! - a polling chain whose next poll is overdue by more than a grace, with no
 //!   worker holding it → revived with the next sequence number (poll-order's
 //!   rules keep it from forking);
@@ -23,12 +24,9 @@
 use foxrelay_shared::clock::Clock;
 use foxrelay_shared::domain::{OrderStatus, PollKind, PollMessage};
 use foxrelay_shared::events::{EventPublisher, OpsAlert};
-use foxrelay_shared::notify::notify;
 use foxrelay_shared::placement::undecided;
 use foxrelay_shared::queue::PollQueue;
-use foxrelay_shared::store::{
-    AlertSlot, NotifyMarks, OrderAlerts, OrderRecord, StoreError, SweepStore,
-};
+use foxrelay_shared::store::{AlertSlot, OrderAlerts, OrderRecord, StoreError, SweepStore};
 use serde::Serialize;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -87,10 +85,9 @@ pub struct ScanReport {
     /// Orders left `creating` handed to poll-order's reconciliation.
     pub creates_handed_over: u64,
     pub chains_revived: u64,
+    /// Ended orders never notified, handed to poll-order to publish their
+    /// event again.
     pub events_republished: u64,
-    /// For each republished event, its order's time from acceptance to now.
-    #[serde(skip)]
-    pub republished_after: Vec<std::time::Duration>,
     /// Orders whose handling failed this run (retried next run).
     pub errors: u64,
     /// Index items that do not read as orders (skipped; alerted once).
@@ -100,12 +97,11 @@ pub struct ScanReport {
 }
 
 /// What scan-stalled's role may do with the store: read the pending index,
-/// repair what it finds, mark republished orders notified, and claim
-/// alerts about orders (the template's `ScanStalledFunction` grants no
-/// more).
-pub trait ScanStalledStore: SweepStore + NotifyMarks + OrderAlerts {}
+/// repair what it finds and claim alerts about orders (the template's
+/// `ScanStalledFunction` grants no more; it may not open a code).
+pub trait ScanStalledStore: SweepStore + OrderAlerts {}
 
-impl<T: SweepStore + NotifyMarks + OrderAlerts> ScanStalledStore for T {}
+impl<T: SweepStore + OrderAlerts> ScanStalledStore for T {}
 
 /// The sweep over its ports.
 pub struct Sweeper<S, Q, P, C> {
@@ -178,11 +174,16 @@ impl<S: ScanStalledStore, Q: PollQueue, P: EventPublisher, C: Clock> Sweeper<S, 
         if order.status.is_terminal() {
             let ended = order.terminal_at.unwrap_or(order.updated_at);
             if order.notified_at.is_none() && now - ended >= self.options.notify_grace {
-                notify(&self.store, &self.publisher, order, now).await?;
+                // poll-order publishes a stored end it finds un-notified,
+                // whatever the message's sequence number, and marks it.
+                let message = PollMessage {
+                    order_id: order.order_id.clone(),
+                    seq: order.poll_seq,
+                    kind: PollKind::Poll,
+                };
+                self.queue.send(&message, Duration::ZERO).await?;
+                info!("un-notified end handed to poll-order to publish");
                 report.events_republished += 1;
-                report
-                    .republished_after
-                    .push((now - order.created_at).try_into().unwrap_or_default());
             }
             return Ok(());
         }

@@ -166,7 +166,7 @@ async fn a_create_whose_key_a_retry_holds_is_left_to_that_retry() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_end_whose_publish_failed_is_published_again_once_with_its_codes() {
+async fn an_end_whose_publish_failed_is_handed_to_poll_order_past_the_grace_never_published_here() {
     let (s, fx) = sweeper();
     let order = placed_and_lost(&s, &fx, "e1").await;
     let codes: Vec<DeliveredCodeRecord> = (0..2)
@@ -183,27 +183,40 @@ async fn an_end_whose_publish_failed_is_published_again_once_with_its_codes() {
         supplier_status: Some("completed".into()),
         cancel_reason: None,
         items: Vec::new(),
-        codes: codes.clone(),
+        codes,
         at: s.clock.now(),
     };
     s.store.persist_terminal(&order, &terminal).await.unwrap();
+    let seq = stored(&s, "e1").await.poll_seq;
     // Within the grace poll-order may still be publishing it.
     advance(30).await;
     assert_eq!(s.run().await.unwrap().events_republished, 0);
+    assert!(s.queue.is_empty());
     advance(31).await;
-    s.publisher.fail_events(1);
+    s.queue.fail(1);
     let failed = s.run().await.unwrap();
     assert_eq!(failed.errors, 1);
     assert_eq!(failed.events_republished, 0);
-    assert_eq!(stored(&s, "e1").await.notified_at, None);
     let report = s.run().await.unwrap();
     assert_eq!(report.events_republished, 1);
-    let events = s.publisher.events();
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].codes, codes);
-    assert!(stored(&s, "e1").await.notified_at.is_some());
-    assert!(!s.store.is_pending("e1"));
-    assert_eq!(s.run().await.unwrap().index_items_read, 0);
+    let sent = s.queue.take();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (
+            sent[0].message.order_id.as_str(),
+            sent[0].message.seq,
+            sent[0].message.kind,
+            sent[0].delay
+        ),
+        ("e1", seq, PollKind::Poll, Duration::ZERO)
+    );
+    // scan-stalled builds no event (it may not open a code) and leaves the
+    // notified mark to poll-order, which publishes.
+    assert!(s.publisher.events().is_empty());
+    assert_eq!(stored(&s, "e1").await.notified_at, None);
+    assert!(s.store.is_pending("e1"));
+    // Still un-notified at the next run: handed over again.
+    assert_eq!(s.run().await.unwrap().events_republished, 1);
 }
 
 /// Its chain lives: the next poll is recorded, due in 30 s.

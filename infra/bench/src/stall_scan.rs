@@ -118,7 +118,7 @@ pub async fn run(lab: &Lab) -> Result<Section, String> {
         let stack = lab.stack(lab.clients().await).await?;
         let set_up = Instant::now();
         let pending = size / 100;
-        let store = DynamoStore::new(stack.clients.dynamodb.clone(), stack.resources.table_name());
+        let store = stack.resources.store(&stack.clients);
         // Pending orders first: moto copies a whole table for every
         // transaction, which a full table would make slow.
         pending_orders(&store, pending).await?;

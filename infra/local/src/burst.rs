@@ -369,7 +369,7 @@ pub async fn run(burst: Burst) -> Result<BurstReport, String> {
     )
     .await
     .map_err(|e| e.to_string())?;
-    let store = DynamoStore::new(stack.clients.dynamodb.clone(), stack.resources.table_name());
+    let store = stack.resources.store(&stack.clients);
     let (stop_sampling, sampling) = tokio::sync::watch::channel(false);
     let sampler = tokio::spawn(sample_limiter(store.clone(), sampling));
     let http = reqwest::Client::new();

@@ -9,13 +9,17 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use foxrelay_shared::aws::AwsClients;
+use foxrelay_shared::sealing::{KeyLimits, KmsDataKeys, Sealer};
 use foxrelay_shared::settings::names;
+use foxrelay_shared::store::DynamoStore;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 const TABLE: &str = "AWS::DynamoDB::Table";
 const QUEUE: &str = "AWS::SQS::Queue";
 const TOPIC: &str = "AWS::SNS::Topic";
+const KEY: &str = "AWS::KMS::Key";
 
 /// Why a resource could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -79,9 +83,29 @@ impl Provisioned {
         self.get("OpsAlertsTopic").unwrap_or_default()
     }
 
-    /// The functions' environment as the template sets it, resolved against
-    /// what was created. Variables whose Parameter has no default (the API
-    /// key's secret ARN) are left out: locally the key is given directly.
+    /// The sealer of the functions that handle codes: data keys under the
+    /// stack's key, for this stack's table (`None` without a key).
+    pub fn sealer(&self, clients: &AwsClients) -> Option<Arc<Sealer>> {
+        let key = self.arns.get("StackKey")?;
+        Some(Arc::new(Sealer::new(
+            KmsDataKeys::new(clients.kms.clone(), key, self.table_name()),
+            KeyLimits::default(),
+        )))
+    }
+
+    /// The order store on this stack's table as the functions that handle
+    /// codes hold it: sealing the codes it writes, opening those it reads.
+    pub fn store(&self, clients: &AwsClients) -> DynamoStore {
+        let store = DynamoStore::new(clients.dynamodb.clone(), self.table_name());
+        match self.sealer(clients) {
+            Some(sealer) => store.with_sealer(sealer),
+            None => store,
+        }
+    }
+
+    /// The functions' environment as the template sets it (the globals and
+    /// each function's own), resolved against what was created. The API
+    /// key's secret ARN is left out: locally the key is given directly.
     pub fn function_environment(
         &self,
         template: &StackTemplate,
@@ -157,6 +181,21 @@ pub async fn provision(
         parameters: template.parameter_defaults.clone(),
         ..Provisioned::default()
     };
+    // The stack's key seals codes (CODES_KMS_KEY_ID names it).
+    for id in template.ids_of(KEY) {
+        let out = clients
+            .kms
+            .create_key()
+            .description(format!("{prefix}-{}", kebab(id)))
+            .send()
+            .await
+            .map_err(|e| ProvisionError::aws(id, e))?;
+        let key = out
+            .key_metadata
+            .ok_or_else(|| ProvisionError::template(id, "KMS created no key"))?;
+        let arn = key.arn.clone().unwrap_or_default();
+        done.created(id, key.key_id, arn);
+    }
     for id in template.ids_of(TOPIC) {
         let name = format!("{prefix}-{}", kebab(id));
         let out = clients

@@ -32,7 +32,9 @@ pub struct StackTemplate {
     pub parameter_defaults: BTreeMap<String, Value>,
     /// Logical id → resource (`Type`, `Properties`).
     pub resources: BTreeMap<String, Resource>,
-    /// `Globals.Function.Environment.Variables`, unresolved.
+    /// `Globals.Function.Environment.Variables`, then every function's own
+    /// (`Environment.Variables`), unresolved: what any of the functions is
+    /// given.
     pub function_environment: Map<String, Value>,
 }
 
@@ -81,11 +83,22 @@ impl StackTemplate {
                 .unwrap_or_default();
             resources.insert(id, Resource { kind, properties });
         }
-        let function_environment = doc
+        let mut function_environment = doc
             .pointer("/Globals/Function/Environment/Variables")
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
+        for resource in resources.values() {
+            if resource.kind == "AWS::Serverless::Function"
+                && let Some(own) = resource
+                    .properties
+                    .get("Environment")
+                    .and_then(|e| e.get("Variables"))
+                    .and_then(Value::as_object)
+            {
+                function_environment.extend(own.clone());
+            }
+        }
         Ok(Self {
             parameter_defaults,
             resources,
@@ -136,6 +149,9 @@ mod tests {
             vec!["OpsAlertsTopic", "OrderEventsTopic"]
         );
         assert!(t.function_environment.contains_key("TABLE_NAME"));
+        // A function's own variable, beside the globals.
+        assert!(t.function_environment.contains_key("CODES_KMS_KEY_ID"));
+        assert_eq!(t.ids_of("AWS::KMS::Key"), vec!["StackKey"]);
         assert_eq!(
             t.parameter_defaults.get("AutoPay"),
             Some(&Value::from("true"))

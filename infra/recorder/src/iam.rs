@@ -50,6 +50,12 @@ pub fn iam_actions(call: &Call, body: &[u8]) -> Vec<(String, String)> {
                 .unwrap_or_default();
             vec![(action(&call.operation), topic)]
         }
+        // KMS names the key a request uses (an ARN, id or alias).
+        "kms" => {
+            let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let key = request["KeyId"].as_str().unwrap_or_default().to_owned();
+            vec![(action(&call.operation), key)]
+        }
         "secretsmanager" => {
             let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
             let secret = request["SecretId"].as_str().unwrap_or_default().to_owned();

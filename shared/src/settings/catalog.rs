@@ -67,6 +67,13 @@ pub const CATALOG: &[Documented] = &[
         "SNS topic operations alerts are published to",
     ),
     doc(
+        names::CODES_KMS_KEY_ID,
+        None,
+        "(set by the template: the stack's key)",
+        "a KMS key ARN, key id, alias ARN or `alias/NAME`",
+        "KMS key whose data keys seal codes before they are stored; create-order and poll-order only (scan-stalled may not open a code). Required inside Lambda; unset locally, codes are stored in clear",
+    ),
+    doc(
         names::FOXRELOAD_API_KEY_SECRET_ARN,
         Some("FoxReloadApiKeySecretArn"),
         "the stack's own secret",
@@ -365,6 +372,7 @@ mod tests {
         let mut read: Vec<&str> = names::DEPLOYED
             .iter()
             .chain(names::SUPPLIER_KEY)
+            .chain(names::CODES)
             .chain(names::API)
             .copied()
             .chain([

@@ -51,6 +51,10 @@ pub struct Resources {
     pub poll_queue_url: String,
     pub order_events_topic_arn: String,
     pub ops_alerts_topic_arn: String,
+    /// The KMS key sealing codes at rest (`None`: codes are stored as
+    /// text, which only a local run allows, or the function never reads a
+    /// code).
+    pub codes_key: Option<String>,
 }
 
 /// How to reach FoxReload.
@@ -250,6 +254,7 @@ impl Settings {
             poll_queue_url: reader.required_url(names::POLL_QUEUE_URL),
             order_events_topic_arn: reader.required_arn(names::ORDER_EVENTS_TOPIC_ARN, "sns"),
             ops_alerts_topic_arn: reader.required_arn(names::OPS_ALERTS_TOPIC_ARN, "sns"),
+            codes_key: reader.codes_key(),
         };
         let foxreload = reader.foxreload();
         let stall = StallSettings {
@@ -306,6 +311,11 @@ mod tests {
             (
                 names::FOXRELOAD_API_KEY_SECRET_ARN,
                 "arn:aws:secretsmanager:us-east-1:123456789012:secret:foxreload-AbCdEf".to_owned(),
+            ),
+            (
+                names::CODES_KMS_KEY_ID,
+                "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+                    .to_owned(),
             ),
         ])
     }
@@ -443,6 +453,56 @@ mod tests {
 
         env.insert(names::AWS_ENDPOINT_URL, "http://127.0.0.1:5000".into());
         assert!(load(&env).is_ok(), "a local endpoint allows a plain key");
+    }
+
+    #[test]
+    fn inside_lambda_a_function_handling_codes_needs_a_key_to_seal_them() {
+        let mut env = minimal();
+        env.insert(names::AWS_LAMBDA_FUNCTION_NAME, "poll-order".into());
+        assert!(load(&env).unwrap().resources.codes_key.is_some());
+        env.remove(names::CODES_KMS_KEY_ID);
+        let err = load(&env).unwrap_err();
+        assert_eq!(err.names(), vec![names::CODES_KMS_KEY_ID]);
+        assert!(err.to_string().contains("stored in clear"), "{err}");
+        // scan-stalled never reads a code: it needs none.
+        let scan =
+            Settings::from_lookup_for(|name| env.get(name).cloned(), FoxReloadAccess::NotNeeded)
+                .unwrap();
+        assert_eq!(scan.resources.codes_key, None);
+        // Locally (no Lambda) codes may be stored in clear.
+        env.remove(names::AWS_LAMBDA_FUNCTION_NAME);
+        assert_eq!(load(&env).unwrap().resources.codes_key, None);
+    }
+
+    #[test]
+    fn a_codes_key_is_a_kms_key_arn_id_or_alias() {
+        for good in [
+            "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws:kms:us-east-1:123456789012:alias/foxrelay/prod",
+            "1234abcd-12ab-34cd-56ef-1234567890ab",
+            "alias/foxrelay/prod",
+        ] {
+            let mut env = minimal();
+            env.insert(names::CODES_KMS_KEY_ID, good.into());
+            assert_eq!(
+                load(&env).unwrap().resources.codes_key.as_deref(),
+                Some(good)
+            );
+        }
+        for bad in [
+            "arn:aws:sns:us-east-1:123456789012:topic",
+            "alias/",
+            "a key",
+            "key/1234",
+        ] {
+            let mut env = minimal();
+            env.insert(names::CODES_KMS_KEY_ID, bad.into());
+            assert_eq!(
+                load(&env).unwrap_err().names(),
+                vec![names::CODES_KMS_KEY_ID],
+                "{bad}"
+            );
+        }
     }
 
     #[test]

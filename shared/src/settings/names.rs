@@ -12,6 +12,10 @@ pub const OPS_ALERTS_TOPIC_ARN: &str = "OPS_ALERTS_TOPIC_ARN";
 pub const FOXRELOAD_BASE_URL: &str = "FOXRELOAD_BASE_URL";
 /// ARN of the Secrets Manager secret holding the FoxReload API key.
 pub const FOXRELOAD_API_KEY_SECRET_ARN: &str = "FOXRELOAD_API_KEY_SECRET_ARN";
+/// The KMS key (ARN, id or alias) whose data keys seal codes before they
+/// are stored; required inside Lambda for the functions that read or
+/// write codes.
+pub const CODES_KMS_KEY_ID: &str = "CODES_KMS_KEY_ID";
 /// The FoxReload API key itself: local runs only, refused inside Lambda.
 pub const FOXRELOAD_API_KEY: &str = "FOXRELOAD_API_KEY";
 /// Milliseconds allowed to open a connection to FoxReload.
@@ -79,7 +83,7 @@ pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
 /// The settings `template.yaml` sets on every function: every name above
 /// but the local-only ones (`FOXRELOAD_API_KEY`, `AWS_ENDPOINT_URL`), the
 /// one Lambda sets itself, the optional request headers, and those of
-/// [`SUPPLIER_KEY`] and [`API`].
+/// [`SUPPLIER_KEY`], [`CODES`] and [`API`].
 pub const DEPLOYED: &[&str] = &[
     TABLE_NAME,
     POLL_QUEUE_URL,
@@ -112,6 +116,11 @@ pub const DEPLOYED: &[&str] = &[
 /// Set only on the functions that call FoxReload (create-order,
 /// poll-order): scan-stalled neither has nor may read the key.
 pub const SUPPLIER_KEY: &[&str] = &[FOXRELOAD_API_KEY_SECRET_ARN];
+
+/// Set only on the functions that read or write codes (create-order reads
+/// them for `GET /orders/{orderId}`, poll-order stores them and builds the
+/// event): scan-stalled may not open a code.
+pub const CODES: &[&str] = &[CODES_KMS_KEY_ID];
 
 /// Set only on create-order: what the orders API asks of callers.
 pub const API: &[&str] = &[JWT_PRINCIPAL_CLAIM, REQUIRE_IDEMPOTENCY_KEY];

@@ -209,6 +209,28 @@ impl Reader<'_> {
         }
     }
 
+    /// The key sealing codes. A function that calls FoxReload handles codes
+    /// (create-order reads them, poll-order stores them): inside Lambda it
+    /// must have one, so no deployed stack stores a code in clear.
+    pub(super) fn codes_key(&mut self) -> Option<String> {
+        let key = self.get(names::CODES_KMS_KEY_ID);
+        let in_lambda = self.get(names::AWS_LAMBDA_FUNCTION_NAME).is_some();
+        let local_endpoint = self.get(names::AWS_ENDPOINT_URL).is_some();
+        match &key {
+            Some(key) if !is_kms_key_id(key) => self.invalid(
+                names::CODES_KMS_KEY_ID,
+                "expected a KMS key ARN, key id, alias ARN or alias/NAME",
+            ),
+            None if self.access == FoxReloadAccess::Needed && in_lambda && !local_endpoint => self
+                .invalid(
+                    names::CODES_KMS_KEY_ID,
+                    "codes would be stored in clear: inside AWS Lambda a KMS key must seal them",
+                ),
+            _ => {}
+        }
+        key
+    }
+
     pub(super) fn api_key(&mut self) -> ApiKeySource {
         if self.access == FoxReloadAccess::NotNeeded {
             // Never read, whatever is set: the role may not read the secret.
@@ -260,6 +282,22 @@ fn check_base_url(url: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err("expected an https URL".into())
+    }
+}
+
+fn is_kms_key_id(value: &str) -> bool {
+    if value.starts_with("arn:") {
+        return is_arn_of(value, "kms");
+    }
+    let plain = |text: &str| {
+        !text.is_empty()
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_/".contains(c))
+    };
+    match value.strip_prefix("alias/") {
+        Some(name) => plain(name),
+        None => plain(value) && !value.contains('/'),
     }
 }
 

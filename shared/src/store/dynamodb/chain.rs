@@ -32,15 +32,26 @@ impl DynamoStore {
         let stored = self.codes(&order.order_id).await?;
         let (missing, unlisted) = missing_codes(&stored, &terminal.codes);
         let received = rfc3339(terminal.at);
+        let mut sealed = Vec::with_capacity(missing.len());
+        for code in &missing {
+            sealed.push(self.seal_code(&order.order_id, code).await?);
+        }
         let mut puts: Vec<TransactWriteItem> = missing
             .iter()
-            .map(|code| {
+            .zip(sealed)
+            .map(|(code, sealed)| {
                 let mut item = key(codes_pk(&order.order_id), &code_sk(code.index));
                 item.insert("orderId".into(), s(&order.order_id));
                 item.insert("codeIndex".into(), n(code.index));
                 item.insert("itemIndex".into(), n(code.item_index));
                 item.insert("productId".into(), s(&code.product_id));
-                item.insert("code".into(), s(&code.code));
+                match sealed {
+                    Some(sealed) => item.insert(
+                        "codeSealed".into(),
+                        AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(sealed)),
+                    ),
+                    None => item.insert("code".into(), s(&code.code)),
+                };
                 item.insert("kind".into(), s(code_kind(code.kind)));
                 item.insert("receivedAt".into(), s(&received));
                 if let Some(reference) = &order.customer_reference {

@@ -338,24 +338,34 @@ pub(super) fn code_kind(kind: CodeKind) -> &'static str {
     }
 }
 
-pub(super) fn code_from_item(item: &Item) -> Result<DeliveredCodeRecord, StoreError> {
+/// A code item: the code (empty when sealed) and its sealed form, if it
+/// is sealed (codes stored before sealing are text).
+pub(super) fn code_from_item(
+    item: &Item,
+) -> Result<(DeliveredCodeRecord, Option<Vec<u8>>), StoreError> {
     let r = Reader::named_by(item, "sk");
     let number = |name: &str| -> Result<u32, StoreError> {
         r.opt_n(name)?
             .and_then(|v| u32::try_from(v).ok())
             .ok_or_else(|| r.corrupt(format!("{name} is missing")))
     };
-    Ok(DeliveredCodeRecord {
+    let (code, sealed) = match item.get("codeSealed") {
+        Some(AttributeValue::B(sealed)) => (String::new(), Some(sealed.as_ref().to_vec())),
+        Some(_) => return Err(r.corrupt("codeSealed is not binary")),
+        None => (r.s("code")?.to_owned(), None),
+    };
+    let code = DeliveredCodeRecord {
         index: number("codeIndex")?,
         item_index: number("itemIndex")?,
         product_id: r.s("productId")?.to_owned(),
-        code: r.s("code")?.to_owned(),
+        code,
         kind: match r.s("kind")? {
             "code" => CodeKind::Code,
             "data" => CodeKind::Data,
             other => return Err(r.corrupt(format!("unknown code kind {other}"))),
         },
-    })
+    };
+    Ok((code, sealed))
 }
 
 /// FoxReload's measured clock offset.

@@ -10,7 +10,10 @@
 //! - `CODES#{orderId}`, `CODE#{position:06}`: one delivered code each
 //!   (orders that ended before this layout keep theirs under
 //!   `ORDER#{orderId}`, and are still read from there). Only poll-order
-//!   writes under `CODES#`: create-order's role is denied it.
+//!   writes under `CODES#`: create-order's role is denied it. The code is
+//!   sealed (`codeSealed`, binary: see [`crate::sealing`]) when the store
+//!   has a sealer, as every deployed function's has; codes stored before
+//!   that (`code`, text) are still read.
 //! - `IDEMPOTENCY#{scope}#{key}`, `IDEMPOTENCY`: a caller's idempotency key
 //!   (`scope`: 32 hex digits naming the caller; keys stored before callers
 //!   were told apart have none), with `expiresAt` (epoch seconds) as the
@@ -47,13 +50,15 @@ pub use budget::LimiterReading;
 pub use keys::PENDING_INDEX;
 
 use crate::domain::event::DeliveredCodeRecord;
+use crate::sealing::{Place, SealError, Sealer};
 use crate::store::{OrderReader, OrderRecord, StoreError};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
-use codec::{code_from_item, order_from_item, s};
+use codec::{code_from_item, code_kind, order_from_item, s};
 use errors::sdk_error;
-use keys::{codes_pk, order_key};
+use keys::{code_sk, codes_pk, order_key};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub(super) type Item = HashMap<String, AttributeValue>;
 
@@ -62,6 +67,10 @@ pub(super) type Item = HashMap<String, AttributeValue>;
 pub struct DynamoStore {
     client: Client,
     table: String,
+    /// Seals codes before they are written and opens them when read;
+    /// `None`: codes are written as text, and sealed ones cannot be read
+    /// (scan-stalled, which never reads a code).
+    sealer: Option<Arc<Sealer>>,
 }
 
 impl DynamoStore {
@@ -69,7 +78,73 @@ impl DynamoStore {
         Self {
             client,
             table: table.into(),
+            sealer: None,
         }
+    }
+
+    /// The store sealing the codes it writes and opening those it reads.
+    pub fn with_sealer(mut self, sealer: Arc<Sealer>) -> Self {
+        self.sealer = Some(sealer);
+        self
+    }
+
+    /// The code's sealed form, or `None` without a sealer (it is stored as
+    /// text).
+    pub(super) async fn seal_code(
+        &self,
+        order_id: &str,
+        code: &DeliveredCodeRecord,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(sealer) = &self.sealer else {
+            return Ok(None);
+        };
+        let place = place(order_id, code);
+        sealer
+            .seal(&place, &code.code)
+            .await
+            .map(Some)
+            .map_err(|e| seal_error("seal a code", order_id, code.index, e))
+    }
+
+    async fn open_code(
+        &self,
+        order_id: &str,
+        code: &DeliveredCodeRecord,
+        sealed: &[u8],
+    ) -> Result<String, StoreError> {
+        let Some(sealer) = &self.sealer else {
+            return Err(StoreError::Refused {
+                operation: "read codes",
+                source: "the codes are sealed, and this function holds no key to open them".into(),
+            });
+        };
+        sealer
+            .open(&place(order_id, code), sealed)
+            .await
+            .map_err(|e| seal_error("open a code", order_id, code.index, e))
+    }
+}
+
+/// Where a code belongs: the order it is read for (never the one its item
+/// names), its position, item, product and kind.
+fn place<'a>(order_id: &'a str, code: &'a DeliveredCodeRecord) -> Place<'a> {
+    Place {
+        order_id,
+        index: code.index,
+        item_index: code.item_index,
+        product_id: &code.product_id,
+        kind: code_kind(code.kind),
+    }
+}
+
+fn seal_error(operation: &'static str, order_id: &str, index: u32, error: SealError) -> StoreError {
+    match error {
+        SealError::Unavailable { source, .. } => StoreError::Unavailable { operation, source },
+        SealError::Refused { source, .. } => StoreError::Refused { operation, source },
+        SealError::Broken(reason) => StoreError::Corrupt {
+            key: format!("{}/{}", codes_pk(order_id), code_sk(index)),
+            reason: reason.to_owned(),
+        },
     }
 }
 
@@ -91,9 +166,11 @@ impl DynamoStore {
         Ok(out.item)
     }
 
-    /// Every code item under partition `pk`, in position order.
+    /// Every code item of `order_id` under partition `pk`, in position
+    /// order, sealed ones opened.
     pub(super) async fn codes_under(
         &self,
+        order_id: &str,
         pk: String,
     ) -> Result<Vec<DeliveredCodeRecord>, StoreError> {
         let mut codes = Vec::new();
@@ -112,7 +189,11 @@ impl DynamoStore {
                 .await
                 .map_err(|e| sdk_error("read codes", e))?;
             for item in page.items() {
-                codes.push(code_from_item(item)?);
+                let (mut code, sealed) = code_from_item(item)?;
+                if let Some(sealed) = sealed {
+                    code.code = self.open_code(order_id, &code, &sealed).await?;
+                }
+                codes.push(code);
             }
             start = page.last_evaluated_key().cloned();
             if start.is_none() {
@@ -132,12 +213,14 @@ impl OrderReader for DynamoStore {
     }
 
     async fn codes(&self, order_id: &str) -> Result<Vec<DeliveredCodeRecord>, StoreError> {
-        let mut codes = self.codes_under(codes_pk(order_id)).await?;
+        let mut codes = self.codes_under(order_id, codes_pk(order_id)).await?;
         // Orders that ended before codes had their own partition keep them
         // beside the order; an order cut short across the upgrade may have
         // some in each place. Only a code stored twice alike is kept once:
         // two different codes at one position are both kept, never hidden.
-        let legacy = self.codes_under(format!("ORDER#{order_id}")).await?;
+        let legacy = self
+            .codes_under(order_id, format!("ORDER#{order_id}"))
+            .await?;
         if !legacy.is_empty() {
             codes.extend(legacy);
             codes.sort_by(|a, b| (a.index, &a.code).cmp(&(b.index, &b.code)));

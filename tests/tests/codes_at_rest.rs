@@ -1,0 +1,288 @@
+//! Codes sealed at rest, through moto's DynamoDB and KMS: what a reader of
+//! the table sees (no code), what a code moved or changed does (it does not
+//! open), what the functions read (every code, opened), codes stored in
+//! clear before sealing (still read), and KMS away (nothing stored in
+//! clear, the poll retried).
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use foxrelay_shared::aws::{AwsClients, LocalAws, load_local};
+use foxrelay_shared::sealing::{DataKeys, KmsDataKeys, SealError};
+use foxrelay_shared::startup::Context;
+use foxrelay_shared::store::{DynamoStore, OrderReader, PollChain, StoreError};
+use foxrelay_tests::world::{codes_of, quick_timing, world};
+use foxrelay_tests::{TestStack, body_of, call, http_event, unnotified_completion};
+use foxreload_sim::PRODUCT_FAST;
+use std::collections::HashMap;
+use time::OffsetDateTime;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Every item of the stack's table, as anyone allowed to read it sees it.
+async fn whole_table(stack: &TestStack) -> Vec<Item> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let page = stack
+            .clients
+            .dynamodb
+            .scan()
+            .table_name(stack.resources.table_name())
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        items.extend(page.items().iter().cloned());
+        start = page.last_evaluated_key().cloned();
+        if start.is_none() {
+            return items;
+        }
+    }
+}
+
+fn text(value: &AttributeValue) -> String {
+    match value {
+        AttributeValue::S(s) => s.clone(),
+        AttributeValue::B(b) => String::from_utf8_lossy(b.as_ref()).into_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn code_items(items: &[Item], order_id: &str) -> Vec<Item> {
+    let pk = format!("CODES#{order_id}");
+    items
+        .iter()
+        .filter(|i| i.get("pk").map(text).as_deref() == Some(pk.as_str()))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn codes_are_stored_sealed_and_read_back_whole_by_another_container() {
+    let w = world(quick_timing()).await;
+    let id = w.place(PRODUCT_FAST, 3).await;
+    let events = w
+        .run_until_notified(
+            &w.poll_handler(w.sns()),
+            &w.source(1, false),
+            std::slice::from_ref(&id),
+        )
+        .await;
+    let codes = codes_of(&events[&id][0]);
+    assert_eq!(codes.len(), 3);
+    assert_eq!(codes, w.delivered_by_simulator(&id).await);
+
+    // Whoever reads the table sees no code, in any attribute of any item.
+    let items = whole_table(&w.h.stack).await;
+    for item in &items {
+        for (name, value) in item {
+            for code in &codes {
+                assert!(!text(value).contains(code.as_str()), "{name} holds a code");
+            }
+        }
+    }
+    let sealed = code_items(&items, &id);
+    assert_eq!(sealed.len(), 3);
+    for item in &sealed {
+        assert!(matches!(item.get("codeSealed"), Some(AttributeValue::B(_))));
+        assert!(!item.contains_key("code"), "no code in clear beside it");
+    }
+    // One data key sealed all three (one KMS call for the order).
+    let sealer = w.h.context.sealer.as_ref().expect("the stack seals codes");
+    assert_eq!(sealer.kms_calls().0, 1);
+
+    // create-order in another container opens them with the key KMS
+    // unwraps for it.
+    let reader = Context::build(w.h.context.settings.clone(), w.h.context.aws.clone())
+        .await
+        .unwrap();
+    let create = create_order::Handler::new(reader.clone());
+    let read = call(
+        &create,
+        http_event("GET", &format!("/orders/{id}"), &[], None),
+    )
+    .await;
+    assert_eq!(read.status_code, 200);
+    let shown: Vec<String> = body_of(&read)["codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["code"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(shown, codes);
+    assert_eq!(reader.sealer.as_ref().unwrap().kms_calls(), (0, 1));
+}
+
+#[tokio::test]
+async fn a_sealed_code_moved_to_another_order_or_relabelled_does_not_open() {
+    let w = world(quick_timing()).await;
+    let placed = OffsetDateTime::now_utc() - time::Duration::minutes(5);
+    // Order ids as create-order makes them (GET reads no other).
+    let (from_id, to_id) = (
+        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
+    );
+    unnotified_completion(&w.store, &from_id, placed, "CODE-FROM").await;
+    unnotified_completion(&w.store, &to_id, placed, "CODE-TO").await;
+    assert_eq!(w.store.codes(&to_id).await.unwrap()[0].code, "CODE-TO");
+
+    let table = w.h.stack.resources.table_name();
+    let db = &w.h.stack.clients.dynamodb;
+    let key = |order: &str| {
+        HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(format!("CODES#{order}"))),
+            ("sk".to_owned(), AttributeValue::S("CODE#000000".into())),
+        ])
+    };
+    let from = db
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key(&from_id)))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    // Someone with write access puts the first order's sealed code on the
+    // second order's item: it does not open there.
+    db.update_item()
+        .table_name(table)
+        .set_key(Some(key(&to_id)))
+        .update_expression("SET codeSealed = :sealed")
+        .expression_attribute_values(":sealed", from["codeSealed"].clone())
+        .send()
+        .await
+        .unwrap();
+    let moved = w.store.codes(&to_id).await;
+    assert!(
+        matches!(&moved, Err(StoreError::Corrupt { key, .. }) if *key == format!("CODES#{to_id}/CODE#000000")),
+        "{moved:?}"
+    );
+    let read = call(
+        &w.create,
+        http_event("GET", &format!("/orders/{to_id}"), &[], None),
+    )
+    .await;
+    assert_eq!(
+        read.status_code, 503,
+        "no code shown, the other order's least of all"
+    );
+    assert!(!format!("{:?}", read.body).contains("CODE-FROM"));
+
+    // The value left where it was, its product relabelled: it does not
+    // open either.
+    db.update_item()
+        .table_name(table)
+        .set_key(Some(key(&from_id)))
+        .update_expression("SET productId = :other")
+        .expression_attribute_values(":other", AttributeValue::S("product_other".into()))
+        .send()
+        .await
+        .unwrap();
+    assert!(matches!(
+        w.store.codes(&from_id).await,
+        Err(StoreError::Corrupt { .. })
+    ));
+}
+
+#[tokio::test]
+async fn codes_stored_in_clear_before_sealing_are_still_read_and_published() {
+    let w = world(quick_timing()).await;
+    let placed = OffsetDateTime::now_utc() - time::Duration::minutes(5);
+    // Stored by a version without a key: the code in clear.
+    let unsealed = DynamoStore::new(
+        w.h.stack.clients.dynamodb.clone(),
+        w.h.stack.resources.table_name(),
+    );
+    unnotified_completion(&unsealed, "in-clear", placed, "CODE-IN-CLEAR").await;
+    let items = code_items(&whole_table(&w.h.stack).await, "in-clear");
+    assert_eq!(text(&items[0]["code"]), "CODE-IN-CLEAR");
+
+    assert_eq!(
+        w.store.codes("in-clear").await.unwrap()[0].code,
+        "CODE-IN-CLEAR"
+    );
+    // poll-order publishes it as it was stored.
+    let order = w.store.order("in-clear").await.unwrap().unwrap();
+    let event =
+        foxrelay_shared::notify::notify(&w.store, &w.sns(), &order, OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+    assert_eq!(codes_of(&event), ["CODE-IN-CLEAR"]);
+    assert!(
+        w.store
+            .order("in-clear")
+            .await
+            .unwrap()
+            .unwrap()
+            .notified_at
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn a_store_without_the_key_cannot_open_a_sealed_code() {
+    let w = world(quick_timing()).await;
+    let placed = OffsetDateTime::now_utc() - time::Duration::minutes(5);
+    unnotified_completion(&w.store, "sealed", placed, "CODE-SEALED").await;
+    // scan-stalled's store: no sealer (and its role may not unwrap the key).
+    let keyless = DynamoStore::new(
+        w.h.stack.clients.dynamodb.clone(),
+        w.h.stack.resources.table_name(),
+    );
+    assert!(matches!(
+        keyless.codes("sealed").await,
+        Err(StoreError::Refused {
+            operation: "read codes",
+            ..
+        })
+    ));
+}
+
+#[tokio::test]
+async fn a_data_key_unwraps_only_under_its_own_tables_context() {
+    let stack = foxrelay_tests::stack().await;
+    let key = &stack.resources.arns["StackKey"];
+    let here = KmsDataKeys::new(stack.clients.kms.clone(), key, "orders-here");
+    let fresh = here.generate().await.unwrap();
+    assert_eq!(here.unwrap(&fresh.wrapped).await.unwrap(), fresh.plaintext);
+    let elsewhere = KmsDataKeys::new(stack.clients.kms.clone(), key, "orders-elsewhere");
+    assert!(matches!(
+        elsewhere.unwrap(&fresh.wrapped).await,
+        Err(SealError::Broken(_))
+    ));
+    let mut bent = fresh.wrapped.clone();
+    let last = bent.len() - 1;
+    bent[last] ^= 1;
+    assert!(here.unwrap(&bent).await.is_err());
+}
+
+#[tokio::test]
+async fn with_kms_unreachable_no_code_is_stored_and_the_end_can_be_stored_later() {
+    let w = world(quick_timing()).await;
+    let placed = OffsetDateTime::now_utc() - time::Duration::minutes(5);
+    foxrelay_tests::pending_order(&w.store, "kms-down", placed, "processing").await;
+    // KMS at an address nobody listens on.
+    let nowhere = AwsClients::new(&load_local(&LocalAws::new("http://127.0.0.1:9")).await);
+    let mut away = w.h.stack.clients.clone();
+    away.kms = nowhere.kms;
+    let store = w.h.stack.resources.store(&away);
+    let order = store.order("kms-down").await.unwrap().unwrap();
+    let terminal = foxrelay_tests::completed_with(&["CODE-KMS-DOWN"]);
+    let failed = store.persist_terminal(&order, &terminal).await;
+    assert!(
+        matches!(failed, Err(StoreError::Unavailable { .. })),
+        "{failed:?}"
+    );
+    let after = w.store.order("kms-down").await.unwrap().unwrap();
+    assert!(
+        !after.status.is_terminal(),
+        "the order stays open, to be polled again"
+    );
+    assert!(code_items(&whole_table(&w.h.stack).await, "kms-down").is_empty());
+    // KMS back: the next poll stores the end, sealed.
+    w.store.persist_terminal(&after, &terminal).await.unwrap();
+    assert_eq!(
+        w.store.codes("kms-down").await.unwrap()[0].code,
+        "CODE-KMS-DOWN"
+    );
+}
