@@ -55,9 +55,17 @@ impl OpsAlert {
 }
 
 /// The event of a terminal order, from what is stored: every copy is the
-/// same (its id, time and content come from the stored order).
-pub fn order_event(order: &OrderRecord, codes: Vec<DeliveredCodeRecord>) -> OrderEvent {
+/// same (its id, time and content come from the stored order). `codes`:
+/// the stored codes, or `None` for an event without them
+/// (`ORDER_EVENT_CODES=omitted`: `codesIncluded: false`, `codeCount` from
+/// the order).
+pub fn order_event(order: &OrderRecord, codes: Option<Vec<DeliveredCodeRecord>>) -> OrderEvent {
     let occurred = order.terminal_at.unwrap_or(order.updated_at);
+    let codes_included = codes.is_some();
+    let (code_count, codes) = match codes {
+        Some(codes) => (codes.len() as u32, codes),
+        None => (order.code_count, Vec::new()),
+    };
     OrderEvent {
         event_id: event_id(&order.order_id, order.status),
         kind: event_type(order.status),
@@ -69,9 +77,9 @@ pub fn order_event(order: &OrderRecord, codes: Vec<DeliveredCodeRecord>) -> Orde
         status: order.status.as_str().to_owned(),
         customer_reference: order.customer_reference.clone(),
         items: order.items.clone(),
-        code_count: codes.len() as u32,
+        code_count,
         codes,
-        codes_included: true,
+        codes_included,
         cancel_reason: order.cancel_reason.clone(),
         occurred_at: occurred.format(&Rfc3339).unwrap_or_default(),
     }
@@ -169,5 +177,39 @@ impl EventPublisher for SnsPublisher {
             format!("{} alert for order {}", alert.kind, alert.order_id),
         )
         .await
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::order_event;
+    use crate::domain::OrderStatus;
+    use crate::domain::event::{CodeKind, DeliveredCodeRecord};
+    use time::macros::datetime;
+
+    #[test]
+    fn an_event_without_codes_carries_the_stored_count_and_says_so() {
+        let mut order = crate::testing::seed::intent("o-1", datetime!(2026-12-03 12:00 UTC));
+        order.status = OrderStatus::Completed;
+        order.code_count = 2;
+        let code = |index| DeliveredCodeRecord {
+            index,
+            item_index: 0,
+            product_id: "p".into(),
+            code: format!("C-{index}"),
+            kind: CodeKind::Code,
+        };
+        let full = order_event(&order, Some(vec![code(0), code(1)]));
+        assert!(full.codes_included);
+        assert_eq!((full.codes.len(), full.code_count), (2, 2));
+        let slim = order_event(&order, None);
+        assert!(!slim.codes_included);
+        assert!(slim.codes.is_empty());
+        assert_eq!(slim.code_count, 2);
+        // The same event otherwise: its id, type and time.
+        assert_eq!(
+            (slim.event_id, slim.kind, slim.occurred_at),
+            (full.event_id, full.kind, full.occurred_at)
+        );
     }
 }

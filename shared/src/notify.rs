@@ -6,6 +6,7 @@
 
 use crate::domain::event::OrderEvent;
 use crate::events::{EventPublisher, PublishError, order_event};
+use crate::settings::EventCodes;
 use crate::store::{NotifyMarks, OrderRecord, StoreError};
 use time::OffsetDateTime;
 use tracing::info;
@@ -21,14 +22,19 @@ pub enum NotifyError {
 }
 
 /// Publishes `order`'s event (it must have ended) and marks it notified
-/// at `now`.
+/// at `now`. With [`EventCodes::Omitted`] no code is read: the event
+/// carries their count only.
 pub async fn notify(
     store: &impl NotifyMarks,
     publisher: &impl EventPublisher,
     order: &OrderRecord,
     now: OffsetDateTime,
+    codes: EventCodes,
 ) -> Result<OrderEvent, NotifyError> {
-    let codes = store.codes(&order.order_id).await?;
+    let codes = match codes {
+        EventCodes::Included => Some(store.codes(&order.order_id).await?),
+        EventCodes::Omitted => None,
+    };
     let event = order_event(order, codes);
     publisher.publish_order_event(&event).await?;
     store.mark_notified(&order.order_id, now).await?;

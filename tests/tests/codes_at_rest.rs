@@ -203,10 +203,15 @@ async fn codes_stored_in_clear_before_sealing_are_still_read_and_published() {
     );
     // poll-order publishes it as it was stored.
     let order = w.store.order("in-clear").await.unwrap().unwrap();
-    let event =
-        foxrelay_shared::notify::notify(&w.store, &w.sns(), &order, OffsetDateTime::now_utc())
-            .await
-            .unwrap();
+    let event = foxrelay_shared::notify::notify(
+        &w.store,
+        &w.sns(),
+        &order,
+        OffsetDateTime::now_utc(),
+        foxrelay_shared::settings::EventCodes::Included,
+    )
+    .await
+    .unwrap();
     assert_eq!(codes_of(&event), ["CODE-IN-CLEAR"]);
     assert!(
         w.store
@@ -285,4 +290,76 @@ async fn with_kms_unreachable_no_code_is_stored_and_the_end_can_be_stored_later(
         w.store.codes("kms-down").await.unwrap()[0].code,
         "CODE-KMS-DOWN"
     );
+}
+
+#[tokio::test]
+async fn reseal_seals_every_code_stored_in_clear_where_it_is_once() {
+    let w = world(quick_timing()).await;
+    let placed = OffsetDateTime::now_utc() - time::Duration::minutes(5);
+    let unsealed = DynamoStore::new(
+        w.h.stack.clients.dynamodb.clone(),
+        w.h.stack.resources.table_name(),
+    );
+    for n in 0..3 {
+        unnotified_completion(
+            &unsealed,
+            &format!("clear-{n}"),
+            placed,
+            &format!("CLEAR-{n}"),
+        )
+        .await;
+    }
+    // The oldest layout: a code beside its order.
+    let db = &w.h.stack.clients.dynamodb;
+    let mut legacy = code_items(&whole_table(&w.h.stack).await, "clear-2").remove(0);
+    db.delete_item()
+        .table_name(w.h.stack.resources.table_name())
+        .key("pk", legacy["pk"].clone())
+        .key("sk", legacy["sk"].clone())
+        .send()
+        .await
+        .unwrap();
+    legacy.insert("pk".into(), AttributeValue::S("ORDER#clear-2".into()));
+    db.put_item()
+        .table_name(w.h.stack.resources.table_name())
+        .set_item(Some(legacy))
+        .send()
+        .await
+        .unwrap();
+    // And one sealed already.
+    unnotified_completion(&w.store, "sealed-already", placed, "SEALED-0").await;
+
+    let (mut sealed, mut cursor) = (0, None);
+    loop {
+        let page = w.store.reseal_page(cursor).await.unwrap();
+        sealed += page.sealed;
+        cursor = page.next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(sealed, 3);
+    for item in whole_table(&w.h.stack).await {
+        assert!(!item.contains_key("code"), "{item:?}");
+        for value in item.values() {
+            assert!(!text(value).contains("CLEAR-"), "{item:?}");
+        }
+    }
+    for n in 0..3 {
+        let codes = w.store.codes(&format!("clear-{n}")).await.unwrap();
+        assert_eq!(codes.len(), 1);
+        assert_eq!(codes[0].code, format!("CLEAR-{n}"));
+    }
+    assert_eq!(
+        w.store.codes("sealed-already").await.unwrap()[0].code,
+        "SEALED-0"
+    );
+    // Again: nothing left in clear.
+    let again = w.store.reseal_page(None).await.unwrap();
+    assert_eq!((again.sealed, again.skipped), (0, 0));
+    // Without a key, nothing is touched.
+    assert!(matches!(
+        unsealed.reseal_page(None).await,
+        Err(StoreError::Refused { .. })
+    ));
 }

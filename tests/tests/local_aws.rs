@@ -287,6 +287,11 @@ async fn function_environment_from_the_template_names_the_created_resources() {
     assert!(env[names::OPS_ALERTS_TOPIC_ARN].contains("ops-alerts"));
     assert_eq!(env[names::FOXRELOAD_AUTO_PAY], "true");
     assert!(!env.contains_key(names::FOXRELOAD_API_KEY_SECRET_ARN));
+    // The stack's key, created in moto, seals codes.
+    assert_eq!(
+        env[names::CODES_KMS_KEY_ID],
+        stack.resources.arns["StackKey"]
+    );
 
     // Plus a plain key and a local endpoint, it is a complete set of settings.
     let mut full = env.clone();
@@ -298,6 +303,24 @@ async fn function_environment_from_the_template_names_the_created_resources() {
     let settings =
         foxrelay_shared::settings::Settings::from_lookup(|n| full.get(n).cloned()).unwrap();
     assert_eq!(settings.resources.table_name, stack.resources.table_name());
+    assert!(settings.resources.codes_key.is_some());
+}
+
+#[tokio::test]
+async fn a_stack_provisioned_again_keeps_its_key_so_its_sealed_codes_still_open() {
+    let stack = stack().await;
+    let placed = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
+    let store = stack.resources.store(&stack.clients);
+    foxrelay_tests::unnotified_completion(&store, "kept", placed, "CODE-KEPT").await;
+    // As `foxrelay-local` started again over the same resources.
+    let again =
+        foxrelay_local::provision::provision(&stack.template, &stack.clients, &stack.prefix)
+            .await
+            .unwrap();
+    assert_eq!(again.arns["StackKey"], stack.resources.arns["StackKey"]);
+    use foxrelay_shared::store::OrderReader;
+    let codes = again.store(&stack.clients).codes("kept").await.unwrap();
+    assert_eq!(codes[0].code, "CODE-KEPT");
 }
 
 #[tokio::test]

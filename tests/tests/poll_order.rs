@@ -21,6 +21,41 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 #[tokio::test]
+async fn with_event_codes_omitted_the_event_carries_their_count_and_the_api_shows_them() {
+    let w = world(quick_timing()).await;
+    let poller = poll_order::poll::Poller {
+        options: poll_order::poll::PollOptions {
+            event_codes: foxrelay_shared::settings::EventCodes::Omitted,
+            ..foxrelay_tests::world::poll_options()
+        },
+        ..w.poller(w.sns())
+    };
+    let handler = poll_order::Handler::from_poller(poller, w.metrics.clone());
+    let id = w.place(PRODUCT_FAST, 2).await;
+    let events = w
+        .run_until_notified(&handler, &w.source(1, false), std::slice::from_ref(&id))
+        .await;
+    let event = &events[&id][0];
+    assert!(!event.codes_included);
+    assert!(event.codes.is_empty());
+    assert_eq!(event.code_count, 2);
+    // What the subscriber reads the codes with.
+    let read = call(
+        &w.create,
+        http_event("GET", &format!("/orders/{id}"), &[], None),
+    )
+    .await;
+    assert_eq!(read.status_code, 200);
+    let shown = foxrelay_tests::body_of(&read)["codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["code"].as_str().unwrap().to_owned())
+        .collect::<Vec<_>>();
+    assert_eq!(shown, w.delivered_by_simulator(&id).await);
+}
+
+#[tokio::test]
 async fn orders_end_with_exactly_the_delivered_codes_stored_then_published() {
     let w = world(quick_timing()).await;
     let handler = w.poll_handler(w.sns());

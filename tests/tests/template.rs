@@ -880,6 +880,7 @@ fn every_function_sets_every_deployed_setting_and_only_its_own() {
         for (names, set) in [
             (names::SUPPLIER_KEY, calls_foxreload),
             (names::CODES, calls_foxreload),
+            (names::EVENTS, function == "PollOrderFunction"),
             (names::API, function == "CreateOrderFunction"),
         ] {
             if set {

@@ -66,6 +66,7 @@ impl Handler {
             learning: settings.learning(),
             is_mock: settings.foxreload.mock_orders,
             auto_pay: settings.foxreload.auto_pay,
+            event_codes: settings.event_codes,
             ..PollOptions::default()
         };
         Self::with_options(context, options)

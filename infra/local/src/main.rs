@@ -1,7 +1,8 @@
 //! `foxrelay-local`: the whole product on one machine, with no AWS account.
 //!
 //! `serve` runs the stack (see [`foxrelay_local::stack`]) and prints every
-//! order event and operations alert as it arrives, until Ctrl-C. `demo` runs
+//! order event and operations alert as it arrives, until Ctrl-C. `reseal`
+//! seals codes an earlier version stored in clear, in any table. `demo` runs
 //! it, places a handful of orders across the simulator's behaviours, shows
 //! them to their events, and exits 0 once every one has ended and been
 //! notified (non-zero, with the reason, otherwise). `--help` lists every
@@ -47,6 +48,18 @@ enum Command {
     /// Run the stack, place ten orders across the simulator's behaviours,
     /// and exit once every one has ended and been notified.
     Demo,
+    /// Seal the codes an earlier version stored in clear, where they are,
+    /// in a deployed stack's table (AWS credentials and region from the
+    /// environment, as the AWS CLI's) or a local one (--aws-endpoint-url).
+    /// Safe to run again: it seals only what is still in clear.
+    Reseal {
+        /// The orders table (the stack's `OrdersTableName` output).
+        #[arg(long, value_name = "NAME")]
+        table: String,
+        /// The key that seals codes (the stack's `StackKeyArn` output).
+        #[arg(long, env = "CODES_KMS_KEY_ID", value_name = "KEY")]
+        kms_key_id: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -139,6 +152,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo => demo(&cli.options).await,
         Command::Serve => serve(&cli.options).await,
+        Command::Reseal { table, kms_key_id } => reseal(&cli.options, &table, &kms_key_id).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -147,6 +161,50 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `reseal`: page after page until the table is done, each page's counts
+/// printed as it goes.
+async fn reseal(options: &Options, table: &str, key: &str) -> Result<(), String> {
+    use foxrelay_shared::aws::{self, AwsClients, LocalAws};
+    use foxrelay_shared::sealing::{KeyLimits, KmsDataKeys, Sealer};
+    use foxrelay_shared::store::DynamoStore;
+    let config = match options
+        .aws_endpoint_url
+        .as_deref()
+        .filter(|u| !u.trim().is_empty())
+    {
+        Some(url) => aws::load_local(&LocalAws::new(url)).await,
+        None => aws::load_from_env().await,
+    };
+    let clients = AwsClients::new(&config);
+    let sealer = Sealer::new(
+        KmsDataKeys::new(clients.kms.clone(), key, table),
+        KeyLimits::default(),
+    );
+    let store =
+        DynamoStore::new(clients.dynamodb.clone(), table).with_sealer(std::sync::Arc::new(sealer));
+    let (mut read, mut sealed, mut skipped) = (0, 0, 0);
+    let mut cursor = None;
+    loop {
+        let page = store
+            .reseal_page(cursor)
+            .await
+            .map_err(|e| format!("{e} (after {sealed} codes sealed; run it again to go on)"))?;
+        read += page.items_read;
+        sealed += page.sealed;
+        skipped += page.skipped;
+        println!(
+            "{} items read: {} codes sealed, {} changed meanwhile and left",
+            page.items_read, page.sealed, page.skipped
+        );
+        cursor = page.next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    println!("done: {read} items read, {sealed} codes sealed, {skipped} left");
+    Ok(())
 }
 
 /// `./template.yaml` when run from the repository root, else the repository's.

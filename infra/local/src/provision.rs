@@ -183,18 +183,7 @@ pub async fn provision(
     };
     // The stack's key seals codes (CODES_KMS_KEY_ID names it).
     for id in template.ids_of(KEY) {
-        let out = clients
-            .kms
-            .create_key()
-            .description(format!("{prefix}-{}", kebab(id)))
-            .send()
-            .await
-            .map_err(|e| ProvisionError::aws(id, e))?;
-        let key = out
-            .key_metadata
-            .ok_or_else(|| ProvisionError::template(id, "KMS created no key"))?;
-        let arn = key.arn.clone().unwrap_or_default();
-        done.created(id, key.key_id, arn);
+        create_key(id, clients, prefix, &mut done).await?;
     }
     for id in template.ids_of(TOPIC) {
         let name = format!("{prefix}-{}", kebab(id));
@@ -222,6 +211,50 @@ pub async fn provision(
         create_table(id, &template.resources[id], clients, prefix, &mut done).await?;
     }
     Ok(done)
+}
+
+/// The key `alias/{prefix}-{id}`, created unless it is there: a stack
+/// started again over its resources keeps its key, since the table's codes
+/// are sealed under it.
+async fn create_key(
+    id: &str,
+    clients: &AwsClients,
+    prefix: &str,
+    done: &mut Provisioned,
+) -> Result<(), ProvisionError> {
+    let alias = format!("alias/{prefix}-{}", kebab(id));
+    let key = match clients.kms.describe_key().key_id(&alias).send().await {
+        Ok(found) => found.key_metadata,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_not_found_exception()) =>
+        {
+            let created = clients
+                .kms
+                .create_key()
+                .description(alias.clone())
+                .send()
+                .await
+                .map_err(|e| ProvisionError::aws(id, e))?
+                .key_metadata;
+            if let Some(key) = &created {
+                clients
+                    .kms
+                    .create_alias()
+                    .alias_name(&alias)
+                    .target_key_id(&key.key_id)
+                    .send()
+                    .await
+                    .map_err(|e| ProvisionError::aws(id, e))?;
+            }
+            created
+        }
+        Err(e) => return Err(ProvisionError::aws(id, e)),
+    };
+    let key = key.ok_or_else(|| ProvisionError::template(id, "KMS answered without the key"))?;
+    let arn = key.arn.clone().unwrap_or_default();
+    done.created(id, key.key_id, arn);
+    Ok(())
 }
 
 async fn create_queue(

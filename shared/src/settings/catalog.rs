@@ -74,6 +74,13 @@ pub const CATALOG: &[Documented] = &[
         "KMS key whose data keys seal codes before they are stored; create-order and poll-order only (scan-stalled may not open a code). Required inside Lambda; unset locally, codes are stored in clear",
     ),
     doc(
+        names::ORDER_EVENT_CODES,
+        Some("OrderEventCodes"),
+        "included",
+        "included, omitted",
+        "poll-order: whether order events carry their codes, or only `codeCount` with `codesIncluded: false` (for a topic that reaches email or third parties; the codes are read with `GET /orders/{orderId}`)",
+    ),
+    doc(
         names::FOXRELOAD_API_KEY_SECRET_ARN,
         Some("FoxReloadApiKeySecretArn"),
         "the stack's own secret",
@@ -373,6 +380,7 @@ mod tests {
             .iter()
             .chain(names::SUPPLIER_KEY)
             .chain(names::CODES)
+            .chain(names::EVENTS)
             .chain(names::API)
             .copied()
             .chain([

@@ -42,6 +42,20 @@ pub struct Settings {
     pub metrics_namespace: String,
     /// What the orders API asks of callers.
     pub api: ApiSettings,
+    /// Whether order events carry their codes.
+    pub event_codes: EventCodes,
+}
+
+/// Whether order events carry their codes (`ORDER_EVENT_CODES`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EventCodes {
+    /// The codes are in the event (unless it would pass SNS's size limit).
+    #[default]
+    Included,
+    /// Only their count (`codesIncluded: false`): for stacks whose topic
+    /// reaches email or third parties; the codes are read with
+    /// `GET /orders/{orderId}`.
+    Omitted,
 }
 
 /// Names of the AWS resources created by `template.yaml`.
@@ -270,6 +284,10 @@ impl Settings {
         };
         let metrics_namespace = reader.metrics_namespace();
         let api = reader.api();
+        let event_codes = match reader.one_of(names::ORDER_EVENT_CODES, &["included", "omitted"]) {
+            Some(value) if value == "omitted" => EventCodes::Omitted,
+            _ => EventCodes::Included,
+        };
         if reader.problems.is_empty() {
             Ok(Settings {
                 resources,
@@ -279,6 +297,7 @@ impl Settings {
                 learning,
                 metrics_namespace,
                 api,
+                event_codes,
             })
         } else {
             Err(SettingsError {

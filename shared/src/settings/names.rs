@@ -16,6 +16,9 @@ pub const FOXRELOAD_API_KEY_SECRET_ARN: &str = "FOXRELOAD_API_KEY_SECRET_ARN";
 /// are stored; required inside Lambda for the functions that read or
 /// write codes.
 pub const CODES_KMS_KEY_ID: &str = "CODES_KMS_KEY_ID";
+/// Whether order events carry their codes (`included`, the default) or
+/// only their count (`omitted`): poll-order, which publishes them.
+pub const ORDER_EVENT_CODES: &str = "ORDER_EVENT_CODES";
 /// The FoxReload API key itself: local runs only, refused inside Lambda.
 pub const FOXRELOAD_API_KEY: &str = "FOXRELOAD_API_KEY";
 /// Milliseconds allowed to open a connection to FoxReload.
@@ -83,7 +86,7 @@ pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
 /// The settings `template.yaml` sets on every function: every name above
 /// but the local-only ones (`FOXRELOAD_API_KEY`, `AWS_ENDPOINT_URL`), the
 /// one Lambda sets itself, the optional request headers, and those of
-/// [`SUPPLIER_KEY`], [`CODES`] and [`API`].
+/// [`SUPPLIER_KEY`], [`CODES`], [`EVENTS`] and [`API`].
 pub const DEPLOYED: &[&str] = &[
     TABLE_NAME,
     POLL_QUEUE_URL,
@@ -121,6 +124,9 @@ pub const SUPPLIER_KEY: &[&str] = &[FOXRELOAD_API_KEY_SECRET_ARN];
 /// them for `GET /orders/{orderId}`, poll-order stores them and builds the
 /// event): scan-stalled may not open a code.
 pub const CODES: &[&str] = &[CODES_KMS_KEY_ID];
+
+/// Set only on poll-order, which publishes order events.
+pub const EVENTS: &[&str] = &[ORDER_EVENT_CODES];
 
 /// Set only on create-order: what the orders API asks of callers.
 pub const API: &[&str] = &[JWT_PRINCIPAL_CLAIM, REQUIRE_IDEMPOTENCY_KEY];

@@ -7,7 +7,7 @@ mod dynamodb;
 mod ports;
 mod record;
 
-pub use dynamodb::{DynamoStore, LimiterReading, PENDING_INDEX};
+pub use dynamodb::{DynamoStore, LimiterReading, PENDING_INDEX, ResealCursor, ResealPage};
 pub use ports::{
     BudgetStore, IdempotencyStore, NotifyMarks, OrderAlerts, OrderReader, OrderStore,
     PlacementStore, PollChain, SlotAsk, StackAlerts, SummaryReader, SummaryStore, SweepStore,

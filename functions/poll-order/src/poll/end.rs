@@ -159,7 +159,14 @@ where
     /// notified. A failed publish leaves it un-notified for a retry.
     pub(super) async fn notify(&self, order: OrderRecord) -> Result<Handled, PollError> {
         let now = self.clock.now();
-        notify(&self.store, &self.publisher, &order, now).await?;
+        notify(
+            &self.store,
+            &self.publisher,
+            &order,
+            now,
+            self.options.event_codes,
+        )
+        .await?;
         let time_to_notify = (now - order.created_at).try_into().unwrap_or_default();
         // What the schedule optimises: orders FoxReload ended. An abandoned
         // order took the whole horizon by definition, and one never placed

@@ -33,6 +33,7 @@ use foxrelay_shared::governor::Asking;
 use foxrelay_shared::notify::NotifyError;
 use foxrelay_shared::placement::ReconcileOptions;
 use foxrelay_shared::queue::PollQueue;
+use foxrelay_shared::settings::EventCodes;
 use foxrelay_shared::store::{
     NotifyMarks, OrderAlerts, OrderRecord, PlacementStore, PollChain, StoreError, SummaryStore,
     SupplierProblem,
@@ -65,6 +66,8 @@ pub struct PollOptions {
     pub reconcile: ReconcileOptions,
     /// Learned polling: how summaries forget and are read.
     pub learning: Learning,
+    /// Whether order events carry their codes (`ORDER_EVENT_CODES`).
+    pub event_codes: EventCodes,
 }
 
 impl Default for PollOptions {
@@ -80,6 +83,7 @@ impl Default for PollOptions {
             message_budget: foxrelay_shared::settings::POLL_MESSAGE_BUDGET,
             reconcile: ReconcileOptions::default(),
             learning: Learning::new(&Schedule::default(), Duration::from_secs(10), 20),
+            event_codes: EventCodes::Included,
         }
     }
 }

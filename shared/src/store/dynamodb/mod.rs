@@ -32,6 +32,7 @@
 //! | `conditions` | the status conditions writes share |
 //! | `errors`, `transaction` | sorting SDK failures; transactions and their retries |
 //! | `idempotency`, `placement`, `chain`, `alerts`, `sweep`, `learning` | one port each (`learning`: two) |
+//! | `reseal` | sealing codes an earlier version stored in clear (maintenance) |
 
 mod alerts;
 mod budget;
@@ -43,11 +44,13 @@ mod idempotency;
 mod keys;
 mod learning;
 mod placement;
+mod reseal;
 mod sweep;
 mod transaction;
 
 pub use budget::LimiterReading;
 pub use keys::PENDING_INDEX;
+pub use reseal::{ResealCursor, ResealPage};
 
 use crate::domain::event::DeliveredCodeRecord;
 use crate::sealing::{Place, SealError, Sealer};
