@@ -83,7 +83,8 @@ impl Context {
         let store = DynamoStore::new(
             self.aws.dynamodb.clone(),
             &self.settings.resources.table_name,
-        );
+        )
+        .reading_codes_in_clear(self.settings.read_codes_in_clear);
         match &self.sealer {
             Some(sealer) => store.with_sealer(sealer.clone()),
             None => store,
@@ -174,7 +175,7 @@ impl Context {
         };
         let sealer = settings.resources.codes_key.as_ref().map(|key| {
             Arc::new(Sealer::new(
-                KmsDataKeys::new(aws.kms.clone(), key, &settings.resources.table_name),
+                KmsDataKeys::new(aws.kms.clone(), key),
                 KeyLimits::default(),
             ))
         });

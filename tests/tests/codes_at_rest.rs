@@ -163,9 +163,10 @@ async fn a_sealed_code_moved_to_another_order_or_relabelled_does_not_open() {
     )
     .await;
     assert_eq!(
-        read.status_code, 503,
+        read.status_code, 500,
         "no code shown, the other order's least of all"
     );
+    assert_eq!(body_of(&read)["error"]["code"], "unreadable");
     assert!(!format!("{:?}", read.body).contains("CODE-FROM"));
 
     // The value left where it was, its product relabelled: it does not
@@ -185,7 +186,7 @@ async fn a_sealed_code_moved_to_another_order_or_relabelled_does_not_open() {
 }
 
 #[tokio::test]
-async fn codes_stored_in_clear_before_sealing_are_still_read_and_published() {
+async fn codes_stored_in_clear_are_read_only_while_upgrading_and_published_then() {
     let w = world(quick_timing()).await;
     let placed = OffsetDateTime::now_utc() - time::Duration::minutes(5);
     // Stored by a version without a key: the code in clear.
@@ -197,14 +198,25 @@ async fn codes_stored_in_clear_before_sealing_are_still_read_and_published() {
     let items = code_items(&whole_table(&w.h.stack).await, "in-clear");
     assert_eq!(text(&items[0]["code"]), "CODE-IN-CLEAR");
 
+    // By default a code in clear is refused: nobody slips one in.
+    assert!(matches!(
+        w.store.codes("in-clear").await,
+        Err(StoreError::Corrupt { .. })
+    ));
+    // While upgrading (READ_CODES_IN_CLEAR), it is read, and poll-order
+    // publishes it as it was stored.
+    let upgrading =
+        w.h.stack
+            .resources
+            .store(&w.h.stack.clients)
+            .reading_codes_in_clear(true);
     assert_eq!(
-        w.store.codes("in-clear").await.unwrap()[0].code,
+        upgrading.codes("in-clear").await.unwrap()[0].code,
         "CODE-IN-CLEAR"
     );
-    // poll-order publishes it as it was stored.
-    let order = w.store.order("in-clear").await.unwrap().unwrap();
+    let order = upgrading.order("in-clear").await.unwrap().unwrap();
     let event = foxrelay_shared::notify::notify(
-        &w.store,
+        &upgrading,
         &w.sns(),
         &order,
         OffsetDateTime::now_utc(),
@@ -213,15 +225,60 @@ async fn codes_stored_in_clear_before_sealing_are_still_read_and_published() {
     .await
     .unwrap();
     assert_eq!(codes_of(&event), ["CODE-IN-CLEAR"]);
-    assert!(
-        w.store
-            .order("in-clear")
-            .await
-            .unwrap()
-            .unwrap()
-            .notified_at
-            .is_some()
-    );
+}
+
+#[tokio::test]
+async fn a_code_slipped_in_clear_beside_sealed_ones_or_copied_to_another_position_is_refused() {
+    let w = world(quick_timing()).await;
+    let placed = OffsetDateTime::now_utc() - time::Duration::minutes(5);
+    let table = w.h.stack.resources.table_name();
+    let db = &w.h.stack.clients.dynamodb;
+    for id in ["slipped", "swapped", "copied"] {
+        unnotified_completion(&w.store, id, placed, "CODE-REAL").await;
+    }
+    let sealed_item = |items: &[Item], id: &str| code_items(items, id).remove(0);
+    let items = whole_table(&w.h.stack).await;
+
+    // A second code, in clear, under the order's oldest layout.
+    let mut slipped = sealed_item(&items, "slipped");
+    slipped.remove("codeSealed");
+    slipped.insert("pk".into(), AttributeValue::S("ORDER#slipped".into()));
+    slipped.insert("sk".into(), AttributeValue::S("CODE#000001".into()));
+    slipped.insert("codeIndex".into(), AttributeValue::N("1".into()));
+    slipped.insert("code".into(), AttributeValue::S("CODE-FAKE".into()));
+    db.put_item()
+        .table_name(table)
+        .set_item(Some(slipped))
+        .send()
+        .await
+        .unwrap();
+    // The sealed code replaced with one in clear.
+    let mut swapped = sealed_item(&items, "swapped");
+    swapped.remove("codeSealed");
+    swapped.insert("code".into(), AttributeValue::S("CODE-FAKE".into()));
+    db.put_item()
+        .table_name(table)
+        .set_item(Some(swapped))
+        .send()
+        .await
+        .unwrap();
+    // The sealed code copied, as it is, to the next position.
+    let mut copied = sealed_item(&items, "copied");
+    copied.insert("sk".into(), AttributeValue::S("CODE#000001".into()));
+    db.put_item()
+        .table_name(table)
+        .set_item(Some(copied))
+        .send()
+        .await
+        .unwrap();
+
+    for id in ["slipped", "swapped", "copied"] {
+        let read = w.store.codes(id).await;
+        assert!(
+            matches!(read, Err(StoreError::Corrupt { .. })),
+            "{id}: {read:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -244,21 +301,30 @@ async fn a_store_without_the_key_cannot_open_a_sealed_code() {
 }
 
 #[tokio::test]
-async fn a_data_key_unwraps_only_under_its_own_tables_context() {
+async fn a_data_key_unwraps_only_as_a_codes_key_under_the_stacks_key() {
     let stack = foxrelay_tests::stack().await;
     let key = &stack.resources.arns["StackKey"];
-    let here = KmsDataKeys::new(stack.clients.kms.clone(), key, "orders-here");
-    let fresh = here.generate().await.unwrap();
-    assert_eq!(here.unwrap(&fresh.wrapped).await.unwrap(), fresh.plaintext);
-    let elsewhere = KmsDataKeys::new(stack.clients.kms.clone(), key, "orders-elsewhere");
-    assert!(matches!(
-        elsewhere.unwrap(&fresh.wrapped).await,
-        Err(SealError::Broken(_))
-    ));
+    let keys = KmsDataKeys::new(stack.clients.kms.clone(), key);
+    let fresh = keys.generate().await.unwrap();
+    assert_eq!(keys.unwrap(&fresh.wrapped).await.unwrap(), fresh.plaintext);
+    // Asked without the codes' context (as SQS or SNS would ask for their
+    // own keys), KMS refuses it: a role allowed only those cannot open a
+    // code.
+    let kms = &stack.clients.kms;
+    let bare = kms
+        .decrypt()
+        .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(fresh.wrapped.clone()))
+        .send()
+        .await;
+    assert!(bare.is_err(), "unwrapped without the codes' context");
+    // Under another key, it does not unwrap either.
+    let other = kms.create_key().send().await.unwrap().key_metadata.unwrap();
+    let elsewhere = KmsDataKeys::new(kms.clone(), other.key_id);
+    assert!(elsewhere.unwrap(&fresh.wrapped).await.is_err());
     let mut bent = fresh.wrapped.clone();
     let last = bent.len() - 1;
     bent[last] ^= 1;
-    assert!(here.unwrap(&bent).await.is_err());
+    assert!(keys.unwrap(&bent).await.is_err());
 }
 
 #[tokio::test]

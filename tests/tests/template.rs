@@ -639,14 +639,10 @@ fn each_function_role_grants_exactly_the_actions_its_code_calls_on_its_own_resou
 
 #[test]
 fn only_create_order_and_poll_order_may_unwrap_the_data_keys_that_seal_codes() {
-    use foxrelay_shared::sealing::{CODES_PURPOSE, PURPOSE_CONTEXT_KEY, TABLE_CONTEXT_KEY};
+    use foxrelay_shared::sealing::{CODES_PURPOSE, PURPOSE_CONTEXT_KEY};
     let d = defaults();
     let key = d.attribute("StackKey", "Arn");
-    let table = d.reference("OrdersTable");
-    let codes = BTreeMap::from([
-        (PURPOSE_CONTEXT_KEY, CODES_PURPOSE),
-        (TABLE_CONTEXT_KEY, table.as_str()),
-    ]);
+    let codes = BTreeMap::from([(PURPOSE_CONTEXT_KEY, CODES_PURPOSE)]);
     // What SQS asks KMS with when a function sends to the encrypted queue.
     let queue = BTreeMap::from([("aws:sqs:arn", "arn:aws:sqs:us-east-1:123456789012:q")]);
     for function in FUNCTIONS {

@@ -95,9 +95,18 @@ impl ApiError {
         Self::new(404, "not_found", format!("{what} not found"))
     }
 
-    /// The store failed: the client may retry (with the same key).
+    /// The store failed: the client may retry (with the same key); or
+    /// what it holds cannot be read (a code that does not open), which no
+    /// retry mends: 500, and the operator must look.
     pub fn store(error: &StoreError) -> Self {
         tracing::error!(%error, "order store failed");
+        if let StoreError::Corrupt { .. } = error {
+            return Self::new(
+                500,
+                "unreadable",
+                "this order's stored data cannot be read; nothing is shown; the operator must look (see the log)",
+            );
+        }
         Self::new(
             503,
             "unavailable",

@@ -179,7 +179,7 @@ async fn reseal(options: &Options, table: &str, key: &str) -> Result<(), String>
     };
     let clients = AwsClients::new(&config);
     let sealer = Sealer::new(
-        KmsDataKeys::new(clients.kms.clone(), key, table),
+        KmsDataKeys::new(clients.kms.clone(), key),
         KeyLimits::default(),
     );
     let store =

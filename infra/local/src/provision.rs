@@ -88,7 +88,7 @@ impl Provisioned {
     pub fn sealer(&self, clients: &AwsClients) -> Option<Arc<Sealer>> {
         let key = self.arns.get("StackKey")?;
         Some(Arc::new(Sealer::new(
-            KmsDataKeys::new(clients.kms.clone(), key, self.table_name()),
+            KmsDataKeys::new(clients.kms.clone(), key),
             KeyLimits::default(),
         )))
     }

@@ -1,11 +1,11 @@
 //! Data keys from AWS KMS: `GenerateDataKey` and `Decrypt` under one key,
 //! with the codes' encryption context, so a wrapped key unwraps only as a
-//! key for this table's codes, and only for roles allowed to.
+//! key for codes, and only for roles allowed to. The context names no
+//! table: the stack's key is the stack's own, and a table restored under
+//! another name (point-in-time recovery always restores to a new one)
+//! must still open its codes.
 
-use super::{
-    CODES_PURPOSE, DATA_KEY_LEN, DataKey, DataKeys, PURPOSE_CONTEXT_KEY, SealError,
-    TABLE_CONTEXT_KEY,
-};
+use super::{CODES_PURPOSE, DATA_KEY_LEN, DataKey, DataKeys, PURPOSE_CONTEXT_KEY, SealError};
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
@@ -20,16 +20,12 @@ pub struct KmsDataKeys {
 }
 
 impl KmsDataKeys {
-    /// Data keys under `key_id` (an ARN, id or alias) for the codes stored
-    /// in `table`.
-    pub fn new(client: aws_sdk_kms::Client, key_id: impl Into<String>, table: &str) -> Self {
+    /// Data keys for codes under `key_id` (an ARN, id or alias).
+    pub fn new(client: aws_sdk_kms::Client, key_id: impl Into<String>) -> Self {
         Self {
             client,
             key_id: key_id.into(),
-            context: HashMap::from([
-                (PURPOSE_CONTEXT_KEY.to_owned(), CODES_PURPOSE.to_owned()),
-                (TABLE_CONTEXT_KEY.to_owned(), table.to_owned()),
-            ]),
+            context: HashMap::from([(PURPOSE_CONTEXT_KEY.to_owned(), CODES_PURPOSE.to_owned())]),
         }
     }
 
@@ -102,7 +98,7 @@ where
                 Some("InvalidCiphertextException" | "IncorrectKeyException")
             ) {
                 return SealError::Broken(
-                    "the data key does not unwrap under this stack's key and this table's context",
+                    "the data key does not unwrap under this stack's key as a key for codes",
                 );
             }
             service.raw().status().is_server_error()

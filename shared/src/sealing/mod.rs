@@ -3,8 +3,7 @@
 //! an export, a restored backup, a support tool) sees no code.
 //!
 //! Envelope encryption: a data key from KMS (`GenerateDataKey` under the
-//! stack's key, with an encryption context naming the purpose and the
-//! table) seals values with AES-256-GCM; its wrapped form is stored beside
+//! stack's key, with an encryption context naming its purpose) seals values with AES-256-GCM; its wrapped form is stored beside
 //! each value. Each value is bound to its order and position as GCM's
 //! associated data ([`Place`]), so a value moved to another item does not
 //! open. A container keeps its data key for at most [`KeyLimits::max_age`]
@@ -33,8 +32,6 @@ use tokio::time::Instant;
 /// keep roles that must not read codes from unwrapping their keys.
 pub const PURPOSE_CONTEXT_KEY: &str = "foxrelay:purpose";
 pub const CODES_PURPOSE: &str = "codes";
-/// The encryption context key naming the table the values are stored in.
-pub const TABLE_CONTEXT_KEY: &str = "foxrelay:table";
 
 /// A fresh data key: its plaintext (never stored) and its wrapped form.
 pub struct DataKey {

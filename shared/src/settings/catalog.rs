@@ -74,6 +74,13 @@ pub const CATALOG: &[Documented] = &[
         "KMS key whose data keys seal codes before they are stored; create-order and poll-order only (scan-stalled may not open a code). Required inside Lambda; unset locally, codes are stored in clear",
     ),
     doc(
+        names::READ_CODES_IN_CLEAR,
+        Some("ReadCodesInClear"),
+        "false",
+        "true, false",
+        "create-order and poll-order: read codes a version before sealing stored in clear; false refuses one as unreadable (nobody with write access to the table slips a code in). true only while upgrading, until `foxrelay-local reseal` has sealed them",
+    ),
+    doc(
         names::ORDER_EVENT_CODES,
         Some("OrderEventCodes"),
         "included",

@@ -44,6 +44,9 @@ pub struct Settings {
     pub api: ApiSettings,
     /// Whether order events carry their codes.
     pub event_codes: EventCodes,
+    /// Read codes stored in clear beside sealed ones (an upgrade, until
+    /// they are resealed).
+    pub read_codes_in_clear: bool,
 }
 
 /// Whether order events carry their codes (`ORDER_EVENT_CODES`).
@@ -288,6 +291,7 @@ impl Settings {
             Some(value) if value == "omitted" => EventCodes::Omitted,
             _ => EventCodes::Included,
         };
+        let read_codes_in_clear = reader.flag(names::READ_CODES_IN_CLEAR, false);
         if reader.problems.is_empty() {
             Ok(Settings {
                 resources,
@@ -298,6 +302,7 @@ impl Settings {
                 metrics_namespace,
                 api,
                 event_codes,
+                read_codes_in_clear,
             })
         } else {
             Err(SettingsError {

@@ -16,6 +16,9 @@ pub const FOXRELOAD_API_KEY_SECRET_ARN: &str = "FOXRELOAD_API_KEY_SECRET_ARN";
 /// are stored; required inside Lambda for the functions that read or
 /// write codes.
 pub const CODES_KMS_KEY_ID: &str = "CODES_KMS_KEY_ID";
+/// Read codes stored in clear by a version before sealing (default
+/// false: refused as unreadable).
+pub const READ_CODES_IN_CLEAR: &str = "READ_CODES_IN_CLEAR";
 /// Whether order events carry their codes (`included`, the default) or
 /// only their count (`omitted`): poll-order, which publishes them.
 pub const ORDER_EVENT_CODES: &str = "ORDER_EVENT_CODES";
@@ -123,7 +126,7 @@ pub const SUPPLIER_KEY: &[&str] = &[FOXRELOAD_API_KEY_SECRET_ARN];
 /// Set only on the functions that read or write codes (create-order reads
 /// them for `GET /orders/{orderId}`, poll-order stores them and builds the
 /// event): scan-stalled may not open a code.
-pub const CODES: &[&str] = &[CODES_KMS_KEY_ID];
+pub const CODES: &[&str] = &[CODES_KMS_KEY_ID, READ_CODES_IN_CLEAR];
 
 /// Set only on poll-order, which publishes order events.
 pub const EVENTS: &[&str] = &[ORDER_EVENT_CODES];

@@ -258,8 +258,10 @@ pub(super) fn report(deployed: &Deployed, m: &Measured, typical: f64, mix_gets: 
          mean invocation (an upper bound), the same DynamoDB and SNS requests, no SQS.\n\n\
          Not per order: scan-stalled (one run with the {ORDERS} orders pending: ${busy:.6}, {busy_what}); Secrets \
          Manager, one GetSecretValue per container start ({secrets} here, for 3 containers; ${secret_price} each); \
-         Lambda's init, billed per cold start; the event source's empty receives ({empty} at the end of this run). Not \
-         counted: KMS (${kms} per 10,000 requests; the services cache data keys), CloudWatch Logs, X-Ray traces \
+         Lambda's init, billed per cold start; the event source's empty receives ({empty} at the end of this run); KMS for the \
+         codes' data keys, {kms_generate} GenerateDataKey and {kms_decrypt} Decrypt in this run: one data key per \
+         container and 5 minutes, not per order (${kms} per 10,000 requests; SQS, SNS and DynamoDB cache their own). \
+         Not counted: CloudWatch Logs, X-Ray traces \
          (Tracing: Active), email deliveries, free tiers. Prices: published us-east-1 on-demand, 2026-11, Lambda arm64.",
         polls = m.polls,
         batch = deployed.batch_size,
@@ -279,6 +281,8 @@ pub(super) fn report(deployed: &Deployed, m: &Measured, typical: f64, mix_gets: 
         secret_price = price::SECRETS_MANAGER_CALL,
         empty = m.orders.requests("sqs", "ReceiveMessage (empty)"),
         kms = fixed(price::KMS_REQUEST * 1e4, 2),
+        kms_generate = m.orders.requests("kms", "GenerateDataKey"),
+        kms_decrypt = m.orders.requests("kms", "Decrypt"),
     );
     section
 }

@@ -74,6 +74,10 @@ pub struct DynamoStore {
     /// `None`: codes are written as text, and sealed ones cannot be read
     /// (scan-stalled, which never reads a code).
     sealer: Option<Arc<Sealer>>,
+    /// With a sealer: whether codes found in clear (stored before sealing)
+    /// are read. Off, one is refused as unreadable: nobody with write
+    /// access to the table can slip a code in beside the sealed ones.
+    read_clear: bool,
 }
 
 impl DynamoStore {
@@ -82,7 +86,15 @@ impl DynamoStore {
             client,
             table: table.into(),
             sealer: None,
+            read_clear: false,
         }
+    }
+
+    /// Whether codes stored in clear are read beside sealed ones
+    /// (`READ_CODES_IN_CLEAR`, while `foxrelay-local reseal` seals them).
+    pub fn reading_codes_in_clear(mut self, read: bool) -> Self {
+        self.read_clear = read;
+        self
     }
 
     /// The store sealing the codes it writes and opening those it reads.
@@ -193,8 +205,23 @@ impl DynamoStore {
                 .map_err(|e| sdk_error("read codes", e))?;
             for item in page.items() {
                 let (mut code, sealed) = code_from_item(item)?;
-                if let Some(sealed) = sealed {
-                    code.code = self.open_code(order_id, &code, &sealed).await?;
+                let corrupt = |reason: &str| StoreError::Corrupt {
+                    key: format!("{pk}/{}", code_sk(code.index)),
+                    reason: reason.to_owned(),
+                };
+                // Its position is its key's: a copy under another key
+                // (which would list the code twice) is refused.
+                if item.get("sk") != Some(&s(code_sk(code.index))) {
+                    return Err(corrupt("a code item whose position is not its key's"));
+                }
+                match sealed {
+                    Some(sealed) => code.code = self.open_code(order_id, &code, &sealed).await?,
+                    None if self.sealer.is_some() && !self.read_clear => {
+                        return Err(corrupt(
+                            "a code in clear where codes are sealed: seal it with `foxrelay-local reseal`, or set READ_CODES_IN_CLEAR while you do",
+                        ));
+                    }
+                    None => {}
                 }
                 codes.push(code);
             }
