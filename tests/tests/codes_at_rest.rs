@@ -6,7 +6,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use foxrelay_shared::aws::{AwsClients, LocalAws, load_local};
-use foxrelay_shared::sealing::{DataKeys, KmsDataKeys, SealError};
+use foxrelay_shared::sealing::{DataKeys, KeyLimits, KmsDataKeys, Sealer};
 use foxrelay_shared::startup::Context;
 use foxrelay_shared::store::{DynamoStore, OrderReader, PollChain, StoreError};
 use foxrelay_tests::world::{codes_of, quick_timing, world};
@@ -394,18 +394,55 @@ async fn reseal_seals_every_code_stored_in_clear_where_it_is_once() {
         .unwrap();
     // And one sealed already.
     unnotified_completion(&w.store, "sealed-already", placed, "SEALED-0").await;
+    // And one that does not read as a code (no item index).
+    unnotified_completion(&unsealed, "malformed", placed, "CLEAR-MALFORMED").await;
+    db.update_item()
+        .table_name(w.h.stack.resources.table_name())
+        .key("pk", AttributeValue::S("CODES#malformed".into()))
+        .key("sk", AttributeValue::S("CODE#000000".into()))
+        .update_expression("REMOVE itemIndex")
+        .send()
+        .await
+        .unwrap();
 
-    let (mut sealed, mut cursor) = (0, None);
+    // A verifier under another key: the first sealed value does not open
+    // again, so the pass stops and the code stays in clear.
+    let kms = &w.h.stack.clients.kms;
+    let other = kms.create_key().send().await.unwrap().key_metadata.unwrap();
+    let wrong = Sealer::new(
+        KmsDataKeys::new(kms.clone(), other.key_id),
+        KeyLimits::default(),
+    );
+    assert!(matches!(
+        w.store.reseal_page(None, &wrong).await,
+        Err(StoreError::Refused { .. })
+    ));
+    let in_clear = whole_table(&w.h.stack)
+        .await
+        .into_iter()
+        .filter(|i| i.contains_key("code"))
+        .count();
+    assert_eq!(in_clear, 4, "nothing changed");
+
+    let verify = w.h.stack.resources.sealer(&w.h.stack.clients).unwrap();
+    let (mut sealed, mut unreadable, mut cursor) = (0, Vec::new(), None);
     loop {
-        let page = w.store.reseal_page(cursor).await.unwrap();
+        let page = w.store.reseal_page(cursor, &verify).await.unwrap();
         sealed += page.sealed;
+        unreadable.extend(page.unreadable);
         cursor = page.next;
         if cursor.is_none() {
             break;
         }
     }
     assert_eq!(sealed, 3);
+    // The malformed one is reported, left as it is, and the pass went on.
+    assert_eq!(unreadable.len(), 1);
+    assert_eq!(unreadable[0].0, "CODES#malformed/CODE#000000");
     for item in whole_table(&w.h.stack).await {
+        if item.get("pk").map(text).as_deref() == Some("CODES#malformed") {
+            continue;
+        }
         assert!(!item.contains_key("code"), "{item:?}");
         for value in item.values() {
             assert!(!text(value).contains("CLEAR-"), "{item:?}");
@@ -420,12 +457,15 @@ async fn reseal_seals_every_code_stored_in_clear_where_it_is_once() {
         w.store.codes("sealed-already").await.unwrap()[0].code,
         "SEALED-0"
     );
-    // Again: nothing left in clear.
-    let again = w.store.reseal_page(None).await.unwrap();
-    assert_eq!((again.sealed, again.skipped), (0, 0));
+    // Again: nothing more to seal.
+    let again = w.store.reseal_page(None, &verify).await.unwrap();
+    assert_eq!(
+        (again.sealed, again.skipped, again.unreadable.len()),
+        (0, 0, 1)
+    );
     // Without a key, nothing is touched.
     assert!(matches!(
-        unsealed.reseal_page(None).await,
+        unsealed.reseal_page(None, &verify).await,
         Err(StoreError::Refused { .. })
     ));
 }

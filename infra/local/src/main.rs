@@ -164,11 +164,12 @@ async fn main() -> ExitCode {
 }
 
 /// `reseal`: page after page until the table is done, each page's counts
-/// printed as it goes.
+/// printed as it goes. Refuses a key that is not a foxrelay stack's.
 async fn reseal(options: &Options, table: &str, key: &str) -> Result<(), String> {
     use foxrelay_shared::aws::{self, AwsClients, LocalAws};
     use foxrelay_shared::sealing::{KeyLimits, KmsDataKeys, Sealer};
     use foxrelay_shared::store::DynamoStore;
+    use std::sync::Arc;
     let config = match options
         .aws_endpoint_url
         .as_deref()
@@ -178,22 +179,48 @@ async fn reseal(options: &Options, table: &str, key: &str) -> Result<(), String>
         None => aws::load_from_env().await,
     };
     let clients = AwsClients::new(&config);
-    let sealer = Sealer::new(
-        KmsDataKeys::new(clients.kms.clone(), key),
-        KeyLimits::default(),
-    );
-    let store =
-        DynamoStore::new(clients.dynamodb.clone(), table).with_sealer(std::sync::Arc::new(sealer));
-    let (mut read, mut sealed, mut skipped) = (0, 0, 0);
+    // The stack's key says whose it is: codes sealed under another key
+    // would not open in the functions.
+    let described = clients
+        .kms
+        .describe_key()
+        .key_id(key)
+        .send()
+        .await
+        .map_err(|e| format!("the key {key} could not be described: {e}"))?;
+    let description = described
+        .key_metadata()
+        .and_then(|k| k.description())
+        .unwrap_or_default()
+        .to_owned();
+    if !description.starts_with("foxrelay (") {
+        return Err(format!(
+            "{key} is not a foxrelay stack's key (its description is {description:?}): give the stack's StackKeyArn output"
+        ));
+    }
+    println!("sealing the codes in clear in {table} with {key} ({description})");
+    let sealer = || {
+        Arc::new(Sealer::new(
+            KmsDataKeys::new(clients.kms.clone(), key),
+            KeyLimits::default(),
+        ))
+    };
+    let store = DynamoStore::new(clients.dynamodb.clone(), table).with_sealer(sealer());
+    // Opens each sealed value again, unwrapping through KMS as a function.
+    let verify = sealer();
+    let (mut read, mut sealed, mut left) = (0, 0, 0);
     let mut cursor = None;
     loop {
         let page = store
-            .reseal_page(cursor)
+            .reseal_page(cursor, &verify)
             .await
             .map_err(|e| format!("{e} (after {sealed} codes sealed; run it again to go on)"))?;
         read += page.items_read;
         sealed += page.sealed;
-        skipped += page.skipped;
+        left += page.skipped + page.unreadable.len() as u64;
+        for (key, why) in &page.unreadable {
+            println!("left in clear, unreadable: {key}: {why}");
+        }
         println!(
             "{} items read: {} codes sealed, {} changed meanwhile and left",
             page.items_read, page.sealed, page.skipped
@@ -203,7 +230,12 @@ async fn reseal(options: &Options, table: &str, key: &str) -> Result<(), String>
             break;
         }
     }
-    println!("done: {read} items read, {sealed} codes sealed, {skipped} left");
+    println!("done: {read} items read, {sealed} codes sealed, {left} left in clear");
+    if left > 0 {
+        return Err(format!(
+            "{left} codes are still in clear: run it again for those changed meanwhile; look at the unreadable ones"
+        ));
+    }
     Ok(())
 }
 

@@ -232,7 +232,7 @@ async fn create_key(
             let created = clients
                 .kms
                 .create_key()
-                .description(alias.clone())
+                .description(format!("foxrelay ({prefix}): local stack key"))
                 .send()
                 .await
                 .map_err(|e| ProvisionError::aws(id, e))?

@@ -2,10 +2,11 @@
 //! pass over the table (`foxrelay-local reseal`), page by page, each code
 //! sealed where it is and its clear text removed in one conditional write.
 
-use super::DynamoStore;
 use super::codec::{code_from_item, s};
 use super::errors::{conditional, sdk_error};
-use super::keys::key;
+use super::keys::{code_sk, key};
+use super::{DynamoStore, place};
+use crate::sealing::Sealer;
 use crate::store::StoreError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -24,6 +25,9 @@ pub struct ResealPage {
     pub skipped: u64,
     /// Items read (the page's cost: a scan reads every item).
     pub items_read: u64,
+    /// Code items in clear that do not read as codes (their keys and
+    /// why): left as they are, for an operator to look at.
+    pub unreadable: Vec<(String, String)>,
     /// Where the next page starts; `None` once the table is done.
     pub next: Option<ResealCursor>,
 }
@@ -32,8 +36,16 @@ impl DynamoStore {
     /// Seals the codes in clear on one page of the table, from `start`.
     /// Refused without a sealer. A code item's order is read from its key
     /// (`CODES#{orderId}`, or `ORDER#{orderId}` for the oldest layout), so
-    /// each code is bound to the order it is stored under.
-    pub async fn reseal_page(&self, start: Option<ResealCursor>) -> Result<ResealPage, StoreError> {
+    /// each code is bound to the order it is stored under. Each sealed
+    /// value is opened by `verify` (a sealer of its own, so it unwraps the
+    /// data key through KMS as a function would) before the clear text is
+    /// removed: a value that does not open stops the pass, the code left
+    /// in clear.
+    pub async fn reseal_page(
+        &self,
+        start: Option<ResealCursor>,
+        verify: &Sealer,
+    ) -> Result<ResealPage, StoreError> {
         if self.sealer.is_none() {
             return Err(StoreError::Refused {
                 operation: "reseal codes",
@@ -68,11 +80,37 @@ impl DynamoStore {
             else {
                 continue;
             };
-            let (code, _) = code_from_item(item)?;
+            let code = match code_from_item(item) {
+                Ok((code, _)) if *sk == code_sk(code.index) => code,
+                Ok(_) => {
+                    let reason = "its position is not its key's".to_owned();
+                    done.unreadable.push((format!("{pk}/{sk}"), reason));
+                    continue;
+                }
+                Err(error) => {
+                    done.unreadable
+                        .push((format!("{pk}/{sk}"), error.to_string()));
+                    continue;
+                }
+            };
             let sealed = self
                 .seal_code(order_id, &code)
                 .await?
                 .expect("a sealer was checked for");
+            let opened = verify.open(&place(order_id, &code), &sealed).await;
+            if opened.as_deref().ok() != Some(code.code.as_str()) {
+                let why = match opened {
+                    Err(error) => error.to_string(),
+                    Ok(_) => "it opens to another value".to_owned(),
+                };
+                return Err(StoreError::Refused {
+                    operation: "reseal codes",
+                    source: format!(
+                        "{pk}/{sk}, sealed, does not open again with this key ({why}); left in clear, nothing more changed"
+                    )
+                    .into(),
+                });
+            }
             let written = self
                 .client
                 .update_item()
