@@ -174,6 +174,27 @@ impl<S: ScanStalledStore, Q: PollQueue, P: EventPublisher, C: Clock> Sweeper<S, 
         if order.status.is_terminal() {
             let ended = order.terminal_at.unwrap_or(order.updated_at);
             if order.notified_at.is_none() && now - ended >= self.options.notify_grace {
+                // Handed over on every run at first. Still un-notified past
+                // the stall threshold, poll-order cannot publish it (a code
+                // that does not open, KMS or SNS refusing): alerted, and
+                // handed over once per re-alert interval, not every run
+                // into the dead-letter queue.
+                let stuck = now - ended >= self.options.stall_after;
+                if stuck {
+                    let waited = (now - ended).whole_seconds();
+                    let message = format!(
+                        "the order ended {waited} s ago and its event is still not published: \
+                         poll-order fails to publish it; look at poll-order's log for the order \
+                         and at the dead-letter queue"
+                    );
+                    if !self
+                        .alert(order, AlertSlot::NotNotified, "not_notified", message, now)
+                        .await?
+                    {
+                        return Ok(());
+                    }
+                    report.stuck_alerted += 1;
+                }
                 // poll-order publishes a stored end it finds un-notified,
                 // whatever the message's sequence number, and marks it.
                 let message = PollMessage {

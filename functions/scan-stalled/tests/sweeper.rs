@@ -217,6 +217,24 @@ async fn an_end_whose_publish_failed_is_handed_to_poll_order_past_the_grace_neve
     assert!(s.store.is_pending("e1"));
     // Still un-notified at the next run: handed over again.
     assert_eq!(s.run().await.unwrap().events_republished, 1);
+    s.queue.take();
+
+    // Still not notified past the stall threshold: poll-order cannot
+    // publish it. Alerted, and handed over once per re-alert interval, not
+    // every run.
+    advance(600).await;
+    let stuck = s.run().await.unwrap();
+    assert_eq!((stuck.events_republished, stuck.stuck_alerted), (1, 1));
+    assert_eq!(s.publisher.alert_kinds(), ["not_notified"]);
+    for _ in 0..11 {
+        advance(300).await;
+        assert_eq!(s.run().await.unwrap().events_republished, 0);
+    }
+    // The re-alert interval (an hour) past the first alert.
+    advance(301).await;
+    assert_eq!(s.run().await.unwrap().events_republished, 1);
+    assert_eq!(s.publisher.alert_kinds(), ["not_notified", "not_notified"]);
+    assert_eq!(s.queue.take().len(), 2);
 }
 
 /// Its chain lives: the next poll is recorded, due in 30 s.

@@ -419,6 +419,8 @@ pub enum AlertSlot {
     LongRunning,
     /// Its polling chain keeps dying without progress.
     ChainStuck,
+    /// Ended, and its event still not published long after.
+    NotNotified,
 }
 
 /// The codes of `delivered` not yet in `stored`, compared as a multiset of

@@ -105,6 +105,7 @@ fn slot_name(slot: AlertSlot) -> &'static str {
         AlertSlot::Reconcile => "reconcile",
         AlertSlot::LongRunning => "longRunning",
         AlertSlot::ChainStuck => "chainStuck",
+        AlertSlot::NotNotified => "notNotified",
     }
 }
 

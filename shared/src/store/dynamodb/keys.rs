@@ -70,6 +70,7 @@ pub(super) fn alert_attribute(slot: AlertSlot) -> &'static str {
         AlertSlot::Reconcile => "reconcileAlertedAt",
         AlertSlot::LongRunning => "longRunningAlertedAt",
         AlertSlot::ChainStuck => "chainStuckAlertedAt",
+        AlertSlot::NotNotified => "notNotifiedAlertedAt",
     }
 }
 
