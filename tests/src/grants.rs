@@ -99,6 +99,8 @@ pub fn code_calls() -> BTreeMap<&'static str, Calls> {
 /// action on the orders table, the key patterns. create-order writes no
 /// code (nothing under `CODES#`) and deletes only idempotency keys.
 pub fn leading_keys() -> BTreeMap<(&'static str, &'static str), &'static [&'static str]> {
+    // scan-stalled never touches a code item (CODES#).
+    const SCAN_STALLED_ITEMS: &[&str] = &["ORDER#*", "IDEMPOTENCY#*", "ALERT#*", "SWEEP#*"];
     const CREATE_ORDER_WRITES: &[&str] = &[
         "ORDER#*",
         "SUPPLIER#*",
@@ -119,6 +121,18 @@ pub fn leading_keys() -> BTreeMap<(&'static str, &'static str), &'static [&'stat
         (
             ("CreateOrderFunction", "dynamodb:DeleteItem"),
             &["IDEMPOTENCY#*"][..],
+        ),
+        (
+            ("ScanStalledFunction", "dynamodb:GetItem"),
+            SCAN_STALLED_ITEMS,
+        ),
+        (
+            ("ScanStalledFunction", "dynamodb:UpdateItem"),
+            SCAN_STALLED_ITEMS,
+        ),
+        (
+            ("ScanStalledFunction", "dynamodb:ConditionCheckItem"),
+            SCAN_STALLED_ITEMS,
         ),
     ])
 }

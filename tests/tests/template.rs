@@ -668,6 +668,30 @@ fn only_create_order_and_poll_order_may_unwrap_the_data_keys_that_seal_codes() {
 }
 
 #[test]
+fn scan_stalled_may_neither_read_nor_change_a_code_item() {
+    let d = defaults();
+    let table = d.attribute("OrdersTable", "Arn");
+    let mut item_grants = 0;
+    for (action, resource) in d.grants("ScanStalledFunction") {
+        if !resource.starts_with(&table) || resource.contains("/index/") {
+            continue;
+        }
+        item_grants += 1;
+        let keys: Vec<&str> = resource
+            .split_once(" on keys ")
+            .unwrap_or_else(|| panic!("{action} on the whole table: {resource}"))
+            .1
+            .split(' ')
+            .collect();
+        assert!(
+            !keys.iter().any(|k| grants::string_like(k, "CODES#x")),
+            "{action} may touch codes: {keys:?}"
+        );
+    }
+    assert_eq!(item_grants, 3, "GetItem, UpdateItem, ConditionCheckItem");
+}
+
+#[test]
 fn create_order_may_write_no_code_and_delete_nothing_but_idempotency_keys() {
     let d = defaults();
     let table = d.attribute("OrdersTable", "Arn");
