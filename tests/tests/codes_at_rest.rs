@@ -19,24 +19,7 @@ type Item = HashMap<String, AttributeValue>;
 
 /// Every item of the stack's table, as anyone allowed to read it sees it.
 async fn whole_table(stack: &TestStack) -> Vec<Item> {
-    let mut items = Vec::new();
-    let mut start = None;
-    loop {
-        let page = stack
-            .clients
-            .dynamodb
-            .scan()
-            .table_name(stack.resources.table_name())
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .unwrap();
-        items.extend(page.items().iter().cloned());
-        start = page.last_evaluated_key().cloned();
-        if start.is_none() {
-            return items;
-        }
-    }
+    stack.resources.every_item(&stack.clients).await.unwrap()
 }
 
 fn text(value: &AttributeValue) -> String {

@@ -667,6 +667,16 @@ fn only_create_order_and_poll_order_may_unwrap_the_data_keys_that_seal_codes() {
     }
 }
 
+/// The partition keys a table grant is narrowed to (it must be).
+fn narrowed_keys<'a>(action: &str, resource: &'a str) -> Vec<&'a str> {
+    resource
+        .split_once(" on keys ")
+        .unwrap_or_else(|| panic!("{action} on the whole table: {resource}"))
+        .1
+        .split(' ')
+        .collect()
+}
+
 #[test]
 fn scan_stalled_may_neither_read_nor_change_a_code_item() {
     let d = defaults();
@@ -677,12 +687,7 @@ fn scan_stalled_may_neither_read_nor_change_a_code_item() {
             continue;
         }
         item_grants += 1;
-        let keys: Vec<&str> = resource
-            .split_once(" on keys ")
-            .unwrap_or_else(|| panic!("{action} on the whole table: {resource}"))
-            .1
-            .split(' ')
-            .collect();
+        let keys = narrowed_keys(&action, &resource);
         assert!(
             !keys.iter().any(|k| grants::string_like(k, "CODES#x")),
             "{action} may touch codes: {keys:?}"
@@ -706,12 +711,7 @@ fn create_order_may_write_no_code_and_delete_nothing_but_idempotency_keys() {
             continue;
         }
         seen += 1;
-        let keys: Vec<&str> = resource
-            .split_once(" on keys ")
-            .unwrap_or_else(|| panic!("{action} on the whole table: {resource}"))
-            .1
-            .split(' ')
-            .collect();
+        let keys = narrowed_keys(&action, &resource);
         for code in ["CODES#0b6f3c1e-2f7d-4c7e-9d55-2d8f0b7a1e11", "CODES#x"] {
             assert!(
                 !keys.iter().any(|k| grants::string_like(k, code)),

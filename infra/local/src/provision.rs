@@ -103,6 +103,34 @@ impl Provisioned {
         }
     }
 
+    /// Every item of the stack's table, page by page, as anyone allowed to
+    /// read the table sees it.
+    pub async fn every_item(
+        &self,
+        clients: &AwsClients,
+    ) -> Result<
+        Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
+        String,
+    > {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let page = clients
+                .dynamodb
+                .scan()
+                .table_name(self.table_name())
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| format!("cannot read the table: {e}"))?;
+            items.extend(page.items().iter().cloned());
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
     /// The functions' environment as the template sets it (the globals and
     /// each function's own), resolved against what was created. The API
     /// key's secret ARN is left out: locally the key is given directly.

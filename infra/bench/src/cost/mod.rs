@@ -183,23 +183,9 @@ async fn measure(lab: &Lab, deployed: &Deployed, typical: f64) -> Result<Measure
     let idle = sweep(&scan, deployed.scan_stalled.timeout).await?;
     let idle_scan = (proxy.take(), idle.0, idle.1);
 
-    // The items as stored at the end: what an update was billed on.
-    let mut start_key = None;
-    loop {
-        let page = stack
-            .clients
-            .dynamodb
-            .scan()
-            .table_name(stack.resources.table_name())
-            .set_exclusive_start_key(start_key)
-            .send()
-            .await
-            .map_err(|e| format!("cannot read the table back: {e}"))?;
-        start_key = page.last_evaluated_key;
-        if start_key.is_none() {
-            break;
-        }
-    }
+    // The items as stored at the end (the proxy sizes them): what an
+    // update was billed on.
+    stack.resources.every_item(&stack.clients).await?;
     let mut stored = orders.sizes.clone();
     stored.extend(proxy.take().sizes);
 
