@@ -12,6 +12,7 @@ pub mod reconcile;
 pub mod request;
 pub mod schedule;
 pub mod supplier;
+pub mod webhook;
 
 pub use order::{NewOrder, OrderLine, OrderStatus};
 pub use poll::{PollKind, PollMessage};

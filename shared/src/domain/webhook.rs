@@ -1,0 +1,392 @@
+//! Webhook endpoints, and when a failed delivery is tried again.
+//!
+//! The stack's endpoints are a small list (`WEBHOOK_ENDPOINTS`, JSON),
+//! checked once at start-up: each has an id, an HTTPS URL, the event types
+//! it wants (all when none are named), the callers whose orders it may
+//! receive (all when none are named), and whether its events carry codes.
+//! Which addresses a URL may reach is checked again when it is resolved,
+//! on every delivery ([`is_public`]).
+
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+use url::Url;
+
+/// The event types an endpoint may ask for.
+pub const EVENT_TYPES: &[&str] = &[
+    "order.completed",
+    "order.cancelled",
+    "order.failed",
+    "order.abandoned",
+    "order.not_placed",
+];
+
+/// Endpoints a stack may have: a small list, delivered to in turn.
+pub const MAX_ENDPOINTS: usize = 20;
+
+/// One endpoint, as checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Names the endpoint in logs, metrics, its secret and its breaker.
+    pub id: String,
+    pub url: Url,
+    /// Event types it receives; empty: all.
+    pub types: BTreeSet<String>,
+    /// Callers whose orders it receives (`placedBy`); empty: all.
+    pub placed_by: BTreeSet<String>,
+    /// Whether its events carry the codes.
+    pub codes: bool,
+}
+
+impl Endpoint {
+    /// Whether an event of `kind` about an order `placed_by` goes here.
+    pub fn wants(&self, kind: &str, placed_by: Option<&str>) -> bool {
+        let kind_ok = self.types.is_empty() || self.types.contains(kind);
+        let caller_ok = self.placed_by.is_empty()
+            || placed_by.is_some_and(|caller| self.placed_by.contains(caller));
+        kind_ok && caller_ok
+    }
+}
+
+/// Which URLs are allowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schemes {
+    /// HTTPS only: a deployed stack.
+    HttpsOnly,
+    /// Plain HTTP to a loopback address too: a local run.
+    LoopbackHttp,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Raw {
+    id: String,
+    url: String,
+    #[serde(default)]
+    types: Vec<String>,
+    #[serde(default)]
+    placed_by: Vec<String>,
+    #[serde(default = "yes")]
+    codes: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Reads and checks the endpoint list; every problem is named, by the
+/// endpoint's position and field.
+pub fn parse_endpoints(json: &str, schemes: Schemes) -> Result<Vec<Endpoint>, Vec<String>> {
+    let text = json.trim();
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    let raw: Vec<Raw> = serde_json::from_str(text).map_err(|e| {
+        vec![format!(
+            "not a JSON list of endpoints ({{\"id\", \"url\", \"types\", \"placedBy\", \"codes\"}}): {e}"
+        )]
+    })?;
+    let mut problems = Vec::new();
+    if raw.len() > MAX_ENDPOINTS {
+        problems.push(format!(
+            "at most {MAX_ENDPOINTS} endpoints, not {}",
+            raw.len()
+        ));
+    }
+    let mut ids = BTreeSet::new();
+    let mut endpoints = Vec::new();
+    for (n, r) in raw.into_iter().enumerate() {
+        let at = |field: &str, what: String| format!("endpoint {n} ({field}): {what}");
+        let id_ok = (1..=40).contains(&r.id.len())
+            && r.id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !id_ok {
+            problems.push(at("id", "1 to 40 characters of a-z, 0-9 and -".to_owned()));
+        } else if !ids.insert(r.id.clone()) {
+            problems.push(at("id", format!("{} is used twice", r.id)));
+        }
+        let url = match check_url(&r.url, schemes) {
+            Ok(url) => Some(url),
+            Err(why) => {
+                problems.push(at("url", why));
+                None
+            }
+        };
+        for kind in &r.types {
+            if !EVENT_TYPES.contains(&kind.as_str()) {
+                problems.push(at(
+                    "types",
+                    format!("{kind} is none of {}", EVENT_TYPES.join(", ")),
+                ));
+            }
+        }
+        if r.placed_by.iter().any(|p| p.trim().is_empty()) {
+            problems.push(at("placedBy", "an empty caller".to_owned()));
+        }
+        if let Some(url) = url {
+            endpoints.push(Endpoint {
+                id: r.id,
+                url,
+                types: r.types.into_iter().collect(),
+                placed_by: r.placed_by.into_iter().collect(),
+                codes: r.codes,
+            });
+        }
+    }
+    if problems.is_empty() {
+        Ok(endpoints)
+    } else {
+        Err(problems)
+    }
+}
+
+/// An endpoint's URL: HTTPS (or loopback HTTP locally), a host, no user
+/// or password, and no address that [`is_public`] refuses when the host
+/// is an address.
+fn check_url(text: &str, schemes: Schemes) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("no user or password in the URL; the signature authenticates".to_owned());
+    }
+    let host = url.host().ok_or("no host")?;
+    let loopback = match &host {
+        url::Host::Domain(name) => *name == "localhost",
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    };
+    match (url.scheme(), schemes) {
+        ("https", _) => {}
+        ("http", Schemes::LoopbackHttp) if loopback => {}
+        ("http", Schemes::LoopbackHttp) => {
+            return Err("plain http is allowed for loopback addresses only".to_owned());
+        }
+        _ => return Err("expected an https URL".to_owned()),
+    }
+    let address = match host {
+        url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+        url::Host::Domain(_) => None,
+    };
+    if let Some(ip) = address
+        && !is_public(ip)
+        && !(loopback && schemes == Schemes::LoopbackHttp)
+    {
+        return Err(format!(
+            "{ip} is a private, loopback, link-local or reserved address"
+        ));
+    }
+    Ok(url)
+}
+
+/// Whether a webhook may be sent to `ip`: not loopback, private,
+/// link-local (the instance metadata address among them), shared (CGNAT),
+/// unspecified, broadcast, multicast, documentation or reserved; an IPv6
+/// address mapping an IPv4 one is judged as that one.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public_v4(v4),
+            None => is_public_v6(v6),
+        },
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    !(ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || a == 0
+        // Shared address space (CGNAT), 100.64.0.0/10.
+        || (a == 100 && (64..128).contains(&b))
+        // IETF protocol assignments, 192.0.0.0/24; benchmarking, 198.18.0.0/15.
+        || (a == 192 && b == 0 && c == 0)
+        || (a == 198 && (b == 18 || b == 19))
+        // Reserved, 240.0.0.0/4.
+        || a >= 240)
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        // Unique local, fc00::/7; link-local, fe80::/10.
+        || (first & 0xfe00) == 0xfc00
+        || (first & 0xffc0) == 0xfe80
+        // Documentation, 2001:db8::/32.
+        || (first == 0x2001 && ip.segments()[1] == 0x0db8)
+        // NAT64, 64:ff9b::/96: judged as the IPv4 address it carries.
+        || (first == 0x0064
+            && ip.segments()[1] == 0xff9b
+            && !is_public_v4(Ipv4Addr::from(
+                (u32::from(ip.segments()[6]) << 16) | u32::from(ip.segments()[7]),
+            ))))
+}
+
+/// When a failed delivery is tried again, after its `attempt`-th try (the
+/// first is 1): Standard Webhooks' suggested schedule (Svix's): 5 s, 5
+/// minutes, 30 minutes, 2, 5, 10 and 10 hours, about 27.6 hours in all.
+/// `None`: no try is left, the delivery is dead-lettered.
+pub fn retry_after(attempt: u32) -> Option<Duration> {
+    const MINUTE: u64 = 60;
+    const HOUR: u64 = 60 * MINUTE;
+    const SCHEDULE: [u64; 7] = [
+        5,
+        5 * MINUTE,
+        30 * MINUTE,
+        2 * HOUR,
+        5 * HOUR,
+        10 * HOUR,
+        10 * HOUR,
+    ];
+    let index = usize::try_from(attempt.checked_sub(1)?).ok()?;
+    SCHEDULE.get(index).copied().map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(json: &str) -> Result<Vec<Endpoint>, Vec<String>> {
+        parse_endpoints(json, Schemes::HttpsOnly)
+    }
+
+    #[test]
+    fn an_endpoint_list_reads_with_its_defaults_and_filters() {
+        let endpoints = one(
+            r#"[{"id": "shop", "url": "https://hooks.example.com/foxrelay"},
+                {"id": "mail-relay", "url": "https://relay.example.com/in", "types": ["order.failed"],
+                 "placedBy": ["arn:aws:iam::123456789012:role/web-shop"], "codes": false}]"#,
+        )
+        .unwrap();
+        assert_eq!(endpoints.len(), 2);
+        assert!(endpoints[0].codes, "codes by default");
+        assert!(endpoints[0].wants("order.completed", None));
+        let relay = &endpoints[1];
+        assert!(!relay.codes);
+        assert!(relay.wants(
+            "order.failed",
+            Some("arn:aws:iam::123456789012:role/web-shop")
+        ));
+        assert!(!relay.wants(
+            "order.completed",
+            Some("arn:aws:iam::123456789012:role/web-shop")
+        ));
+        // Another caller's order, or one with no caller recorded, never
+        // reaches an endpoint narrowed to callers.
+        assert!(!relay.wants("order.failed", Some("arn:aws:iam::123456789012:role/other")));
+        assert!(!relay.wants("order.failed", None));
+        assert_eq!(one("").unwrap(), Vec::new());
+        assert_eq!(one("[]").unwrap(), Vec::new());
+    }
+
+    #[test]
+    fn every_problem_of_a_list_is_named_by_endpoint_and_field() {
+        let problems = one(r#"[{"id": "Shop!", "url": "http://hooks.example.com"},
+                {"id": "a", "url": "https://user:pw@hooks.example.com"},
+                {"id": "a", "url": "https://10.0.0.8/x", "types": ["order.paid"]},
+                {"id": "b", "url": "https://169.254.169.254/latest/meta-data"},
+                {"id": "c", "url": "not a url", "placedBy": [" "]}]"#)
+        .unwrap_err();
+        let expect = [
+            "endpoint 0 (id)",
+            "endpoint 0 (url): expected an https URL",
+            "endpoint 1 (url): no user or password",
+            "endpoint 2 (id): a is used twice",
+            "endpoint 2 (url): 10.0.0.8 is a private",
+            "endpoint 2 (types): order.paid is none of",
+            "endpoint 3 (url): 169.254.169.254 is a private",
+            "endpoint 4 (url): not a URL",
+            "endpoint 4 (placedBy)",
+        ];
+        for e in expect {
+            assert!(
+                problems.iter().any(|p| p.starts_with(e)),
+                "{e}: {problems:?}"
+            );
+        }
+        assert_eq!(problems.len(), expect.len(), "{problems:?}");
+        assert!(one(r#"{"id": "x"}"#).is_err(), "not a list");
+        assert!(one(r#"[{"id": "x", "url": "https://a.example", "secret": "s"}]"#).is_err());
+        let many: Vec<String> = (0..=MAX_ENDPOINTS)
+            .map(|n| format!(r#"{{"id": "e{n}", "url": "https://a.example"}}"#))
+            .collect();
+        assert!(one(&format!("[{}]", many.join(","))).is_err());
+    }
+
+    #[test]
+    fn plain_http_is_for_loopback_in_a_local_run_only() {
+        let local = r#"[{"id": "dev", "url": "http://127.0.0.1:9000/hook"}]"#;
+        assert!(one(local).is_err());
+        assert_eq!(
+            parse_endpoints(local, Schemes::LoopbackHttp).unwrap()[0]
+                .url
+                .as_str(),
+            "http://127.0.0.1:9000/hook"
+        );
+        assert!(
+            parse_endpoints(
+                r#"[{"id": "dev", "url": "http://192.168.1.5/hook"}]"#,
+                Schemes::LoopbackHttp
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn only_public_addresses_may_be_reached() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.0.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "192.0.2.1",
+            "198.18.0.1",
+            "240.0.0.1",
+            "::1",
+            "::",
+            "fd00:ec2::254",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "2001:db8::1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[test]
+    fn a_failed_delivery_is_tried_eight_times_over_about_a_day() {
+        let delays: Vec<u64> = (1..=8)
+            .map_while(retry_after)
+            .map(|d| d.as_secs())
+            .collect();
+        assert_eq!(delays, [5, 300, 1_800, 7_200, 18_000, 36_000, 36_000]);
+        assert_eq!(retry_after(8), None);
+        assert_eq!(retry_after(0), None);
+        let total: u64 = delays.iter().sum();
+        assert!((99_000..100_000).contains(&total), "{total} s");
+    }
+}
