@@ -28,11 +28,6 @@ impl KmsDataKeys {
             context: HashMap::from([(PURPOSE_CONTEXT_KEY.to_owned(), CODES_PURPOSE.to_owned())]),
         }
     }
-
-    /// The encryption context every data key is bound to.
-    pub fn context(&self) -> &HashMap<String, String> {
-        &self.context
-    }
 }
 
 impl DataKeys for KmsDataKeys {
