@@ -113,6 +113,11 @@ struct Options {
         requires = "foxreload_base_url"
     )]
     foxreload_api_key: Option<String>,
+    /// POST every order event to this URL as well, signed as Standard
+    /// Webhooks has it (endpoint `local`; its secret is printed). Plain
+    /// http to a loopback address is allowed locally.
+    #[arg(long, global = true, env = "FOXRELAY_WEBHOOK", value_name = "URL")]
+    webhook: Option<String>,
 }
 
 impl Options {
@@ -141,8 +146,26 @@ impl Options {
             .foxreload_base_url
             .clone()
             .zip(self.foxreload_api_key.clone());
+        if let Some(url) = &self.webhook {
+            options.overrides.insert(
+                foxrelay_shared::settings::names::WEBHOOK_ENDPOINTS.into(),
+                serde_json::json!([{ "id": LOCAL_WEBHOOK, "url": url }]).to_string(),
+            );
+        }
         Ok(options)
     }
+}
+
+/// The endpoint id `--webhook` registers.
+const LOCAL_WEBHOOK: &str = "local";
+
+/// With `--webhook`: the endpoint's new secret, printed for its receiver.
+async fn announce_webhook(stack: &LocalStack, args: &Options) -> Result<(), String> {
+    if let Some(url) = &args.webhook {
+        let secret = stack.new_webhook_secret(LOCAL_WEBHOOK).await?;
+        println!("  Webhook:     {url} (endpoint {LOCAL_WEBHOOK}, signing secret {secret})");
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -353,6 +376,7 @@ async fn serve(args: &Options) -> Result<(), String> {
     );
     println!("  AWS (moto):  {}", stack.aws_endpoint);
     println!("  FoxReload:   {}", stack.foxreload_base_url);
+    announce_webhook(&stack, args).await?;
     loop {
         tokio::select! {
             messages = receive(&stack, &printer, Duration::from_secs(2)) => {
@@ -401,7 +425,10 @@ async fn demo(args: &Options) -> Result<(), String> {
         ..SimConfig::default()
     };
     let stack = LocalStack::start(options).await?;
-    let result = run_demo(&stack, args.show_codes).await;
+    let result = match announce_webhook(&stack, args).await {
+        Ok(()) => run_demo(&stack, args.show_codes).await,
+        Err(error) => Err(error),
+    };
     stack.stop().await;
     result
 }

@@ -59,6 +59,8 @@ pub struct Provisioned {
     pub arns: BTreeMap<String, String>,
     /// Parameter defaults from the template.
     parameters: BTreeMap<String, Value>,
+    /// What `${AWS::StackName}` gives: the runner's prefix.
+    stack_name: String,
 }
 
 impl Provisioned {
@@ -185,6 +187,9 @@ impl Provisioned {
                         )),
                     };
                 }
+                if let Some(Value::String(text)) = map.get("Fn::Sub") {
+                    return self.substitute(context, text);
+                }
                 Err(ProvisionError::template(
                     context,
                     format!("unsupported intrinsic {value}"),
@@ -198,6 +203,32 @@ impl Provisioned {
     }
 }
 
+impl Provisioned {
+    /// `Fn::Sub`'s text form: `${AWS::StackName}`, and `${Id}` of a
+    /// created resource or a parameter.
+    fn substitute(&self, context: &str, text: &str) -> Result<String, ProvisionError> {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let end = after.find('}').ok_or_else(|| {
+                ProvisionError::template(context, format!("unclosed ${{ in {text}"))
+            })?;
+            let name = &after[..end];
+            if name == "AWS::StackName" {
+                out.push_str(&self.stack_name);
+            } else {
+                let reference = serde_json::json!({ "Ref": name });
+                out.push_str(&self.resolve(context, &reference)?);
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
 /// Creates every table, queue and topic of `template`, each named
 /// `{prefix}-{kebab-case logical id}` so runs and tests stay apart.
 pub async fn provision(
@@ -207,6 +238,7 @@ pub async fn provision(
 ) -> Result<Provisioned, ProvisionError> {
     let mut done = Provisioned {
         parameters: template.parameter_defaults.clone(),
+        stack_name: prefix.to_owned(),
         ..Provisioned::default()
     };
     // The stack's key seals codes (CODES_KMS_KEY_ID names it).

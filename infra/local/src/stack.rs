@@ -10,7 +10,7 @@ use crate::{MotoServer, Provisioned, StackTemplate, provision};
 use axum::extract::Request;
 use axum::response::Response;
 use foxrelay_shared::aws::{AwsClients, LocalAws, load_local};
-use foxrelay_shared::settings::{Settings, names};
+use foxrelay_shared::settings::{FoxReloadAccess, Settings, names};
 use foxrelay_shared::startup::Context;
 use foxreload_sim::{SimConfig, Simulator};
 use lambda_http::tower::ServiceExt;
@@ -77,6 +77,7 @@ impl StackOptions {
                     || (name.starts_with("FOXRELOAD_")
                         && name != names::FOXRELOAD_BASE_URL
                         && name != names::FOXRELOAD_API_KEY)
+                    || name.starts_with("WEBHOOK_")
                     || name == "RUST_LOG"
             })
             .collect();
@@ -105,6 +106,8 @@ pub struct LocalStack {
     pub clients: AwsClients,
     pub settings: Settings,
     pub simulator: Option<Simulator>,
+    /// The resources' prefix (the local stack's name).
+    pub prefix: String,
     stop: watch::Sender<bool>,
     kill: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -209,6 +212,36 @@ impl LocalStack {
             });
         }
 
+        if has_webhooks(&env) {
+            let deliver = webhook_deliverer(&env, &clients, &resources).await?;
+            let source = SqsEventSource::new(
+                clients.sqs.clone(),
+                resources.get("WebhookQueue").unwrap_or_default(),
+                resources
+                    .arns
+                    .get("WebhookQueue")
+                    .cloned()
+                    .unwrap_or_default(),
+                EventSourceOptions {
+                    wait: options.poll_wait,
+                    ..EventSourceOptions::default()
+                },
+            );
+            let deliver_stop = stopped.clone();
+            tasks.spawn(async move {
+                while !stop_requested(&deliver_stop) {
+                    let batch = source.run_once(|event| {
+                        let deliver = deliver.clone();
+                        async move { deliver.handle(event).await.unwrap_or_default() }
+                    });
+                    if let Err(error) = batch.await {
+                        warn!(%error, "webhook batch failed");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            });
+        }
+
         let scan = scan_stalled::Handler::new(context.clone());
         let interval = options.scan_interval;
         let mut scan_stop = stopped.clone();
@@ -239,11 +272,44 @@ impl LocalStack {
             clients,
             settings,
             simulator,
+            prefix: options.prefix.clone(),
             stop,
             kill,
             tasks,
             _moto: moto,
         })
+    }
+
+    /// Makes a new signing secret for webhook endpoint `id` (replacing one
+    /// it had), stored where deliver-webhook reads it, and returns it: what
+    /// the endpoint verifies deliveries with.
+    pub async fn new_webhook_secret(&self, id: &str) -> Result<String, String> {
+        let name = format!("{}/webhooks/{id}", self.prefix);
+        let secret = foxrelay_shared::webhook::new_secret();
+        let secrets = &self.clients.secrets;
+        let created = secrets
+            .create_secret()
+            .name(&name)
+            .secret_string(&secret)
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(secret),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_exists_exception()) =>
+            {
+                secrets
+                    .put_secret_value()
+                    .secret_id(&name)
+                    .secret_string(&secret)
+                    .send()
+                    .await
+                    .map_err(|e| format!("cannot store the secret {name}: {e}"))?;
+                Ok(secret)
+            }
+            Err(e) => Err(format!("cannot store the secret {name}: {e}")),
+        }
     }
 
     /// Kills the stack as a crash would: nothing in flight finishes (a
@@ -268,6 +334,45 @@ impl LocalStack {
             sim.shutdown().await;
         }
     }
+}
+
+/// Whether the stack has webhook endpoints (`WEBHOOK_ENDPOINTS`).
+fn has_webhooks(env: &BTreeMap<String, String>) -> bool {
+    env.get(names::WEBHOOK_ENDPOINTS)
+        .is_some_and(|list| !matches!(list.trim(), "" | "[]"))
+}
+
+/// deliver-webhook with its own settings (as its function's environment
+/// has them), its queue subscribed to the order events as the template's
+/// `WebhookSubscription` does when there are endpoints.
+async fn webhook_deliverer(
+    env: &BTreeMap<String, String>,
+    clients: &AwsClients,
+    resources: &Provisioned,
+) -> Result<Arc<deliver_webhook::Handler>, String> {
+    let settings =
+        Settings::from_lookup_for(|name| env.get(name).cloned(), FoxReloadAccess::Webhooks)
+            .map_err(|e| e.to_string())?;
+    let context = Context::build(settings, clients.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let handler = deliver_webhook::Handler::new(context).map_err(|e| e.to_string())?;
+    let queue_arn = resources
+        .arns
+        .get("WebhookQueue")
+        .cloned()
+        .unwrap_or_default();
+    clients
+        .sns
+        .subscribe()
+        .topic_arn(resources.order_events_topic_arn())
+        .protocol("sqs")
+        .endpoint(queue_arn)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .map_err(|e| format!("cannot subscribe the webhook queue to the order events: {e}"))?;
+    Ok(Arc::new(handler))
 }
 
 fn stop_requested(stop: &watch::Receiver<bool>) -> bool {

@@ -231,24 +231,134 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
             ))))
 }
 
-/// When a failed delivery is tried again, after its `attempt`-th try (the
-/// first is 1): Standard Webhooks' suggested schedule (Svix's): 5 s, 5
-/// minutes, 30 minutes, 2, 5, 10 and 10 hours, about 27.6 hours in all.
-/// `None`: no try is left, the delivery is dead-lettered.
-pub fn retry_after(attempt: u32) -> Option<Duration> {
-    const MINUTE: u64 = 60;
-    const HOUR: u64 = 60 * MINUTE;
-    const SCHEDULE: [u64; 7] = [
-        5,
-        5 * MINUTE,
-        30 * MINUTE,
-        2 * HOUR,
-        5 * HOUR,
-        10 * HOUR,
-        10 * HOUR,
-    ];
-    let index = usize::try_from(attempt.checked_sub(1)?).ok()?;
-    SCHEDULE.get(index).copied().map(Duration::from_secs)
+/// When a failed delivery is tried again: one delay after each failed try
+/// but the last. The default is Standard Webhooks' suggested schedule
+/// (Svix's): 5 s, 5 minutes, 30 minutes, 2, 5, 10 and 10 hours, eight
+/// tries over about 27.6 hours; `WEBHOOK_RETRY_SCHEDULE_SECS` sets
+/// another (a local run's, in seconds).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetrySchedule(Vec<Duration>);
+
+/// Most delays a schedule may have (tries: one more).
+pub const MAX_RETRIES: usize = 20;
+
+/// The longest delay between two tries: a day.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(86_400);
+
+impl Default for RetrySchedule {
+    fn default() -> Self {
+        const MINUTE: u64 = 60;
+        const HOUR: u64 = 60 * MINUTE;
+        Self(
+            [
+                5,
+                5 * MINUTE,
+                30 * MINUTE,
+                2 * HOUR,
+                5 * HOUR,
+                10 * HOUR,
+                10 * HOUR,
+            ]
+            .map(Duration::from_secs)
+            .to_vec(),
+        )
+    }
+}
+
+impl RetrySchedule {
+    /// Reads `5,300,1800`: whole seconds, 1 to a day each, at most
+    /// [`MAX_RETRIES`] (an empty list: one try, no retry).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(Self(Vec::new()));
+        }
+        let delays = text
+            .split(',')
+            .map(|part| {
+                part.trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|s| (1..=MAX_RETRY_DELAY.as_secs()).contains(s))
+                    .map(Duration::from_secs)
+                    .ok_or_else(|| {
+                        format!(
+                            "{part:?} is not a whole number of seconds from 1 to {}",
+                            MAX_RETRY_DELAY.as_secs()
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if delays.len() > MAX_RETRIES {
+            return Err(format!(
+                "at most {MAX_RETRIES} delays, not {}",
+                delays.len()
+            ));
+        }
+        Ok(Self(delays))
+    }
+
+    /// The delay before the next try after the `attempt`-th (the first is
+    /// 1) failed; `None`: no try is left, the delivery is dead-lettered.
+    pub fn after(&self, attempt: u32) -> Option<Duration> {
+        let index = usize::try_from(attempt.checked_sub(1)?).ok()?;
+        self.0.get(index).copied()
+    }
+
+    /// How many tries a delivery gets.
+    pub fn tries(&self) -> u32 {
+        u32::try_from(self.0.len()).map_or(u32::MAX, |n| n + 1)
+    }
+}
+
+/// An endpoint's circuit breaker: after [`Breaker::OPEN_AFTER`] failures
+/// in a row it opens, and deliveries to it are counted as failed tries
+/// without a request, so an endpoint down for hours neither slows the
+/// others nor holds the function's concurrency. Once its cool-off has
+/// passed, the next delivery is tried (half-open): a success closes it,
+/// a failure opens it again for twice as long (at most
+/// [`Breaker::MAX_COOL_OFF`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Breaker {
+    /// Failed tries in a row.
+    pub failures: u32,
+    /// Until when (Unix milliseconds) no request is sent; 0: closed.
+    pub open_until_ms: i64,
+}
+
+impl Breaker {
+    /// Failures in a row that open the breaker.
+    pub const OPEN_AFTER: u32 = 5;
+    /// The first cool-off.
+    pub const COOL_OFF: Duration = Duration::from_secs(30);
+    /// The longest cool-off.
+    pub const MAX_COOL_OFF: Duration = Duration::from_secs(600);
+
+    /// Whether a request may be sent at `now_ms`.
+    pub fn allows(&self, now_ms: i64) -> bool {
+        now_ms >= self.open_until_ms
+    }
+
+    /// After a successful delivery: closed.
+    pub fn after_success(&self) -> Self {
+        Self::default()
+    }
+
+    /// After a failed request at `now_ms`.
+    pub fn after_failure(&self, now_ms: i64) -> Self {
+        let failures = self.failures.saturating_add(1);
+        let open_until_ms = if failures >= Self::OPEN_AFTER {
+            let doublings = (failures - Self::OPEN_AFTER).min(8);
+            let cool_off = (Self::COOL_OFF * 2u32.pow(doublings)).min(Self::MAX_COOL_OFF);
+            now_ms.saturating_add(i64::try_from(cool_off.as_millis()).unwrap_or(i64::MAX))
+        } else {
+            0
+        };
+        Self {
+            failures,
+            open_until_ms,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -379,14 +489,50 @@ mod tests {
 
     #[test]
     fn a_failed_delivery_is_tried_eight_times_over_about_a_day() {
+        let schedule = RetrySchedule::default();
         let delays: Vec<u64> = (1..=8)
-            .map_while(retry_after)
+            .map_while(|attempt| schedule.after(attempt))
             .map(|d| d.as_secs())
             .collect();
         assert_eq!(delays, [5, 300, 1_800, 7_200, 18_000, 36_000, 36_000]);
-        assert_eq!(retry_after(8), None);
-        assert_eq!(retry_after(0), None);
+        assert_eq!(schedule.after(8), None);
+        assert_eq!(schedule.after(0), None);
+        assert_eq!(schedule.tries(), 8);
         let total: u64 = delays.iter().sum();
         assert!((99_000..100_000).contains(&total), "{total} s");
+    }
+
+    #[test]
+    fn a_retry_schedule_is_read_from_seconds_and_bad_figures_are_named() {
+        let schedule = RetrySchedule::parse(" 1, 2,3 ").unwrap();
+        assert_eq!(schedule.after(3), Some(Duration::from_secs(3)));
+        assert_eq!(schedule.tries(), 4);
+        assert_eq!(RetrySchedule::parse("").unwrap().tries(), 1);
+        for bad in ["0", "1,,2", "soon", "86401"] {
+            assert!(RetrySchedule::parse(bad).is_err(), "{bad}");
+        }
+        let many = vec!["1"; MAX_RETRIES + 1].join(",");
+        assert!(RetrySchedule::parse(&many).unwrap_err().contains("at most"));
+    }
+
+    #[test]
+    fn a_breaker_opens_after_five_failures_in_a_row_and_cools_off_longer_each_time() {
+        let mut breaker = Breaker::default();
+        for _ in 0..4 {
+            breaker = breaker.after_failure(1_000);
+            assert!(breaker.allows(1_000));
+        }
+        breaker = breaker.after_failure(1_000);
+        assert!(!breaker.allows(1_000));
+        assert!(!breaker.allows(30_999));
+        assert!(breaker.allows(31_000), "half-open once the cool-off passed");
+        breaker = breaker.after_failure(31_000);
+        assert_eq!(breaker.open_until_ms, 31_000 + 60_000);
+        for _ in 0..20 {
+            breaker = breaker.after_failure(0);
+        }
+        assert_eq!(breaker.open_until_ms, 600_000, "at most ten minutes");
+        assert_eq!(breaker.after_success(), Breaker::default());
+        assert!(Breaker::default().allows(0));
     }
 }

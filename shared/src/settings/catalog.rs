@@ -88,6 +88,48 @@ pub const CATALOG: &[Documented] = &[
         "poll-order: whether order events carry their codes, or only `codeCount` with `codesIncluded: false` (for a topic that reaches email or third parties; the codes are read with `GET /orders/{orderId}`)",
     ),
     doc(
+        names::WEBHOOK_ENDPOINTS,
+        Some("WebhookEndpoints"),
+        "[] (none)",
+        "a JSON list of at most 20 endpoints",
+        "deliver-webhook: where order events are POSTed, each `{\"id\", \"url\", \"types\", \"placedBy\", \"codes\"}`: an id (a-z, 0-9, -) naming its signing secret, an https URL to a public address, the event types and callers it receives (all when omitted), whether its events carry codes (default true)",
+    ),
+    doc(
+        names::WEBHOOK_QUEUE_URL,
+        None,
+        "(set by the template)",
+        "",
+        "deliver-webhook: SQS queue of order events and of deliveries to try again",
+    ),
+    doc(
+        names::WEBHOOK_DEAD_LETTER_QUEUE_URL,
+        None,
+        "(set by the template)",
+        "",
+        "deliver-webhook: where a delivery out of tries is kept (its alarm tells operations)",
+    ),
+    doc(
+        names::WEBHOOK_SECRETS_PREFIX,
+        None,
+        "(set by the template: `{stack}/webhooks/`)",
+        "",
+        "deliver-webhook: endpoint `id`'s signing secret is the Secrets Manager secret named this prefix and `id`; its string is one `whsec_…` secret, or two separated by a space while rotating",
+    ),
+    doc(
+        names::WEBHOOK_TIMEOUT_MS,
+        Some("WebhookTimeoutMs"),
+        "",
+        "",
+        "deliver-webhook: milliseconds an endpoint has to answer a delivery with a 2xx",
+    ),
+    doc(
+        names::WEBHOOK_RETRY_SCHEDULE_SECS,
+        Some("WebhookRetryScheduleSecs"),
+        "5,300,1800,7200,18000,36000,36000",
+        "at most 20 whole numbers of seconds, 1–86400 each",
+        "deliver-webhook: the delays between tries of a failed delivery (the default is Standard Webhooks': 8 tries over about 27.6 hours); out of tries, it goes to the dead-letter queue",
+    ),
+    doc(
         names::FOXRELOAD_API_KEY_SECRET_ARN,
         Some("FoxReloadApiKeySecretArn"),
         "the stack's own secret",
@@ -388,6 +430,7 @@ mod tests {
             .chain(names::SUPPLIER_KEY)
             .chain(names::CODES)
             .chain(names::EVENTS)
+            .chain(names::WEBHOOKS)
             .chain(names::API)
             .copied()
             .chain([

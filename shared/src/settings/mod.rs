@@ -47,6 +47,24 @@ pub struct Settings {
     /// Read codes stored in clear beside sealed ones (an upgrade, until
     /// they are resealed).
     pub read_codes_in_clear: bool,
+    /// Webhook delivery (deliver-webhook; empty elsewhere).
+    pub webhooks: WebhookSettings,
+}
+
+/// Where and how order events are POSTed (deliver-webhook).
+#[derive(Clone, Debug, Default)]
+pub struct WebhookSettings {
+    pub endpoints: Vec<crate::domain::webhook::Endpoint>,
+    pub queue_url: String,
+    pub dead_letter_queue_url: String,
+    /// An endpoint's secret is named this and its id.
+    pub secrets_prefix: String,
+    /// How long an endpoint has to answer.
+    pub timeout: Duration,
+    pub retries: crate::domain::webhook::RetrySchedule,
+    /// Loopback addresses may be reached (a local run, outside Lambda or
+    /// against a local AWS endpoint).
+    pub allow_loopback: bool,
 }
 
 /// Whether order events carry their codes (`ORDER_EVENT_CODES`).
@@ -154,8 +172,13 @@ pub enum ApiKeySource {
 /// Whether a function calls FoxReload, and so needs its API key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FoxReloadAccess {
+    /// create-order and poll-order: they call FoxReload and handle codes.
     Needed,
+    /// scan-stalled: neither FoxReload nor a code.
     NotNeeded,
+    /// deliver-webhook: no FoxReload, but it opens codes to deliver them
+    /// and reads the webhook settings.
+    Webhooks,
 }
 
 /// What the orders API asks of its callers (create-order).
@@ -292,6 +315,7 @@ impl Settings {
             _ => EventCodes::Included,
         };
         let read_codes_in_clear = reader.flag(names::READ_CODES_IN_CLEAR, false);
+        let webhooks = reader.webhooks();
         if reader.problems.is_empty() {
             Ok(Settings {
                 resources,
@@ -303,6 +327,7 @@ impl Settings {
                 api,
                 event_codes,
                 read_codes_in_clear,
+                webhooks,
             })
         } else {
             Err(SettingsError {

@@ -22,6 +22,21 @@ pub const READ_CODES_IN_CLEAR: &str = "READ_CODES_IN_CLEAR";
 /// Whether order events carry their codes (`included`, the default) or
 /// only their count (`omitted`): poll-order, which publishes them.
 pub const ORDER_EVENT_CODES: &str = "ORDER_EVENT_CODES";
+/// deliver-webhook: the endpoints order events are POSTed to (a JSON
+/// list; empty: none).
+pub const WEBHOOK_ENDPOINTS: &str = "WEBHOOK_ENDPOINTS";
+/// deliver-webhook: the SQS queue carrying order events and deliveries to
+/// try again.
+pub const WEBHOOK_QUEUE_URL: &str = "WEBHOOK_QUEUE_URL";
+/// deliver-webhook: where a delivery out of tries is kept.
+pub const WEBHOOK_DEAD_LETTER_QUEUE_URL: &str = "WEBHOOK_DEAD_LETTER_QUEUE_URL";
+/// deliver-webhook: each endpoint's signing secret is the Secrets Manager
+/// secret named this prefix and the endpoint's id.
+pub const WEBHOOK_SECRETS_PREFIX: &str = "WEBHOOK_SECRETS_PREFIX";
+/// deliver-webhook: milliseconds an endpoint has to answer.
+pub const WEBHOOK_TIMEOUT_MS: &str = "WEBHOOK_TIMEOUT_MS";
+/// deliver-webhook: seconds between tries of a failed delivery.
+pub const WEBHOOK_RETRY_SCHEDULE_SECS: &str = "WEBHOOK_RETRY_SCHEDULE_SECS";
 /// The FoxReload API key itself: local runs only, refused inside Lambda.
 pub const FOXRELOAD_API_KEY: &str = "FOXRELOAD_API_KEY";
 /// Milliseconds allowed to open a connection to FoxReload.
@@ -89,7 +104,7 @@ pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
 /// The settings `template.yaml` sets on every function: every name above
 /// but the local-only ones (`FOXRELOAD_API_KEY`, `AWS_ENDPOINT_URL`), the
 /// one Lambda sets itself, the optional request headers, and those of
-/// [`SUPPLIER_KEY`], [`CODES`], [`EVENTS`] and [`API`].
+/// [`SUPPLIER_KEY`], [`CODES`], [`EVENTS`], [`WEBHOOKS`] and [`API`].
 pub const DEPLOYED: &[&str] = &[
     TABLE_NAME,
     POLL_QUEUE_URL,
@@ -125,11 +140,22 @@ pub const SUPPLIER_KEY: &[&str] = &[FOXRELOAD_API_KEY_SECRET_ARN];
 
 /// Set only on the functions that read or write codes (create-order reads
 /// them for `GET /orders/{orderId}`, poll-order stores them and builds the
-/// event): scan-stalled may not open a code.
+/// event, deliver-webhook builds each endpoint's event): scan-stalled may
+/// not open a code.
 pub const CODES: &[&str] = &[CODES_KMS_KEY_ID, READ_CODES_IN_CLEAR];
 
 /// Set only on poll-order, which publishes order events.
 pub const EVENTS: &[&str] = &[ORDER_EVENT_CODES];
+
+/// Set only on deliver-webhook.
+pub const WEBHOOKS: &[&str] = &[
+    WEBHOOK_ENDPOINTS,
+    WEBHOOK_QUEUE_URL,
+    WEBHOOK_DEAD_LETTER_QUEUE_URL,
+    WEBHOOK_SECRETS_PREFIX,
+    WEBHOOK_TIMEOUT_MS,
+    WEBHOOK_RETRY_SCHEDULE_SECS,
+];
 
 /// Set only on create-order: what the orders API asks of callers.
 pub const API: &[&str] = &[JWT_PRINCIPAL_CLAIM, REQUIRE_IDEMPOTENCY_KEY];

@@ -47,6 +47,12 @@ pub struct Range {
 /// Every whole-number setting's range.
 pub const RANGES: &[Range] = &[
     Range {
+        name: names::WEBHOOK_TIMEOUT_MS,
+        min: 1_000,
+        max: 15_000,
+        default: Some(10_000),
+    },
+    Range {
         name: names::FOXRELOAD_CONNECT_TIMEOUT_MS,
         min: 100,
         max: 10_000,

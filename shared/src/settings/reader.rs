@@ -221,18 +221,66 @@ impl Reader<'_> {
                 names::CODES_KMS_KEY_ID,
                 "expected a KMS key ARN, key id, alias ARN or alias/NAME",
             ),
-            None if self.access == FoxReloadAccess::Needed && in_lambda && !local_endpoint => self
-                .invalid(
+            None if self.access != FoxReloadAccess::NotNeeded && in_lambda && !local_endpoint => {
+                self.invalid(
                     names::CODES_KMS_KEY_ID,
                     "codes would be stored in clear: inside AWS Lambda a KMS key must seal them",
-                ),
+                )
+            }
             _ => {}
         }
         key
     }
 
+    /// A deployed stack's endpoints are HTTPS to public addresses; a
+    /// local run may reach loopback over plain HTTP.
+    fn is_local(&self) -> bool {
+        self.get(names::AWS_LAMBDA_FUNCTION_NAME).is_none()
+            || self.get(names::AWS_ENDPOINT_URL).is_some()
+    }
+
+    /// deliver-webhook's settings; the others read none.
+    pub(super) fn webhooks(&mut self) -> WebhookSettings {
+        use crate::domain::webhook::{RetrySchedule, Schemes, parse_endpoints};
+        if self.access != FoxReloadAccess::Webhooks {
+            return WebhookSettings::default();
+        }
+        let allow_loopback = self.is_local();
+        let schemes = if allow_loopback {
+            Schemes::LoopbackHttp
+        } else {
+            Schemes::HttpsOnly
+        };
+        let endpoints = match parse_endpoints(
+            &self.get(names::WEBHOOK_ENDPOINTS).unwrap_or_default(),
+            schemes,
+        ) {
+            Ok(endpoints) => endpoints,
+            Err(problems) => {
+                self.invalid(names::WEBHOOK_ENDPOINTS, problems.join("; "));
+                Vec::new()
+            }
+        };
+        let retries = match self.get(names::WEBHOOK_RETRY_SCHEDULE_SECS) {
+            None => RetrySchedule::default(),
+            Some(text) => RetrySchedule::parse(&text).unwrap_or_else(|why| {
+                self.invalid(names::WEBHOOK_RETRY_SCHEDULE_SECS, why);
+                RetrySchedule::default()
+            }),
+        };
+        WebhookSettings {
+            endpoints,
+            queue_url: self.required_url(names::WEBHOOK_QUEUE_URL),
+            dead_letter_queue_url: self.required_url(names::WEBHOOK_DEAD_LETTER_QUEUE_URL),
+            secrets_prefix: self.required(names::WEBHOOK_SECRETS_PREFIX),
+            timeout: self.millis(names::WEBHOOK_TIMEOUT_MS),
+            retries,
+            allow_loopback,
+        }
+    }
+
     pub(super) fn api_key(&mut self) -> ApiKeySource {
-        if self.access == FoxReloadAccess::NotNeeded {
+        if self.access != FoxReloadAccess::Needed {
             // Never read, whatever is set: the role may not read the secret.
             return ApiKeySource::NotGiven;
         }

@@ -11,6 +11,6 @@ pub use dynamodb::{DynamoStore, LimiterReading, PENDING_INDEX, ResealCursor, Res
 pub use ports::{
     BudgetStore, IdempotencyStore, NotifyMarks, OrderAlerts, OrderReader, OrderStore,
     PlacementStore, PollChain, SlotAsk, StackAlerts, SummaryReader, SummaryStore, SweepStore,
-    Taken,
+    Taken, WebhookStore,
 };
 pub use record::*;

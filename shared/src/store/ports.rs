@@ -45,6 +45,39 @@ pub trait OrderReader: Send + Sync {
     ) -> impl Future<Output = Result<Vec<DeliveredCodeRecord>, StoreError>> + Send;
 }
 
+/// deliver-webhook's marks: which endpoint has which event, and each
+/// endpoint's circuit breaker.
+pub trait WebhookStore: OrderReader {
+    /// Whether event `event_id` reached `endpoint` (answered 2xx).
+    fn delivered(
+        &self,
+        event_id: &str,
+        endpoint: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records that event `event_id` reached `endpoint` with `status`.
+    fn mark_delivered(
+        &self,
+        event_id: &str,
+        endpoint: &str,
+        status: u16,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// `endpoint`'s breaker (closed when none is stored).
+    fn breaker(
+        &self,
+        endpoint: &str,
+    ) -> impl Future<Output = Result<crate::domain::webhook::Breaker, StoreError>> + Send;
+
+    /// Stores `endpoint`'s breaker.
+    fn save_breaker(
+        &self,
+        endpoint: &str,
+        breaker: &crate::domain::webhook::Breaker,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// create-order's idempotency keys (`IDEMPOTENCY#`), and the intent stored with
 /// a new key.
 pub trait IdempotencyStore: Send + Sync {

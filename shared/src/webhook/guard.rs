@@ -7,23 +7,37 @@
 
 use crate::domain::webhook::is_public;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 /// A resolver that keeps only public addresses (and loopback ones, for a
 /// local run).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct PublicOnly {
     /// Keep loopback addresses too: local runs only.
     pub allow_loopback: bool,
+    /// Names answered with these addresses instead of the system's
+    /// resolver, as a hosts file would (tests pin a name to a private or
+    /// metadata address); the guard judges them all the same.
+    pub pinned: Arc<[(String, IpAddr)]>,
 }
 
 impl Resolve for PublicOnly {
     fn resolve(&self, name: Name) -> Resolving {
         let allow_loopback = self.allow_loopback;
         let host = name.as_str().to_owned();
+        let pinned: Vec<SocketAddr> = self
+            .pinned
+            .iter()
+            .filter(|(pinned, _)| pinned.eq_ignore_ascii_case(&host))
+            .map(|(_, ip)| SocketAddr::new(*ip, 0))
+            .collect();
         Box::pin(async move {
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let found: Vec<SocketAddr> = if pinned.is_empty() {
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect()
+            } else {
+                pinned
+            };
             let kept: Vec<SocketAddr> = found
                 .iter()
                 .copied()
@@ -64,7 +78,10 @@ mod tests {
 
     fn client(allow_loopback: bool) -> reqwest::Client {
         reqwest::Client::builder()
-            .dns_resolver(PublicOnly { allow_loopback })
+            .dns_resolver(PublicOnly {
+                allow_loopback,
+                ..PublicOnly::default()
+            })
             .no_proxy()
             .build()
             .unwrap()

@@ -48,6 +48,19 @@ pub(super) fn budget_key() -> Item {
     key("BUDGET#foxreload".to_owned(), "SHARED")
 }
 
+/// That event `event_id` reached endpoint `endpoint` (deliver-webhook).
+pub(super) fn delivered_key(event_id: &str, endpoint: &str) -> Item {
+    key(
+        format!("WEBHOOK#{event_id}"),
+        &format!("DELIVERED#{endpoint}"),
+    )
+}
+
+/// A webhook endpoint's circuit breaker.
+pub(super) fn breaker_key(endpoint: &str) -> Item {
+    key(format!("WEBHOOK#{endpoint}"), "BREAKER")
+}
+
 pub(super) fn sweep_key() -> Item {
     key("SWEEP#scan-stalled".to_owned(), "CURSOR")
 }

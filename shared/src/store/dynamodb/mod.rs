@@ -24,6 +24,10 @@
 //! - `SWEEP#scan-stalled`, `CURSOR`: where the sweep resumes.
 //! - `LEARN#{productId}`, `SUMMARY`: how long the product's orders take to
 //!   end, as learned polling keeps it (`learning`).
+//! - `WEBHOOK#{eventId}`, `DELIVERED#{endpointId}`: the event reached the
+//!   endpoint (with `expiresAt`); `WEBHOOK#{endpointId}`, `BREAKER`: the
+//!   endpoint's circuit breaker (`webhooks`). Only deliver-webhook writes
+//!   under `WEBHOOK#`.
 //!
 //! | module | holds |
 //! |---|---|
@@ -31,7 +35,7 @@
 //! | `codec` | items to records and back, one time format per meaning |
 //! | `conditions` | the status conditions writes share |
 //! | `errors`, `transaction` | sorting SDK failures; transactions and their retries |
-//! | `idempotency`, `placement`, `chain`, `alerts`, `sweep`, `learning` | one port each (`learning`: two) |
+//! | `idempotency`, `placement`, `chain`, `alerts`, `sweep`, `learning`, `webhooks` | one port each (`learning`: two) |
 //! | `reseal` | sealing codes an earlier version stored in clear (maintenance) |
 
 mod alerts;
@@ -47,6 +51,7 @@ mod placement;
 mod reseal;
 mod sweep;
 mod transaction;
+mod webhooks;
 
 pub use budget::LimiterReading;
 pub use keys::PENDING_INDEX;

@@ -1,0 +1,262 @@
+//! One message of the webhook queue: an order event, sent to every
+//! endpoint that wants it, or one endpoint's delivery tried again.
+//!
+//! Each try builds the event again from the table (with the codes when
+//! the endpoint takes them), signs it with the endpoint's secret and POSTs
+//! it with the event's id as `webhook-id`, so every copy a receiver gets
+//! of one event carries the same id. A 2xx is recorded, and a redelivered
+//! message does not send there again; anything else is tried again on the
+//! retry schedule, then kept in the dead-letter queue.
+
+use foxrelay_shared::clock::Clock;
+use foxrelay_shared::domain::event::event_id;
+use foxrelay_shared::domain::webhook::{Endpoint, RetrySchedule};
+use foxrelay_shared::events::order_event;
+use foxrelay_shared::store::{StoreError, WebhookStore};
+use foxrelay_shared::webhook::{
+    Attempt, Delivery, QueueError, SecretError, Sender, WebhookMessage, WebhookQueue,
+    WebhookSecrets,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{Instrument, info, info_span, warn};
+
+/// Why a message is kept for redelivery: nothing was lost, the next
+/// receipt goes on where this one stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    #[error("not a webhook queue message: {0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+}
+
+/// What became of one endpoint's delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered 2xx.
+    Delivered { status: u16 },
+    /// It had reached the endpoint before (a redelivered message).
+    AlreadyDelivered,
+    /// Failed; queued for another try.
+    Retrying { attempt: u32, after: Duration },
+    /// Not due yet: queued again until it is.
+    Waiting,
+    /// Out of tries, or impossible: kept in the dead-letter queue.
+    DeadLettered { reason: String },
+}
+
+/// The deliverer over its ports; one per container.
+pub struct Deliverer<S, Q, W, C> {
+    pub store: S,
+    pub queue: Q,
+    pub secrets: W,
+    pub sender: Sender,
+    pub endpoints: Arc<[Endpoint]>,
+    pub retries: RetrySchedule,
+    pub clock: C,
+}
+
+fn unix_ms(at: time::OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+impl<S, Q, W, C> Deliverer<S, Q, W, C>
+where
+    S: WebhookStore + 'static,
+    Q: WebhookQueue + 'static,
+    W: WebhookSecrets + 'static,
+    C: Clock + 'static,
+{
+    /// Handles one message; an event's deliveries run side by side, so a
+    /// slow endpoint does not hold the others back.
+    pub async fn handle(self: &Arc<Self>, body: &str) -> Result<Vec<Outcome>, DeliverError> {
+        let deliveries = match WebhookMessage::parse(body).map_err(DeliverError::Malformed)? {
+            WebhookMessage::Delivery(delivery) => vec![delivery],
+            WebhookMessage::Event(event) => self
+                .endpoints
+                .iter()
+                .filter(|e| e.wants(&event.kind, event.placed_by.as_deref()))
+                .map(|endpoint| Delivery {
+                    event_id: event.event_id.clone(),
+                    order_id: event.order_id.clone(),
+                    endpoint: endpoint.id.clone(),
+                    attempt: 1,
+                    not_before_ms: 0,
+                })
+                .collect(),
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        for delivery in deliveries {
+            let this = self.clone();
+            let span = info_span!(
+                "delivery",
+                order_id = %delivery.order_id,
+                event_id = %delivery.event_id,
+                endpoint = %delivery.endpoint,
+                attempt = delivery.attempt,
+            );
+            tasks.spawn(async move { this.deliver(delivery).await }.instrument(span));
+        }
+        let mut outcomes = Vec::new();
+        let mut failure = None;
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Ok(outcome)) => outcomes.push(outcome),
+                Ok(Err(error)) => failure = Some(error),
+                Err(error) => failure = Some(DeliverError::Malformed(error.to_string())),
+            }
+        }
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(outcomes),
+        }
+    }
+
+    /// One endpoint's delivery, one try.
+    async fn deliver(&self, delivery: Delivery) -> Result<Outcome, DeliverError> {
+        let now = self.clock.now();
+        let now_ms = unix_ms(now);
+        if delivery.not_before_ms > now_ms {
+            let wait = Duration::from_millis((delivery.not_before_ms - now_ms).unsigned_abs());
+            self.queue.retry(&delivery, wait).await?;
+            return Ok(Outcome::Waiting);
+        }
+        let Some(endpoint) = self.endpoints.iter().find(|e| e.id == delivery.endpoint) else {
+            return self
+                .dead_letter(&delivery, "the endpoint is no longer configured".into())
+                .await;
+        };
+        if self
+            .store
+            .delivered(&delivery.event_id, &endpoint.id)
+            .await?
+        {
+            info!("already delivered");
+            return Ok(Outcome::AlreadyDelivered);
+        }
+        let attempt = self.attempt(&delivery, endpoint, now).await?;
+        match attempt {
+            Ok(Attempt::Delivered { status }) => {
+                self.store
+                    .mark_delivered(&delivery.event_id, &endpoint.id, status, self.clock.now())
+                    .await?;
+                info!(status, "webhook delivered");
+                Ok(Outcome::Delivered { status })
+            }
+            Ok(Attempt::Failed { reason, .. }) => self.try_again(&delivery, reason).await,
+            Err(reason) => self.dead_letter(&delivery, reason).await,
+        }
+    }
+
+    /// One try: `Err` when the delivery can never succeed (the order or
+    /// its event is gone).
+    async fn attempt(
+        &self,
+        delivery: &Delivery,
+        endpoint: &Endpoint,
+        now: time::OffsetDateTime,
+    ) -> Result<Result<Attempt, String>, DeliverError> {
+        let breaker = self.store.breaker(&endpoint.id).await?;
+        let now_ms = unix_ms(now);
+        if !breaker.allows(now_ms) {
+            return Ok(Ok(Attempt::Failed {
+                status: None,
+                reason: format!(
+                    "not sent: the endpoint failed {} times in a row; its breaker is open for {} s more",
+                    breaker.failures,
+                    (breaker.open_until_ms - now_ms) / 1_000
+                ),
+            }));
+        }
+        let Some(order) = self.store.order(&delivery.order_id).await? else {
+            return Ok(Err("the order is not in the table".into()));
+        };
+        if event_id(&order.order_id, order.status) != delivery.event_id {
+            return Ok(Err(format!(
+                "the order is {}: this event is not its own",
+                order.status.as_str()
+            )));
+        }
+        let codes = if endpoint.codes {
+            match self.store.codes(&order.order_id).await {
+                Ok(codes) => Some(codes),
+                Err(StoreError::Corrupt { key, reason }) => {
+                    return Ok(Err(format!("a code item is unreadable ({key}): {reason}")));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        } else {
+            None
+        };
+        let body = serde_json::to_string(&order_event(&order, codes))
+            .expect("an order event is plain JSON");
+        let attempt = match self.secrets.signer(&endpoint.id).await {
+            Ok(signer) => {
+                self.sender
+                    .send(
+                        &endpoint.url,
+                        &delivery.event_id,
+                        now.unix_timestamp(),
+                        &body,
+                        &signer,
+                    )
+                    .await
+            }
+            Err(error @ SecretError::Unusable { .. }) => Attempt::Failed {
+                status: None,
+                reason: error.to_string(),
+            },
+            Err(error) => return Err(error.into()),
+        };
+        let after = match &attempt {
+            Attempt::Delivered { .. } => breaker.after_success(),
+            Attempt::Failed { .. } => breaker.after_failure(unix_ms(self.clock.now())),
+        };
+        if after != breaker {
+            self.store.save_breaker(&endpoint.id, &after).await?;
+        }
+        Ok(Ok(attempt))
+    }
+
+    async fn try_again(
+        &self,
+        delivery: &Delivery,
+        reason: String,
+    ) -> Result<Outcome, DeliverError> {
+        let Some(after) = self.retries.after(delivery.attempt) else {
+            return self
+                .dead_letter(
+                    delivery,
+                    format!("out of tries ({}): {reason}", delivery.attempt),
+                )
+                .await;
+        };
+        let next = Delivery {
+            attempt: delivery.attempt + 1,
+            not_before_ms: unix_ms(self.clock.now())
+                .saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX)),
+            ..delivery.clone()
+        };
+        self.queue.retry(&next, after).await?;
+        warn!(%reason, next_in_secs = after.as_secs(), "webhook failed; tried again later");
+        Ok(Outcome::Retrying {
+            attempt: next.attempt,
+            after,
+        })
+    }
+
+    async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        reason: String,
+    ) -> Result<Outcome, DeliverError> {
+        self.queue.dead_letter(delivery, &reason).await?;
+        warn!(%reason, "webhook dead-lettered");
+        Ok(Outcome::DeadLettered { reason })
+    }
+}

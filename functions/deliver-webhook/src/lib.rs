@@ -1,0 +1,105 @@
+//! deliver-webhook: POSTs order events to the stack's webhook endpoints,
+//! signed as Standard Webhooks has it.
+//!
+//! Fed by a queue subscribed to the order-events topic; each message is an
+//! event to send to every endpoint that wants it, or one endpoint's
+//! delivery tried again ([`deliver`]). A batch runs concurrently; a
+//! message that fails is reported by its id and delivered again (past the
+//! redrive bound, it lands in the dead-letter queue).
+
+pub mod deliver;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use deliver::Deliverer;
+use foxrelay_shared::clock::SystemClock;
+use foxrelay_shared::startup::Context;
+use foxrelay_shared::store::DynamoStore;
+use foxrelay_shared::webhook::{SecretsManagerSecrets, Sender, SqsWebhookQueue};
+use lambda_runtime::LambdaEvent;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tracing::{Instrument, instrument, warn};
+
+/// deliver-webhook never calls FoxReload; it opens codes and reads the
+/// webhook settings.
+pub const FOXRELOAD_ACCESS: foxrelay_shared::settings::FoxReloadAccess =
+    foxrelay_shared::settings::FoxReloadAccess::Webhooks;
+
+/// This function's name in logs.
+pub const FUNCTION: &str = "deliver-webhook";
+
+/// The live deliverer.
+pub type LiveDeliverer =
+    Deliverer<DynamoStore, SqsWebhookQueue, SecretsManagerSecrets, SystemClock>;
+
+/// The deliver-webhook handler; built once per container.
+pub struct Handler {
+    deliverer: Arc<LiveDeliverer>,
+}
+
+/// Why the handler could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("deliver-webhook cannot start: its HTTP client could not be built: {0}")]
+pub struct BuildError(#[source] Box<dyn std::error::Error + Send + Sync>);
+
+impl Handler {
+    pub fn new(context: Context) -> Result<Self, BuildError> {
+        let webhooks = &context.settings.webhooks;
+        let sender = Sender::new(webhooks.timeout, webhooks.allow_loopback)
+            .map_err(|e| BuildError(Box::new(e)))?;
+        Ok(Self::from_deliverer(Deliverer {
+            store: context.store(),
+            queue: SqsWebhookQueue::new(
+                context.aws.sqs.clone(),
+                &webhooks.queue_url,
+                &webhooks.dead_letter_queue_url,
+            ),
+            secrets: SecretsManagerSecrets::new(
+                context.aws.secrets.clone(),
+                &webhooks.secrets_prefix,
+            ),
+            sender,
+            endpoints: webhooks.endpoints.clone().into(),
+            retries: webhooks.retries.clone(),
+            clock: SystemClock,
+        }))
+    }
+
+    pub fn from_deliverer(deliverer: LiveDeliverer) -> Self {
+        Self {
+            deliverer: Arc::new(deliverer),
+        }
+    }
+
+    #[instrument(skip_all, fields(messages = event.payload.records.len()))]
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<SqsEvent>,
+    ) -> Result<SqsBatchResponse, Infallible> {
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut ids = std::collections::HashMap::new();
+        for record in event.payload.records {
+            let deliverer = self.deliverer.clone();
+            let id = record.message_id.unwrap_or_default();
+            let body = record.body.unwrap_or_default();
+            let task = tasks.spawn(async move { deliverer.handle(&body).await }.in_current_span());
+            ids.insert(task.id(), id);
+        }
+        let mut failures = Vec::new();
+        while let Some(joined) = tasks.join_next_with_id().await {
+            let (task, failure) = match joined {
+                Ok((_, Ok(_))) => continue,
+                Ok((task, Err(error))) => (task, error.to_string()),
+                Err(error) => (error.id(), format!("the task failed: {error}")),
+            };
+            let id = ids.remove(&task).unwrap_or_default();
+            warn!(message_id = %id, error = %failure, "webhook message kept for redelivery");
+            let mut item = BatchItemFailure::default();
+            item.item_identifier = id;
+            failures.push(item);
+        }
+        let mut response = SqsBatchResponse::default();
+        response.batch_item_failures = failures;
+        Ok(response)
+    }
+}

@@ -1,0 +1,87 @@
+//! Endpoints' signing secrets, read from Secrets Manager and kept a few
+//! minutes per container: a rotation (a second secret added, later the
+//! first removed) reaches every container within that time.
+
+use super::signing::Signer;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// How long a container keeps a secret it read.
+pub const SECRET_CACHE: Duration = Duration::from_secs(300);
+
+/// Why an endpoint's secret could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// Secrets Manager did not answer, or refused: tried again with the
+    /// message.
+    #[error("the signing secret {name} could not be read: {source}")]
+    Unreadable {
+        name: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The secret is not `whsec_…` (one, or two while rotating): nothing is
+    /// sent unsigned; the delivery counts as a failed try.
+    #[error("the signing secret {name} is unusable: {reason}")]
+    Unusable { name: String, reason: String },
+}
+
+/// Where endpoints' signers come from.
+pub trait WebhookSecrets: Send + Sync {
+    fn signer(
+        &self,
+        endpoint: &str,
+    ) -> impl Future<Output = Result<Arc<Signer>, SecretError>> + Send;
+}
+
+/// Secrets named `{prefix}{endpoint}` in Secrets Manager.
+#[derive(Clone, Debug)]
+pub struct SecretsManagerSecrets {
+    client: aws_sdk_secretsmanager::Client,
+    prefix: String,
+    kept: Arc<Mutex<HashMap<String, (Instant, Arc<Signer>)>>>,
+}
+
+impl SecretsManagerSecrets {
+    pub fn new(client: aws_sdk_secretsmanager::Client, prefix: impl Into<String>) -> Self {
+        Self {
+            client,
+            prefix: prefix.into(),
+            kept: Arc::default(),
+        }
+    }
+}
+
+impl WebhookSecrets for SecretsManagerSecrets {
+    async fn signer(&self, endpoint: &str) -> Result<Arc<Signer>, SecretError> {
+        if let Some((read_at, signer)) = self.kept.lock().await.get(endpoint)
+            && read_at.elapsed() < SECRET_CACHE
+        {
+            return Ok(signer.clone());
+        }
+        let name = format!("{}{endpoint}", self.prefix);
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(&name)
+            .send()
+            .await
+            .map_err(|e| SecretError::Unreadable {
+                name: name.clone(),
+                source: Box::new(e),
+            })?;
+        let signer = Arc::new(
+            Signer::parse(out.secret_string().unwrap_or_default())
+                .map_err(|reason| SecretError::Unusable { name, reason })?,
+        );
+        self.kept
+            .lock()
+            .await
+            .insert(endpoint.to_owned(), (Instant::now(), signer.clone()));
+        Ok(signer)
+    }
+}
