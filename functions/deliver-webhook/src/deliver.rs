@@ -50,6 +50,18 @@ pub enum Outcome {
     DeadLettered { reason: String },
 }
 
+/// How one try went, as the deliverer sees it.
+enum Tried {
+    /// Sent (or counted as a failed try while the breaker is open).
+    Sent(Attempt),
+    /// It can never succeed: the order or its event is gone.
+    Impossible(String),
+    /// The last try, and the endpoint's breaker is open: kept until it
+    /// may be tried (Unix milliseconds), so the last try is always a
+    /// request.
+    Postponed(i64),
+}
+
 /// The deliverer over its ports; one per container.
 pub struct Deliverer<S, Q, W, C> {
     pub store: S,
@@ -139,32 +151,47 @@ where
             info!("already delivered");
             return Ok(Outcome::AlreadyDelivered);
         }
-        let attempt = self.attempt(&delivery, endpoint, now).await?;
-        match attempt {
-            Ok(Attempt::Delivered { status }) => {
+        match self.attempt(&delivery, endpoint, now).await? {
+            Tried::Sent(Attempt::Delivered { status }) => {
                 self.store
                     .mark_delivered(&delivery.event_id, &endpoint.id, status, self.clock.now())
                     .await?;
                 info!(status, "webhook delivered");
                 Ok(Outcome::Delivered { status })
             }
-            Ok(Attempt::Failed { reason, .. }) => self.try_again(&delivery, reason).await,
-            Err(reason) => self.dead_letter(&delivery, reason).await,
+            Tried::Sent(Attempt::Failed { reason, .. }) => self.try_again(&delivery, reason).await,
+            Tried::Impossible(reason) => self.dead_letter(&delivery, reason).await,
+            Tried::Postponed(until_ms) => {
+                let wait = Duration::from_millis((until_ms - now_ms).max(0).unsigned_abs());
+                let later = Delivery {
+                    not_before_ms: until_ms,
+                    ..delivery
+                };
+                self.queue.retry(&later, wait).await?;
+                info!(
+                    wait_secs = wait.as_secs(),
+                    "last try kept until the breaker closes"
+                );
+                Ok(Outcome::Waiting)
+            }
         }
     }
 
-    /// One try: `Err` when the delivery can never succeed (the order or
-    /// its event is gone).
+    /// One try. While the endpoint's breaker is open no request is sent:
+    /// the try counts as failed, but for the last, which waits.
     async fn attempt(
         &self,
         delivery: &Delivery,
         endpoint: &Endpoint,
         now: time::OffsetDateTime,
-    ) -> Result<Result<Attempt, String>, DeliverError> {
+    ) -> Result<Tried, DeliverError> {
         let breaker = self.store.breaker(&endpoint.id).await?;
         let now_ms = unix_ms(now);
         if !breaker.allows(now_ms) {
-            return Ok(Ok(Attempt::Failed {
+            if self.retries.after(delivery.attempt).is_none() {
+                return Ok(Tried::Postponed(breaker.open_until_ms));
+            }
+            return Ok(Tried::Sent(Attempt::Failed {
                 status: None,
                 reason: format!(
                     "not sent: the endpoint failed {} times in a row; its breaker is open for {} s more",
@@ -174,10 +201,10 @@ where
             }));
         }
         let Some(order) = self.store.order(&delivery.order_id).await? else {
-            return Ok(Err("the order is not in the table".into()));
+            return Ok(Tried::Impossible("the order is not in the table".into()));
         };
         if event_id(&order.order_id, order.status) != delivery.event_id {
-            return Ok(Err(format!(
+            return Ok(Tried::Impossible(format!(
                 "the order is {}: this event is not its own",
                 order.status.as_str()
             )));
@@ -186,7 +213,9 @@ where
             match self.store.codes(&order.order_id).await {
                 Ok(codes) => Some(codes),
                 Err(StoreError::Corrupt { key, reason }) => {
-                    return Ok(Err(format!("a code item is unreadable ({key}): {reason}")));
+                    return Ok(Tried::Impossible(format!(
+                        "a code item is unreadable ({key}): {reason}"
+                    )));
                 }
                 Err(error) => return Err(error.into()),
             }
@@ -220,7 +249,7 @@ where
         if after != breaker {
             self.store.save_breaker(&endpoint.id, &after).await?;
         }
-        Ok(Ok(attempt))
+        Ok(Tried::Sent(attempt))
     }
 
     async fn try_again(

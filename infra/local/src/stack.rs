@@ -284,17 +284,24 @@ impl LocalStack {
     /// it had), stored where deliver-webhook reads it, and returns it: what
     /// the endpoint verifies deliveries with.
     pub async fn new_webhook_secret(&self, id: &str) -> Result<String, String> {
-        let name = format!("{}/webhooks/{id}", self.prefix);
         let secret = foxrelay_shared::webhook::new_secret();
+        self.set_webhook_secret(id, &secret).await?;
+        Ok(secret)
+    }
+
+    /// Stores `secret` (one `whsec_…`, or two separated by a space while
+    /// rotating) as webhook endpoint `id`'s signing secret.
+    pub async fn set_webhook_secret(&self, id: &str, secret: &str) -> Result<(), String> {
+        let name = format!("{}/webhooks/{id}", self.prefix);
         let secrets = &self.clients.secrets;
         let created = secrets
             .create_secret()
             .name(&name)
-            .secret_string(&secret)
+            .secret_string(secret)
             .send()
             .await;
         match created {
-            Ok(_) => Ok(secret),
+            Ok(_) => Ok(()),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_resource_exists_exception()) =>
@@ -302,11 +309,11 @@ impl LocalStack {
                 secrets
                     .put_secret_value()
                     .secret_id(&name)
-                    .secret_string(&secret)
+                    .secret_string(secret)
                     .send()
                     .await
-                    .map_err(|e| format!("cannot store the secret {name}: {e}"))?;
-                Ok(secret)
+                    .map(drop)
+                    .map_err(|e| format!("cannot store the secret {name}: {e}"))
             }
             Err(e) => Err(format!("cannot store the secret {name}: {e}")),
         }

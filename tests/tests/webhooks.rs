@@ -1,0 +1,479 @@
+//! Webhooks through the local runner: deliver-webhook wired as the template
+//! wires it (its queue subscribed to the order events), real HTTP to a
+//! receiver that verifies every delivery with the Python `standardwebhooks`
+//! package, as a reseller's would; and the SSRF guard, when the endpoint
+//! list is read and when a name is resolved.
+
+use deliver_webhook::deliver::{Deliverer, Outcome};
+use foxrelay_local::LocalStack;
+use foxrelay_shared::clock::SystemClock;
+use foxrelay_shared::domain::webhook::{RetrySchedule, Schemes, parse_endpoints};
+use foxrelay_shared::store::OrderReader;
+use foxrelay_shared::webhook::{
+    PublicOnly, SecretsManagerSecrets, Sender, SqsWebhookQueue, new_secret,
+};
+use foxrelay_tests::{drain_json, local_stack_options, subscribe_queue, unique_prefix};
+use foxreload_sim::{
+    PRODUCT_ACTIVATION, PRODUCT_FAIL, PRODUCT_FAST, PRODUCT_MANY, SimConfig, Simulator, Timing,
+};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The receiver process and what it has printed.
+struct Receiver {
+    child: Child,
+    port: u16,
+    lines: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Receiver {
+    /// Starts `tests/webhook_receiver.py` verifying with `secret`; its
+    /// `/flaky/…` paths answer 500 to the first `fail_first` tries of each
+    /// webhook-id.
+    fn start(secret: &str, fail_first: u32) -> Self {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("webhook_receiver.py");
+        let mut child = Command::new(python())
+            .arg(script)
+            .arg(secret)
+            .arg(fail_first.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the receiver starts (pip install standardwebhooks)");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        out.read_line(&mut first).unwrap();
+        let port = first
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("the receiver printed {first:?}, not its port"));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let kept = lines.clone();
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                kept.lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&line).unwrap());
+            }
+        });
+        Self { child, port, lines }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The requests to `path` so far.
+    fn seen(&self, path: &str) -> Vec<Value> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l["path"] == path)
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn python() -> String {
+    std::env::var(foxrelay_local::moto::PYTHON_ENV).unwrap_or_else(|_| {
+        let venv =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/venv/bin/python");
+        if venv.exists() {
+            venv.display().to_string()
+        } else {
+            "python3".into()
+        }
+    })
+}
+
+/// A loopback port nothing listens on: an endpoint that is down.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+async fn simulator() -> Simulator {
+    Simulator::start(SimConfig {
+        timing: Timing {
+            paid_to_processing: Duration::from_millis(100),
+            fast_fulfilment: Duration::from_millis(800),
+            ..Timing::default()
+        },
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator starts")
+}
+
+async fn start_stack(
+    sim: &Simulator,
+    prefix: &str,
+    endpoints: &Value,
+) -> Result<LocalStack, String> {
+    let endpoints = endpoints.to_string();
+    let overrides = [
+        ("POLL_FAST_INTERVAL_SECS", "1"),
+        ("POLL_JITTER_PERCENT", "10"),
+        ("FOXRELOAD_REQUEST_TIMEOUT_MS", "1000"),
+        ("FOXRELOAD_CONNECT_TIMEOUT_MS", "500"),
+        ("WEBHOOK_ENDPOINTS", endpoints.as_str()),
+        ("WEBHOOK_RETRY_SCHEDULE_SECS", "1,1,1"),
+        ("WEBHOOK_TIMEOUT_MS", "2000"),
+    ];
+    LocalStack::start(local_stack_options(
+        prefix,
+        sim,
+        &overrides,
+        1,
+        Duration::from_secs(60),
+    ))
+    .await
+}
+
+/// Places one order of each product over HTTP; our order ids.
+async fn place(stack: &LocalStack, products: &[&str]) -> Vec<String> {
+    let http = reqwest::Client::new();
+    let api = format!("http://{}/orders", stack.api_addr);
+    let mut ids = Vec::new();
+    for (n, product) in products.iter().enumerate() {
+        let order = json!({"items": [{"productId": product, "quantity": 2}]});
+        let (status, answer, _) =
+            foxrelay_tests::place_order(&http, &api, &format!("hook-{n}"), &order).await;
+        assert_eq!(status, 202, "{product}: {answer}");
+        ids.push(answer["orderId"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
+/// The order events of `ids` from the topic, by order id.
+async fn topic_events(stack: &LocalStack, queue: &str, ids: &[String]) -> BTreeMap<String, Value> {
+    let mut events = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ids.iter().all(|id| events.contains_key(id)) {
+        assert!(
+            Instant::now() < deadline,
+            "orders without an event: {events:?}"
+        );
+        for event in drain_json(&stack.clients, queue).await {
+            events.insert(event["orderId"].as_str().unwrap().to_owned(), event);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    events
+}
+
+/// The dead-letter queue's deliveries with their `reason` attribute.
+async fn dead_letters(stack: &LocalStack) -> Vec<(Value, String)> {
+    let url = stack.resources.get("WebhookDeadLetterQueue").unwrap();
+    let mut all = Vec::new();
+    loop {
+        let got = stack
+            .clients
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .visibility_timeout(600)
+            .send()
+            .await
+            .unwrap();
+        if got.messages().is_empty() {
+            return all;
+        }
+        for m in got.messages() {
+            let reason = m
+                .message_attributes()
+                .and_then(|a| a.get("reason"))
+                .and_then(|r| r.string_value())
+                .unwrap_or_default()
+                .to_owned();
+            all.push((serde_json::from_str(m.body().unwrap()).unwrap(), reason));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_delivery_verifies_each_event_arrives_once_per_id_retries_keep_it_and_a_dead_endpoint_ends_in_the_dlq()
+ {
+    let secret = new_secret();
+    let receiver = Receiver::start(&secret, 2);
+    let down = closed_port();
+    let endpoints = json!([
+        {"id": "shop", "url": receiver.url("/shop")},
+        // One event (the failed order's): 500 twice, then 204. With
+        // every order's event, its failures in a row would open its
+        // breaker, as down's do.
+        {"id": "flaky", "url": receiver.url("/flaky/orders"), "codes": false,
+         "types": ["order.failed"]},
+        {"id": "down", "url": format!("http://127.0.0.1:{down}/hook")},
+        {"id": "failures", "url": receiver.url("/failures"), "types": ["order.failed"]},
+        {"id": "other-caller", "url": receiver.url("/other"), "placedBy": ["someone-else"]},
+    ]);
+    let sim = simulator().await;
+    let prefix = unique_prefix();
+    let stack = start_stack(&sim, &prefix, &endpoints).await.unwrap();
+    // shop's secret is being rotated: the receiver holds only the new one.
+    let old = new_secret();
+    stack
+        .set_webhook_secret("shop", &format!("{old} {secret}"))
+        .await
+        .unwrap();
+    for id in ["flaky", "down", "failures", "other-caller"] {
+        stack.set_webhook_secret(id, &secret).await.unwrap();
+    }
+    let events_queue = subscribe_queue(
+        &stack.clients,
+        stack.resources.order_events_topic_arn(),
+        &format!("{prefix}-events"),
+    )
+    .await;
+    let products = [
+        PRODUCT_FAST,
+        PRODUCT_FAST,
+        PRODUCT_ACTIVATION,
+        PRODUCT_MANY,
+        PRODUCT_FAIL,
+        PRODUCT_FAST,
+    ];
+    let ids = place(&stack, &products).await;
+    let events = topic_events(&stack, &events_queue, &ids).await;
+    let event_ids: BTreeSet<String> = events
+        .values()
+        .map(|e| e["eventId"].as_str().unwrap().to_owned())
+        .collect();
+    let failed: BTreeSet<String> = events
+        .values()
+        .filter(|e| e["type"] == "order.failed")
+        .map(|e| e["eventId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(failed.len(), 1);
+
+    // Until shop and flaky have every event with a 2xx, and down's are all
+    // dead-lettered.
+    let delivered = |path: &str| -> BTreeSet<String> {
+        receiver
+            .seen(path)
+            .iter()
+            .filter(|l| l["status"] == 204)
+            .map(|l| l["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut dead = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while delivered("/shop") != event_ids
+        || delivered("/flaky/orders") != failed
+        || dead.len() < event_ids.len()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "shop {:?}, flaky {:?}, dead letters {dead:?}",
+            delivered("/shop"),
+            delivered("/flaky/orders")
+        );
+        dead.extend(dead_letters(&stack).await);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    dead.extend(dead_letters(&stack).await);
+
+    let store = stack.resources.store(&stack.clients);
+    let all = receiver.lines.lock().unwrap().clone();
+    assert!(
+        all.iter().all(|l| l["verified"] == true),
+        "every delivery verifies: {all:#?}"
+    );
+    // shop: each event once, signed with both secrets, its codes the stored
+    // ones, its webhook-id the event's id.
+    let shop = receiver.seen("/shop");
+    assert_eq!(shop.len(), event_ids.len(), "{shop:#?}");
+    for line in &shop {
+        let body = &line["body"];
+        assert_eq!(line["id"], body["eventId"]);
+        assert_eq!(line["signatures"], 2, "both secrets sign while rotating");
+        let order_id = body["orderId"].as_str().unwrap();
+        assert_eq!(
+            body, &events[order_id],
+            "the topic's event, rebuilt from the table"
+        );
+        let stored: Vec<String> = store
+            .codes(order_id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.code.clone())
+            .collect();
+        let sent: Vec<String> = body["codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["code"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(sent, stored);
+        if body["type"] == "order.completed" {
+            assert!(!sent.is_empty());
+        }
+    }
+    // flaky: 500, 500, then 204, each try with the same id; no codes.
+    let mut tries: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for line in receiver.seen("/flaky/orders") {
+        tries
+            .entry(line["id"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(line["status"].as_u64().unwrap());
+        assert_eq!(line["body"]["codesIncluded"], false);
+        assert_eq!(line["body"]["codes"], json!([]));
+        assert_eq!(line["id"], line["body"]["eventId"]);
+    }
+    assert_eq!(tries.keys().cloned().collect::<BTreeSet<_>>(), failed);
+    for (id, statuses) in &tries {
+        assert_eq!(statuses, &[500, 500, 204], "{id}");
+    }
+    // Filters: the failed order's event only; no other caller's order.
+    assert_eq!(delivered("/failures"), failed);
+    assert!(receiver.seen("/other").is_empty());
+    // down: every event dead-lettered once, out of tries, its body naming
+    // no code; once its breaker opened, tries sent no request but the
+    // last, which waited for the breaker to close.
+    let down_dead: Vec<&(Value, String)> = dead
+        .iter()
+        .filter(|(d, _)| d["endpoint"] == "down")
+        .collect();
+    assert_eq!(down_dead.len(), event_ids.len(), "{dead:#?}");
+    assert_eq!(
+        down_dead
+            .iter()
+            .map(|(d, _)| d["eventId"].as_str().unwrap().to_owned())
+            .collect::<BTreeSet<_>>(),
+        event_ids
+    );
+    for (delivery, reason) in &down_dead {
+        assert_eq!(delivery["attempt"], 4);
+        assert!(reason.starts_with("out of tries (4)"), "{reason}");
+        assert!(!delivery.to_string().contains("code"), "{delivery}");
+    }
+    assert!(
+        down_dead
+            .iter()
+            .all(|(_, r)| r.contains("could not connect")),
+        "the last try is a request: {down_dead:#?}"
+    );
+    let breaker = store_breaker(&stack, "down").await;
+    assert!(breaker >= 5, "down's breaker counted {breaker} failures");
+    assert_eq!(dead.len(), down_dead.len(), "only down's: {dead:#?}");
+    stack.stop().await;
+}
+
+/// The failures in a row endpoint `id`'s breaker holds.
+async fn store_breaker(stack: &LocalStack, id: &str) -> u32 {
+    use foxrelay_shared::store::WebhookStore;
+    stack
+        .resources
+        .store(&stack.clients)
+        .breaker(id)
+        .await
+        .unwrap()
+        .failures
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_at_a_private_or_metadata_address_is_refused_when_read_and_when_resolved() {
+    let sim = simulator().await;
+    // When the list is read: the local runner does not start.
+    for url in [
+        "https://169.254.169.254/latest/meta-data/",
+        "https://10.0.0.1/hook",
+        "http://169.254.169.254/",
+    ] {
+        let endpoints = json!([{"id": "inside", "url": url}]);
+        let refused = start_stack(&sim, &unique_prefix(), &endpoints)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{url} was accepted"));
+        assert!(refused.contains("WEBHOOK_ENDPOINTS"), "{refused}");
+    }
+
+    // When a name is resolved: names pinned to those addresses are never
+    // reached, and the delivery says why.
+    let stack = start_stack(&sim, &unique_prefix(), &json!([]))
+        .await
+        .unwrap();
+    let prefix = unique_prefix();
+    let events_queue = subscribe_queue(
+        &stack.clients,
+        stack.resources.order_events_topic_arn(),
+        &format!("{prefix}-events"),
+    )
+    .await;
+    let ids = place(&stack, &[PRODUCT_FAST]).await;
+    let events = topic_events(&stack, &events_queue, &ids).await;
+    let endpoints = parse_endpoints(
+        &json!([
+            {"id": "metadata", "url": "https://metadata.test/hook"},
+            {"id": "internal", "url": "https://internal.test/hook"},
+        ])
+        .to_string(),
+        Schemes::HttpsOnly,
+    )
+    .expect("names are not resolved when the list is read");
+    for id in ["metadata", "internal"] {
+        stack.set_webhook_secret(id, &new_secret()).await.unwrap();
+    }
+    let pinned: Arc<[(String, std::net::IpAddr)]> = Arc::from(vec![
+        (
+            "metadata.test".to_owned(),
+            "169.254.169.254".parse().unwrap(),
+        ),
+        ("internal.test".to_owned(), "10.0.0.1".parse().unwrap()),
+    ]);
+    let deliverer = Arc::new(Deliverer {
+        store: stack.resources.store(&stack.clients),
+        queue: SqsWebhookQueue::new(
+            stack.clients.sqs.clone(),
+            stack.resources.get("WebhookQueue").unwrap(),
+            stack.resources.get("WebhookDeadLetterQueue").unwrap(),
+        ),
+        secrets: SecretsManagerSecrets::new(
+            stack.clients.secrets.clone(),
+            format!("{}/webhooks/", stack.prefix),
+        ),
+        sender: Sender::with_guard(
+            Duration::from_secs(2),
+            PublicOnly {
+                allow_loopback: false,
+                pinned,
+            },
+        )
+        .unwrap(),
+        endpoints: endpoints.into(),
+        retries: RetrySchedule::parse("").unwrap(),
+        clock: SystemClock,
+    });
+    let outcomes = deliverer
+        .handle(&events[&ids[0]].to_string())
+        .await
+        .unwrap();
+    assert_eq!(outcomes.len(), 2);
+    for outcome in &outcomes {
+        let Outcome::DeadLettered { reason } = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert!(reason.contains("no public address"), "{reason}");
+    }
+    let dead = dead_letters(&stack).await;
+    assert_eq!(dead.len(), 2);
+    assert!(dead.iter().all(|(_, r)| r.contains("no public address")));
+    stack.stop().await;
+}
