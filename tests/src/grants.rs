@@ -16,6 +16,12 @@ pub const OPS_ALERTS_TOPIC: &str = "OpsAlertsTopic";
 /// The stack's KMS key: the data keys sealing codes are made and unwrapped
 /// under it.
 pub const STACK_KEY: &str = "StackKey";
+/// deliver-webhook's queue: deliveries tried again are sent to it.
+pub const WEBHOOK_QUEUE: &str = "WebhookQueue";
+/// Where deliveries out of tries are kept.
+pub const WEBHOOK_DEAD_LETTER_QUEUE: &str = "WebhookDeadLetterQueue";
+/// The endpoints' signing secrets, `{stack}/webhooks/*`.
+pub const WEBHOOK_SECRETS: &str = "webhooks/*";
 
 pub type Calls = BTreeSet<(&'static str, &'static str)>;
 
@@ -91,6 +97,24 @@ pub fn code_calls() -> BTreeMap<&'static str, Calls> {
                 (&["sns:Publish"], &[OPS_ALERTS_TOPIC]),
             ]),
         ),
+        (
+            "DeliverWebhookFunction",
+            calls(&[
+                // The order and its codes, each time an event is sent; the
+                // marks of delivered events and the endpoints' breakers.
+                (
+                    &["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"],
+                    &[ORDERS_TABLE],
+                ),
+                (
+                    &["sqs:SendMessage"],
+                    &[WEBHOOK_QUEUE, WEBHOOK_DEAD_LETTER_QUEUE],
+                ),
+                (&["secretsmanager:GetSecretValue"], &[WEBHOOK_SECRETS]),
+                // Opening codes another container sealed.
+                (&["kms:Decrypt"], &[STACK_KEY]),
+            ]),
+        ),
     ])
 }
 
@@ -109,7 +133,18 @@ pub fn leading_keys() -> BTreeMap<(&'static str, &'static str), &'static [&'stat
         "ALERT#*",
         "BUDGET#*",
     ];
+    // deliver-webhook reads orders and codes; it writes only its marks.
+    const DELIVER_READS: &[&str] = &["ORDER#*", "CODES#*", "WEBHOOK#*"];
     BTreeMap::from([
+        (
+            ("DeliverWebhookFunction", "dynamodb:GetItem"),
+            DELIVER_READS,
+        ),
+        (("DeliverWebhookFunction", "dynamodb:Query"), DELIVER_READS),
+        (
+            ("DeliverWebhookFunction", "dynamodb:PutItem"),
+            &["WEBHOOK#*"][..],
+        ),
         (
             ("CreateOrderFunction", "dynamodb:PutItem"),
             CREATE_ORDER_WRITES,

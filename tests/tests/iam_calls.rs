@@ -5,7 +5,8 @@
 //! finished order; polling through failed reads to a completion, to a
 //! failure, to a completion of more than 99 codes, and reconciling an order
 //! left undecided; a sweep that alerts, revives, republishes and hands a
-//! dead create with a lapsed key to reconciliation),
+//! dead create with a lapsed key to reconciliation; webhooks delivered to a
+//! healthy endpoint, and tried again then dead-lettered for a down one),
 //! and what they called is compared with `foxrelay_tests::grants`, the table
 //! the template test holds every role to.
 
@@ -103,7 +104,7 @@ async fn calls_exactly_what_roles_grant() {
         .unwrap();
     let resources = &w.h.stack.resources;
     let table = resources.table_name().to_owned();
-    let names: BTreeMap<String, &'static str> = BTreeMap::from([
+    let mut names: BTreeMap<String, &'static str> = BTreeMap::from([
         (table.clone(), grants::ORDERS_TABLE),
         (
             format!("{table}/index/pending-orders"),
@@ -119,6 +120,14 @@ async fn calls_exactly_what_roles_grant() {
             grants::OPS_ALERTS_TOPIC,
         ),
         (resources.arns["StackKey"].clone(), grants::STACK_KEY),
+        (
+            resources.get("WebhookQueue").unwrap().to_owned(),
+            grants::WEBHOOK_QUEUE,
+        ),
+        (
+            resources.get("WebhookDeadLetterQueue").unwrap().to_owned(),
+            grants::WEBHOOK_DEAD_LETTER_QUEUE,
+        ),
     ]);
     proxy.take();
 
@@ -224,6 +233,124 @@ async fn calls_exactly_what_roles_grant() {
     assert_eq!(read.status_code, 200);
     create_calls.merge(proxy.take());
 
+    // deliver-webhook, in its own container: the finished orders' events
+    // to a healthy endpoint, and to a down one, tried again, then
+    // dead-lettered.
+    let secrets_prefix = format!("{}/webhooks/", uuid::Uuid::new_v4().simple());
+    for id in ["shop", "down"] {
+        let name = format!("{secrets_prefix}{id}");
+        w.h.context
+            .aws
+            .secrets
+            .create_secret()
+            .name(&name)
+            .secret_string(foxrelay_shared::webhook::new_secret())
+            .send()
+            .await
+            .unwrap();
+        names.insert(name, grants::WEBHOOK_SECRETS);
+    }
+    let healthy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let healthy_port = healthy.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = healthy.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 1 << 16];
+                let _ = socket.read(&mut buffer).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    let down_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut hook_settings = context.settings.clone();
+    hook_settings.foxreload.api_key = ApiKeySource::NotGiven;
+    hook_settings.webhooks = foxrelay_shared::settings::WebhookSettings {
+        endpoints: foxrelay_shared::domain::webhook::parse_endpoints(
+            &json!([
+                {"id": "shop", "url": format!("http://127.0.0.1:{healthy_port}/hook")},
+                {"id": "down", "url": format!("http://127.0.0.1:{down_port}/hook")},
+            ])
+            .to_string(),
+            foxrelay_shared::domain::webhook::Schemes::LoopbackHttp,
+        )
+        .unwrap(),
+        queue_url: resources.get("WebhookQueue").unwrap().to_owned(),
+        dead_letter_queue_url: resources.get("WebhookDeadLetterQueue").unwrap().to_owned(),
+        secrets_prefix: secrets_prefix.clone(),
+        timeout: Duration::from_secs(2),
+        retries: foxrelay_shared::domain::webhook::RetrySchedule::parse("1").unwrap(),
+        allow_loopback: true,
+    };
+    let hook_context = Context::build(hook_settings, context.aws.clone())
+        .await
+        .unwrap();
+    assert!(hook_context.foxreload.is_none());
+    let deliver = deliver_webhook::Handler::new(hook_context).unwrap();
+    let webhook_source = foxrelay_local::SqsEventSource::new(
+        w.h.context.aws.sqs.clone(),
+        resources.get("WebhookQueue").unwrap(),
+        resources.arns["WebhookQueue"].clone(),
+        foxrelay_local::EventSourceOptions {
+            wait: Duration::from_secs(1),
+            ..Default::default()
+        },
+    );
+    let sent = events.values().flatten().count();
+    assert!(events.values().flatten().any(|e| !e.codes.is_empty()));
+    for event in events.values().flatten() {
+        w.h.context
+            .aws
+            .sqs
+            .send_message()
+            .queue_url(resources.get("WebhookQueue").unwrap())
+            .message_body(serde_json::to_string(event).unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+    proxy.take();
+    let mut dead = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while dead < sent {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "down's deliveries were not dead-lettered"
+        );
+        webhook_source
+            .run_once(|event| {
+                let deliver = &deliver;
+                async move { deliver.handle(event).await.unwrap_or_default() }
+            })
+            .await
+            .unwrap();
+        dead = w
+            .h
+            .context
+            .aws
+            .sqs
+            .get_queue_attributes()
+            .queue_url(resources.get("WebhookDeadLetterQueue").unwrap())
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .unwrap()
+            .attributes()
+            .and_then(|a| {
+                a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+                    .cloned()
+            })
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+    }
+    let deliver_calls = proxy.take();
+
     // scan-stalled: a stalled order, an orphaned chain, a lost notification.
     let now = time::OffsetDateTime::now_utc();
     pending_order(
@@ -312,6 +439,7 @@ async fn calls_exactly_what_roles_grant() {
         ("CreateOrderFunction", &create_calls),
         ("PollOrderFunction", &poll_calls),
         ("ScanStalledFunction", &scan_calls),
+        ("DeliverWebhookFunction", &deliver_calls),
     ] {
         for (action, pk) in &tally.item_keys {
             if let Some(patterns) = narrowed.get(&(function, grants::code_calls_action(action))) {
@@ -326,6 +454,7 @@ async fn calls_exactly_what_roles_grant() {
         let tally = match *function {
             "CreateOrderFunction" => &create_calls,
             "PollOrderFunction" => &poll_calls,
+            "DeliverWebhookFunction" => &deliver_calls,
             _ => &scan_calls,
         };
         assert!(
@@ -348,6 +477,7 @@ async fn calls_exactly_what_roles_grant() {
         ("CreateOrderFunction", &create_calls),
         ("PollOrderFunction", &poll_calls),
         ("ScanStalledFunction", &scan_calls),
+        ("DeliverWebhookFunction", &deliver_calls),
     ] {
         let called = logical(&tally.actions, &names);
         let granted = &expected[function];

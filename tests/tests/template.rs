@@ -29,10 +29,11 @@ const STACK: &str = "foxrelay-test";
 const EXISTING_SECRET: &str =
     "arn:aws:secretsmanager:us-east-1:123456789012:secret:foxreload/api-key-Xy12Zw";
 
-const FUNCTIONS: [&str; 3] = [
+const FUNCTIONS: [&str; 4] = [
     "CreateOrderFunction",
     "PollOrderFunction",
     "ScanStalledFunction",
+    "DeliverWebhookFunction",
 ];
 
 // ------------------------------------------------------------------ the kit
@@ -523,6 +524,11 @@ fn expected_grants(
     let table = d.attribute("OrdersTable", "Arn");
     let pending_index = format!("{table}/index/pending-orders");
     let poll_queue = d.attribute("PollQueue", "Arn");
+    let webhook_queue = d.attribute("WebhookQueue", "Arn");
+    let webhook_dead_letters = d.attribute("WebhookDeadLetterQueue", "Arn");
+    let webhook_secrets = d.substitute(
+        "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${AWS::StackName}/webhooks/*",
+    );
     let order_events = d.reference("OrderEventsTopic");
     let ops_alerts = d.reference("OpsAlertsTopic");
     let key = d.attribute("StackKey", "Arn");
@@ -566,12 +572,16 @@ fn expected_grants(
         grants::ORDER_EVENTS_TOPIC => order_events.clone(),
         grants::OPS_ALERTS_TOPIC => ops_alerts.clone(),
         grants::STACK_KEY => key.clone(),
+        grants::WEBHOOK_QUEUE => webhook_queue.clone(),
+        grants::WEBHOOK_DEAD_LETTER_QUEUE => webhook_dead_letters.clone(),
+        grants::WEBHOOK_SECRETS => webhook_secrets.clone(),
         other => panic!("no ARN for {other}"),
     };
     let log_groups = BTreeMap::from([
         ("CreateOrderFunction", "CreateOrderLogGroup"),
         ("PollOrderFunction", "PollOrderLogGroup"),
         ("ScanStalledFunction", "ScanStalledLogGroup"),
+        ("DeliverWebhookFunction", "DeliverWebhookLogGroup"),
     ]);
     let narrowed = grants::leading_keys();
     grants::code_calls()
@@ -600,15 +610,21 @@ fn expected_grants(
                     secret.to_owned(),
                 ));
             }
-            if function == "PollOrderFunction" {
-                // Lambda's SQS event source mapping, under poll-order's role.
+            // Lambda's SQS event source mappings, under the role of the
+            // function each feeds.
+            let fed_by = match function {
+                "PollOrderFunction" => Some(&poll_queue),
+                "DeliverWebhookFunction" => Some(&webhook_queue),
+                _ => None,
+            };
+            if let Some(queue) = fed_by {
                 granted.extend(pairs(&[(
                     &[
                         "sqs:ReceiveMessage",
                         "sqs:DeleteMessage",
                         "sqs:GetQueueAttributes",
                     ],
-                    &[&poll_queue],
+                    &[queue],
                 )]));
             }
             (function, granted)
@@ -638,7 +654,8 @@ fn each_function_role_grants_exactly_the_actions_its_code_calls_on_its_own_resou
 }
 
 #[test]
-fn only_create_order_and_poll_order_may_unwrap_the_data_keys_that_seal_codes() {
+fn only_the_functions_that_handle_codes_may_unwrap_their_data_keys_and_deliver_webhook_seals_none()
+{
     use foxrelay_shared::sealing::{CODES_PURPOSE, PURPOSE_CONTEXT_KEY};
     let d = defaults();
     let key = d.attribute("StackKey", "Arn");
@@ -647,10 +664,15 @@ fn only_create_order_and_poll_order_may_unwrap_the_data_keys_that_seal_codes() {
     let queue = BTreeMap::from([("aws:sqs:arn", "arn:aws:sqs:us-east-1:123456789012:q")]);
     for function in FUNCTIONS {
         let reads_codes = function != "ScanStalledFunction";
-        for action in ["kms:Decrypt", "kms:GenerateDataKey"] {
+        // deliver-webhook opens codes to send them; it never stores one.
+        let seals_codes = reads_codes && function != "DeliverWebhookFunction";
+        for (action, allowed) in [
+            ("kms:Decrypt", reads_codes),
+            ("kms:GenerateDataKey", seals_codes),
+        ] {
             assert_eq!(
                 d.may(function, action, &key, &codes),
-                reads_codes,
+                allowed,
                 "{function}: {action} of a codes data key"
             );
             assert!(
@@ -769,7 +791,7 @@ fn no_role_has_a_wildcard_action_or_resource_but_x_ray_nor_a_managed_policy() {
         }
     }
     // SAM generated no role of its own, and nothing attaches policies
-    // elsewhere: the three roles are all there is, one per function.
+    // elsewhere: the four roles are all there is, one per function.
     let roles: BTreeSet<&str> = d.of_type("AWS::IAM::Role").into_keys().collect();
     let used: BTreeSet<String> = FUNCTIONS.iter().map(|f| d.role_of(f).0).collect();
     assert_eq!(roles.len(), FUNCTIONS.len(), "roles: {roles:?}");
@@ -786,33 +808,90 @@ fn no_role_has_a_wildcard_action_or_resource_but_x_ray_nor_a_managed_policy() {
 // ------------------------------------------------------- event sources
 
 #[test]
-fn the_poll_queue_event_source_reports_batch_item_failures() {
+fn each_queue_event_source_feeds_its_function_and_reports_batch_item_failures() {
     let d = defaults();
     let mappings = d.of_type("AWS::Lambda::EventSourceMapping");
-    assert_eq!(mappings.len(), 1, "{:?}", mappings.keys());
-    let (id, _) = mappings.into_iter().next().unwrap();
+    let mut fed = BTreeMap::new();
+    for id in mappings.keys() {
+        assert_eq!(
+            d.property(id, "FunctionResponseTypes"),
+            Some(json!(["ReportBatchItemFailures"])),
+            "{id}"
+        );
+        fed.insert(
+            d.property(id, "EventSourceArn").unwrap().to_string(),
+            d.property(id, "FunctionName").unwrap().to_string(),
+        );
+    }
     assert_eq!(
-        d.property(id, "EventSourceArn"),
-        Some(json!(d.attribute("PollQueue", "Arn")))
-    );
-    assert_eq!(
-        d.property(id, "FunctionName"),
-        Some(json!(d.reference("PollOrderFunction")))
-    );
-    assert_eq!(
-        d.property(id, "FunctionResponseTypes"),
-        Some(json!(["ReportBatchItemFailures"]))
+        fed,
+        BTreeMap::from([
+            (
+                json!(d.attribute("PollQueue", "Arn")).to_string(),
+                json!(d.reference("PollOrderFunction")).to_string()
+            ),
+            (
+                json!(d.attribute("WebhookQueue", "Arn")).to_string(),
+                json!(d.reference("DeliverWebhookFunction")).to_string()
+            ),
+        ])
     );
 }
 
 #[test]
-fn the_poll_queue_hides_a_message_for_at_least_six_poll_function_timeouts() {
+fn each_queue_hides_a_message_for_at_least_six_timeouts_of_the_function_it_feeds() {
     let d = defaults();
-    let visibility = d.number("PollQueue", "VisibilityTimeout");
-    let timeout = d.number("PollOrderFunction", "Timeout");
-    assert!(
-        visibility >= 6 * timeout,
-        "PollQueue VisibilityTimeout {visibility} < 6 x PollOrderFunction Timeout {timeout}"
+    for (queue, function) in [
+        ("PollQueue", "PollOrderFunction"),
+        ("WebhookQueue", "DeliverWebhookFunction"),
+    ] {
+        let visibility = d.number(queue, "VisibilityTimeout");
+        let timeout = d.number(function, "Timeout");
+        assert!(
+            visibility >= 6 * timeout,
+            "{queue} VisibilityTimeout {visibility} < 6 x {function} Timeout {timeout}"
+        );
+    }
+}
+
+#[test]
+fn only_the_order_events_topic_may_send_to_the_webhook_queue_and_only_with_endpoints() {
+    let d = defaults();
+    let policies = d.of_type("AWS::SQS::QueuePolicy");
+    assert_eq!(policies.len(), 1);
+    let (id, _) = policies.into_iter().next().unwrap();
+    let document = d.property(id, "PolicyDocument").unwrap();
+    let statements = document["Statement"].as_array().unwrap();
+    assert_eq!(statements.len(), 1, "{document}");
+    let only = &statements[0];
+    assert_eq!(only["Effect"], "Allow");
+    assert_eq!(only["Principal"], json!({"Service": "sns.amazonaws.com"}));
+    assert_eq!(only["Action"], "sqs:SendMessage");
+    assert_eq!(only["Resource"], json!(d.attribute("WebhookQueue", "Arn")));
+    assert_eq!(
+        only["Condition"],
+        json!({"ArnEquals": {"aws:SourceArn": d.reference("OrderEventsTopic")}})
+    );
+    // No endpoints (the default): no subscription, nothing delivered.
+    assert!(d.of_type("AWS::SNS::Subscription").is_empty());
+    let with = Deployment::new(&[(
+        "WebhookEndpoints",
+        r#"[{"id":"shop","url":"https://hooks.example.com/foxrelay"}]"#,
+    )]);
+    let subscriptions = with.of_type("AWS::SNS::Subscription");
+    assert_eq!(subscriptions.len(), 1);
+    let (id, _) = subscriptions.into_iter().next().unwrap();
+    assert_eq!(
+        with.property(id, "Endpoint"),
+        Some(json!(with.attribute("WebhookQueue", "Arn")))
+    );
+    assert_eq!(with.property(id, "RawMessageDelivery"), Some(json!(true)));
+    assert_eq!(
+        settings_of(&with, "DeliverWebhookFunction")
+            .webhooks
+            .endpoints[0]
+            .id,
+        "shop"
     );
 }
 
@@ -879,6 +958,7 @@ fn access_of(function: &str) -> FoxReloadAccess {
         "CreateOrderFunction" => create_order::FOXRELOAD_ACCESS,
         "PollOrderFunction" => poll_order::FOXRELOAD_ACCESS,
         "ScanStalledFunction" => scan_stalled::FOXRELOAD_ACCESS,
+        "DeliverWebhookFunction" => deliver_webhook::FOXRELOAD_ACCESS,
         other => panic!("{other} is not a function"),
     }
 }
@@ -897,10 +977,12 @@ fn every_function_sets_every_deployed_setting_and_only_its_own() {
         let mut wanted: Vec<&str> = names::DEPLOYED.to_vec();
         let mut unwanted = vec![names::FOXRELOAD_API_KEY];
         let calls_foxreload = access_of(function) == FoxReloadAccess::Needed;
+        let opens_codes = access_of(function) != FoxReloadAccess::NotNeeded;
         for (names, set) in [
             (names::SUPPLIER_KEY, calls_foxreload),
-            (names::CODES, calls_foxreload),
+            (names::CODES, opens_codes),
             (names::EVENTS, function == "PollOrderFunction"),
+            (names::WEBHOOKS, function == "DeliverWebhookFunction"),
             (names::API, function == "CreateOrderFunction"),
         ] {
             if set {
@@ -1111,6 +1193,7 @@ const RANGED: &[(&str, &str)] = &[
         names::POLL_LEARN_MIN_OBSERVATIONS,
     ),
     ("PollPlanCacheSecs", names::POLL_PLAN_CACHE_SECS),
+    ("WebhookTimeoutMs", names::WEBHOOK_TIMEOUT_MS),
 ];
 
 #[test]

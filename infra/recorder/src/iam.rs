@@ -83,7 +83,9 @@ fn transaction_items(request: &Value) -> impl Iterator<Item = (String, &Value)> 
 }
 
 /// Each DynamoDB item request's IAM action and partition key (`pk`): a
-/// single-item call, or every item of a transaction or batch.
+/// single-item call, every item of a transaction or batch, or a query of
+/// the table (its key condition's `pk = :value`; IAM's
+/// `dynamodb:LeadingKeys` is that value).
 pub fn item_keys(call: &Call, body: &[u8]) -> Vec<(String, String)> {
     if call.service != "dynamodb" {
         return Vec::new();
@@ -121,8 +123,25 @@ pub fn item_keys(call: &Call, body: &[u8]) -> Vec<(String, String)> {
             .map(|pk| (action(operation), pk))
             .into_iter()
             .collect(),
+        "Query" if request["IndexName"].is_null() => queried_pk(&request)
+            .map(|pk| (action("Query"), pk))
+            .into_iter()
+            .collect(),
         _ => Vec::new(),
     }
+}
+
+/// The partition key a table query names: the value bound to `pk` in its
+/// key condition.
+fn queried_pk(request: &Value) -> Option<String> {
+    let condition = request["KeyConditionExpression"].as_str()?;
+    let placeholder = condition
+        .split(" AND ")
+        .find_map(|part| part.trim().strip_prefix("pk = "))?
+        .trim();
+    request["ExpressionAttributeValues"][placeholder]["S"]
+        .as_str()
+        .map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -166,5 +185,23 @@ mod tests {
                 "arn:aws:sns:us-east-1:1:x".to_owned()
             )]
         );
+    }
+
+    #[test]
+    fn a_table_query_names_the_partition_key_its_condition_binds() {
+        let call = Call::new("dynamodb", "Query");
+        let body = json!({
+            "TableName": "t",
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :code)",
+            "ExpressionAttributeValues": {":pk": {"S": "CODES#o-1"}, ":code": {"S": "CODE#"}}
+        });
+        assert_eq!(
+            item_keys(&call, body.to_string().as_bytes()),
+            vec![("dynamodb:Query".to_owned(), "CODES#o-1".to_owned())]
+        );
+        let on_index = json!({"TableName": "t", "IndexName": "pending-orders",
+            "KeyConditionExpression": "pendingPk = :p",
+            "ExpressionAttributeValues": {":p": {"S": "PENDING"}}});
+        assert!(item_keys(&call, on_index.to_string().as_bytes()).is_empty());
     }
 }
