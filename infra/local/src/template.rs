@@ -142,7 +142,12 @@ mod tests {
         assert_eq!(t.ids_of("AWS::DynamoDB::Table"), vec!["OrdersTable"]);
         assert_eq!(
             t.ids_of("AWS::SQS::Queue"),
-            vec!["PollDeadLetterQueue", "PollQueue"]
+            vec![
+                "PollDeadLetterQueue",
+                "PollQueue",
+                "WebhookDeadLetterQueue",
+                "WebhookQueue"
+            ]
         );
         assert_eq!(
             t.ids_of("AWS::SNS::Topic"),
@@ -151,6 +156,10 @@ mod tests {
         assert!(t.function_environment.contains_key("TABLE_NAME"));
         // A function's own variable, beside the globals.
         assert!(t.function_environment.contains_key("CODES_KMS_KEY_ID"));
+        assert!(
+            t.function_environment
+                .contains_key("WEBHOOK_SECRETS_PREFIX")
+        );
         assert_eq!(t.ids_of("AWS::KMS::Key"), vec!["StackKey"]);
         assert_eq!(
             t.parameter_defaults.get("AutoPay"),

@@ -38,12 +38,15 @@ pub trait WebhookSecrets: Send + Sync {
     ) -> impl Future<Output = Result<Arc<Signer>, SecretError>> + Send;
 }
 
+/// Signers read, by endpoint, with when each was read.
+type Kept = HashMap<String, (Instant, Arc<Signer>)>;
+
 /// Secrets named `{prefix}{endpoint}` in Secrets Manager.
 #[derive(Clone, Debug)]
 pub struct SecretsManagerSecrets {
     client: aws_sdk_secretsmanager::Client,
     prefix: String,
-    kept: Arc<Mutex<HashMap<String, (Instant, Arc<Signer>)>>>,
+    kept: Arc<Mutex<Kept>>,
 }
 
 impl SecretsManagerSecrets {
