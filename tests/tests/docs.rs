@@ -199,10 +199,31 @@ fn every_relative_link_and_anchor_in_the_docs_resolves() {
 fn the_readme_stays_short() {
     let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
     let lines = readme.lines().count();
+    // Room for the two webhook receivers the README shows in full.
     assert!(
-        lines <= 200,
+        lines <= 250,
         "README.md has {lines} lines; the rest goes to docs/"
     );
+}
+
+#[test]
+fn the_readmes_rust_webhook_receiver_is_the_example_that_compiles() {
+    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    let example =
+        std::fs::read_to_string(workspace().join("infra/local/examples/webhook_receiver.rs"))
+            .unwrap();
+    let block = readme
+        .split("```rust\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the README shows a Rust receiver");
+    let example_lines: Vec<&str> = example.lines().map(str::trim).collect();
+    for line in block.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        assert!(
+            example_lines.contains(&line),
+            "the README's line is not in the example: {line}"
+        );
+    }
 }
 
 #[test]
