@@ -118,6 +118,17 @@ struct Options {
     /// http to a loopback address is allowed locally.
     #[arg(long, global = true, env = "FOXRELAY_WEBHOOK", value_name = "URL")]
     webhook: Option<String>,
+    /// The --webhook endpoint's signing secret (`whsec_…`, as the receiver
+    /// has it); a new one is made and printed when none is given.
+    #[arg(
+        long,
+        global = true,
+        env = "FOXRELAY_WEBHOOK_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true,
+        requires = "webhook"
+    )]
+    webhook_secret: Option<String>,
 }
 
 impl Options {
@@ -159,11 +170,23 @@ impl Options {
 /// The endpoint id `--webhook` registers.
 const LOCAL_WEBHOOK: &str = "local";
 
-/// With `--webhook`: the endpoint's new secret, printed for its receiver.
+/// With `--webhook`: the endpoint's secret stored (a new one printed for
+/// its receiver, unless `--webhook-secret` gave it).
 async fn announce_webhook(stack: &LocalStack, args: &Options) -> Result<(), String> {
-    if let Some(url) = &args.webhook {
-        let secret = stack.new_webhook_secret(LOCAL_WEBHOOK).await?;
-        println!("  Webhook:     {url} (endpoint {LOCAL_WEBHOOK}, signing secret {secret})");
+    let Some(url) = &args.webhook else {
+        return Ok(());
+    };
+    match &args.webhook_secret {
+        Some(secret) => {
+            foxrelay_shared::webhook::Signer::parse(secret)
+                .map_err(|why| format!("--webhook-secret: {why}"))?;
+            stack.set_webhook_secret(LOCAL_WEBHOOK, secret).await?;
+            println!("  Webhook:     {url} (endpoint {LOCAL_WEBHOOK}, the secret given)");
+        }
+        None => {
+            let secret = stack.new_webhook_secret(LOCAL_WEBHOOK).await?;
+            println!("  Webhook:     {url} (endpoint {LOCAL_WEBHOOK}, signing secret {secret})");
+        }
     }
     Ok(())
 }
