@@ -103,7 +103,12 @@ pub fn code_calls() -> BTreeMap<&'static str, Calls> {
                 // The order and its codes, each time an event is sent; the
                 // marks of delivered events and the endpoints' breakers.
                 (
-                    &["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"],
+                    &[
+                        "dynamodb:GetItem",
+                        "dynamodb:Query",
+                        "dynamodb:PutItem",
+                        "dynamodb:UpdateItem",
+                    ],
                     &[ORDERS_TABLE],
                 ),
                 (
@@ -143,6 +148,10 @@ pub fn leading_keys() -> BTreeMap<(&'static str, &'static str), &'static [&'stat
         (("DeliverWebhookFunction", "dynamodb:Query"), DELIVER_READS),
         (
             ("DeliverWebhookFunction", "dynamodb:PutItem"),
+            &["WEBHOOK#*"][..],
+        ),
+        (
+            ("DeliverWebhookFunction", "dynamodb:UpdateItem"),
             &["WEBHOOK#*"][..],
         ),
         (

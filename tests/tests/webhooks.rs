@@ -272,7 +272,9 @@ async fn every_delivery_verifies_each_event_arrives_once_per_id_retries_keep_it_
             .collect()
     };
     let mut dead = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(90);
+    // down's last tries wait for its breaker: opened for 30 s at its 5th
+    // failure, 60 s at its 6th.
+    let deadline = Instant::now() + Duration::from_secs(150);
     while delivered("/shop") != event_ids
         || delivered("/flaky/orders") != failed
         || dead.len() < event_ids.len()
@@ -475,5 +477,75 @@ async fn an_endpoint_at_a_private_or_metadata_address_is_refused_when_read_and_w
     let dead = dead_letters(&stack).await;
     assert_eq!(dead.len(), 2);
     assert!(dead.iter().all(|(_, r)| r.contains("no public address")));
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_message_never_sends_an_order_to_an_endpoint_of_another_caller_or_type() {
+    let sim = simulator().await;
+    let stack = start_stack(&sim, &unique_prefix(), &json!([]))
+        .await
+        .unwrap();
+    let prefix = unique_prefix();
+    let events_queue = subscribe_queue(
+        &stack.clients,
+        stack.resources.order_events_topic_arn(),
+        &format!("{prefix}-events"),
+    )
+    .await;
+    let ids = place(&stack, &[PRODUCT_FAST]).await;
+    let event = topic_events(&stack, &events_queue, &ids).await[&ids[0]].clone();
+    let receiver = Receiver::start(&new_secret(), 0);
+    let endpoints = parse_endpoints(
+        &json!([
+            {"id": "partner", "url": receiver.url("/partner"), "placedBy": ["someone-else"]},
+            {"id": "failures", "url": receiver.url("/failures"), "types": ["order.failed"]},
+        ])
+        .to_string(),
+        Schemes::LoopbackHttp,
+    )
+    .unwrap();
+    for id in ["partner", "failures"] {
+        stack.set_webhook_secret(id, &new_secret()).await.unwrap();
+    }
+    let deliverer = Arc::new(Deliverer {
+        store: stack.resources.store(&stack.clients),
+        queue: SqsWebhookQueue::new(
+            stack.clients.sqs.clone(),
+            stack.resources.get("WebhookQueue").unwrap(),
+            stack.resources.get("WebhookDeadLetterQueue").unwrap(),
+        ),
+        secrets: SecretsManagerSecrets::new(
+            stack.clients.secrets.clone(),
+            format!("{}/webhooks/", stack.prefix),
+        ),
+        sender: Sender::new(Duration::from_secs(2), true).unwrap(),
+        endpoints: endpoints.into(),
+        retries: RetrySchedule::default(),
+        clock: SystemClock,
+    });
+    // The completed order's event, claiming another caller and type.
+    let mut forged = event.clone();
+    forged["placedBy"] = json!("someone-else");
+    forged["type"] = json!("order.failed");
+    let outcomes = deliverer.handle(&forged.to_string()).await.unwrap();
+    assert_eq!(outcomes.len(), 2);
+    // A delivery message naming an endpoint outright, as one sent to the
+    // queue by hand would.
+    let by_hand = json!({"eventId": event["eventId"], "orderId": event["orderId"],
+                         "endpoint": "partner", "attempt": 1, "notBeforeMs": 0});
+    let more = deliverer.handle(&by_hand.to_string()).await.unwrap();
+    for outcome in outcomes.iter().chain(&more) {
+        let Outcome::DeadLettered { reason } = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert!(reason.contains("is not for this endpoint"), "{reason}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        receiver.lines.lock().unwrap().is_empty(),
+        "nothing was sent"
+    );
+    assert_eq!(dead_letters(&stack).await.len(), 3);
     stack.stop().await;
 }

@@ -10,7 +10,7 @@
 
 use foxrelay_shared::clock::Clock;
 use foxrelay_shared::domain::event::event_id;
-use foxrelay_shared::domain::webhook::{Endpoint, RetrySchedule};
+use foxrelay_shared::domain::webhook::{Breaker, Endpoint, RetrySchedule};
 use foxrelay_shared::events::order_event;
 use foxrelay_shared::store::{StoreError, WebhookStore};
 use foxrelay_shared::webhook::{
@@ -222,8 +222,18 @@ where
         } else {
             None
         };
-        let body = serde_json::to_string(&order_event(&order, codes))
-            .expect("an order event is plain JSON");
+        let event = order_event(&order, codes);
+        // Routed on what is stored, not on what the message says: a forged
+        // or altered message cannot send one caller's order to another's
+        // endpoint, nor a type the endpoint did not ask for.
+        if !endpoint.wants(&event.kind, event.placed_by.as_deref()) {
+            return Ok(Tried::Impossible(format!(
+                "the order's {} event (placed by {}) is not for this endpoint",
+                event.kind,
+                event.placed_by.as_deref().unwrap_or("an unrecorded caller")
+            )));
+        }
+        let body = serde_json::to_string(&event).expect("an order event is plain JSON");
         let attempt = match self.secrets.signer(&endpoint.id).await {
             Ok(signer) => {
                 self.sender
@@ -242,12 +252,16 @@ where
             },
             Err(error) => return Err(error.into()),
         };
-        let after = match &attempt {
-            Attempt::Delivered { .. } => breaker.after_success(),
-            Attempt::Failed { .. } => breaker.after_failure(unix_ms(self.clock.now())),
-        };
-        if after != breaker {
-            self.store.save_breaker(&endpoint.id, &after).await?;
+        match &attempt {
+            Attempt::Delivered { .. } if breaker != Breaker::default() => {
+                self.store.close_breaker(&endpoint.id).await?;
+            }
+            Attempt::Delivered { .. } => {}
+            Attempt::Failed { .. } => {
+                self.store
+                    .record_failure(&endpoint.id, unix_ms(self.clock.now()))
+                    .await?;
+            }
         }
         Ok(Tried::Sent(attempt))
     }

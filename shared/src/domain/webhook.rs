@@ -339,14 +339,14 @@ impl Breaker {
         now_ms >= self.open_until_ms
     }
 
-    /// After a successful delivery: closed.
-    pub fn after_success(&self) -> Self {
-        Self::default()
-    }
-
     /// After a failed request at `now_ms`.
     pub fn after_failure(&self, now_ms: i64) -> Self {
-        let failures = self.failures.saturating_add(1);
+        Self::with_failures(self.failures.saturating_add(1), now_ms)
+    }
+
+    /// The breaker of an endpoint that has failed `failures` times in a
+    /// row, the last at `now_ms`.
+    pub fn with_failures(failures: u32, now_ms: i64) -> Self {
         let open_until_ms = if failures >= Self::OPEN_AFTER {
             let doublings = (failures - Self::OPEN_AFTER).min(8);
             let cool_off = (Self::COOL_OFF * 2u32.pow(doublings)).min(Self::MAX_COOL_OFF);
@@ -532,7 +532,13 @@ mod tests {
             breaker = breaker.after_failure(0);
         }
         assert_eq!(breaker.open_until_ms, 600_000, "at most ten minutes");
-        assert_eq!(breaker.after_success(), Breaker::default());
+        assert_eq!(
+            Breaker::with_failures(4, 0),
+            Breaker {
+                failures: 4,
+                open_until_ms: 0
+            }
+        );
         assert!(Breaker::default().allows(0));
     }
 }

@@ -70,12 +70,16 @@ pub trait WebhookStore: OrderReader {
         endpoint: &str,
     ) -> impl Future<Output = Result<crate::domain::webhook::Breaker, StoreError>> + Send;
 
-    /// Stores `endpoint`'s breaker.
-    fn save_breaker(
+    /// Counts a failed request to `endpoint` at `now_ms` (atomically, so
+    /// concurrent failures all count) and returns its breaker.
+    fn record_failure(
         &self,
         endpoint: &str,
-        breaker: &crate::domain::webhook::Breaker,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        now_ms: i64,
+    ) -> impl Future<Output = Result<crate::domain::webhook::Breaker, StoreError>> + Send;
+
+    /// Closes `endpoint`'s breaker after a success.
+    fn close_breaker(&self, endpoint: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// create-order's idempotency keys (`IDEMPOTENCY#`), and the intent stored with

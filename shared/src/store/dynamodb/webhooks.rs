@@ -7,6 +7,7 @@ use super::errors::sdk_error;
 use super::keys::{breaker_key, delivered_key};
 use crate::domain::webhook::Breaker;
 use crate::store::{StoreError, WebhookStore};
+use aws_sdk_dynamodb::types::ReturnValue;
 use time::OffsetDateTime;
 
 /// How long a delivery is remembered: past the longest retry schedule
@@ -58,19 +59,51 @@ impl WebhookStore for DynamoStore {
         })
     }
 
-    async fn save_breaker(&self, endpoint: &str, breaker: &Breaker) -> Result<(), StoreError> {
-        // The breaker only spares a failing endpoint requests: two
-        // deliveries racing to save it cannot lose or repeat a delivery,
-        // so the last write wins.
-        self.client
-            .put_item()
+    async fn record_failure(&self, endpoint: &str, now_ms: i64) -> Result<Breaker, StoreError> {
+        let counted = self
+            .client
+            .update_item()
             .table_name(&self.table)
-            .set_item(Some(breaker_key(endpoint)))
-            .item("failures", n(breaker.failures))
-            .item("openUntil", n(breaker.open_until_ms))
+            .set_key(Some(breaker_key(endpoint)))
+            .update_expression("ADD failures :one")
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
             .send()
             .await
-            .map_err(|e| sdk_error("save a webhook endpoint's breaker", e))?;
+            .map_err(|e| sdk_error("count a webhook endpoint's failure", e))?;
+        let item = counted.attributes.unwrap_or_default();
+        let failures = Reader::named_by(&item, "failures")
+            .opt_n("failures")?
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(u32::MAX);
+        let breaker = Breaker::with_failures(failures, now_ms);
+        if breaker.open_until_ms > 0 {
+            // Concurrent failures each set it from their own count: the
+            // cool-off is the one of one of the last failures, whichever
+            // wins.
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(breaker_key(endpoint)))
+                .update_expression("SET openUntil = :until")
+                .expression_attribute_values(":until", n(breaker.open_until_ms))
+                .send()
+                .await
+                .map_err(|e| sdk_error("open a webhook endpoint's breaker", e))?;
+        }
+        Ok(breaker)
+    }
+
+    async fn close_breaker(&self, endpoint: &str) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(breaker_key(endpoint)))
+            .update_expression("SET failures = :zero, openUntil = :zero")
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await
+            .map_err(|e| sdk_error("close a webhook endpoint's breaker", e))?;
         Ok(())
     }
 }
