@@ -221,6 +221,8 @@ async fn every_delivery_verifies_each_event_arrives_once_per_id_retries_keep_it_
         {"id": "down", "url": format!("http://127.0.0.1:{down}/hook")},
         {"id": "failures", "url": receiver.url("/failures"), "types": ["order.failed"]},
         {"id": "other-caller", "url": receiver.url("/other"), "placedBy": ["someone-else"]},
+        // Its secret is never created: nothing is sent unsigned.
+        {"id": "unsigned", "url": receiver.url("/unsigned"), "types": ["order.failed"]},
     ]);
     let sim = simulator().await;
     let prefix = unique_prefix();
@@ -277,7 +279,7 @@ async fn every_delivery_verifies_each_event_arrives_once_per_id_retries_keep_it_
     let deadline = Instant::now() + Duration::from_secs(150);
     while delivered("/shop") != event_ids
         || delivered("/flaky/orders") != failed
-        || dead.len() < event_ids.len()
+        || dead.len() < event_ids.len() + failed.len()
     {
         assert!(
             Instant::now() < deadline,
@@ -374,7 +376,21 @@ async fn every_delivery_verifies_each_event_arrives_once_per_id_retries_keep_it_
     );
     let breaker = store_breaker(&stack, "down").await;
     assert!(breaker >= 5, "down's breaker counted {breaker} failures");
-    assert_eq!(dead.len(), down_dead.len(), "only down's: {dead:#?}");
+    // unsigned: its one event tried four times without a request (no
+    // secret), then dead-lettered once: one chain, not one per receipt.
+    let unsigned: Vec<&(Value, String)> = dead
+        .iter()
+        .filter(|(d, _)| d["endpoint"] == "unsigned")
+        .collect();
+    assert_eq!(unsigned.len(), 1, "{dead:#?}");
+    assert!(unsigned[0].1.contains("no such secret"), "{unsigned:?}");
+    assert!(receiver.seen("/unsigned").is_empty());
+    assert_eq!(store_breaker(&stack, "unsigned").await, 0);
+    assert_eq!(
+        dead.len(),
+        down_dead.len() + unsigned.len(),
+        "only down's and unsigned's: {dead:#?}"
+    );
     stack.stop().await;
 }
 

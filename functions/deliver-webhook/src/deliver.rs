@@ -99,9 +99,11 @@ where
                     endpoint: endpoint.id.clone(),
                     attempt: 1,
                     not_before_ms: 0,
+                    held: false,
                 })
                 .collect(),
         };
+        let fanned_out = deliveries.len() > 1;
         let mut tasks = tokio::task::JoinSet::new();
         for delivery in deliveries {
             let this = self.clone();
@@ -112,7 +114,23 @@ where
                 endpoint = %delivery.endpoint,
                 attempt = delivery.attempt,
             );
-            tasks.spawn(async move { this.deliver(delivery).await }.instrument(span));
+            tasks.spawn(
+                async move {
+                    match this.deliver(delivery.clone()).await {
+                        // One endpoint's trouble (a throttled table, a
+                        // secret unreadable for now) is queued as that
+                        // endpoint's own delivery, so the event is not
+                        // received again and sent anew to all.
+                        Err(error) if fanned_out => {
+                            warn!(%error, "webhook delivery queued to be tried again");
+                            this.queue.retry(&delivery, Duration::ZERO).await?;
+                            Ok(Outcome::Waiting)
+                        }
+                        other => other,
+                    }
+                }
+                .instrument(span),
+            );
         }
         let mut outcomes = Vec::new();
         let mut failure = None;
@@ -151,11 +169,17 @@ where
             info!("already delivered");
             return Ok(Outcome::AlreadyDelivered);
         }
-        match self.attempt(&delivery, endpoint, now).await? {
+        let breaker = self.store.breaker(&endpoint.id).await?;
+        match self.attempt(&delivery, endpoint, &breaker, now).await? {
             Tried::Sent(Attempt::Delivered { status }) => {
+                // Recorded first: a failure after this leaves at worst the
+                // breaker counting, never a second POST.
                 self.store
                     .mark_delivered(&delivery.event_id, &endpoint.id, status, self.clock.now())
                     .await?;
+                if breaker != Breaker::default() {
+                    self.store.close_breaker(&endpoint.id).await?;
+                }
                 info!(status, "webhook delivered");
                 Ok(Outcome::Delivered { status })
             }
@@ -165,6 +189,7 @@ where
                 let wait = Duration::from_millis((until_ms - now_ms).max(0).unsigned_abs());
                 let later = Delivery {
                     not_before_ms: until_ms,
+                    held: true,
                     ..delivery
                 };
                 self.queue.retry(&later, wait).await?;
@@ -178,16 +203,17 @@ where
     }
 
     /// One try. While the endpoint's breaker is open no request is sent:
-    /// the try counts as failed, but for the last, which waits.
+    /// the try counts as failed, but for the last, which waits once for
+    /// the breaker, then is sent.
     async fn attempt(
         &self,
         delivery: &Delivery,
         endpoint: &Endpoint,
+        breaker: &Breaker,
         now: time::OffsetDateTime,
     ) -> Result<Tried, DeliverError> {
-        let breaker = self.store.breaker(&endpoint.id).await?;
         let now_ms = unix_ms(now);
-        if !breaker.allows(now_ms) {
+        if !breaker.allows(now_ms) && !delivery.held {
             if self.retries.after(delivery.attempt).is_none() {
                 return Ok(Tried::Postponed(breaker.open_until_ms));
             }
@@ -234,34 +260,32 @@ where
             )));
         }
         let body = serde_json::to_string(&event).expect("an order event is plain JSON");
-        let attempt = match self.secrets.signer(&endpoint.id).await {
-            Ok(signer) => {
-                self.sender
-                    .send(
-                        &endpoint.url,
-                        &delivery.event_id,
-                        now.unix_timestamp(),
-                        &body,
-                        &signer,
-                    )
-                    .await
+        let signer = match self.secrets.signer(&endpoint.id).await {
+            Ok(signer) => signer,
+            // Nothing is sent unsigned: a failed try, not counted against
+            // the endpoint, which was not asked.
+            Err(error @ SecretError::Unusable { .. }) => {
+                return Ok(Tried::Sent(Attempt::Failed {
+                    status: None,
+                    reason: error.to_string(),
+                }));
             }
-            Err(error @ SecretError::Unusable { .. }) => Attempt::Failed {
-                status: None,
-                reason: error.to_string(),
-            },
             Err(error) => return Err(error.into()),
         };
-        match &attempt {
-            Attempt::Delivered { .. } if breaker != Breaker::default() => {
-                self.store.close_breaker(&endpoint.id).await?;
-            }
-            Attempt::Delivered { .. } => {}
-            Attempt::Failed { .. } => {
-                self.store
-                    .record_failure(&endpoint.id, unix_ms(self.clock.now()))
-                    .await?;
-            }
+        let attempt = self
+            .sender
+            .send(
+                &endpoint.url,
+                &delivery.event_id,
+                now.unix_timestamp(),
+                &body,
+                &signer,
+            )
+            .await;
+        if let Attempt::Failed { .. } = &attempt {
+            self.store
+                .record_failure(&endpoint.id, unix_ms(self.clock.now()))
+                .await?;
         }
         Ok(Tried::Sent(attempt))
     }

@@ -22,8 +22,13 @@ pub const EVENT_TYPES: &[&str] = &[
     "order.not_placed",
 ];
 
-/// Endpoints a stack may have: a small list, delivered to in turn.
+/// Endpoints a stack may have: a small list.
 pub const MAX_ENDPOINTS: usize = 20;
+
+/// The longest endpoint list, in bytes: Lambda keeps all of a function's
+/// environment within 4 KB, and the stack's other settings take about
+/// 1.7 KB of it.
+pub const MAX_LIST_BYTES: usize = 2_000;
 
 /// One endpoint, as checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +86,12 @@ pub fn parse_endpoints(json: &str, schemes: Schemes) -> Result<Vec<Endpoint>, Ve
     let text = json.trim();
     if text.is_empty() {
         return Ok(Vec::new());
+    }
+    if text.len() > MAX_LIST_BYTES {
+        return Err(vec![format!(
+            "{} bytes; at most {MAX_LIST_BYTES} (a function's environment is at most 4 KB)",
+            text.len()
+        )]);
     }
     let raw: Vec<Raw> = serde_json::from_str(text).map_err(|e| {
         vec![format!(
@@ -164,6 +175,12 @@ fn check_url(text: &str, schemes: Schemes) -> Result<Url, String> {
         }
         _ => return Err("expected an https URL".to_owned()),
     }
+    if let url::Host::Domain(name) = &host
+        && schemes == Schemes::HttpsOnly
+        && is_internal_name(name)
+    {
+        return Err(format!("{name} is a local or internal name"));
+    }
     let address = match host {
         url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
         url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
@@ -178,6 +195,24 @@ fn check_url(text: &str, schemes: Schemes) -> Result<Url, String> {
         ));
     }
     Ok(url)
+}
+
+/// Names that only resolve inside a host or a private network: refused
+/// when the list is read (any other name is judged by the addresses it
+/// resolves to, at every delivery).
+fn is_internal_name(name: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost"
+        || !name.contains('.')
+        || [
+            ".localhost",
+            ".local",
+            ".internal",
+            ".localdomain",
+            ".home.arpa",
+        ]
+        .iter()
+        .any(|suffix| name.ends_with(suffix))
 }
 
 /// Whether a webhook may be sent to `ip`: not loopback, private,
@@ -214,21 +249,27 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
-    !(ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_multicast()
-        // Unique local, fc00::/7; link-local, fe80::/10.
-        || (first & 0xfe00) == 0xfc00
-        || (first & 0xffc0) == 0xfe80
-        // Documentation, 2001:db8::/32.
-        || (first == 0x2001 && ip.segments()[1] == 0x0db8)
-        // NAT64, 64:ff9b::/96: judged as the IPv4 address it carries.
-        || (first == 0x0064
-            && ip.segments()[1] == 0xff9b
-            && !is_public_v4(Ipv4Addr::from(
-                (u32::from(ip.segments()[6]) << 16) | u32::from(ip.segments()[7]),
-            ))))
+    let s = ip.segments();
+    let carried = |high: u16, low: u16| Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
+    // NAT64, 64:ff9b::/96: judged as the IPv4 address it carries.
+    if s[..6] == [0x0064, 0xff9b, 0, 0, 0, 0] {
+        return is_public_v4(carried(s[6], s[7]));
+    }
+    // Only global unicast (2000::/3) is public: loopback, unspecified,
+    // IPv4-compatible, unique local, link-local, site-local, multicast and
+    // every other reserved range are outside it.
+    if (s[0] & 0xe000) != 0x2000 {
+        return false;
+    }
+    // 6to4, 2002::/16: judged as the IPv4 address it carries.
+    if s[0] == 0x2002 {
+        return is_public_v4(carried(s[1], s[2]));
+    }
+    // IETF protocol assignments (2001::/23: Teredo, ORCHID…),
+    // documentation (2001:db8::/32, 3fff::/20).
+    let special_2001 = s[0] == 0x2001 && (s[1] < 0x0200 || s[1] == 0x0db8);
+    let documentation = s[0] == 0x3fff && (s[1] & 0xf000) == 0;
+    !(special_2001 || documentation)
 }
 
 /// When a failed delivery is tried again: one delay after each failed try
@@ -430,6 +471,40 @@ mod tests {
             .map(|n| format!(r#"{{"id": "e{n}", "url": "https://a.example"}}"#))
             .collect();
         assert!(one(&format!("[{}]", many.join(","))).is_err());
+        let long = format!(
+            r#"[{{"id": "x", "url": "https://a.example/{}"}}]"#,
+            "p".repeat(MAX_LIST_BYTES)
+        );
+        assert!(one(&long).unwrap_err()[0].contains("at most 2000"));
+    }
+
+    #[test]
+    fn local_and_internal_names_are_refused_when_the_list_is_read() {
+        for name in [
+            "localhost",
+            "LOCALHOST.",
+            "api.localhost",
+            "printer.local",
+            "metadata.google.internal",
+            "ip-10-0-0-1.ec2.internal",
+            "intranet",
+            "nas.home.arpa",
+        ] {
+            let list = format!(r#"[{{"id": "x", "url": "https://{name}/hook"}}]"#);
+            let problems = one(&list).unwrap_err();
+            assert!(
+                problems[0].contains("local or internal name"),
+                "{name}: {problems:?}"
+            );
+        }
+        // Locally, plain http to localhost is the point.
+        assert!(
+            parse_endpoints(
+                r#"[{"id": "x", "url": "http://localhost:8088/hook"}]"#,
+                Schemes::LoopbackHttp
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -474,6 +549,17 @@ mod tests {
             "::ffff:169.254.169.254",
             "64:ff9b::a9fe:a9fe",
             "2001:db8::1",
+            "::a9fe:a9fe",
+            "::7f00:1",
+            "64:ff9b:1::a00:1",
+            "2002:a00:1::1",
+            "2002:a9fe:a9fe::1",
+            "fec0::1",
+            "100::1",
+            "2001::1",
+            "2001:10::1",
+            "2001:20::1",
+            "3fff::1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
@@ -482,6 +568,9 @@ mod tests {
             "8.8.8.8",
             "2606:4700::1111",
             "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            "2a00:1450:4001::200e",
         ] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }

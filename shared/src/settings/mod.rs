@@ -555,6 +555,58 @@ mod tests {
     }
 
     #[test]
+    fn inside_lambda_webhooks_never_reach_loopback_even_against_a_local_aws_endpoint() {
+        let mut env = minimal();
+        for (name, value) in [
+            (
+                names::WEBHOOK_QUEUE_URL,
+                "https://sqs.us-east-1.amazonaws.com/123456789012/hooks",
+            ),
+            (
+                names::WEBHOOK_DEAD_LETTER_QUEUE_URL,
+                "https://sqs.us-east-1.amazonaws.com/123456789012/hooks-dlq",
+            ),
+            (names::WEBHOOK_SECRETS_PREFIX, "prod/webhooks/"),
+            (
+                names::WEBHOOK_ENDPOINTS,
+                r#"[{"id": "x", "url": "http://127.0.0.1:9001/2018-06-01/runtime"}]"#,
+            ),
+        ] {
+            env.insert(name, value.to_owned());
+        }
+        let read = |env: &HashMap<&'static str, String>| {
+            Settings::from_lookup_for(|n| env.get(n).cloned(), FoxReloadAccess::Webhooks)
+        };
+        let local = read(&env).unwrap();
+        assert!(local.webhooks.allow_loopback);
+        assert_eq!(local.webhooks.endpoints.len(), 1);
+        assert_eq!(
+            local.webhooks.retries,
+            crate::domain::webhook::RetrySchedule::default()
+        );
+        assert_eq!(local.webhooks.timeout, Duration::from_secs(10));
+        env.insert(names::AWS_LAMBDA_FUNCTION_NAME, "deliver-webhook".into());
+        env.insert(names::AWS_ENDPOINT_URL, "http://127.0.0.1:5000".into());
+        assert_eq!(
+            read(&env).unwrap_err().names(),
+            vec![names::WEBHOOK_ENDPOINTS]
+        );
+        env.insert(
+            names::WEBHOOK_ENDPOINTS,
+            r#"[{"id": "x", "url": "https://hooks.example.com/in"}]"#.into(),
+        );
+        assert!(!read(&env).unwrap().webhooks.allow_loopback);
+        // Only deliver-webhook reads them.
+        assert!(load(&env).unwrap().webhooks.endpoints.is_empty());
+        env.insert(names::WEBHOOK_RETRY_SCHEDULE_SECS, "5,0".into());
+        env.remove(names::WEBHOOK_QUEUE_URL);
+        assert_eq!(
+            read(&env).unwrap_err().names(),
+            vec![names::WEBHOOK_RETRY_SCHEDULE_SECS, names::WEBHOOK_QUEUE_URL]
+        );
+    }
+
+    #[test]
     fn api_key_never_shows_in_debug_or_display() {
         let key = ApiKey::new("k-123456");
         let settings = FoxReloadSettings::local("http://127.0.0.1:1", "k-123456");

@@ -233,10 +233,11 @@ impl Reader<'_> {
     }
 
     /// A deployed stack's endpoints are HTTPS to public addresses; a
-    /// local run may reach loopback over plain HTTP.
+    /// local run (outside Lambda) may reach loopback over plain HTTP.
+    /// Inside Lambda never, whatever else is set: loopback there is the
+    /// Lambda Runtime API.
     fn is_local(&self) -> bool {
         self.get(names::AWS_LAMBDA_FUNCTION_NAME).is_none()
-            || self.get(names::AWS_ENDPOINT_URL).is_some()
     }
 
     /// deliver-webhook's settings; the others read none.

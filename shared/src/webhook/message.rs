@@ -41,6 +41,10 @@ pub struct Delivery {
     /// Not to be tried before this time (Unix milliseconds): SQS delays a
     /// message 15 minutes at most, so a longer wait takes several hops.
     pub not_before_ms: i64,
+    /// The last try, held once while the endpoint's breaker was open: it
+    /// is sent whatever the breaker says, so it ends.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 impl WebhookMessage {
@@ -78,6 +82,7 @@ mod tests {
             endpoint: "shop".into(),
             attempt: 2,
             not_before_ms: 5,
+            held: false,
         };
         let body = serde_json::to_string(&delivery).unwrap();
         assert!(!body.contains("code"));

@@ -2,7 +2,7 @@
 //! out of tries, kept in the dead-letter queue with why.
 
 use super::message::Delivery;
-use crate::queue::delay_seconds;
+use crate::queue::MAX_DELAY;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use std::future::Future;
@@ -70,6 +70,13 @@ impl SqsWebhookQueue {
     }
 }
 
+/// `DelaySeconds` for `delay`: rounded up, so a message never comes back
+/// before it is due (and is sent again at once); at most 15 minutes.
+fn delay_seconds(delay: Duration) -> i32 {
+    let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    i32::try_from(seconds.min(MAX_DELAY.as_secs())).unwrap_or(0)
+}
+
 fn body(delivery: &Delivery) -> String {
     serde_json::to_string(delivery).expect("a delivery is plain JSON")
 }
@@ -103,5 +110,20 @@ impl WebhookQueue for SqsWebhookQueue {
             .await
             .map(drop)
             .map_err(|e| Self::failed(delivery)(Box::new(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::delay_seconds;
+    use std::time::Duration;
+
+    #[test]
+    fn a_delay_is_rounded_up_to_whole_seconds_and_capped_at_fifteen_minutes() {
+        assert_eq!(delay_seconds(Duration::ZERO), 0);
+        assert_eq!(delay_seconds(Duration::from_millis(500)), 1);
+        assert_eq!(delay_seconds(Duration::from_millis(1_001)), 2);
+        assert_eq!(delay_seconds(Duration::from_secs(5)), 5);
+        assert_eq!(delay_seconds(Duration::from_secs(36_000)), 900);
     }
 }

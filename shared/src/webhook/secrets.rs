@@ -73,9 +73,22 @@ impl WebhookSecrets for SecretsManagerSecrets {
             .secret_id(&name)
             .send()
             .await
-            .map_err(|e| SecretError::Unreadable {
-                name: name.clone(),
-                source: Box::new(e),
+            .map_err(|e| {
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception())
+                {
+                    // Not created yet: a failed try (tried again on the
+                    // schedule), not a message failing again and again.
+                    SecretError::Unusable {
+                        name: name.clone(),
+                        reason: "no such secret; create it (docs/events.md#webhooks)".into(),
+                    }
+                } else {
+                    SecretError::Unreadable {
+                        name: name.clone(),
+                        source: Box::new(e),
+                    }
+                }
             })?;
         let signer = Arc::new(
             Signer::parse(out.secret_string().unwrap_or_default())

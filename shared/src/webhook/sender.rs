@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 use url::Url;
 
-/// The most of an answer's body read (and shown in the log).
+/// The most of an answer's body read (and never shown).
 pub const BODY_CAP: usize = 4 * 1024;
 
 /// How one try went.
@@ -114,14 +114,14 @@ impl Sender {
                 _ => break,
             }
         }
-        answer.truncate(BODY_CAP);
         if status.is_success() {
             Attempt::Delivered {
                 status: status.as_u16(),
             }
         } else {
-            let text = String::from_utf8_lossy(&answer);
-            let shown: String = text.chars().take(200).collect();
+            // The answer's text is not kept: a receiver may echo the
+            // request, codes and all, and the reason goes to the log and
+            // the dead-letter queue.
             let why = if status.is_redirection() {
                 "redirects are not followed"
             } else {
@@ -129,7 +129,7 @@ impl Sender {
             };
             Attempt::Failed {
                 status: Some(status.as_u16()),
-                reason: format!("answered {status} ({why}): {shown}"),
+                reason: format!("answered {status} ({why}; {} bytes)", answer.len()),
             }
         }
     }

@@ -11,8 +11,9 @@ use aws_sdk_dynamodb::types::ReturnValue;
 use time::OffsetDateTime;
 
 /// How long a delivery is remembered: past the longest retry schedule
-/// (a day between tries, twenty tries) and the queue's retention.
-const DELIVERED_KEPT_SECS: i64 = 30 * 86_400;
+/// (a day between tries, twenty tries) and the dead-letter queue's 14
+/// days, so a redriven dead letter does not go again where it landed.
+const DELIVERED_KEPT_SECS: i64 = 40 * 86_400;
 
 impl WebhookStore for DynamoStore {
     async fn delivered(&self, event_id: &str, endpoint: &str) -> Result<bool, StoreError> {
