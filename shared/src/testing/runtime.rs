@@ -205,6 +205,16 @@ pub fn valid_settings_env() -> Vec<(&'static str, String)> {
         (names::FOXRELOAD_BASE_URL, "http://127.0.0.1:9".into()),
         (names::FOXRELOAD_API_KEY, "test-key".into()),
         (names::AWS_ENDPOINT_URL, "http://127.0.0.1:9".into()),
+        // deliver-webhook's (the others read none).
+        (
+            names::WEBHOOK_QUEUE_URL,
+            "http://127.0.0.1:9/000000000000/webhook-queue".into(),
+        ),
+        (
+            names::WEBHOOK_DEAD_LETTER_QUEUE_URL,
+            "http://127.0.0.1:9/000000000000/webhook-dlq".into(),
+        ),
+        (names::WEBHOOK_SECRETS_PREFIX, "local-test/webhooks/".into()),
     ]
 }
 
