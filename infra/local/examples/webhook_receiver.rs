@@ -15,11 +15,8 @@ async fn main() {
             return StatusCode::UNAUTHORIZED; // not from foxrelay, or replayed late
         }
         // Every try of one event has the same webhook-id: deduplicate on it.
-        println!(
-            "{:?} {}",
-            headers["webhook-id"],
-            String::from_utf8_lossy(&body)
-        );
+        let id = &headers["webhook-id"];
+        println!("{id:?} {}", String::from_utf8_lossy(&body));
         StatusCode::NO_CONTENT
     };
     let app = Router::new().route("/hooks/foxrelay", post(receive));
