@@ -3,6 +3,7 @@
 //! nothing of AWS; adapters live beside the ports they implement.
 
 pub mod aws;
+pub mod batch;
 pub mod clock;
 pub mod domain;
 pub mod events;

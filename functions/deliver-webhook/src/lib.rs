@@ -3,14 +3,16 @@
 //!
 //! Fed by a queue subscribed to the order-events topic; each message is an
 //! event to send to every endpoint that wants it, or one endpoint's
-//! delivery tried again ([`deliver`]). A batch runs concurrently; a
-//! message that fails is reported by its id and delivered again (past the
-//! redrive bound, it lands in the dead-letter queue).
+//! delivery tried again ([`deliver`]). A batch runs concurrently
+//! ([`handle_batch`]); a message that fails is reported by its id and
+//! delivered again (past the redrive bound, it lands in the dead-letter
+//! queue).
 
 pub mod deliver;
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use deliver::Deliverer;
+use foxrelay_shared::batch::handle_batch;
 use foxrelay_shared::clock::SystemClock;
 use foxrelay_shared::startup::Context;
 use foxrelay_shared::store::DynamoStore;
@@ -18,7 +20,7 @@ use foxrelay_shared::webhook::{SecretsManagerSecrets, Sender, SqsWebhookQueue};
 use lambda_runtime::LambdaEvent;
 use std::convert::Infallible;
 use std::sync::Arc;
-use tracing::{Instrument, instrument, warn};
+use tracing::instrument;
 
 /// deliver-webhook never calls FoxReload; it opens codes and reads the
 /// webhook settings.
@@ -76,30 +78,11 @@ impl Handler {
         &self,
         event: LambdaEvent<SqsEvent>,
     ) -> Result<SqsBatchResponse, Infallible> {
-        let mut tasks = tokio::task::JoinSet::new();
-        let mut ids = std::collections::HashMap::new();
-        for record in event.payload.records {
+        let (_, response) = handle_batch(event.payload.records, "webhook message", |body| {
             let deliverer = self.deliverer.clone();
-            let id = record.message_id.unwrap_or_default();
-            let body = record.body.unwrap_or_default();
-            let task = tasks.spawn(async move { deliverer.handle(&body).await }.in_current_span());
-            ids.insert(task.id(), id);
-        }
-        let mut failures = Vec::new();
-        while let Some(joined) = tasks.join_next_with_id().await {
-            let (task, failure) = match joined {
-                Ok((_, Ok(_))) => continue,
-                Ok((task, Err(error))) => (task, error.to_string()),
-                Err(error) => (error.id(), format!("the task failed: {error}")),
-            };
-            let id = ids.remove(&task).unwrap_or_default();
-            warn!(message_id = %id, error = %failure, "webhook message kept for redelivery");
-            let mut item = BatchItemFailure::default();
-            item.item_identifier = id;
-            failures.push(item);
-        }
-        let mut response = SqsBatchResponse::default();
-        response.batch_item_failures = failures;
+            async move { deliverer.handle(&body).await }
+        })
+        .await;
         Ok(response)
     }
 }

@@ -7,7 +7,8 @@
 
 pub mod poll;
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use foxrelay_shared::batch::handle_batch;
 use foxrelay_shared::clock::{Clock, SystemClock};
 use foxrelay_shared::domain::order::OrderStatus;
 use foxrelay_shared::events::{EventPublisher, SnsPublisher};
@@ -20,7 +21,7 @@ use lambda_runtime::LambdaEvent;
 use poll::{Handled, PollOptions, PollOrderStore, Poller};
 use std::convert::Infallible;
 use std::sync::Arc;
-use tracing::{Instrument, instrument, warn};
+use tracing::instrument;
 
 /// Whether this function calls FoxReload: it reads, pays and reconciles orders.
 pub const FOXRELOAD_ACCESS: foxrelay_shared::settings::FoxReloadAccess =
@@ -117,59 +118,35 @@ where
         &self,
         event: LambdaEvent<SqsEvent>,
     ) -> Result<SqsBatchResponse, Infallible> {
-        let mut tasks = tokio::task::JoinSet::new();
-        let mut ids = std::collections::HashMap::new();
-        for record in event.payload.records {
+        let (handled, response) = handle_batch(event.payload.records, "poll message", |body| {
             let poller = self.poller.clone();
-            let id = record.message_id.unwrap_or_default();
-            let body = record.body.unwrap_or_default();
-            // In the invocation's span, so the message's log lines carry
-            // the request and trace ids.
-            let task = tasks.spawn(async move { poller.handle(&body).await }.in_current_span());
-            ids.insert(task.id(), id);
-        }
-        let mut failures = Vec::new();
-        while let Some(joined) = tasks.join_next_with_id().await {
-            let (task, failure) = match joined {
-                Ok((
-                    _,
-                    Ok(Handled::Finished {
-                        status,
-                        time_to_notify,
-                        short,
-                        ended,
-                    }),
-                )) => {
-                    let metric = if status == OrderStatus::Completed {
-                        Metric::OrdersCompleted
-                    } else {
-                        Metric::OrdersFailed
-                    };
-                    self.metrics.add(metric, 1);
-                    self.metrics.add(Metric::ShortDeliveries, u64::from(short));
-                    // Only orders FoxReload ended (see `Ended`).
-                    if ended.time_to_notify.is_some() {
-                        self.metrics.time_to_notify(time_to_notify);
-                    }
-                    self.metrics.ended(&ended);
-                    continue;
-                }
-                Ok((_, Ok(_))) => continue,
-                Ok((task, Err(error))) => (task, error.to_string()),
-                // A panic, in builds that unwind (tests). The release
-                // profile aborts instead: the container ends and the whole
-                // batch is delivered again.
-                Err(error) => (error.id(), format!("the task failed: {error}")),
+            async move { poller.handle(&body).await }
+        })
+        .await;
+        for outcome in handled {
+            let Handled::Finished {
+                status,
+                time_to_notify,
+                short,
+                ended,
+            } = outcome
+            else {
+                continue;
             };
-            let id = ids.remove(&task).unwrap_or_default();
-            warn!(message_id = %id, error = %failure, "poll message kept for redelivery");
-            let mut item = BatchItemFailure::default();
-            item.item_identifier = id;
-            failures.push(item);
+            let metric = if status == OrderStatus::Completed {
+                Metric::OrdersCompleted
+            } else {
+                Metric::OrdersFailed
+            };
+            self.metrics.add(metric, 1);
+            self.metrics.add(Metric::ShortDeliveries, u64::from(short));
+            // Only orders FoxReload ended (see `Ended`).
+            if ended.time_to_notify.is_some() {
+                self.metrics.time_to_notify(time_to_notify);
+            }
+            self.metrics.ended(&ended);
         }
         self.metrics.flush();
-        let mut response = SqsBatchResponse::default();
-        response.batch_item_failures = failures;
         Ok(response)
     }
 }
