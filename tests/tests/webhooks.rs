@@ -394,6 +394,61 @@ async fn every_delivery_verifies_each_event_arrives_once_per_id_retries_keep_it_
     stack.stop().await;
 }
 
+/// A stack without endpoints, and the event of an order completed in it.
+async fn one_completed_order(sim: &Simulator) -> (LocalStack, Value) {
+    let stack = start_stack(sim, &unique_prefix(), &json!([]))
+        .await
+        .unwrap();
+    let events_queue = subscribe_queue(
+        &stack.clients,
+        stack.resources.order_events_topic_arn(),
+        &format!("{}-events", unique_prefix()),
+    )
+    .await;
+    let ids = place(&stack, &[PRODUCT_FAST]).await;
+    let event = topic_events(&stack, &events_queue, &ids).await[&ids[0]].clone();
+    (stack, event)
+}
+
+/// A deliverer of `stack`'s, as deliver-webhook builds it, to `endpoints`
+/// (their secrets made) through `sender`.
+async fn deliverer_of(
+    stack: &LocalStack,
+    endpoints: Vec<foxrelay_shared::domain::webhook::Endpoint>,
+    sender: Sender,
+    retries: RetrySchedule,
+) -> Arc<
+    Deliverer<
+        foxrelay_shared::store::DynamoStore,
+        SqsWebhookQueue,
+        SecretsManagerSecrets,
+        SystemClock,
+    >,
+> {
+    for endpoint in &endpoints {
+        stack
+            .set_webhook_secret(&endpoint.id, &new_secret())
+            .await
+            .unwrap();
+    }
+    Arc::new(Deliverer {
+        store: stack.resources.store(&stack.clients),
+        queue: SqsWebhookQueue::new(
+            stack.clients.sqs.clone(),
+            stack.resources.get("WebhookQueue").unwrap(),
+            stack.resources.get("WebhookDeadLetterQueue").unwrap(),
+        ),
+        secrets: SecretsManagerSecrets::new(
+            stack.clients.secrets.clone(),
+            format!("{}/webhooks/", stack.prefix),
+        ),
+        sender,
+        endpoints: endpoints.into(),
+        retries,
+        clock: SystemClock,
+    })
+}
+
 /// The failures in a row endpoint `id`'s breaker holds.
 async fn store_breaker(stack: &LocalStack, id: &str) -> u32 {
     use foxrelay_shared::store::WebhookStore;
@@ -425,18 +480,7 @@ async fn an_endpoint_at_a_private_or_metadata_address_is_refused_when_read_and_w
 
     // When a name is resolved: names pinned to those addresses are never
     // reached, and the delivery says why.
-    let stack = start_stack(&sim, &unique_prefix(), &json!([]))
-        .await
-        .unwrap();
-    let prefix = unique_prefix();
-    let events_queue = subscribe_queue(
-        &stack.clients,
-        stack.resources.order_events_topic_arn(),
-        &format!("{prefix}-events"),
-    )
-    .await;
-    let ids = place(&stack, &[PRODUCT_FAST]).await;
-    let events = topic_events(&stack, &events_queue, &ids).await;
+    let (stack, event) = one_completed_order(&sim).await;
     let endpoints = parse_endpoints(
         &json!([
             {"id": "metadata", "url": "https://metadata.test/hook"},
@@ -446,9 +490,6 @@ async fn an_endpoint_at_a_private_or_metadata_address_is_refused_when_read_and_w
         Schemes::HttpsOnly,
     )
     .expect("names are not resolved when the list is read");
-    for id in ["metadata", "internal"] {
-        stack.set_webhook_secret(id, &new_secret()).await.unwrap();
-    }
     let pinned: Arc<[(String, std::net::IpAddr)]> = Arc::from(vec![
         (
             "metadata.test".to_owned(),
@@ -456,33 +497,17 @@ async fn an_endpoint_at_a_private_or_metadata_address_is_refused_when_read_and_w
         ),
         ("internal.test".to_owned(), "10.0.0.1".parse().unwrap()),
     ]);
-    let deliverer = Arc::new(Deliverer {
-        store: stack.resources.store(&stack.clients),
-        queue: SqsWebhookQueue::new(
-            stack.clients.sqs.clone(),
-            stack.resources.get("WebhookQueue").unwrap(),
-            stack.resources.get("WebhookDeadLetterQueue").unwrap(),
-        ),
-        secrets: SecretsManagerSecrets::new(
-            stack.clients.secrets.clone(),
-            format!("{}/webhooks/", stack.prefix),
-        ),
-        sender: Sender::with_guard(
-            Duration::from_secs(2),
-            PublicOnly {
-                allow_loopback: false,
-                pinned,
-            },
-        )
-        .unwrap(),
-        endpoints: endpoints.into(),
-        retries: RetrySchedule::parse("").unwrap(),
-        clock: SystemClock,
-    });
-    let outcomes = deliverer
-        .handle(&events[&ids[0]].to_string())
-        .await
-        .unwrap();
+    let sender = Sender::with_guard(
+        Duration::from_secs(2),
+        PublicOnly {
+            allow_loopback: false,
+            pinned,
+        },
+    )
+    .unwrap();
+    let deliverer =
+        deliverer_of(&stack, endpoints, sender, RetrySchedule::parse("").unwrap()).await;
+    let outcomes = deliverer.handle(&event.to_string()).await.unwrap();
     assert_eq!(outcomes.len(), 2);
     for outcome in &outcomes {
         let Outcome::DeadLettered { reason } = outcome else {
@@ -499,18 +524,7 @@ async fn an_endpoint_at_a_private_or_metadata_address_is_refused_when_read_and_w
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_message_never_sends_an_order_to_an_endpoint_of_another_caller_or_type() {
     let sim = simulator().await;
-    let stack = start_stack(&sim, &unique_prefix(), &json!([]))
-        .await
-        .unwrap();
-    let prefix = unique_prefix();
-    let events_queue = subscribe_queue(
-        &stack.clients,
-        stack.resources.order_events_topic_arn(),
-        &format!("{prefix}-events"),
-    )
-    .await;
-    let ids = place(&stack, &[PRODUCT_FAST]).await;
-    let event = topic_events(&stack, &events_queue, &ids).await[&ids[0]].clone();
+    let (stack, event) = one_completed_order(&sim).await;
     let receiver = Receiver::start(&new_secret(), 0);
     let endpoints = parse_endpoints(
         &json!([
@@ -521,25 +535,8 @@ async fn a_forged_message_never_sends_an_order_to_an_endpoint_of_another_caller_
         Schemes::LoopbackHttp,
     )
     .unwrap();
-    for id in ["partner", "failures"] {
-        stack.set_webhook_secret(id, &new_secret()).await.unwrap();
-    }
-    let deliverer = Arc::new(Deliverer {
-        store: stack.resources.store(&stack.clients),
-        queue: SqsWebhookQueue::new(
-            stack.clients.sqs.clone(),
-            stack.resources.get("WebhookQueue").unwrap(),
-            stack.resources.get("WebhookDeadLetterQueue").unwrap(),
-        ),
-        secrets: SecretsManagerSecrets::new(
-            stack.clients.secrets.clone(),
-            format!("{}/webhooks/", stack.prefix),
-        ),
-        sender: Sender::new(Duration::from_secs(2), true).unwrap(),
-        endpoints: endpoints.into(),
-        retries: RetrySchedule::default(),
-        clock: SystemClock,
-    });
+    let sender = Sender::new(Duration::from_secs(2), true).unwrap();
+    let deliverer = deliverer_of(&stack, endpoints, sender, RetrySchedule::default()).await;
     // The completed order's event, claiming another caller and type.
     let mut forged = event.clone();
     forged["placedBy"] = json!("someone-else");

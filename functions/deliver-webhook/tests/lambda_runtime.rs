@@ -3,7 +3,8 @@
 //! settings or with an endpoint list that is wrong, naming each problem.
 
 use foxrelay_shared::testing::{
-    FunctionProcess, Outcome, RuntimeApi, invoke_binary, start_binary_without, valid_settings_env,
+    FunctionProcess, Outcome, RuntimeApi, failed_message_ids, invoke_binary, sqs_batch,
+    start_binary_without, valid_settings_env,
 };
 use serde_json::json;
 use std::time::Duration;
@@ -12,24 +13,15 @@ const BINARY: &str = env!("CARGO_BIN_EXE_deliver-webhook");
 
 #[tokio::test]
 async fn binary_keeps_unreadable_messages_of_a_batch_for_redelivery() {
-    let record = |id: &str, body: &str| {
-        json!({"messageId": id, "receiptHandle": "h", "body": body,
-        "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:webhook-queue",
-        "awsRegion": "us-east-1"})
-    };
-    let event = json!({"Records": [record("m1", "{}"), record("m2", "not json")]});
+    let event = sqs_batch(&[("m1", "{}"), ("m2", "not json")]);
     let Outcome::Response(response) = invoke_binary(BINARY, event).await else {
         panic!("expected a response");
     };
-    let mut ids: Vec<_> = response["batchItemFailures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["itemIdentifier"].as_str().unwrap().to_owned())
-        .collect();
-    ids.sort();
-    assert_eq!(ids, vec!["m1", "m2"], "unreadable messages are kept");
+    assert_eq!(
+        failed_message_ids(&response),
+        vec!["m1", "m2"],
+        "unreadable messages are kept, none dropped"
+    );
 }
 
 #[tokio::test]

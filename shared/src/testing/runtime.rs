@@ -319,3 +319,33 @@ pub async fn start_binary_without(binary: &str, missing: &str) -> (Option<i32>, 
         .await
         .expect("a function without its settings exits")
 }
+
+/// An SQS batch event of `(message id, body)` records, as the event source
+/// mapping hands it to a function.
+pub fn sqs_batch(records: &[(&str, &str)]) -> Value {
+    let records: Vec<Value> = records
+        .iter()
+        .map(|(id, body)| {
+            serde_json::json!({"messageId": id, "receiptHandle": "h", "body": body,
+                "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:queue",
+                "awsRegion": "us-east-1"})
+        })
+        .collect();
+    serde_json::json!({ "Records": records })
+}
+
+/// The message ids a batch answer keeps for redelivery, sorted.
+pub fn failed_message_ids(response: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = response["batchItemFailures"]
+        .as_array()
+        .map(|failures| {
+            failures
+                .iter()
+                .filter_map(|f| f["itemIdentifier"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
