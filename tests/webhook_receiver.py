@@ -8,12 +8,15 @@ JSON line per request: the path, the webhook-id, whether the signature
 verified, the status answered and the body. Paths:
   /{name}          answers 204 once verified (401 if not);
   /flaky/{name}    answers 500 to the first FAIL_FIRST tries of each
-                   webhook-id, then as above.
+                   webhook-id, then as above;
+  /hang/{name}     answers nothing for 30 s (the sender gives up first).
+Each line also says when the request arrived (`at`, Unix milliseconds).
 """
 
 import json
 import sys
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -27,6 +30,7 @@ LOCK = threading.Lock()
 
 class Receiver(BaseHTTPRequestHandler):
     def do_POST(self):
+        arrived = int(time.time() * 1000)
         body = self.rfile.read(int(self.headers.get("content-length", "0")))
         headers = {k.lower(): v for k, v in self.headers.items()}
         try:
@@ -38,7 +42,9 @@ class Receiver(BaseHTTPRequestHandler):
         with LOCK:
             TRIES[(self.path, webhook_id)] += 1
             tries = TRIES[(self.path, webhook_id)]
-        if not verified:
+        if self.path.startswith("/hang/"):
+            status = 0
+        elif not verified:
             status = 401
         elif self.path.startswith("/flaky/") and tries <= FAIL_FIRST:
             status = 500
@@ -49,14 +55,18 @@ class Receiver(BaseHTTPRequestHandler):
             "id": webhook_id,
             "verified": verified,
             "status": status,
+            "at": arrived,
             "signatures": len(headers.get("webhook-signature", "").split()),
             "body": json.loads(body) if verified else None,
         }
+        with LOCK:
+            print(json.dumps(line), flush=True)
+        if status == 0:
+            time.sleep(30)
+            return
         self.send_response(status)
         self.send_header("content-length", "0")
         self.end_headers()
-        with LOCK:
-            print(json.dumps(line), flush=True)
 
     def log_message(self, *args):
         pass

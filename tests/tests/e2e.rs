@@ -48,6 +48,28 @@ fn options(prefix: &str, sim: &Simulator, copies: usize) -> StackOptions {
     local_stack_options(prefix, sim, &overrides, copies, Duration::from_secs(2))
 }
 
+/// A stored attribute as text, whatever its type, nested ones included.
+fn stored_text(value: &aws_sdk_dynamodb::types::AttributeValue) -> String {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    match value {
+        A::S(s) | A::N(s) => s.clone(),
+        A::B(b) => String::from_utf8_lossy(b.as_ref()).into_owned(),
+        A::Ss(list) | A::Ns(list) => list.join(" "),
+        A::Bs(list) => list
+            .iter()
+            .map(|b| String::from_utf8_lossy(b.as_ref()).into_owned())
+            .collect::<Vec<_>>()
+            .join(" "),
+        A::L(list) => list.iter().map(stored_text).collect::<Vec<_>>().join(" "),
+        A::M(map) => map
+            .iter()
+            .map(|(k, v)| format!("{k} {}", stored_text(v)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => format!("{other:?}"),
+    }
+}
+
 /// Places orders over HTTP, eight at a time; returns our order ids by
 /// product.
 async fn place_all(stack: &LocalStack, products: &[&'static str]) -> Vec<(String, &'static str)> {
@@ -168,6 +190,46 @@ async fn two_hundred_orders_end_with_exactly_their_codes_and_nothing_bought_twic
         counters.orders_created, 201,
         "zero duplicate supplier orders"
     );
+
+    // Whoever reads the table sees no code: every attribute of every item
+    // searched for every delivered code.
+    let delivered: BTreeSet<String> = events
+        .values()
+        .flat_map(|copies| copies[0].codes.iter().map(|c| c.code.clone()))
+        .collect();
+    assert!(delivered.len() >= 200, "{} codes", delivered.len());
+    let items = stack.resources.every_item(&stack.clients).await.unwrap();
+    for item in &items {
+        for (name, value) in item {
+            let seen = stored_text(value);
+            if let Some(code) = delivered.iter().find(|code| seen.contains(code.as_str())) {
+                panic!("{name} of {:?} holds code {code}", item.get("pk"));
+            }
+        }
+    }
+    // GET /orders/{orderId} opens them: the event's codes, in order.
+    let http = reqwest::Client::new();
+    for id in ids.iter().take(40) {
+        let response = http
+            .get(format!("http://{}/orders/{id}", stack.api_addr))
+            .send()
+            .await
+            .unwrap();
+        let (status, answer) = foxrelay_tests::http_answer("GET", response).await;
+        assert_eq!(status, 200, "{answer}");
+        let read: Vec<&str> = answer["codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["code"].as_str().unwrap())
+            .collect();
+        let published: Vec<&str> = events[id][0]
+            .codes
+            .iter()
+            .map(|c| c.code.as_str())
+            .collect();
+        assert_eq!(read, published, "order {id}");
+    }
 
     // The never-finishing order: one stall alert per alert interval.
     let mut alerts: Vec<time::OffsetDateTime> = Vec::new();

@@ -130,7 +130,7 @@ async fn start_stack(
         ("FOXRELOAD_CONNECT_TIMEOUT_MS", "500"),
         ("WEBHOOK_ENDPOINTS", endpoints.as_str()),
         ("WEBHOOK_RETRY_SCHEDULE_SECS", "1,1,1"),
-        ("WEBHOOK_TIMEOUT_MS", "2000"),
+        ("WEBHOOK_TIMEOUT_MS", "4000"),
     ];
     LocalStack::start(local_stack_options(
         prefix,
@@ -219,6 +219,8 @@ async fn every_delivery_verifies_each_event_arrives_once_per_id_retries_keep_it_
         {"id": "flaky", "url": receiver.url("/flaky/orders"), "codes": false,
          "types": ["order.failed"]},
         {"id": "down", "url": format!("http://127.0.0.1:{down}/hook")},
+        // Takes every request and never answers.
+        {"id": "hang", "url": receiver.url("/hang/orders")},
         {"id": "failures", "url": receiver.url("/failures"), "types": ["order.failed"]},
         {"id": "other-caller", "url": receiver.url("/other"), "placedBy": ["someone-else"]},
         // Its secret is never created: nothing is sent unsigned.
@@ -233,7 +235,7 @@ async fn every_delivery_verifies_each_event_arrives_once_per_id_retries_keep_it_
         .set_webhook_secret("shop", &format!("{old} {secret}"))
         .await
         .unwrap();
-    for id in ["flaky", "down", "failures", "other-caller"] {
+    for id in ["flaky", "down", "hang", "failures", "other-caller"] {
         stack.set_webhook_secret(id, &secret).await.unwrap();
     }
     let events_queue = subscribe_queue(
@@ -274,12 +276,12 @@ async fn every_delivery_verifies_each_event_arrives_once_per_id_retries_keep_it_
             .collect()
     };
     let mut dead = Vec::new();
-    // down's last tries wait for its breaker: opened for 30 s at its 5th
-    // failure, 60 s at its 6th.
-    let deadline = Instant::now() + Duration::from_secs(150);
+    // down's and hang's last tries wait for their breakers: opened for 30
+    // s at the 5th failure, 60 s at the 6th.
+    let deadline = Instant::now() + Duration::from_secs(180);
     while delivered("/shop") != event_ids
         || delivered("/flaky/orders") != failed
-        || dead.len() < event_ids.len() + failed.len()
+        || dead.len() < 2 * event_ids.len() + failed.len()
     {
         assert!(
             Instant::now() < deadline,
@@ -386,10 +388,45 @@ async fn every_delivery_verifies_each_event_arrives_once_per_id_retries_keep_it_
     assert!(unsigned[0].1.contains("no such secret"), "{unsigned:?}");
     assert!(receiver.seen("/unsigned").is_empty());
     assert_eq!(store_breaker(&stack, "unsigned").await, 0);
+    // hang: every event dead-lettered after its tries ran out of time;
+    // meanwhile shop had each event as soon as hang was asked for it, not
+    // after hang's timeout (4 s): an endpoint that never answers delays no
+    // other.
+    let hang_dead: Vec<&(Value, String)> = dead
+        .iter()
+        .filter(|(d, _)| d["endpoint"] == "hang")
+        .collect();
+    assert_eq!(hang_dead.len(), event_ids.len(), "{dead:#?}");
+    assert!(
+        hang_dead
+            .iter()
+            .all(|(_, r)| r.contains("no answer in time")),
+        "{hang_dead:#?}"
+    );
+    let first_arrival = |path: &str, id: &str| -> u64 {
+        receiver
+            .seen(path)
+            .iter()
+            .filter(|l| l["id"] == id)
+            .map(|l| l["at"].as_u64().unwrap())
+            .min()
+            .unwrap()
+    };
+    for id in &event_ids {
+        let (hang_at, shop_at) = (
+            first_arrival("/hang/orders", id),
+            first_arrival("/shop", id),
+        );
+        assert!(
+            shop_at < hang_at + 3_000,
+            "{id}: shop got it {} ms after hang was asked",
+            shop_at.saturating_sub(hang_at)
+        );
+    }
     assert_eq!(
         dead.len(),
-        down_dead.len() + unsigned.len(),
-        "only down's and unsigned's: {dead:#?}"
+        down_dead.len() + hang_dead.len() + unsigned.len(),
+        "only down's, hang's and unsigned's: {dead:#?}"
     );
     stack.stop().await;
 }
