@@ -1,7 +1,7 @@
 //! The release binary's shape: it starts under lambda_runtime, answers an
 //! API Gateway event, and refuses to start without its settings.
 
-use foxrelay_shared::testing::{Outcome, invoke_binary_with_output, start_binary_without};
+use foxrelay_shared::testing::{Outcome, assert_stops_naming_missing, invoke_binary_with_output};
 use serde_json::json;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_create-order");
@@ -40,7 +40,5 @@ async fn binary_answers_an_http_api_event_under_lambda_runtime() {
 
 #[tokio::test]
 async fn binary_without_table_name_stops_naming_it() {
-    let (code, stderr) = start_binary_without(BINARY, "TABLE_NAME").await;
-    assert_ne!(code, Some(0));
-    assert!(stderr.contains("TABLE_NAME is not set"), "{stderr}");
+    assert_stops_naming_missing(BINARY, "TABLE_NAME").await;
 }

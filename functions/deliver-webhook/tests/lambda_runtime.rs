@@ -3,8 +3,8 @@
 //! settings or with an endpoint list that is wrong, naming each problem.
 
 use foxrelay_shared::testing::{
-    FunctionProcess, Outcome, RuntimeApi, failed_message_ids, invoke_binary, sqs_batch,
-    start_binary_without, valid_settings_env,
+    FunctionProcess, RuntimeApi, assert_stops_naming_missing, assert_unreadable_batch_kept,
+    valid_settings_env,
 };
 use serde_json::json;
 use std::time::Duration;
@@ -13,22 +13,12 @@ const BINARY: &str = env!("CARGO_BIN_EXE_deliver-webhook");
 
 #[tokio::test]
 async fn binary_keeps_unreadable_messages_of_a_batch_for_redelivery() {
-    let event = sqs_batch(&[("m1", "{}"), ("m2", "not json")]);
-    let Outcome::Response(response) = invoke_binary(BINARY, event).await else {
-        panic!("expected a response");
-    };
-    assert_eq!(
-        failed_message_ids(&response),
-        vec!["m1", "m2"],
-        "unreadable messages are kept, none dropped"
-    );
+    assert_unreadable_batch_kept(BINARY, &[("m1", "{}"), ("m2", "not json")]).await;
 }
 
 #[tokio::test]
 async fn binary_without_its_queue_stops_naming_it() {
-    let (code, stderr) = start_binary_without(BINARY, "WEBHOOK_QUEUE_URL").await;
-    assert_ne!(code, Some(0));
-    assert!(stderr.contains("WEBHOOK_QUEUE_URL is not set"), "{stderr}");
+    assert_stops_naming_missing(BINARY, "WEBHOOK_QUEUE_URL").await;
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! for a scheduled EventBridge event (here against an unreachable table, so
 //! the run fails and says why), and refuses to start without its settings.
 
-use foxrelay_shared::testing::{Outcome, invoke_binary, start_binary_without};
+use foxrelay_shared::testing::{Outcome, assert_stops_naming_missing, invoke_binary};
 use serde_json::json;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_scan-stalled");
@@ -21,10 +21,5 @@ async fn binary_runs_a_sweep_for_a_scheduled_event_and_reports_its_failure() {
 
 #[tokio::test]
 async fn binary_without_ops_alerts_topic_stops_naming_it() {
-    let (code, stderr) = start_binary_without(BINARY, "OPS_ALERTS_TOPIC_ARN").await;
-    assert_ne!(code, Some(0));
-    assert!(
-        stderr.contains("OPS_ALERTS_TOPIC_ARN is not set"),
-        "{stderr}"
-    );
+    assert_stops_naming_missing(BINARY, "OPS_ALERTS_TOPIC_ARN").await;
 }

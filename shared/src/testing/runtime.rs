@@ -307,7 +307,7 @@ pub async fn invoke_binary_with_output(binary: &str, event: Value) -> (Outcome, 
 
 /// Starts `binary` without one required setting and returns its exit code
 /// and standard error.
-pub async fn start_binary_without(binary: &str, missing: &str) -> (Option<i32>, String) {
+async fn start_binary_without(binary: &str, missing: &str) -> (Option<i32>, String) {
     let api = RuntimeApi::start().await.expect("runtime API starts");
     let env: Vec<_> = valid_settings_env()
         .into_iter()
@@ -318,6 +318,33 @@ pub async fn start_binary_without(binary: &str, missing: &str) -> (Option<i32>, 
         .exit(Duration::from_secs(30))
         .await
         .expect("a function without its settings exits")
+}
+
+/// Asserts that `binary`, started without the setting `missing`, exits with
+/// a failure whose standard error names it.
+pub async fn assert_stops_naming_missing(binary: &str, missing: &str) {
+    let (code, stderr) = start_binary_without(binary, missing).await;
+    assert_ne!(code, Some(0), "{binary} without {missing}: {stderr}");
+    assert!(
+        stderr.contains(&format!("{missing} is not set")),
+        "{binary} without {missing}: {stderr}"
+    );
+}
+
+/// Asserts that `binary`, handed an SQS batch of `(message id, body)`
+/// records none of which it can read, answers with every one of them kept
+/// for redelivery: nothing dropped.
+pub async fn assert_unreadable_batch_kept(binary: &str, records: &[(&str, &str)]) {
+    let Outcome::Response(response) = invoke_binary(binary, sqs_batch(records)).await else {
+        panic!("{binary}: expected a response");
+    };
+    let mut sent: Vec<&str> = records.iter().map(|(id, _)| *id).collect();
+    sent.sort_unstable();
+    assert_eq!(
+        failed_message_ids(&response),
+        sent,
+        "unreadable messages are kept, none dropped"
+    );
 }
 
 /// An SQS batch event of `(message id, body)` records, as the event source
