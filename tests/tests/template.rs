@@ -1387,6 +1387,7 @@ fn metric_sets() -> BTreeMap<&'static str, foxrelay_shared::metrics::MetricSet> 
         create_order::METRICS,
         poll_order::METRICS,
         scan_stalled::METRICS,
+        deliver_webhook::METRICS,
     ]
     .into_iter()
     .map(|set| (set.function, set))
@@ -1581,6 +1582,11 @@ fn the_saved_queries_read_every_function_log_group_by_the_fields_the_functions_w
         let names = query["LogGroupNames"].as_array().unwrap();
         for group in &groups {
             assert!(names.contains(group), "{id} does not read {group}");
+        }
+        if id == "OneOrderQuery" {
+            // An order's webhook deliveries are part of its story.
+            let group = json!({"Ref": "DeliverWebhookLogGroup"});
+            assert!(names.contains(&group), "{id} does not read {group}");
         }
     }
 }

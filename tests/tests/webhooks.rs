@@ -4,11 +4,14 @@
 //! package, as a reseller's would; and the SSRF guard, when the endpoint
 //! list is read and when a name is resolved.
 
+use aws_lambda_events::event::sqs::SqsEvent;
 use deliver_webhook::deliver::{Deliverer, Outcome};
 use foxrelay_local::LocalStack;
 use foxrelay_shared::clock::SystemClock;
 use foxrelay_shared::domain::webhook::{RetrySchedule, Schemes, parse_endpoints};
+use foxrelay_shared::metrics::Metrics;
 use foxrelay_shared::store::OrderReader;
+use foxrelay_shared::testing::sqs_batch;
 use foxrelay_shared::webhook::{
     PublicOnly, SecretsManagerSecrets, Sender, SqsWebhookQueue, new_secret,
 };
@@ -16,6 +19,7 @@ use foxrelay_tests::{drain_json, local_stack_options, subscribe_queue, unique_pr
 use foxreload_sim::{
     PRODUCT_ACTIVATION, PRODUCT_FAIL, PRODUCT_FAST, PRODUCT_MANY, SimConfig, Simulator, Timing,
 };
+use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -448,10 +452,11 @@ async fn one_completed_order(sim: &Simulator) -> (LocalStack, Value) {
 }
 
 /// A deliverer of `stack`'s, as deliver-webhook builds it, to `endpoints`
-/// (their secrets made) through `sender`.
+/// (each given `secret`) through `sender`.
 async fn deliverer_of(
     stack: &LocalStack,
     endpoints: Vec<foxrelay_shared::domain::webhook::Endpoint>,
+    secret: &str,
     sender: Sender,
     retries: RetrySchedule,
 ) -> Arc<
@@ -464,7 +469,7 @@ async fn deliverer_of(
 > {
     for endpoint in &endpoints {
         stack
-            .set_webhook_secret(&endpoint.id, &new_secret())
+            .set_webhook_secret(&endpoint.id, secret)
             .await
             .unwrap();
     }
@@ -542,8 +547,8 @@ async fn an_endpoint_at_a_private_or_metadata_address_is_refused_when_read_and_w
         },
     )
     .unwrap();
-    let deliverer =
-        deliverer_of(&stack, endpoints, sender, RetrySchedule::parse("").unwrap()).await;
+    let retries = RetrySchedule::parse("").unwrap();
+    let deliverer = deliverer_of(&stack, endpoints, &new_secret(), sender, retries).await;
     let outcomes = deliverer.handle(&event.to_string()).await.unwrap();
     assert_eq!(outcomes.len(), 2);
     for outcome in &outcomes {
@@ -562,7 +567,8 @@ async fn an_endpoint_at_a_private_or_metadata_address_is_refused_when_read_and_w
 async fn a_forged_message_never_sends_an_order_to_an_endpoint_of_another_caller_or_type() {
     let sim = simulator().await;
     let (stack, event) = one_completed_order(&sim).await;
-    let receiver = Receiver::start(&new_secret(), 0);
+    let secret = new_secret();
+    let receiver = Receiver::start(&secret, 0);
     let endpoints = parse_endpoints(
         &json!([
             {"id": "partner", "url": receiver.url("/partner"), "placedBy": ["someone-else"]},
@@ -573,7 +579,8 @@ async fn a_forged_message_never_sends_an_order_to_an_endpoint_of_another_caller_
     )
     .unwrap();
     let sender = Sender::new(Duration::from_secs(2), true).unwrap();
-    let deliverer = deliverer_of(&stack, endpoints, sender, RetrySchedule::default()).await;
+    let deliverer =
+        deliverer_of(&stack, endpoints, &secret, sender, RetrySchedule::default()).await;
     // The completed order's event, claiming another caller and type.
     let mut forged = event.clone();
     forged["placedBy"] = json!("someone-else");
@@ -597,5 +604,110 @@ async fn a_forged_message_never_sends_an_order_to_an_endpoint_of_another_caller_
         "nothing was sent"
     );
     assert_eq!(dead_letters(&stack).await.len(), 3);
+    stack.stop().await;
+}
+
+/// The messages on the webhook queue (tries queued again), as an SQS batch
+/// event hands them over; waits until `count` have come.
+async fn queued_tries(stack: &LocalStack, count: usize) -> SqsEvent {
+    let url = stack.resources.get("WebhookQueue").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut records = Vec::new();
+    while records.len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {count} tries queued",
+            records.len()
+        );
+        let got = stack
+            .clients
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .visibility_timeout(600)
+            .send()
+            .await
+            .unwrap();
+        for m in got.messages() {
+            records.push((
+                m.message_id().unwrap().to_owned(),
+                m.body().unwrap().to_owned(),
+            ));
+        }
+    }
+    let records: Vec<(&str, &str)> = records
+        .iter()
+        .map(|(id, body)| (id.as_str(), body.as_str()))
+        .collect();
+    serde_json::from_value(sqs_batch(&records)).unwrap()
+}
+
+/// The counters of the last EMF line `handler` flushed.
+fn last_counts(handler: &deliver_webhook::Handler) -> [u64; 3] {
+    let lines = handler.metrics().lines();
+    let last: Value = serde_json::from_str(lines.last().expect("a flushed line")).unwrap();
+    assert_eq!(last["Function"], "deliver-webhook", "{last}");
+    [
+        "WebhooksDelivered",
+        "WebhookRetries",
+        "WebhooksDeadLettered",
+    ]
+    .map(|name| {
+        last[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name}: {last}"))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_batch_counts_its_deliveries_failed_tries_and_dead_letters_zeros_included() {
+    let sim = simulator().await;
+    let (stack, event) = one_completed_order(&sim).await;
+    let secret = new_secret();
+    let receiver = Receiver::start(&secret, 1);
+    let endpoints = parse_endpoints(
+        &json!([
+            {"id": "ok", "url": receiver.url("/ok")},
+            {"id": "flaky", "url": receiver.url("/flaky/orders")},
+            {"id": "down", "url": format!("http://127.0.0.1:{}/hook", closed_port())},
+        ])
+        .to_string(),
+        Schemes::LoopbackHttp,
+    )
+    .unwrap();
+    let sender = Sender::new(Duration::from_secs(2), true).unwrap();
+    // One try again, a second after the first.
+    let retries = RetrySchedule::parse("1").unwrap();
+    let deliverer = deliverer_of(&stack, endpoints, &secret, sender, retries).await;
+    let handler = deliver_webhook::Handler::from_deliverer(
+        deliverer,
+        Metrics::in_memory("test", deliver_webhook::METRICS),
+    );
+    let invoke = |batch: SqsEvent| {
+        handler.handle(LambdaEvent::new(batch, lambda_runtime::Context::default()))
+    };
+
+    // The event: ok has it, flaky answers 500 and down is not there; both
+    // are queued to be tried again.
+    let batch: SqsEvent =
+        serde_json::from_value(sqs_batch(&[("event", &event.to_string())])).unwrap();
+    let answer = invoke(batch).await.unwrap();
+    assert!(answer.batch_item_failures.is_empty());
+    assert_eq!(last_counts(&handler), [1, 2, 0], "delivered, retries, dead");
+
+    // Their second and last tries: flaky has it, down is dead-lettered.
+    let answer = invoke(queued_tries(&stack, 2).await).await.unwrap();
+    assert!(answer.batch_item_failures.is_empty());
+    assert_eq!(last_counts(&handler), [1, 0, 1], "delivered, retries, dead");
+
+    // A batch with nothing to do writes zeros, so alarms always have data.
+    let empty: SqsEvent = serde_json::from_value(sqs_batch(&[])).unwrap();
+    invoke(empty).await.unwrap();
+    assert_eq!(last_counts(&handler), [0, 0, 0]);
+    assert_eq!(receiver.seen("/ok").len(), 1);
+    assert_eq!(receiver.seen("/flaky/orders").len(), 2);
+    assert_eq!(dead_letters(&stack).await.len(), 1);
     stack.stop().await;
 }

@@ -11,9 +11,10 @@
 pub mod deliver;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use deliver::Deliverer;
+use deliver::{Deliverer, Outcome};
 use foxrelay_shared::batch::handle_batch;
 use foxrelay_shared::clock::SystemClock;
+use foxrelay_shared::metrics::{Metric, MetricSet, Metrics};
 use foxrelay_shared::startup::Context;
 use foxrelay_shared::store::DynamoStore;
 use foxrelay_shared::webhook::{SecretsManagerSecrets, Sender, SqsWebhookQueue};
@@ -27,8 +28,18 @@ use tracing::instrument;
 pub const FOXRELOAD_ACCESS: foxrelay_shared::settings::FoxReloadAccess =
     foxrelay_shared::settings::FoxReloadAccess::Webhooks;
 
-/// This function's name in logs.
+/// This function's name in logs and metrics.
 pub const FUNCTION: &str = "deliver-webhook";
+
+/// The metrics deliver-webhook writes after every batch, zeros included.
+pub const METRICS: MetricSet = MetricSet {
+    function: FUNCTION,
+    declared: &[
+        Metric::WebhooksDelivered,
+        Metric::WebhookRetries,
+        Metric::WebhooksDeadLettered,
+    ],
+};
 
 /// The live deliverer.
 pub type LiveDeliverer =
@@ -37,6 +48,7 @@ pub type LiveDeliverer =
 /// The deliver-webhook handler; built once per container.
 pub struct Handler {
     deliverer: Arc<LiveDeliverer>,
+    metrics: Metrics,
 }
 
 /// Why the handler could not be built.
@@ -49,7 +61,8 @@ impl Handler {
         let webhooks = &context.settings.webhooks;
         let sender = Sender::new(webhooks.timeout, webhooks.allow_loopback)
             .map_err(|e| BuildError(Box::new(e)))?;
-        Ok(Self::from_deliverer(Deliverer {
+        let metrics = context.metrics(METRICS);
+        let deliverer = Deliverer {
             store: context.store(),
             queue: SqsWebhookQueue::new(
                 context.aws.sqs.clone(),
@@ -64,13 +77,19 @@ impl Handler {
             endpoints: webhooks.endpoints.clone().into(),
             retries: webhooks.retries.clone(),
             clock: SystemClock,
-        }))
+        };
+        Ok(Self::from_deliverer(Arc::new(deliverer), metrics))
     }
 
-    pub fn from_deliverer(deliverer: LiveDeliverer) -> Self {
-        Self {
-            deliverer: Arc::new(deliverer),
-        }
+    /// A handler over `deliverer` that counts its outcomes into `metrics`
+    /// and flushes them after every batch.
+    pub fn from_deliverer(deliverer: Arc<LiveDeliverer>, metrics: Metrics) -> Self {
+        Self { deliverer, metrics }
+    }
+
+    /// This handler's metric counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     #[instrument(skip_all, fields(messages = event.payload.records.len()))]
@@ -78,11 +97,21 @@ impl Handler {
         &self,
         event: LambdaEvent<SqsEvent>,
     ) -> Result<SqsBatchResponse, Infallible> {
-        let (_, response) = handle_batch(event.payload.records, "webhook message", |body| {
+        let (handled, response) = handle_batch(event.payload.records, "webhook message", |body| {
             let deliverer = self.deliverer.clone();
             async move { deliverer.handle(&body).await }
         })
         .await;
+        for outcome in handled.iter().flatten() {
+            let metric = match outcome {
+                Outcome::Delivered { .. } => Metric::WebhooksDelivered,
+                Outcome::Retrying { .. } => Metric::WebhookRetries,
+                Outcome::DeadLettered { .. } => Metric::WebhooksDeadLettered,
+                Outcome::AlreadyDelivered | Outcome::Waiting => continue,
+            };
+            self.metrics.add(metric, 1);
+        }
+        self.metrics.flush();
         Ok(response)
     }
 }

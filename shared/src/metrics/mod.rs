@@ -7,7 +7,7 @@
 //! invocation's figures.
 //!
 //! Every metric carries the dimension `Function` (`create-order`,
-//! `poll-order`, `scan-stalled`). Every counter a function declares is
+//! `poll-order`, `scan-stalled`, `deliver-webhook`). Every counter a function declares is
 //! written on every flush, zeros included, so an alarm on it always has
 //! data. Supplier errors are also written per kind (`ErrorKind`) and supplier
 //! latency per operation (`Operation`), on lines of their own; timings are
@@ -69,6 +69,14 @@ pub enum Metric {
     ReconciliationsUndecided,
     /// Orders completed with fewer codes than units and no item error.
     ShortDeliveries,
+    /// Webhook deliveries an endpoint answered with a 2xx.
+    WebhooksDelivered,
+    /// Webhook tries that failed (an error, a non-2xx, no answer in time, a
+    /// breaker open) and were queued to be tried again.
+    WebhookRetries,
+    /// Webhook deliveries sent to the webhook dead-letter queue: tries run
+    /// out, or one that can never succeed.
+    WebhooksDeadLettered,
 }
 
 impl Metric {
@@ -89,6 +97,9 @@ impl Metric {
             Self::ReconciliationsNothing => "ReconciliationsNothing",
             Self::ReconciliationsUndecided => "ReconciliationsUndecided",
             Self::ShortDeliveries => "ShortDeliveries",
+            Self::WebhooksDelivered => "WebhooksDelivered",
+            Self::WebhookRetries => "WebhookRetries",
+            Self::WebhooksDeadLettered => "WebhooksDeadLettered",
         }
     }
 }
