@@ -75,8 +75,9 @@ pub fn code_calls() -> BTreeMap<&'static str, Calls> {
                 (&["dynamodb:Query"], &[PENDING_INDEX]),
                 (&["sqs:SendMessage"], &[POLL_QUEUE]),
                 (&["sns:Publish"], &[ORDER_EVENTS_TOPIC, OPS_ALERTS_TOPIC]),
-                // Sealing the codes it stores.
-                (&["kms:GenerateDataKey"], &[STACK_KEY]),
+                // Sealing the codes it stores; opening codes another
+                // container sealed, to publish an end left un-notified.
+                (&["kms:GenerateDataKey", "kms:Decrypt"], &[STACK_KEY]),
             ]),
         ),
         (

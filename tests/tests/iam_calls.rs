@@ -5,7 +5,8 @@
 //! finished order; polling through failed reads to a completion, to a
 //! failure, to a completion of more than 99 codes, and reconciling an order
 //! left undecided; a sweep that alerts, revives, republishes and hands a
-//! dead create with a lapsed key to reconciliation; webhooks delivered to a
+//! dead create with a lapsed key to reconciliation, and poll-order in
+//! another container publishing the end it handed over; webhooks delivered to a
 //! healthy endpoint, and tried again then dead-lettered for a down one),
 //! and what they called is compared with `foxrelay_tests::grants`, the table
 //! the template test holds every role to.
@@ -214,7 +215,7 @@ async fn calls_exactly_what_roles_grant() {
     let poll = poll_order::Handler::with_options(context.clone(), poll_options());
     let events = w.run_until_notified(&poll, &w.source(1, false), &ids).await;
     assert!(ids.iter().all(|id| events.contains_key(id)), "{events:?}");
-    let poll_calls = proxy.take();
+    let mut poll_calls = proxy.take();
 
     // create-order again, in another container (its own sealer): a
     // finished order is read with its codes, opened with the key KMS
@@ -441,6 +442,26 @@ async fn calls_exactly_what_roles_grant() {
         "{:?}",
         scan_calls.actions
     );
+
+    // poll-order in another container publishes the end the sweep handed
+    // over: its codes were sealed elsewhere, so KMS unwraps their data key.
+    let publisher = poll_order::Handler::with_options(
+        Context::build(context.settings.clone(), context.aws.clone())
+            .await
+            .unwrap(),
+        poll_options(),
+    );
+    let unnotified = ["iam-unnotified".to_owned()];
+    let republished = w
+        .run_until_notified(&publisher, &w.source(1, false), &unnotified)
+        .await;
+    let codes: Vec<&str> = republished["iam-unnotified"][0]
+        .codes
+        .iter()
+        .map(|c| c.code.as_str())
+        .collect();
+    assert_eq!(codes, ["FOX-IAM-1"]);
+    poll_calls.merge(proxy.take());
 
     // Where a role is narrowed to some partition keys, every item the code
     // touched with that action is under one of them: create-order writes
