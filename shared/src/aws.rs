@@ -11,6 +11,7 @@ use crate::settings::{ApiKey, ApiKeySource};
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use std::time::Duration;
 
 /// Slowest single AWS call we wait for. Longer than any SQS long poll the
@@ -39,6 +40,27 @@ impl LocalAws {
             endpoint_url: endpoint_url.into(),
             region: Self::REGION.to_owned(),
         }
+    }
+}
+
+/// Whether an AWS SDK failure passes with time: no answer (a timeout, a
+/// connection that failed, an answer cut short), a 5xx, or one of the
+/// service's `transient` error codes (its throttling and the like). Every
+/// SDK crate's `SdkError` is this one type, so each adapter sorts its
+/// failures here with its service's codes.
+pub fn passes_with_time<E: ProvideErrorMetadata>(error: &SdkError<E>, transient: &[&str]) -> bool {
+    match error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => {
+            service.raw().status().is_server_error()
+                || service
+                    .err()
+                    .code()
+                    .is_some_and(|code| transient.contains(&code))
+        }
+        _ => false,
     }
 }
 

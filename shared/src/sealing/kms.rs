@@ -76,6 +76,14 @@ impl DataKeys for KmsDataKeys {
     }
 }
 
+/// KMS's error codes that pass with time.
+const TRANSIENT: &[&str] = &[
+    "ThrottlingException",
+    "KMSInternalException",
+    "DependencyTimeoutException",
+    "KeyUnavailableException",
+];
+
 /// Sorts a KMS failure: throttling, KMS's own failures and transport
 /// trouble pass with time; a blob that does not unwrap (another key,
 /// another context, changed) is a broken value; the rest is refused.
@@ -83,32 +91,17 @@ fn kms_error<E>(operation: &'static str, error: SdkError<E>) -> SealError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let passes = match &error {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(service) => {
-            if matches!(
-                service.err().code(),
-                Some("InvalidCiphertextException" | "IncorrectKeyException")
-            ) {
-                return SealError::Broken(
-                    "the data key does not unwrap under this stack's key as a key for codes",
-                );
-            }
-            service.raw().status().is_server_error()
-                || matches!(
-                    service.err().code(),
-                    Some(
-                        "ThrottlingException"
-                            | "KMSInternalException"
-                            | "DependencyTimeoutException"
-                            | "KeyUnavailableException"
-                    )
-                )
-        }
-        _ => false,
-    };
+    if let SdkError::ServiceError(service) = &error
+        && matches!(
+            service.err().code(),
+            Some("InvalidCiphertextException" | "IncorrectKeyException")
+        )
+    {
+        return SealError::Broken(
+            "the data key does not unwrap under this stack's key as a key for codes",
+        );
+    }
+    let passes = crate::aws::passes_with_time(&error, TRANSIENT);
     let source = Box::new(error);
     if passes {
         SealError::Unavailable { operation, source }

@@ -22,28 +22,19 @@ where
     }
 }
 
+/// DynamoDB's error codes that pass with time.
+const TRANSIENT: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "ThrottlingException",
+    "InternalServerError",
+    "TransactionConflictException",
+    "TransactionInProgressException",
+];
+
 /// Whether an SDK failure passes with time (throttling, 5xx, transport).
 pub(super) fn passes<E: ProvideErrorMetadata>(error: &SdkError<E>) -> bool {
-    match error {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(service) => {
-            service.raw().status().is_server_error()
-                || matches!(
-                    service.err().code(),
-                    Some(
-                        "ProvisionedThroughputExceededException"
-                            | "RequestLimitExceeded"
-                            | "ThrottlingException"
-                            | "InternalServerError"
-                            | "TransactionConflictException"
-                            | "TransactionInProgressException"
-                    )
-                )
-        }
-        _ => false,
-    }
+    crate::aws::passes_with_time(error, TRANSIENT)
 }
 
 /// A conditional write's outcome: written, or refused by its condition;
