@@ -711,3 +711,81 @@ async fn each_batch_counts_its_deliveries_failed_tries_and_dead_letters_zeros_in
     assert_eq!(dead_letters(&stack).await.len(), 1);
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_open_breaker_lets_one_delivery_probe_and_holds_the_others() {
+    use foxrelay_shared::domain::webhook::Breaker;
+    use foxrelay_shared::store::WebhookStore;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let sim = simulator().await;
+    let (stack, event) = one_completed_order(&sim).await;
+    // An endpoint that takes every connection and never answers; each
+    // connection counted.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    let endpoints = parse_endpoints(
+        &json!([{"id": "stuck", "url": format!("http://127.0.0.1:{port}/hook")}]).to_string(),
+        Schemes::LoopbackHttp,
+    )
+    .unwrap();
+    let sender = Sender::new(Duration::from_secs(2), true).unwrap();
+    let deliverer = deliverer_of(
+        &stack,
+        endpoints,
+        &new_secret(),
+        sender,
+        RetrySchedule::default(),
+    )
+    .await;
+    // Its breaker opened 40 s ago for 30 s: half-open now.
+    let store = stack.resources.store(&stack.clients);
+    let now_ms = || (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let opened = now_ms() - 40_000;
+    for _ in 0..Breaker::OPEN_AFTER {
+        store.record_failure("stuck", opened).await.unwrap();
+    }
+    assert!(store.breaker("stuck").await.unwrap().half_open(now_ms()));
+
+    // Six deliveries to it at once, as one batch.
+    let handler = deliver_webhook::Handler::from_deliverer(
+        deliverer,
+        Metrics::in_memory("test", deliver_webhook::METRICS),
+    );
+    let message = json!({"eventId": event["eventId"], "orderId": event["orderId"],
+                         "endpoint": "stuck", "attempt": 1, "notBeforeMs": 0})
+    .to_string();
+    let ids: Vec<String> = (0..6).map(|i| format!("m{i}")).collect();
+    let records: Vec<(&str, &str)> = ids
+        .iter()
+        .map(|id| (id.as_str(), message.as_str()))
+        .collect();
+    let batch: SqsEvent = serde_json::from_value(sqs_batch(&records)).unwrap();
+    let started = now_ms();
+    let answer = handler
+        .handle(LambdaEvent::new(batch, lambda_runtime::Context::default()))
+        .await
+        .unwrap();
+    assert!(answer.batch_item_failures.is_empty());
+
+    // One probe reached it; the other five were held without a request;
+    // all six are to be tried again, and the probe's failure opened the
+    // breaker again, for twice as long.
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "one probe");
+    assert_eq!(last_counts(&handler), [0, 6, 0], "delivered, retries, dead");
+    let breaker = store.breaker("stuck").await.unwrap();
+    assert_eq!(breaker.failures, Breaker::OPEN_AFTER + 1);
+    assert!(
+        breaker.open_until_ms >= started + 60_000,
+        "open for 60 s from the probe's failure: {breaker:?}, started {started}"
+    );
+    stack.stop().await;
+}

@@ -213,6 +213,20 @@ where
         now: time::OffsetDateTime,
     ) -> Result<Tried, DeliverError> {
         let now_ms = unix_ms(now);
+        let mut breaker = *breaker;
+        if breaker.half_open(now_ms) && !delivery.held {
+            // One delivery probes; the others wait as while it was open.
+            let until = Breaker::probe_until(now_ms, self.sender.timeout());
+            if self
+                .store
+                .claim_probe(&endpoint.id, breaker.open_until_ms, until)
+                .await?
+            {
+                info!("the endpoint's breaker is half-open: this delivery probes it");
+            } else {
+                breaker = self.store.breaker(&endpoint.id).await?;
+            }
+        }
         if !breaker.allows(now_ms) && !delivery.held {
             if self.retries.after(delivery.attempt).is_none() {
                 return Ok(Tried::Postponed(breaker.open_until_ms));

@@ -356,9 +356,10 @@ impl RetrySchedule {
 /// in a row it opens, and deliveries to it are counted as failed tries
 /// without a request, so an endpoint down for hours neither slows the
 /// others nor holds the function's concurrency. Once its cool-off has
-/// passed, the next delivery is tried (half-open): a success closes it,
-/// a failure opens it again for twice as long (at most
-/// [`Breaker::MAX_COOL_OFF`]).
+/// passed it is half-open: one delivery claims the probe (for its
+/// request's time, [`Breaker::probe_until`]) and is sent, the others are
+/// held as while it was open; a success closes it, a failure opens it
+/// again for twice as long (at most [`Breaker::MAX_COOL_OFF`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Breaker {
     /// Failed tries in a row.
@@ -375,9 +376,28 @@ impl Breaker {
     /// The longest cool-off.
     pub const MAX_COOL_OFF: Duration = Duration::from_secs(600);
 
+    /// Beyond a request's timeout, how long a probe keeps the breaker
+    /// held for itself.
+    pub const PROBE_MARGIN: Duration = Duration::from_secs(5);
+
     /// Whether a request may be sent at `now_ms`.
     pub fn allows(&self, now_ms: i64) -> bool {
         now_ms >= self.open_until_ms
+    }
+
+    /// Whether its cool-off has passed after it opened: one request (the
+    /// probe) may be sent, once claimed.
+    pub fn half_open(&self, now_ms: i64) -> bool {
+        self.failures >= Self::OPEN_AFTER && self.allows(now_ms)
+    }
+
+    /// Until when a probe sent at `now_ms`, its request taking at most
+    /// `timeout`, holds the breaker: other deliveries are not sent
+    /// meanwhile, and a probe that never reports (its function stopped)
+    /// lets another one go after.
+    pub fn probe_until(now_ms: i64, timeout: Duration) -> i64 {
+        let held = timeout.saturating_add(Self::PROBE_MARGIN);
+        now_ms.saturating_add(i64::try_from(held.as_millis()).unwrap_or(i64::MAX))
     }
 
     /// After a failed request at `now_ms`.
@@ -614,7 +634,14 @@ mod tests {
         breaker = breaker.after_failure(1_000);
         assert!(!breaker.allows(1_000));
         assert!(!breaker.allows(30_999));
+        assert!(!breaker.half_open(30_999));
         assert!(breaker.allows(31_000), "half-open once the cool-off passed");
+        assert!(breaker.half_open(31_000));
+        assert_eq!(
+            Breaker::probe_until(31_000, Duration::from_secs(10)),
+            46_000,
+            "the request's timeout and the margin"
+        );
         breaker = breaker.after_failure(31_000);
         assert_eq!(breaker.open_until_ms, 31_000 + 60_000);
         for _ in 0..20 {
@@ -629,5 +656,9 @@ mod tests {
             }
         );
         assert!(Breaker::default().allows(0));
+        assert!(
+            !Breaker::with_failures(4, 0).half_open(0),
+            "closed, not half-open"
+        );
     }
 }

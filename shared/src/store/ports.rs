@@ -78,6 +78,17 @@ pub trait WebhookStore: OrderReader {
         now_ms: i64,
     ) -> impl Future<Output = Result<crate::domain::webhook::Breaker, StoreError>> + Send;
 
+    /// Claims `endpoint`'s half-open breaker for one probe: holds it open
+    /// until `until_ms`, if it still opens until `seen_open_until_ms` (as
+    /// this delivery read it). False: another delivery claimed it, or it
+    /// changed meanwhile.
+    fn claim_probe(
+        &self,
+        endpoint: &str,
+        seen_open_until_ms: i64,
+        until_ms: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Closes `endpoint`'s breaker after a success.
     fn close_breaker(&self, endpoint: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

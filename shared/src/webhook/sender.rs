@@ -27,6 +27,7 @@ pub enum Attempt {
 pub struct Sender {
     client: reqwest::Client,
     allow_loopback: bool,
+    timeout: Duration,
 }
 
 impl Sender {
@@ -56,7 +57,13 @@ impl Sender {
         Ok(Self {
             client,
             allow_loopback,
+            timeout,
         })
+    }
+
+    /// The longest a request takes, its answer read.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// POSTs `body` to `url` as message `id`, signed by `signer` at

@@ -3,7 +3,7 @@
 
 use super::DynamoStore;
 use super::codec::{Reader, millis, n};
-use super::errors::sdk_error;
+use super::errors::{conditional, sdk_error};
 use super::keys::{breaker_key, delivered_key};
 use crate::domain::webhook::Breaker;
 use crate::store::{StoreError, WebhookStore};
@@ -93,6 +93,26 @@ impl WebhookStore for DynamoStore {
                 .map_err(|e| sdk_error("open a webhook endpoint's breaker", e))?;
         }
         Ok(breaker)
+    }
+
+    async fn claim_probe(
+        &self,
+        endpoint: &str,
+        seen_open_until_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let claimed = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(breaker_key(endpoint)))
+            .update_expression("SET openUntil = :until")
+            .condition_expression("openUntil = :seen")
+            .expression_attribute_values(":until", n(until_ms))
+            .expression_attribute_values(":seen", n(seen_open_until_ms))
+            .send()
+            .await;
+        conditional("claim a webhook endpoint's probe", claimed)
     }
 
     async fn close_breaker(&self, endpoint: &str) -> Result<(), StoreError> {
