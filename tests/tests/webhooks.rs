@@ -789,3 +789,48 @@ async fn a_half_open_breaker_lets_one_delivery_probe_and_holds_the_others() {
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_reads_an_endpoints_secret_once_however_many_deliveries_need_it_at_once() {
+    use foxrelay_shared::aws::{AwsClients, LocalAws, load_local};
+    use foxrelay_shared::webhook::WebhookSecrets;
+    let proxy = foxrelay_recorder::CountingProxy::start(&foxrelay_tests::moto().endpoint_url())
+        .await
+        .unwrap();
+    let clients = AwsClients::new(&load_local(&LocalAws::new(proxy.url().to_owned())).await);
+    let prefix = format!("{}/webhooks/", unique_prefix());
+    clients
+        .secrets
+        .create_secret()
+        .name(format!("{prefix}shop"))
+        .secret_string(new_secret())
+        .send()
+        .await
+        .unwrap();
+    proxy.take();
+
+    // A cold container: twenty deliveries to shop at once.
+    let secrets = SecretsManagerSecrets::new(clients.secrets.clone(), prefix);
+    let mut asking = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let secrets = secrets.clone();
+        asking.spawn(async move { secrets.signer("shop").await.map(|_| ()) });
+    }
+    while let Some(got) = asking.join_next().await {
+        got.unwrap().unwrap();
+    }
+    assert_eq!(
+        proxy.take().requests("secretsmanager", "GetSecretValue"),
+        1,
+        "one read for all twenty"
+    );
+    // Kept: the next ones read nothing.
+    secrets.signer("shop").await.unwrap();
+    assert_eq!(proxy.take().requests("secretsmanager", "GetSecretValue"), 0);
+    // An endpoint whose secret is missing is asked about each time (it may
+    // be created at any moment), and says so.
+    let missing = secrets.signer("unsigned").await.unwrap_err();
+    assert!(missing.to_string().contains("no such secret"), "{missing}");
+    secrets.signer("unsigned").await.unwrap_err();
+    assert_eq!(proxy.take().requests("secretsmanager", "GetSecretValue"), 2);
+}

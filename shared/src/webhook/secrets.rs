@@ -1,6 +1,8 @@
 //! Endpoints' signing secrets, read from Secrets Manager and kept a few
 //! minutes per container: a rotation (a second secret added, later the
-//! first removed) reaches every container within that time.
+//! first removed) reaches every container within that time. One read at a
+//! time per endpoint: the deliveries of a batch that all need a secret the
+//! container does not hold wait for one read, not one each.
 
 use super::signing::Signer;
 use std::collections::HashMap;
@@ -38,15 +40,16 @@ pub trait WebhookSecrets: Send + Sync {
     ) -> impl Future<Output = Result<Arc<Signer>, SecretError>> + Send;
 }
 
-/// Signers read, by endpoint, with when each was read.
-type Kept = HashMap<String, (Instant, Arc<Signer>)>;
+/// One endpoint's signer and when it was read; locked while it is read.
+type Slot = Arc<Mutex<Option<(Instant, Arc<Signer>)>>>;
 
 /// Secrets named `{prefix}{endpoint}` in Secrets Manager.
 #[derive(Clone, Debug)]
 pub struct SecretsManagerSecrets {
     client: aws_sdk_secretsmanager::Client,
     prefix: String,
-    kept: Arc<Mutex<Kept>>,
+    /// By endpoint (the configured ones: a short list).
+    kept: Arc<std::sync::Mutex<HashMap<String, Slot>>>,
 }
 
 impl SecretsManagerSecrets {
@@ -61,7 +64,15 @@ impl SecretsManagerSecrets {
 
 impl WebhookSecrets for SecretsManagerSecrets {
     async fn signer(&self, endpoint: &str) -> Result<Arc<Signer>, SecretError> {
-        if let Some((read_at, signer)) = self.kept.lock().await.get(endpoint)
+        let slot = self
+            .kept
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(endpoint.to_owned())
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().await;
+        if let Some((read_at, signer)) = slot.as_ref()
             && read_at.elapsed() < SECRET_CACHE
         {
             return Ok(signer.clone());
@@ -94,10 +105,7 @@ impl WebhookSecrets for SecretsManagerSecrets {
             Signer::parse(out.secret_string().unwrap_or_default())
                 .map_err(|reason| SecretError::Unusable { name, reason })?,
         );
-        self.kept
-            .lock()
-            .await
-            .insert(endpoint.to_owned(), (Instant::now(), signer.clone()));
+        *slot = Some((Instant::now(), signer.clone()));
         Ok(signer)
     }
 }
