@@ -1,8 +1,9 @@
 //! Webhooks through the local runner: deliver-webhook wired as the template
 //! wires it (its queue subscribed to the order events), real HTTP to a
 //! receiver that verifies every delivery with the Python `standardwebhooks`
-//! package, as a reseller's would; and the SSRF guard, when the endpoint
-//! list is read and when a name is resolved.
+//! package, as a reseller's would; the SSRF guard, when the endpoint list
+//! is read and when a name is resolved; the breaker's probe, the metrics
+//! and the secrets' reads of deliver-webhook's handler.
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use deliver_webhook::deliver::{Deliverer, Outcome};
