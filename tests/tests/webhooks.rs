@@ -489,6 +489,7 @@ async fn deliverer_of(
         endpoints: endpoints.into(),
         retries,
         clock: SystemClock,
+        metrics: Metrics::in_memory("test", deliver_webhook::METRICS),
     })
 }
 
@@ -682,10 +683,7 @@ async fn each_batch_counts_its_deliveries_failed_tries_and_dead_letters_zeros_in
     // One try again, a second after the first.
     let retries = RetrySchedule::parse("1").unwrap();
     let deliverer = deliverer_of(&stack, endpoints, &secret, sender, retries).await;
-    let handler = deliver_webhook::Handler::from_deliverer(
-        deliverer,
-        Metrics::in_memory("test", deliver_webhook::METRICS),
-    );
+    let handler = deliver_webhook::Handler::from_deliverer(deliverer);
     let invoke = |batch: SqsEvent| {
         handler.handle(LambdaEvent::new(batch, lambda_runtime::Context::default()))
     };
@@ -757,10 +755,7 @@ async fn a_half_open_breaker_lets_one_delivery_probe_and_holds_the_others() {
     assert!(store.breaker("stuck").await.unwrap().half_open(now_ms()));
 
     // Six deliveries to it at once, as one batch.
-    let handler = deliver_webhook::Handler::from_deliverer(
-        deliverer,
-        Metrics::in_memory("test", deliver_webhook::METRICS),
-    );
+    let handler = deliver_webhook::Handler::from_deliverer(deliverer);
     let message = json!({"eventId": event["eventId"], "orderId": event["orderId"],
                          "endpoint": "stuck", "attempt": 1, "notBeforeMs": 0})
     .to_string();
@@ -834,4 +829,80 @@ async fn a_container_reads_an_endpoints_secret_once_however_many_deliveries_need
     assert!(missing.to_string().contains("no such secret"), "{missing}");
     secrets.signer("unsigned").await.unwrap_err();
     assert_eq!(proxy.take().requests("secretsmanager", "GetSecretValue"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_read_that_fails_answers_every_delivery_waiting_behind_it() {
+    use foxrelay_shared::aws::{AwsClients, LocalAws, load_local};
+    use foxrelay_shared::webhook::{SecretError, WebhookSecrets};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // A Secrets Manager that takes every connection and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    let clients =
+        AwsClients::new(&load_local(&LocalAws::new(format!("http://127.0.0.1:{port}"))).await);
+    let secrets = SecretsManagerSecrets::new(clients.secrets.clone(), "stack/webhooks/");
+
+    // Twenty deliveries to shop at once: one read, given up after its
+    // timeout; the nineteen behind it are told at once, not each after a
+    // read of its own.
+    let mut asking = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let secrets = secrets.clone();
+        asking.spawn(async move { secrets.signer("shop").await.map(|_| ()) });
+    }
+    let mut said = Vec::new();
+    while let Some(got) = asking.join_next().await {
+        let error = got.unwrap().unwrap_err();
+        assert!(matches!(error, SecretError::Unreadable { .. }), "{error}");
+        said.push(error.to_string());
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "one read: {said:#?}");
+    let (told, read): (Vec<&String>, Vec<&String>) = said
+        .iter()
+        .partition(|s| s.contains("a read just failed: no answer in 5 s"));
+    assert_eq!((told.len(), read.len()), (19, 1), "{said:#?}");
+    assert!(
+        read[0].ends_with("could not be read: no answer in 5 s"),
+        "{said:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_whose_opening_was_never_written_is_claimed_by_one_delivery() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use foxrelay_shared::store::WebhookStore;
+    let stack = foxrelay_tests::stack().await;
+    let store = stack.resources.store(&stack.clients);
+    // Five failures counted, the write opening the breaker lost: no
+    // openUntil.
+    stack
+        .clients
+        .dynamodb
+        .update_item()
+        .table_name(stack.resources.table_name())
+        .key("pk", AttributeValue::S("WEBHOOK#lost".into()))
+        .key("sk", AttributeValue::S("BREAKER".into()))
+        .update_expression("ADD failures :five")
+        .expression_attribute_values(":five", AttributeValue::N("5".into()))
+        .send()
+        .await
+        .unwrap();
+    let breaker = store.breaker("lost").await.unwrap();
+    assert_eq!(breaker.open_until_ms, 0);
+    assert!(breaker.half_open(1_000));
+    // One delivery claims it; the next, which read it as the first did,
+    // does not.
+    assert!(store.claim_probe("lost", 0, 50_000).await.unwrap());
+    assert!(!store.claim_probe("lost", 0, 50_000).await.unwrap());
+    assert_eq!(store.breaker("lost").await.unwrap().open_until_ms, 50_000);
 }

@@ -12,6 +12,7 @@ use foxrelay_shared::clock::Clock;
 use foxrelay_shared::domain::event::event_id;
 use foxrelay_shared::domain::webhook::{Breaker, Endpoint, RetrySchedule};
 use foxrelay_shared::events::order_event;
+use foxrelay_shared::metrics::{Metric, Metrics};
 use foxrelay_shared::store::{StoreError, WebhookStore};
 use foxrelay_shared::webhook::{
     Attempt, Delivery, QueueError, SecretError, Sender, WebhookMessage, WebhookQueue,
@@ -71,6 +72,9 @@ pub struct Deliverer<S, Q, W, C> {
     pub endpoints: Arc<[Endpoint]>,
     pub retries: RetrySchedule,
     pub clock: C,
+    /// What became of each delivery, counted as it ends (the handler
+    /// flushes after each batch).
+    pub metrics: Metrics,
 }
 
 fn unix_ms(at: time::OffsetDateTime) -> i64 {
@@ -116,7 +120,7 @@ where
             );
             tasks.spawn(
                 async move {
-                    match this.deliver(delivery.clone()).await {
+                    let outcome = match this.deliver(delivery.clone()).await {
                         // One endpoint's trouble (a throttled table, a
                         // secret unreadable for now) is queued as that
                         // endpoint's own delivery, so the event is not
@@ -127,7 +131,13 @@ where
                             Ok(Outcome::Waiting)
                         }
                         other => other,
+                    };
+                    // Counted here, so a sibling delivery's failure does
+                    // not hide what this one did.
+                    if let Ok(outcome) = &outcome {
+                        this.count(outcome);
                     }
+                    outcome
                 }
                 .instrument(span),
             );
@@ -145,6 +155,16 @@ where
             Some(error) => Err(error),
             None => Ok(outcomes),
         }
+    }
+
+    fn count(&self, outcome: &Outcome) {
+        let metric = match outcome {
+            Outcome::Delivered { .. } => Metric::WebhooksDelivered,
+            Outcome::Retrying { .. } => Metric::WebhookRetries,
+            Outcome::DeadLettered { .. } => Metric::WebhooksDeadLettered,
+            Outcome::AlreadyDelivered | Outcome::Waiting => return,
+        };
+        self.metrics.add(metric, 1);
     }
 
     /// One endpoint's delivery, one try.
@@ -213,32 +233,8 @@ where
         now: time::OffsetDateTime,
     ) -> Result<Tried, DeliverError> {
         let now_ms = unix_ms(now);
-        let mut breaker = *breaker;
-        if breaker.half_open(now_ms) && !delivery.held {
-            // One delivery probes; the others wait as while it was open.
-            let until = Breaker::probe_until(now_ms, self.sender.timeout());
-            if self
-                .store
-                .claim_probe(&endpoint.id, breaker.open_until_ms, until)
-                .await?
-            {
-                info!("the endpoint's breaker is half-open: this delivery probes it");
-            } else {
-                breaker = self.store.breaker(&endpoint.id).await?;
-            }
-        }
         if !breaker.allows(now_ms) && !delivery.held {
-            if self.retries.after(delivery.attempt).is_none() {
-                return Ok(Tried::Postponed(breaker.open_until_ms));
-            }
-            return Ok(Tried::Sent(Attempt::Failed {
-                status: None,
-                reason: format!(
-                    "not sent: the endpoint failed {} times in a row; its breaker is open for {} s more",
-                    breaker.failures,
-                    (breaker.open_until_ms - now_ms) / 1_000
-                ),
-            }));
+            return Ok(self.held_back(delivery, breaker, now_ms));
         }
         let Some(order) = self.store.order(&delivery.order_id).await? else {
             return Ok(Tried::Impossible("the order is not in the table".into()));
@@ -286,6 +282,24 @@ where
             }
             Err(error) => return Err(error.into()),
         };
+        // Half-open: one delivery probes, claimed when all is ready to
+        // send; the others are held back as while it was open.
+        if breaker.half_open(now_ms) && !delivery.held {
+            let now_ms = unix_ms(self.clock.now());
+            let until = Breaker::probe_until(now_ms, self.sender.timeout());
+            if self
+                .store
+                .claim_probe(&endpoint.id, breaker.open_until_ms, until)
+                .await?
+            {
+                info!("the endpoint's breaker is half-open: this delivery probes it");
+            } else {
+                let breaker = self.store.breaker(&endpoint.id).await?;
+                if !breaker.allows(now_ms) {
+                    return Ok(self.held_back(delivery, &breaker, now_ms));
+                }
+            }
+        }
         let attempt = self
             .sender
             .send(
@@ -302,6 +316,22 @@ where
                 .await?;
         }
         Ok(Tried::Sent(attempt))
+    }
+
+    /// A try while the endpoint's breaker is open: failed without a
+    /// request, but for the last, kept until the breaker lets it go.
+    fn held_back(&self, delivery: &Delivery, breaker: &Breaker, now_ms: i64) -> Tried {
+        if self.retries.after(delivery.attempt).is_none() {
+            return Tried::Postponed(breaker.open_until_ms);
+        }
+        Tried::Sent(Attempt::Failed {
+            status: None,
+            reason: format!(
+                "not sent: the endpoint failed {} times in a row; its breaker is open for {} s more",
+                breaker.failures,
+                (breaker.open_until_ms - now_ms) / 1_000
+            ),
+        })
     }
 
     async fn try_again(

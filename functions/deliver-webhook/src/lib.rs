@@ -11,7 +11,7 @@
 pub mod deliver;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use deliver::{Deliverer, Outcome};
+use deliver::Deliverer;
 use foxrelay_shared::batch::handle_batch;
 use foxrelay_shared::clock::SystemClock;
 use foxrelay_shared::metrics::{Metric, MetricSet, Metrics};
@@ -48,7 +48,6 @@ pub type LiveDeliverer =
 /// The deliver-webhook handler; built once per container.
 pub struct Handler {
     deliverer: Arc<LiveDeliverer>,
-    metrics: Metrics,
 }
 
 /// Why the handler could not be built.
@@ -61,7 +60,6 @@ impl Handler {
         let webhooks = &context.settings.webhooks;
         let sender = Sender::new(webhooks.timeout, webhooks.allow_loopback)
             .map_err(|e| BuildError(Box::new(e)))?;
-        let metrics = context.metrics(METRICS);
         let deliverer = Deliverer {
             store: context.store(),
             queue: SqsWebhookQueue::new(
@@ -77,19 +75,19 @@ impl Handler {
             endpoints: webhooks.endpoints.clone().into(),
             retries: webhooks.retries.clone(),
             clock: SystemClock,
+            metrics: context.metrics(METRICS),
         };
-        Ok(Self::from_deliverer(Arc::new(deliverer), metrics))
+        Ok(Self::from_deliverer(Arc::new(deliverer)))
     }
 
-    /// A handler over `deliverer` that counts its outcomes into `metrics`
-    /// and flushes them after every batch.
-    pub fn from_deliverer(deliverer: Arc<LiveDeliverer>, metrics: Metrics) -> Self {
-        Self { deliverer, metrics }
+    /// A handler over `deliverer`, flushing its metrics after every batch.
+    pub fn from_deliverer(deliverer: Arc<LiveDeliverer>) -> Self {
+        Self { deliverer }
     }
 
     /// This handler's metric counters.
     pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+        &self.deliverer.metrics
     }
 
     #[instrument(skip_all, fields(messages = event.payload.records.len()))]
@@ -97,21 +95,12 @@ impl Handler {
         &self,
         event: LambdaEvent<SqsEvent>,
     ) -> Result<SqsBatchResponse, Infallible> {
-        let (handled, response) = handle_batch(event.payload.records, "webhook message", |body| {
+        let (_, response) = handle_batch(event.payload.records, "webhook message", |body| {
             let deliverer = self.deliverer.clone();
             async move { deliverer.handle(&body).await }
         })
         .await;
-        for outcome in handled.iter().flatten() {
-            let metric = match outcome {
-                Outcome::Delivered { .. } => Metric::WebhooksDelivered,
-                Outcome::Retrying { .. } => Metric::WebhookRetries,
-                Outcome::DeadLettered { .. } => Metric::WebhooksDeadLettered,
-                Outcome::AlreadyDelivered | Outcome::Waiting => continue,
-            };
-            self.metrics.add(metric, 1);
-        }
-        self.metrics.flush();
+        self.deliverer.metrics.flush();
         Ok(response)
     }
 }

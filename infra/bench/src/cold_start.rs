@@ -30,7 +30,7 @@ struct Run {
     peak_rss_kib: u64,
 }
 
-/// Builds the three release binaries (beside this one) and returns their
+/// Builds the four release binaries (beside this one) and returns their
 /// directory.
 fn build_functions() -> Result<PathBuf, String> {
     let dir = std::env::current_exe()
@@ -41,7 +41,7 @@ fn build_functions() -> Result<PathBuf, String> {
     if dir.file_name().and_then(|n| n.to_str()) != Some("release") {
         eprintln!("note: cold start figures are for release builds; run with --release");
     }
-    crate::progress::step("building the three function binaries (release; minutes from cold)");
+    crate::progress::step("building the four function binaries (release; minutes from cold)");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = std::process::Command::new(cargo);
     command.args([
@@ -52,6 +52,8 @@ fn build_functions() -> Result<PathBuf, String> {
         "poll-order",
         "-p",
         "scan-stalled",
+        "-p",
+        "deliver-webhook",
     ]);
     if dir.file_name().and_then(|n| n.to_str()) == Some("release") {
         command.arg("--release");
@@ -63,7 +65,12 @@ fn build_functions() -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-fn events() -> [(&'static str, Value); 3] {
+/// The webhook endpoint deliver-webhook is started with; its invocation
+/// never reaches it (the order it is asked to deliver is not in the table,
+/// so the delivery is dead-lettered).
+const BENCH_ENDPOINTS: &str = r#"[{"id": "shop", "url": "https://hooks.example.com/foxrelay"}]"#;
+
+fn events() -> [(&'static str, Value); 4] {
     let http = serde_json::to_value(http_request(
         Method::GET,
         "/orders/00000000-0000-4000-8000-000000000000",
@@ -78,6 +85,13 @@ fn events() -> [(&'static str, Value); 3] {
         "md5OfBody": "", "eventSource": "aws:sqs",
         "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:poll", "awsRegion": "us-east-1"
     }]});
+    let delivery = json!({"Records": [{
+        "messageId": "m1", "receiptHandle": "h1",
+        "body": "{\"eventId\":\"evt-1\",\"orderId\":\"00000000-0000-4000-8000-000000000000\",\"endpoint\":\"shop\",\"attempt\":1,\"notBeforeMs\":0}",
+        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+        "md5OfBody": "", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:webhooks", "awsRegion": "us-east-1"
+    }]});
     let scheduled = json!({"version": "0", "id": "e1", "detail-type": "Scheduled Event",
         "source": "aws.events", "account": "123456789012", "time": "2026-11-28T10:00:00Z",
         "region": "us-east-1", "resources": [], "detail": {}});
@@ -85,6 +99,7 @@ fn events() -> [(&'static str, Value); 3] {
         ("create-order", http),
         ("poll-order", sqs),
         ("scan-stalled", scheduled),
+        ("deliver-webhook", delivery),
     ]
 }
 
@@ -145,10 +160,13 @@ pub async fn run(lab: &Lab) -> Result<Section, String> {
         .filter_map(|(name, value)| {
             names::DEPLOYED
                 .iter()
-                .find(|n| **n == name)
+                .chain(names::CODES)
+                .chain(names::WEBHOOKS)
+                .find(|n| **n == name && **n != names::WEBHOOK_ENDPOINTS)
                 .map(|n| (*n, value))
         })
         .collect();
+    env.push((names::WEBHOOK_ENDPOINTS, BENCH_ENDPOINTS.into()));
     env.push((names::FOXRELOAD_BASE_URL, sim.base_url()));
     env.push((names::FOXRELOAD_API_KEY, sim.api_key().to_owned()));
     env.push((names::AWS_ENDPOINT_URL, lab.moto.endpoint_url()));

@@ -2,7 +2,9 @@
 //! minutes per container: a rotation (a second secret added, later the
 //! first removed) reaches every container within that time. One read at a
 //! time per endpoint: the deliveries of a batch that all need a secret the
-//! container does not hold wait for one read, not one each.
+//! container does not hold wait for one read, not one each, and share its
+//! failure too; a read is given [`SECRET_READ_TIMEOUT`], so none waits
+//! longer than that behind another.
 
 use super::signing::Signer;
 use std::collections::HashMap;
@@ -14,6 +16,9 @@ use tokio::time::Instant;
 
 /// How long a container keeps a secret it read.
 pub const SECRET_CACHE: Duration = Duration::from_secs(300);
+/// The longest one read of a secret is waited for (Secrets Manager
+/// answers in tens of milliseconds).
+pub const SECRET_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why an endpoint's secret could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -40,8 +45,24 @@ pub trait WebhookSecrets: Send + Sync {
     ) -> impl Future<Output = Result<Arc<Signer>, SecretError>> + Send;
 }
 
-/// One endpoint's signer and when it was read; locked while it is read.
-type Slot = Arc<Mutex<Option<(Instant, Arc<Signer>)>>>;
+/// One endpoint's secret as this container last read it; locked while it
+/// is read.
+#[derive(Debug, Default)]
+struct Kept {
+    /// The signer and when it was read.
+    signer: Option<(Instant, Arc<Signer>)>,
+    /// The last read that failed: when it ended, and why.
+    failed: Option<(Instant, Failed)>,
+}
+
+/// A failed read, as the deliveries waiting behind it are told.
+#[derive(Clone, Debug)]
+enum Failed {
+    Unreadable(String),
+    Unusable(String),
+}
+
+type Slot = Arc<Mutex<Kept>>;
 
 /// Secrets named `{prefix}{endpoint}` in Secrets Manager.
 #[derive(Clone, Debug)]
@@ -71,19 +92,57 @@ impl WebhookSecrets for SecretsManagerSecrets {
             .entry(endpoint.to_owned())
             .or_default()
             .clone();
+        let asked = Instant::now();
         let mut slot = slot.lock().await;
-        if let Some((read_at, signer)) = slot.as_ref()
+        if let Some((read_at, signer)) = &slot.signer
             && read_at.elapsed() < SECRET_CACHE
         {
             return Ok(signer.clone());
         }
         let name = format!("{}{endpoint}", self.prefix);
-        let out = self
-            .client
-            .get_secret_value()
-            .secret_id(&name)
-            .send()
+        // A read that failed while this one waited is its answer too.
+        if let Some((at, failed)) = &slot.failed
+            && *at >= asked
+        {
+            return Err(match failed.clone() {
+                Failed::Unreadable(why) => SecretError::Unreadable {
+                    name,
+                    source: why.into(),
+                },
+                Failed::Unusable(reason) => SecretError::Unusable { name, reason },
+            });
+        }
+        let read = self.read(&name).await;
+        match &read {
+            Ok(signer) => {
+                slot.signer = Some((Instant::now(), signer.clone()));
+                slot.failed = None;
+            }
+            Err(error) => {
+                let failed = match error {
+                    SecretError::Unusable { reason, .. } => Failed::Unusable(reason.clone()),
+                    SecretError::Unreadable { source, .. } => {
+                        Failed::Unreadable(format!("a read just failed: {source}"))
+                    }
+                };
+                slot.failed = Some((Instant::now(), failed));
+            }
+        }
+        read
+    }
+}
+
+impl SecretsManagerSecrets {
+    /// One read of secret `name`, in at most [`SECRET_READ_TIMEOUT`].
+    async fn read(&self, name: &str) -> Result<Arc<Signer>, SecretError> {
+        let name = name.to_owned();
+        let asked = self.client.get_secret_value().secret_id(&name).send();
+        let out = tokio::time::timeout(SECRET_READ_TIMEOUT, asked)
             .await
+            .map_err(|_| SecretError::Unreadable {
+                name: name.clone(),
+                source: format!("no answer in {} s", SECRET_READ_TIMEOUT.as_secs()).into(),
+            })?
             .map_err(|e| {
                 if e.as_service_error()
                     .is_some_and(|e| e.is_resource_not_found_exception())
@@ -101,11 +160,9 @@ impl WebhookSecrets for SecretsManagerSecrets {
                     }
                 }
             })?;
-        let signer = Arc::new(
+        Ok(Arc::new(
             Signer::parse(out.secret_string().unwrap_or_default())
                 .map_err(|reason| SecretError::Unusable { name, reason })?,
-        );
-        *slot = Some((Instant::now(), signer.clone()));
-        Ok(signer)
+        ))
     }
 }

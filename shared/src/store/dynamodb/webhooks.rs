@@ -79,18 +79,21 @@ impl WebhookStore for DynamoStore {
             .unwrap_or(u32::MAX);
         let breaker = Breaker::with_failures(failures, now_ms);
         if breaker.open_until_ms > 0 {
-            // Concurrent failures each set it from their own count: the
-            // cool-off is the one of one of the last failures, whichever
-            // wins.
-            self.client
+            // Only while the count is still this failure's: of concurrent
+            // failures the last one counted sets the cool-off, and a
+            // success that closed the breaker meanwhile stays closed.
+            let opened = self
+                .client
                 .update_item()
                 .table_name(&self.table)
                 .set_key(Some(breaker_key(endpoint)))
                 .update_expression("SET openUntil = :until")
+                .condition_expression("failures = :failures")
                 .expression_attribute_values(":until", n(breaker.open_until_ms))
+                .expression_attribute_values(":failures", n(failures))
                 .send()
-                .await
-                .map_err(|e| sdk_error("open a webhook endpoint's breaker", e))?;
+                .await;
+            conditional("open a webhook endpoint's breaker", opened)?;
         }
         Ok(breaker)
     }
@@ -101,13 +104,20 @@ impl WebhookStore for DynamoStore {
         seen_open_until_ms: i64,
         until_ms: i64,
     ) -> Result<bool, StoreError> {
+        // A breaker whose opening was never written (that write failed)
+        // reads as 0, and is claimed as well.
+        let condition = if seen_open_until_ms == 0 {
+            "attribute_not_exists(openUntil) OR openUntil = :seen"
+        } else {
+            "openUntil = :seen"
+        };
         let claimed = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(breaker_key(endpoint)))
             .update_expression("SET openUntil = :until")
-            .condition_expression("openUntil = :seen")
+            .condition_expression(condition)
             .expression_attribute_values(":until", n(until_ms))
             .expression_attribute_values(":seen", n(seen_open_until_ms))
             .send()
