@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -711,15 +712,9 @@ async fn each_batch_counts_its_deliveries_failed_tries_and_dead_letters_zeros_in
     stack.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_half_open_breaker_lets_one_delivery_probe_and_holds_the_others() {
-    use foxrelay_shared::domain::webhook::Breaker;
-    use foxrelay_shared::store::WebhookStore;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let sim = simulator().await;
-    let (stack, event) = one_completed_order(&sim).await;
-    // An endpoint that takes every connection and never answers; each
-    // connection counted.
+/// A loopback port that takes every connection and never answers, and
+/// the connections it took.
+async fn never_answering() -> (u16, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let connections = Arc::new(AtomicUsize::new(0));
@@ -731,6 +726,18 @@ async fn a_half_open_breaker_lets_one_delivery_probe_and_holds_the_others() {
             held.push(socket);
         }
     });
+    (port, connections)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_open_breaker_lets_one_delivery_probe_and_holds_the_others() {
+    use foxrelay_shared::domain::webhook::Breaker;
+    use foxrelay_shared::store::WebhookStore;
+    let sim = simulator().await;
+    let (stack, event) = one_completed_order(&sim).await;
+    // An endpoint that takes every connection and never answers; each
+    // connection counted.
+    let (port, connections) = never_answering().await;
     let endpoints = parse_endpoints(
         &json!([{"id": "stuck", "url": format!("http://127.0.0.1:{port}/hook")}]).to_string(),
         Schemes::LoopbackHttp,
@@ -835,19 +842,8 @@ async fn a_container_reads_an_endpoints_secret_once_however_many_deliveries_need
 async fn a_secret_read_that_fails_answers_every_delivery_waiting_behind_it() {
     use foxrelay_shared::aws::{AwsClients, LocalAws, load_local};
     use foxrelay_shared::webhook::{SecretError, WebhookSecrets};
-    use std::sync::atomic::{AtomicUsize, Ordering};
     // A Secrets Manager that takes every connection and never answers.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counted = connections.clone();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            held.push(socket);
-        }
-    });
+    let (port, connections) = never_answering().await;
     let clients =
         AwsClients::new(&load_local(&LocalAws::new(format!("http://127.0.0.1:{port}"))).await);
     let secrets = SecretsManagerSecrets::new(clients.secrets.clone(), "stack/webhooks/");
