@@ -356,13 +356,15 @@ async fn every_delivery_verifies_each_event_arrives_once_per_id_retries_keep_it_
     // Filters: the failed order's event only; no other caller's order.
     assert_eq!(delivered("/failures"), failed);
     assert!(receiver.seen("/other").is_empty());
+    let dead_of = |endpoint: &str| -> Vec<&(Value, String)> {
+        dead.iter()
+            .filter(|(d, _)| d["endpoint"] == endpoint)
+            .collect()
+    };
     // down: every event dead-lettered once, out of tries, its body naming
     // no code; once its breaker opened, tries sent no request but the
     // last, which waited for the breaker to close.
-    let down_dead: Vec<&(Value, String)> = dead
-        .iter()
-        .filter(|(d, _)| d["endpoint"] == "down")
-        .collect();
+    let down_dead = dead_of("down");
     assert_eq!(down_dead.len(), event_ids.len(), "{dead:#?}");
     assert_eq!(
         down_dead
@@ -382,14 +384,16 @@ async fn every_delivery_verifies_each_event_arrives_once_per_id_retries_keep_it_
             .all(|(_, r)| r.contains("could not connect")),
         "the last try is a request: {down_dead:#?}"
     );
+    // Its breaker counted its failed requests, but not the last tries sent
+    // past it (no probes: each would have doubled the cool-off).
     let breaker = store_breaker(&stack, "down").await;
-    assert!(breaker >= 5, "down's breaker counted {breaker} failures");
+    assert!(
+        (5..5 + down_dead.len() as u32).contains(&breaker),
+        "down's breaker counted {breaker} failures"
+    );
     // unsigned: its one event tried four times without a request (no
     // secret), then dead-lettered once: one chain, not one per receipt.
-    let unsigned: Vec<&(Value, String)> = dead
-        .iter()
-        .filter(|(d, _)| d["endpoint"] == "unsigned")
-        .collect();
+    let unsigned = dead_of("unsigned");
     assert_eq!(unsigned.len(), 1, "{dead:#?}");
     assert!(unsigned[0].1.contains("no such secret"), "{unsigned:?}");
     assert!(receiver.seen("/unsigned").is_empty());
@@ -398,10 +402,7 @@ async fn every_delivery_verifies_each_event_arrives_once_per_id_retries_keep_it_
     // meanwhile shop had each event as soon as hang was asked for it, not
     // after hang's timeout (4 s): an endpoint that never answers delays no
     // other.
-    let hang_dead: Vec<&(Value, String)> = dead
-        .iter()
-        .filter(|(d, _)| d["endpoint"] == "hang")
-        .collect();
+    let hang_dead = dead_of("hang");
     assert_eq!(hang_dead.len(), event_ids.len(), "{dead:#?}");
     assert!(
         hang_dead
@@ -901,4 +902,52 @@ async fn a_breaker_whose_opening_was_never_written_is_claimed_by_one_delivery() 
     assert!(store.claim_probe("lost", 0, 50_000).await.unwrap());
     assert!(!store.claim_probe("lost", 0, 50_000).await.unwrap());
     assert_eq!(store.breaker("lost").await.unwrap().open_until_ms, 50_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_opens_once_however_many_failures_were_under_way_and_a_failed_probe_doubles_it() {
+    use foxrelay_shared::domain::webhook::Breaker;
+    use foxrelay_shared::store::WebhookStore;
+    let stack = foxrelay_tests::stack().await;
+    let store = stack.resources.store(&stack.clients);
+    // Twelve requests under way fail together at t = 1 s.
+    let mut failing = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let store = store.clone();
+        failing.spawn(async move { store.record_failure("busy", 1_000).await });
+    }
+    while let Some(counted) = failing.join_next().await {
+        counted.unwrap().unwrap();
+    }
+    let opened = store.breaker("busy").await.unwrap();
+    assert_eq!(
+        opened,
+        Breaker {
+            failures: 12,
+            open_until_ms: 31_000,
+            cool_off_ms: 30_000
+        },
+        "open for 30 s, not for 2^7 times that"
+    );
+    // Its probe, claimed once the cool-off passed, fails: a minute.
+    assert!(store.claim_probe("busy", 31_000, 45_000).await.unwrap());
+    let claimed = store.breaker("busy").await.unwrap();
+    store
+        .record_failed_probe("busy", 45_000, &claimed.after_failed_probe(40_000))
+        .await
+        .unwrap();
+    let reopened = store.breaker("busy").await.unwrap();
+    assert_eq!(
+        (
+            reopened.failures,
+            reopened.open_until_ms,
+            reopened.cool_off_ms
+        ),
+        (13, 100_000, 60_000)
+    );
+    // A success closes it; a failure counted afterwards starts again from
+    // one and opens nothing.
+    store.close_breaker("busy").await.unwrap();
+    assert_eq!(store.record_failure("busy", 200_000).await.unwrap(), 1);
+    assert!(store.breaker("busy").await.unwrap().allows(200_000));
 }

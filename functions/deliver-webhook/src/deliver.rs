@@ -284,6 +284,7 @@ where
         };
         // Half-open: one delivery probes, claimed when all is ready to
         // send; the others are held back as while it was open.
+        let mut probe = None;
         if breaker.half_open(now_ms) && !delivery.held {
             let now_ms = unix_ms(self.clock.now());
             let until = Breaker::probe_until(now_ms, self.sender.timeout());
@@ -293,6 +294,7 @@ where
                 .await?
             {
                 info!("the endpoint's breaker is half-open: this delivery probes it");
+                probe = Some(until);
             } else {
                 let breaker = self.store.breaker(&endpoint.id).await?;
                 if !breaker.allows(now_ms) {
@@ -311,9 +313,22 @@ where
             )
             .await;
         if let Attempt::Failed { .. } = &attempt {
-            self.store
-                .record_failure(&endpoint.id, unix_ms(self.clock.now()))
-                .await?;
+            let now_ms = unix_ms(self.clock.now());
+            match probe {
+                // The probe failed: open again, for longer.
+                Some(claimed_until) => {
+                    let next = breaker.after_failed_probe(now_ms);
+                    self.store
+                        .record_failed_probe(&endpoint.id, claimed_until, &next)
+                        .await?;
+                }
+                // A last try sent past an open or half-open breaker says
+                // nothing new of the endpoint.
+                None if delivery.held && breaker.failures >= Breaker::OPEN_AFTER => {}
+                None => {
+                    self.store.record_failure(&endpoint.id, now_ms).await?;
+                }
+            }
         }
         Ok(Tried::Sent(attempt))
     }

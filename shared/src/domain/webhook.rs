@@ -353,19 +353,27 @@ impl RetrySchedule {
 }
 
 /// An endpoint's circuit breaker: after [`Breaker::OPEN_AFTER`] failures
-/// in a row it opens, and deliveries to it are counted as failed tries
-/// without a request, so an endpoint down for hours neither slows the
-/// others nor holds the function's concurrency. Once its cool-off has
-/// passed it is half-open: one delivery claims the probe (for its
-/// request's time, [`Breaker::probe_until`]) and is sent, the others are
-/// held as while it was open; a success closes it, a failure opens it
-/// again for twice as long (at most [`Breaker::MAX_COOL_OFF`]).
+/// in a row it opens for [`Breaker::COOL_OFF`], and deliveries to it are
+/// counted as failed tries without a request, so an endpoint down for
+/// hours neither slows the others nor holds the function's concurrency.
+/// Once its cool-off has passed it is half-open: one delivery claims the
+/// probe (for its request's time, [`Breaker::probe_until`]) and is sent,
+/// the others are held as while it was open; a success closes it, a failed
+/// probe opens it again for twice the last cool-off (at most
+/// [`Breaker::MAX_COOL_OFF`]). Requests that were under way when it opened
+/// count as failures but lengthen nothing: only probes do.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Breaker {
     /// Failed tries in a row.
     pub failures: u32,
     /// Until when (Unix milliseconds) no request is sent; 0: closed.
     pub open_until_ms: i64,
+    /// The last cool-off, in milliseconds (0: never opened since closed).
+    pub cool_off_ms: i64,
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl Breaker {
@@ -396,28 +404,36 @@ impl Breaker {
     /// meanwhile, and a probe that never reports (its function stopped)
     /// lets another one go after.
     pub fn probe_until(now_ms: i64, timeout: Duration) -> i64 {
-        let held = timeout.saturating_add(Self::PROBE_MARGIN);
-        now_ms.saturating_add(i64::try_from(held.as_millis()).unwrap_or(i64::MAX))
+        now_ms.saturating_add(millis(timeout.saturating_add(Self::PROBE_MARGIN)))
     }
 
-    /// After a failed request at `now_ms`.
-    pub fn after_failure(&self, now_ms: i64) -> Self {
-        Self::with_failures(self.failures.saturating_add(1), now_ms)
+    /// Whether `failures` in a row open a closed breaker.
+    pub fn opens_at(failures: u32) -> bool {
+        failures >= Self::OPEN_AFTER
     }
 
-    /// The breaker of an endpoint that has failed `failures` times in a
-    /// row, the last at `now_ms`.
-    pub fn with_failures(failures: u32, now_ms: i64) -> Self {
-        let open_until_ms = if failures >= Self::OPEN_AFTER {
-            let doublings = (failures - Self::OPEN_AFTER).min(8);
-            let cool_off = (Self::COOL_OFF * 2u32.pow(doublings)).min(Self::MAX_COOL_OFF);
-            now_ms.saturating_add(i64::try_from(cool_off.as_millis()).unwrap_or(i64::MAX))
-        } else {
-            0
-        };
+    /// A closed breaker opened at `now_ms` by `failures` in a row.
+    pub fn opened(failures: u32, now_ms: i64) -> Self {
+        let cool_off_ms = millis(Self::COOL_OFF);
         Self {
             failures,
-            open_until_ms,
+            open_until_ms: now_ms.saturating_add(cool_off_ms),
+            cool_off_ms,
+        }
+    }
+
+    /// After its probe failed at `now_ms`: one more failure, open again
+    /// for twice the last cool-off, at most [`Breaker::MAX_COOL_OFF`].
+    pub fn after_failed_probe(&self, now_ms: i64) -> Self {
+        let cool_off_ms = self
+            .cool_off_ms
+            .max(millis(Self::COOL_OFF) / 2)
+            .saturating_mul(2)
+            .min(millis(Self::MAX_COOL_OFF));
+        Self {
+            failures: self.failures.saturating_add(1),
+            open_until_ms: now_ms.saturating_add(cool_off_ms),
+            cool_off_ms,
         }
     }
 }
@@ -625,13 +641,10 @@ mod tests {
     }
 
     #[test]
-    fn a_breaker_opens_after_five_failures_in_a_row_and_cools_off_longer_each_time() {
-        let mut breaker = Breaker::default();
-        for _ in 0..4 {
-            breaker = breaker.after_failure(1_000);
-            assert!(breaker.allows(1_000));
-        }
-        breaker = breaker.after_failure(1_000);
+    fn a_breaker_opens_after_five_failures_in_a_row_and_cools_off_longer_after_each_failed_probe() {
+        assert!(!Breaker::opens_at(4));
+        assert!(Breaker::opens_at(5));
+        let mut breaker = Breaker::opened(5, 1_000);
         assert!(!breaker.allows(1_000));
         assert!(!breaker.allows(30_999));
         assert!(!breaker.half_open(30_999));
@@ -642,22 +655,27 @@ mod tests {
             46_000,
             "the request's timeout and the margin"
         );
-        breaker = breaker.after_failure(31_000);
+        breaker = breaker.after_failed_probe(31_000);
         assert_eq!(breaker.open_until_ms, 31_000 + 60_000);
+        assert_eq!(breaker.failures, 6);
         for _ in 0..20 {
-            breaker = breaker.after_failure(0);
+            breaker = breaker.after_failed_probe(0);
         }
         assert_eq!(breaker.open_until_ms, 600_000, "at most ten minutes");
-        assert_eq!(
-            Breaker::with_failures(4, 0),
-            Breaker {
-                failures: 4,
-                open_until_ms: 0
-            }
-        );
+        // A breaker whose opening was never written probes as one opened.
+        let lost = Breaker {
+            failures: 5,
+            ..Breaker::default()
+        };
+        assert!(lost.half_open(0));
+        assert_eq!(lost.after_failed_probe(0).open_until_ms, 30_000);
         assert!(Breaker::default().allows(0));
         assert!(
-            !Breaker::with_failures(4, 0).half_open(0),
+            !Breaker {
+                failures: 4,
+                ..Breaker::default()
+            }
+            .half_open(0),
             "closed, not half-open"
         );
     }

@@ -71,12 +71,24 @@ pub trait WebhookStore: OrderReader {
     ) -> impl Future<Output = Result<crate::domain::webhook::Breaker, StoreError>> + Send;
 
     /// Counts a failed request to `endpoint` at `now_ms` (atomically, so
-    /// concurrent failures all count) and returns its breaker.
+    /// concurrent failures all count); the one that makes a closed breaker
+    /// reach [`Breaker::OPEN_AFTER`](crate::domain::webhook::Breaker)
+    /// opens it. Returns the failures in a row.
     fn record_failure(
         &self,
         endpoint: &str,
         now_ms: i64,
-    ) -> impl Future<Output = Result<crate::domain::webhook::Breaker, StoreError>> + Send;
+    ) -> impl Future<Output = Result<u32, StoreError>> + Send;
+
+    /// Records that the probe which claimed `endpoint`'s breaker until
+    /// `claimed_until_ms` failed: `next` (one more failure, a longer
+    /// cool-off), if the breaker is still as the probe left it.
+    fn record_failed_probe(
+        &self,
+        endpoint: &str,
+        claimed_until_ms: i64,
+        next: &crate::domain::webhook::Breaker,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Claims `endpoint`'s half-open breaker for one probe: holds it open
     /// until `until_ms`, if it still opens until `seen_open_until_ms` (as

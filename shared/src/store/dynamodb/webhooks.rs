@@ -53,14 +53,17 @@ impl WebhookStore for DynamoStore {
         let r = Reader::named_by(&item, "pk");
         let failures = r.opt_n("failures")?.unwrap_or(0);
         let open_until_ms = r.opt_n("openUntil")?.unwrap_or(0);
+        let cool_off_ms = r.opt_n("coolOff")?.unwrap_or(0);
         Ok(Breaker {
             failures: u32::try_from(failures).map_err(|_| r.corrupt("failures is out of range"))?,
             open_until_ms: i64::try_from(open_until_ms)
                 .map_err(|_| r.corrupt("openUntil is out of range"))?,
+            cool_off_ms: i64::try_from(cool_off_ms)
+                .map_err(|_| r.corrupt("coolOff is out of range"))?,
         })
     }
 
-    async fn record_failure(&self, endpoint: &str, now_ms: i64) -> Result<Breaker, StoreError> {
+    async fn record_failure(&self, endpoint: &str, now_ms: i64) -> Result<u32, StoreError> {
         let counted = self
             .client
             .update_item()
@@ -77,25 +80,55 @@ impl WebhookStore for DynamoStore {
             .opt_n("failures")?
             .and_then(|n| u32::try_from(n).ok())
             .unwrap_or(u32::MAX);
-        let breaker = Breaker::with_failures(failures, now_ms);
-        if breaker.open_until_ms > 0 {
-            // Only while the count is still this failure's: of concurrent
-            // failures the last one counted sets the cool-off, and a
-            // success that closed the breaker meanwhile stays closed.
-            let opened = self
+        if Breaker::opens_at(failures) {
+            // Opened once, by whichever failure gets there first, and only
+            // while it is closed: failures of requests under way when it
+            // opened lengthen nothing, and a success that closed it since
+            // (failures back to 0) keeps it closed.
+            let opened = Breaker::opened(failures, now_ms);
+            let written = self
                 .client
                 .update_item()
                 .table_name(&self.table)
                 .set_key(Some(breaker_key(endpoint)))
-                .update_expression("SET openUntil = :until")
-                .condition_expression("failures = :failures")
-                .expression_attribute_values(":until", n(breaker.open_until_ms))
-                .expression_attribute_values(":failures", n(failures))
+                .update_expression("SET openUntil = :until, coolOff = :cool")
+                .condition_expression(
+                    "(attribute_not_exists(openUntil) OR openUntil = :zero) AND failures >= :open_after",
+                )
+                .expression_attribute_values(":until", n(opened.open_until_ms))
+                .expression_attribute_values(":cool", n(opened.cool_off_ms))
+                .expression_attribute_values(":zero", n(0))
+                .expression_attribute_values(":open_after", n(Breaker::OPEN_AFTER))
                 .send()
                 .await;
-            conditional("open a webhook endpoint's breaker", opened)?;
+            conditional("open a webhook endpoint's breaker", written)?;
         }
-        Ok(breaker)
+        Ok(failures)
+    }
+
+    async fn record_failed_probe(
+        &self,
+        endpoint: &str,
+        claimed_until_ms: i64,
+        next: &Breaker,
+    ) -> Result<(), StoreError> {
+        let written = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(breaker_key(endpoint)))
+            .update_expression("SET openUntil = :until, coolOff = :cool ADD failures :one")
+            .condition_expression("openUntil = :claimed")
+            .expression_attribute_values(":until", n(next.open_until_ms))
+            .expression_attribute_values(":cool", n(next.cool_off_ms))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":claimed", n(claimed_until_ms))
+            .send()
+            .await;
+        // Refused: a success closed it meanwhile, or the claim had lapsed
+        // and another probe holds it; either way this one says nothing new.
+        conditional("reopen a webhook endpoint's breaker", written)?;
+        Ok(())
     }
 
     async fn claim_probe(
@@ -130,7 +163,7 @@ impl WebhookStore for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(breaker_key(endpoint)))
-            .update_expression("SET failures = :zero, openUntil = :zero")
+            .update_expression("SET failures = :zero, openUntil = :zero, coolOff = :zero")
             .expression_attribute_values(":zero", n(0))
             .send()
             .await
