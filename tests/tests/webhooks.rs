@@ -282,8 +282,8 @@ async fn every_delivery_verifies_each_event_arrives_once_per_id_retries_keep_it_
             .collect()
     };
     let mut dead = Vec::new();
-    // down's and hang's last tries wait for their breakers: opened for 30
-    // s at the 5th failure, 60 s at the 6th.
+    // down's and hang's last tries wait for their breakers, opened for 30
+    // s at the 5th failure (requests under way then lengthen nothing).
     let deadline = Instant::now() + Duration::from_secs(180);
     while delivered("/shop") != event_ids
         || delivered("/flaky/orders") != failed
@@ -902,6 +902,11 @@ async fn a_breaker_whose_opening_was_never_written_is_claimed_by_one_delivery() 
     assert!(store.claim_probe("lost", 0, 50_000).await.unwrap());
     assert!(!store.claim_probe("lost", 0, 50_000).await.unwrap());
     assert_eq!(store.breaker("lost").await.unwrap().open_until_ms, 50_000);
+    // A delivery that read it so, after a success closed it: nothing to
+    // claim.
+    store.close_breaker("lost").await.unwrap();
+    assert!(!store.claim_probe("lost", 0, 60_000).await.unwrap());
+    assert_eq!(store.breaker("lost").await.unwrap(), Default::default());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,6 +63,16 @@ enum Tried {
     Postponed(i64),
 }
 
+/// What a delivery found of a half-open breaker.
+enum Claim {
+    /// Closed (or closed meanwhile): sent as any delivery.
+    Closed,
+    /// This delivery probes it; the claim holds until then (Unix ms).
+    Probe(i64),
+    /// Another delivery holds it: held back as while it was open.
+    HeldBack(Breaker, i64),
+}
+
 /// The deliverer over its ports; one per container.
 pub struct Deliverer<S, Q, W, C> {
     pub store: S,
@@ -284,24 +294,17 @@ where
         };
         // Half-open: one delivery probes, claimed when all is ready to
         // send; the others are held back as while it was open.
-        let mut probe = None;
-        if breaker.half_open(now_ms) && !delivery.held {
-            let now_ms = unix_ms(self.clock.now());
-            let until = Breaker::probe_until(now_ms, self.sender.timeout());
-            if self
-                .store
-                .claim_probe(&endpoint.id, breaker.open_until_ms, until)
-                .await?
-            {
-                info!("the endpoint's breaker is half-open: this delivery probes it");
-                probe = Some(until);
-            } else {
-                let breaker = self.store.breaker(&endpoint.id).await?;
-                if !breaker.allows(now_ms) {
+        let probe = if delivery.held {
+            None
+        } else {
+            match self.claim_if_half_open(endpoint, breaker).await? {
+                Claim::Closed => None,
+                Claim::Probe(until) => Some(until),
+                Claim::HeldBack(breaker, now_ms) => {
                     return Ok(self.held_back(delivery, &breaker, now_ms));
                 }
             }
-        }
+        };
         let attempt = self
             .sender
             .send(
@@ -333,6 +336,42 @@ where
         Ok(Tried::Sent(attempt))
     }
 
+    /// Half-open: claims the probe for this delivery, or finds another
+    /// delivery holds it. A claim lost to a breaker read before another
+    /// probe's (since lapsed) is tried once more on the breaker as it is.
+    async fn claim_if_half_open(
+        &self,
+        endpoint: &Endpoint,
+        breaker: &Breaker,
+    ) -> Result<Claim, DeliverError> {
+        let mut seen = *breaker;
+        for _ in 0..2 {
+            let now_ms = unix_ms(self.clock.now());
+            if !seen.half_open(now_ms) {
+                return Ok(Claim::Closed);
+            }
+            let until = Breaker::probe_until(now_ms, self.sender.timeout());
+            if self
+                .store
+                .claim_probe(&endpoint.id, seen.open_until_ms, until)
+                .await?
+            {
+                info!("the endpoint's breaker is half-open: this delivery probes it");
+                return Ok(Claim::Probe(until));
+            }
+            seen = self.store.breaker(&endpoint.id).await?;
+            if !seen.allows(now_ms) {
+                return Ok(Claim::HeldBack(seen, now_ms));
+            }
+        }
+        let now_ms = unix_ms(self.clock.now());
+        Ok(if seen.half_open(now_ms) {
+            Claim::HeldBack(seen, now_ms)
+        } else {
+            Claim::Closed
+        })
+    }
+
     /// A try while the endpoint's breaker is open: failed without a
     /// request, but for the last, kept until the breaker lets it go.
     fn held_back(&self, delivery: &Delivery, breaker: &Breaker, now_ms: i64) -> Tried {
@@ -344,7 +383,7 @@ where
             reason: format!(
                 "not sent: the endpoint failed {} times in a row; its breaker is open for {} s more",
                 breaker.failures,
-                (breaker.open_until_ms - now_ms) / 1_000
+                (breaker.open_until_ms - now_ms).max(0) / 1_000
             ),
         })
     }

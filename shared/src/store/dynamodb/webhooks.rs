@@ -139,10 +139,12 @@ impl WebhookStore for DynamoStore {
     ) -> Result<bool, StoreError> {
         // A breaker whose opening was never written (that write failed)
         // reads as 0, and is claimed as well.
+        // Still open as it was seen: a success that closed it meanwhile
+        // (failures back to 0) is not claimed.
         let condition = if seen_open_until_ms == 0 {
-            "attribute_not_exists(openUntil) OR openUntil = :seen"
+            "(attribute_not_exists(openUntil) OR openUntil = :seen) AND failures >= :open_after"
         } else {
-            "openUntil = :seen"
+            "openUntil = :seen AND failures >= :open_after"
         };
         let claimed = self
             .client
@@ -153,6 +155,7 @@ impl WebhookStore for DynamoStore {
             .condition_expression(condition)
             .expression_attribute_values(":until", n(until_ms))
             .expression_attribute_values(":seen", n(seen_open_until_ms))
+            .expression_attribute_values(":open_after", n(Breaker::OPEN_AFTER))
             .send()
             .await;
         conditional("claim a webhook endpoint's probe", claimed)
