@@ -316,24 +316,38 @@ where
             )
             .await;
         if let Attempt::Failed { .. } = &attempt {
-            let now_ms = unix_ms(self.clock.now());
-            match probe {
-                // The probe failed: open again, for longer.
-                Some(claimed_until) => {
-                    let next = breaker.after_failed_probe(now_ms);
-                    self.store
-                        .record_failed_probe(&endpoint.id, claimed_until, &next)
-                        .await?;
-                }
-                // A last try sent past an open or half-open breaker says
-                // nothing new of the endpoint.
-                None if delivery.held && breaker.failures >= Breaker::OPEN_AFTER => {}
-                None => {
-                    self.store.record_failure(&endpoint.id, now_ms).await?;
-                }
-            }
+            self.count_failure(endpoint, delivery, breaker, probe)
+                .await?;
         }
         Ok(Tried::Sent(attempt))
+    }
+
+    /// A request to `endpoint` failed: counted on its breaker as what it
+    /// was (`probe`: the claim it held until, if it was the probe).
+    async fn count_failure(
+        &self,
+        endpoint: &Endpoint,
+        delivery: &Delivery,
+        breaker: &Breaker,
+        probe: Option<i64>,
+    ) -> Result<(), DeliverError> {
+        let now_ms = unix_ms(self.clock.now());
+        match probe {
+            // The probe failed: open again, for longer.
+            Some(claimed_until) => {
+                let next = breaker.after_failed_probe(now_ms);
+                self.store
+                    .record_failed_probe(&endpoint.id, claimed_until, &next)
+                    .await?;
+            }
+            // A last try sent past an open or half-open breaker says
+            // nothing new of the endpoint.
+            None if delivery.held && Breaker::opens_at(breaker.failures) => {}
+            None => {
+                self.store.record_failure(&endpoint.id, now_ms).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Half-open: claims the probe for this delivery, or finds another

@@ -396,7 +396,7 @@ impl Breaker {
     /// Whether its cool-off has passed after it opened: one request (the
     /// probe) may be sent, once claimed.
     pub fn half_open(&self, now_ms: i64) -> bool {
-        self.failures >= Self::OPEN_AFTER && self.allows(now_ms)
+        Self::opens_at(self.failures) && self.allows(now_ms)
     }
 
     /// Until when a probe sent at `now_ms`, its request taking at most
